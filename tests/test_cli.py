@@ -1,0 +1,56 @@
+"""CLI: help, per-command help, --print-config, errors, from a real subprocess too."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from youtu.cli import COMMANDS, main, parse
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out
+
+
+def test_command_help(capsys):
+    for name in COMMANDS:
+        assert main([*name.split(), "--help"]) == 0
+        assert f"usage: youtu {name}" in capsys.readouterr().out
+
+
+def test_print_config_resolves_overrides(capsys):
+    assert main(["train", str(ROOT / "configs/tiny.toml"), "--model.kv_lora_rank=48",
+                 "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "kv_lora_rank = 48" in out and 'name = "tiny"' in out
+
+
+def test_positionals_fill_config_keys():
+    name, cfg, _ = parse(["export", str(ROOT / "configs/tiny.toml"), "ckpt/dir", "out/dir",
+                          "--export.format=deepseek_v3"])
+    assert name == "export"
+    assert (cfg.export.checkpoint, cfg.export.out, cfg.export.format) == (
+        "ckpt/dir", "out/dir", "deepseek_v3")
+
+
+def test_errors_are_clear(capsys):
+    assert main(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'" in capsys.readouterr().err
+    assert main(["tokenizer"]) == 2
+    assert "needs a subcommand" in capsys.readouterr().err
+    assert main(["train", "--model.nope=1"]) == 2
+    assert "unknown config key 'model.nope'" in capsys.readouterr().err
+
+
+def test_console_script_runs():
+    exe = Path(sys.executable).parent / "youtu"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "youtu"]
+    out = subprocess.run([*cmd, "train", "--print-config"], cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "[model]" in out.stdout
