@@ -1,0 +1,143 @@
+"""Multi-head Latent Attention (MLA, DeepSeek-V2 sec. 2.1) as used by Youtu-LLM.
+
+Shape legend: B batch, T query tokens, S key slots, H heads, Dn = qk_nope_head_dim,
+R = qk_rope_head_dim, Dv = v_head_dim, C = kv_lora_rank (the latent), Q = q_lora_rank.
+
+    q:  x -> q_a_proj [Q] -> q_a_layernorm -> q_b_proj [H*(Dn+R)]    (or q_proj when Q == 0)
+    kv: x -> kv_a_proj_with_mqa [C+R] -> latent [C] | k_rope [R] (one rope key shared by all heads)
+        latent -> kv_a_layernorm -> kv_b_proj [H*(Dn+Dv)] -> k_nope, v
+
+Two ways to compute the same attention:
+- expanded (training, no cache): build per-head K/V from the latent and call SDPA with a causal
+  mask, or a causal block-diagonal mask when packed documents carry `doc_ids`.
+- absorbed (decode and prefill with a `LatentCache`): since k_nope = W_uk c and v = W_uv c,
+  q_nope . k_nope = (W_uk^T q_nope) . c and sum_s p_s v_s = W_uv (sum_s p_s c_s), so the query
+  is mapped into latent space, attention runs over the cached [latent | rope key] rows shared by
+  all heads (one MQA-style SDPA with the H heads folded into the query axis) and the result is
+  mapped out by W_uv. Only C + R values per token are ever cached.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from youtu.model.cache import LatentCache
+from youtu.model.config import ModelConfig
+from youtu.model.layers import RMSNorm, apply_rope, attention_scale
+
+# DeepSeek-V2/V3 and transformers build q_a_layernorm / kv_a_layernorm with the default eps,
+# not config.rms_norm_eps; the checkpoints were trained that way.
+LATENT_NORM_EPS = 1e-6
+
+
+def expanded_mask(doc_ids: torch.Tensor | None) -> torch.Tensor | None:
+    """Boolean SDPA mask [B, 1, T, T] (True = attend): causal and same document.
+    None when `doc_ids` is None (SDPA's `is_causal` then does it without a mask tensor)."""
+    if doc_ids is None:
+        return None
+    T = doc_ids.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=doc_ids.device).tril()
+    same_doc = doc_ids[:, :, None] == doc_ids[:, None, :]  # [B, T, T]
+    return (same_doc & causal)[:, None]
+
+
+def absorbed_mask(positions: torch.Tensor, length: int, num_heads: int) -> torch.Tensor:
+    """Boolean mask [B, 1, T*H, length]: query (t, h) sees slots 0..positions[b, t]."""
+    B, T = positions.shape
+    slots = torch.arange(length, device=positions.device)
+    visible = slots[None, None, :] <= positions[:, :, None]  # [B, T, length]
+    return visible[:, :, None, :].expand(B, T, num_heads, length).reshape(B, 1, T * num_heads, length)
+
+
+class MultiHeadLatentAttention(nn.Module):
+    """MLA with HF parameter names (`self_attn.q_a_proj`, ..., `self_attn.o_proj`)."""
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.num_heads = cfg.num_attention_heads
+        self.q_lora_rank = cfg.q_lora_rank
+        self.kv_lora_rank = cfg.kv_lora_rank
+        self.qk_nope_head_dim = cfg.qk_nope_head_dim
+        self.qk_rope_head_dim = cfg.qk_rope_head_dim
+        self.v_head_dim = cfg.v_head_dim
+        self.qk_head_dim = cfg.qk_head_dim
+        self.scale = attention_scale(cfg)
+        H, D = cfg.num_attention_heads, cfg.hidden_size
+        if cfg.q_lora_rank > 0:
+            self.q_a_proj = nn.Linear(D, cfg.q_lora_rank, bias=False)
+            self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, LATENT_NORM_EPS)
+            self.q_b_proj = nn.Linear(cfg.q_lora_rank, H * self.qk_head_dim, bias=False)
+        else:
+            self.q_proj = nn.Linear(D, H * self.qk_head_dim, bias=False)
+        self.kv_a_proj_with_mqa = nn.Linear(D, cfg.kv_lora_rank + cfg.qk_rope_head_dim, bias=False)
+        self.kv_a_layernorm = RMSNorm(cfg.kv_lora_rank, LATENT_NORM_EPS)
+        self.kv_b_proj = nn.Linear(cfg.kv_lora_rank, H * (cfg.qk_nope_head_dim + cfg.v_head_dim), bias=False)
+        self.o_proj = nn.Linear(H * cfg.v_head_dim, D, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                attn_mask: torch.Tensor | None = None, cache: LatentCache | None = None,
+                positions: torch.Tensor | None = None,
+                cache_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, D] -> [B, T, D].
+
+        Args:
+            x: normalized hidden states.
+            cos, sin: rotary tables [B, T, R/2] for the tokens' positions.
+            attn_mask: `expanded_mask(...)` without a cache, `absorbed_mask(...)` with one.
+            cache: the latent cache; selects the absorbed path.
+            positions: [B, T] cache slots to write (needed with a cache).
+            cache_rows: [B] cache rows (needed with a cache).
+        """
+        B, T, _ = x.shape
+        H = self.num_heads
+        if self.q_lora_rank > 0:
+            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
+        else:
+            q = self.q_proj(x)
+        q = q.view(B, T, H, self.qk_head_dim)
+        q_nope, q_rope = q.split([self.qk_nope_head_dim, self.qk_rope_head_dim], dim=-1)
+        q_rope = apply_rope(q_rope, cos, sin)
+
+        latent, k_rope = self.kv_a_proj_with_mqa(x).split([self.kv_lora_rank, self.qk_rope_head_dim], dim=-1)
+        latent = self.kv_a_layernorm(latent)  # [B, T, C]
+        k_rope = apply_rope(k_rope[:, :, None, :], cos, sin)  # [B, T, 1, R]
+
+        if cache is None:
+            out = self._expanded(q_nope, q_rope, latent, k_rope, attn_mask)
+        else:
+            assert positions is not None and cache_rows is not None and attn_mask is not None
+            out = self._absorbed(q_nope, q_rope, latent, k_rope[:, :, 0], attn_mask, cache,
+                                 positions, cache_rows)
+        return self.o_proj(out.reshape(B, T, H * self.v_head_dim))
+
+    def _expanded(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
+                  k_rope: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, H, _ = q_nope.shape
+        kv = self.kv_b_proj(latent).view(B, T, H, self.qk_nope_head_dim + self.v_head_dim)
+        k_nope, v = kv.split([self.qk_nope_head_dim, self.v_head_dim], dim=-1)
+        q = torch.cat((q_nope, q_rope), dim=-1)  # [B, T, H, Dn+R]
+        k = torch.cat((k_nope, k_rope.expand(B, T, H, self.qk_rope_head_dim)), dim=-1)
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),  # [B, H, T, *]
+            attn_mask=attn_mask, is_causal=attn_mask is None, scale=self.scale)
+        return out.transpose(1, 2)  # [B, T, H, Dv]
+
+    def _absorbed(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
+                  k_rope: torch.Tensor, attn_mask: torch.Tensor, cache: LatentCache,
+                  positions: torch.Tensor, cache_rows: torch.Tensor) -> torch.Tensor:
+        B, T, H, _ = q_nope.shape
+        C = self.kv_lora_rank
+        w = self.kv_b_proj.weight.view(H, self.qk_nope_head_dim + self.v_head_dim, C)
+        w_uk, w_uv = w.split([self.qk_nope_head_dim, self.v_head_dim], dim=1)  # [H, Dn, C], [H, Dv, C]
+        q_latent = torch.einsum("bthd,hdc->bthc", q_nope, w_uk)
+        q_abs = torch.cat((q_latent, q_rope), dim=-1).reshape(B, 1, T * H, C + self.qk_rope_head_dim)
+
+        cache.write(self.layer_idx, cache_rows, positions, latent, k_rope)
+        kv = cache.read(self.layer_idx, cache_rows, attn_mask.shape[-1])
+        kv = kv.to(q_abs.dtype)[:, None]  # [B, 1, S, C+R]
+        out = F.scaled_dot_product_attention(q_abs, kv, kv[..., :C], attn_mask=attn_mask,
+                                             scale=self.scale)  # [B, 1, T*H, C]
+        return torch.einsum("bthc,hvc->bthv", out.view(B, T, H, C), w_uv)  # [B, T, H, Dv]
