@@ -1,0 +1,462 @@
+"""Evaluation harness: batched log-likelihoods, rolling log-likelihood (perplexity, bits per byte)
+and generate-until, over three backends that all look the same to the tasks.
+
+    lm = load_lm("runs/tiny/sft")                               # our checkpoint (youtu backend)
+    lm = load_lm("/models/Qwen3-1.7B-Base", backend="hf")        # any Hugging Face model folder
+    lm = load_lm("Qwen3-1.7B-Base", backend="openai", base_url="http://127.0.0.1:8000/v1")
+    lm.loglikelihood([("The capital of France is", " Paris")])   # [Loglikelihood(-1.2, True, 1)]
+    lm.loglikelihood_rolling(["some held-out text"])[0].bits_per_byte
+    lm.generate_until([GenerationRequest("Q: 2+2=\nA:", max_new_tokens=8, until=("\n",))])
+
+Continuation boundaries follow lm-evaluation-harness: trailing whitespace of the context moves
+to the continuation, `context + continuation` and `context` are encoded separately and the
+continuation tokens are the tail of the whole encoding beyond the context's length, so a merge
+across the boundary (" Paris" as one token) is scored the way the model would produce it. Every
+scored sequence starts with BOS (the documents the model was trained on do). Rolling windows are
+lm-eval's disjoint ones: each token is predicted once, with up to `max_length` tokens of context.
+
+The local backends batch by length (longest first), right-pad (causal attention never looks
+right, so padding needs no mask for our model) and project only the positions that are scored
+onto the vocabulary. Our checkpoints decode with the latent KV cache (`youtu.model.LatentCache`);
+HF models use `generate`; the endpoint backend speaks the OpenAI completions API over httpx.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["youtu", "hf", "openai"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Loglikelihood:
+    """Log-probability of a continuation given a context."""
+
+    logprob: float
+    """Sum of the continuation tokens' log-probabilities (nats)."""
+    is_greedy: bool
+    """Whether greedy decoding from the context produces exactly these tokens."""
+    num_tokens: int
+    """Continuation length in tokens."""
+
+
+@dataclass(frozen=True)
+class RollingLoglikelihood:
+    """Log-probability of a whole text (every token predicted once)."""
+
+    logprob: float
+    """Sum over all tokens (nats)."""
+    num_tokens: int
+    """Tokens scored."""
+    num_bytes: int
+    """UTF-8 bytes of the text: the tokenizer-independent denominator."""
+
+    @property
+    def bits_per_byte(self) -> float:
+        """-log2 p(text) / bytes: comparable across tokenizers."""
+        return -self.logprob / (math.log(2) * max(self.num_bytes, 1))
+
+    @property
+    def perplexity(self) -> float:
+        """Token-level perplexity (depends on the tokenizer)."""
+        return math.exp(-self.logprob / max(self.num_tokens, 1))
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to continue."""
+
+    prompt: str
+    max_new_tokens: int
+    """Generation budget in tokens."""
+    until: tuple[str, ...] = ()
+    """Stop strings: the text is cut before the first one (it is not returned)."""
+    temperature: float = 0.0
+    """0 = greedy."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (only with temperature > 0)."""
+    seed: int = 0
+    """Sampling seed (only with temperature > 0)."""
+
+
+def cut_at_stop(text: str, until: Sequence[str]) -> str:
+    """`text` up to (excluding) the earliest occurrence of any stop string."""
+    cut = min((i for i in (text.find(s) for s in until if s) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+class LM:
+    """What every task sees: a model with loglikelihood / rolling / generate-until.
+
+    Subclasses implement the methods their backend supports; the others raise
+    NotImplementedError naming the backend.
+    """
+
+    name: str = "lm"
+    """Label for logs and results (the checkpoint folder or model name)."""
+    max_length: int = 2048
+    """Longest sequence (prompt + generation) the model handles, in tokens."""
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[Loglikelihood]:
+        """Score each (context, continuation) pair."""
+        raise NotImplementedError(f"{type(self).__name__} does not compute log-likelihoods")
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[RollingLoglikelihood]:
+        """Score each whole text, windowed over `max_length`."""
+        raise NotImplementedError(f"{type(self).__name__} does not compute log-likelihoods")
+
+    def generate_until(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        """Continue each prompt (text only, stop strings removed)."""
+        raise NotImplementedError(f"{type(self).__name__} does not generate")
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, int, bool]:
+        """Keep the first and last `max_tokens // 2` tokens of a longer text (APTBench's rule).
+
+        Returns:
+            (text, its length in tokens, whether it was cut). Backends without a tokenizer
+            return the text unchanged with length -1.
+        """
+        return text, -1, False
+
+
+# ---------------------------------------------------------------------------------------------
+# token-level backends (our checkpoints, HF folders)
+
+
+class _Codec:
+    """The few tokenizer operations the harness needs, over our Tokenizer or an HF one."""
+
+    def __init__(self, tok: Any, kind: Literal["youtu", "hf"]):
+        self.tok, self.kind = tok, kind
+        if kind == "youtu":
+            self.bos_id, self.eos_id, self.pad_id = tok.bos_id, tok.eos_id, tok.pad_id
+        else:
+            self.bos_id, self.eos_id = tok.bos_token_id, tok.eos_token_id
+            self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def encode(self, text: str) -> list[int]:
+        # Special-token text (e.g. `<tool_call>`) maps to its id, as HF tokenizers and vLLM do.
+        if self.kind == "youtu":
+            return self.tok.encode(text, allow_special=True)
+        return self.tok.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: list[int]) -> str:
+        if self.kind == "youtu":
+            return self.tok.decode(ids, skip_special=True)
+        return self.tok.decode(ids, skip_special_tokens=True)
+
+
+class TokenLM(LM):
+    """Shared logic of the local backends: encoding, boundaries, batching, windows, decoding.
+
+    Subclasses provide `_score_logits(input_ids, lo, hi)` (log-softmax at positions lo..hi-1 of
+    a right-padded batch) and `_generate_ids(prompts, requests, stop)`.
+    """
+
+    def __init__(self, codec: _Codec, *, device: torch.device, batch_size: int, max_length: int,
+                 name: str):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.codec, self.device, self.batch_size = codec, device, batch_size
+        self.max_length, self.name = max_length, name
+        self.prefix_id = codec.bos_id if codec.bos_id is not None else codec.eos_id
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Text -> token ids (no BOS)."""
+        return self.codec.encode(text)
+
+    def decode(self, ids: list[int]) -> str:
+        """Token ids -> text (special tokens dropped)."""
+        return self.codec.decode(ids)
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, int, bool]:
+        ids = self.encode(text)
+        if len(ids) <= max_tokens:
+            return text, len(ids), False
+        half = max_tokens // 2
+        ids = ids[:half] + ids[len(ids) - half:]
+        return self.decode(ids), len(ids), True
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """(BOS + context tokens, continuation tokens) with lm-eval's boundary rule."""
+        n_space = len(context) - len(context.rstrip())
+        if n_space:
+            context, continuation = context[:-n_space], context[-n_space:] + continuation
+        whole = self.encode(context + continuation)
+        ctx = self.encode(context)
+        return [self.prefix_id] + ctx, whole[len(ctx):]
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    def _score_logits(self, input_ids: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """Log-softmax [B, hi - lo, V] (fp32) at positions lo..hi-1 of a right-padded batch."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+        """(sum log p(cont | ctx), greedy?) per pair of token lists; the context is cut from the
+        left so that the scored sequence fits `max_length`."""
+        out: list[tuple[float, bool] | None] = [None] * len(pairs)
+        seqs = []
+        for ctx, cont in pairs:
+            if not ctx:
+                raise ValueError("score_tokens needs a non-empty context (at least BOS)")
+            if len(cont) > self.max_length:
+                raise ValueError(f"continuation of {len(cont)} tokens exceeds max_length "
+                                 f"{self.max_length}")
+            seqs.append((ctx + cont)[-(self.max_length + 1):])
+        order = sorted(range(len(pairs)), key=lambda i: -len(seqs[i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            inputs = [seqs[i][:-1] for i in rows]
+            width = max(len(x) for x in inputs)
+            batch = torch.full((len(rows), width), self.codec.pad_id, dtype=torch.long)
+            for r, ids in enumerate(inputs):
+                batch[r, :len(ids)] = torch.tensor(ids)
+            # Positions predicting the continuation of row r: len(input) - k .. len(input) - 1.
+            spans = [(len(inputs[r]) - len(pairs[i][1]), len(inputs[r])) for r, i in enumerate(rows)]
+            lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
+            if hi == lo:  # every continuation in this batch is empty
+                for i in rows:
+                    out[i] = (0.0, True)
+                continue
+            logp = self._score_logits(batch.to(self.device), lo, hi)
+            for r, i in enumerate(rows):
+                s, e = spans[r]
+                cont = torch.tensor(pairs[i][1], device=logp.device)
+                rows_logp = logp[r, s - lo:e - lo]
+                total = rows_logp.gather(-1, cont[:, None]).sum().item()
+                greedy = bool((rows_logp.argmax(-1) == cont).all().item())
+                out[i] = (total, greedy)
+        return out  # type: ignore[return-value]
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[Loglikelihood]:
+        pairs = [self.encode_pair(c, x) for c, x in requests]
+        return [Loglikelihood(lp, g, len(p[1])) for (lp, g), p in zip(self.score_tokens(pairs), pairs)]
+
+    def rolling_windows(self, ids: list[int]) -> list[tuple[list[int], list[int]]]:
+        """lm-eval's disjoint windows: (context, predicted tokens) covering every token once;
+        the first window is conditioned on BOS, later ones on the `max_length` tokens before."""
+        windows, done = [], 0
+        while done < len(ids):
+            end = min(done + self.max_length, len(ids))
+            # score_tokens keeps the last max_length + 1 - (end - done) context tokens: BOS only
+            # survives for the first window.
+            ctx = [self.prefix_id] + ids[max(0, done - self.max_length):done]
+            windows.append((ctx, ids[done:end]))
+            done = end
+        return windows
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[RollingLoglikelihood]:
+        encoded = [self.encode(t) for t in texts]
+        windows, owner = [], []
+        for i, ids in enumerate(encoded):
+            for w in self.rolling_windows(ids):
+                windows.append(w)
+                owner.append(i)
+        sums = [0.0] * len(texts)
+        for i, (lp, _) in zip(owner, self.score_tokens(windows)):
+            sums[i] += lp
+        return [RollingLoglikelihood(sums[i], len(encoded[i]), len(t.encode("utf-8")))
+                for i, t in enumerate(texts)]
+
+    # -- generation -------------------------------------------------------------------------
+
+    def _generate_ids(self, prompts: list[list[int]], requests: Sequence[GenerationRequest],
+                      stop: Callable[[int, list[int]], bool]) -> list[list[int]]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def generate_until(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        out: list[str] = [""] * len(requests)
+        prompts = []
+        for req in requests:
+            budget = self.max_length - req.max_new_tokens
+            if budget < 1:
+                raise ValueError(f"max_new_tokens {req.max_new_tokens} leaves no room for a "
+                                 f"prompt in max_length {self.max_length}")
+            ids = [self.prefix_id] + self.encode(req.prompt)
+            prompts.append(ids[-budget:])  # keep the end: it holds the question being asked
+        order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            reqs = [requests[i] for i in rows]
+
+            def stop(r: int, new: list[int], reqs: list[GenerationRequest] = reqs) -> bool:
+                if not reqs[r].until:
+                    return False
+                text = self.decode(new)
+                return any(s and s in text for s in reqs[r].until)
+
+            gen = self._generate_ids([prompts[i] for i in rows], reqs, stop)
+            for r, i in enumerate(rows):
+                ids = gen[r]
+                if self.codec.eos_id in ids:
+                    ids = ids[:ids.index(self.codec.eos_id)]
+                out[i] = cut_at_stop(self.decode(ids), requests[i].until)
+        return out
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
+                generator: torch.Generator | None) -> int:
+    """Next token from one row of logits [V]: argmax at temperature 0, else nucleus sampling."""
+    if temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, idx = probs.sort(descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < top_p  # always keeps the top token
+        probs = torch.zeros_like(probs).scatter(0, idx[keep], sorted_p[keep])
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class CheckpointLM(TokenLM):
+    """Our checkpoints: `youtu.model.hf.load_pretrained` + `youtu.tokenizer.Tokenizer.load`,
+    decoding with the latent KV cache."""
+
+    def __init__(self, path: str | Path, *, device: str = "cpu", dtype: str = "float32",
+                 batch_size: int = 8, max_length: int = 0):
+        from youtu.model.hf import load_pretrained
+        from youtu.tokenizer import Tokenizer
+
+        folder = Path(path)
+        if not (folder / "config.json").is_file():
+            raise ValueError(f"{folder} is not a checkpoint folder (no config.json); pass a "
+                             "folder written by `youtu train`/`youtu sft` or `save_pretrained`")
+        self.model = load_pretrained(folder, device=device, dtype=DTYPES[dtype]).eval()
+        cfg = self.model.config
+        super().__init__(_Codec(Tokenizer.load(folder), "youtu"), device=torch.device(device),
+                         batch_size=batch_size,
+                         max_length=max_length or cfg.max_position_embeddings, name=str(folder))
+
+    def _score_logits(self, input_ids: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        hidden = self.model.hidden_states(input_ids)[:, lo:hi]
+        logits = hidden @ self.model.lm_head.weight.T
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _generate_ids(self, prompts: list[list[int]], requests: Sequence[GenerationRequest],
+                      stop: Callable[[int, list[int]], bool]) -> list[list[int]]:
+        from youtu.model import LatentCache
+
+        n = len(prompts)
+        steps = max(r.max_new_tokens for r in requests)
+        cache = LatentCache(self.model.config, max_batch=n,
+                            max_seq_len=max(len(p) for p in prompts) + steps,
+                            device=self.device, dtype=next(self.model.parameters()).dtype)
+        gens = [torch.Generator(device="cpu").manual_seed(r.seed) for r in requests]
+        last = []
+        for b, ids in enumerate(prompts):  # prefill row by row: no padding inside the cache
+            x = torch.tensor([ids], device=self.device)
+            pos = torch.arange(len(ids), device=self.device)[None]
+            h = self.model.hidden_states(x, positions=pos, cache=cache,
+                                         cache_rows=torch.tensor([b], device=self.device))
+            last.append((h[0, -1] @ self.model.lm_head.weight.T).float().cpu())
+        new: list[list[int]] = [[] for _ in range(n)]
+        done = [False] * n
+        for step in range(steps):
+            for b in range(n):
+                if done[b]:
+                    continue
+                tok = sample_next(last[b], requests[b].temperature, requests[b].top_p, gens[b])
+                new[b].append(tok)
+                done[b] = (tok == self.codec.eos_id or len(new[b]) >= requests[b].max_new_tokens
+                           or stop(b, new[b]))
+            active = [b for b in range(n) if not done[b]]
+            if not active:
+                break
+            x = torch.tensor([[new[b][-1]] for b in active], device=self.device)
+            pos = torch.tensor([[len(prompts[b]) + step] for b in active], device=self.device)
+            rows = torch.tensor(active, device=self.device)
+            logits = self.model(x, positions=pos, cache=cache, cache_rows=rows)[:, -1].float().cpu()
+            for j, b in enumerate(active):
+                last[b] = logits[j]
+        return new
+
+
+class TransformersLM(TokenLM):
+    """Any Hugging Face causal LM folder (`AutoModelForCausalLM` + `AutoTokenizer`)."""
+
+    def __init__(self, path: str | Path, *, device: str = "cpu", dtype: str = "float32",
+                 batch_size: int = 8, max_length: int = 0):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype]).to(device)
+        self.model.eval()
+        self.hf_tokenizer = AutoTokenizer.from_pretrained(str(path))
+        length = max_length or getattr(self.model.config, "max_position_embeddings", 2048)
+        super().__init__(_Codec(self.hf_tokenizer, "hf"), device=torch.device(device),
+                         batch_size=batch_size, max_length=length, name=str(path))
+
+    def _score_logits(self, input_ids: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        keep = torch.arange(lo, hi, device=input_ids.device)
+        logits = self.model(input_ids=input_ids, logits_to_keep=keep).logits
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _generate_ids(self, prompts: list[list[int]], requests: Sequence[GenerationRequest],
+                      stop: Callable[[int, list[int]], bool]) -> list[list[int]]:
+        out = []
+        # One call per request: HF batches need left padding and one shared sampling setting.
+        for ids, req in zip(prompts, requests):
+            kwargs: dict[str, Any] = {"do_sample": req.temperature > 0}
+            if req.temperature > 0:
+                torch.manual_seed(req.seed)
+                kwargs.update(temperature=req.temperature, top_p=req.top_p)
+            if req.until:
+                kwargs.update(stop_strings=list(req.until), tokenizer=self.hf_tokenizer)
+            x = torch.tensor([ids], device=self.device)
+            y = self.model.generate(x, attention_mask=torch.ones_like(x),
+                                    max_new_tokens=req.max_new_tokens,
+                                    eos_token_id=self.codec.eos_id, pad_token_id=self.codec.pad_id,
+                                    **kwargs)
+            out.append(y[0, len(ids):].tolist())
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def load_lm(path: str, *, backend: Backend = "youtu", device: str = "cpu",
+            dtype: str = "float32", batch_size: int = 8, max_length: int = 0,
+            base_url: str = "", api_key: str = "", timeout_s: float = 120.0) -> LM:
+    """Open a model for evaluation.
+
+    Args:
+        path: Checkpoint folder (youtu), HF model folder (hf) or served model name (openai).
+        backend: 'youtu' | 'hf' | 'openai'.
+        device: Torch device for local backends.
+        dtype: 'float32' | 'bfloat16' | 'float16' for local backends.
+        batch_size: Sequences per forward (local) or prompts per request (openai).
+        max_length: Context limit in tokens; 0 = the model's `max_position_embeddings`
+            (openai: 0 = unlimited on our side).
+        base_url: OpenAI-compatible endpoint, e.g. `http://127.0.0.1:8000/v1` (openai only).
+        api_key: Bearer token for the endpoint (openai only).
+        timeout_s: Per-request timeout (openai only).
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if backend == "youtu":
+        return CheckpointLM(path, device=device, dtype=dtype, batch_size=batch_size,
+                            max_length=max_length)
+    if backend == "hf":
+        return TransformersLM(path, device=device, dtype=dtype, batch_size=batch_size,
+                              max_length=max_length)
+    if backend == "openai":
+        from youtu.eval.endpoint import EndpointLM
+
+        if not base_url:
+            raise ValueError("the openai backend needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        return EndpointLM(base_url, path, api_key=api_key, batch_size=batch_size,
+                          max_length=max_length, timeout_s=timeout_s)
+    raise ValueError(f"backend must be 'youtu', 'hf' or 'openai', got {backend!r}")
