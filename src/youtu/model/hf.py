@@ -239,8 +239,7 @@ def load_pretrained(folder: str | Path, device: torch.device | str = "cpu",
                              f"{tuple(tensors[name].shape)} but config.json implies {shape}")
     state = {k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}
     model.load_state_dict(state, strict=False, assign=True)
-    if cfg.tie_word_embeddings:
-        model.lm_head.weight = model.model.embed_tokens.weight
+    model.tie_weights()
     model.init_rope()
     return model.eval()
 

@@ -60,9 +60,14 @@ class YoutuForCausalLM(nn.Module):
         self.config = cfg
         self.model = YoutuModel(cfg)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
-        if cfg.tie_word_embeddings:
-            self.lm_head.weight = self.model.embed_tokens.weight
+        self.tie_weights()
         self.init_rope()
+
+    def tie_weights(self) -> None:
+        """Make lm_head share the embedding matrix when the config ties them. `to_empty()`
+        (meta-device construction) and `load_state_dict(assign=True)` break the sharing."""
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
 
     # ---- rotary tables ---------------------------------------------------------------------
 
@@ -143,12 +148,13 @@ class YoutuForCausalLM(nn.Module):
     @torch.no_grad()
     def init_weights(self) -> None:
         """Vendor init: every linear N(0, std) with std = sqrt(2 / (5 * hidden)) (0.0140 for the
-        2B), embeddings N(0, 2 * std), norms 1. Also recomputes the RoPE table, so it can follow
-        `to_empty()` after meta-device construction.
+        2B), embeddings N(0, 2 * std), norms 1. Also re-ties lm_head and recomputes the RoPE
+        table, so it can follow `to_empty()` after meta-device construction.
 
         (transformers' YoutuConfig computes 2 / sqrt(5 * hidden) instead, 0.0198 for the 2B; we
         keep the rule DESIGN.md states. Init does not affect loading checkpoints.)
         """
+        self.tie_weights()
         std = self.config.init_std
         for module in self.modules():
             if isinstance(module, nn.Linear) and not (module is self.lm_head and self.config.tie_word_embeddings):
