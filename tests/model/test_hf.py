@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from youtu import cli
 from youtu.config import ConfigError, load_config
 from youtu.model import ModelConfig, YoutuForCausalLM
 from youtu.model.hf import (config_from_hf, config_to_hf, export_main, load_pretrained,
@@ -134,7 +135,8 @@ def test_redundant_lm_head_in_tied_checkpoint(model, tmp_path, caplog):
 
 @pytest.mark.hf
 @torch.no_grad()
-def test_export_youtu_and_deepseek_v3_through_export_main(model, tmp_path):
+def test_export_youtu_and_deepseek_v3(model, tmp_path, monkeypatch):
+    """`export_main` for youtu, the `youtu export` command line for deepseek_v3."""
     from transformers import AutoModelForCausalLM
 
     src = tmp_path / "ckpt"
@@ -150,9 +152,9 @@ def test_export_youtu_and_deepseek_v3_through_export_main(model, tmp_path):
     assert _max_diff(AutoModelForCausalLM.from_pretrained(tmp_path / "yt").eval()(ids).logits, expected) < TOL
 
     out = tmp_path / "ds3"
-    cfg = load_config(None, [f'--export.checkpoint="{src}"', f'--export.out="{out}"',
-                             "--export.format=deepseek_v3", "--export.dtype=float32"])
-    assert export_main(cfg) == 0
+    monkeypatch.chdir(tmp_path)  # no configs/tiny.toml here: the CLI uses the defaults
+    assert cli.main(["export", str(src), str(out), "--export.format=deepseek_v3",
+                     "--export.dtype=float32"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "deepseek_v3" and config["architectures"] == ["DeepseekV3ForCausalLM"]
     assert config["first_k_dense_replace"] == config["num_hidden_layers"] == 2
