@@ -1,31 +1,310 @@
-"""Training configuration (owned by youtu.train): pre-/mid-training, SFT, RL."""
+"""Training configuration (owned by youtu.train): pre-/mid-training, SFT, RL.
+
+`LoopConfig` holds what pre-training, mid-training and SFT share (optimizer, schedule shape,
+precision, checkpoints, logging): they run the same step, schedule and checkpoint code.
+`TrainConfig` adds the curriculum (`stages`, one `StageConfig` each, owned by youtu.data) and
+which of them this invocation runs; `SFTConfig` adds the conversation data and a step budget.
+
+    youtu train configs/tiny.toml --train.lr=3e-3 --train.run_stages='["agent"]'
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from youtu.data.config import StageConfig
 
 
 @dataclass(kw_only=True)
-class TrainConfig:
-    """Curriculum pre-training and mid-training."""
+class LoopConfig:
+    """Optimizer, schedule shape, precision, checkpoints and logging: shared by train and SFT."""
 
-    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
-    """The curriculum, in order."""
+    lr: float = 3e-3
+    """Peak learning rate (the WSD plateau)."""
+    min_lr_ratio: float = 0.1
+    """LR floor at the end of the decay, as a fraction of `lr`."""
+    warmup_steps: int = 20
+    """Linear warmup from lr/warmup_steps to lr, in optimizer steps."""
+    decay: Literal["linear", "cosine", "1-sqrt"] = "1-sqrt"
+    """Shape of the WSD decay."""
+    weight_decay: float = 0.1
+    """AdamW decoupled weight decay on matrices."""
+    weight_decay_norms: bool = False
+    """Also decay RMSNorm weights (off: they are gains around 1, decay pulls them to 0)."""
+    weight_decay_embeddings: bool = False
+    """Also decay the embedding matrix (= the tied lm_head)."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.95
+    """AdamW beta2."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value; 0 = no clipping."""
+    micro_batch_tokens: int = 0
+    """Tokens per forward/backward per process (gradient accumulation up to the batch);
+    0 = the whole per-process batch in one forward."""
+    loss_chunk_tokens: int = 4096
+    """Tokens per chunk of the fused lm_head + cross-entropy (bounds logits memory to
+    chunk x vocab); 0 = one chunk."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """'auto' = bf16 autocast on CUDA, fp32 on CPU. Master weights and optimizer stay fp32."""
+    compile: bool = False
+    """torch.compile each transformer block."""
+    activation_checkpointing: bool = False
+    """Recompute each block's activations in backward (saves memory, ~1/3 more compute)."""
+    spike_factor: float = 4.0
+    """Skip a step whose loss exceeds this multiple of the recent average; 0 = off."""
+    max_skipped_steps: int = 10
+    """Stop the run after this many skipped (NaN/inf/spike) steps."""
+    log_every: int = 1
+    """Steps between log lines (metrics are written at the same cadence)."""
+    checkpoint_every: int = 0
+    """Steps between checkpoints; 0 = only at the end of each stage / of the run."""
+    keep_last: int = 2
+    """Periodic checkpoints kept (stage-end checkpoints are always kept)."""
+    eval_every: int = 0
+    """Steps between held-out evaluations (also run at every stage end); 0 = stage ends only."""
+    heldout_tokens: int = 8192
+    """Held-out tokens per domain for the bits-per-byte / held-out loss evaluation; 0 = off."""
+    max_steps: int = 0
+    """Stop after this global step (smoke tests, timing); 0 = the full plan."""
+    tensorboard: bool = True
+    """Also write TensorBoard events when tensorboard is installed (JSONL is always written)."""
+    resume: bool = True
+    """Continue from the newest complete checkpoint in the output folder when there is one."""
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        for name in ("warmup_steps", "micro_batch_tokens", "loss_chunk_tokens",
+                     "max_skipped_steps", "checkpoint_every", "eval_every", "heldout_tokens",
+                     "max_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("log_every", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.spike_factor < 0:
+            raise ValueError("weight_decay, grad_clip and spike_factor must be >= 0")
+        if self.spike_factor and self.spike_factor <= 1.0:
+            raise ValueError(f"spike_factor must be > 1 (or 0 = off), got {self.spike_factor}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"beta1/beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+
+
+def _paper_stages() -> list[StageConfig]:
+    """The paper's four stages at toy scale: commonsense -> STEM/code -> general (decay, longer
+    context) -> agentic (~60% trajectories, decay continues)."""
+    return [
+        StageConfig(name="commonsense", tokens=1_000_000, seq_len=256, batch_tokens=8192,
+                    mix={"commonsense": 0.75, "stem": 0.125, "code": 0.125},
+                    lr_phase="warmup_stable"),
+        StageConfig(name="stem", tokens=1_000_000, seq_len=256, batch_tokens=8192,
+                    mix={"commonsense": 0.4, "stem": 0.3, "code": 0.3}, lr_phase="stable"),
+        StageConfig(name="general", tokens=500_000, seq_len=512, batch_tokens=8192,
+                    mix={"commonsense": 0.4, "stem": 0.25, "code": 0.25, "agent": 0.1},
+                    lr_phase="decay"),
+        StageConfig(name="agent", tokens=500_000, seq_len=512, batch_tokens=8192,
+                    mix={"agent": 0.6, "commonsense": 0.15, "stem": 0.125, "code": 0.125},
+                    lr_phase="decay"),
+    ]
 
 
 @dataclass(kw_only=True)
-class SFTConfig:
-    """Supervised fine-tuning on conversations and rendered trajectories."""
+class TrainConfig(LoopConfig):
+    """Curriculum pre-training and mid-training (`youtu train`)."""
 
+    stages: list[StageConfig] = field(default_factory=_paper_stages)
+    """The curriculum, in order. The WSD decay spans the trailing stages whose lr_phase is
+    'decay' (the paper's stages 3-4), so it continues across them."""
+    run_stages: list[str] = field(default_factory=list)
+    """Names of the stages this invocation runs, a contiguous run of `stages`; empty = all.
+    Starting after the first stage continues from `init`, else from that stage's predecessor's
+    end checkpoint in the output folder. Step numbers and LR stay those of the full plan."""
+    init: str = ""
+    """Checkpoint to start from. A folder with trainer_state continues its exact state (step,
+    optimizer, data cursor); a plain HF model folder loads only the weights."""
+    init_weights_only: bool = False
+    """Take only the weights from `init` even when it has trainer state (fresh optimizer and
+    data cursor, start at the first selected stage)."""
+    eval_hook: bool = False
+    """Run youtu.eval (the `[eval]` section) on every stage-end checkpoint and log its scores."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.stages:
+            raise ValueError("stages must name at least one curriculum stage")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stages: stage names must be unique, got {names}")
+        unknown = [n for n in self.run_stages if n not in names]
+        if unknown:
+            raise ValueError(f"run_stages: unknown stage(s) {unknown}; stages are {names}")
+        idx = [names.index(n) for n in self.run_stages]
+        if idx and idx != list(range(idx[0], idx[0] + len(idx))):
+            raise ValueError(f"run_stages must be a contiguous run of stages in curriculum order "
+                             f"{names}, got {self.run_stages}")
+
+
+@dataclass(kw_only=True)
+class SFTConfig(LoopConfig):
+    """Supervised fine-tuning on conversations and rendered trajectories (`youtu sft`)."""
+
+    lr: float = 1e-3
+    """Peak learning rate."""
+    warmup_steps: int = 10
+    """Linear warmup, in optimizer steps."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay on matrices."""
+    spike_factor: float = 0.0
+    """Skip a step whose loss exceeds this multiple of the recent average; 0 = off (SFT batches
+    vary too much in difficulty for a fixed factor)."""
     steps: int = 100
     """Optimizer steps."""
+    decay_fraction: float = 0.3
+    """Fraction of `steps` at the end spent decaying the LR to the floor."""
+    seq_len: int = 512
+    """Packed row length in tokens (conversations longer than this are dropped)."""
+    batch_tokens: int = 8192
+    """Global batch in tokens (a multiple of seq_len)."""
+    init: str = ""
+    """Checkpoint to fine-tune; empty = the final checkpoint of `youtu train` in the run folder."""
+    conversations: str = ""
+    """JSONL file or folder of `{"messages": [...], "tools": [...]}` objects (OpenAI chat format);
+    empty = `<data dir>/chat` when it exists."""
+    trajectories: str = ""
+    """Folder of agentic trajectory JSONL (youtu.agentic); empty = `<run_dir>/synth` if it
+    exists."""
+    verified_only: bool = True
+    """Keep only trajectories whose outcome was verified correct."""
+    enable_thinking: bool = True
+    """Render reasoning_content inside <think> blocks (the chat template's thinking mode)."""
+    heldout_fraction: float = 0.1
+    """Fraction of examples (chosen by a hash of their content) held out for the SFT loss."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 0.0 <= self.decay_fraction <= 1.0:
+            raise ValueError(f"decay_fraction must be in [0, 1], got {self.decay_fraction}")
+        if self.seq_len < 8 or self.batch_tokens % self.seq_len:
+            raise ValueError(f"batch_tokens ({self.batch_tokens}) must be a multiple of seq_len "
+                             f"({self.seq_len}), and seq_len >= 8")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
 
 
 @dataclass(kw_only=True)
-class RLConfig:
-    """GRPO-style RL with verifiable rewards."""
+class RLConfig(LoopConfig):
+    """GRPO-style RL with verifiable rewards (`youtu rl`).
 
+    Inherits the optimizer, precision, checkpoint and logging keys of the trainer; the LR is
+    constant after warmup unless `decay_fraction` > 0. `precision` adds 'fp16' (with dynamic
+    loss scaling), which the Youtu-LLM paper found RL needed for a stable rollout/training match.
+    """
+
+    lr: float = 1e-6
+    """Peak learning rate (RL moves a trained policy: ~1e-6 at 2B; the tiny CPU demo uses 1e-3)."""
+    warmup_steps: int = 0
+    """Linear warmup, in optimizer steps."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay on matrices."""
+    spike_factor: float = 0.0
+    """Unused by RL (its loss is an advantage-weighted surrogate, not comparable across steps)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Compute dtype of rollouts and training forwards: 'auto' = fp16 on CUDA (the paper's
+    choice), fp32 on CPU. Master weights and optimizer stay fp32; fp16 uses dynamic loss scaling."""
+    loss_scale_init: float = 65536.0
+    """fp16 only: initial loss scale of the GradScaler (halved on overflow, doubled when stable)."""
     steps: int = 20
-    """Policy updates."""
+    """Rollout-and-update rounds."""
+    decay_fraction: float = 0.0
+    """Fraction of the optimizer steps at the end spent decaying the LR to lr * min_lr_ratio."""
+    init: str = ""
+    """Policy checkpoint to start from; empty = the final checkpoint of `youtu sft` in the run."""
+    env: str = "math"
+    """Task environment: a `youtu.agentic.envs.ENVIRONMENTS` name (math, code, tools,
+    research) or an RL smoke task from `youtu.train.rl_envs` (digit_add)."""
+    difficulty: int = 1
+    """Task difficulty passed to `env.generate`."""
+    rewards: dict[str, float] = field(default_factory=lambda: {"env": 1.0})
+    """{reward name: weight} over `youtu.train.rewards.REWARDS`; the episode reward is the
+    weighted sum ('env' = the task environment's verifier)."""
+    prompts_per_step: int = 8
+    """Tasks per round, over all processes (each is rolled out `group_size` times)."""
+    group_size: int = 8
+    """Rollouts per task (G); advantages are relative to the group."""
+    normalize_std: bool = True
+    """Divide advantages by the group's reward std (GRPO); False = mean-centred only (Dr. GRPO)."""
+    max_turns: int = 1
+    """Policy turns per episode; > 1 offers the environment's tools (multi-turn tool episodes)."""
+    max_new_tokens: int = 256
+    """Most tokens sampled per turn."""
+    max_seq_len: int = 2048
+    """Token budget of a whole episode (prompt, turns, tool results): the engine's context."""
+    enable_thinking: bool = True
+    """Chat template thinking mode for prompts."""
+    system_prompt: str = ""
+    """Optional system message before every task."""
+    temperature: float = 1.0
+    """Rollout sampling temperature; the training forward uses the same one. Rollouts sample
+    the full tempered distribution (no top-k/top-p), so training can reproduce its log-probs."""
+    clip_low: float = 0.2
+    """Importance ratio lower bound 1 - clip_low."""
+    clip_high: float = 0.28
+    """Importance ratio upper bound 1 + clip_high (DAPO's clip-higher)."""
+    kl_coef: float = 0.0
+    """Weight of the k3 KL to the frozen initial policy; 0 = no reference model."""
+    aggregation: Literal["token", "sequence"] = "token"
+    """Loss mean over all policy tokens (DAPO) or of per-sequence means (GRPO)."""
+    epochs: int = 1
+    """Passes over each round's rollouts."""
+    minibatches: int = 1
+    """Optimizer steps per pass (the round's episodes split into this many parts)."""
+    old_logprobs: Literal["recompute", "sampler"] = "recompute"
+    """Denominator of the importance ratio: 'recompute' = a training forward before the update
+    (verl's default), 'sampler' = the log-probs the engine recorded while sampling."""
+    mismatch_threshold: float = 0.02
+    """Mean |log p_train - log p_sampler| (nats) over policy tokens above which a round is
+    flagged as a rollout/training mismatch."""
+    mismatch_action: Literal["warn", "raise"] = "warn"
+    """What a flagged round does: log a warning, or stop the run."""
+    rollout_batch: int = 64
+    """Sequences decoded together by the engine (its cache rows)."""
+    eval_tasks: int = 32
+    """Held-out tasks (seeds >= 1,000,000) scored at the start, every `eval_every` rounds and at
+    the end; 0 = no evaluation."""
+    eval_temperature: float = 0.0
+    """Sampling temperature of the held-out evaluation (0 = greedy)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("steps", "prompts_per_step", "group_size", "max_turns", "max_new_tokens",
+                     "epochs", "minibatches", "rollout_batch", "difficulty"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_seq_len <= self.max_new_tokens:
+            raise ValueError(f"max_seq_len ({self.max_seq_len}) must exceed max_new_tokens "
+                             f"({self.max_new_tokens}): the prompt needs room too")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (RL samples; log-probs need a tempered "
+                             f"distribution), got {self.temperature}")
+        if self.eval_temperature < 0 or self.eval_tasks < 0:
+            raise ValueError("eval_temperature and eval_tasks must be >= 0")
+        if self.clip_low < 0 or self.clip_low >= 1 or self.clip_high < 0:
+            raise ValueError(f"clip_low must be in [0, 1) and clip_high >= 0, got "
+                             f"{self.clip_low}, {self.clip_high}")
+        if self.kl_coef < 0 or self.mismatch_threshold <= 0 or self.loss_scale_init <= 0:
+            raise ValueError("kl_coef must be >= 0; mismatch_threshold and loss_scale_init > 0")
+        if not 0.0 <= self.decay_fraction <= 1.0:
+            raise ValueError(f"decay_fraction must be in [0, 1], got {self.decay_fraction}")
+        if not self.rewards:
+            raise ValueError("rewards must name at least one reward, e.g. {env = 1.0}")
+        if self.prompts_per_step * self.group_size % self.minibatches:
+            raise ValueError(f"minibatches ({self.minibatches}) must divide the "
+                             f"{self.prompts_per_step * self.group_size} episodes of a round")

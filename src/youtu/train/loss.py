@@ -1,0 +1,100 @@
+"""Fused lm_head + cross-entropy, chunked: full fp32 logits for the batch never exist at once.
+
+For the 2B at 4 x 4096 tokens, full fp32 logits are 16,384 x 128,256 x 4 B = 8.4 GB, plus as
+much again for their gradient. Here the hidden states are cut into chunks of `chunk_tokens`
+rows; each chunk's logits are formed, turned into its loss and into its gradients with respect
+to the hidden states and the lm_head weight, and dropped (the Liger-Kernel "fused linear cross
+entropy" scheme, in plain PyTorch). Peak extra memory: one chunk of logits + a weight-sized
+gradient buffer. FLOPs match the unfused loss (3 matmuls of N x D x V); nothing is recomputed.
+
+    loss_sum, token_loss = fused_linear_cross_entropy(hidden, model.lm_head.weight, targets,
+                                                      chunk_tokens=4096)
+    (loss_sum / n_target_tokens).backward()
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+class _FusedLinearCrossEntropy(torch.autograd.Function):
+    """Loss and both gradients in the forward pass, chunk by chunk; backward only rescales."""
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                chunk_tokens: int, compute_dtype: torch.dtype):
+        n = hidden.shape[0]
+        needs_grad = hidden.requires_grad or weight.requires_grad
+        w = weight.to(compute_dtype)
+        token_loss = torch.zeros(n, dtype=torch.float32, device=hidden.device)
+        grad_hidden = torch.empty_like(hidden) if needs_grad else None
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if needs_grad else None
+        for start in range(0, n, chunk_tokens):
+            h = hidden[start:start + chunk_tokens].to(compute_dtype)  # [n_c, D]
+            t = targets[start:start + chunk_tokens]  # [n_c]
+            logits = (h @ w.T).float()  # [n_c, V]
+            keep = t != IGNORE_INDEX
+            safe_t = torch.where(keep, t, 0)
+            lse = torch.logsumexp(logits, dim=-1)
+            picked = logits.gather(1, safe_t[:, None]).squeeze(1)
+            token_loss[start:start + chunk_tokens] = torch.where(keep, lse - picked, 0.0)
+            if needs_grad:
+                # d loss_sum / d logits = softmax - onehot(target), zero on ignored rows.
+                grad_logits = torch.exp(logits.sub_(lse[:, None]))
+                grad_logits[torch.arange(len(t), device=t.device), safe_t] -= 1.0
+                grad_logits.mul_(keep[:, None])
+                g = grad_logits.to(compute_dtype)
+                del logits, grad_logits
+                grad_hidden[start:start + chunk_tokens] = (g @ w).to(hidden.dtype)
+                grad_weight.add_((g.T @ h).float())
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
+        ctx.mark_non_differentiable(token_loss)
+        return token_loss.sum(), token_loss
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor, grad_token_loss: torch.Tensor | None):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        gh = grad_hidden * grad_loss.to(grad_hidden.dtype)
+        gw = (grad_weight * grad_loss.float()).to(ctx.weight_dtype)
+        return gh, gw, None, None, None
+
+
+def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *,
+                               chunk_tokens: int = 4096,
+                               compute_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token cross-entropy of `hidden @ weight.T` against `targets`, in chunks.
+
+    Args:
+        hidden: [N, D] (or [B, T, D]) final hidden states.
+        weight: [V, D] lm_head weight.
+        targets: [N] (or [B, T]) target ids; IGNORE_INDEX (-100) contributes nothing.
+        chunk_tokens: rows per chunk; 0 = all rows in one chunk.
+        compute_dtype: matmul dtype (bf16 under GPU autocast); softmax is always fp32.
+            None = the autocast dtype when autocast is on for hidden's device, else hidden's.
+
+    Returns:
+        (loss_sum: scalar fp32 with gradient, token_loss: [N] fp32 per-token losses, detached,
+        0 where ignored).
+    """
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    targets = targets.reshape(-1)
+    if targets.shape[0] != hidden.shape[0]:
+        raise ValueError(f"targets ({targets.shape[0]}) and hidden rows ({hidden.shape[0]}) differ")
+    if compute_dtype is None:
+        device_type = hidden.device.type
+        compute_dtype = (torch.get_autocast_dtype(device_type)
+                         if torch.is_autocast_enabled(device_type) else hidden.dtype)
+    chunk = chunk_tokens if chunk_tokens > 0 else max(1, hidden.shape[0])
+    with torch.autocast(hidden.device.type, enabled=False):
+        return _FusedLinearCrossEntropy.apply(hidden, weight, targets, chunk, compute_dtype)
+
+
+def reference_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Unfused summed cross-entropy (full logits), for tests and benchmarks."""
+    logits = hidden.reshape(-1, hidden.shape[-1]) @ weight.T
+    return F.cross_entropy(logits.float(), targets.reshape(-1), ignore_index=IGNORE_INDEX,
+                           reduction="sum")

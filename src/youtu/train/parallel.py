@@ -1,0 +1,232 @@
+"""Process groups, FSDP2 sharding, activation checkpointing, compile, distributed checkpoints.
+
+Single process: everything here is a no-op and the model stays a plain module. Under torchrun
+(`torchrun --nproc-per-node N -m youtu train ...`; multi-node through torchrun's rendezvous),
+`init_distributed` joins the process group (NCCL on GPU, gloo on CPU) and `apply_fsdp` shards
+every transformer block and then the root with `torch.distributed.fsdp.fully_shard` (FSDP2).
+Training state goes through `torch.distributed.checkpoint` (DCP, one file per rank, FQN-keyed);
+the Hugging Face folder is written from a full state dict gathered on rank 0.
+
+Model code stays single-device (STYLE.md): these functions act on modules from the outside.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as tdist
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits: rank, world size, and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        """True under torchrun with more than one process."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.distributed:
+            tdist.barrier()
+
+    def all_reduce_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum `x` over ranks in place (returned for chaining); identity on one process."""
+        if self.distributed:
+            tdist.all_reduce(x, op=tdist.ReduceOp.SUM)
+        return x
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every rank's `obj`, in rank order."""
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        tdist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        tdist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> cuda:<local_rank> when CUDA is available, else cpu; other names as given."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but CUDA is not available; use "
+                             "--device=cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def init_distributed(device: str = "auto", timeout_s: int = 1800) -> Dist:
+    """Join the torchrun process group when launched with WORLD_SIZE > 1, else a single process.
+
+    Args:
+        device: the run's `device` setting ('auto', 'cpu', 'cuda', ...).
+        timeout_s: collective timeout (large checkpoints take minutes to write).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank)
+    if world <= 1:
+        return Dist(device=dev)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if not tdist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        tdist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s),
+                                 device_id=dev if dev.type == "cuda" else None)
+    return Dist(rank=tdist.get_rank(), world_size=tdist.get_world_size(), local_rank=local_rank,
+                device=dev)
+
+
+def shutdown(dist: Dist) -> None:
+    """Leave the process group (call once, at the end of the command)."""
+    if dist.distributed and tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
+# ---- wrapping -----------------------------------------------------------------------------------
+
+
+def apply_activation_checkpointing(blocks: Iterable[nn.Module]) -> None:
+    """Recompute each block's forward during backward (non-reentrant torch.utils.checkpoint).
+
+    The block's `forward` is wrapped in place, so module names and state-dict keys do not change
+    (checkpoint_wrapper would add `_checkpoint_wrapped_module.` to every key).
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    for block in blocks:
+        inner = block.forward
+
+        def forward(*args, _inner=inner, **kwargs):
+            return checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+
+        block.forward = forward
+
+
+def apply_compile(blocks: Iterable[nn.Module]) -> None:
+    """torch.compile each block in place (per-block compile composes with FSDP2, as torchtitan
+    does; state-dict keys do not change)."""
+    for block in blocks:
+        block.compile(fullgraph=False)
+
+
+def apply_fsdp(root: nn.Module, blocks: Iterable[nn.Module], dist: Dist,
+               param_dtype: torch.dtype | None) -> None:
+    """Shard each block, then the root (embeddings, final norm, the tied lm_head), with FSDP2.
+
+    Gradients are summed over ranks, not averaged (divide factor 1): the loss each rank
+    returns is already its share of the global token-mean, so the sum is the global gradient.
+
+    Args:
+        root: the module whose forward computes the loss (the FSDP root).
+        blocks: the transformer blocks (one FSDP unit each).
+        dist: must be distributed.
+        param_dtype: compute dtype of gathered parameters (bf16 on GPU; None = keep fp32);
+            gradients are reduced in fp32.
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+
+    assert dist.distributed
+    mesh = init_device_mesh(dist.device.type, (dist.world_size,))
+    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    for block in blocks:
+        fully_shard(block, mesh=mesh, mp_policy=mp)
+    fully_shard(root, mesh=mesh, mp_policy=mp)
+    for module in root.modules():
+        if isinstance(module, FSDPModule):
+            module.set_gradient_divide_factor(1.0)
+
+
+def set_gradient_sync(root: nn.Module, sync: bool) -> None:
+    """Turn FSDP's reduce-scatter off for all but the last micro-batch of an accumulation."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(root, FSDPModule):
+        root.set_requires_gradient_sync(sync)
+
+
+# ---- state -------------------------------------------------------------------------------------
+
+
+def full_model_state(model: nn.Module, dist: Dist) -> dict[str, torch.Tensor]:
+    """The full, unsharded fp32 state dict on CPU (collective under FSDP: every rank calls it;
+    only rank 0 gets the tensors, the others an empty dict)."""
+    if not dist.distributed:
+        return {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
+                                                                cpu_offload=True))
+
+
+def save_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Write model and optimizer shards with DCP (collective)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(folder))
+
+
+def load_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+    """Read model (and optimizer) shards written by `save_sharded` into the live modules."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (get_state_dict, set_model_state_dict,
+                                                         set_state_dict)
+
+    if optimizer is None:
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        model_sd = get_model_state_dict(model)
+        state = {"model": model_sd}
+        dcp.load(state, checkpoint_id=str(folder))
+        set_model_state_dict(model, state["model"])
+        return
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {"model": model_sd, "optim": optim_sd}
+    dcp.load(state, checkpoint_id=str(folder))
+    set_state_dict(model, optimizer, model_state_dict=state["model"],
+                   optim_state_dict=state["optim"])
+
+
+def load_full_model_state(model: nn.Module, state: dict[str, torch.Tensor], dist: Dist) -> None:
+    """Load a full (unsharded) state dict into a possibly sharded model; every rank passes the
+    same full dict (each keeps its shard)."""
+    if not dist.distributed:
+        model.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
