@@ -1,8 +1,24 @@
-"""Data configuration (owned by youtu.data): sources, filters, shards, curriculum stages."""
+"""Data configuration (owned by youtu.data): sources, filters, shards, curriculum stages.
+
+`DataConfig` is the `[data]` section of a run config (`youtu data prepare|inspect`);
+`StageConfig` is one curriculum stage and is shared with the trainer (`[[train.stages]]`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+DOMAINS = ("commonsense", "stem", "code", "agent", "chat")
+"""Domain names used everywhere; a source may also name its own (any lowercase word)."""
+
+
+def _check_domain(name: str, key: str, allow_auto: bool = False) -> None:
+    if allow_auto and name == "auto":
+        return
+    if not name or not name.replace("_", "").isalnum() or name != name.lower():
+        raise ValueError(f"{key} must be a lowercase domain name such as {', '.join(DOMAINS)}"
+                         f"{' or auto' if allow_auto else ''}, got {name!r}")
 
 
 @dataclass(kw_only=True)
@@ -24,6 +40,170 @@ class StageConfig:
     rope_theta: float = 0.0
     """RoPE base from this stage on; 0 = unchanged."""
 
+    def __post_init__(self):
+        if self.tokens <= 0:
+            raise ValueError(f"stage {self.name!r}: tokens must be > 0, got {self.tokens}")
+        if self.seq_len <= 0:
+            raise ValueError(f"stage {self.name!r}: seq_len must be > 0, got {self.seq_len}")
+        if self.batch_tokens <= 0:
+            raise ValueError(f"stage {self.name!r}: batch_tokens must be > 0, got {self.batch_tokens}")
+        if not self.mix or any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) <= 0:
+            raise ValueError(f"stage {self.name!r}: mix needs non-negative weights with a positive "
+                             f"sum, e.g. {{commonsense = 0.75, code = 0.25}}; got {self.mix}")
+
+
+@dataclass(kw_only=True)
+class SourceConfig:
+    """One document source: a file, a folder, or a `datasets` folder saved with `save_to_disk`."""
+
+    path: str
+    """File or folder. Files: .jsonl/.json/.ndjson (optionally .gz/.zst), .parquet, text."""
+    kind: Literal["auto", "jsonl", "parquet", "text", "hf"] = "auto"
+    """Reader; 'auto' picks by suffix (a folder is read file by file, or as 'hf' when it holds
+    a saved dataset)."""
+    name: str = ""
+    """Source name recorded in documents and the manifest; empty = the path's file name."""
+    domain: str = "auto"
+    """Domain of every document (commonsense, stem, code, agent, chat, ...); 'auto' = classify."""
+    text_field: str = "text"
+    """Record field holding the text (JSONL, Parquet, HF)."""
+    domain_field: str = ""
+    """Record field holding a per-record domain; empty = use `domain`."""
+    split: str = "train"
+    """Split to read when `path` is a saved `DatasetDict`."""
+    extensions: list[str] = field(default_factory=lambda: [".txt", ".md", ".rst"])
+    """File suffixes read as plain text when walking a folder (one file = one document)."""
+    max_docs: int = 0
+    """Stop after this many documents; 0 = all."""
+
+    def __post_init__(self):
+        if not self.path:
+            raise ValueError("sources[].path must name a file or folder")
+        _check_domain(self.domain, "sources[].domain", allow_auto=True)
+        if self.max_docs < 0:
+            raise ValueError(f"sources[].max_docs must be >= 0 (0 = all), got {self.max_docs}")
+
+
+@dataclass(kw_only=True)
+class EmbeddedConfig:
+    """The default corpus carried by the Python installation itself (no download)."""
+
+    enabled: bool = True
+    """Include it (besides any `sources`)."""
+    code_chars: int = 2_000_000
+    """Cap on standard-library source text (domain code), in characters; 0 = none."""
+    prose_chars: int = 1_500_000
+    """Cap on docstrings, comments and pydoc topics (domain commonsense), in characters."""
+    stem_chars: int = 1_000_000
+    """Cap on generated worked arithmetic/algebra problems (domain stem), in characters."""
+    problems_per_doc: int = 8
+    """Worked problems per generated stem document (a worksheet)."""
+
+    def __post_init__(self):
+        for key in ("code_chars", "prose_chars", "stem_chars"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"embedded.{key} must be >= 0, got {getattr(self, key)}")
+        if self.problems_per_doc < 1:
+            raise ValueError(f"embedded.problems_per_doc must be >= 1, got {self.problems_per_doc}")
+
+
+@dataclass(kw_only=True)
+class QualityConfig:
+    """Document quality heuristics (Gopher, Rae et al. 2021, App. A; C4; StarCoder for code).
+
+    Thresholds apply per domain profile: prose rules to commonsense, code rules to code,
+    relaxed rules to stem, length only to agent/chat (see youtu.data.filters)."""
+
+    enabled: bool = True
+    """Apply the quality filters."""
+    min_words: int = 50
+    """Prose/stem: fewer words than this is removed (Gopher: 50)."""
+    max_words: int = 100_000
+    """Prose/stem: more words than this is removed (Gopher: 100,000)."""
+    min_mean_word_len: float = 3.0
+    """Prose: mean word length below this (chars) is removed (Gopher: 3)."""
+    max_mean_word_len: float = 10.0
+    """Prose: mean word length above this (chars) is removed (Gopher: 10)."""
+    max_symbol_ratio: float = 0.1
+    """Prose: '#' and '...' per word above this is removed (Gopher: 0.1)."""
+    max_bullet_lines: float = 0.9
+    """Prose: fraction of lines starting with a bullet above this is removed (Gopher: 0.9)."""
+    max_ellipsis_lines: float = 0.3
+    """Prose: fraction of lines ending in an ellipsis above this is removed (Gopher: 0.3)."""
+    min_alpha_words: float = 0.8
+    """Prose: fraction of words with a letter below this is removed (Gopher: 0.8)."""
+    min_stop_words: int = 2
+    """Prose: distinct English stop words (the, be, to, of, and, that, have, with) needed (Gopher: 2)."""
+    min_terminal_punct_lines: float = 0.12
+    """Prose: fraction of lines ending in . ! ? : or a quote below this is removed (FineWeb: 0.12)."""
+    max_dup_line_frac: float = 0.3
+    """All text domains: fraction of duplicated lines above this is removed (Gopher: 0.3)."""
+    max_dup_line_char_frac: float = 0.2
+    """Prose/stem: characters in duplicated lines above this fraction is removed (Gopher: 0.2)."""
+    max_top_ngram_frac: list[float] = field(default_factory=lambda: [0.20, 0.18, 0.16])
+    """Prose/stem: char fraction of the most frequent 2-, 3-, 4-gram (Gopher: 0.20/0.18/0.16)."""
+    max_dup_ngram_frac: list[float] = field(
+        default_factory=lambda: [0.15, 0.14, 0.13, 0.12, 0.11, 0.10])
+    """Prose: char fraction in repeated 5..10-grams (Gopher: 0.15 down to 0.10)."""
+    code_min_chars: int = 200
+    """Code: files shorter than this (chars) are removed (empty `__init__.py` and the like)."""
+    code_max_line_len: int = 1000
+    """Code: a line longer than this removes the file (StarCoder: 1000)."""
+    code_max_mean_line_len: float = 100.0
+    """Code: mean line length above this is removed (StarCoder: 100)."""
+    code_min_alnum_frac: float = 0.25
+    """Code: alphanumeric character fraction below this is removed (StarCoder: 0.25)."""
+    max_chars: int = 1_000_000
+    """Every domain: documents longer than this (chars) are removed."""
+    languages: list[str] = field(default_factory=lambda: ["en", "zh"])
+    """Language id on prose (commonsense): keep these ('en', 'zh', 'ja', 'ko', 'ru', 'ar', 'other')."""
+
+    def __post_init__(self):
+        if not 0 < self.min_words <= self.max_words:
+            raise ValueError(f"quality.min_words ({self.min_words}) must be in 1..max_words "
+                             f"({self.max_words})")
+        if len(self.max_top_ngram_frac) != 3:
+            raise ValueError("quality.max_top_ngram_frac needs 3 values (2-, 3-, 4-grams), got "
+                             f"{self.max_top_ngram_frac}")
+        if len(self.max_dup_ngram_frac) != 6:
+            raise ValueError("quality.max_dup_ngram_frac needs 6 values (5- to 10-grams), got "
+                             f"{self.max_dup_ngram_frac}")
+
+
+@dataclass(kw_only=True)
+class DedupConfig:
+    """Exact and near-duplicate removal, and eval decontamination."""
+
+    exact: bool = True
+    """Drop documents whose whitespace-normalised text was already seen (sha1)."""
+    near: bool = True
+    """Drop near-duplicates found with MinHash LSH (datasketch)."""
+    near_domains: list[str] = field(default_factory=lambda: ["commonsense", "code"])
+    """Domains near-dedup applies to. Generated stem problems and agent trajectories are
+    templated by construction (their diversity is in numbers and tool outputs), so near-dedup
+    would drop most of them; exact dedup still applies."""
+    threshold: float = 0.8
+    """Estimated Jaccard similarity at which two documents are near-duplicates."""
+    num_perm: int = 128
+    """MinHash permutations (more = better estimate, slower)."""
+    shingle_words: int = 5
+    """Words per shingle."""
+    decontam_paths: list[str] = field(default_factory=list)
+    """Eval sets to decontaminate against: .jsonl (field `decontam_field`), .txt (one item per
+    blank-line separated block), or folders of those."""
+    decontam_field: str = "text"
+    """JSONL field holding an eval item's text (also tried: question, prompt, problem)."""
+    decontam_ngram: int = 13
+    """Word n-gram length for overlap (GPT-3: 13); shorter eval items match as a whole."""
+
+    def __post_init__(self):
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"dedup.threshold must be in (0, 1), got {self.threshold}")
+        if self.num_perm < 16:
+            raise ValueError(f"dedup.num_perm must be >= 16, got {self.num_perm}")
+        if self.shingle_words < 1 or self.decontam_ngram < 1:
+            raise ValueError("dedup.shingle_words and dedup.decontam_ngram must be >= 1")
+
 
 @dataclass(kw_only=True)
 class DataConfig:
@@ -31,3 +211,28 @@ class DataConfig:
 
     dir: str = ""
     """Token shard folder; empty = `<run_dir>/data`."""
+    seed: int = 0
+    """Seed of the embedded corpus (file choice, generated problems)."""
+    sources: list[SourceConfig] = field(default_factory=list)
+    """Document sources besides the embedded corpus (`[[data.sources]]`)."""
+    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+    """The embedded default corpus."""
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    """Quality heuristics and language id."""
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    """Exact/near dedup and decontamination."""
+    classifier: Literal["rules", "bayes"] = "rules"
+    """Domain classifier for sources with domain 'auto': 'rules' (transparent, no training) or
+    'bayes' (naive Bayes trained at prepare time on the embedded corpus' labelled documents)."""
+    workers: int = 2
+    """Tokenizer worker processes; 0 = tokenize in this process."""
+    shard_chars: int = 50_000_000
+    """Characters of text per shard (~12M tokens at ~4 chars/token, a 48 MB .bin)."""
+    verify_checksums: bool = True
+    """Check every shard's sha256 against the manifest when opening (sha256 reads ~1 GB/s)."""
+
+    def __post_init__(self):
+        if self.workers < 0:
+            raise ValueError(f"data.workers must be >= 0, got {self.workers}")
+        if self.shard_chars < 1000:
+            raise ValueError(f"data.shard_chars must be >= 1000, got {self.shard_chars}")

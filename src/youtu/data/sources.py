@@ -1,0 +1,347 @@
+"""Document sources: JSONL (plain/.gz/.zst), Parquet, text files and folders, saved HF datasets,
+and the embedded default corpus the Python installation itself carries.
+
+    from youtu.data.sources import embedded_corpus, iter_source, iter_documents
+    for doc in embedded_corpus(seed=0, code_chars=100_000, prose_chars=100_000, stem_chars=50_000):
+        print(doc.domain, doc.source, len(doc.text))
+
+Every reader yields `Document`s lazily (a source never has to fit in memory) in a fixed order,
+so a prepare run is deterministic. Readers raise `ValueError` naming the file (and line/row)
+and the fix when a record is unusable.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import io
+import json
+import logging
+import random
+import sys
+import sysconfig
+import tokenize
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from youtu.data.config import DataConfig, SourceConfig
+from youtu.data.document import Document
+from youtu.data.stem import worksheet
+
+logger = logging.getLogger(__name__)
+
+JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+COMPRESSED_SUFFIXES = (".gz", ".zst")
+HF_MARKERS = ("dataset_dict.json", "state.json")
+"""Files `datasets.Dataset(Dict).save_to_disk` writes at the top of its folder."""
+
+
+# ---------------------------------------------------------------------------------------------
+# readers
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    """Text stream over a plain, gzip or zstandard file."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    if path.suffix == ".zst":
+        import zstandard
+
+        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+        return io.TextIOWrapper(raw, encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _record_doc(record: Any, where: str, text_field: str, domain: str, domain_field: str,
+                source: str, meta: dict) -> Document | None:
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object per record, got {type(record).__name__}")
+    if text_field not in record:
+        raise ValueError(f"{where}: no field {text_field!r} (fields: {', '.join(sorted(record))}); "
+                         f"set text_field in the [[data.sources]] entry")
+    text = record[text_field]
+    if text is None or text == "":
+        return None
+    if not isinstance(text, str):
+        raise ValueError(f"{where}: field {text_field!r} is a {type(text).__name__}, not text")
+    if domain_field:
+        domain = str(record.get(domain_field) or "auto").lower()
+    return Document(text=text, domain=domain, source=source, meta=meta)
+
+
+def read_jsonl(path: str | Path, *, text_field: str = "text", domain: str = "auto",
+               domain_field: str = "", source: str = "") -> Iterator[Document]:
+    """One document per line of a JSONL file (plain, .gz or .zst)."""
+    path = Path(path)
+    source = source or path.name
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}); every line of a "
+                                 f".jsonl file must be one JSON object") from e
+            doc = _record_doc(record, f"{path}:{lineno}", text_field, domain, domain_field,
+                              source, {"file": str(path), "line": lineno})
+            if doc is not None:
+                yield doc
+
+
+def read_parquet(path: str | Path, *, text_field: str = "text", domain: str = "auto",
+                 domain_field: str = "", source: str = "", batch_rows: int = 4096
+                 ) -> Iterator[Document]:
+    """One document per row of a Parquet file, read in record batches (pyarrow)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    source = source or path.name
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    if text_field not in names:
+        raise ValueError(f"{path}: no column {text_field!r} (columns: {', '.join(names)}); "
+                         f"set text_field in the [[data.sources]] entry")
+    columns = [text_field] + ([domain_field] if domain_field and domain_field in names else [])
+    row = 0
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+        for record in batch.to_pylist():
+            doc = _record_doc(record, f"{path} row {row}", text_field, domain, domain_field,
+                              source, {"file": str(path), "row": row})
+            row += 1
+            if doc is not None:
+                yield doc
+
+
+def read_hf(path: str | Path, *, split: str = "train", text_field: str = "text",
+            domain: str = "auto", domain_field: str = "", source: str = "") -> Iterator[Document]:
+    """One document per row of a `datasets` Dataset (or DatasetDict split) saved to disk."""
+    from datasets import DatasetDict, load_from_disk
+
+    path = Path(path)
+    source = source or path.name
+    ds = load_from_disk(str(path))
+    if isinstance(ds, DatasetDict):
+        if split not in ds:
+            raise ValueError(f"{path}: no split {split!r} (splits: {', '.join(ds)}); set split in "
+                             f"the [[data.sources]] entry")
+        ds = ds[split]
+    if text_field not in ds.column_names:
+        raise ValueError(f"{path}: no column {text_field!r} (columns: "
+                         f"{', '.join(ds.column_names)}); set text_field in the [[data.sources]] entry")
+    for row, record in enumerate(ds):
+        doc = _record_doc(record, f"{path} row {row}", text_field, domain, domain_field, source,
+                          {"file": str(path), "row": row})
+        if doc is not None:
+            yield doc
+
+
+def read_text(path: str | Path, *, domain: str = "auto", source: str = "",
+              extensions: Iterable[str] = (".txt", ".md", ".rst")) -> Iterator[Document]:
+    """A text file is one document; a folder is walked (sorted) for files with `extensions`."""
+    path = Path(path)
+    source = source or path.name
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and p.suffix in set(extensions))
+    for file in files:
+        text = file.read_text(encoding="utf-8", errors="replace")
+        if text.strip():
+            yield Document(text=text, domain=domain, source=source, meta={"file": str(file)})
+
+
+def _kind_of(file: Path) -> str | None:
+    suffixes = file.suffixes
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    if last in JSONL_SUFFIXES:
+        return "jsonl"
+    if last == ".parquet":
+        return "parquet"
+    return None
+
+
+def iter_source(cfg: SourceConfig) -> Iterator[Document]:
+    """Documents of one configured source, in a fixed order, at most `cfg.max_docs`."""
+    path = Path(cfg.path)
+    if not path.exists():
+        raise ValueError(f"data source {cfg.path!r} does not exist; fix [[data.sources]] path")
+    name = cfg.name or path.name
+    fields = dict(text_field=cfg.text_field, domain=cfg.domain, domain_field=cfg.domain_field,
+                  source=name)
+    kind = cfg.kind
+    if kind == "auto" and path.is_dir() and any((path / m).exists() for m in HF_MARKERS):
+        kind = "hf"
+    if kind == "hf":
+        docs: Iterator[Document] = read_hf(path, split=cfg.split, **fields)
+    elif kind == "text":
+        docs = read_text(path, domain=cfg.domain, source=name, extensions=cfg.extensions)
+    elif kind in ("jsonl", "parquet") or path.is_file():
+        docs = _read_files([path], kind, cfg, fields)
+    else:
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        docs = _read_files(files, "auto", cfg, fields)
+    for n, doc in enumerate(docs):
+        if cfg.max_docs and n >= cfg.max_docs:
+            return
+        yield doc
+
+
+def _read_files(files: list[Path], kind: str, cfg: SourceConfig, fields: dict
+                ) -> Iterator[Document]:
+    for file in files:
+        file_kind = kind if kind != "auto" else _kind_of(file)
+        if file_kind == "jsonl":
+            yield from read_jsonl(file, **fields)
+        elif file_kind == "parquet":
+            yield from read_parquet(file, **fields)
+        elif file.suffix in cfg.extensions or len(files) == 1:
+            yield from read_text(file, domain=cfg.domain, source=fields["source"])
+
+
+# ---------------------------------------------------------------------------------------------
+# embedded corpus
+
+EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test",
+                 "lib2to3", "lib-dynload", "ensurepip", "encodings", "turtledemo", "__phello__"}
+"""Not part of the embedded corpus: third-party packages, test suites (deliberately odd code),
+and `encodings` (generated charmap tables, not code anyone writes)."""
+
+
+def stdlib_files() -> list[Path]:
+    """The standard library's own .py files, sorted (third-party packages and tests excluded)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = []
+    for p in root.rglob("*.py"):
+        rel = p.relative_to(root).parts
+        if any(part in EXCLUDED_DIRS or part.startswith("config-") for part in rel[:-1]):
+            continue
+        if rel[-1].startswith("_sysconfigdata"):
+            continue
+        files.append(p)
+    return sorted(files)
+
+
+def _module_name(path: Path) -> str:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def module_prose(source: str) -> list[str]:
+    """Docstrings (module, classes, functions) and multi-line comment blocks of a module."""
+    paragraphs = []
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node, clean=True)
+            if doc:
+                paragraphs.append(doc)
+    block: list[str] = []
+    last_row = -2
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type != tokenize.COMMENT:
+                continue
+            text = tok.string.lstrip("#").strip()
+            if tok.start[0] != last_row + 1 and block:
+                paragraphs.append(" ".join(block))
+                block = []
+            if text and not text.startswith("!"):
+                block.append(text)
+            last_row = tok.start[0]
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    if block:
+        paragraphs.append(" ".join(block))
+    # One-line comments ("# XXX", "# noqa") are not prose: keep blocks of at least 8 words.
+    # Overriding methods often repeat their base's docstring word for word: keep the first.
+    return list(dict.fromkeys(p for p in paragraphs if len(p.split()) >= 8))
+
+
+def _pydoc_topics() -> list[tuple[str, str]]:
+    from pydoc_data.topics import topics
+
+    return sorted(topics.items())
+
+
+def embedded_corpus(seed: int, *, code_chars: int = 2_000_000, prose_chars: int = 1_500_000,
+                    stem_chars: int = 1_000_000, problems_per_doc: int = 8) -> Iterator[Document]:
+    """The default corpus: no download, deterministic for a given seed (and Python version).
+
+    Args:
+        seed: Picks the order in which stdlib files are taken and the generated problems.
+        code_chars: Cap on `code` documents (one stdlib .py file each), in characters.
+        prose_chars: Cap on `commonsense` documents (pydoc topics, then per-module docstrings
+            and comment blocks), in characters.
+        stem_chars: Cap on `stem` documents (worksheets of worked problems), in characters.
+        problems_per_doc: Worked problems per stem document.
+
+    Yields:
+        Documents, code first, then prose, then stem. Caps stop before the document that
+        would cross them, so each domain stays at or under its cap.
+    """
+    files = stdlib_files()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    rng = random.Random(seed)
+    code_order = files[:]
+    rng.shuffle(code_order)
+    used = 0
+    for path in code_order if code_chars else ():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.strip() or used + len(text) > code_chars:
+            continue
+        used += len(text)
+        yield Document(text=text, domain="code", source="stdlib",
+                       meta={"module": _module_name(path), "python": version})
+
+    used = 0
+    prose: list[tuple[str, dict]] = [(body, {"topic": name}) for name, body in _pydoc_topics()]
+    rng.shuffle(prose)
+    prose_order = files[:]
+    rng.shuffle(prose_order)
+    for text, meta in _prose_stream(prose, prose_order) if prose_chars else ():
+        if used + len(text) > prose_chars:
+            if used > prose_chars * 0.95:  # close enough; each further file costs ~10 ms to parse
+                break
+            continue
+        used += len(text)
+        yield Document(text=text, domain="commonsense", source="stdlib-docs",
+                       meta={**meta, "python": version})
+
+    stem_rng = random.Random(f"stem-{seed}")
+    used = 0
+    while used < stem_chars:
+        text, problems = worksheet(stem_rng, problems_per_doc)
+        if used + len(text) > stem_chars:
+            break
+        used += len(text)
+        yield Document(text=text, domain="stem", source="generated-stem",
+                       meta={"kinds": [p.kind for p in problems],
+                             "answers": [p.answer for p in problems]})
+
+
+def _prose_stream(topics: list[tuple[str, dict]], files: list[Path]
+                  ) -> Iterator[tuple[str, dict]]:
+    yield from topics
+    for path in files:
+        paragraphs = module_prose(path.read_text(encoding="utf-8", errors="replace"))
+        if paragraphs:
+            yield "\n\n".join(paragraphs), {"module": _module_name(path)}
+
+
+def iter_documents(cfg: DataConfig) -> Iterator[Document]:
+    """Every configured document before filtering: the embedded corpus (when enabled), then each
+    `[[data.sources]]` entry in order. Used by `prepare` and by tokenizer training."""
+    e = cfg.embedded
+    if e.enabled:
+        yield from embedded_corpus(cfg.seed, code_chars=e.code_chars, prose_chars=e.prose_chars,
+                                   stem_chars=e.stem_chars, problems_per_doc=e.problems_per_doc)
+    for source in cfg.sources:
+        yield from iter_source(source)
