@@ -1,0 +1,146 @@
+"""Sandbox limits: each test proves one layer holds (CPU, wall clock, processes, memory, file
+size, filesystem, network, environment) and that the session runs many steps in one process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+
+import pytest
+
+from youtu.agentic.sandbox import Sandbox, SandboxLimits, isolation, run_command, run_python
+
+needs_namespaces = pytest.mark.skipif(isolation()["namespaces"] == "none",
+                                      reason="host gives no network/mount namespaces")
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Live processes whose command line contains `marker`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_runs_code_in_a_private_workdir():
+    res = run_python("import os; print(sum(range(10))); print(os.getcwd())",
+                     files={"data.txt": "hi"})
+    assert res.ok, res.stderr
+    total, cwd = res.stdout.split()
+    assert total == "45"
+    assert "youtu-sbx-" in cwd and not os.path.exists(cwd)  # deleted afterwards
+
+
+def test_infinite_loop_is_stopped_by_the_cpu_limit():
+    res = run_python("while True: pass", limits=SandboxLimits(timeout_s=20, cpu_s=1))
+    assert not res.timed_out
+    assert res.signal in ("SIGXCPU", "SIGKILL")
+    assert res.wall_s < 10
+
+
+def test_wall_clock_timeout_kills_the_process_group():
+    marker = f"{uuid.uuid4().int % 10**6}.25"  # unique sleep argument to find leftovers
+    code = (f"import subprocess, time\nsubprocess.Popen(['sleep', '{marker}'])\n"
+            f"subprocess.Popen(['setsid', 'sleep', '{marker}'])\ntime.sleep(60)")
+    res = run_python(code, timeout_s=1.0)
+    assert res.timed_out and res.wall_s < 5
+    assert _processes_with(f"sleep\x00{marker}") == []
+
+
+def test_fork_bomb_is_contained():
+    limits = SandboxLimits(timeout_s=1.5, max_procs=12)
+    code = ("import os, time\nok = 0\nfor _ in range(100):\n    try:\n        pid = os.fork()\n"
+            "    except OSError:\n        break\n    if pid == 0:\n        os.close(1)\n"
+            "        time.sleep(5)\n"
+            "        os._exit(0)\n    ok += 1\nprint(ok)")
+    res = run_python(code, limits=limits)
+    assert int(res.stdout) < 12  # the 12th process could not be created
+    marker = f"bomb{uuid.uuid4().hex[:8]}"
+    res = run_command(f"{marker}() {{ {marker} | {marker} & }}; {marker}", limits=limits)
+    assert res.wall_s < 8
+    assert _processes_with(marker) == []
+
+
+def test_huge_allocation_fails():
+    res = run_python("x = bytearray(4 * 2**30)\nprint('allocated')", memory_mb=256)
+    assert res.returncode != 0 and "MemoryError" in res.stderr
+    assert "allocated" not in res.stdout
+
+
+def test_file_size_is_limited(tmp_path):
+    code = "open('big.bin', 'wb').write(b'x' * (8 * 2**20))"
+    res = run_python(code, workdir=tmp_path, limits=SandboxLimits(file_mb=1))
+    assert res.returncode != 0
+    assert (tmp_path / "big.bin").stat().st_size <= 2**20
+
+
+def test_writing_outside_the_workdir_fails(tmp_path):
+    target = tmp_path / "outside.txt"
+    res = run_python(f"open({str(target)!r}, 'w').write('escaped')\n")
+    assert res.returncode != 0 and "outside the working directory" in res.stderr
+    assert not target.exists()
+
+
+@needs_namespaces
+def test_writing_outside_the_workdir_fails_at_the_os_level():
+    # World-writable folders, so neither the dropped uid nor file modes are what stops it, and
+    # `python -I` skips the audit hook (no sitecustomize): the read-only mounts must hold alone.
+    targets = [f"/tmp/youtu-escape-{uuid.uuid4().hex}", f"/dev/shm/youtu-escape-{uuid.uuid4().hex}"]
+    script = "".join(f"echo escaped > {t}; python3 -I -c \"open('{t}', 'w')\"; " for t in targets)
+    res = run_command(script + "echo inside > inside.txt && cat inside.txt")
+    assert res.stdout.strip() == "inside"
+    assert res.stderr.count("Read-only file system") == 4
+    assert not any(os.path.exists(t) for t in targets)
+
+
+def test_opening_a_socket_fails():
+    res = run_python("import socket\nsocket.socket(socket.AF_INET, socket.SOCK_STREAM)")
+    assert res.returncode != 0 and "network access is disabled" in res.stderr
+
+
+@needs_namespaces
+def test_no_network_even_without_the_audit_hook():
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    try:
+        res = run_command(["python3", "-I", "-c", "import socket; "
+                           f"socket.create_connection(('127.0.0.1', {port}), timeout=2)"])
+        assert res.returncode != 0 and "unreachable" in res.stderr.lower()
+        assert accepted == []
+    finally:
+        server.close()
+
+
+def test_environment_is_clean(monkeypatch):
+    monkeypatch.setenv("YOUTU_TEST_SECRET", "hunter2")
+    res = run_command("env")
+    assert "hunter2" not in res.stdout
+    env = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+    assert env["HOME"] == env["TMPDIR"] == env["YOUTU_SANDBOX_WORKDIR"]
+
+
+def test_session_runs_many_steps_in_one_process():
+    with Sandbox(SandboxLimits(timeout_s=5), files={"pkg/mod.py": "X = 1\n"}) as box:
+        assert box.run("cat pkg/mod.py").stdout == "X = 1\n"
+        box.write_file("pkg/mod.py", "X = 2\n")
+        assert box.run_python("from pkg import mod; print(mod.X)").stdout == "2\n"
+        slow = box.run("sleep 30", timeout_s=0.5)
+        assert slow.timed_out and slow.signal == "SIGKILL"
+        assert box.run("echo still alive").stdout == "still alive\n"  # survives the timeout
+        assert box.run_python("import sys; sys.exit(3)").returncode == 3
+        box.run("ln -s /etc/passwd leak")
+        with pytest.raises(OSError, match="outside"):
+            box.read_file("leak")
+        with pytest.raises(OSError, match="outside"):
+            box.read_file("../../etc/passwd")
+        workdir = box.workdir
+    assert not os.path.exists(workdir)
