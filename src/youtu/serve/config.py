@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(kw_only=True)
 class ServeConfig:
-    """Engine and OpenAI-compatible server."""
+    """Engine, OpenAI-compatible server, terminal chat and agent runtime (`[serve]`)."""
 
     checkpoint: str = ""
     """Checkpoint folder to serve; empty = the run's latest."""
@@ -15,3 +16,76 @@ class ServeConfig:
     """Bind address."""
     port: int = 8000
     """Bind port."""
+    served_model_name: str = ""
+    """Model id clients send as `model`; empty = the checkpoint folder's name."""
+    api_key: str = ""
+    """Required Bearer key; empty = the YOUTU_API_KEY environment variable, else no auth."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weight and cache dtype; auto = bfloat16 on CUDA, float32 on CPU."""
+
+    # ---- engine
+    max_batch: int = 32
+    """Most concurrent sequences (latent cache rows)."""
+    max_seq_len: int = 4096
+    """Context per sequence (prompt + output), in tokens."""
+    cache_memory_mb: int = 0
+    """Cap on the latent cache slab in MiB (rows are reduced to fit); 0 = max_batch x max_seq_len."""
+    max_queue: int = 1024
+    """Most requests waiting for a cache row; more get HTTP 503."""
+    prefill_chunk_tokens: int = 2048
+    """Most tokens (rows x padded prompt length) per prefill forward."""
+    use_cuda_graph: bool = False
+    """Capture the decode step in CUDA graphs (CUDA only)."""
+
+    # ---- request defaults (a request's own values win)
+    max_new_tokens: int = 1024
+    """Default max_tokens when a request gives none."""
+    temperature: float = 0.7
+    """Default sampling temperature (0 = greedy)."""
+    top_p: float = 0.95
+    """Default nucleus mass (1 = off)."""
+    enable_thinking: bool = True
+    """Default thinking mode (`<think>` block) for chat; requests override it with
+    `chat_template_kwargs: {enable_thinking: ...}`."""
+
+    # ---- chat and agent
+    tools: list[str] = field(default_factory=list)
+    """Tools `youtu chat` and `youtu agent` offer: 'python' (sandbox), 'search' (local docs),
+    'env' (the tools of `agent_env`). Empty for chat = no tools; for agent = python + search."""
+    docs: str = ""
+    """Folder of .txt/.md documents the 'search' tool searches."""
+    agent_task: str = ""
+    """The task `youtu agent "<task>"` runs; empty with `agent_env` = a generated env task."""
+    agent_env: str = ""
+    """Synthesis environment (math, code, tools, research) giving the task, tools and checker."""
+    agent_seed: int = 1_000_000
+    """Seed of the env task (>= 1,000,000 are held out from synthesis)."""
+    agent_endpoint: str = ""
+    """OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1); empty = our engine in-process."""
+    agent_model: str = ""
+    """Model id at `agent_endpoint`; empty = the endpoint's first model."""
+    agent_max_steps: int = 8
+    """Most model calls in one agent run."""
+    agent_max_tokens: int = 8192
+    """Most generated tokens over the whole agent run."""
+    agent_out: str = ""
+    """Trajectory JSONL file to append to; empty = <run_dir>/agent/trajectories.jsonl."""
+
+    def __post_init__(self):
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be in 1..65535, got {self.port}")
+        for name in ("max_batch", "max_queue", "prefill_chunk_tokens", "max_new_tokens",
+                     "agent_max_steps", "agent_max_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_seq_len < 2:
+            raise ValueError(f"max_seq_len must be >= 2, got {self.max_seq_len}")
+        if self.cache_memory_mb < 0:
+            raise ValueError(f"cache_memory_mb must be >= 0 (0 = no cap), got {self.cache_memory_mb}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        for tool in self.tools:
+            if tool not in ("python", "search", "env"):
+                raise ValueError(f"tools: unknown tool {tool!r}; choose from python, search, env")

@@ -1,0 +1,726 @@
+"""Inference engine: continuous batching over the latent KV cache, token ids in and out.
+
+    engine, tok = load_engine("runs/tiny/sft")
+    [out] = engine.generate([tok.encode("Hello")], SamplingParams(temperature=0, max_tokens=32))
+    print(tok.decode(out.token_ids), out.finish_reason)
+
+    engine.start()                                   # background thread for a server
+    async for delta in engine.stream(ids, params):   # or: for delta in engine.submit(ids, params)
+        ...
+
+Design (vLLM's, at the scale of one file):
+- The cache is one `LatentCache` slab of `max_batch` rows x `max_seq_len` slots allocated up
+  front (optionally sized from a byte budget), so concurrent sequences never fragment memory.
+  A request takes a free row when it starts and gives it back when it ends; the model's
+  `positions` / `cache_rows` arguments address the slab, so rows need not be contiguous.
+- `step()` is one scheduler iteration: apply cancellations, admit waiting requests into free
+  rows (prefill, padded and chunked to `prefill_chunk_tokens`), then one decode step for every
+  running sequence. Requests beyond the free rows wait in a bounded queue; one that can never
+  fit (prompt longer than the context) is refused with `RequestError` at submission.
+- Sampling is `youtu.serve.sampling` (pure functions); the engine only stacks per-request
+  settings. Stop strings need a `detokenize` callback (the engine sees token ids only).
+- With `use_cuda_graph` (CUDA only) the decode forward is captured per (batch bucket, attended
+  length bucket) with static input buffers; padding entries write to one scratch cache row.
+
+Threading: `submit()`, `cancel()` and `stream()` may be called from any thread; `step()` runs on
+one thread at a time (the background loop from `start()`, or `generate()` when no loop runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from youtu.model.cache import LatentCache
+from youtu.serve.graphs import DecodeGraphs
+from youtu.serve.sampling import (SamplingBatch, SamplingParams, process_logits, sample,
+                                  token_logprobs, top_logprobs)
+
+if TYPE_CHECKING:
+    from youtu.config import RunConfig
+    from youtu.model.transformer import YoutuForCausalLM
+    from youtu.tokenizer import Tokenizer
+
+__all__ = ["AsyncStream", "Completion", "Engine", "EngineFullError", "RequestError", "RequestHandle",
+           "SamplingParams", "StreamDelta", "engine_from_config", "load_engine", "rows_for_budget"]
+
+logger = logging.getLogger(__name__)
+
+# Tokens a stop-string check decodes from the end of the output: every token is at least one
+# byte and a character at most 4 bytes, so 4 tokens per character of the longest stop string
+# (plus slack for a split UTF-8 sequence at the window start) always cover it.
+_STOP_WINDOW_TOKENS_PER_CHAR = 4
+_STOP_WINDOW_SLACK = 4
+# Tokens/s is a rolling rate over this many seconds (what /metrics reports).
+_RATE_WINDOW_S = 10.0
+
+
+class RequestError(ValueError):
+    """A request that can never be served as given (the message says why and what to change)."""
+
+
+class EngineFullError(RuntimeError):
+    """The waiting queue is full; retry later (HTTP 503)."""
+
+
+@dataclass
+class Completion:
+    """The finished result of one request."""
+
+    request_id: str
+    prompt_token_ids: list[int]
+    token_ids: list[int]
+    """Generated ids; a stop token that ended the request is included."""
+    logprobs: list[float]
+    """Per generated token, under the sampling distribution actually used (see sampling.py)."""
+    finish_reason: str | None
+    """'stop' (EOS, stop token or stop string), 'length' (max_tokens or context), 'abort'
+    (cancelled) or 'error'."""
+    stop_reason: int | str | None = None
+    """The stop token id or stop string that ended it (None for EOS... and other reasons)."""
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
+    """Per generated token, the `top_logprobs` most likely (id, log-prob), when asked."""
+    prompt_logprobs: list[float | None] = field(default_factory=list)
+    """Per prompt token (first is None), under the raw model, when asked."""
+    prompt_top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class StreamDelta:
+    """What one step added to a request; the last delta has `finish_reason` and `completion`."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
+    finish_reason: str | None = None
+    completion: Completion | None = None
+
+
+@dataclass(eq=False)
+class _Sequence:
+    """Engine-side state of one request."""
+
+    id: str
+    prompt: list[int]
+    params: SamplingParams
+    sink: Callable[[StreamDelta], None]
+    generator: torch.Generator | None
+    stop_ids: frozenset[int]
+    row: int = -1
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    top: list[list[tuple[int, float]]] = field(default_factory=list)
+    prompt_logprobs: list[float | None] = field(default_factory=list)
+    prompt_top: list[list[tuple[int, float]]] = field(default_factory=list)
+    finish_reason: str | None = None
+    stop_reason: int | str | None = None
+    error: str | None = None
+    submitted_at: float = 0.0
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + len(self.tokens)
+
+    def completion(self) -> Completion:
+        return Completion(self.id, self.prompt, self.tokens, self.logprobs, self.finish_reason,
+                          self.stop_reason, self.top, self.prompt_logprobs, self.prompt_top,
+                          self.error)
+
+
+class RequestHandle:
+    """A submitted request: iterate for `StreamDelta`s (blocking), or `result()`."""
+
+    def __init__(self, engine: Engine, request_id: str, keep_deltas: bool = True):
+        self.engine = engine
+        self.id = request_id
+        self._deltas: queue.Queue[StreamDelta] | None = queue.Queue() if keep_deltas else None
+        self._done = threading.Event()
+        self._completion: Completion | None = None
+
+    def _push(self, delta: StreamDelta) -> None:
+        if self._deltas is not None:
+            self._deltas.put(delta)
+        if delta.completion is not None:
+            self._completion = delta.completion
+            self._done.set()
+
+    def __iter__(self) -> Iterator[StreamDelta]:
+        if self._deltas is None:
+            raise TypeError("this request streams to its own sink; it cannot be iterated")
+        while True:
+            if not self.engine.running and self._deltas.empty():
+                self.engine.step()
+                continue
+            delta = self._deltas.get()
+            yield delta
+            if delta.finish_reason is not None:
+                return
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, timeout: float | None = None) -> Completion:
+        """Block until finished (drives the engine itself when no background loop runs)."""
+        if not self.engine.running:
+            while not self._done.is_set():
+                self.engine.step()
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"request {self.id} did not finish within {timeout} s")
+        assert self._completion is not None
+        return self._completion
+
+    def cancel(self) -> None:
+        self.engine.cancel(self.id)
+
+
+class AsyncStream:
+    """Async deltas of one request. Cancelled (its cache row freed) when the consuming task is
+    cancelled, e.g. because the HTTP client went away, or on `cancel()` / leaving `async with`."""
+
+    def __init__(self, engine: Engine, prompt: list[int], params: SamplingParams | None,
+                 request_id: str | None):
+        loop = asyncio.get_running_loop()
+        self._deltas: asyncio.Queue[StreamDelta] = asyncio.Queue()
+        self.finished = False
+        self.handle = engine.submit(prompt, params, request_id=request_id,
+                                    sink=lambda d: loop.call_soon_threadsafe(self._deltas.put_nowait, d))
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def __anext__(self) -> StreamDelta:
+        if self.finished:
+            raise StopAsyncIteration
+        try:
+            delta = await self._deltas.get()
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+        self.finished = delta.finish_reason is not None
+        return delta
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.cancel()
+
+    def cancel(self) -> None:
+        """Stop the request unless it already finished."""
+        if not self.finished:
+            self.handle.cancel()
+
+    async def completion(self) -> Completion:
+        """Wait for the end and return the `Completion`."""
+        async with self:
+            async for delta in self:
+                if delta.completion is not None:
+                    return delta.completion
+        raise RuntimeError(f"request {self.handle.id} ended without a completion")
+
+
+def rows_for_budget(bytes_per_token: int, max_batch: int, max_seq_len: int,
+                    budget_bytes: int) -> int:
+    """Cache rows that fit: min(max_batch, budget // (max_seq_len * bytes_per_token)); a budget
+    of 0 means no cap. Raises ValueError when not even one full-length row fits."""
+    if budget_bytes <= 0:
+        return max_batch
+    rows = min(max_batch, budget_bytes // (max_seq_len * bytes_per_token))
+    if rows < 1:
+        need = max_seq_len * bytes_per_token
+        raise ValueError(f"cache budget of {budget_bytes} bytes holds no row of max_seq_len="
+                         f"{max_seq_len} ({need} bytes per row at {bytes_per_token} bytes/token); "
+                         f"raise the budget or lower max_seq_len")
+    return rows
+
+
+class Engine:
+    """Continuous-batching generation over a preallocated latent cache.
+
+    Args:
+        model: a `YoutuForCausalLM` (eval mode is set here).
+        max_batch: most concurrent sequences (cache rows).
+        max_seq_len: context per sequence (prompt + output), in tokens.
+        eos_ids: token ids that end every request (unless `ignore_eos`).
+        cache_memory_bytes: cap on the cache slab; rows are reduced to fit (0 = no cap).
+        max_queue: most requests waiting for a row; more are refused with `EngineFullError`.
+        prefill_chunk_tokens: most tokens (rows x padded length) in one prefill forward.
+        detokenize: ids -> text, needed for stop strings.
+        use_cuda_graph: capture the decode step in CUDA graphs (CUDA only).
+        seed: seed of the generator shared by requests without their own seed.
+    """
+
+    def __init__(self, model: YoutuForCausalLM, *, max_batch: int, max_seq_len: int,
+                 eos_ids: list[int] | tuple[int, ...] | set[int], cache_memory_bytes: int = 0,
+                 max_queue: int = 1024, prefill_chunk_tokens: int = 2048,
+                 detokenize: Callable[[list[int]], str] | None = None,
+                 use_cuda_graph: bool = False, seed: int = 0):
+        if max_batch < 1 or max_seq_len < 2:
+            raise ValueError(f"Engine needs max_batch >= 1 and max_seq_len >= 2, got "
+                             f"{max_batch} and {max_seq_len}")
+        if max_seq_len > model.config.max_position_embeddings:
+            raise ValueError(f"max_seq_len={max_seq_len} exceeds the model's "
+                             f"max_position_embeddings={model.config.max_position_embeddings}")
+        if prefill_chunk_tokens < 1:
+            raise ValueError(f"prefill_chunk_tokens must be >= 1, got {prefill_chunk_tokens}")
+        self.model = model.eval()
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        if use_cuda_graph and self.device.type != "cuda":
+            raise ValueError("use_cuda_graph needs the model on a CUDA device")
+        bytes_per_token = model.kv_cache_bytes_per_token(self.dtype)
+        self.max_batch = rows_for_budget(bytes_per_token, max_batch, max_seq_len, cache_memory_bytes)
+        if self.max_batch < max_batch:
+            logger.warning("cache budget fits %d of the %d requested rows", self.max_batch, max_batch)
+        self.max_seq_len = max_seq_len
+        self.eos_ids = frozenset(int(i) for i in eos_ids)
+        self.max_queue = max_queue
+        self.prefill_chunk_tokens = prefill_chunk_tokens
+        self.detokenize = detokenize
+        # One extra scratch row under CUDA graphs: padding entries of a batch bucket write there.
+        rows = self.max_batch + (1 if use_cuda_graph else 0)
+        self.cache = LatentCache(model.config, rows, max_seq_len, device=self.device, dtype=self.dtype)
+        self.graphs = DecodeGraphs(self, scratch_row=self.max_batch) if use_cuda_graph else None
+        self._vocab = model.config.vocab_size
+        self._seen: torch.Tensor | None = None  # [rows, V] bool, made when a request needs it
+        self._default_gen = torch.Generator(device=self.device).manual_seed(seed)
+
+        self._free_rows = list(range(self.max_batch - 1, -1, -1))  # pop() gives row 0 first
+        self._waiting: collections.deque[_Sequence] = collections.deque()
+        self._running: list[_Sequence] = []
+        self._inbox: queue.SimpleQueue[_Sequence] = queue.SimpleQueue()
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()  # guards _cancelled and the queue-length check
+        self._pending = 0  # submitted, not yet admitted (inbox + waiting)
+        self._ids = itertools.count()
+        self._batch_key: tuple[str, ...] = ()
+        self._batch: SamplingBatch | None = None
+
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+
+        self.stats = collections.Counter()
+        self._rate: collections.deque[tuple[float, int]] = collections.deque()
+        self.peak_running = 0
+
+    # ---- submission ---------------------------------------------------------------------------
+
+    def submit(self, prompt: list[int], params: SamplingParams | None = None, *,
+               request_id: str | None = None,
+               sink: Callable[[StreamDelta], None] | None = None) -> RequestHandle:
+        """Queue a request; returns its handle. Raises `RequestError` for a request that cannot
+        be served (empty or too long prompt, bad token ids, stop strings without a detokenizer)
+        and `EngineFullError` when the waiting queue is full."""
+        params = params or SamplingParams()
+        prompt = [int(t) for t in prompt]
+        if not prompt:
+            raise RequestError("the prompt is empty; give at least one token")
+        if len(prompt) >= self.max_seq_len:
+            raise RequestError(f"the prompt has {len(prompt)} tokens but the context is "
+                               f"{self.max_seq_len} (prompt + output); shorten the prompt")
+        if min(prompt) < 0 or max(prompt) >= self._vocab:
+            raise RequestError(f"prompt token ids must lie in [0, {self._vocab})")
+        if params.stop and self.detokenize is None:
+            raise RequestError("stop strings need an engine built with a detokenize callback")
+        request_id = request_id or f"req-{next(self._ids)}"
+        handle = RequestHandle(self, request_id, keep_deltas=sink is None)
+        gen = None
+        if params.seed is not None:
+            gen = torch.Generator(device=self.device).manual_seed(params.seed)
+        stop_ids = frozenset(params.stop_token_ids) | (frozenset() if params.ignore_eos else self.eos_ids)
+        if sink is not None:
+            def deliver(delta: StreamDelta) -> None:
+                handle._push(delta)  # the handle still learns the result
+                sink(delta)
+        else:
+            deliver = handle._push
+        seq = _Sequence(request_id, prompt, params, deliver, gen, stop_ids,
+                        submitted_at=time.monotonic())
+        with self._lock:
+            if self._pending >= self.max_queue:
+                self.stats["refused_queue_full"] += 1
+                raise EngineFullError(f"{self._pending} requests are already waiting "
+                                      f"(max_queue={self.max_queue}); retry later")
+            self._pending += 1
+        self.stats["requests"] += 1
+        self._inbox.put(seq)
+        self._wake.set()
+        return handle
+
+    def cancel(self, request_id: str) -> None:
+        """Stop a request (waiting or running) at the next step; it ends with 'abort'."""
+        with self._lock:
+            self._cancelled.add(request_id)
+        self._wake.set()
+
+    def generate(self, prompts: list[list[int]],
+                 params: SamplingParams | list[SamplingParams] | None = None) -> list[Completion]:
+        """Run a batch of prompts to completion (more prompts than rows join as rows free up).
+
+        Args:
+            prompts: token ids per request.
+            params: one `SamplingParams` for all, or one per prompt.
+
+        Returns:
+            One `Completion` per prompt, in order.
+        """
+        if not isinstance(params, list):
+            params = [params or SamplingParams()] * len(prompts)
+        if len(params) != len(prompts):
+            raise ValueError(f"got {len(params)} SamplingParams for {len(prompts)} prompts")
+        handles = [self.submit(p, sp) for p, sp in zip(prompts, params)]
+        return [h.result() for h in handles]
+
+    def stream(self, prompt: list[int], params: SamplingParams | None = None, *,
+               request_id: str | None = None) -> AsyncStream:
+        """Submit now (errors raise here) and return an async iterator of the request's deltas;
+        call from a running event loop, with the background loop started (`start()`)."""
+        return AsyncStream(self, prompt, params, request_id)
+
+    # ---- background loop ----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the background loop is driving steps."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Drive `step()` on a daemon thread until `shutdown()`."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="youtu-engine", daemon=True)
+        self._thread.start()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop the loop; requests still in flight end with 'abort'."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        for seq in list(self._running) + list(self._waiting):
+            self._finish(seq, "abort")
+        self._waiting.clear()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if not self.has_work():
+                self._wake.wait(0.05)
+                self._wake.clear()
+                continue
+            self.step()
+
+    def has_work(self) -> bool:
+        return bool(self._running or self._waiting or not self._inbox.empty() or self._cancelled)
+
+    # ---- scheduling ---------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """One iteration: cancellations, admissions (prefill), one decode step for all running."""
+        while True:
+            try:
+                self._waiting.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        self._apply_cancellations()
+        admitted = []
+        while self._waiting and self._free_rows:
+            seq = self._waiting.popleft()
+            seq.row = self._free_rows.pop()
+            admitted.append(seq)
+        if admitted:
+            with self._lock:
+                self._pending -= len(admitted)
+            self._guarded(admitted, self._prefill)
+        decoding = [s for s in self._running if s not in admitted]
+        if decoding:
+            self._guarded(decoding, self._decode)
+        self.peak_running = max(self.peak_running, len(self._running))
+
+    def _guarded(self, seqs: list[_Sequence], fn: Callable[[list[_Sequence]], None]) -> None:
+        # A failing forward (e.g. out of memory) fails the requests in it, not the engine.
+        try:
+            fn(seqs)
+        except Exception as e:  # noqa: BLE001 - reported to the requests, the loop keeps serving
+            logger.exception("engine step failed for %d request(s)", len(seqs))
+            for seq in seqs:
+                if seq.finish_reason is None:
+                    seq.error = f"{type(e).__name__}: {e}"
+                    self._finish(seq, "error")
+
+    def _apply_cancellations(self) -> None:
+        with self._lock:
+            cancelled, self._cancelled = self._cancelled, set()
+        if not cancelled:
+            return
+        for seq in [s for s in self._waiting if s.id in cancelled]:
+            self._waiting.remove(seq)
+            with self._lock:
+                self._pending -= 1
+            self._finish(seq, "abort")
+        for seq in [s for s in self._running if s.id in cancelled]:
+            self._finish(seq, "abort")
+
+    def _finish(self, seq: _Sequence, reason: str, stop_reason: int | str | None = None) -> None:
+        seq.finish_reason, seq.stop_reason = reason, stop_reason
+        if seq.row >= 0:
+            if seq in self._running:
+                self._running.remove(seq)
+            self._free_rows.append(seq.row)
+            seq.row = -1
+        self.stats[f"finished_{reason}"] += 1
+        self._deliver(seq, StreamDelta([], [], finish_reason=reason, completion=seq.completion()))
+
+    def _deliver(self, seq: _Sequence, delta: StreamDelta) -> None:
+        try:
+            seq.sink(delta)
+        except RuntimeError:  # the consumer's event loop is gone: nobody is listening
+            if seq.finish_reason is None:
+                self.cancel(seq.id)
+
+    # ---- model calls ----------------------------------------------------------------------------
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.model.lm_head.weight)
+
+    def _prefill(self, seqs: list[_Sequence]) -> None:
+        """Write the prompts into their rows and sample each first token. Rows are right-padded
+        to the group's longest prompt (pad tokens land in slots the row overwrites before it
+        reads them) and cut into chunks of at most `prefill_chunk_tokens` tokens."""
+        seqs = sorted(seqs, key=lambda s: len(s.prompt))
+        groups, group = [], []
+        for seq in seqs:
+            if group and (len(group) + 1) * len(seq.prompt) > self.prefill_chunk_tokens:
+                groups.append(group)
+                group = []
+            group.append(seq)
+        groups.append(group)
+        for group in groups:
+            self._prefill_group(group)
+
+    def _prefill_group(self, seqs: list[_Sequence]) -> None:
+        n, longest = len(seqs), max(len(s.prompt) for s in seqs)
+        ids = torch.zeros(n, longest, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s.prompt)] = torch.tensor(s.prompt)
+        ids = ids.to(self.device)
+        rows = torch.tensor([s.row for s in seqs], device=self.device)
+        lengths = torch.tensor([len(s.prompt) for s in seqs], device=self.device)
+        chunk = max(1, self.prefill_chunk_tokens // n)
+        last_hidden = torch.empty(n, self.model.config.hidden_size, device=self.device, dtype=self.dtype)
+        scoring = [i for i, s in enumerate(seqs) if s.params.prompt_logprobs]
+        for s in seqs:
+            if s.params.prompt_logprobs:
+                s.prompt_logprobs = [None]
+        for start in range(0, longest, chunk):
+            end = min(longest, start + chunk)
+            pos = torch.arange(start, end, device=self.device).expand(n, end - start)
+            hidden = self.model.hidden_states(ids[:, start:end], positions=pos, cache=self.cache,
+                                              cache_rows=rows)  # [n, t, D]
+            ends_here = (lengths - 1 >= start) & (lengths - 1 < end)
+            idx = (lengths - 1 - start).clamp(0, end - start - 1)
+            picked = hidden[torch.arange(n, device=self.device), idx]
+            last_hidden = torch.where(ends_here[:, None], picked, last_hidden)
+            for i in scoring:
+                self._score_prompt(seqs[i], hidden[i], start, end)
+        if self._seen is None and any(s.params.repetition_penalty != 1.0 for s in seqs):
+            self._seen = torch.zeros(self.cache.max_batch, self._vocab, dtype=torch.bool, device=self.device)
+        if self._seen is not None:
+            self._seen[rows] = False
+            for s in seqs:
+                self._seen[s.row, torch.tensor(s.prompt, device=self.device)] = True
+        self.stats["prompt_tokens"] += int(lengths.sum())
+        ready = []
+        for s in seqs:
+            if s.params.max_tokens == 0:
+                self._finish(s, "length")
+            else:
+                self._running.append(s)
+                ready.append(s)
+        keep = [i for i, s in enumerate(seqs) if s in ready]
+        if ready:
+            self._sample_and_append(ready, self._logits(last_hidden[keep]))
+
+    def _score_prompt(self, seq: _Sequence, hidden: torch.Tensor, start: int, end: int) -> None:
+        """Log-probs of prompt tokens start+1..end (those predicted by positions start..end-1)."""
+        stop = min(end, len(seq.prompt) - 1)
+        if stop <= start:
+            return
+        logprobs = self._logits(hidden[:stop - start]).float().log_softmax(-1)  # [t, V]
+        targets = torch.tensor(seq.prompt[start + 1:stop + 1], device=self.device)
+        seq.prompt_logprobs += token_logprobs(logprobs, targets).tolist()
+        if seq.params.top_logprobs:
+            values, ids = top_logprobs(logprobs, seq.params.top_logprobs)
+            seq.prompt_top += [list(zip(i, v)) for i, v in zip(ids.tolist(), values.tolist())]
+
+    def _decode(self, seqs: list[_Sequence]) -> None:
+        """One token for every running sequence: feed its last token at its next slot."""
+        n = len(seqs)
+        ids = torch.tensor([s.tokens[-1] for s in seqs], device=self.device)
+        positions = torch.tensor([s.length - 1 for s in seqs], device=self.device)
+        rows = torch.tensor([s.row for s in seqs], device=self.device)
+        if self.graphs is not None:
+            logits = self.graphs.run(ids, positions, rows, max(s.length for s in seqs))
+        else:
+            hidden = self.model.hidden_states(ids[:, None], positions=positions[:, None],
+                                              cache=self.cache, cache_rows=rows)
+            logits = self._logits(hidden[:, -1])
+        assert logits.shape[0] == n
+        self._sample_and_append(seqs, logits)
+
+    def _sample_and_append(self, seqs: list[_Sequence], logits: torch.Tensor) -> None:
+        key = tuple(s.id for s in seqs)
+        if key != self._batch_key:
+            self._batch_key, self._batch = key, SamplingBatch.from_params([s.params for s in seqs], self.device)
+        batch = self._batch
+        rows = torch.tensor([s.row for s in seqs], device=self.device)
+        seen = self._seen[rows] if (self._seen is not None and batch.any_penalty) else None
+        logprobs = process_logits(logits, batch, seen)
+        tokens = sample(logprobs, batch.greedy, [s.generator for s in seqs], self._default_gen)
+        chosen = token_logprobs(logprobs, tokens)
+        if self._seen is not None:
+            self._seen[rows, tokens] = True
+        n_top = max(s.params.top_logprobs for s in seqs)
+        top = None
+        if n_top:
+            values, ids = top_logprobs(logprobs, n_top)
+            top = list(zip(ids.tolist(), values.tolist()))
+        self._record_rate(len(seqs))
+        for i, (seq, token, lp) in enumerate(zip(seqs, tokens.tolist(), chosen.tolist())):
+            seq.tokens.append(token)
+            seq.logprobs.append(lp)
+            delta = StreamDelta([token], [lp])
+            if top is not None and seq.params.top_logprobs:
+                k = seq.params.top_logprobs
+                seq.top.append(list(zip(top[i][0][:k], top[i][1][:k])))
+                delta.top_logprobs = [seq.top[-1]]
+            self._deliver(seq, delta)
+            self._check_stop(seq, token)
+
+    def _check_stop(self, seq: _Sequence, token: int) -> None:
+        if token in seq.stop_ids:
+            self._finish(seq, "stop", None if token in self.eos_ids else token)
+        elif seq.params.stop and (hit := self._stop_string(seq)) is not None:
+            self._finish(seq, "stop", hit)
+        elif len(seq.tokens) >= seq.params.max_tokens or seq.length >= self.max_seq_len:
+            self._finish(seq, "length")
+
+    def _stop_string(self, seq: _Sequence) -> str | None:
+        assert self.detokenize is not None
+        longest = max(len(s) for s in seq.params.stop)
+        window = longest * _STOP_WINDOW_TOKENS_PER_CHAR + _STOP_WINDOW_SLACK
+        text = self.detokenize(seq.tokens[-window:])
+        hits = [(text.find(s), s) for s in seq.params.stop if s in text]
+        return min(hits)[1] if hits else None
+
+    # ---- metrics ------------------------------------------------------------------------------
+
+    def _record_rate(self, tokens: int) -> None:
+        now = time.monotonic()
+        self.stats["generation_tokens"] += tokens
+        self._rate.append((now, tokens))
+        while self._rate and self._rate[0][0] < now - _RATE_WINDOW_S:
+            self._rate.popleft()
+
+    def metrics(self) -> dict[str, float]:
+        """Counters and gauges for /metrics (requests, tokens, tokens/s, queue, cache)."""
+        now = time.monotonic()
+        recent = sum(n for t, n in self._rate if t >= now - _RATE_WINDOW_S)
+        return {
+            "requests_total": self.stats["requests"],
+            "requests_refused_total": self.stats["refused_queue_full"],
+            **{f"requests_{r}_total": self.stats[f"finished_{r}"]
+               for r in ("stop", "length", "abort", "error")},
+            "prompt_tokens_total": self.stats["prompt_tokens"],
+            "generation_tokens_total": self.stats["generation_tokens"],
+            "generation_tokens_per_s": recent / _RATE_WINDOW_S,
+            "running": len(self._running),
+            "waiting": self._pending,
+            "peak_running": self.peak_running,
+            "free_rows": len(self._free_rows),
+            "max_batch": self.max_batch,
+            "max_seq_len": self.max_seq_len,
+            "cache_bytes": self.cache.nbytes,
+            "cache_bytes_per_token": self.cache.bytes_per_token(),
+        }
+
+
+def load_engine(checkpoint: str | Path, device: str | torch.device = "cpu",
+                dtype: torch.dtype = torch.float32, **kw) -> tuple[Engine, Tokenizer]:
+    """Load an HF checkpoint folder (weights + tokenizer) into an `Engine`.
+
+    Args:
+        checkpoint: folder with config.json, model.safetensors and the tokenizer files.
+        device, dtype: where and in which precision the weights live.
+        **kw: `Engine` arguments; `max_batch` defaults to 8, `max_seq_len` to the smaller of
+            4096 and the model's positions, `eos_ids` to the tokenizer's EOS.
+    """
+    from youtu.model.hf import load_pretrained
+    from youtu.tokenizer import Tokenizer
+
+    folder = Path(checkpoint)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a checkpoint folder (no config.json)")
+    model = load_pretrained(folder, device=device, dtype=dtype)
+    tok = Tokenizer.load(folder)
+    kw.setdefault("max_batch", 8)
+    limit = model.config.max_position_embeddings
+    kw.setdefault("max_seq_len", min(4096, limit))
+    if kw["max_seq_len"] > limit:
+        logger.warning("max_seq_len=%d exceeds the model's %d positions; using %d",
+                       kw["max_seq_len"], limit, limit)
+        kw["max_seq_len"] = limit
+    kw.setdefault("eos_ids", [tok.eos_id])
+    kw.setdefault("detokenize", tok.decode)
+    return Engine(model, **kw), tok
+
+
+def resolve_checkpoint(checkpoint: str, run_dir: Path) -> Path:
+    """`checkpoint`, or when empty the newest checkpoint folder (one with config.json) under
+    `run_dir`. Raises FileNotFoundError naming what to pass."""
+    if checkpoint:
+        return Path(checkpoint)
+    found = sorted((p.parent for p in Path(run_dir).glob("**/config.json")
+                    if (p.parent / "tokenizer.json").is_file()), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(f"no checkpoint given and none found under {run_dir}; pass one: "
+                                f"youtu serve <checkpoint> (or --serve.checkpoint=...)")
+    return found[-1]
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def engine_from_config(cfg: RunConfig) -> tuple[Engine, Tokenizer]:
+    """The engine `youtu serve` / `chat` / `agent` use: `[serve]` settings, `device`, `seed`."""
+    s = cfg.serve
+    device = resolve_device(cfg.device)
+    dtype_name = s.dtype if s.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
+    folder = resolve_checkpoint(s.checkpoint, cfg.run_dir)
+    logger.info("loading %s on %s (%s)", folder, device, dtype_name)
+    return load_engine(folder, device=device, dtype=getattr(torch, dtype_name),
+                       max_batch=s.max_batch, max_seq_len=s.max_seq_len,
+                       cache_memory_bytes=s.cache_memory_mb * 2**20, max_queue=s.max_queue,
+                       prefill_chunk_tokens=s.prefill_chunk_tokens,
+                       use_cuda_graph=s.use_cuda_graph, seed=cfg.seed)

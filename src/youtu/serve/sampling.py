@@ -1,0 +1,226 @@
+"""Sampling as pure functions: logits -> processed log-probs -> token ids (gpt-fast style).
+
+    params = SamplingParams(temperature=0.7, top_p=0.95, seed=1)
+    batch = SamplingBatch.from_params([params], device="cpu")
+    logprobs = process_logits(logits, batch, seen)          # [B, V]
+    tokens = sample(logprobs, batch.greedy, [torch.Generator().manual_seed(1)])
+
+Every function works on a batch of rows with per-row settings (a continuous batch mixes
+requests with different parameters), takes its inputs as arguments and returns new tensors.
+The order is the one transformers and vLLM use: repetition penalty -> temperature -> top-k ->
+top-p -> min-p. Greedy rows (temperature 0) take the argmax of the penalised logits; their
+reported log-prob is under the penalised distribution at temperature 1 (a point mass would
+report 0 for every token and tell the caller nothing).
+
+Shapes: B = rows in the batch, V = vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+NEG_INF = float("-inf")
+
+
+@dataclass(kw_only=True)
+class SamplingParams:
+    """How one request is decoded (the OpenAI / vLLM parameter set)."""
+
+    temperature: float = 1.0
+    """Softmax temperature; 0 = greedy (argmax)."""
+    top_k: int = 0
+    """Keep the k most likely tokens; 0 = off."""
+    top_p: float = 1.0
+    """Nucleus: keep the smallest set of tokens holding this much probability; 1 = off."""
+    min_p: float = 0.0
+    """Drop tokens less likely than min_p times the most likely one; 0 = off."""
+    repetition_penalty: float = 1.0
+    """CTRL-style penalty on tokens already in the prompt or output (>1 discourages); 1 = off."""
+    max_tokens: int = 256
+    """Most tokens to generate (the context limit may stop it earlier); 0 = score the prompt only."""
+    stop_token_ids: list[int] = field(default_factory=list)
+    """Extra token ids that end the generation (the engine's EOS ids always do)."""
+    stop: list[str] = field(default_factory=list)
+    """Stop strings (need the engine's detokenize callback); the text is cut before them."""
+    ignore_eos: bool = False
+    """Keep generating past EOS (benchmarks)."""
+    seed: int | None = None
+    """Per-request RNG seed: the same seed gives the same tokens whatever else is batched."""
+    top_logprobs: int = 0
+    """Also return this many most likely alternatives (with log-probs) per position."""
+    prompt_logprobs: bool = False
+    """Also return the log-prob of every prompt token given the tokens before it (raw model)."""
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0.0 <= self.min_p <= 1.0:
+            raise ValueError(f"min_p must be in [0, 1], got {self.min_p}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}")
+        if self.max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {self.max_tokens}")
+        if not 0 <= self.top_logprobs <= 20:
+            raise ValueError(f"top_logprobs must be in [0, 20], got {self.top_logprobs}")
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must be non-empty")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass
+class SamplingBatch:
+    """Per-row sampling settings of one decode step as tensors (built once per batch change)."""
+
+    temperature: torch.Tensor
+    """[B] float; greedy rows hold 1.0 (they take the argmax of the penalised logits)."""
+    top_k: torch.Tensor
+    """[B] long; 0 = off."""
+    top_p: torch.Tensor
+    """[B] float; 1 = off."""
+    min_p: torch.Tensor
+    """[B] float; 0 = off."""
+    repetition_penalty: torch.Tensor
+    """[B] float; 1 = off."""
+    greedy: torch.Tensor
+    """[B] bool."""
+    any_top_k_top_p: bool
+    any_min_p: bool
+    any_penalty: bool
+    any_temperature: bool
+
+    @classmethod
+    def from_params(cls, params: list[SamplingParams], device: torch.device | str) -> SamplingBatch:
+        """Stack per-request parameters; greedy rows get neutral filters (see module doc)."""
+        greedy = [p.greedy for p in params]
+        temp = [1.0 if g else p.temperature for p, g in zip(params, greedy)]
+        top_k = [0 if g else p.top_k for p, g in zip(params, greedy)]
+        top_p = [1.0 if g else p.top_p for p, g in zip(params, greedy)]
+        min_p = [0.0 if g else p.min_p for p, g in zip(params, greedy)]
+        penalty = [p.repetition_penalty for p in params]
+
+        def f32(xs):
+            return torch.tensor(xs, dtype=torch.float32, device=device)
+
+        return cls(
+            temperature=f32(temp),
+            top_k=torch.tensor(top_k, dtype=torch.long, device=device),
+            top_p=f32(top_p),
+            min_p=f32(min_p),
+            repetition_penalty=f32(penalty),
+            greedy=torch.tensor(greedy, dtype=torch.bool, device=device),
+            any_top_k_top_p=any(k > 0 for k in top_k) or any(p < 1.0 for p in top_p),
+            any_min_p=any(m > 0 for m in min_p),
+            any_penalty=any(r != 1.0 for r in penalty),
+            any_temperature=any(t != 1.0 for t in temp),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# logits processors: [B, V] float32 -> [B, V] float32
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor,
+                             penalty: torch.Tensor) -> torch.Tensor:
+    """CTRL penalty (Keskar et al. 2019, as in transformers): on tokens already seen, divide
+    positive logits by `penalty` and multiply negative ones. `seen` [B, V] bool, `penalty` [B]."""
+    p = penalty[:, None]
+    penalised = torch.where(logits > 0, logits / p, logits * p)
+    return torch.where(seen, penalised, logits)
+
+
+def apply_temperature(logits: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """Divide each row by its temperature ([B], > 0)."""
+    return logits / temperature[:, None]
+
+
+def apply_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Mask to -inf everything outside each row's top-k, then outside its top-p nucleus (on the
+    top-k-renormalised distribution). The most likely token always survives. One sort for both."""
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    rank = torch.arange(logits.shape[-1], device=logits.device)
+    drop = (top_k[:, None] > 0) & (rank[None, :] >= top_k[:, None])
+    sorted_logits = sorted_logits.masked_fill(drop, NEG_INF)
+    probs = sorted_logits.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # probability of the strictly more likely tokens
+    drop = drop | (mass_before >= top_p[:, None])
+    drop[:, 0] = False
+    sorted_logits = sorted_logits.masked_fill(drop, NEG_INF)
+    return torch.empty_like(logits).scatter_(-1, order, sorted_logits)
+
+
+def apply_min_p(logits: torch.Tensor, min_p: torch.Tensor) -> torch.Tensor:
+    """Drop tokens whose probability is below min_p x the row's top probability (Nguyen et al.
+    2024); compared in log space: logit - max_logit < log(min_p)."""
+    gap = logits - logits.max(dim=-1, keepdim=True).values
+    threshold = torch.log(min_p.clamp_min(1e-30))[:, None]
+    drop = (min_p[:, None] > 0) & (gap < threshold)
+    return logits.masked_fill(drop, NEG_INF)
+
+
+def process_logits(logits: torch.Tensor, batch: SamplingBatch,
+                   seen: torch.Tensor | None = None) -> torch.Tensor:
+    """Raw logits [B, V] -> log-probs [B, V] of the distribution each row samples from.
+
+    Args:
+        logits: next-token logits (any float dtype; computed in float32).
+        batch: per-row settings.
+        seen: [B, V] bool, tokens already in each row's prompt or output (repetition penalty).
+    """
+    logits = logits.float()
+    if batch.any_penalty:
+        assert seen is not None, "repetition penalty needs the seen-token mask"
+        logits = apply_repetition_penalty(logits, seen, batch.repetition_penalty)
+    if batch.any_temperature:
+        logits = apply_temperature(logits, batch.temperature)
+    if batch.any_top_k_top_p:
+        logits = apply_top_k_top_p(logits, batch.top_k, batch.top_p)
+    if batch.any_min_p:
+        logits = apply_min_p(logits, batch.min_p)
+    return logits.log_softmax(dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# sampling
+
+
+def sample(logprobs: torch.Tensor, greedy: torch.Tensor,
+           generators: list[torch.Generator | None],
+           default_generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one token per row from `logprobs` [B, V]; greedy rows take the argmax.
+
+    Sampling is the exponential race argmax(p / E), E ~ Exp(1) i.i.d. (equivalent to a
+    categorical draw, no host sync). Rows with a generator draw their noise from it, so a seeded
+    request is reproducible whatever else shares the batch; the others share `default_generator`.
+
+    Returns:
+        [B] long token ids.
+    """
+    argmax = logprobs.argmax(dim=-1)
+    if bool(greedy.all()):
+        return argmax
+    noise = torch.empty_like(logprobs).exponential_(generator=default_generator)
+    for i, gen in enumerate(generators):
+        if gen is not None:
+            noise[i].exponential_(generator=gen)
+    drawn = (logprobs.exp() / noise).argmax(dim=-1)
+    return torch.where(greedy, argmax, drawn)
+
+
+def token_logprobs(logprobs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Log-prob of each row's chosen token: [B, V], [B] -> [B]."""
+    return logprobs.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def top_logprobs(logprobs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The n most likely tokens per row: ([B, n] log-probs, [B, n] ids)."""
+    values, ids = logprobs.topk(n, dim=-1)
+    return values, ids

@@ -1,0 +1,145 @@
+"""Sampling functions against transformers' logits processors and known distributions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers.generation.logits_process import (MinPLogitsWarper,
+                                                    RepetitionPenaltyLogitsProcessor,
+                                                    TemperatureLogitsWarper, TopKLogitsWarper,
+                                                    TopPLogitsWarper)
+
+from youtu.serve.sampling import (SamplingBatch, SamplingParams, apply_min_p,
+                                  apply_repetition_penalty, apply_top_k_top_p, process_logits,
+                                  sample, token_logprobs)
+
+V = 50
+
+
+def _batch(*params: SamplingParams) -> SamplingBatch:
+    return SamplingBatch.from_params(list(params), "cpu")
+
+
+def _finite(x: torch.Tensor) -> torch.Tensor:
+    return torch.isfinite(x)
+
+
+def test_repetition_penalty_matches_transformers():
+    logits = torch.randn(3, V) * 3
+    prev = torch.randint(0, V, (3, 7))
+    seen = torch.zeros(3, V, dtype=torch.bool).scatter_(1, prev, True)
+    ours = apply_repetition_penalty(logits, seen, torch.full((3,), 1.3))
+    theirs = RepetitionPenaltyLogitsProcessor(1.3)(prev, logits.clone())
+    torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("k", [1, 5, 17])
+def test_top_k_matches_transformers(k):
+    logits = torch.randn(4, V)
+    ours = apply_top_k_top_p(logits, torch.full((4,), k), torch.ones(4))
+    theirs = TopKLogitsWarper(k)(None, logits.clone())
+    assert torch.equal(_finite(ours), _finite(theirs))
+    torch.testing.assert_close(ours[_finite(ours)], logits[_finite(ours)])
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9, 0.99])
+def test_top_p_matches_transformers(p):
+    logits = torch.randn(4, V) * 2
+    ours = apply_top_k_top_p(logits, torch.zeros(4, dtype=torch.long), torch.full((4,), p))
+    theirs = TopPLogitsWarper(p)(None, logits.clone())
+    assert torch.equal(_finite(ours), _finite(theirs))
+
+
+@pytest.mark.parametrize("m", [0.05, 0.3])
+def test_min_p_matches_transformers(m):
+    logits = torch.randn(4, V) * 2
+    ours = apply_min_p(logits, torch.full((4,), m))
+    theirs = MinPLogitsWarper(m)(None, logits.clone())
+    assert torch.equal(_finite(ours), _finite(theirs))
+
+
+def test_filters_on_a_known_distribution():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log()
+    keep = lambda x: _finite(x)[0].tolist()  # noqa: E731
+    assert keep(apply_top_k_top_p(logits, torch.tensor([2]), torch.ones(1))) == [True, True, False, False]
+    # smallest set with mass >= p: 0.5 + 0.3 reaches 0.8
+    assert keep(apply_top_k_top_p(logits, torch.tensor([0]), torch.tensor([0.8]))) == [True, True, False, False]
+    assert keep(apply_top_k_top_p(logits, torch.tensor([0]), torch.tensor([0.81]))) == [True, True, True, False]
+    assert keep(apply_top_k_top_p(logits, torch.tensor([0]), torch.tensor([0.01]))) == [True, False, False, False]
+    # min_p 0.2: threshold 0.1 of the top 0.5
+    assert keep(apply_min_p(logits, torch.tensor([0.2]))) == [True, True, True, False]
+
+
+def test_per_row_settings_in_one_batch():
+    logits = torch.randn(3, V)
+    batch = _batch(SamplingParams(temperature=0), SamplingParams(top_k=3),
+                   SamplingParams(temperature=0.5, top_p=0.5))
+    out = process_logits(logits, batch)
+    torch.testing.assert_close(out[0], logits[0].log_softmax(-1))  # greedy: unfiltered, T=1
+    assert int(_finite(out[1]).sum()) == 3
+    expected = TopPLogitsWarper(0.5)(None, TemperatureLogitsWarper(0.5)(None, logits[2:].clone()))
+    torch.testing.assert_close(out[2], expected.log_softmax(-1)[0])
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(3))
+
+
+def test_greedy_takes_argmax_of_penalised_logits():
+    logits = torch.tensor([[1.0, 3.0, 2.0]])
+    seen = torch.tensor([[False, True, False]])
+    batch = _batch(SamplingParams(temperature=0, repetition_penalty=2.0))
+    lp = process_logits(logits, batch, seen)
+    token = sample(lp, batch.greedy, [None])
+    assert token.tolist() == [2]  # 3.0 / 2 = 1.5 < 2.0
+    torch.testing.assert_close(token_logprobs(lp, token), lp[0, 2:3])
+
+
+def test_sampling_follows_the_distribution():
+    probs = torch.tensor([0.6, 0.25, 0.1, 0.05])
+    lp = probs.log().expand(4000, 4).contiguous()
+    gen = torch.Generator().manual_seed(0)
+    tokens = sample(lp, torch.zeros(4000, dtype=torch.bool), [None] * 4000, gen)
+    freq = torch.bincount(tokens, minlength=4).float() / 4000
+    # 4 standard errors of a binomial proportion at n = 4000
+    tol = 4 * torch.sqrt(probs * (1 - probs) / 4000)
+    assert torch.all((freq - probs).abs() < tol), freq
+
+
+def test_seeded_rows_do_not_depend_on_the_batch():
+    logits = torch.randn(5, V)
+    lp = logits.log_softmax(-1)
+
+    def draw(rows: list[int], seed_row: int) -> int:
+        gens = [torch.Generator().manual_seed(123) if r == seed_row else None for r in rows]
+        out = sample(lp[rows], torch.zeros(len(rows), dtype=torch.bool), gens,
+                     torch.Generator().manual_seed(len(rows)))
+        return out[rows.index(seed_row)].item()
+
+    assert draw([2], 2) == draw([0, 1, 2, 3, 4], 2) == draw([4, 2], 2)
+
+
+def test_never_samples_filtered_tokens():
+    logits = torch.randn(200, V)
+    batch = _batch(*[SamplingParams(top_k=4, temperature=1.5)] * 200)
+    lp = process_logits(logits, batch)
+    tokens = sample(lp, batch.greedy, [None] * 200, torch.Generator().manual_seed(1))
+    top4 = logits.topk(4, dim=-1).indices
+    assert (top4 == tokens[:, None]).any(-1).all()
+    assert torch.isfinite(token_logprobs(lp, tokens)).all()
+
+
+@pytest.mark.parametrize("bad", [dict(temperature=-1), dict(top_p=0), dict(top_p=1.5),
+                                 dict(top_k=-2), dict(min_p=2), dict(repetition_penalty=0),
+                                 dict(max_tokens=-1), dict(top_logprobs=21), dict(stop=[""])])
+def test_bad_params_are_refused(bad):
+    field = next(iter(bad))
+    with pytest.raises(ValueError, match=field):
+        SamplingParams(**bad)
+
+
+def test_temperature_scales_logprobs():
+    logits = torch.randn(1, V)
+    lp = process_logits(logits, _batch(SamplingParams(temperature=0.25)))
+    torch.testing.assert_close(lp, (logits / 0.25).log_softmax(-1))
+    assert math.isclose(float(lp.exp().sum()), 1.0, rel_tol=1e-5)
