@@ -33,3 +33,37 @@ class ScriptedLM(LM):
 @pytest.fixture
 def scripted_lm():
     return ScriptedLM
+
+
+def _corpus() -> list[str]:
+    """A few hundred KB of English prose and Python: the stdlib's own source."""
+    import glob
+    import json
+    import os
+
+    root = os.path.dirname(os.path.dirname(json.__file__))
+    return [open(f, encoding="utf-8").read() for f in sorted(glob.glob(f"{root}/*.py"))[:40]]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A random tiny YoutuForCausalLM + a 1024-token tokenizer, saved as a checkpoint folder."""
+    import torch
+
+    from youtu.model import ModelConfig, YoutuForCausalLM
+    from youtu.model.hf import save_pretrained
+    from youtu.tokenizer.train import train_from_texts
+
+    folder = tmp_path_factory.mktemp("tiny_ckpt")
+    tok = train_from_texts(_corpus(), 1024)
+    torch.manual_seed(0)
+    cfg = ModelConfig.tiny(vocab_size=tok.vocab_size)
+    model = YoutuForCausalLM(cfg)
+    model.init_weights()
+    with torch.no_grad():  # a random model would mostly predict the 256 reserved special tokens,
+        # which decode to nothing; keep it to ordinary text (and EOS) so outputs are visible
+        model.model.embed_tokens.weight[tok.bos_id:].zero_()
+        model.model.embed_tokens.weight[tok.eos_id].normal_(0, 0.02)
+    save_pretrained(model, folder)
+    tok.save(folder)
+    return folder

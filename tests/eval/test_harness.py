@@ -1,0 +1,150 @@
+"""Harness primitives: log-likelihood parity with transformers, boundaries, rolling windows,
+cached batched generation vs a plain argmax loop."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from youtu.eval.harness import CheckpointLM, GenerationRequest, cut_at_stop, load_lm
+
+PAIRS = [("The capital of France is", " Paris"), ("def add(a, b):\n    return", " a + b"),
+         ("Question: 2 + 2 =", " 4"), ("", "Hello world"), ("Answer: (", "B)"),
+         ("x ", "= 1")]
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_checkpoint):
+    return CheckpointLM(tiny_checkpoint, batch_size=3)
+
+
+def _reference_loglikelihood(model, tok, context, continuation):
+    """Independent lm-eval-style computation with a transformers model."""
+    n_space = len(context) - len(context.rstrip())
+    if n_space:
+        context, continuation = context[:-n_space], context[-n_space:] + continuation
+    ctx = tok.encode(context, allow_special=True)
+    whole = tok.encode(context + continuation, allow_special=True)
+    cont = whole[len(ctx):]
+    ids = torch.tensor([[tok.bos_id] + whole])
+    logp = torch.log_softmax(model(ids).logits.float(), dim=-1)[0]
+    positions = range(ids.shape[1] - 1 - len(cont), ids.shape[1] - 1)
+    return sum(logp[p, t].item() for p, t in zip(positions, cont)), len(cont)
+
+
+@pytest.mark.hf
+def test_loglikelihood_matches_transformers(lm, tiny_checkpoint):
+    from transformers import AutoModelForCausalLM
+
+    from youtu.tokenizer import Tokenizer
+
+    hf = AutoModelForCausalLM.from_pretrained(str(tiny_checkpoint), dtype=torch.float32).eval()
+    tok = Tokenizer.load(tiny_checkpoint)
+    ours = lm.loglikelihood(PAIRS)
+    for (ctx, cont), got in zip(PAIRS, ours):
+        with torch.no_grad():
+            ref, n = _reference_loglikelihood(hf, tok, ctx, cont)
+        assert got.num_tokens == n > 0
+        assert got.logprob == pytest.approx(ref, abs=1e-4), (ctx, cont)
+    # The transformers backend of the harness computes the same numbers.
+    via_hf = load_lm(str(tiny_checkpoint), backend="hf", batch_size=2).loglikelihood(PAIRS)
+    assert [r.logprob for r in via_hf] == pytest.approx([r.logprob for r in ours], abs=1e-4)
+    assert [r.num_tokens for r in via_hf] == [r.num_tokens for r in ours]
+
+
+def test_boundary_whitespace_moves_to_the_continuation(lm):
+    a, b = lm.loglikelihood([("Hello ", "world"), ("Hello", " world")])
+    assert a == b
+    assert lm.encode_pair("Hello ", "world") == lm.encode_pair("Hello", " world")
+
+
+def test_batching_does_not_change_scores(tiny_checkpoint, lm):
+    one = CheckpointLM(tiny_checkpoint, batch_size=1).loglikelihood(PAIRS)
+    assert [r.logprob for r in lm.loglikelihood(PAIRS)] == pytest.approx([r.logprob for r in one],
+                                                                        abs=1e-5)
+
+
+def test_is_greedy_matches_greedy_generation(lm):
+    ctx = [lm.prefix_id] + lm.encode("def f(x):\n    return")
+    with torch.no_grad():
+        greedy = _greedy_ids_without_cache(lm, ctx, 3)
+    (lp, is_greedy), (lp2, not_greedy) = lm.score_tokens([(ctx, greedy),
+                                                          (ctx, greedy[:2] + [greedy[2] ^ 1])])
+    assert is_greedy and not not_greedy and lp > lp2
+
+
+def test_rolling_windows_cover_each_token_once(tiny_checkpoint):
+    text = "The quick brown fox jumps over the lazy dog. " * 6
+    long = CheckpointLM(tiny_checkpoint).loglikelihood_rolling([text])[0]
+    short_lm = CheckpointLM(tiny_checkpoint, max_length=16)
+    ids = short_lm.encode(text)
+    windows = short_lm.rolling_windows(ids)
+    assert sum(len(w[1]) for w in windows) == len(ids) > 48
+    assert [t for _, cont in windows for t in cont] == ids
+    assert all(len(ctx) + len(cont) <= 17 or len(ctx) > 16 for ctx, cont in windows)
+    short = short_lm.loglikelihood_rolling([text])[0]
+    assert short.num_tokens == long.num_tokens == len(ids)
+    assert short.logprob != pytest.approx(long.logprob, abs=1e-3)  # less context, other numbers
+    # One window = the log-likelihood of the text after BOS.
+    assert long.logprob == pytest.approx(CheckpointLM(tiny_checkpoint).score_tokens(
+        [([short_lm.prefix_id], ids)])[0][0], abs=1e-4)
+    assert long.bits_per_byte == pytest.approx(-long.logprob / math.log(2) / len(text.encode()))
+    # A random model over 1024 tokens: about ln(1024) nats per token.
+    assert 0.5 * math.log(1024) < -long.logprob / long.num_tokens < 2 * math.log(1024)
+
+
+def _greedy_ids_without_cache(lm, ids, n):
+    out = []
+    for _ in range(n):
+        out.append(int(lm.model(torch.tensor([ids + out]))[0, -1].argmax()))
+        if out[-1] == lm.codec.eos_id:
+            break
+    return out
+
+
+def test_cached_batched_generation_equals_plain_argmax(lm):
+    prompts = ["import os\n", "The answer to the question is", "def main():\n    x = [1, 2,",
+               "a"]
+    reqs = [GenerationRequest(p, max_new_tokens=6) for p in prompts]
+    ids = [[lm.prefix_id] + lm.encode(p) for p in prompts]
+    with torch.no_grad():
+        got = lm._generate_ids(ids, reqs, stop=lambda r, new: False)
+        want = [_greedy_ids_without_cache(lm, x, 6) for x in ids]
+    assert got == want
+    texts = lm.generate_until(reqs)
+    assert texts == [lm.decode([t for t in w if t != lm.codec.eos_id]) for w in want]
+    assert sum(len(t) for t in texts) > 0
+
+
+def test_stop_strings_and_sampling(lm):
+    assert cut_at_stop("abc\ndef```", ["```", "\n"]) == "abc"
+    assert cut_at_stop("abc", []) == "abc"
+    req = GenerationRequest("Once upon a time", max_new_tokens=12, temperature=1.0, seed=3)
+    a, b = lm.generate_until([req, req])
+    assert a == b  # same seed, same text
+    c = lm.generate_until([GenerationRequest("Once upon a time", 12, temperature=1.0, seed=4)])[0]
+    full = lm.generate_until([GenerationRequest("Once upon a time", 12, temperature=1.0,
+                                                seed=4, until=(c[2:4],))])[0] if len(c) > 4 else c
+    assert c.startswith(full) and (len(c) <= 4 or len(full) < len(c))
+
+
+def test_truncate_keeps_head_and_tail(lm):
+    text = "alpha beta gamma delta " * 40
+    cut, n, was_cut = lm.truncate(text, 20)
+    assert was_cut and n == 20
+    ids = lm.encode(text)
+    assert lm.encode(cut)[:5] == ids[:5]
+    assert lm.truncate("short", 20) == ("short", len(lm.encode("short")), False)
+
+
+def test_bad_arguments_are_clear(tiny_checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="not a checkpoint folder"):
+        load_lm(str(tmp_path))
+    with pytest.raises(ValueError, match="backend must be"):
+        load_lm(str(tiny_checkpoint), backend="vllm")
+    with pytest.raises(ValueError, match="needs base_url"):
+        load_lm("m", backend="openai")
+    with pytest.raises(ValueError, match="leaves no room"):
+        CheckpointLM(tiny_checkpoint, max_length=8).generate_until([GenerationRequest("x", 8)])
