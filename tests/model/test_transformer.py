@@ -172,3 +172,32 @@ def test_bf16_cuda_paths_agree():
     model(ids[:, :200], cache=cache)
     step = model(ids[:, 200:201], positions=torch.full((2, 1), 200, device="cuda"), cache=cache).float()
     assert (step[:, 0] - ref[:, 200]).abs().max().item() < 0.05 * scale
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_decode_step_replays_as_a_cuda_graph(make_config):
+    """With `cache.attend_len` set the decode step has static shapes and no host syncs, so a
+    serving engine can capture it once and replay it for every position."""
+    torch.manual_seed(0)
+    model = YoutuForCausalLM(make_config("qlora")).cuda().eval()
+    model.init_weights()
+    ids = torch.randint(0, VOCAB, (2, 24), device="cuda")
+    full = model(ids)
+    cache = LatentCache(model.config, max_batch=2, max_seq_len=32, device="cuda")
+    cache.attend_len = 32
+    model(ids[:, :10], cache=cache)
+    token, pos = ids[:, 10:11].clone(), torch.full((2, 1), 10, device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        model(token, positions=pos, cache=cache)  # warm-up outside the graph
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = model(token, positions=pos, cache=cache)
+    for t in range(10, 24):
+        token.copy_(ids[:, t:t + 1])
+        pos.fill_(t)
+        graph.replay()
+        assert (out[:, 0] - full[:, t]).abs().max().item() < 1e-3
