@@ -3,8 +3,9 @@
     [tokenizer]
     vocab_size = 4096
     stages = [
-      {name = "general", vocab_size = 3000, domains = ["commonsense", "chat"]},
-      {name = "stem", vocab_size = 840, domains = ["stem", "code"]},
+      {name = "general", vocab_size = 3000, domains = ["commonsense", "code", "stem"],
+       weights = [0.7, 0.15, 0.15]},
+      {name = "stem", vocab_size = 840, domains = ["stem", "code"], max_chars = 1_000_000},
     ]
 """
 
@@ -25,17 +26,36 @@ class TokenizerStage:
     """Tokens this stage adds; the first stage's count includes the 256 byte tokens."""
     domains: list[str]
     """Document domains this stage trains on (commonsense, stem, code, agent, chat, ...)."""
+    weights: list[float] = field(default_factory=list)
+    """Share of the stage's characters per domain (same order as `domains`); empty = equal."""
+    max_chars: int = 0
+    """Characters of training text for this stage; 0 = `tokenizer.max_stage_chars`."""
 
     def __post_init__(self) -> None:
         if self.vocab_size <= 0:
             raise ValueError(f"stage {self.name!r}: vocab_size must be > 0, got {self.vocab_size}")
         if not self.domains:
             raise ValueError(f"stage {self.name!r}: domains must name at least one domain")
+        if self.weights and (len(self.weights) != len(self.domains)
+                             or any(w < 0 for w in self.weights) or sum(self.weights) <= 0):
+            raise ValueError(f"stage {self.name!r}: weights must be {len(self.domains)} "
+                             f"non-negative numbers (one per domain), got {self.weights}")
+        if self.max_chars < 0:
+            raise ValueError(f"stage {self.name!r}: max_chars must be >= 0, got {self.max_chars}")
+
+    def shares(self) -> dict[str, float]:
+        """Fraction of the stage's characters per domain."""
+        weights = self.weights or [1.0] * len(self.domains)
+        return {d: w / sum(weights) for d, w in zip(self.domains, weights)}
 
 
 def _tiny_stages() -> list[TokenizerStage]:
-    return [TokenizerStage(name="general", vocab_size=3000, domains=["commonsense", "chat"]),
-            TokenizerStage(name="stem", vocab_size=840, domains=["stem", "code"])]
+    # Stage 2 re-samples the STEM/code documents stage 1 already saw (smaller budgets, same
+    # order), so the union of all stages is the general mix: the single-stage baseline of eval.
+    return [TokenizerStage(name="general", vocab_size=3000, domains=["commonsense", "code", "stem"],
+                           weights=[0.7, 0.15, 0.15]),
+            TokenizerStage(name="stem", vocab_size=840, domains=["stem", "code"],
+                           max_chars=1_000_000)]
 
 
 @dataclass(kw_only=True)

@@ -251,30 +251,35 @@ def _read_file(path: Path) -> Iterator[str]:
 
 def collect_stage_texts(cfg: TokenizerConfig, documents: Iterable[tuple[str, str]]
                         ) -> list[list[str]]:
-    """The training texts of each stage, within the memory caps, held-out documents excluded."""
+    """The training texts of each stage, within the memory caps, held-out documents excluded.
+
+    Each (stage, domain) gets `share * stage chars` characters, taken from the documents of that
+    domain in corpus order, so a smaller later budget re-uses the documents of an earlier stage.
+    """
     rng = random.Random(cfg.seed)
+    budgets = [{d: share * (s.max_chars or cfg.max_stage_chars) for d, share in s.shares().items()}
+               for s in cfg.stages]
     texts: list[list[str]] = [[] for _ in cfg.stages]
-    chars = [0] * len(cfg.stages)
-    wanted = {d for s in cfg.stages for d in s.domains}
+    used = [dict.fromkeys(b, 0) for b in budgets]
     bar = tqdm(desc="tokenizer corpus", unit=" docs", disable=None)
     for doc in documents:
         domain, text = _as_pair(doc)
         bar.update(1)
-        if domain not in wanted or not text or is_heldout(text, cfg.holdout_every):
+        open_stages = [i for i, b in enumerate(budgets) if domain in b and used[i][domain] < b[domain]]
+        if not open_stages or not text or is_heldout(text, cfg.holdout_every):
+            if not any(used[i][d] < b[d] for i, b in enumerate(budgets) for d in b):
+                break  # every budget is spent: stop reading (the corpus may be unbounded)
             continue
         if cfg.doc_sample_rate < 1.0 and rng.random() >= cfg.doc_sample_rate:
             continue
         text = text[:cfg.max_doc_chars]
-        for i, stage in enumerate(cfg.stages):
-            if domain in stage.domains and chars[i] < cfg.max_stage_chars:
-                texts[i].append(text)
-                chars[i] += len(text)
-        if all(c >= cfg.max_stage_chars for c in chars):
-            break  # every stage is full: stop reading (the corpus may be unbounded)
+        for i in open_stages:
+            texts[i].append(text)
+            used[i][domain] += len(text)
     bar.close()
-    for stage, t, c in zip(cfg.stages, texts, chars):
-        logger.info("stage %s: %d documents, %d chars from %s", stage.name, len(t), c,
-                    ", ".join(stage.domains))
+    for stage, t, u in zip(cfg.stages, texts, used):
+        logger.info("stage %s: %d documents, chars %s", stage.name, len(t),
+                    ", ".join(f"{d} {n}" for d, n in u.items()))
         if not t:
             raise ValueError(f"tokenizer stage {stage.name!r} found no documents of domains "
                              f"{stage.domains}; check tokenizer.corpus / tokenizer.files")
