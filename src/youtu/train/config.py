@@ -131,6 +131,10 @@ class TrainConfig(LoopConfig):
     init_weights_only: bool = False
     """Take only the weights from `init` even when it has trainer state (fresh optimizer and
     data cursor, start at the first selected stage)."""
+    heldout_dir: str = ""
+    """Token shards kept out of training (a `youtu data prepare` folder built with the same
+    tokenizer) for per-domain held-out loss and bits per byte; empty = `<data dir>/heldout`
+    when it exists, else no held-out evaluation."""
     eval_hook: bool = False
     """Run youtu.eval (the `[eval]` section) on every stage-end checkpoint and log its scores."""
 

@@ -69,7 +69,12 @@ class Batch(Protocol):
 
 
 class BatchSource(Protocol):
-    """Where batches come from: youtu.data's CurriculumSampler, or SFT's packed conversations."""
+    """Where batches come from: youtu.data's CurriculumSampler, or SFT's packed conversations.
+
+    Every process draws the same global batch (`batch_size` = all rows of the step) and trains
+    on its slice of rows, so the data order does not depend on the number of processes: a
+    torchrun run reproduces the one-process losses, and the cursor is the same on every rank.
+    """
 
     def next_batch(self, stage_index: int, batch_size: int, seq_len: int) -> Batch: ...
     def state_dict(self) -> dict: ...
@@ -270,10 +275,11 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         rows, micro = self.rows_per_process(span)
-        if batch.input_ids.shape != (rows, span.seq_len):
-            raise ValueError(f"batch shape {tuple(batch.input_ids.shape)} != ({rows}, {span.seq_len})")
-        input_ids, targets = batch.input_ids.to(dev), batch.targets.to(dev)
-        positions, doc_ids = batch.positions.to(dev), batch.doc_ids.to(dev)
+        if batch.input_ids.shape != (span.rows, span.seq_len):
+            raise ValueError(f"batch shape {tuple(batch.input_ids.shape)} != ({span.rows}, {span.seq_len})")
+        mine = slice(self.dist.rank * rows, (self.dist.rank + 1) * rows)  # this process's rows
+        input_ids, targets = batch.input_ids[mine].to(dev), batch.targets[mine].to(dev)
+        positions, doc_ids = batch.positions[mine].to(dev), batch.doc_ids[mine].to(dev)
         counts = torch.tensor([(targets != IGNORE_INDEX).sum().item(), 0.0], dtype=torch.float64,
                               device=dev)
         n_targets = int(self.dist.all_reduce_sum(counts.clone())[0].item())
@@ -392,10 +398,10 @@ class Trainer:
             if self.step >= stop:
                 break
             self.enter_stage(span)
-            rows, _ = self.rows_per_process(span)
+            self.rows_per_process(span)  # fail early on a batch that does not split
             flops = self.model.flops_per_token(span.seq_len)
             while self.step < min(span.end_step, stop):
-                batch = source.next_batch(span.index, rows, span.seq_len)
+                batch = source.next_batch(span.index, span.rows, span.seq_len)
                 stats = self.train_step(batch, schedule.lr(self.step), span)
                 self._record(stats, span, flops, plan_total, stop, source)
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and heldout:
@@ -533,8 +539,8 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
         spans = select_stages(plan, tcfg.run_stages)
         schedule = wsd_for_plan(plan, peak_lr=tcfg.lr, warmup_steps=tcfg.warmup_steps,
                                 decay=tcfg.decay, min_lr_ratio=tcfg.min_lr_ratio)
-        sampler = CurriculumSampler(shards, tcfg.stages, seed=cfg.seed, rank=dist.rank,
-                                    world_size=dist.world_size)
+        # One global stream on every process (see BatchSource), not rank-strided streams.
+        sampler = CurriculumSampler(shards, tcfg.stages, seed=cfg.seed)
         if dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             ckpt.clean_temp(out_dir)
@@ -547,8 +553,15 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
         try:
             _start_state(trainer, sampler, spans, plan, out_dir, init or tcfg.init,
                          tcfg.init_weights_only)
-            heldout = heldout_sets(shards, tok, sorted({d for st in tcfg.stages for d in st.mix}),
-                                   tokens=tcfg.heldout_tokens, seq_len=min(s.seq_len for s in spans))
+            heldout = {}
+            held_dir = Path(tcfg.heldout_dir) if tcfg.heldout_dir else Path(data_dir) / "heldout"
+            if tcfg.heldout_tokens and (held_dir / "manifest.json").is_file():
+                heldout = heldout_sets(ShardSet.open(held_dir, tok.fingerprint), tok,
+                                       tokens=tcfg.heldout_tokens, seq_len=spans[0].seq_len,
+                                       rows_per_batch=_eval_rows(tcfg, spans[0].seq_len))
+            elif tcfg.heldout_tokens and dist.is_main:
+                logger.warning("no held-out shards at %s: held-out loss / bits per byte are not "
+                               "reported (set train.heldout_dir)", held_dir)
             final = trainer.run(spans, schedule, sampler, plan_total=total_steps(plan),
                                 heldout=heldout, eval_hook=eval_hook(cfg))
         finally:
@@ -558,6 +571,49 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
         return final
     finally:
         parallel.shutdown(dist)
+
+
+def _eval_rows(cfg: LoopConfig, seq_len: int) -> int:
+    return max(1, (cfg.micro_batch_tokens or 16384) // seq_len)
+
+
+def token_byte_lengths(tok) -> torch.Tensor:
+    """[V] UTF-8 bytes each token stands for; 0 for special tokens (bits per byte skips them)."""
+    return torch.tensor([0 if tok.is_special(i) else len(tok.token_bytes(i))
+                         for i in range(tok.vocab_size)], dtype=torch.long)
+
+
+def heldout_sets(shards, tok, *, tokens: int, seq_len: int, rows_per_batch: int,
+                 domains: Sequence[str] | None = None) -> dict[str, HeldOut]:
+    """Held-out rows per domain (packed like training rows), with byte counts for bits/byte.
+
+    Args:
+        shards: a ShardSet kept out of training.
+        tok: the tokenizer (token byte lengths).
+        tokens: held-out tokens per domain (fewer when the domain has fewer).
+        seq_len: row length.
+        rows_per_batch: rows per forward.
+        domains: domains to score; None = all of `shards`.
+    """
+    from youtu.data.config import StageConfig
+    from youtu.data.mixture import CurriculumSampler
+
+    nbytes = token_byte_lengths(tok)
+    out = {}
+    for domain in domains or shards.domains:
+        if domain not in shards:
+            continue
+        rows = min(-(-tokens // seq_len), shards.num_tokens(domain) // seq_len)
+        if rows < 1:
+            continue
+        stage = StageConfig(name=f"heldout_{domain}", tokens=rows * seq_len, seq_len=seq_len,
+                            batch_tokens=rows * seq_len, mix={domain: 1.0})
+        sampler = CurriculumSampler(shards, [stage], seed=0)
+        batches = [sampler.next_batch(0, min(rows_per_batch, rows - i), seq_len)
+                   for i in range(0, rows, rows_per_batch)]
+        scored = sum(int(nbytes[b.targets.clamp(min=0)][b.targets >= 0].sum()) for b in batches)
+        out[domain] = HeldOut(batches=batches, n_bytes=scored, token_bytes=nbytes)
+    return out
 
 
 def eval_hook(cfg: RunConfig):

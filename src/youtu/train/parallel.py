@@ -167,6 +167,8 @@ def apply_fsdp(root: nn.Module, blocks: Iterable[nn.Module], dist: Dist,
     for module in root.modules():
         if isinstance(module, FSDPModule):
             module.set_gradient_divide_factor(1.0)
+            # Gloo has no PREMUL_SUM; plain SUM with the (trivial) scaling done separately.
+            module.set_force_sum_reduction_for_comms(True)
 
 
 def set_gradient_sync(root: nn.Module, sync: bool) -> None:
