@@ -21,8 +21,12 @@ VARIANTS = ["qlora", "noqlora", "yarn"]
 
 
 def _ids(n: int = 2, t: int = 96) -> torch.Tensor:
-    # 96 tokens > original_max_position_embeddings (64) of the YaRN config: scaling is exercised
-    return torch.randint(0, 512, (n, t))
+    """Random ids with EOS (= pad, 257) and BOS (256) in them: transformers zeroes the
+    embedding row of config.pad_token_id on load, which these parity tests must catch.
+    96 tokens > original_max_position_embeddings (64) of the YaRN config: scaling is exercised."""
+    ids = torch.randint(0, 512, (n, t))
+    ids[:, 0], ids[:, 7], ids[:, 40] = 256, 257, 257
+    return ids
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -74,12 +74,16 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
                               **(_rope_dict(cfg) or {})})
     if cfg.initializer_range:
         d["initializer_range"] = cfg.initializer_range
-    if cfg.pad_token_id == cfg.eos_token_id:
-        # transformers builds nn.Embedding(padding_idx=pad_token_id) and zeroes that row even
-        # after loading weights (seen in 5.24); with pad == EOS (Youtu's convention) and tied
-        # embeddings that would erase the EOS embedding and logit. Absent = pad is EOS for us.
-        d["pad_token_id"] = None
+    _drop_pad_if_eos(d, cfg)
     return d
+
+
+def _drop_pad_if_eos(d: dict[str, Any], cfg: ModelConfig) -> None:
+    """transformers builds nn.Embedding(padding_idx=pad_token_id) and zeroes that row even after
+    loading weights (seen in 5.24, youtu and deepseek_v3); with pad == EOS (Youtu's convention)
+    that would erase the EOS embedding (and, tied, its logit). Null pad = EOS pads for us."""
+    if cfg.pad_token_id == cfg.eos_token_id:
+        d["pad_token_id"] = None
 
 
 def _rope_from_hf(d: dict[str, Any]) -> tuple[float, RopeScaling | None]:
@@ -164,8 +168,10 @@ def config_to_deepseek_v3(cfg: ModelConfig) -> dict[str, Any]:
         num_nextn_predict_layers=0, ep_size=1, use_cache=True,
         # Legacy top-level RoPE keys: what vLLM, SGLang and llama.cpp's converter read;
         # transformers 5 converts them to rope_parameters.
-        rope_theta=cfg.rope_theta, rope_scaling=_rope_dict(cfg) and {"type": "yarn", **_rope_dict(cfg)},
-        initializer_range=cfg.init_std)
+        rope_theta=cfg.rope_theta, rope_scaling=_rope_dict(cfg), initializer_range=cfg.init_std)
+    if d["rope_scaling"] is not None:
+        d["rope_scaling"]["type"] = "yarn"  # the pre-transformers-4.45 spelling some runtimes read
+    _drop_pad_if_eos(d, cfg)
     return d
 
 
