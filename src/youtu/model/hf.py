@@ -109,7 +109,8 @@ def _rope_from_hf(d: dict[str, Any]) -> tuple[float, RopeScaling | None]:
                                              or d.get("max_position_embeddings")),
         beta_fast=float(params.get("beta_fast") or defaults.beta_fast),
         beta_slow=float(params.get("beta_slow") or defaults.beta_slow),
-        mscale=float(params.get("mscale", defaults.mscale) or 0.0),
+        # absent mscale = None in transformers, which then uses mscale(factor) alone
+        mscale=float(params.get("mscale") or 0.0),
         mscale_all_dim=float(params.get("mscale_all_dim", defaults.mscale_all_dim) or 0.0))
     return float(theta), scaling
 
