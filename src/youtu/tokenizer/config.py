@@ -20,11 +20,11 @@ from youtu.tokenizer.special import NUM_SPECIAL
 class TokenizerStage:
     """One BPE training stage: adds `vocab_size` tokens learned on documents of `domains`."""
 
-    name: str
+    name: str = "stage"
     """Stage name (logs and reports)."""
-    vocab_size: int
+    vocab_size: int = 0
     """Tokens this stage adds; the first stage's count includes the 256 byte tokens."""
-    domains: list[str]
+    domains: list[str] = field(default_factory=list)
     """Document domains this stage trains on (commonsense, stem, code, agent, chat, ...)."""
     weights: list[float] = field(default_factory=list)
     """Share of the stage's characters per domain (same order as `domains`); empty = equal."""
