@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import uuid
 
@@ -29,13 +30,16 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
-def test_runs_code_in_a_private_workdir():
-    res = run_python("import os; print(sum(range(10))); print(os.getcwd())",
-                     files={"data.txt": "hi"})
-    assert res.ok, res.stderr
-    total, cwd = res.stdout.split()
-    assert total == "45"
-    assert "youtu-sbx-" in cwd and not os.path.exists(cwd)  # deleted afterwards
+def test_runs_code_in_a_private_workdir(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where private workdirs are made
+    code = "import os; print(sum(range(10))); print(os.getcwd()); print(open('data.txt').read())"
+    first = run_python(code, files={"data.txt": "hi"})
+    second = run_python(code, files={"data.txt": "hi"})
+    assert first.ok, first.stderr
+    assert first.stdout.split() == second.stdout.split()  # same view of the workdir each run
+    total, cwd, data = first.stdout.split()
+    assert (total, data) == ("45", "hi")
+    assert list(tmp_path.iterdir()) == []  # deleted afterwards
 
 
 def test_infinite_loop_is_stopped_by_the_cpu_limit():

@@ -55,6 +55,9 @@ _MS_REMOUNT, _MS_NOATIME, _MS_NODIRATIME, _MS_BIND = 32, 1024, 2048, 4096
 _MS_REC, _MS_PRIVATE, _MS_RELATIME = 16384, 1 << 18, 1 << 21
 _MOUNT_FLAGS = {"nosuid": _MS_NOSUID, "nodev": _MS_NODEV, "noexec": _MS_NOEXEC,
                 "noatime": _MS_NOATIME, "nodiratime": _MS_NODIRATIME, "relatime": _MS_RELATIME}
+_WORKSPACE = "youtu-workspace"
+"""Where the workdir appears inside a sandbox with a mount namespace (<tempdir>/youtu-workspace):
+a fixed path keeps tracebacks and `pwd` output identical from run to run."""
 _UID_BASE = 1_000_000
 """Sandbox uids are _UID_BASE + host pid * 128 + counter: unique per live sandbox, < 2**31."""
 
@@ -141,14 +144,27 @@ def _mounts() -> list[tuple[bytes, int]]:
     return out
 
 
+def _shared_tmp() -> str:
+    """/tmp (world-traversable) rather than $TMPDIR, which may sit under a 0700 folder."""
+    return "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+
+
+@functools.cache
+def _workspace() -> str:
+    """The (empty, root-owned) mount point every sandbox binds its own workdir onto."""
+    path = os.path.join(_shared_tmp(), _WORKSPACE)
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    return path
+
+
 @functools.cache
 def _boot_dir() -> str:
     """A root-owned, read-only folder with the guest module and a sitecustomize importing it."""
     source = Path(sandbox_guest.__file__).read_text()
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    folder = Path(tempfile.gettempdir()) / f"youtu-sandbox-boot-{os.getuid()}-{digest}"
+    folder = Path(_shared_tmp()) / f"youtu-sandbox-boot-{os.getuid()}-{digest}"
     if not (folder / "sitecustomize.py").exists():
-        tmp = Path(tempfile.mkdtemp(prefix="youtu-sandbox-boot-"))
+        tmp = Path(tempfile.mkdtemp(prefix="youtu-sandbox-boot-", dir=_shared_tmp()))
         (tmp / "youtu_sandbox_guest.py").write_text(source)
         (tmp / "sitecustomize.py").write_text("import youtu_sandbox_guest\n"
                                               "youtu_sandbox_guest.install_guard()\n")
@@ -159,6 +175,9 @@ def _boot_dir() -> str:
             tmp.rename(folder)
         except OSError:  # another process won the race; use its folder
             shutil.rmtree(tmp, ignore_errors=True)
+    if os.geteuid() == 0 and not _world_executable(str(folder)):
+        raise SandboxError(f"{folder} is not reachable by an unprivileged uid: sandboxed Python "
+                           "would run without its audit hook")
     return str(folder)
 
 
@@ -219,6 +238,9 @@ class _Plan:
 
     def __init__(self, workdir: str, limits: SandboxLimits, namespaces: str, uid: int | None):
         self.workdir = os.path.realpath(workdir).encode()
+        self.view = self.workdir
+        if namespaces != "none":
+            self.view = _workspace().encode()
         self.limits = limits
         self.namespaces = namespaces
         self.uid = uid
@@ -235,17 +257,23 @@ class _Plan:
             raise OSError(err, f"sandbox: {what}: {os.strerror(err)}")
 
     def preexec(self) -> None:
+        if self.uid is not None:  # before the mounts go read-only
+            os.chown(self.workdir, self.uid, self.uid)
+            for path in self.files:
+                os.lchown(path, self.uid, self.uid)
         libc = self.libc
         if libc is not None:
             flags = _CLONE_NEWNS | _CLONE_NEWNET | (_CLONE_NEWUSER if self.namespaces == "user" else 0)
             self._check(libc.unshare(flags), "unshare")
             self._check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "private /")
-            self._check(libc.mount(self.workdir, self.workdir, None, _MS_BIND | _MS_REC, None),
+            # The only writable place: the workdir, bound onto the fixed workspace path before
+            # the rest goes read-only (a bind mount copies its source mount's flags).
+            self._check(libc.mount(self.workdir, self.view, None, _MS_BIND | _MS_REC, None),
                         "bind workdir")
             for point, keep in self.mounts:
                 # Mounts that refuse (already read-only, locked) stay as they are.
                 libc.mount(None, point, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | keep, None)
-            os.chdir(self.workdir)  # Popen chdir'd before the bind mount: re-enter through it
+            os.chdir(self.view)
         lim = self.limits
         cpu = lim.cpu_limit_s
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
@@ -257,9 +285,6 @@ class _Plan:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
         if self.uid is not None:
-            os.chown(self.workdir, self.uid, self.uid)
-            for path in self.files:
-                os.lchown(path, self.uid, self.uid)
             os.setgroups([])
             os.setgid(self.uid)
             os.setuid(self.uid)
@@ -309,7 +334,7 @@ def _spawn(argv: list[str], workdir: str, limits: SandboxLimits, stdin: int | No
     iso = isolation()
     uid = _new_uid() if iso["uid_drop"] else None
     plan = _Plan(workdir, limits, str(iso["namespaces"]), uid)
-    env = clean_env(workdir)
+    env = clean_env(plan.view.decode())
     env["YOUTU_SANDBOX_MAX_OUTPUT"] = str(limits.max_output_bytes)
     try:
         proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=stdin, stdout=subprocess.PIPE,

@@ -1,0 +1,329 @@
+"""Code environment: Python function tasks with hidden unit tests, solved with tools in a sandbox.
+
+    env = CodeEnv()
+    task = env.generate(seed=5, difficulty=2)         # 1 implement, 2 fix a bug, 3 fix a repo
+    with env.episode(task) as box:                    # one sandbox process per episode
+        env.call_tool(task, box, "run_tests", {})
+    env.check(task, fixed_source)                     # hidden tests in a fresh sandbox
+
+Tools (bash is the primitive, as in the paper's code trajectories): `bash` (a shell command in
+the workdir), `read_file`, `write_file`, `run_tests` (the visible tests under tests/). Every tool
+runs inside the episode's `Sandbox` as its unprivileged uid; the session costs one sandbox
+process per episode rather than one per step. Verification writes the candidate file into a
+fresh sandbox with the task's other files and its hidden tests (the visible ones plus more
+random inputs) and requires all of them to pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from youtu.agentic.envs.base import Env, function_schema
+from youtu.agentic.envs.code_tasks import FAMILIES, Family, call_repr
+from youtu.agentic.sandbox import Sandbox, SandboxLimits
+from youtu.agentic.trajectory import Step, Task, Verdict
+
+if TYPE_CHECKING:
+    from youtu.agentic.teachers import TrajectoryBuilder
+
+HARNESS = '''
+import importlib.util, os, sys
+
+
+def _run(folder):
+    files = sorted(f for f in os.listdir(folder) if f.startswith("test") and f.endswith(".py"))
+    passed, failed = 0, []
+    for f in files:
+        spec = importlib.util.spec_from_file_location(f[:-3], os.path.join(folder, f))
+        mod = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(mod)
+        except Exception as e:
+            failed.append((f, "could not import: %s: %s" % (type(e).__name__, e)))
+            continue
+        for name in sorted(n for n in vars(mod) if n.startswith("test")):
+            try:
+                getattr(mod, name)()
+                passed += 1
+            except AssertionError as e:
+                failed.append(("%s::%s" % (f, name), str(e) or "assertion failed"))
+            except Exception as e:
+                failed.append(("%s::%s" % (f, name), "%s: %s" % (type(e).__name__, e)))
+    for name, why in failed:
+        print("FAILED %s: %s" % (name, why))
+    print("%d passed, %d failed" % (passed, len(failed)))
+    return 1 if failed or not passed else 0
+'''
+"""The test runner (stdlib only; runs inside the sandbox). pytest-style output, exit 1 on failure."""
+
+_VISIBLE, _HIDDEN = 3, 8
+_PACKAGES = ["textkit", "listutils", "mathbits", "toolbox", "helpers"]
+
+
+def _reference(fam: Family, source: str | None = None) -> Any:
+    ns: dict[str, Any] = {}
+    exec(compile(source or fam.reference, f"<{fam.name}>", "exec"), ns)  # our own code
+    return ns[fam.fn]
+
+
+def _cases(fam: Family, rng: random.Random, n: int, seen: set[str]) -> list[tuple[tuple, Any]]:
+    ref = _reference(fam)
+    out = []
+    for _ in range(n * 4):
+        args = fam.inputs(rng)
+        key = repr(args)
+        if key not in seen:
+            seen.add(key)
+            out.append((args, ref(*args)))
+        if len(out) == n:
+            break
+    return out
+
+
+def _test_file(import_line: str, fam: Family, cases: list[tuple[tuple, Any]], tag: str) -> str:
+    lines = [import_line, ""]
+    for i, (args, expected) in enumerate(cases):
+        call = call_repr(fam.fn, args)
+        lines += [f"def test_{fam.fn}_{tag}{i}():", f"    got = {call}",
+                  f"    assert got == {expected!r}, {call!r} + ' returned ' + repr(got) + "
+                  f"', expected ' + {repr(expected)!r}", "", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _fails(fam: Family, source: str, cases: list[tuple[tuple, Any]]) -> bool:
+    fn = _reference(fam, source)
+    for args, expected in cases:
+        try:
+            if fn(*args) != expected:
+                return True
+        except Exception:  # a crash is a failure too (our own buggy variants)
+            return True
+    return False
+
+
+def _stub(fam: Family) -> str:
+    return f'{fam.signature}\n    """{fam.doc}"""\n    raise NotImplementedError\n'
+
+
+def _with_doc(fam: Family, source: str) -> str:
+    head, body = source.split("\n", 1)
+    return f'{head}\n    """{fam.doc}"""\n{body}'
+
+
+class CodeEnv(Env):
+    """Implement or repair Python functions; verified by hidden unit tests in a sandbox."""
+
+    name = "code"
+    version = "1"
+    system_prompt = ("You are a software engineer working in a sandboxed repository. Explore "
+                     "with bash, read and write files, run the tests, and finish when they pass. "
+                     "Summarise what you changed.")
+
+    def __init__(self, limits: SandboxLimits | None = None):
+        self.limits = limits or SandboxLimits(timeout_s=10, memory_mb=512, max_procs=32)
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        s = {"type": "string"}
+        return [function_schema("bash", "Run a shell command in the repository root.",
+                                {"command": s}),
+                function_schema("read_file", "Read a file (path relative to the root).",
+                                {"path": s}),
+                function_schema("write_file", "Create or overwrite a file with `content`.",
+                                {"path": s, "content": s}),
+                function_schema("run_tests", "Run the test suite under tests/ and report "
+                                "failures.", {}, required=[])]
+
+    # -----------------------------------------------------------------------------------------
+    # generation
+
+    def generate(self, seed: int, difficulty: int = 1) -> Task:
+        level = self._difficulty(difficulty)
+        rng = random.Random(f"code/{seed}/{difficulty}")
+        fam = rng.choice(FAMILIES)
+        seen: set[str] = set()
+        visible = [(args, _reference(fam)(*args)) for args in fam.edge[:2]] + \
+            _cases(fam, rng, _VISIBLE, seen | {repr(a) for a in fam.edge})
+        hidden = [(args, _reference(fam)(*args)) for args in fam.edge] + \
+            _cases(fam, rng, _HIDDEN, seen)
+        bugs = [(src, why) for src, why in fam.bugs if _fails(fam, src, visible)]
+        meta: dict[str, Any] = {"family": fam.name, "function": fam.fn,
+                                "bug": bugs[0][1] if bugs else ""}
+        if level == 1:
+            target, module = "solution.py", "solution"
+            files = {target: _stub(fam)}
+            prompt = (f"Implement `{fam.fn}` in solution.py.\n\n{fam.signature}\n    {fam.doc}\n\n"
+                      "The tests are in tests/. Make them pass.")
+            final = _with_doc(fam, fam.reference)
+        else:
+            buggy = bugs[0][0] if bugs else fam.reference
+            if level == 2:
+                target, module = "solution.py", "solution"
+                files = {target: _with_doc(fam, buggy)}
+                prompt = (f"Bug report: `{fam.fn}` in solution.py returns wrong results for some "
+                          f"inputs. Spec: {fam.doc} Find and fix the bug; the tests in tests/ "
+                          "show the expected behaviour.")
+                final = _with_doc(fam, fam.reference)
+            else:
+                other = rng.choice([f for f in FAMILIES if f.name != fam.name])
+                pkg = rng.choice(_PACKAGES)
+                target, module = f"{pkg}/core.py", f"{pkg}.core"
+                good = _with_doc(other, other.reference)
+                files = {f"{pkg}/__init__.py": f"from {pkg}.core import {other.fn}, {fam.fn}\n",
+                         target: good + "\n\n" + _with_doc(fam, buggy)}
+                other_cases = [(a, _reference(other)(*a)) for a in other.edge[:2]]
+                files["tests/test_other.py"] = _test_file(f"from {pkg} import {other.fn}",
+                                                          other, other_cases, "")
+                prompt = (f"The `{pkg}` package has failing tests. Find the cause and fix it "
+                          "without changing the tests.")
+                final = good + "\n\n" + _with_doc(fam, fam.reference)
+                meta["other"] = other.name
+        import_line = f"from {module} import {fam.fn}"
+        files["tests/test_solution.py"] = _test_file(import_line, fam, visible, "")
+        hidden_files = {k: v for k, v in files.items() if k.startswith("tests/")}
+        hidden_files["tests/test_hidden.py"] = _test_file(import_line, fam, hidden, "hidden_")
+        meta.update({"files": files, "target": target, "hidden_tests": hidden_files,
+                     "reference": final, "module": module, "level": level,
+                     "plan": ["Explore the repository", "Read the code and the tests",
+                              "Run the tests" if level > 1 else "Write the implementation",
+                              "Fix the code" if level > 1 else "Run the tests",
+                              "Re-run the tests until they pass"]})
+        task = Task(id=f"code-{seed}-{difficulty}", env=self.name, seed=seed,
+                    difficulty=difficulty, prompt=prompt, answer=final, meta=meta)
+        task.steps = self._gold_steps(task)
+        task.near_misses = [_with_doc(fam, src) if level < 3 else
+                            files[target].replace(_with_doc(fam, buggy), _with_doc(fam, src))
+                            for src, _ in bugs]
+        return task
+
+    def _gold_steps(self, task: Task) -> list[Step]:
+        m = task.meta
+        n_tests = m["files"]["tests/test_solution.py"].count("def test_")
+        n_tests += m["files"].get("tests/test_other.py", "").count("def test_")
+        steps = [Step("List the files", "bash", {"command": "ls -R"}),
+                 Step(f"Read {m['target']}", "read_file", {"path": m["target"]},
+                      m["files"][m["target"]]),
+                 Step("Read the tests", "read_file", {"path": "tests/test_solution.py"},
+                      m["files"]["tests/test_solution.py"])]
+        if m["level"] > 1:
+            steps.append(Step("Run the tests to see the failure", "run_tests", {}))
+        steps += [Step(f"Write the fixed {m['target']}", "write_file",
+                       {"path": m["target"], "content": m["reference"]}),
+                  Step("Run the tests", "run_tests", {}, f"{n_tests} passed, 0 failed")]
+        return steps
+
+    # -----------------------------------------------------------------------------------------
+    # tools
+
+    @contextlib.contextmanager
+    def episode(self, task: Task) -> Iterator[Sandbox]:
+        box = Sandbox(self.limits, files=task.meta["files"])
+        try:
+            yield box
+        finally:
+            box.close()
+
+    def new_state(self, task: Task) -> Sandbox:
+        return Sandbox(self.limits, files=task.meta["files"])
+
+    def call_tool(self, task: Task, state: Any, name: str, arguments: dict[str, Any]) -> str:
+        box: Sandbox = state
+        try:
+            if name == "bash":
+                res = box.run(str(arguments["command"]))
+                out = res.stdout + res.stderr
+                if res.timed_out:
+                    out += f"\n[timed out after {self.limits.timeout_s:g} s]"
+                return (out.rstrip() + f"\n[exit code {res.returncode}]").lstrip()
+            if name == "read_file":
+                return box.read_file(str(arguments["path"]))
+            if name == "write_file":
+                return box.write_file(str(arguments["path"]), str(arguments["content"]))
+            if name == "run_tests":
+                res = box.run_python(HARNESS + "\nraise SystemExit(_run('tests'))\n")
+                return (res.stdout + res.stderr).strip() + ("\n[timed out]" if res.timed_out else "")
+        except KeyError as e:
+            return f"error: missing argument {e}"
+        except OSError as e:
+            return f"error: {e}"
+        return f"error: unknown tool {name!r}; available: bash, read_file, write_file, run_tests"
+
+    def final_answer(self, task: Task, state: Any, content: str) -> str:
+        """The episode's answer is the target file as it stands at the end."""
+        try:
+            return state.read_file(task.meta["target"])
+        except OSError:
+            return ""
+
+    def check(self, task: Task, answer: str) -> Verdict:
+        files = {k: v for k, v in task.meta["files"].items() if not k.startswith("tests/")}
+        files.update(task.meta["hidden_tests"])
+        files[task.meta["target"]] = answer
+        with Sandbox(self.limits, files=files) as box:  # a fresh one: nothing from the episode
+            res = box.run_python(HARNESS + "\nraise SystemExit(_run('tests'))\n")
+        summary = (res.stdout.strip().splitlines() or [res.stderr.strip()[-200:]])[-1]
+        ok = res.returncode == 0 and not res.timed_out
+        return Verdict(ok, float(ok), f"hidden tests: {summary}", "code/hidden-tests")
+
+    # -----------------------------------------------------------------------------------------
+    # scripted teacher
+
+    def teach(self, task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -> str:
+        m = task.meta
+        target = m["target"]
+        b.think("analysis", f"Task: {task.prompt} The code to change is in {target}; the tests "
+                "define the expected behaviour.")
+        b.think("plan", "\n".join(f"{i + 1}. {p}" for i, p in enumerate(m["plan"])))
+        b.think("action", "Look at the repository layout.")
+        b.call("bash", {"command": "ls -R"})
+        b.think("action", f"Read {target} and the tests together.")
+        b.call_parallel([("read_file", {"path": target}),
+                         ("read_file", {"path": "tests/test_solution.py"})])
+        if m["level"] == 1:
+            if mistake and m["bug"]:
+                bug = next(src for src, why in _family(m["family"]).bugs if why == m["bug"])
+                wrong = _with_doc(_family(m["family"]), bug)
+                b.think("action", f"Write a first implementation of {m['function']}.", mistake=True)
+                b.call("write_file", {"path": target, "content": wrong}, mistake=True)
+                b.think("action", "Run the tests.", mistake=True)
+                report = b.call("run_tests", {}, mistake=True)
+                b.mistake("buggy_implementation", answer=wrong, note=m["bug"])
+                b.think("reflection", f"{_first_failure(report)} The bug: {m['bug']}.")
+            b.think("action", f"Write the implementation of {m['function']}.")
+        else:
+            if mistake:
+                b.think("action", "Run the test file directly with Python.", mistake=True)
+                out = b.call("bash", {"command": "python3 tests/test_solution.py"}, mistake=True)
+                b.mistake("wrong_test_command", note="ran a test file as a script")
+                b.think("reflection", f"That did not run the suite ({out.splitlines()[-2] if len(out.splitlines()) > 1 else out}). "
+                        "Run as a script, tests/ is first on sys.path so the code under test "
+                        "is not importable, and the test functions are never called. The "
+                        "run_tests tool runs the suite from the repository root.")
+            b.think("action", "Run the tests to see what fails.")
+            report = b.call("run_tests", {})
+            b.think("reflection", f"{_first_failure(report)} Looking at {m['function']}: "
+                    f"{m['bug']}.")
+            b.think("action", f"Patch {m['function']} in {target}.")
+        b.call("write_file", {"path": target, "content": m["reference"]})
+        b.think("action", "Re-run the tests.")
+        report = b.call("run_tests", {})
+        assert report.endswith(" 0 failed"), report
+        b.think("reflection", f"The tests pass: {report.splitlines()[-1]}.")
+        what = "implemented" if m["level"] == 1 else "fixed"
+        b.think("summary", f"I {what} {m['function']} in {target}"
+                + (f" ({m['bug']})" if m["level"] > 1 else "") + "; all tests pass.")
+        return f"I {what} `{m['function']}` in `{target}`. {report.splitlines()[-1]}."
+
+
+def _family(name: str) -> Family:
+    return next(f for f in FAMILIES if f.name == name)
+
+
+def _first_failure(report: str) -> str:
+    failed = [line for line in report.splitlines() if line.startswith("FAILED")]
+    summary = report.splitlines()[-1] if report else ""
+    return (f"The tests report {summary}; first failure: {failed[0][7:]}." if failed
+            else f"The tests report: {summary}.")

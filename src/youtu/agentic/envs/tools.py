@@ -1,0 +1,574 @@
+"""Tool-use environment: a registry of real tools, single / parallel / multi-step calls and
+irrelevance cases, verified by re-executing the calls and comparing results and state.
+
+    env = ToolsEnv()
+    task = env.generate(seed=3, difficulty=2)
+    with env.episode(task) as state:                      # a fresh SQLite db + key-value store
+        env.call_tool(task, state, "sql_query", {"query": "SELECT COUNT(*) FROM products"})
+
+Tools: calculator, convert_units, date_add, date_diff, weekday, sql_query (an in-memory SQLite
+shop database per episode, read/write, no schema changes), kv_get / kv_set / kv_delete /
+kv_list. Task kinds: `single` (one call), `parallel` (independent calls in one turn),
+`multi_step` (a result feeds the next call, state changes), `irrelevance` (no offered tool
+applies: the right behaviour is to call nothing and say so with \\boxed{none}).
+
+`verify` replays every call of a trajectory on a fresh state, requires each recorded
+observation to equal the replayed one, the final database and key-value store to equal the
+state the gold steps produce, and the answer to match (numbers to 1e-4 relative).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import random
+import sqlite3
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from youtu.agentic.envs.base import Env, function_schema, normalize_text
+from youtu.agentic.envs.math import calculate
+from youtu.agentic.trajectory import Step, Task, Trajectory, Verdict
+
+if TYPE_CHECKING:
+    from youtu.agentic.teachers import TrajectoryBuilder
+
+# Exact factors to the base unit of each dimension (NIST SP 811 definitions).
+_UNITS: dict[str, tuple[str, Fraction]] = {
+    "mm": ("length", Fraction(1, 1000)), "cm": ("length", Fraction(1, 100)),
+    "m": ("length", Fraction(1)), "km": ("length", Fraction(1000)),
+    "in": ("length", Fraction("0.0254")), "ft": ("length", Fraction("0.3048")),
+    "yd": ("length", Fraction("0.9144")), "mi": ("length", Fraction("1609.344")),
+    "g": ("mass", Fraction(1, 1000)), "kg": ("mass", Fraction(1)),
+    "lb": ("mass", Fraction("0.45359237")), "oz": ("mass", Fraction("0.028349523125")),
+    "ml": ("volume", Fraction(1, 1000)), "l": ("volume", Fraction(1)),
+    "gal": ("volume", Fraction("3.785411784")),
+    "s": ("time", Fraction(1)), "min": ("time", Fraction(60)), "h": ("time", Fraction(3600)),
+    "day": ("time", Fraction(86400)), "week": ("time", Fraction(604800)),
+}
+_TEMPS = ("C", "F", "K")
+_UNIT_NAMES = {"mi": "miles", "km": "kilometers", "lb": "pounds", "kg": "kilograms",
+               "ft": "feet", "m": "meters", "in": "inches", "cm": "centimeters", "oz": "ounces",
+               "g": "grams", "gal": "gallons", "l": "liters", "yd": "yards", "h": "hours",
+               "min": "minutes", "week": "weeks", "day": "days", "C": "degrees Celsius",
+               "F": "degrees Fahrenheit", "K": "kelvin", "mm": "millimeters", "ml": "milliliters",
+               "s": "seconds"}
+_PRODUCTS = [("hammer", "tools"), ("drill", "tools"), ("saw", "tools"), ("wrench", "tools"),
+             ("apple", "food"), ("bread", "food"), ("cheese", "food"), ("coffee", "food"),
+             ("notebook", "office"), ("pen", "office"), ("stapler", "office"), ("lamp", "office")]
+_IRRELEVANT = ["Write a haiku about autumn leaves.", "Translate 'good morning' into Japanese.",
+               "Book a table for two at an Italian restaurant tonight.",
+               "Send an email to my manager saying I will be late.",
+               "What is the plot of the novel Moby-Dick?", "Play some relaxing music.",
+               "Order a pizza with mushrooms to my address.", "Tell me a joke about cats."]
+_CITIES = ["Lisbon", "Oslo", "Quito", "Hanoi"]
+_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def _fmt(x: Fraction | float) -> str:
+    """A number as the tools print it: exact integers, otherwise 4 decimals, no trailing zeros."""
+    x = Fraction(x)
+    if x.denominator == 1:
+        return str(x.numerator)
+    return f"{float(x):.4f}".rstrip("0").rstrip(".")
+
+
+def convert_units(value: float, from_unit: str, to_unit: str) -> str:
+    """`value` in `from_unit` expressed in `to_unit`; 'error: ...' on unknown/incompatible units."""
+    v = Fraction(str(value))
+    if from_unit in _TEMPS or to_unit in _TEMPS:
+        if from_unit not in _TEMPS or to_unit not in _TEMPS:
+            return f"error: cannot convert {from_unit} to {to_unit}"
+        kelvin = {"C": v + Fraction("273.15"), "F": (v - 32) * Fraction(5, 9) + Fraction("273.15"),
+                  "K": v}[from_unit]
+        out = {"C": kelvin - Fraction("273.15"), "K": kelvin,
+               "F": (kelvin - Fraction("273.15")) * Fraction(9, 5) + 32}[to_unit]
+        return _fmt(out)
+    for unit in (from_unit, to_unit):
+        if unit not in _UNITS:
+            return f"error: unknown unit {unit!r}; known units: {', '.join([*_UNITS, *_TEMPS])}"
+    (dim_a, fa), (dim_b, fb) = _UNITS[from_unit], _UNITS[to_unit]
+    if dim_a != dim_b:
+        return f"error: cannot convert {dim_a} ({from_unit}) to {dim_b} ({to_unit})"
+    return _fmt(v * fa / fb)
+
+
+def _date(text: Any) -> dt.date:
+    if not isinstance(text, str):
+        raise ValueError(f"date must be a string YYYY-MM-DD, got {text!r}")
+    return dt.date.fromisoformat(text)
+
+
+def _sql_authorizer(action: int, arg1: Any, arg2: Any, db: Any, trigger: Any) -> int:
+    allowed = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_INSERT,
+               sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_FUNCTION,
+               sqlite3.SQLITE_TRANSACTION}
+    return sqlite3.SQLITE_OK if action in allowed else sqlite3.SQLITE_DENY
+
+
+def _shop(seed: int) -> sqlite3.Connection:
+    """The episode's shop database: 12 products, 30 orders, all drawn from `seed`."""
+    rng = random.Random(f"shop/{seed}")
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    db.execute("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT, category TEXT, "
+               "price INTEGER, stock INTEGER)")
+    db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, product_id INTEGER, "
+               "quantity INTEGER, day INTEGER)")
+    db.executemany("INSERT INTO products VALUES (?, ?, ?, ?, ?)",
+                   [(i + 1, n, c, rng.randint(2, 90), rng.randint(0, 60))
+                    for i, (n, c) in enumerate(_PRODUCTS)])
+    db.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)",
+                   [(i + 1, rng.randint(1, len(_PRODUCTS)), rng.randint(1, 9), rng.randint(1, 7))
+                    for i in range(30)])
+    db.commit()
+    db.set_authorizer(_sql_authorizer)
+    return db
+
+
+def _kv_seed(seed: int) -> dict[str, str]:
+    rng = random.Random(f"kv/{seed}")
+    return {"trip:distance_mi": str(rng.choice([3.1, 13.1, 26.2, 42.5, 60])),
+            "user:ana:city": rng.choice(_CITIES),
+            "user:ana:start_date": f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            "parcel:weight_lb": str(rng.choice([2.5, 4, 7.25, 11, 18.5])),
+            "budget:total": str(rng.randint(5, 50) * 100)}
+
+
+class ToolsEnv(Env):
+    """Function calling over a registry of real tools with a database and a key-value store."""
+
+    name = "tools"
+    version = "1"
+    system_prompt = ("You are an assistant with tools. Call tools when they help (several at "
+                     "once when the calls are independent), check the results, and end with "
+                     "the final answer in \\boxed{}. If no available tool can do what is asked, "
+                     "call nothing and answer \\boxed{none}.")
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        s, n, i = {"type": "string"}, {"type": "number"}, {"type": "integer"}
+        return [
+            function_schema("calculator", "Evaluate a math expression exactly.",
+                            {"expression": {**s, "description": "e.g. (3 + 4) * 2"}}),
+            function_schema("convert_units", "Convert a quantity between units of length, mass,"
+                            " volume, time or temperature.",
+                            {"value": n, "from_unit": {**s, "description": "e.g. mi, kg, C"},
+                             "to_unit": s}),
+            function_schema("date_add", "The date a number of days after (or before, if "
+                            "negative) a date.", {"date": {**s, "description": "YYYY-MM-DD"},
+                                                  "days": i}),
+            function_schema("date_diff", "Days from start to end (end - start).",
+                            {"start": {**s, "description": "YYYY-MM-DD"}, "end": s}),
+            function_schema("weekday", "The day of the week of a date.", {"date": s}),
+            function_schema("sql_query", "Run SQL on the shop database: products(id, name, "
+                            "category, price, stock), orders(id, product_id, quantity, day).",
+                            {"query": s}),
+            function_schema("kv_get", "Read a key from the key-value store.", {"key": s}),
+            function_schema("kv_set", "Write a key in the key-value store.",
+                            {"key": s, "value": s}),
+            function_schema("kv_delete", "Delete a key from the key-value store.", {"key": s}),
+            function_schema("kv_list", "List keys starting with a prefix.",
+                            {"prefix": s}, required=[]),
+        ]
+
+    @contextlib.contextmanager
+    def episode(self, task: Task) -> Iterator[dict[str, Any]]:
+        state = self.new_state(task)
+        try:
+            yield state
+        finally:
+            state["db"].close()
+
+    def new_state(self, task: Task) -> dict[str, Any]:
+        return {"db": _shop(task.seed), "kv": _kv_seed(task.seed)}
+
+    def call_tool(self, task: Task, state: Any, name: str, arguments: dict[str, Any]) -> str:
+        try:
+            return self._call(state, name, arguments)
+        except (KeyError, TypeError, ValueError) as e:
+            return f"error: {type(e).__name__}: {e}"
+
+    def _call(self, state: dict[str, Any], name: str, a: dict[str, Any]) -> str:
+        kv: dict[str, str] = state["kv"]
+        if name == "calculator":
+            return calculate(str(a["expression"]))
+        if name == "convert_units":
+            return convert_units(float(a["value"]), str(a["from_unit"]), str(a["to_unit"]))
+        if name == "date_add":
+            return (_date(a["date"]) + dt.timedelta(days=int(a["days"]))).isoformat()
+        if name == "date_diff":
+            return str((_date(a["end"]) - _date(a["start"])).days)
+        if name == "weekday":
+            return _WEEKDAYS[_date(a["date"]).weekday()]
+        if name == "sql_query":
+            return self._sql(state["db"], str(a["query"]))
+        if name == "kv_get":
+            key = str(a["key"])
+            return kv[key] if key in kv else f"error: no key {key!r}"
+        if name == "kv_set":
+            kv[str(a["key"])] = str(a["value"])
+            return "ok"
+        if name == "kv_delete":
+            return "ok" if kv.pop(str(a["key"]), None) is not None else f"error: no key {a['key']!r}"
+        if name == "kv_list":
+            prefix = str(a.get("prefix", ""))
+            return json.dumps(sorted(k for k in kv if k.startswith(prefix)))
+        return f"error: unknown tool {name!r}"
+
+    def _sql(self, db: sqlite3.Connection, query: str) -> str:
+        try:
+            cur = db.execute(query)
+        except sqlite3.Error as e:
+            return f"error: {e}"
+        if cur.description is None:
+            db.commit()
+            return f"ok: {cur.rowcount} row(s) changed"
+        header = " | ".join(d[0] for d in cur.description)
+        rows = cur.fetchmany(21)
+        lines = [header, *(" | ".join(str(v) for v in r) for r in rows[:20])]
+        if len(rows) > 20:
+            lines.append("... (more rows)")
+        return "\n".join(lines)
+
+    # -----------------------------------------------------------------------------------------
+    # generation
+
+    def generate(self, seed: int, difficulty: int = 1) -> Task:
+        level = self._difficulty(difficulty)
+        rng = random.Random(f"tools/{seed}/{difficulty}")
+        if rng.random() < 0.15:
+            kind, builder = "irrelevance", _irrelevance
+        elif level == 1:
+            kind, builder = "single", rng.choice(_SINGLE)
+        elif level == 2:
+            kind, builder = rng.choice([("parallel", _parallel), ("multi_step", rng.choice(_MULTI))])
+        else:
+            kind, builder = "multi_step", rng.choice(_MULTI_HARD)
+        prompt, groups, answer_fn, extra = builder(rng, seed)
+        task = Task(id=f"tools-{seed}-{difficulty}", env=self.name, seed=seed,
+                    difficulty=difficulty, prompt=prompt, answer="",
+                    meta={"kind": kind, "groups": [], "plan": [t for t, _ in groups], **extra})
+        with self.episode(task) as state:  # run the gold calls for their results
+            for _, group in groups:
+                results = []
+                for name, args in group(task.steps):
+                    obs = self.call_tool(task, state, name, args)
+                    assert not obs.startswith("error"), (name, args, obs)
+                    task.steps.append(Step(description=_describe(name, args), tool=name,
+                                           arguments=args, result=obs))
+                    results.append(len(task.steps) - 1)
+                task.meta["groups"].append(results)
+        task.answer = answer_fn(task.steps)
+        task.meta["answer_kind"] = "list" if ";" in task.answer else "value"
+        used = {s.tool for s in task.steps}
+        others = [t["function"]["name"] for t in self.tools if t["function"]["name"] not in used]
+        offered = used | set(rng.sample(others, 3 if kind == "irrelevance" else 2))
+        task.meta["tools"] = sorted(offered)
+        task.near_misses = _near_misses(task)
+        return task
+
+    # -----------------------------------------------------------------------------------------
+    # checking
+
+    def check(self, task: Task, answer: str) -> Verdict:
+        want = [w.strip() for w in task.answer.split(";")]
+        got = [g.strip() for g in answer.split(";")]
+        ok = len(got) == len(want) and all(_same_value(g, w) for g, w in zip(got, want))
+        return Verdict(ok, float(ok), f"{answer!r} {'matches' if ok else 'does not match'} "
+                       f"{task.answer!r}", "tools/answer")
+
+    def gold_state(self, task: Task) -> dict[str, Any]:
+        with self.episode(task) as state:
+            for step in task.steps:
+                self.call_tool(task, state, step.tool, step.arguments)
+            return _snapshot(state)
+
+    def verify(self, task: Task, traj: Trajectory) -> Verdict:
+        calls = traj.tool_calls()
+        if task.meta["kind"] == "irrelevance" and calls:
+            return Verdict(False, 0.0, f"{len(calls)} tool call(s) on an irrelevance task",
+                           "tools/replay")
+        observed = [m["content"] for m in traj.messages if m["role"] == "tool"]
+        with self.episode(task) as state:
+            for k, (call, seen) in enumerate(zip(calls, observed)):
+                replay = self.call_tool(task, state, call["name"], call["arguments"])
+                if replay != seen:
+                    return Verdict(False, 0.0, f"call {k} ({call['name']}) replays to {replay!r},"
+                                   f" the trajectory recorded {seen!r}", "tools/replay")
+            final = _snapshot(state)
+        if final != self.gold_state(task):
+            return Verdict(False, 0.0, "final database/key-value state differs from the gold "
+                           "state", "tools/replay+state")
+        verdict = self.check(task, traj.outcome.answer)
+        verdict.checker = "tools/replay+state+answer"
+        verdict.detail = f"{len(calls)} call(s) replayed, state equal; {verdict.detail}"
+        return verdict
+
+    # -----------------------------------------------------------------------------------------
+    # scripted teacher
+
+    def teach(self, task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -> str:
+        kind = task.meta["kind"]
+        if kind == "irrelevance":
+            names = ", ".join(task.meta["tools"])
+            b.think("analysis", f"The request: {task.prompt} The available tools are: {names}.")
+            b.think("plan", "None of these tools can do this, so I should not call any of them.")
+            b.think("summary", "No tool applies; I say so instead of calling a tool.")
+            return ("None of the available tools can do this for you "
+                    f"(I only have: {names}). \\boxed{{none}}")
+        b.think("analysis", f"The request: {task.prompt} Relevant tools: "
+                f"{', '.join(sorted({s.tool for s in task.steps}))}.")
+        b.think("plan", "\n".join(f"{i + 1}. {text}" for i, text in enumerate(task.meta["plan"])))
+        slip = _mistake_for(task, rng) if mistake else None
+        for gi, group in enumerate(task.meta["groups"]):
+            steps = [task.steps[k] for k in group]
+            if slip is not None and slip["group"] == gi:
+                b.think("action", slip["action"], mistake=True)
+                obs = b.call(slip["tool"], slip["arguments"], mistake=True)
+                b.mistake(slip["kind"], answer=slip.get("answer"), note=slip["why"])
+                b.think("reflection", slip["reflection"].format(obs=obs))
+            b.think("action", " and ".join(s.description for s in steps) + ".")
+            results = b.call_parallel([(s.tool, s.arguments) for s in steps])
+            assert results == [s.result for s in steps], (results, steps)
+            b.think("reflection", "Got " + "; ".join(f"{s.tool} -> {r.splitlines()[-1]}"
+                                                     for s, r in zip(steps, results)) + ".")
+        b.think("summary", f"All steps are done; the answer is {task.answer}.")
+        return f"Done. \\boxed{{{task.answer}}}"
+
+
+# ---------------------------------------------------------------------------------------------
+# task builders: each returns (prompt, [(plan text, group(steps so far) -> [(tool, args)])],
+# answer(steps), meta). Groups run in order; the calls of one group are independent (parallel).
+
+Calls = list[tuple[str, dict[str, Any]]]
+
+
+def _last(steps: list[Step]) -> str:
+    return steps[-1].result.splitlines()[-1]
+
+
+def _conversion(rng: random.Random) -> tuple[str, dict[str, Any]]:
+    pairs = [("mi", "km"), ("km", "mi"), ("lb", "kg"), ("kg", "lb"), ("ft", "m"), ("gal", "l"),
+             ("C", "F"), ("F", "C"), ("oz", "g"), ("in", "cm"), ("week", "h")]
+    a, b = rng.choice(pairs)
+    value = rng.choice([1.5, 2, 3.2, 5, 7.5, 10, 12.5, 20, 26.2, 42, 100])
+    return (f"{value} {_UNIT_NAMES[a]} in {_UNIT_NAMES[b]}",
+            {"value": value, "from_unit": a, "to_unit": b})
+
+
+def _a_date(rng: random.Random) -> str:
+    return (dt.date(2023, 1, 1) + dt.timedelta(days=rng.randint(0, 900))).isoformat()
+
+
+def _single_convert(rng, seed):
+    text, args = _conversion(rng)
+    return (f"What is {text}?", [("Convert with convert_units", lambda s: [("convert_units", args)])], _last, {"unit": args["to_unit"]})
+
+
+def _single_date(rng, seed):
+    a, b = sorted([_a_date(rng), _a_date(rng)])
+    return (f"How many days are there from {a} to {b}?",
+            [("Count the days with date_diff", lambda s: [("date_diff", {"start": a, "end": b})])], _last, {})
+
+
+def _single_weekday(rng, seed):
+    d = _a_date(rng)
+    return (f"What day of the week is {d}?", [("Look up the weekday", lambda s: [("weekday", {"date": d})])], _last, {})
+
+
+def _single_sql(rng, seed):
+    cat = rng.choice(["tools", "food", "office"])
+    q, text = rng.choice([
+        (f"SELECT SUM(stock) FROM products WHERE category = '{cat}'",
+         f"What is the total stock of all products in the '{cat}' category?"),
+        (f"SELECT COUNT(*) FROM products WHERE price > {rng.randint(20, 60)}", None),
+        ("SELECT SUM(o.quantity) FROM orders o JOIN products p ON p.id = o.product_id "
+         f"WHERE p.category = '{cat}'", f"How many units of '{cat}' products were ordered in total?"),
+    ])
+    if text is None:
+        text = f"How many products cost more than {q.rsplit(' ', 1)[1]}?"
+    return (text + " Use the shop database.", [("Query the shop database", lambda s: [("sql_query", {"query": q})])], _last,
+            {"sql": q})
+
+
+def _single_kv(rng, seed):
+    key = rng.choice(["user:ana:city", "budget:total", "trip:distance_mi"])
+    return (f"What value is stored under the key '{key}'?", [("Read the key from the key-value store", lambda s: [("kv_get", {"key": key})])],
+            _last, {})
+
+
+def _single_calc(rng, seed):
+    a, b, c = rng.randint(12, 99), rng.randint(2, 19), rng.randint(100, 999)
+    expr = f"({c} - {a}) * {b} / 4"
+    return (f"Compute ({c} - {a}) * {b} / 4 exactly.", [("Evaluate with the calculator", lambda s: [("calculator", {"expression": expr})])],
+            _last, {})
+
+
+def _parallel(rng, seed):
+    (t1, a1), (t2, a2) = _conversion(rng), _conversion(rng)
+    while a2 == a1:
+        t2, a2 = _conversion(rng)
+    return (f"Two quick conversions: {t1}, and {t2}. Answer as 'first; second'.",
+            [("Run both conversions at once", lambda s: [("convert_units", a1), ("convert_units", a2)])],
+            lambda s: f"{s[0].result}; {s[1].result}", {})
+
+
+def _multi_weekday(rng, seed):
+    d, n = _a_date(rng), rng.randint(10, 400)
+    return (f"What day of the week will it be {n} days after {d}?",
+            [("Add the days to the date", lambda s: [("date_add", {"date": d, "days": n})]),
+             ("Look up the weekday of the new date", lambda s: [("weekday", {"date": s[-1].result})])], _last, {})
+
+
+def _multi_store_stock(rng, seed):
+    cat = rng.choice(["tools", "food", "office"])
+    q = f"SELECT SUM(stock) FROM products WHERE category = '{cat}'"
+    key = f"stock:{cat}"
+    return (f"Look up the total stock of the '{cat}' category in the shop database and save it "
+            f"in the key-value store under '{key}'. Reply with the number.",
+            [("Sum the stock of the category in the database", lambda s: [("sql_query", {"query": q})]),
+             ("Store the total in the key-value store", lambda s: [("kv_set", {"key": key, "value": _last(s)})])],
+            lambda s: s[0].result.splitlines()[-1], {"sql": q})
+
+
+def _multi_convert_stored(rng, seed):
+    src, dst, unit_a, unit_b = rng.choice([("trip:distance_mi", "trip:distance_km", "mi", "km"),
+                                           ("parcel:weight_lb", "parcel:weight_kg", "lb", "kg")])
+    return (f"Read '{src}' from the key-value store, convert it from {_UNIT_NAMES[unit_a]} to "
+            f"{_UNIT_NAMES[unit_b]}, and store the result under '{dst}'. Reply with the converted "
+            "value.",
+            [("Read the stored value", lambda s: [("kv_get", {"key": src})]),
+             ("Convert it", lambda s: [("convert_units", {"value": float(_last(s)),
+                                                          "from_unit": unit_a, "to_unit": unit_b})]),
+             ("Store the converted value", lambda s: [("kv_set", {"key": dst, "value": _last(s)})])],
+            lambda s: s[1].result, {"unit": unit_b})
+
+
+def _multi_restock(rng, seed):
+    name = rng.choice(_PRODUCTS)[0]
+    n = rng.randint(5, 40)
+    return (f"We received {n} more units of '{name}'. Update its stock in the shop database, "
+            "then report the new stock.",
+            [("Add the units to the product's stock (UPDATE)", lambda s: [(
+                "sql_query", {"query": f"UPDATE products SET stock = stock + {n} WHERE name = '{name}'"})]),
+             ("Read the new stock back", lambda s: [(
+                 "sql_query", {"query": f"SELECT stock FROM products WHERE name = '{name}'"})])],
+            _last, {})
+
+
+def _multi_revenue_budget(rng, seed):
+    day = rng.randint(1, 7)
+    q = ("SELECT SUM(o.quantity * p.price) FROM orders o JOIN products p ON p.id = o.product_id "
+         f"WHERE o.day = {day}")
+    return (f"What share of the stored budget ('budget:total') is the revenue of day {day}? Get "
+            "both numbers (they are independent), then compute revenue / budget exactly and "
+            "store the fraction under 'report:share'. Reply with the fraction.",
+            [("Get the day's revenue from the database and the budget from the store",
+              lambda s: [("sql_query", {"query": q}), ("kv_get", {"key": "budget:total"})]),
+             ("Divide revenue by budget with the calculator",
+              lambda s: [("calculator", {"expression": f"{_val(s[0])} / {s[1].result}"})]),
+             ("Store the fraction", lambda s: [("kv_set", {"key": "report:share", "value": _last(s)})])],
+            lambda s: s[2].result, {"sql": q})
+
+
+def _val(step: Step) -> str:
+    v = step.result.splitlines()[-1]
+    return "0" if v == "None" else v
+
+
+def _irrelevance(rng, seed):
+    return rng.choice(_IRRELEVANT), [], lambda s: "none", {}
+
+
+_SINGLE = [_single_convert, _single_date, _single_weekday, _single_sql, _single_kv, _single_calc]
+_MULTI = [_multi_weekday, _multi_store_stock, _multi_convert_stored]
+_MULTI_HARD = [_multi_restock, _multi_revenue_budget, _multi_convert_stored, _multi_store_stock]
+
+
+def _describe(name: str, args: dict[str, Any]) -> str:
+    if name == "convert_units":
+        return f"Convert {args['value']} {args['from_unit']} to {args['to_unit']} with convert_units"
+    if name == "sql_query":
+        return f"Query the database: {args['query']}"
+    return f"Call {name}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
+
+
+def _snapshot(state: dict[str, Any]) -> dict[str, Any]:
+    db = state["db"]
+    return {"kv": dict(state["kv"]),
+            "products": db.execute("SELECT * FROM products ORDER BY id").fetchall(),
+            "orders": db.execute("SELECT * FROM orders ORDER BY id").fetchall()}
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _same_value(got: str, want: str) -> bool:
+    g, w = _number(got), _number(want)
+    if w is not None:
+        return g is not None and abs(g - w) <= 1e-4 * max(1.0, abs(w))
+    return normalize_text(got) == normalize_text(want)
+
+
+def _near_misses(task: Task) -> list[str]:
+    out = []
+    for part in [task.answer]:
+        w = _number(part) if ";" not in part else None
+        if w is not None:
+            out += [_fmt(Fraction(str(w)) + 1), _fmt(Fraction(str(w)) * Fraction(101, 100)),
+                    _fmt(-Fraction(str(w)))] if w else ["1", "-1"]
+        elif ";" in part:
+            a, b = part.split(";")
+            out += [f"{b.strip()}; {a.strip()}", a.strip()]
+        elif part in _WEEKDAYS:
+            out.append(_WEEKDAYS[(_WEEKDAYS.index(part) + 1) % 7])
+        elif part in _CITIES:
+            out.append(_CITIES[(_CITIES.index(part) + 1) % len(_CITIES)])
+        elif part == "none":
+            out += ["yes", "done"]
+        else:
+            out.append(part + "x")
+    return [o for o in out if o != task.answer and not _same_value(o, task.answer)]
+
+
+def _mistake_for(task: Task, rng: random.Random) -> dict[str, Any] | None:
+    """A controlled mistake with a really observed failure, or None if the task has none."""
+    for gi, group in enumerate(task.meta["groups"]):
+        step = task.steps[group[0]]
+        if step.tool == "convert_units":
+            a = step.arguments
+            if rng.random() < 0.5:
+                wrong = {**a, "from_unit": _UNIT_NAMES[a["from_unit"]]}
+                return {"group": gi, "kind": "bad_argument", "tool": "convert_units",
+                        "arguments": wrong, "action": f"Convert {a['value']} "
+                        f"{_UNIT_NAMES[a['from_unit']]}.", "why": "unit names must be symbols",
+                        "reflection": "The tool refused: {obs}. The unit must be given as its "
+                        f"symbol, '{a['from_unit']}'."}
+            swapped = {**a, "from_unit": a["to_unit"], "to_unit": a["from_unit"]}
+            wrong_value = convert_units(float(a["value"]), a["to_unit"], a["from_unit"])
+            if len(group) == 1 and gi == len(task.meta["groups"]) - 1 and wrong_value != step.result:
+                return {"group": gi, "kind": "swapped_arguments", "tool": "convert_units",
+                        "arguments": swapped, "answer": wrong_value,
+                        "action": f"Convert {a['value']} between {a['from_unit']} and {a['to_unit']}.",
+                        "why": "from_unit and to_unit were swapped",
+                        "reflection": "Got {obs}, but that converts " f"{a['value']} {a['to_unit']}"
+                        f" to {a['from_unit']}: I swapped from_unit and to_unit."}
+        if step.tool == "sql_query" and "sql" in task.meta and "stock" in task.meta["sql"]:
+            bad = task.meta["sql"].replace("stock", "quantity_in_stock", 1)
+            return {"group": gi, "kind": "bad_column", "tool": "sql_query",
+                    "arguments": {"query": bad}, "action": "Query the stock column.",
+                    "why": "guessed a column name", "reflection": "The database says: {obs}. The "
+                    "schema in the tool description names the column 'stock'."}
+        if step.tool == "kv_get":
+            wrong_key = step.arguments["key"].replace(":", "_")
+            return {"group": gi, "kind": "bad_key", "tool": "kv_get",
+                    "arguments": {"key": wrong_key}, "action": f"Read {wrong_key}.",
+                    "why": "misspelled the key", "reflection": "Got {obs}. Keys use ':' as the "
+                    f"separator: '{step.arguments['key']}'."}
+    return None
