@@ -117,6 +117,15 @@ def test_fingerprint_tracks_the_vocabulary(tok):
     assert shorter.fingerprint != tok.fingerprint
 
 
+def test_pickles_for_worker_processes(tok):
+    import pickle
+
+    again = pickle.loads(pickle.dumps(tok))
+    text = "x <think> 中文 42"
+    assert again.encode(text) == tok.encode(text) and again.fingerprint == tok.fingerprint
+    assert again.encode(text, allow_special=True) == tok.encode(text, allow_special=True)
+
+
 def test_token_bytes(tok):
     ids = tok.encode("naïve 中")
     assert b"".join(tok.token_bytes(i) for i in ids) == "naïve 中".encode()

@@ -244,6 +244,13 @@ class Tokenizer:
         vocab = {t: i for t, i in model["vocab"].items() if not t.startswith("<|filler_")}
         return vocab, merges  # type: ignore[return-value]
 
+    def __getstate__(self) -> dict:
+        # The Rust `encode_special_tokens` flag is not serialized: rebuild both backends.
+        return {"tokenizer_json": self._backend.to_str()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(tokenizers.Tokenizer.from_str(state["tokenizer_json"]))
+
     def __len__(self) -> int:
         return self.vocab_size
 

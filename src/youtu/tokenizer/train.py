@@ -298,7 +298,7 @@ def train_tokenizer(cfg: TokenizerConfig, documents: Iterable[tuple[str, str]],
     start = time.perf_counter()
     stage_texts = collect_stage_texts(cfg, documents)
     tok, boundaries = train_stages(stage_texts, [s.vocab_size for s in cfg.stages],
-                                   cfg.vocab_size, cfg.min_frequency, show_progress=False)
+                                   cfg.vocab_size, cfg.min_frequency, show_progress=True)
     out = tok.save(out_dir)
     stats = {
         "fingerprint": tok.fingerprint,
