@@ -68,8 +68,11 @@ def parse_exact(text: str) -> sp.Expr:
             raise ValueError(f"unknown name {name!r} in expression")
     if re.search(r"\d{61}", text):
         raise ValueError("number is too large")
-    if re.search(r"factorial|binomial", text) and re.search(r"\d{4}", text):
-        raise ValueError("factorial/binomial arguments must be below 1000")  # evaluated eagerly
+    for name in re.finditer(r"(factorial|binomial)\s*\(", text):
+        # sympy evaluates these eagerly even unevaluated: allow only small literal arguments.
+        args = re.match(r"([\d\s,]*)\)", text[name.end():])
+        if args is None or any(int(a) >= 1000 for a in re.findall(r"\d+", args.group(1))):
+            raise ValueError(f"{name.group(1)} takes only integer literals below 1000")
     try:
         if re.search(r"\^|\*\*|factorial|binomial|exp|!", text):
             # Only powers and factorials can blow up: parse unevaluated, bound them, then evaluate.
