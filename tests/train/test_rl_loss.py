@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from youtu.train.rl_loss import (group_advantages, kl_k3, logprob_mismatch, policy_loss,
-                                 token_logprobs)
+from youtu.train.rl_loss import (group_advantages, kl_k3, linear_token_logprobs,
+                                 logprob_mismatch, policy_loss, token_logprobs)
 
 
 def test_group_advantages_by_hand():
@@ -158,3 +158,18 @@ def test_mismatch_zero_for_same_sampler_and_flags_another_temperature():
     assert same.ratio_min == pytest.approx(1.0, abs=1e-4)
     other = logprob_mismatch(train, sampler_logprobs(0.7), mask)
     assert other.flagged(0.01) and other.mean_abs > 0.1 and other.kl > 0
+
+
+def test_chunked_lm_head_logprobs_match_full_logits_with_gradients():
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 7, 16, requires_grad=True)
+    weight = torch.randn(40, 16, requires_grad=True)
+    targets = torch.randint(0, 40, (3, 7))
+    targets[2, 5:] = -100
+    full = token_logprobs(hidden @ weight.T, targets, temperature=0.8)
+    chunked = linear_token_logprobs(hidden, weight, targets, temperature=0.8, chunk_tokens=4)
+    torch.testing.assert_close(chunked, full)
+    g_full = torch.autograd.grad(full.sum(), (hidden, weight))
+    g_chunk = torch.autograd.grad(chunked.sum(), (hidden, weight))
+    for a, b in zip(g_full, g_chunk):
+        torch.testing.assert_close(a, b)

@@ -222,3 +222,36 @@ def logprob_mismatch(train_logprobs: Tensor, sampler_logprobs: Tensor, mask: Ten
         ratio_max=float(ratio.max()),
         tokens=int(m.sum()),
     )
+
+
+def linear_token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temperature: float = 1.0,
+                          chunk_tokens: int = 0) -> Tensor:
+    """`token_logprobs(hidden @ weight.T, targets)` computed `chunk_tokens` rows at a time.
+
+    Each chunk's logits are recomputed in backward instead of kept (activation checkpointing of
+    the lm_head), so at most one chunk of [chunk_tokens, V] logits exists at once: for the 2B's
+    128k vocabulary 8k tokens of fp32 logits are 4 GB, a 1k-token chunk 0.5 GB.
+
+    Args:
+        hidden: [B, T, D] final hidden states.
+        weight: [V, D] lm_head weight.
+        targets: [B, T] token ids (negative = padding, log-prob 0).
+        temperature: as in `token_logprobs`.
+        chunk_tokens: rows per chunk; 0 = all at once (no recomputation).
+
+    Returns:
+        [B, T] float32 log-probs.
+    """
+    B, T, D = hidden.shape
+    if chunk_tokens <= 0 or B * T <= chunk_tokens:
+        return token_logprobs(hidden @ weight.T, targets, temperature)
+    from torch.utils.checkpoint import checkpoint
+
+    flat_h, flat_t = hidden.reshape(1, B * T, D), targets.reshape(1, B * T)
+
+    def piece(h: Tensor, t: Tensor) -> Tensor:
+        return token_logprobs(h @ weight.T, t, temperature)
+
+    parts = [checkpoint(piece, flat_h[:, s:s + chunk_tokens], flat_t[:, s:s + chunk_tokens],
+                        use_reentrant=False) for s in range(0, B * T, chunk_tokens)]
+    return torch.cat(parts, dim=1).view(B, T)
