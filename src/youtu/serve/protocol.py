@@ -234,7 +234,8 @@ def build_chat_prompt(tok: Tokenizer, messages: list[dict], tools: list[dict] | 
         ids = ids + [tok.special(TOOL_CALL)]
         prefix += TOOL_CALL
         if isinstance(tool_choice, dict):
-            head = '{"name": ' + json.dumps(tool_choice["function"]["name"]) + ', "arguments": '
+            # No trailing space: ' {' is one token in JSON the model was trained on (token healing).
+            head = '{"name": ' + json.dumps(tool_choice["function"]["name"]) + ', "arguments":'
             ids += tok.encode(head)
             prefix += head
     return ChatPrompt(ids, prefix, bool(tools))

@@ -1,0 +1,250 @@
+"""Engine: greedy == argmax of the full forward (with and without continuous batching), log-probs,
+stops, limits, cancellation, memory budget, streaming, failures that do not take it down."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from youtu.serve.engine import (Engine, EngineFullError, RequestError, SamplingParams,
+                                load_engine, rows_for_budget)
+
+
+@torch.no_grad()
+def reference_greedy(model, prompt: list[int], n: int) -> list[int]:
+    """Token-by-token argmax of the full (cache-free, expanded-attention) forward."""
+    ids = list(prompt)
+    for _ in range(n):
+        ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+    return ids[len(prompt):]
+
+
+PROMPT_LENGTHS = (3, 17, 9, 30, 1, 12)
+NEW_TOKENS = (12, 5, 20, 8, 15, 10)
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    g = torch.Generator().manual_seed(1)
+    return [torch.randint(0, 700, (n,), generator=g).tolist() for n in PROMPT_LENGTHS]
+
+
+@pytest.fixture(scope="module")
+def references(model, prompts):
+    return [reference_greedy(model, p, n) for p, n in zip(prompts, NEW_TOKENS)]
+
+
+def _greedy(n: int, **kw) -> SamplingParams:
+    return SamplingParams(temperature=0, max_tokens=n, **kw)
+
+
+@pytest.mark.parametrize("max_batch,chunk", [(8, 2048), (2, 2048), (3, 7)],
+                         ids=["static-batch", "continuous", "continuous-chunked-prefill"])
+def test_greedy_equals_full_forward_argmax(model, prompts, references, max_batch, chunk):
+    engine = Engine(model, max_batch=max_batch, max_seq_len=64, eos_ids=[],
+                    prefill_chunk_tokens=chunk)
+    outs = engine.generate(prompts, [_greedy(n) for n in NEW_TOKENS])
+    assert [o.token_ids for o in outs] == references
+    assert all(o.finish_reason == "length" for o in outs)
+    # with fewer rows than requests, requests must have joined while others were running
+    assert engine.peak_running == min(max_batch, len(prompts))
+    assert engine.metrics()["free_rows"] == engine.max_batch
+
+
+def test_requests_join_a_running_batch(model, prompts, references):
+    engine = Engine(model, max_batch=4, max_seq_len=64, eos_ids=[])
+    first = engine.submit(prompts[2], _greedy(NEW_TOKENS[2]))
+    for _ in range(5):
+        engine.step()
+    late = engine.submit(prompts[0], _greedy(NEW_TOKENS[0]))
+    assert late.result().token_ids == references[0]
+    assert first.result().token_ids == references[2]
+
+
+@torch.no_grad()
+def test_logprobs_are_under_the_sampling_distribution(model, prompts):
+    engine = Engine(model, max_batch=4, max_seq_len=64, eos_ids=[])
+    params = [SamplingParams(temperature=1.0, max_tokens=6, seed=3),
+              SamplingParams(temperature=0.7, top_k=20, max_tokens=6, seed=4)]
+    outs = engine.generate(prompts[:2], params)
+    for prompt, out, p in zip(prompts, outs, params):
+        logits = model(torch.tensor([prompt + out.token_ids]))[0, len(prompt) - 1:-1].float()
+        scaled = logits / p.temperature
+        if p.top_k:
+            kth = scaled.topk(p.top_k, dim=-1).values[:, -1:]
+            scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+        expected = scaled.log_softmax(-1).gather(-1, torch.tensor(out.token_ids)[:, None])[:, 0]
+        torch.testing.assert_close(torch.tensor(out.logprobs), expected, atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_prompt_logprobs_and_top_logprobs(model, prompts):
+    engine = Engine(model, max_batch=2, max_seq_len=64, eos_ids=[], prefill_chunk_tokens=5)
+    prompt = prompts[3]
+    [out] = engine.generate([prompt], SamplingParams(max_tokens=0, prompt_logprobs=True,
+                                                     top_logprobs=3))
+    assert out.token_ids == [] and out.finish_reason == "length"
+    lp = model(torch.tensor([prompt]))[0].float().log_softmax(-1)
+    expected = lp[:-1].gather(-1, torch.tensor(prompt[1:])[:, None])[:, 0]
+    assert out.prompt_logprobs[0] is None and len(out.prompt_logprobs) == len(prompt)
+    torch.testing.assert_close(torch.tensor(out.prompt_logprobs[1:]), expected, atol=1e-4, rtol=1e-4)
+    assert [ids for ids, _ in (zip(*t) for t in out.prompt_top_logprobs)] and \
+        [t[0][0] for t in out.prompt_top_logprobs] == lp[:-1].argmax(-1).tolist()
+
+
+def test_seeded_request_is_reproducible_whatever_else_is_batched(model, prompts):
+    engine = Engine(model, max_batch=6, max_seq_len=64, eos_ids=[])
+    seeded = SamplingParams(temperature=1.0, max_tokens=10, seed=42)
+    [alone] = engine.generate([prompts[1]], seeded)
+    crowd = engine.generate(prompts, [seeded if i == 1 else SamplingParams(max_tokens=7)
+                                      for i in range(len(prompts))])
+    assert crowd[1].token_ids == alone.token_ids
+    other = engine.generate([prompts[1]], SamplingParams(temperature=1.0, max_tokens=10, seed=43))
+    assert other[0].token_ids != alone.token_ids
+
+
+def test_stop_token_and_eos(model, prompts, references):
+    ref = references[2]
+    stop_at = next(i for i, t in enumerate(ref) if t not in ref[:i])  # first occurrence
+    stop_at = max(stop_at, 3)
+    token = ref[stop_at]
+    first = ref.index(token)
+    engine = Engine(model, max_batch=2, max_seq_len=64, eos_ids=[token])
+    [eos] = engine.generate([prompts[2]], _greedy(20))
+    assert eos.token_ids == ref[:first + 1] and eos.finish_reason == "stop" and eos.stop_reason is None
+    [ign] = engine.generate([prompts[2]], _greedy(20, ignore_eos=True))
+    assert ign.token_ids == ref and ign.finish_reason == "length"
+    engine = Engine(model, max_batch=2, max_seq_len=64, eos_ids=[])
+    [out] = engine.generate([prompts[2]], _greedy(20, stop_token_ids=[token]))
+    assert out.finish_reason == "stop" and out.stop_reason == token
+
+
+def test_stop_strings_use_the_detokenizer(model, prompts, references, tok):
+    ref = references[2]
+    text = tok.decode(ref)
+    stop = text[len(tok.decode(ref[:4])):][:3]
+    assert stop
+    engine = Engine(model, max_batch=2, max_seq_len=64, eos_ids=[], detokenize=tok.decode)
+    [out] = engine.generate([prompts[2]], _greedy(20, stop=[stop]))
+    assert out.finish_reason == "stop" and out.stop_reason == stop
+    assert stop in tok.decode(out.token_ids) and stop not in tok.decode(out.token_ids[:-1])
+    no_detok = Engine(model, max_batch=2, max_seq_len=64, eos_ids=[])
+    with pytest.raises(RequestError, match="detokenize"):
+        no_detok.submit(prompts[0], _greedy(3, stop=["x"]))
+
+
+def test_context_limit_and_refusals(model):
+    engine = Engine(model, max_batch=2, max_seq_len=16, eos_ids=[], max_queue=3)
+    [out] = engine.generate([list(range(13))], _greedy(50))
+    assert len(out.token_ids) == 3 and out.finish_reason == "length"
+    with pytest.raises(RequestError, match="16"):
+        engine.submit(list(range(16)), _greedy(1))
+    with pytest.raises(RequestError, match="empty"):
+        engine.submit([], _greedy(1))
+    with pytest.raises(RequestError, match="token ids"):
+        engine.submit([model.config.vocab_size], _greedy(1))
+    handles = [engine.submit([1, 2, 3], _greedy(2)) for _ in range(3)]
+    with pytest.raises(EngineFullError, match="max_queue"):
+        engine.submit([1, 2, 3], _greedy(2))
+    assert all(h.result().finish_reason == "length" for h in handles)  # still serving
+    engine.submit([1, 2, 3], _greedy(2)).result()
+
+
+def test_cancel_frees_the_row(model, prompts):
+    engine = Engine(model, max_batch=2, max_seq_len=64, eos_ids=[])
+    running = engine.submit(prompts[0], _greedy(40))
+    waiting = [engine.submit(prompts[1], _greedy(40)), engine.submit(prompts[2], _greedy(40))]
+    engine.step()
+    assert engine.metrics()["free_rows"] == 0 and engine.metrics()["waiting"] == 1
+    running.cancel()
+    waiting[1].cancel()
+    engine.step()
+    out = running.result()
+    assert out.finish_reason == "abort" and 0 < len(out.token_ids) < 40
+    assert waiting[1].result().finish_reason == "abort" and waiting[1].result().token_ids == []
+    assert waiting[0].result().finish_reason == "length"
+    assert engine.metrics()["free_rows"] == 2
+
+
+def test_cache_is_allocated_from_the_budget(model):
+    per_token = model.kv_cache_bytes_per_token(torch.float32)
+    assert rows_for_budget(per_token, 8, 64, 0) == 8
+    assert rows_for_budget(per_token, 8, 64, 3 * 64 * per_token + 5) == 3
+    with pytest.raises(ValueError, match="budget"):
+        rows_for_budget(per_token, 8, 64, 64 * per_token - 1)
+    engine = Engine(model, max_batch=8, max_seq_len=64, eos_ids=[], cache_memory_bytes=3 * 64 * per_token)
+    assert engine.max_batch == 3 and engine.cache.nbytes <= 3 * 64 * per_token
+    outs = engine.generate([[1, 2]] * 7, _greedy(4))  # more requests than rows: they queue
+    assert all(len(o.token_ids) == 4 for o in outs) and engine.peak_running == 3
+
+
+def test_a_failing_forward_fails_its_requests_not_the_engine(model, prompts, references, monkeypatch):
+    engine = Engine(model, max_batch=4, max_seq_len=64, eos_ids=[])
+    real = model.hidden_states
+    calls = {"n": 0}
+
+    def flaky(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated out of memory")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(model, "hidden_states", flaky)
+    outs = engine.generate(prompts[:2], _greedy(5))
+    assert [o.finish_reason for o in outs] == ["error", "error"]
+    assert "simulated" in outs[0].error
+    monkeypatch.setattr(model, "hidden_states", real)
+    assert engine.generate([prompts[0]], _greedy(12))[0].token_ids == references[0]
+    assert engine.metrics()["free_rows"] == 4
+
+
+def test_streaming_deltas_and_background_loop(model, prompts, references):
+    engine = Engine(model, max_batch=3, max_seq_len=64, eos_ids=[])
+    handle = engine.submit(prompts[0], _greedy(12))
+    deltas = list(handle)  # drives the engine itself (no loop running)
+    assert [t for d in deltas for t in d.token_ids] == references[0]
+    assert deltas[-1].finish_reason == "length" and deltas[-1].completion.token_ids == references[0]
+
+    engine.start()
+    try:
+        results = {}
+
+        def client(i):
+            results[i] = engine.generate([prompts[i]], _greedy(NEW_TOKENS[i]))[0].token_ids
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert [results[i] for i in range(len(prompts))] == references
+    finally:
+        engine.shutdown()
+    assert not engine.running
+
+
+@torch.no_grad()
+def test_repetition_penalty_matches_transformers_greedy(model, prompts, references):
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    penalty = RepetitionPenaltyLogitsProcessor(1.5)
+    ids = list(prompts[2])
+    for _ in range(20):
+        logits = model(torch.tensor([ids]))[:, -1].float()
+        ids.append(int(penalty(torch.tensor([ids]), logits).argmax()))
+    expected = ids[len(prompts[2]):]
+    engine = Engine(model, max_batch=2, max_seq_len=64, eos_ids=[])
+    outs = engine.generate([prompts[2], prompts[0]], [_greedy(20, repetition_penalty=1.5), _greedy(12)])
+    assert outs[0].token_ids == expected != references[2]
+    assert outs[1].token_ids == references[0]  # its neighbour in the batch is unaffected
+
+
+def test_load_engine_from_checkpoint(checkpoint, tok, model, prompts, references):
+    engine, loaded_tok = load_engine(checkpoint, max_batch=2, max_seq_len=64)
+    assert loaded_tok.fingerprint == tok.fingerprint and engine.eos_ids == {tok.eos_id}
+    [out] = engine.generate([prompts[0]], _greedy(12, ignore_eos=True))
+    assert out.token_ids == references[0]
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_engine(checkpoint / "missing")

@@ -1,0 +1,291 @@
+"""The OpenAI-compatible server on loopback, driven by the official `openai` client: chat,
+streaming, thinking, tool-call round trips (scripted model and real engine), completions,
+errors, auth, health and metrics."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+import torch
+
+from youtu.serve.config import ServeConfig
+from youtu.serve.engine import Engine
+from youtu.serve.server import create_app
+from youtu.tokenizer.chat import encode_chat
+
+MODEL = "tiny-chat"
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+
+
+def _cfg(**kw) -> ServeConfig:
+    return ServeConfig(**{"served_model_name": MODEL, "temperature": 0.0, "max_new_tokens": 16, **kw})
+
+
+def _client(server, key: str = "none") -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def real_engine(model, tok):
+    return Engine(model, max_batch=4, max_seq_len=1024, eos_ids=[tok.eos_id], detokenize=tok.decode)
+
+
+# ---- real tiny model ---------------------------------------------------------------------------
+
+
+def test_chat_stream_and_completions_with_the_real_engine(real_engine, tok, model, live_server):
+    with live_server(create_app(real_engine, tok, _cfg())) as server:
+        client = _client(server)
+        assert [m.id for m in client.models.list().data] == [MODEL]
+
+        messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+        reply = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=12,
+                                               temperature=0,
+                                               extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        choice = reply.choices[0]
+        assert choice.finish_reason in ("stop", "length") and reply.usage.completion_tokens >= 1
+        # the same greedy tokens as the engine straight from the rendered prompt
+        ids, _ = encode_chat(tok, messages, enable_thinking=False, add_generation_prompt=True)
+        assert reply.usage.prompt_tokens == len(ids)
+        direct = real_engine.generate([ids], _greedy(12))[0]
+        assert reply.usage.completion_tokens == len(direct.token_ids)
+
+        stream = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=12,
+                                                temperature=0, stream=True,
+                                                stream_options={"include_usage": True},
+                                                extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        chunks = list(stream)
+        assert chunks[0].choices[0].delta.role == "assistant"
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert streamed.strip() == (choice.message.content or "").strip()
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == choice.finish_reason
+        assert chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
+
+        # tool result sent back through the real engine: the conversation renders and completes
+        call = {"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris"})}}
+        follow = client.chat.completions.create(
+            model=MODEL, tools=[WEATHER_TOOL], max_tokens=8, temperature=0,
+            messages=messages + [{"role": "assistant", "content": None, "tool_calls": [call]},
+                                 {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 24 C"}])
+        assert follow.choices[0].finish_reason in ("stop", "length", "tool_calls")
+
+        # completions: text, token-id prompts, streaming, echo + logprobs scoring the prompt
+        prompt_ids = tok.encode("The weather in Paris")
+        comp = client.completions.create(model=MODEL, prompt=prompt_ids, max_tokens=6, temperature=0)
+        direct = real_engine.generate([prompt_ids], _greedy(6))[0]
+        visible = [t for t in direct.token_ids if t != tok.eos_id]
+        assert comp.choices[0].text == tok.decode(visible)
+        texts = [c.choices[0].text for c in client.completions.create(
+            model=MODEL, prompt="The weather in Paris", max_tokens=6, temperature=0, stream=True)]
+        assert "".join(texts) == comp.choices[0].text
+
+        scored = client.completions.create(model=MODEL, prompt=prompt_ids, max_tokens=0, echo=True,
+                                           logprobs=1)
+        lps = scored.choices[0].logprobs.token_logprobs
+        with torch.no_grad():
+            full = model(torch.tensor([prompt_ids]))[0].float().log_softmax(-1)
+        expected = full[:-1].gather(-1, torch.tensor(prompt_ids[1:])[:, None])[:, 0]
+        assert lps[0] is None
+        torch.testing.assert_close(torch.tensor(lps[1:]), expected, atol=1e-4, rtol=1e-4)
+        assert scored.choices[0].text == tok.decode(prompt_ids)
+
+        # chat logprobs: one entry per generated token, with alternatives
+        lp = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4,
+                                            temperature=0, logprobs=True, top_logprobs=2)
+        content = lp.choices[0].logprobs.content
+        assert len(content) == lp.usage.completion_tokens and len(content[0].top_logprobs) == 2
+        assert content[0].top_logprobs[0].logprob >= content[0].top_logprobs[1].logprob
+
+        n3 = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4, n=3,
+                                            temperature=1.0, seed=5)
+        assert [c.index for c in n3.choices] == [0, 1, 2]
+
+
+def _greedy(n):
+    from youtu.serve.sampling import SamplingParams
+    return SamplingParams(temperature=0, max_tokens=n)
+
+
+def test_errors_are_openai_shaped_and_the_server_keeps_serving(real_engine, tok, live_server):
+    with live_server(create_app(real_engine, tok, _cfg())) as server:
+        client = _client(server)
+        msgs = [{"role": "user", "content": "hi"}]
+        with pytest.raises(openai.NotFoundError) as e:
+            client.chat.completions.create(model="gpt-4", messages=msgs)
+        assert e.value.body["code"] == "model_not_found"
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model=MODEL, messages=msgs, temperature=-1)
+        assert "temperature" in e.value.body["message"]
+        with pytest.raises(openai.BadRequestError, match="top_p"):
+            client.chat.completions.create(model=MODEL, messages=msgs, top_p=7)
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x " * 1100}])
+        assert e.value.body["code"] == "context_length_exceeded"
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=10_000)
+        assert e.value.body["code"] == "context_length_exceeded"
+        with pytest.raises(openai.BadRequestError, match="role"):
+            client.chat.completions.create(model=MODEL, messages=[{"role": "robot", "content": "x"}])
+        with pytest.raises(openai.BadRequestError, match="tool_choice"):
+            client.chat.completions.create(model=MODEL, messages=msgs, tool_choice={
+                "type": "function", "function": {"name": "nope"}}, tools=[WEATHER_TOOL])
+        with pytest.raises(openai.BadRequestError, match="presence_penalty"):
+            client.chat.completions.create(model=MODEL, messages=msgs, presence_penalty=1.0)
+        with pytest.raises(openai.BadRequestError, match="messages"):
+            client.chat.completions.create(model=MODEL, messages=[
+                {"role": "user", "content": "a"}, {"role": "system", "content": "late system"}])
+
+        bad = httpx.post(server.url + "/v1/chat/completions", content=b"{not json",
+                         headers={"content-type": "application/json"})
+        assert bad.status_code == 400 and "JSON" in bad.json()["error"]["message"]
+        assert bad.json()["error"]["type"] == "invalid_request_error"
+        missing = httpx.post(server.url + "/v1/completions", json={"model": MODEL})
+        assert missing.status_code == 400 and "prompt" in missing.json()["error"]["message"]
+        assert httpx.get(server.url + "/v1/nothing").json()["error"]["type"] == "not_found_error"
+
+        ok = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=3)
+        assert ok.choices[0].finish_reason in ("stop", "length")
+        assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+        metrics = httpx.get(server.url + "/metrics").text
+        assert "youtu_generation_tokens_per_s" in metrics and "youtu_waiting" in metrics
+        assert 'status="400"' in metrics and 'status="404"' in metrics
+
+
+def test_api_key_auth(real_engine, tok, live_server):
+    with live_server(create_app(real_engine, tok, _cfg(api_key="s3cret"))) as server:
+        with pytest.raises(openai.AuthenticationError) as e:
+            _client(server, "wrong").models.list()
+        assert e.value.status_code == 401 and e.value.body["code"] == "invalid_api_key"
+        assert httpx.post(server.url + "/v1/chat/completions", content=b"{bad").status_code == 401
+        assert [m.id for m in _client(server, "s3cret").models.list().data] == [MODEL]
+        assert httpx.get(server.url + "/health").status_code == 200  # probes need no key
+
+
+# ---- scripted model: deterministic tool calls and thinking -------------------------------------
+
+THINKING_TOOL_CALL = ('<think>\nThe user wants the weather; I should call the tool.\n</think>\n\n'
+                      '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>')
+FINAL_ANSWER = "<think>\nThe tool says sunny.\n</think>\n\nIt is sunny in Paris."
+
+
+def _weather_script(tok):
+    response = tok.special("<tool_response>")
+
+    def script(history: list[int]) -> str:
+        return FINAL_ANSWER if response in history else THINKING_TOOL_CALL
+    return script
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_tool_call_round_trip_with_a_scripted_model(scripted, tok, live_server, stream):
+    engine = Engine(scripted(_weather_script(tok)), max_batch=4, max_seq_len=512,
+                    eos_ids=[tok.eos_id], detokenize=tok.decode)
+    with live_server(create_app(engine, tok, _cfg(max_new_tokens=200))) as server:
+        client = _client(server)
+        messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+        def ask(msgs):
+            if not stream:
+                return client.chat.completions.create(model=MODEL, messages=msgs, tools=[WEATHER_TOOL])
+            chunks = list(client.chat.completions.create(model=MODEL, messages=msgs,
+                                                         tools=[WEATHER_TOOL], stream=True))
+            reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or ""
+                                for c in chunks)
+            content = "".join(c.choices[0].delta.content or "" for c in chunks)
+            calls = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
+            finish = chunks[-1].choices[0].finish_reason
+            return reasoning.strip(), content, calls, finish
+
+        first = ask(messages)
+        if stream:
+            reasoning, content, calls, finish = first
+            assert reasoning == "The user wants the weather; I should call the tool."
+            assert content == ""
+            call = {"id": calls[0].id, "type": "function",
+                    "function": {"name": calls[0].function.name, "arguments": calls[0].function.arguments}}
+        else:
+            msg = first.choices[0].message
+            finish, calls = first.choices[0].finish_reason, msg.tool_calls
+            assert msg.reasoning_content == "The user wants the weather; I should call the tool."
+            assert msg.content is None
+            call = calls[0].model_dump()
+        assert finish == "tool_calls" and len(calls) == 1
+        assert call["function"]["name"] == "get_weather"
+        assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+
+        messages += [{"role": "assistant", "content": None, "tool_calls": [call]},
+                     {"role": "tool", "tool_call_id": call["id"], "content": "sunny, 24 C"}]
+        final = ask(messages)
+        if stream:
+            reasoning, content, calls, finish = final
+            assert (reasoning, content, calls, finish) == ("The tool says sunny.", "It is sunny in Paris.", [], "stop")
+        else:
+            msg = final.choices[0].message
+            assert msg.content == "It is sunny in Paris." and not msg.tool_calls
+            assert msg.reasoning_content == "The tool says sunny."
+            assert final.choices[0].finish_reason == "stop"
+
+
+def test_thinking_flag_and_tool_choice(scripted, tok, live_server):
+    seen_prompts: list[list[int]] = []
+
+    def script(history):
+        seen_prompts.append(history)
+        return "<think>\n\n</think>\n\nplain answer"
+
+    engine = Engine(scripted(script), max_batch=2, max_seq_len=512, eos_ids=[tok.eos_id],
+                    detokenize=tok.decode)
+    with live_server(create_app(engine, tok, _cfg(max_new_tokens=100))) as server:
+        client = _client(server)
+        msgs = [{"role": "user", "content": "hello"}]
+        off = client.chat.completions.create(
+            model=MODEL, messages=msgs, extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        assert off.choices[0].message.content == "plain answer"
+        ids, _ = encode_chat(tok, msgs, enable_thinking=False, add_generation_prompt=True)
+        assert seen_prompts[-1] == ids[:ids.index(tok.special("<|Assistant|>")) + 1]
+        assert off.usage.prompt_tokens == len(ids)  # the empty think pre-fill is in the prompt
+        on = client.chat.completions.create(model=MODEL, messages=msgs)
+        on_ids, _ = encode_chat(tok, msgs, enable_thinking=True, add_generation_prompt=True)
+        assert on.usage.prompt_tokens == len(on_ids) < len(ids)
+
+        # tool_choice "none" hides the tools from the prompt
+        with_tools = client.chat.completions.create(model=MODEL, messages=msgs, tools=[WEATHER_TOOL])
+        without = client.chat.completions.create(model=MODEL, messages=msgs, tools=[WEATHER_TOOL],
+                                                 tool_choice="none")
+        assert without.usage.prompt_tokens == on.usage.prompt_tokens < with_tools.usage.prompt_tokens
+
+
+def test_forced_tool_choice_prefills_the_call(scripted, tok, live_server):
+    # The script continues whatever the server pre-filled: the arguments and the closing tag.
+    def script(history):
+        return '<think>\n\n</think>\n\n<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>'
+
+    engine = Engine(scripted(script), max_batch=2, max_seq_len=512, eos_ids=[tok.eos_id],
+                    detokenize=tok.decode)
+    with live_server(create_app(engine, tok, _cfg(max_new_tokens=100))) as server:
+        reply = _client(server).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_TOOL],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}})
+        call = reply.choices[0].message.tool_calls[0]
+        assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Oslo"}
+        assert reply.choices[0].finish_reason == "tool_calls"
+
+
+def test_stop_strings_cut_the_text(scripted, tok, live_server):
+    engine = Engine(scripted(lambda h: "<think>\n\n</think>\n\nalpha beta STOP gamma"), max_batch=2,
+                    max_seq_len=512, eos_ids=[tok.eos_id], detokenize=tok.decode)
+    with live_server(create_app(engine, tok, _cfg(max_new_tokens=100))) as server:
+        client = _client(server)
+        kw = dict(model=MODEL, messages=[{"role": "user", "content": "x"}], stop=["STOP"],
+                  extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        assert client.chat.completions.create(**kw).choices[0].message.content == "alpha beta"
+        streamed = "".join(c.choices[0].delta.content or ""
+                           for c in client.chat.completions.create(stream=True, **kw))
+        assert streamed.strip() == "alpha beta" and "S" not in streamed
