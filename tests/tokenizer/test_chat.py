@@ -81,6 +81,15 @@ def test_renderer_matches_transformers(hf_tokenizer, name, thinking, generation_
     assert ours == theirs
 
 
+@pytest.mark.parametrize("name", ["tools_round", "multi_turn", "system"])
+def test_token_ids_match_transformers(tok, hf_tokenizer, name):
+    messages, tools = SUITE[name]
+    ids, _ = encode_chat(tok, messages, tools=tools, enable_thinking=False)
+    theirs = hf_tokenizer.apply_chat_template(messages, tools=tools, enable_thinking=False,
+                                              tokenize=True, return_dict=False)
+    assert list(theirs) == ids
+
+
 def test_default_is_thinking(hf_tokenizer):
     messages = SUITE["multi_turn"][0]
     assert hf_tokenizer.apply_chat_template(messages, tokenize=False) == render_chat(messages)

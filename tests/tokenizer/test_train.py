@@ -132,15 +132,18 @@ def test_train_tokenizer_from_files_writes_a_loadable_folder(tmp_path, prose_tex
         collect_stage_texts(_cfg(), [("code", "x = 1\n" * 100)])
 
 
-def corpus_hook():
+def corpus_hook(seed):
     """A `tokenizer.corpus = "module:function"` hook used by the test below."""
-    return [("commonsense", "hello world"), ("stem", "x^2")]
+    return [("commonsense", f"hello world {seed}"), ("stem", "x^2")]
 
 
-def test_corpus_hook():
+def test_corpus_hook_and_data_corpus():
     cfg = _cfg()
     cfg.corpus = f"{__name__}:corpus_hook"
-    assert list(iter_documents(cfg)) == corpus_hook()
+    assert list(iter_documents(cfg, seed=7)) == corpus_hook(7)
+    cfg.corpus = "data"
+    with pytest.raises(ValueError, match="needs the \\[data\\] section"):
+        list(iter_documents(cfg))
     cfg.corpus = "no_such_module_xyz:f"
     with pytest.raises(ValueError, match="cannot be imported"):
         list(iter_documents(cfg))

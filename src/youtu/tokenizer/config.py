@@ -68,9 +68,10 @@ class TokenizerConfig:
     """Total vocabulary: sum of the stages' sizes + 256 special tokens (must match the model)."""
     stages: list[TokenizerStage] = field(default_factory=_tiny_stages)
     """Training stages in order; stage k > 1 appends merges without changing earlier ids."""
-    corpus: str = "embedded"
-    """Where documents come from: 'embedded' (youtu.data.sources.embedded_corpus), 'files' (only
-    `files`), or 'package.module:function' returning an iterable of (domain, text) or Documents."""
+    corpus: str = "data"
+    """Where documents come from: 'data' (the run's `[data]` sources, embedded corpus included),
+    'files' (only `files`), or 'package.module:function', called as `f(seed)` and returning an
+    iterable of (domain, text) pairs or Documents."""
     files: dict[str, list[str]] = field(default_factory=dict)
     """Extra documents per domain: glob patterns of .txt (one document per file) or .jsonl (one
     per line, field 'text') files, e.g. {chinese = ["corpora/zh/*.txt"]}."""
@@ -106,6 +107,6 @@ class TokenizerConfig:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not 0.0 < self.doc_sample_rate <= 1.0:
             raise ValueError(f"doc_sample_rate must be in (0, 1], got {self.doc_sample_rate}")
-        if self.corpus not in ("embedded", "files") and ":" not in self.corpus:
-            raise ValueError(f"corpus={self.corpus!r}: use 'embedded', 'files' or "
+        if self.corpus not in ("data", "files") and ":" not in self.corpus:
+            raise ValueError(f"corpus={self.corpus!r}: use 'data', 'files' or "
                              "'package.module:function'")

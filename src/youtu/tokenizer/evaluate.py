@@ -196,7 +196,8 @@ def main(cfg: RunConfig) -> int:
     folder = Path(cfg.tokenizer.path) if cfg.tokenizer.path else cfg.run_dir / "tokenizer"
     tok = Tokenizer.load(folder)
     out = cfg.run_dir / "tokenizer_eval.md"
-    payload = evaluate_tokenizer(tok, cfg.tokenizer, iter_documents(cfg.tokenizer, cfg.seed), out)
+    payload = evaluate_tokenizer(tok, cfg.tokenizer, iter_documents(cfg.tokenizer, cfg.seed, cfg.data),
+                                  out)
     print(out.read_text(), end="")
     logger.info("wrote %s (%d domains)", out, len(payload["bytes_per_token"]))
     return 0

@@ -209,24 +209,31 @@ def _as_pair(doc: Any) -> tuple[str, str]:
     return doc.domain, doc.text  # youtu.data.Document
 
 
-def iter_documents(cfg: TokenizerConfig, seed: int = 0) -> Iterator[tuple[str, str]]:
-    """(domain, text) from `cfg.corpus` followed by `cfg.files`."""
-    if cfg.corpus == "embedded":
-        try:
-            from youtu.data.sources import embedded_corpus
-        except ImportError as e:
-            raise ValueError("tokenizer.corpus='embedded' needs youtu.data.sources."
-                             f"embedded_corpus ({e}); use corpus='files' with tokenizer.files")
-        for doc in embedded_corpus(seed):
-            yield _as_pair(doc)
+def iter_documents(cfg: TokenizerConfig, seed: int = 0, data: Any = None
+                   ) -> Iterator[tuple[str, str]]:
+    """(domain, text) from `cfg.corpus` followed by `cfg.files`.
+
+    Args:
+        cfg: the `[tokenizer]` section.
+        seed: passed to a `module:function` corpus hook as `func(seed)`.
+        data: the `[data]` section, needed for `corpus = "data"`.
+    """
+    if cfg.corpus == "data":
+        if data is None:
+            raise ValueError("tokenizer.corpus='data' needs the [data] section; pass it, or use "
+                             "corpus='files' with tokenizer.files")
+        # Only the command entry reads the data section (the CLI registry lists it for
+        # `tokenizer train`); the training functions themselves take plain documents.
+        from youtu.data.sources import iter_documents as data_documents
+
+        yield from (_as_pair(doc) for doc in data_documents(data))
     elif cfg.corpus != "files":
         module_name, _, func_name = cfg.corpus.partition(":")
         try:
             func = getattr(importlib.import_module(module_name), func_name)
         except (ImportError, AttributeError) as e:
             raise ValueError(f"tokenizer.corpus={cfg.corpus!r} cannot be imported: {e}") from e
-        for doc in func():
-            yield _as_pair(doc)
+        yield from (_as_pair(doc) for doc in func(seed))
     for domain, patterns in cfg.files.items():
         for pattern in patterns:
             paths = sorted(glob.glob(pattern, recursive=True))
@@ -317,6 +324,6 @@ def train_tokenizer(cfg: TokenizerConfig, documents: Iterable[tuple[str, str]],
 def main(cfg: RunConfig) -> int:
     """`youtu tokenizer train`: train into `tokenizer.path` or `<run_dir>/tokenizer`."""
     out_dir = Path(cfg.tokenizer.path) if cfg.tokenizer.path else cfg.run_dir / "tokenizer"
-    train_tokenizer(cfg.tokenizer, iter_documents(cfg.tokenizer, cfg.seed), out_dir)
+    train_tokenizer(cfg.tokenizer, iter_documents(cfg.tokenizer, cfg.seed, cfg.data), out_dir)
     print(out_dir)
     return 0
