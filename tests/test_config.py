@@ -71,3 +71,12 @@ def test_replace_keeps_other_values():
     cfg = load_config(ROOT / "configs/tiny.toml")
     cfg2 = replace(cfg, ["--seed=7"])
     assert cfg2.seed == 7 and cfg2.model == cfg.model
+
+
+def test_override_into_list_of_tables():
+    cfg = load_config(ROOT / "configs/tiny.toml", ["--train.stages.1.tokens=16384",
+                                                    "--train.stages.0.mix.code=0.5"])
+    assert cfg.train.stages[1].tokens == 16384
+    assert cfg.train.stages[0].mix["code"] == 0.5
+    with pytest.raises(ConfigError, match="not an index"):
+        load_config(ROOT / "configs/tiny.toml", ["--train.stages.9.tokens=1"])

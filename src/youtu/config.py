@@ -205,13 +205,23 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Set each dotted override into the nested dict `data` (in place) and return it."""
     for arg in overrides:
         path, value = parse_override(arg)
-        node = data
-        for part in path[:-1]:
-            nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"override {arg!r}: '{part}' is a value, not a section")
-            node = nxt
-        node[path[-1]] = value
+        node: Any = data
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(node, list):
+                # --train.stages.2.tokens=1000: an index into a list of tables from the TOML
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"override {arg!r}: '{part}' is not an index of "
+                                      f"{'.'.join(path[:i])} (0..{len(node) - 1})")
+                part = int(part)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"override {arg!r}: '{path[i - 1]}' is a value, not a section")
+            if last:
+                node[part] = value
+            else:
+                if isinstance(node, dict) and part not in node:
+                    node[part] = {}
+                node = node[part]
     return data
 
 

@@ -1,0 +1,247 @@
+"""`youtu run`: the whole Youtu-LLM recipe as resumable steps, and the agentic ablation.
+
+    youtu run                          # configs/tiny.toml: toy scale, CPU, minutes
+    youtu run configs/small.toml       # one GPU
+    youtu run --train.max_steps=20     # a shortened run (what CI does), same code path
+
+Steps (each skipped when its output exists and its config hash is unchanged; training resumes
+from its newest checkpoint when interrupted):
+
+    synth -> tokenizer -> data -> pretrain (stages 1..n-1) -> agent stage | ablation stage
+          -> sft -> eval (3 checkpoints) -> report
+
+The ablation is the paper's: the last (agentic mid-training) stage is run twice from the same
+stage n-1 checkpoint, once as configured and once with its `agent` share replaced by the other
+domains in their configured proportions (same token budget, same schedule). Both base models and
+the SFT model are scored by the same evaluation; the report puts them side by side.
+
+Layout of `runs/<name>/`: `run.toml`, `pipeline.json` (step manifest), `synth/`, `tokenizer/`,
+`data/`, `train/` (checkpoints of the main branch), `train_noagent/`, `sft/`, `eval/<label>/`,
+`report/report.md` (+ PNGs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from youtu.config import RunConfig, config_hash, save_config, to_dict
+
+logger = logging.getLogger(__name__)
+
+AGENT = "agent"
+
+
+# ---------------------------------------------------------------------------------------------
+# step manifest
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write through a temp file + rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class StepRunner:
+    """Runs named steps in order against `pipeline.json`, the manifest of finished steps.
+
+    A step is skipped when the manifest holds it with the same key (a hash of everything it
+    depends on) and its outputs exist. The manifest is rewritten atomically after each step,
+    so a step interrupted half-way runs again next time."""
+
+    def __init__(self, manifest: Path, total: int):
+        self.manifest = Path(manifest)
+        self.total = total
+        self.index = 0
+        self.started = time.time()
+        self.state: dict[str, dict[str, Any]] = {}
+        if self.manifest.exists():
+            try:
+                self.state = json.loads(self.manifest.read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{self.manifest} is corrupt ({e}); delete it to re-run every "
+                                 "step") from e
+
+    def run(self, name: str, key: str, fn: Callable[[], dict[str, Any] | None],
+            outputs: tuple[Path, ...] = ()) -> dict[str, Any]:
+        """Run `fn` unless step `name` finished before with this `key` and its outputs exist."""
+        self.index += 1
+        label = f"[{self.index}/{self.total}] {name}"
+        entry = self.state.get(name)
+        if entry and entry["key"] == key and all(Path(p).exists() for p in outputs):
+            logger.info("%s: up to date, skipped", label)
+            return entry["result"]
+        logger.info("%s: running (pipeline at %.0fs)", label, time.time() - self.started)
+        t0 = time.time()
+        result = fn() or {}
+        seconds = time.time() - t0
+        self.state[name] = {"key": key, "seconds": round(seconds, 2), "result": result,
+                            "outputs": [str(p) for p in outputs]}
+        atomic_write_text(self.manifest, json.dumps(self.state, indent=2, default=str) + "\n")
+        logger.info("%s: done in %.1fs", label, seconds)
+        return result
+
+
+# ---------------------------------------------------------------------------------------------
+# the ablation
+
+
+def without_domain(cfg: RunConfig, domain: str = AGENT) -> RunConfig:
+    """`cfg` with `domain` removed from the last stage's mix, its weight given to the other
+    domains in proportion (same stage token budget). This is the "no agentic mid-training" arm."""
+    stages = list(cfg.train.stages)
+    last = stages[-1]
+    rest = {d: w for d, w in last.mix.items() if d != domain}
+    if domain not in last.mix or not rest:
+        raise ValueError(f"the last stage '{last.name}' must mix '{domain}' with other domains "
+                         f"for the ablation; its mix is {last.mix}")
+    total = sum(rest.values())
+    stages[-1] = dataclasses.replace(last, mix={d: w / total for d, w in rest.items()})
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, stages=stages))
+
+
+def _with_stages(cfg: RunConfig, names: list[str]) -> RunConfig:
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, run_stages=names))
+
+
+# ---------------------------------------------------------------------------------------------
+# steps
+
+
+def _synth(cfg: RunConfig, out: Path) -> dict[str, Any]:
+    from youtu.agentic.synthesize import synthesize
+
+    stats = synthesize(cfg.synth, out)
+    return {"trajectories": stats.get("kept", stats.get("total")), "stats": str(out / "stats.json")}
+
+
+def _agent_documents(synth_dir: Path):
+    from youtu.agentic.render import render_text
+    from youtu.agentic.trajectory import load_trajectories
+    from youtu.data import Document
+
+    for traj in load_trajectories(synth_dir):
+        if traj.outcome.verified:
+            yield Document(text=render_text(traj), domain=AGENT, source=f"synth/{traj.domain}",
+                           meta={"id": traj.id})
+
+
+def _tokenizer(cfg: RunConfig, out: Path) -> dict[str, Any]:
+    from youtu.tokenizer.train import iter_documents, train_tokenizer
+
+    tok = train_tokenizer(cfg.tokenizer, iter_documents(cfg.tokenizer, cfg.seed, data=cfg.data),
+                          out)
+    return {"fingerprint": tok.fingerprint, "vocab_size": tok.vocab_size}
+
+
+def _data(cfg: RunConfig, tokenizer_dir: Path, synth_dir: Path, out: Path) -> dict[str, Any]:
+    from youtu.data.prepare import prepare
+    from youtu.tokenizer import Tokenizer
+
+    manifest = prepare(cfg.data, Tokenizer.load(tokenizer_dir), out,
+                       extra=_agent_documents(synth_dir))
+    return {"tokens": manifest.get("tokens")}
+
+
+def _checkpoint_result(path: Path) -> dict[str, Any]:
+    return {"checkpoint": str(path)}
+
+
+def run_pipeline(cfg: RunConfig) -> Path:
+    """Run (or resume) every step of the recipe for `cfg`; returns the report's path."""
+    from youtu.eval.report import write_report
+    from youtu.eval.runner import evaluate
+    from youtu.train.loop import train
+    from youtu.train.plots import plot_training
+    from youtu.train.sft import sft
+
+    run = cfg.run_dir
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run / "run.toml")
+    steps = StepRunner(run / "pipeline.json", total=9)
+    d_synth, d_tok, d_data = run / "synth", run / "tokenizer", run / "data"
+    d_train, d_noagent, d_sft = run / "train", run / "train_noagent", run / "sft"
+    stage_names = [s.name for s in cfg.train.stages]
+    if len(stage_names) < 2:
+        raise ValueError("the pipeline needs at least two curriculum stages (the last one is the "
+                         "agentic stage of the ablation)")
+    ablated = without_domain(cfg)
+
+    h_synth = config_hash([cfg.synth, cfg.seed])
+    steps.run("synth", h_synth, lambda: _synth(cfg, d_synth), (d_synth / "stats.json",))
+    h_tok = config_hash([cfg.tokenizer, cfg.data, cfg.seed])
+    steps.run("tokenizer", h_tok, lambda: _tokenizer(cfg, d_tok), (d_tok / "tokenizer.json",))
+    h_data = config_hash([h_tok, h_synth, cfg.data])
+    steps.run("data", h_data, lambda: _data(cfg, d_tok, d_synth, d_data),
+              (d_data / "manifest.json",))
+
+    h_model = config_hash([h_data, cfg.model, to_dict(cfg.train) | {"stages": None}, cfg.seed])
+    base = steps.run("pretrain", config_hash([h_model, cfg.train.stages[:-1]]),
+                     lambda: _checkpoint_result(train(_with_stages(cfg, stage_names[:-1]),
+                                                      d_data, d_tok, d_train)))
+    base_ckpt = Path(base["checkpoint"])
+    agent = steps.run("agent stage", config_hash([h_model, cfg.train.stages]),
+                      lambda: _checkpoint_result(train(_with_stages(cfg, stage_names[-1:]),
+                                                       d_data, d_tok, d_train, init=base_ckpt)))
+    noagent = steps.run("ablation stage", config_hash([h_model, ablated.train.stages]),
+                        lambda: _checkpoint_result(train(_with_stages(ablated, stage_names[-1:]),
+                                                         d_data, d_tok, d_noagent,
+                                                         init=base_ckpt)))
+    agent_ckpt, noagent_ckpt = Path(agent["checkpoint"]), Path(noagent["checkpoint"])
+    sft_res = steps.run("sft", config_hash([h_model, cfg.train.stages, cfg.sft]),
+                        lambda: _checkpoint_result(sft(cfg, init_checkpoint=agent_ckpt,
+                                                       out_dir=d_sft, data_dir=d_data,
+                                                       trajectories_dir=d_synth)))
+    sft_ckpt = Path(sft_res["checkpoint"])
+
+    models = {"without agentic stage": noagent_ckpt, "with agentic stage": agent_ckpt,
+              "with agentic stage + SFT": sft_ckpt}
+
+    def _eval() -> dict[str, Any]:
+        out = {}
+        for label, ckpt in models.items():
+            res = evaluate(cfg.eval, ckpt, run / "eval" / ckpt.parent.name / ckpt.name,
+                           device=cfg.device, label=label)
+            out[label] = str(run / "eval" / ckpt.parent.name / ckpt.name / "results.json")
+            logger.info("eval %s: %s", label, {k: round(v, 3) for k, v in res["scores"].items()})
+        return out
+
+    h_eval = config_hash([h_model, cfg.train.stages, cfg.sft, cfg.eval])
+    evals = steps.run("eval", h_eval, _eval)
+
+    def _report() -> dict[str, Any]:
+        results = {label: json.loads(Path(p).read_text()) for label, p in evals.items()}
+        report = write_report(results, run / "report",
+                              f"youtu run '{cfg.name}': agentic mid-training ablation")
+        plots = plot_training({"with agentic stage": d_train / "metrics.jsonl",
+                               "without agentic stage": d_noagent / "metrics.jsonl",
+                               "SFT": d_sft / "metrics.jsonl"}, run / "report")
+        _append_training_section(report, plots, steps.state)
+        return {"report": str(report)}
+
+    rep = steps.run("report", config_hash([h_eval]), _report, (run / "report" / "report.md",))
+    return Path(rep["report"])
+
+
+def _append_training_section(report: Path, plots: list[Path], state: dict[str, dict]) -> None:
+    lines = ["", "## Training", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in plots]
+    lines += ["", "## Pipeline steps", "", "| step | seconds (last run) |", "|---|---|"]
+    lines += [f"| {name} | {entry['seconds']:.1f} |" for name, entry in state.items()]
+    with report.open("a") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main(cfg: RunConfig) -> int:
+    """`youtu run [config]`: the whole recipe, resumable; prints the report path."""
+    report = run_pipeline(cfg)
+    print(report)
+    return 0
