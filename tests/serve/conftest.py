@@ -60,14 +60,16 @@ def checkpoint(tmp_path_factory, model, tok):
 
 class ScriptedModel(nn.Module):
     """A stand-in for YoutuForCausalLM that the real `Engine` can drive: after the last
-    `<|Assistant|>` token of a row it emits `script(history)` token by token, then EOS.
+    `<|Assistant|>` token of a row it writes the assistant text `script(before, after)` token by
+    token, then EOS (`before` = ids up to the trigger, `after` = ids since it, which include any
+    pre-fill the prompt made). Where `after` leaves the script it emits EOS.
 
     It keeps each cache row's token history itself (written at `positions`, like the latent
     cache), and returns one-hot hidden states that an identity `lm_head` turns into logits
     peaked on the scripted token.
     """
 
-    def __init__(self, tok, script: Callable[[list[int]], list[int]], max_batch: int = 64,
+    def __init__(self, tok, script: Callable[[list[int], list[int]], list[int]], max_batch: int = 64,
                  max_seq_len: int = 2048):
         super().__init__()
         V = tok.vocab_size
@@ -84,6 +86,16 @@ class ScriptedModel(nn.Module):
     def kv_cache_bytes_per_token(self, dtype=torch.bfloat16) -> int:
         return 4
 
+    def _next(self, seen: list[int]) -> int:
+        starts = [i for i, x in enumerate(seen) if x == self.trigger]
+        if not starts:
+            return self.eos
+        before, after = seen[:starts[-1] + 1], seen[starts[-1] + 1:]
+        script = self.script(before, after) + [self.eos]
+        if len(after) < len(script) and script[:len(after)] == after:
+            return script[len(after)]
+        return self.eos
+
     def hidden_states(self, input_ids, positions=None, doc_ids=None, cache=None, cache_rows=None):
         B, T = input_ids.shape
         rows = cache_rows if cache_rows is not None else torch.arange(B)
@@ -94,14 +106,7 @@ class ScriptedModel(nn.Module):
                 self.history[row, int(positions[b, t])] = int(input_ids[b, t])
             for t in range(T):
                 p = int(positions[b, t])
-                seen = self.history[row, :p + 1].tolist()
-                starts = [i for i, x in enumerate(seen) if x == self.trigger]
-                target = self.eos
-                if starts:
-                    script = self.script(seen[:starts[-1] + 1]) + [self.eos]
-                    k = p - starts[-1]
-                    target = script[k] if k < len(script) else self.eos
-                out[b, t, target] = 30.0
+                out[b, t, self._next(self.history[row, :p + 1].tolist())] = 30.0
         return out
 
     def forward(self, input_ids, **kw):
@@ -110,9 +115,16 @@ class ScriptedModel(nn.Module):
 
 @pytest.fixture
 def scripted(tok):
-    """Factory: scripted(lambda history_ids: "assistant text after <|Assistant|>") -> model."""
-    def make(text_for: Callable[[list[int]], str], **kw) -> ScriptedModel:
-        return ScriptedModel(tok, lambda hist: tok.encode(text_for(hist), allow_special=True), **kw)
+    """Factory: scripted(text_for) -> model, where text_for(before_ids, thinking) is the whole
+    assistant text after `<|Assistant|>` (thinking=False when the prompt pre-filled the empty
+    think block)."""
+    empty_think = tok.encode("<think>\n\n</think>\n\n", allow_special=True)
+
+    def make(text_for: Callable[[list[int], bool], str], **kw) -> ScriptedModel:
+        def script(before, after):
+            thinking = after[:len(empty_think)] != empty_think
+            return tok.encode(text_for(before, thinking), allow_special=True)
+        return ScriptedModel(tok, script, **kw)
     return make
 
 

@@ -178,7 +178,7 @@ FINAL_ANSWER = "<think>\nThe tool says sunny.\n</think>\n\nIt is sunny in Paris.
 def _weather_script(tok):
     response = tok.special("<tool_response>")
 
-    def script(history: list[int]) -> str:
+    def script(history: list[int], thinking: bool) -> str:
         return FINAL_ANSWER if response in history else THINKING_TOOL_CALL
     return script
 
@@ -236,9 +236,10 @@ def test_tool_call_round_trip_with_a_scripted_model(scripted, tok, live_server, 
 def test_thinking_flag_and_tool_choice(scripted, tok, live_server):
     seen_prompts: list[list[int]] = []
 
-    def script(history):
+    def script(history, thinking):
         seen_prompts.append(history)
-        return "<think>\n\n</think>\n\nplain answer"
+        return "<think>\nhmm\n</think>\n\nthought answer" if thinking else \
+            "<think>\n\n</think>\n\nplain answer"
 
     engine = Engine(scripted(script), max_batch=2, max_seq_len=512, eos_ids=[tok.eos_id],
                     detokenize=tok.decode)
@@ -252,6 +253,9 @@ def test_thinking_flag_and_tool_choice(scripted, tok, live_server):
         assert seen_prompts[-1] == ids[:ids.index(tok.special("<|Assistant|>")) + 1]
         assert off.usage.prompt_tokens == len(ids)  # the empty think pre-fill is in the prompt
         on = client.chat.completions.create(model=MODEL, messages=msgs)
+        assert on.choices[0].message.content == "thought answer"
+        assert on.choices[0].message.reasoning_content == "hmm"
+        assert getattr(off.choices[0].message, "reasoning_content", None) is None
         on_ids, _ = encode_chat(tok, msgs, enable_thinking=True, add_generation_prompt=True)
         assert on.usage.prompt_tokens == len(on_ids) < len(ids)
 
@@ -264,7 +268,7 @@ def test_thinking_flag_and_tool_choice(scripted, tok, live_server):
 
 def test_forced_tool_choice_prefills_the_call(scripted, tok, live_server):
     # The script continues whatever the server pre-filled: the arguments and the closing tag.
-    def script(history):
+    def script(history, thinking):
         return '<think>\n\n</think>\n\n<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>'
 
     engine = Engine(scripted(script), max_batch=2, max_seq_len=512, eos_ids=[tok.eos_id],
@@ -279,7 +283,7 @@ def test_forced_tool_choice_prefills_the_call(scripted, tok, live_server):
 
 
 def test_stop_strings_cut_the_text(scripted, tok, live_server):
-    engine = Engine(scripted(lambda h: "<think>\n\n</think>\n\nalpha beta STOP gamma"), max_batch=2,
+    engine = Engine(scripted(lambda h, thinking: "<think>\n\n</think>\n\nalpha beta STOP gamma"), max_batch=2,
                     max_seq_len=512, eos_ids=[tok.eos_id], detokenize=tok.decode)
     with live_server(create_app(engine, tok, _cfg(max_new_tokens=100))) as server:
         client = _client(server)

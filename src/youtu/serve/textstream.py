@@ -102,8 +102,21 @@ class ChatStreamSplitter:
         self.tools = tools
         self.mode = "start"  # start -> reasoning -> content -> tool
         self.buf = ""
-        self._content_started = False
+        self._started = False  # has the current block shown non-blank text yet
         self.feed(prefix, emit=False)
+
+    def _emit_until(self, out: list[tuple[str, str]], kind: str, end: int, at_tag: bool) -> None:
+        """Emit buf[:end] as `kind` and keep buf[end:]. A block's edges are trimmed (as
+        `parse_tool_calls` trims them): leading blanks of a block are dropped, trailing blanks
+        are held back until more text follows, and dropped when a tag (`at_tag`) ends the block."""
+        body, rest = self.buf[:end], self.buf[end:]
+        if not self._started:
+            body = body.lstrip()
+        shown = body.rstrip()
+        if shown:
+            out.append((kind, shown))
+            self._started = True
+        self.buf = rest if at_tag else body[len(shown):] + rest
 
     def feed(self, text: str, emit: bool = True) -> list[tuple[str, str]]:
         self.buf += text
@@ -113,50 +126,42 @@ class ChatStreamSplitter:
                 stripped = self.buf.lstrip()
                 if stripped.startswith(THINK_OPEN):
                     self.buf = stripped[len(THINK_OPEN):]
-                    self.mode = "reasoning"
+                    self.mode, self._started = "reasoning", False
                 elif THINK_OPEN.startswith(stripped):
                     break  # empty or a partial "<think": wait
                 else:
-                    self.mode = "content"
+                    self.mode, self._started = "content", False
             elif self.mode == "reasoning":
                 i = self.buf.find(THINK_CLOSE)
                 if i >= 0:
-                    out.append(("reasoning", self.buf[:i]))
-                    self.buf = self.buf[i + len(THINK_CLOSE):]
-                    self.mode = "content"
+                    self._emit_until(out, "reasoning", i, at_tag=True)
+                    self.buf = self.buf[len(THINK_CLOSE):]
+                    self.mode, self._started = "content", False
                 else:
                     keep = partial_suffix(self.buf, THINK_CLOSE)
-                    out.append(("reasoning", self.buf[:len(self.buf) - keep]))
-                    self.buf = self.buf[len(self.buf) - keep:]
+                    self._emit_until(out, "reasoning", len(self.buf) - keep, at_tag=False)
                     break
             elif self.mode == "content":
-                if not self._content_started:  # the template puts "\n\n" after </think>
-                    self.buf = self.buf.lstrip()
-                    if not self.buf:
-                        break
-                    self._content_started = True
                 i = self.buf.find(TOOL_OPEN) if self.tools else -1
                 if i >= 0:
-                    out.append(("content", self.buf[:i]))
-                    self.buf = self.buf[i:]
+                    self._emit_until(out, "content", i, at_tag=True)
                     self.mode = "tool"
                 else:
                     keep = partial_suffix(self.buf, TOOL_OPEN) if self.tools else 0
-                    out.append(("content", self.buf[:len(self.buf) - keep]))
-                    self.buf = self.buf[len(self.buf) - keep:]
+                    self._emit_until(out, "content", len(self.buf) - keep, at_tag=False)
                     break
             else:  # tool: held back for the final parse
                 break
-        return [(k, t) for k, t in out if t] if emit else []
+        return out if emit else []
 
     def finish(self) -> list[tuple[str, str]]:
-        """Flush what was held back (a partial tag that never completed)."""
-        if self.mode == "tool" or not self.buf:
+        """Flush what was held back (a partial tag that never completed); trailing blanks go."""
+        if self.mode == "tool":
             return []
         kind = "reasoning" if self.mode == "reasoning" else "content"
-        text = self.buf if (self.mode != "start" or self.buf.strip()) else ""
+        text = self.buf if self._started else self.buf.lstrip()
         self.buf = ""
-        return [(kind, text)] if text else []
+        return [(kind, text.rstrip())] if text.strip() else []
 
     @property
     def saw_tool_call(self) -> bool:
