@@ -230,6 +230,8 @@ class DataConfig:
     """Characters of text per shard (~12M tokens at ~4 chars/token, a 48 MB .bin)."""
     verify_checksums: bool = True
     """Check every shard's sha256 against the manifest when opening (sha256 reads ~1 GB/s)."""
+    inspect_samples: int = 1
+    """Decoded sample documents per domain shown by `youtu data inspect`."""
 
     def __post_init__(self):
         if self.workers < 0:

@@ -8,21 +8,24 @@ that serves packed batches from token shards, deterministically and resumably.
     state = sampler.state_dict()                             # small; saved in every checkpoint
 
 How the sampler chooses (decided here):
-- Domain: the one furthest behind its share of the stage's served tokens, i.e. the lowest
-  `stage_tokens[d] / weight[d]` (ties by name). This is deficit round-robin over tokens, not
-  per-document coin flips: realised token shares track the configured weights to within one
-  document piece at any point of the stage, whatever the document lengths of each domain.
-- Document: domains are walked in a per-epoch random permutation
-  (`numpy.random.default_rng([seed, epoch, crc32(domain)])`); rank r of w takes permutation
-  positions r, r + w, r + 2w, ... so ranks never share a document within an epoch. Running past
-  a domain's last document starts the next epoch (a fresh permutation) and logs a warning:
-  the curriculum asks for more of that domain than the shards hold (upsampling).
+- Domain: before each piece of a row, the domain furthest behind its share of the stage's
+  served tokens, i.e. the lowest `stage_tokens[d] / weight[d]` (ties by name). This is deficit
+  round-robin over tokens, not per-document coin flips: a piece is at most one row, so realised
+  token shares stay within `seq_len` tokens of the configured weights at every point of a stage,
+  whatever the document lengths of each domain.
+- Document: each domain has its own document in progress. A piece takes tokens from it up to
+  the end of the document or of the row; the rest waits for the domain's next turn (a long
+  document is thus split, and its pieces can sit in different rows). Domains are walked in a
+  per-epoch random permutation (`numpy.random.default_rng([seed, epoch, crc32(domain)])`); rank
+  r of w takes permutation positions r, r + w, r + 2w, ... so ranks never share a document
+  within an epoch. Running past a domain's last document starts the next epoch (a fresh
+  permutation) and logs a warning: the curriculum asks for more of that domain than the shards
+  hold (upsampling).
 - Everything a batch depends on is (seed, rank, world_size) plus the state dict: per-domain
-  draw counts, the split document carried into the next row, the stage's served tokens. So
+  draw counts and documents in progress, and the stage's served tokens. So
   `load_state_dict(state_dict())` resumes with exactly the batches an uninterrupted run serves.
-- A stage change (a new `stage_index`) drops the carried document piece and restarts the
-  stage's token shares; the per-domain cursors carry on, so a domain is not replayed from the
-  start of its permutation in every stage.
+- A new `stage_index` restarts the stage's token shares; per-domain cursors and documents in
+  progress carry on, so a domain is not replayed from the start in every stage.
 Packing conventions (targets, positions, doc ids) are in `youtu.data.packing`.
 """
 
@@ -102,7 +105,7 @@ class CurriculumSampler:
         self._stage_tokens: dict[str, int] = {}
         self._drawn: dict[str, int] = {}
         self._epochs: dict[str, int] = {}
-        self._carry: tuple[str, int, int] | None = None
+        self._current: dict[str, tuple[int, int]] = {}  # domain -> (document, tokens served)
         self._served: dict[str, int] = {}
         self._batches = 0
 
@@ -129,7 +132,7 @@ class CurriculumSampler:
                 "world_size": self.world_size, "stage": self._stage,
                 "stage_tokens": dict(self._stage_tokens), "drawn": dict(self._drawn),
                 "epochs": dict(self._epochs),
-                "carry": list(self._carry) if self._carry else None,
+                "current": {d: list(v) for d, v in self._current.items()},
                 "tokens_served": dict(self._served), "batches": self._batches}
 
     def load_state_dict(self, state: dict) -> None:
@@ -146,8 +149,7 @@ class CurriculumSampler:
         self._stage_tokens = dict(state["stage_tokens"])
         self._drawn = dict(state["drawn"])
         self._epochs = dict(state["epochs"])
-        carry = state["carry"]
-        self._carry = (str(carry[0]), int(carry[1]), int(carry[2])) if carry else None
+        self._current = {d: (int(v[0]), int(v[1])) for d, v in state["current"].items()}
         self._served = dict(state["tokens_served"])
         self._batches = int(state["batches"])
 
@@ -185,7 +187,7 @@ class CurriculumSampler:
         if batch_size < 1 or seq_len < 2:
             raise ValueError(f"need batch_size >= 1 and seq_len >= 2, got {batch_size}, {seq_len}")
         if stage_index != self._stage:
-            self._stage, self._stage_tokens, self._carry = stage_index, {}, None
+            self._stage, self._stage_tokens = stage_index, {}
         mix = normalized_mix(self.stages[stage_index])
         rows: list[list[Piece]] = []
         batch_domains: dict[str, int] = {}
@@ -193,16 +195,17 @@ class CurriculumSampler:
             pieces: list[Piece] = []
             room = seq_len
             while room:
-                if self._carry is None:
-                    domain = self._next_domain(mix)
-                    self._carry = (domain, self._draw(domain), 0)
-                domain, doc_index, offset = self._carry
+                domain = self._next_domain(mix)
+                doc_index, offset = self._current.get(domain) or (self._draw(domain), 0)
                 doc = self.shards.document(domain, doc_index)
                 take = min(len(doc) - offset, room)
                 end = offset + take
                 next_token = int(doc[end]) if end < len(doc) else IGNORE_INDEX
                 pieces.append(Piece(np.asarray(doc[offset:end], dtype=np.int64), next_token))
-                self._carry = (domain, doc_index, end) if end < len(doc) else None
+                if end < len(doc):
+                    self._current[domain] = (doc_index, end)
+                else:
+                    self._current.pop(domain, None)
                 room -= take
                 batch_domains[domain] = batch_domains.get(domain, 0) + take
                 self._stage_tokens[domain] = self._stage_tokens.get(domain, 0) + take

@@ -88,6 +88,31 @@ def write_shard(folder: Path, domain: str, index: int, docs: Sequence[Sequence[i
     return record
 
 
+def build_manifest(records: list[dict], fingerprint: str, vocab_size: int, **extra) -> dict:
+    """The manifest of a shard folder from its shard records (plus sources, filters, config,
+    build stats in `extra`)."""
+    domains: dict[str, dict] = {}
+    for record in sorted(records, key=lambda r: (r["domain"], r["index"])):
+        d = domains.setdefault(record["domain"], {"docs": 0, "tokens": 0, "chars": 0,
+                                                  "shards": []})
+        d["docs"] += record["docs"]
+        d["tokens"] += record["tokens"]
+        d["chars"] += record.get("chars", 0)
+        d["shards"].append(record)
+    return {"format": FORMAT,
+            "tokenizer": {"fingerprint": fingerprint, "vocab_size": vocab_size,
+                          "path": "tokenizer"},
+            "dtype": "uint32", "domains": domains,
+            "totals": {"docs": sum(d["docs"] for d in domains.values()),
+                       "tokens": sum(d["tokens"] for d in domains.values())},
+            **extra}
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write `manifest.json` atomically (its presence marks a finished folder)."""
+    _write_atomic(Path(folder) / "manifest.json", json.dumps(manifest, indent=1).encode())
+
+
 def verify_shard(folder: Path, record: dict, fingerprint: str | None, checksums: bool) -> None:
     """Raise `ShardError` unless the shard's files match `record` (and the tokenizer)."""
     stem = folder / record["name"]

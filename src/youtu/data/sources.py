@@ -13,6 +13,7 @@ and the fix when a record is unusable.
 from __future__ import annotations
 
 import ast
+import functools
 import gzip
 import io
 import json
@@ -209,7 +210,8 @@ EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests
 and `encodings` (generated charmap tables, not code anyone writes)."""
 
 
-def stdlib_files() -> list[Path]:
+@functools.lru_cache(maxsize=1)
+def stdlib_files() -> tuple[Path, ...]:
     """The standard library's own .py files, sorted (third-party packages and tests excluded)."""
     root = Path(sysconfig.get_paths()["stdlib"])
     files = []
@@ -220,7 +222,7 @@ def stdlib_files() -> list[Path]:
         if rel[-1].startswith("_sysconfigdata"):
             continue
         files.append(p)
-    return sorted(files)
+    return tuple(sorted(files))
 
 
 def _module_name(path: Path) -> str:
@@ -287,7 +289,7 @@ def embedded_corpus(seed: int, *, code_chars: int = 2_000_000, prose_chars: int 
         Documents, code first, then prose, then stem. Caps stop before the document that
         would cross them, so each domain stays at or under its cap.
     """
-    files = stdlib_files()
+    files = list(stdlib_files()) if code_chars or prose_chars else []
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     rng = random.Random(seed)
     code_order = files[:]

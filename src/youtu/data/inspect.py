@@ -1,0 +1,102 @@
+"""`youtu data inspect`: the shard tree with document/token counts per domain and per curriculum
+stage, what the filters removed, and a few decoded samples.
+
+    youtu data inspect configs/tiny.toml
+    youtu data inspect configs/tiny.toml --data.dir=/data/shards --data.inspect_samples=3
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from youtu.data.config import StageConfig
+from youtu.data.mixture import normalized_mix
+from youtu.data.shards import ShardSet
+
+if TYPE_CHECKING:
+    from youtu.config import RunConfig
+    from youtu.tokenizer import Tokenizer
+
+
+def _n(x: float) -> str:
+    """1234567 -> '1.23M'."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= size:
+            return f"{x / size:.2f}{unit}"
+    return f"{x:.0f}"
+
+
+def render_tree(shards: ShardSet, stages: list[StageConfig]) -> str:
+    """The shard tree, sources, filter removals, and the curriculum's demand per domain."""
+    m = shards.manifest
+    lines = [f"{shards.folder}  (tokenizer {shards.fingerprint}, vocab {m['tokenizer']['vocab_size']}"
+             f", {m['totals']['docs']:,} docs, {_n(m['totals']['tokens'])} tokens)"]
+    names = shards.domains
+    for k, domain in enumerate(names):
+        info = m["domains"][domain]
+        branch = "└──" if k == len(names) - 1 else "├──"
+        cpt = info["chars"] / max(info["tokens"], 1)
+        lines.append(f"{branch} {domain:<12s} {info['docs']:>9,d} docs {_n(info['tokens']):>8s} "
+                     f"tokens  {len(info['shards'])} shard(s)  {cpt:.2f} chars/token")
+        for s in info["shards"]:
+            pre = "    " if k == len(names) - 1 else "│   "
+            srcs = ", ".join(f"{n} {c}" for n, c in sorted(s["sources"].items()))
+            lines.append(f"{pre}{s['name'].split('/')[-1]}  {s['docs']:,} docs  "
+                         f"{_n(s['tokens'])} tokens  ({srcs})")
+    lines += ["", "sources (documents read -> kept per domain):"]
+    for name, counts in m["sources"].items():
+        kept = ", ".join(f"{d} {n}" for d, n in sorted(counts.items()) if d != "read")
+        lines.append(f"  {name:<20s} {counts.get('read', 0):>8,d} -> {kept or 'none'}")
+    lines += ["", "filters (documents removed, est. tokens):"]
+    for stage, info in m["filters"].items():
+        if stage == "input":
+            continue
+        reasons = ", ".join(f"{r} {v['docs']}" for r, v in sorted(info["reasons"].items()))
+        lines.append(f"  {stage:<10s} {info['removed_docs']:>7,d} docs "
+                     f"{_n(info['removed_tokens_est']):>8s} tokens  ({reasons})")
+    if stages:
+        lines += ["", "curriculum (tokens asked per domain; epochs = cumulative demand / tokens held):"]
+        demand: dict[str, float] = {}
+        for i, stage in enumerate(stages):
+            lines.append(f"  stage {i} {stage.name}: {_n(stage.tokens)} tokens, seq_len "
+                         f"{stage.seq_len}, {stage.lr_phase}")
+            for domain, w in normalized_mix(stage).items():
+                want = stage.tokens * w
+                demand[domain] = demand.get(domain, 0.0) + want
+                held = m["domains"].get(domain, {}).get("tokens", 0)
+                epochs = f"{demand[domain] / held:.2f} epochs" if held else "MISSING: no shards"
+                flag = "  (upsampled)" if held and demand[domain] > held else ""
+                lines.append(f"    {domain:<12s} {w:6.1%}  {_n(want):>8s} tokens  {epochs}{flag}")
+    return "\n".join(lines)
+
+
+def render_samples(shards: ShardSet, tokenizer: Tokenizer, per_domain: int = 1,
+                   max_chars: int = 400, seed: int = 0) -> str:
+    """`per_domain` decoded documents of each domain (first `max_chars` characters)."""
+    rng = random.Random(seed)
+    lines = []
+    for domain in shards.domains:
+        for _ in range(per_domain):
+            i = rng.randrange(shards.num_docs(domain))
+            doc = shards.document(domain, i)
+            text = tokenizer.decode(doc.tolist())
+            more = f" ... (+{len(text) - max_chars} chars)" if len(text) > max_chars else ""
+            lines += [f"--- {domain} #{i} ({len(doc)} tokens) ---", text[:max_chars] + more, ""]
+    return "\n".join(lines)
+
+
+def main(cfg: RunConfig) -> int:
+    """`youtu data inspect`: print the tree of `data.dir` (default `<run_dir>/data`)."""
+    from youtu.tokenizer import Tokenizer
+
+    folder = Path(cfg.data.dir) if cfg.data.dir else cfg.run_dir / "data"
+    shards = ShardSet.open(folder, None, verify_checksums=cfg.data.verify_checksums)
+    print(render_tree(shards, list(cfg.train.stages)))
+    tokenizer_dir = folder / shards.manifest["tokenizer"]["path"]
+    if cfg.data.inspect_samples and (tokenizer_dir / "tokenizer.json").is_file():
+        tok = Tokenizer.load(tokenizer_dir)
+        print("\nsamples:\n" + render_samples(shards, tok, cfg.data.inspect_samples,
+                                              seed=cfg.data.seed))
+    return 0
