@@ -8,15 +8,19 @@
         box.run("python3 -c 'import solution'")
         box.run_python("import solution; print(solution.f(2))")
 
-Layers (each proved by a test in tests/agentic/test_sandbox.py):
+Every sandbox is a fresh process: the host computes an isolation plan and starts the guest
+(`sandbox_guest.py`, stdlib only) which applies it while still privileged, then execs the
+command (`--exec`) or serves a session (`--serve`). Layers (each proved by a test in
+tests/agentic/test_sandbox.py):
 
-- rlimits set in `preexec_fn`: CPU seconds (RLIMIT_CPU), address space (RLIMIT_AS), file size
-  (RLIMIT_FSIZE), process count (RLIMIT_NPROC), no core dumps, 256 open files;
+- rlimits: CPU seconds (RLIMIT_CPU), address space (RLIMIT_AS), file size (RLIMIT_FSIZE),
+  process count (RLIMIT_NPROC), no core dumps, 256 open files;
 - a wall-clock timeout that kills the whole process group (and, when the host is root, every
   process of the sandbox's own uid, which also catches processes that called setsid);
 - a private temporary working directory, a clean environment (PATH, HOME=TMPDIR=workdir, UTF-8);
 - when the host can (root, or unprivileged user namespaces), new network and mount namespaces:
-  no network interface but a down loopback, and every mount read-only except the workdir;
+  no network interface but a down loopback, every mount read-only except the workdir, which is
+  seen at the fixed path /tmp/youtu-workspace (same tracebacks from run to run);
 - as root, a drop to a fresh unprivileged uid per sandbox (RLIMIT_NPROC does not bind root,
   and the uid scopes process counting and the final kill to this sandbox);
 - for Python, an audit hook (`sandbox_guest.install_guard`) refusing internet sockets and writes
@@ -25,13 +29,12 @@ Layers (each proved by a test in tests/agentic/test_sandbox.py):
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
 import json
 import logging
+import marshal
 import os
-import resource
 import select
 import shutil
 import signal
@@ -47,14 +50,9 @@ from youtu.agentic import sandbox_guest
 
 logger = logging.getLogger(__name__)
 
-_CLONE_NEWNS = 0x00020000
-_CLONE_NEWUSER = 0x10000000
-_CLONE_NEWNET = 0x40000000
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
-_MS_REMOUNT, _MS_NOATIME, _MS_NODIRATIME, _MS_BIND = 32, 1024, 2048, 4096
-_MS_REC, _MS_PRIVATE, _MS_RELATIME = 16384, 1 << 18, 1 << 21
-_MOUNT_FLAGS = {"nosuid": _MS_NOSUID, "nodev": _MS_NODEV, "noexec": _MS_NOEXEC,
-                "noatime": _MS_NOATIME, "nodiratime": _MS_NODIRATIME, "relatime": _MS_RELATIME}
+_MOUNT_FLAGS = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048,
+                "relatime": 1 << 21}
+"""Per-mount flags a read-only remount must keep (locked in user namespaces): MS_* values."""
 _WORKSPACE = "youtu-workspace"
 """Where the workdir appears inside a sandbox with a mount namespace (<tempdir>/youtu-workspace):
 a fixed path keeps tracebacks and `pwd` output identical from run to run."""
@@ -118,25 +116,17 @@ class SandboxError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-# isolation plan: what this host can do, probed once per process
+# isolation plan: computed here, applied by the guest (sandbox_guest.isolate) before it drops
+# privileges and execs the command or serves a session
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                           ctypes.c_void_p]
-    libc.unshare.argtypes = [ctypes.c_int]
-    return libc
-
-
-def _mounts() -> list[tuple[bytes, int]]:
+def _mounts() -> list[tuple[str, int]]:
     """(mount point, flags to keep) for every mount, parents first (from /proc/self/mountinfo)."""
     out = []
     with open("/proc/self/mountinfo", "rb") as f:
         for line in f:
             fields = line.split()
-            point = fields[4].decode("unicode_escape").encode("latin-1")  # \040 -> space
+            point = os.fsdecode(fields[4].decode("unicode_escape").encode("latin-1"))  # \040
             flags = 0
             for opt in fields[5].decode().split(","):
                 flags |= _MOUNT_FLAGS.get(opt, 0)
@@ -206,12 +196,12 @@ def isolation() -> dict[str, object]:
     for mode in ("root", "user") if os.geteuid() == 0 else ("user",):
         workdir = tempfile.mkdtemp(prefix="youtu-sbx-probe-")
         try:
-            plan = _Plan(workdir, SandboxLimits(timeout_s=5), namespaces=mode,
-                         uid=_new_uid() if info["uid_drop"] else None)
-            subprocess.run(["/bin/true"], preexec_fn=plan.preexec, check=True, timeout=10,
-                           env={}, cwd=workdir)
-            info["namespaces"] = mode
-            break
+            proc, _ = _spawn(["--exec", "/bin/true"], workdir, SandboxLimits(timeout_s=5),
+                             subprocess.DEVNULL, namespaces=mode)
+            proc.communicate(timeout=10)
+            if proc.returncode == 0:
+                info["namespaces"] = mode
+                break
         except (subprocess.SubprocessError, OSError):
             continue
         finally:
@@ -233,115 +223,80 @@ def _new_uid() -> int:
         return _UID_BASE + (os.getpid() % 4_000_000) * 128 + _uid_counter
 
 
-class _Plan:
-    """Everything the forked child needs, computed before the fork (preexec must stay simple)."""
-
-    def __init__(self, workdir: str, limits: SandboxLimits, namespaces: str, uid: int | None):
-        self.workdir = os.path.realpath(workdir).encode()
-        self.view = self.workdir
-        if namespaces != "none":
-            self.view = _workspace().encode()
-        self.limits = limits
-        self.namespaces = namespaces
-        self.uid = uid
-        self.mounts = _mounts() if namespaces != "none" else []
-        self.libc = _libc() if namespaces != "none" else None
-        self.nproc = limits.max_procs
-        if uid is None:  # RLIMIT_NPROC counts all of this user's processes
-            self.nproc += _count_user_processes()
-        self.files = [os.path.join(d, n) for d, ds, fs in os.walk(workdir) for n in ds + fs]
-
-    def _check(self, rc: int, what: str) -> None:
-        if rc != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"sandbox: {what}: {os.strerror(err)}")
-
-    def preexec(self) -> None:
-        if self.uid is not None:  # before the mounts go read-only
-            os.chown(self.workdir, self.uid, self.uid)
-            for path in self.files:
-                os.lchown(path, self.uid, self.uid)
-        libc = self.libc
-        if libc is not None:
-            flags = _CLONE_NEWNS | _CLONE_NEWNET | (_CLONE_NEWUSER if self.namespaces == "user" else 0)
-            self._check(libc.unshare(flags), "unshare")
-            self._check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "private /")
-            # The only writable place: the workdir, bound onto the fixed workspace path before
-            # the rest goes read-only (a bind mount copies its source mount's flags).
-            self._check(libc.mount(self.workdir, self.view, None, _MS_BIND | _MS_REC, None),
-                        "bind workdir")
-            for point, keep in self.mounts:
-                # Mounts that refuse (already read-only, locked) stay as they are.
-                libc.mount(None, point, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | keep, None)
-            os.chdir(self.view)
-        lim = self.limits
-        cpu = lim.cpu_limit_s
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        mem = lim.memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        size = lim.file_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_NPROC, (self.nproc, self.nproc))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-        if self.uid is not None:
-            os.setgroups([])
-            os.setgid(self.uid)
-            os.setuid(self.uid)
+def _plan(workdir: str, limits: SandboxLimits, namespaces: str, uid: int | None) -> dict:
+    """What the guest must set up: see `sandbox_guest.isolate`."""
+    nproc = limits.max_procs
+    if uid is None:  # RLIMIT_NPROC counts all of this user's processes
+        nproc += len(_user_processes(os.getuid()))
+    return {"workdir": os.path.realpath(workdir),
+            "view": _workspace() if namespaces != "none" else os.path.realpath(workdir),
+            "namespaces": namespaces, "uid": uid,
+            "mounts": _mounts() if namespaces != "none" else [],
+            "files": [os.path.join(d, n) for d, ds, fs in os.walk(workdir) for n in ds + fs],
+            "limits": {"cpu_s": limits.cpu_limit_s, "memory_bytes": limits.memory_mb * 2**20,
+                       "file_bytes": limits.file_mb * 2**20, "nproc": nproc}}
 
 
-def _count_user_processes() -> int:
-    uid = os.getuid()
-    n = 0
+def _user_processes(uid: int) -> list[int]:
+    pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                n += os.stat(f"/proc/{entry}").st_uid == uid
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    pids.append(int(entry))
             except OSError:
                 continue
-    return n
+    return pids
 
 
 def _kill_all(proc: subprocess.Popen, uid: int | None) -> None:
-    """SIGKILL the sandbox's process group and, when it has its own uid, every process of it."""
+    """SIGKILL the sandbox's process group and, when it has its own uid, every process of it
+    (which also catches processes that called setsid). Repeats while a fork races the kill."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     if uid is None:
         return
-    pid = os.fork()
-    if pid == 0:  # kill(-1) as the sandbox uid reaches exactly that uid's processes
-        try:
-            os.setuid(uid)
-            os.kill(-1, signal.SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+    for _ in range(20):
+        pids = _user_processes(uid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.001)
 
 
-def clean_env(workdir: str) -> dict[str, str]:
-    """The whole environment a sandboxed process sees."""
+def clean_env(view: str) -> dict[str, str]:
+    """The whole environment a sandboxed process sees (`view`: its workdir, as it sees it)."""
     python_dir = os.path.dirname(_python())
-    return {"PATH": f"{python_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": workdir,
-            "TMPDIR": workdir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+    return {"PATH": f"{python_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": view,
+            "TMPDIR": view, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
             "PYTHONPATH": _boot_dir(), "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONHASHSEED": "0", "YOUTU_SANDBOX_WORKDIR": os.path.realpath(workdir)}
+            "PYTHONHASHSEED": "0", "YOUTU_SANDBOX_WORKDIR": view}
 
 
-def _spawn(argv: list[str], workdir: str, limits: SandboxLimits, stdin: int | None,
-           stderr: int | None = subprocess.PIPE) -> tuple[subprocess.Popen, int | None]:
-    iso = isolation()
-    uid = _new_uid() if iso["uid_drop"] else None
-    plan = _Plan(workdir, limits, str(iso["namespaces"]), uid)
-    env = clean_env(plan.view.decode())
+def _spawn(guest_args: list[str], workdir: str, limits: SandboxLimits, stdin: int | None,
+           stderr: int | None = subprocess.PIPE, namespaces: str | None = None,
+           ) -> tuple[subprocess.Popen, int | None]:
+    """Start the guest (`--exec ARGV...` or `--serve`): no preexec_fn, so Popen uses vfork."""
+    if namespaces is None:
+        namespaces = str(isolation()["namespaces"])
+    uid = _new_uid() if os.geteuid() == 0 else None
+    plan = _plan(workdir, limits, namespaces, uid)
+    env = clean_env(plan["view"])
     env["YOUTU_SANDBOX_MAX_OUTPUT"] = str(limits.max_output_bytes)
+    env["YOUTU_SANDBOX_PLAN"] = marshal.dumps(plan).hex()  # the guest decodes without json
+    guest = os.path.join(_boot_dir(), "youtu_sandbox_guest.py")
     try:
-        proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=stdin, stdout=subprocess.PIPE,
-                                stderr=stderr, preexec_fn=plan.preexec,
+        proc = subprocess.Popen([_python(), "-I", "-S", "-B", guest, *guest_args], cwd=workdir,
+                                env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=stderr,
                                 start_new_session=True, close_fds=True)
-    except subprocess.SubprocessError as e:
-        raise SandboxError(f"could not start a sandbox for {argv[0]}: {e}") from e
+    except OSError as e:
+        raise SandboxError(f"could not start a sandbox: {e}") from e
     return proc, uid
 
 
@@ -380,7 +335,7 @@ def run_command(cmd: list[str] | str, *, workdir: str | Path | None = None,
     try:
         _write_files(folder, files)
         start = time.monotonic()
-        proc, uid = _spawn(argv, folder, limits, subprocess.DEVNULL)
+        proc, uid = _spawn(["--exec", *argv], folder, limits, subprocess.DEVNULL)
         timed_out = False
         try:
             out, err = proc.communicate(timeout=limits.timeout_s)
@@ -425,9 +380,7 @@ class Sandbox:
         self.limits = limits or SandboxLimits()
         self.workdir = tempfile.mkdtemp(prefix="youtu-sbx-")
         _write_files(self.workdir, files)
-        guest = os.path.join(_boot_dir(), "youtu_sandbox_guest.py")
-        self._proc, self._uid = _spawn([_python(), "-I", "-S", "-B", guest, "--serve"],
-                                       self.workdir, self.limits, subprocess.PIPE,
+        self._proc, self._uid = _spawn(["--serve"], self.workdir, self.limits, subprocess.PIPE,
                                        subprocess.DEVNULL)
         self._buffer = b""
 
@@ -438,9 +391,16 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        """Kill every process of the sandbox and delete its workdir."""
+        """Stop every process of the sandbox and delete its workdir."""
         if self._proc is None:
             return
+        try:  # the server kills its uid's other processes and exits: no fork of ours needed
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(marshal.dumps({"op": "exit"}).hex().encode() + b"\n")
+            self._proc.stdin.flush()
+            self._proc.wait(timeout=2)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            pass
         _kill_all(self._proc, self._uid)
         self._proc.wait()
         for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
@@ -454,7 +414,7 @@ class Sandbox:
             raise SandboxError("this sandbox is closed")
         assert self._proc.stdin is not None and self._proc.stdout is not None
         try:
-            self._proc.stdin.write((json.dumps(req) + "\n").encode())
+            self._proc.stdin.write(marshal.dumps(req).hex().encode() + b"\n")
             self._proc.stdin.flush()
         except BrokenPipeError as e:
             raise SandboxError(f"sandbox server died (exit {self._proc.poll()})") from e

@@ -30,23 +30,24 @@ if TYPE_CHECKING:
     from youtu.agentic.teachers import TrajectoryBuilder
 
 HARNESS = '''
-import importlib.util, os, sys
+import os
 
 
 def _run(folder):
     files = sorted(f for f in os.listdir(folder) if f.startswith("test") and f.endswith(".py"))
     passed, failed = 0, []
     for f in files:
-        spec = importlib.util.spec_from_file_location(f[:-3], os.path.join(folder, f))
-        mod = importlib.util.module_from_spec(spec)
+        path = os.path.join(folder, f)
+        mod = {"__name__": f[:-3], "__file__": path}
         try:
-            spec.loader.exec_module(mod)
+            with open(path) as src:
+                exec(compile(src.read(), path, "exec"), mod)
         except Exception as e:
             failed.append((f, "could not import: %s: %s" % (type(e).__name__, e)))
             continue
-        for name in sorted(n for n in vars(mod) if n.startswith("test")):
+        for name in sorted(n for n in mod if n.startswith("test")):
             try:
-                getattr(mod, name)()
+                mod[name]()
                 passed += 1
             except AssertionError as e:
                 failed.append(("%s::%s" % (f, name), str(e) or "assertion failed"))

@@ -36,8 +36,9 @@ from youtu.agentic.trajectory import Step, Task, Verdict
 if TYPE_CHECKING:
     from youtu.agentic.teachers import TrajectoryBuilder
 
-WORLD_SPAN = 50_000
-"""Task seeds per generated world."""
+WORLD_SPAN = 200
+"""Task seeds per generated world (a world has ~190 documents; more seeds per world repeat
+its 1-hop questions)."""
 
 _SYLLABLES = ["ka", "lo", "mer", "vin", "tor", "sa", "rel", "do", "qua", "bri", "zen", "fal",
               "mo", "ni", "ther", "gal", "var", "den", "ost", "lu", "pra", "ke", "sol", "an"]
@@ -127,7 +128,7 @@ class BM25:
         return [(self.ids[d], s) for d, s in best]
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def build_world(world_id: int) -> World:
     """The collection of world `world_id` (deterministic)."""
     rng = random.Random(f"world/{world_id}")

@@ -1,0 +1,329 @@
+"""`youtu synth`: synthesize verified agentic trajectories into resumable JSONL shards.
+
+    youtu synth configs/tiny.toml                       # scripted teachers, all four domains
+    youtu synth configs/tiny.toml --synth.mix.code=2000 --synth.workers=8
+    youtu synth configs/small.toml --synth.teacher=llm --synth.llm.base_url=http://gpu:8000/v1
+
+Output (default `<run_dir>/synth`):
+
+    <out>/<domain>/shard_00000.jsonl        one verified trajectory per line
+    <out>/<domain>/shard_00000.stats.json   the shard's counts (its presence = shard complete)
+    <out>/stats.json                        counts, success rates, tokens per domain and phase
+    <out>/config.toml                       the resolved run config
+
+Work is cut into shards of `shard_size` tasks per domain, interleaved across domains and run
+by worker processes (scripted teacher) or by one asynchronous client (LLM teacher). Shards are
+written atomically in a fixed order, so a killed run resumes where it stopped and gives the
+same files. Dedup is in that same order: a trajectory whose task (prompt + answer) or
+conversation was kept before is dropped. Only verified trajectories are kept; each records its
+checker and verdict in `outcome`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
+
+from youtu.agentic.config import SynthConfig
+from youtu.agentic.envs import ENVIRONMENTS, Env
+from youtu.agentic.envs.code import CodeEnv
+from youtu.agentic.render import render_text
+from youtu.agentic.sandbox import SandboxLimits
+from youtu.agentic.trajectory import Trajectory
+
+if TYPE_CHECKING:
+    from youtu.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+Job = tuple[str, int, int, int]
+"""(domain, shard index, first task index, end task index)."""
+
+
+def make_envs(cfg: SynthConfig) -> dict[str, Env]:
+    """The environments, with the sandbox limits of `cfg`."""
+    envs = dict(ENVIRONMENTS)
+    envs["code"] = CodeEnv(SandboxLimits(timeout_s=cfg.sandbox_timeout_s,
+                                         memory_mb=cfg.sandbox_memory_mb))
+    return envs
+
+
+def plan_jobs(cfg: SynthConfig) -> list[Job]:
+    """Shards of every domain, interleaved round-robin so all domains progress together."""
+    per_domain = {d: [(d, k, start, min(start + cfg.shard_size, n))
+                      for k, start in enumerate(range(0, n, cfg.shard_size))]
+                  for d, n in cfg.mix.items() if n > 0}
+    jobs: list[Job] = []
+    for k in range(max((len(v) for v in per_domain.values()), default=0)):
+        jobs += [v[k] for v in per_domain.values() if k < len(v)]
+    return jobs
+
+
+def task_args(cfg: SynthConfig, env: Env, index: int) -> tuple[int, int]:
+    """(seed, difficulty) of task `index` of a domain."""
+    levels = min(cfg.max_difficulty, env.max_difficulty)
+    return cfg.seed + index, 1 + index % levels
+
+
+# ---------------------------------------------------------------------------------------------
+# token statistics
+
+
+def _token_counter(name: str) -> Callable[[str], int]:
+    if os.path.isdir(name):
+        from youtu.tokenizer.tokenizer import Tokenizer
+
+        tok = Tokenizer.load(name)
+        return lambda text: len(tok.encode(text))
+    import tiktoken
+
+    enc = tiktoken.get_encoding(name)
+    return lambda text: len(enc.encode_ordinary(text))
+
+
+def token_stats(traj: Trajectory, count: Callable[[str], int]) -> dict[str, int]:
+    """Tokens of the rendered text and of its parts (per Agentic-CoT phase, tool I/O)."""
+    out = Counter({"total": count(render_text(traj))})
+    for p in traj.phases:
+        out[f"phase/{p.name}"] += count(p.text)
+    for m in traj.messages:
+        if m["role"] == "tool":
+            out["tool_results"] += count(m["content"])
+        elif m["role"] == "assistant":
+            out["tool_calls"] += sum(count(c["function"]["arguments"])
+                                     for c in m.get("tool_calls") or [])
+            out["content"] += count(m.get("content") or "")
+    return dict(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# workers
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(cfg: SynthConfig) -> None:
+    _WORKER["cfg"] = cfg
+    _WORKER["envs"] = make_envs(cfg)
+    _WORKER["count"] = _token_counter(cfg.token_counter)
+
+
+def _finish(traj: Trajectory, count: Callable[[str], int]) -> dict[str, Any]:
+    # A task is its prompt, its answer and (code) its visible tests: same key = same task.
+    tests = traj.task.meta.get("files", {}).get("tests/test_solution.py", "")
+    task_key = hashlib.sha256(f"{traj.domain}\0{traj.task.prompt}\0{traj.task.answer}\0{tests}"
+                              .encode())
+    return {"traj": traj.to_dict(), "task_key": task_key.hexdigest()[:16],
+            "content_key": traj.content_hash(), "tokens": token_stats(traj, count),
+            "mistakes": len(traj.provenance.get("mistakes", []))}
+
+
+def run_scripted_job(job: Job) -> tuple[Job, list[dict[str, Any]], dict[str, Any]]:
+    """Solve the tasks of one shard with the scripted teacher (in a worker process)."""
+    cfg: SynthConfig = _WORKER["cfg"]
+    domain, _, start, stop = job
+    env = _WORKER["envs"][domain]
+    results, stats = [], Counter()
+    t0 = time.perf_counter()
+    for i in range(start, stop):
+        seed, difficulty = task_args(cfg, env, i)
+        stats["attempted"] += 1
+        try:
+            task = env.generate(seed, difficulty)
+            rng = random.Random(f"teacher/{cfg.seed}/{domain}/{i}")
+            traj = env.solve(task, rng, mistake_rate=cfg.mistake_rate)
+        except Exception as e:  # one broken task must not kill a shard; counted and logged
+            logger.warning("%s task %d failed: %s: %s", domain, i, type(e).__name__, e)
+            stats["errors"] += 1
+            continue
+        if not traj.outcome.verified:
+            stats["failed"] += 1
+            continue
+        stats["verified"] += 1
+        results.append(_finish(traj, _WORKER["count"]))
+    stats["seconds"] = time.perf_counter() - t0
+    return job, results, dict(stats)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def _shard_paths(out: Path, job: Job) -> tuple[Path, Path]:
+    folder = out / job[0]
+    return folder / f"shard_{job[1]:05d}.jsonl", folder / f"shard_{job[1]:05d}.stats.json"
+
+
+def _fingerprint(cfg: SynthConfig) -> str:
+    """What must match for shards to be reused (not `mix`, `workers`, `out`: growing a run or
+    changing its parallelism keeps the existing shards valid)."""
+    d = dataclasses.asdict(cfg)
+    for key in ("mix", "workers", "out"):
+        d.pop(key)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def synthesize(cfg: SynthConfig, out_dir: str | Path, solver: Callable[[list[Job]], Iterator[
+        tuple[Job, list[dict[str, Any]], dict[str, Any]]]] | None = None) -> dict[str, Any]:
+    """Run (or resume) a synthesis; returns the stats also written to `<out_dir>/stats.json`.
+
+    Args:
+        cfg: the [synth] section.
+        out_dir: output folder.
+        solver: jobs -> (job, results, stats) in job order; default: scripted workers, or the
+            LLM teacher when `cfg.teacher == "llm"`.
+    """
+    from youtu.config import ConfigError
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = out / "synth_fingerprint.txt"
+    fp = _fingerprint(cfg)
+    if stamp.exists() and stamp.read_text().strip() != fp:
+        raise ConfigError(f"{out} holds shards made with a different [synth] config; delete it "
+                          "or set synth.out to a new folder")
+    stamp.write_text(fp + "\n")
+    jobs = plan_jobs(cfg)
+    seen_tasks: set[str] = set()
+    seen_content: set[str] = set()
+    shard_stats: dict[Job, dict[str, Any]] = {}
+    todo = []
+    for job in jobs:
+        shard, side = _shard_paths(out, job)
+        if shard.exists() and side.exists():
+            s = json.loads(side.read_text())
+            seen_tasks.update(s.pop("task_keys"))
+            seen_content.update(s.pop("content_keys"))
+            shard_stats[job] = s
+        else:
+            todo.append(job)
+    if len(todo) < len(jobs):
+        logger.info("resuming: %d of %d shards already done", len(jobs) - len(todo), len(jobs))
+    if solver is None:
+        solver = _llm_solver(cfg) if cfg.teacher == "llm" else _scripted_solver(cfg)
+    t0 = time.perf_counter()
+    total = sum(j[3] - j[2] for j in todo)
+    with tqdm(total=total, desc="synth", unit="task", disable=total == 0) as bar:
+        for job, results, stats in solver(todo):
+            kept, keys, dup = [], ([], []), 0
+            for r in results:
+                if cfg.dedup and (r["task_key"] in seen_tasks or r["content_key"] in seen_content):
+                    dup += 1
+                    continue
+                seen_tasks.add(r["task_key"])
+                seen_content.add(r["content_key"])
+                keys[0].append(r["task_key"])
+                keys[1].append(r["content_key"])
+                kept.append(r)
+            stats = {**stats, "duplicates": dup, "kept": len(kept),
+                     "with_mistakes": sum(1 for r in kept if r["mistakes"]),
+                     "tokens": dict(sum((Counter(r["tokens"]) for r in kept), Counter()))}
+            shard, side = _shard_paths(out, job)
+            shard.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(shard, "".join(json.dumps(r["traj"], ensure_ascii=False) + "\n"
+                                         for r in kept))
+            _write_atomic(side, json.dumps({**stats, "task_keys": keys[0],
+                                            "content_keys": keys[1]}))
+            shard_stats[job] = stats
+            bar.update(job[3] - job[2])
+    summary = _summarize(cfg, shard_stats, time.perf_counter() - t0, len(todo))
+    _write_atomic(out / "stats.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _summarize(cfg: SynthConfig, shard_stats: dict[Job, dict[str, Any]], wall_s: float,
+               new_shards: int) -> dict[str, Any]:
+    domains: dict[str, Any] = {}
+    for job, s in shard_stats.items():
+        d = domains.setdefault(job[0], {"shards": 0, "tokens": Counter()})
+        d["shards"] += 1
+        for key in ("attempted", "verified", "failed", "errors", "duplicates", "kept",
+                    "with_mistakes"):
+            d[key] = d.get(key, 0) + s.get(key, 0)
+        d["tokens"].update(s.get("tokens", {}))
+        d["worker_seconds"] = d.get("worker_seconds", 0.0) + s.get("seconds", 0.0)
+    for d in domains.values():
+        d["success_rate"] = d["verified"] / max(d["attempted"], 1)
+        d["tokens"] = dict(sorted(d["tokens"].items()))
+    kept = sum(d["kept"] for d in domains.values())
+    return {"teacher": cfg.teacher, "token_counter": cfg.token_counter, "domains": domains,
+            "kept": kept, "attempted": sum(d["attempted"] for d in domains.values()),
+            "tokens": sum(d["tokens"].get("total", 0) for d in domains.values()),
+            "wall_s": round(wall_s, 2), "new_shards": new_shards,
+            "kept_per_s": round(kept / wall_s, 1) if new_shards and wall_s > 0 else None}
+
+
+def _scripted_solver(cfg: SynthConfig):
+    def solve(jobs: list[Job]):
+        workers = cfg.workers or os.cpu_count() or 1
+        if workers == 1 or len(jobs) <= 1:
+            _init_worker(cfg)
+            yield from map(run_scripted_job, jobs)
+            return
+        # fork: workers inherit the imported modules (sympy alone takes ~1 s to import)
+        ctx = multiprocessing.get_context("fork")
+        order = {job: k for k, job in enumerate(jobs)}
+        done: dict[int, Any] = {}
+        nxt = 0
+        with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(cfg,)) as pool:
+            # Shards finish in any order (a code shard is ~10x a research shard) but are handed
+            # on in plan order, so dedup and the files do not depend on scheduling.
+            for result in pool.imap_unordered(run_scripted_job, jobs):
+                done[order[result[0]]] = result
+                while nxt in done:
+                    yield done.pop(nxt)
+                    nxt += 1
+    return solve
+
+
+def _llm_solver(cfg: SynthConfig):
+    from youtu.agentic.llm_teacher import LLMTeacher
+
+    def solve(jobs: list[Job]):
+        envs = make_envs(cfg)
+        teacher = LLMTeacher(cfg.llm)
+        count = _token_counter(cfg.token_counter)
+        for job in jobs:
+            domain, _, start, stop = job
+            env = envs[domain]
+            tasks = [env.generate(*task_args(cfg, env, i)) for i in range(start, stop)]
+            t0 = time.perf_counter()
+            trajs, stats = teacher.solve_many(env, tasks)
+            stats["seconds"] = time.perf_counter() - t0
+            yield job, [_finish(t, count) for t in trajs], stats
+    return solve
+
+
+def main(cfg: RunConfig) -> int:
+    """`youtu synth`: synthesize into `cfg.synth.out` (default `<run_dir>/synth`)."""
+    from youtu.config import save_config
+
+    out = Path(cfg.synth.out) if cfg.synth.out else cfg.run_dir / "synth"
+    save_config(cfg, out / "config.toml")
+    stats = synthesize(cfg.synth, out)
+    for name, d in stats["domains"].items():
+        logger.info("%-8s kept %5d / %5d attempted (verified %.1f%%, %d duplicates, %d with "
+                    "mistakes), %d tokens", name, d["kept"], d["attempted"],
+                    100 * d["success_rate"], d["duplicates"], d["with_mistakes"],
+                    d["tokens"].get("total", 0))
+    logger.info("kept %d trajectories (%d tokens) in %.1f s -> %s", stats["kept"],
+                stats["tokens"], stats["wall_s"], out)
+    return 0
