@@ -201,3 +201,30 @@ def test_decode_step_replays_as_a_cuda_graph(make_config):
         pos.fill_(t)
         graph.replay()
         assert (out[:, 0] - full[:, t]).abs().max().item() < 1e-3
+
+
+@torch.no_grad()
+def test_long_prefill_chunks_use_the_expanded_path_and_match_full_forward(make_model):
+    """Chunks of >= PREFILL_EXPANDED_MIN_TOKENS go through expanded attention over the cache:
+    a fresh prefill (plain causal), a second chunk behind it (visibility mask), then decode."""
+    from youtu.model.attention import PREFILL_EXPANDED_MIN_TOKENS as N
+
+    model = make_model("qlora")
+    ids = torch.randint(0, VOCAB, (2, 2 * N + 3))
+    full = model(ids)
+    cache = LatentCache(model.config, max_batch=3, max_seq_len=2 * N + 8)
+    rows = torch.tensor([2, 0])
+    first = model(ids[:, :N], cache=cache, cache_rows=rows)
+    second = model(ids[:, N:2 * N], positions=torch.arange(N, 2 * N).expand(2, N), cache=cache, cache_rows=rows)
+    step = model(ids[:, 2 * N:2 * N + 1], positions=torch.full((2, 1), 2 * N), cache=cache, cache_rows=rows)
+    assert (first - full[:, :N]).abs().max() < TOL
+    assert (second - full[:, N:2 * N]).abs().max() < TOL
+    assert (step[:, 0] - full[:, 2 * N]).abs().max() < TOL
+
+
+def test_set_attention_impl_rejects_unknown_names(make_model):
+    model = make_model("qlora")
+    with pytest.raises(ValueError, match="attention impl"):
+        model.set_attention_impl("flash")
+    model.set_attention_impl("sdpa")
+    assert {layer.self_attn.impl for layer in model.model.layers} == {"sdpa"}

@@ -10,18 +10,32 @@ R = qk_rope_head_dim, Dv = v_head_dim, C = kv_lora_rank (the latent), Q = q_lora
 Two ways to compute the same attention:
 - expanded (training, no cache): build per-head K/V from the latent and call SDPA with a causal
   mask, or a causal block-diagonal mask when packed documents carry `doc_ids`.
-- absorbed (decode and prefill with a `LatentCache`): since k_nope = W_uk c and v = W_uv c,
+- absorbed (decode with a `LatentCache`): since k_nope = W_uk c and v = W_uv c,
   q_nope . k_nope = (W_uk^T q_nope) . c and sum_s p_s v_s = W_uv (sum_s p_s c_s), so the query
   is mapped into latent space, attention runs over the cached [latent | rope key] rows shared by
   all heads (one MQA-style SDPA with the H heads folded into the query axis) and the result is
   mapped out by W_uv. Only C + R values per token are ever cached.
+- expanded over the cache (prefill: T >= PREFILL_EXPANDED_MIN_TOKENS new tokens with a cache):
+  the new latents are written, then the row's cached latents are expanded by kv_b_proj and
+  attention runs as in training. The absorbed form would multiply the score matrix by H
+  (T*H query rows of width C+R = 576) and need a [T*H, S] mask: 16 GiB of booleans at 32k.
+
+Kernels (CUDA, bf16/fp16): causal attention without a mask goes to cuDNN's fused attention
+(PyTorch's flash backend needs equal q/v head dims; the 2B has 192/128); packed documents
+(`doc_ids`) go to FlexAttention with a block-sparse mask built from the ids, so no [T, T] mask
+exists and fully masked blocks are skipped. The plain SDPA path (dense boolean mask) is the CPU
+path and the reference the GPU tests compare against (`set_attention_impl("sdpa")`).
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
 from youtu.model.cache import LatentCache
 from youtu.model.config import ModelConfig
@@ -30,6 +44,51 @@ from youtu.model.layers import RMSNorm, apply_rope, attention_scale
 # DeepSeek-V2/V3 and transformers build q_a_layernorm / kv_a_layernorm with the default eps,
 # not config.rms_norm_eps; the checkpoints were trained that way.
 LATENT_NORM_EPS = 1e-6
+
+# Prefill chunks at least this long use expanded attention over the cache (see the docstring);
+# shorter ones (decode, speculative steps) the absorbed path, whose cost does not grow with H.
+PREFILL_EXPANDED_MIN_TOKENS = 32
+
+AttentionImpl = Literal["auto", "sdpa"]
+"""'auto': cuDNN / FlexAttention on CUDA where they apply, else SDPA. 'sdpa': always plain SDPA
+with PyTorch's own backend choice and a dense mask (the reference path)."""
+
+_compiled_flex = None
+
+
+def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: BlockMask,
+          scale: float) -> torch.Tensor:
+    """FlexAttention, compiled once (eager flex_attention materializes the full score matrix)."""
+    global _compiled_flex
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    return _compiled_flex(q, k, v, block_mask=block_mask, scale=scale)
+
+
+def doc_block_mask(doc_ids: torch.Tensor) -> BlockMask:
+    """FlexAttention block mask for packed rows: causal and same document (128 x 128 blocks)."""
+    B, T = doc_ids.shape
+
+    def causal_same_doc(b, h, q_idx, kv_idx):
+        return (q_idx >= kv_idx) & (doc_ids[b, q_idx] == doc_ids[b, kv_idx])
+
+    return create_block_mask(causal_same_doc, B, None, T, T, device=doc_ids.device, _compile=True)
+
+
+def _cudnn_applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """cuDNN fused attention: CUDA, half precision, head dims multiples of 8 up to 256, sm80+."""
+    return (q.is_cuda and q.dtype in (torch.bfloat16, torch.float16)
+            and all(t.shape[-1] % 8 == 0 and t.shape[-1] <= 256 for t in (q, k, v))
+            and torch.cuda.get_device_capability(q.device) >= (8, 0))
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                     impl: AttentionImpl = "auto") -> torch.Tensor:
+    """Causal attention of q, k [B, H, T, Dqk], v [B, H, T, Dv] -> [B, H, T, Dv]."""
+    if impl == "auto" and _cudnn_applies(q, k, v):
+        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
 
 
 def expanded_mask(doc_ids: torch.Tensor | None) -> torch.Tensor | None:
@@ -76,9 +135,10 @@ class MultiHeadLatentAttention(nn.Module):
         self.kv_a_layernorm = RMSNorm(cfg.kv_lora_rank, LATENT_NORM_EPS)
         self.kv_b_proj = nn.Linear(cfg.kv_lora_rank, H * (cfg.qk_nope_head_dim + cfg.v_head_dim), bias=False)
         self.o_proj = nn.Linear(H * cfg.v_head_dim, D, bias=False)
+        self.impl: AttentionImpl = "auto"
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                attn_mask: torch.Tensor | None = None, cache: LatentCache | None = None,
+                attn_mask: torch.Tensor | BlockMask | None = None, cache: LatentCache | None = None,
                 positions: torch.Tensor | None = None,
                 cache_rows: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, D] -> [B, T, D].
@@ -86,7 +146,9 @@ class MultiHeadLatentAttention(nn.Module):
         Args:
             x: normalized hidden states.
             cos, sin: rotary tables [B, T, R/2] for the tokens' positions.
-            attn_mask: `expanded_mask(...)` without a cache, `absorbed_mask(...)` with one.
+            attn_mask: without a cache `expanded_mask(...)` or `doc_block_mask(...)`; with one
+                `absorbed_mask(...)`, or for T >= PREFILL_EXPANDED_MIN_TOKENS a [B, 1, T, S]
+                visibility mask (None: fresh causal prefill, positions 0..T-1).
             cache: the latent cache; selects the absorbed path.
             positions: [B, T] cache slots to write (needed with a cache).
             cache_rows: [B] cache rows (needed with a cache).
@@ -107,22 +169,36 @@ class MultiHeadLatentAttention(nn.Module):
 
         if cache is None:
             out = self._expanded(q_nope, q_rope, latent, k_rope, attn_mask)
+        elif T >= PREFILL_EXPANDED_MIN_TOKENS:
+            assert positions is not None and cache_rows is not None
+            assert not isinstance(attn_mask, BlockMask)
+            cache.write(self.layer_idx, cache_rows, positions, latent, k_rope[:, :, 0])
+            length = T if attn_mask is None else attn_mask.shape[-1]
+            kv = cache.read(self.layer_idx, cache_rows, length).to(q_nope.dtype)  # [B, S, C+R]
+            cached_latent, cached_rope = kv.split([self.kv_lora_rank, self.qk_rope_head_dim], dim=-1)
+            out = self._expanded(q_nope, q_rope, cached_latent, cached_rope[:, :, None, :], attn_mask)
         else:
-            assert positions is not None and cache_rows is not None and attn_mask is not None
+            assert positions is not None and cache_rows is not None and isinstance(attn_mask, torch.Tensor)
             out = self._absorbed(q_nope, q_rope, latent, k_rope[:, :, 0], attn_mask, cache,
                                  positions, cache_rows)
         return self.o_proj(out.reshape(B, T, H * self.v_head_dim))
 
     def _expanded(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
-                  k_rope: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+                  k_rope: torch.Tensor, attn_mask: torch.Tensor | BlockMask | None) -> torch.Tensor:
+        """Queries [B, T, H, *] against S keys expanded from latent [B, S, C] / k_rope [B, S, 1, R]."""
         B, T, H, _ = q_nope.shape
-        kv = self.kv_b_proj(latent).view(B, T, H, self.qk_nope_head_dim + self.v_head_dim)
+        S = latent.shape[1]
+        kv = self.kv_b_proj(latent).view(B, S, H, self.qk_nope_head_dim + self.v_head_dim)
         k_nope, v = kv.split([self.qk_nope_head_dim, self.v_head_dim], dim=-1)
-        q = torch.cat((q_nope, q_rope), dim=-1)  # [B, T, H, Dn+R]
-        k = torch.cat((k_nope, k_rope.expand(B, T, H, self.qk_rope_head_dim)), dim=-1)
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),  # [B, H, T, *]
-            attn_mask=attn_mask, is_causal=attn_mask is None, scale=self.scale)
+        q = torch.cat((q_nope, q_rope), dim=-1).transpose(1, 2)  # [B, H, T, Dn+R]
+        k = torch.cat((k_nope, k_rope.expand(B, S, H, self.qk_rope_head_dim)), dim=-1).transpose(1, 2)
+        v = v.transpose(1, 2)
+        if isinstance(attn_mask, BlockMask):
+            out = _flex(q, k, v, attn_mask, self.scale)
+        elif attn_mask is None:
+            out = causal_attention(q, k, v, self.scale, self.impl)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
         return out.transpose(1, 2)  # [B, T, H, Dv]
 
     def _absorbed(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
