@@ -10,6 +10,18 @@ from youtu.eval.aptbench import aptbench_dir
 from youtu.eval.harness import LM, GenerationRequest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared, loaded 2-core machine
+    OpenMP threads spin-wait for each other: the eval tests ran 9x slower with 2 threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def aptbench_root():
     root = aptbench_dir()

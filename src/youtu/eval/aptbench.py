@@ -24,6 +24,7 @@ a task file; `youtu eval --eval.aptbench_tasks=my_tasks.toml` runs it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -176,11 +177,14 @@ def run_task(lm: LM, spec: TaskSpec, root: str | Path, out_dir: str | Path, *, l
         {'score', 'correct', 'n', 'truncated', 'predictions'} for the evaluated items.
     """
     root = Path(root)
-    items = read_items(_resolve(root, spec.data), limit)
+    data = _resolve(root, spec.data)
+    items = read_items(data, limit)
     template = _resolve(root, spec.prompt).read_text()
     pred_file = Path(out_dir) / f"{spec.category}__{spec.name}.jsonl"
     meta = {"fingerprint": fingerprint, "spec": dataclasses.asdict(spec),
-            "max_prompt_tokens": max_prompt_tokens}
+            "max_prompt_tokens": max_prompt_tokens,
+            "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest()[:16],
+            "prompt_sha256": hashlib.sha256(template.encode()).hexdigest()[:16]}
     done = _load_done(pred_file, meta)
     ids = [str(it.get(spec.id_field, f"line{i}")) for i, it in enumerate(items)]
     todo = [(i, it) for i, it in zip(ids, items) if i not in done]

@@ -1,13 +1,113 @@
-"""Evaluation configuration (owned by youtu.eval)."""
+"""Evaluation configuration (owned by youtu.eval): the `[eval]` section."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+TASK_GROUPS = ("aptbench", "probes", "bpb", "math_word", "humaneval", "function_calling",
+               "needle")
+"""Task groups `youtu eval` can run, in the order it runs them."""
+PROBE_KINDS = ("planning", "action", "feedback", "tool_select", "tool_param")
+"""APTBench-style probe kinds built from our environments."""
 
 
 @dataclass(kw_only=True)
 class EvalConfig:
-    """What to evaluate and with which backend."""
+    """What to evaluate, with which backend, and how much of each task."""
 
     checkpoint: str = ""
-    """Checkpoint folder to evaluate; empty = the run's latest."""
+    """Checkpoint folder (youtu/hf backends) or served model name (openai); empty = the newest
+    checkpoint under the run folder."""
+    backend: Literal["youtu", "hf", "openai"] = "youtu"
+    """'youtu' = our checkpoints, 'hf' = any transformers folder, 'openai' = a completions API."""
+    base_url: str = ""
+    """OpenAI-compatible endpoint for backend 'openai', e.g. 'http://127.0.0.1:8000/v1'."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the endpoint's API key (read at run time, never stored)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights/activations dtype of local backends (fp32 on CPU)."""
+    batch_size: int = 8
+    """Sequences per forward (local) or requests in flight (openai)."""
+    max_length: int = 0
+    """Context limit in tokens; 0 = the model's max_position_embeddings."""
+    out: str = ""
+    """Results folder; empty = `<run_dir>/eval/<checkpoint folder name>`."""
+    tasks: list[str] = field(default_factory=lambda: list(TASK_GROUPS))
+    """Task groups to run (subset of: aptbench, probes, bpb, math_word, humaneval,
+    function_calling, needle)."""
+
+    aptbench_dir: str = ""
+    """APTBench data folder; empty = $YOUTU_APTBENCH_DIR, else `<repo>/../shared/aptbench`."""
+    aptbench_tasks: str = ""
+    """Task table (TOML `[[task]]` list); empty = the shipped `eval/tasks/aptbench.toml`."""
+    aptbench_limit: int = 0
+    """Items per APTBench task (the first ones of each file); 0 = all."""
+    max_prompt_tokens: int = 120_000
+    """APTBench head+tail truncation limit (tokens), lowered to the model's context if needed."""
+
+    probe_envs: list[str] = field(default_factory=lambda: ["math", "code", "tools", "research"])
+    """Environments the probes are generated from."""
+    probe_kinds: list[str] = field(default_factory=lambda: list(PROBE_KINDS))
+    """Probe kinds (subset of: planning, action, feedback, tool_select, tool_param)."""
+    probe_items: int = 50
+    """Items per probe task (environment x kind)."""
+    probe_seed: int = 1_000_000
+    """First environment seed of the probes (>= 1,000,000: held out from synthesis)."""
+
+    bpb_data: str = ""
+    """Held-out documents (JSONL file or folder; `text` + `domain` per line); empty = the
+    built-in held-out set (see youtu.eval.tasks.bpb)."""
+    bpb_docs: int = 8
+    """Documents per domain for bits per byte."""
+    bpb_doc_chars: int = 2000
+    """Approximate characters per built-in held-out document."""
+
+    math_items: int = 50
+    """Procedural word problems (exact match)."""
+    math_shots: int = 3
+    """Solved examples before each problem."""
+
+    humaneval_items: int = 0
+    """HumanEval problems (the first ones); 0 = all 164."""
+    humaneval_max_new_tokens: int = 384
+    """Completion budget per problem (tokens)."""
+    humaneval_timeout_s: float = 10.0
+    """Sandbox wall-clock limit per test run."""
+
+    function_calling_items: int = 50
+    """Items per source (BFCL from the APTBench folder, our tools environment)."""
+
+    needle_max_tokens: int = 0
+    """Longest haystack: the trained context length; 0 = the model's context limit."""
+    needle_lengths: list[int] = field(default_factory=list)
+    """Haystack lengths in tokens; empty = 1/4, 1/2 and all of needle_max_tokens."""
+    needle_depths: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    """Relative needle positions (0 = start of the context, 1 = end)."""
+
+    def __post_init__(self):
+        unknown = sorted(set(self.tasks) - set(TASK_GROUPS))
+        if unknown:
+            raise ValueError(f"tasks: unknown task group(s) {unknown}; valid: "
+                             f"{', '.join(TASK_GROUPS)}")
+        unknown = sorted(set(self.probe_kinds) - set(PROBE_KINDS))
+        if unknown:
+            raise ValueError(f"probe_kinds: unknown kind(s) {unknown}; valid: "
+                             f"{', '.join(PROBE_KINDS)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.probe_seed < 1_000_000:
+            raise ValueError(f"probe_seed must be >= 1,000,000 (seeds below are used by "
+                             f"synthesis, so probes would test on training data), got "
+                             f"{self.probe_seed}")
+        for name in ("aptbench_limit", "probe_items", "bpb_docs", "math_items", "math_shots",
+                     "humaneval_items", "function_calling_items", "max_length",
+                     "needle_max_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_prompt_tokens < 16:
+            raise ValueError(f"max_prompt_tokens must be >= 16, got {self.max_prompt_tokens}")
+        if any(not 0.0 <= d <= 1.0 for d in self.needle_depths):
+            raise ValueError(f"needle_depths must lie in [0, 1], got {self.needle_depths}")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")

@@ -7,8 +7,8 @@ Generation posts `/completions` (one prompt per request, `batch_size` requests i
 server batches them). Log-likelihoods use the `echo` + `logprobs` convention of the OpenAI
 completions API (vLLM and SGLang implement it): the server returns every prompt token with its
 log-probability and character offset; the continuation is the tokens that end after the
-context's last character, which matches lm-eval's boundary rule when the server's tokenizer
-merges across it. Servers without echo support answer loglikelihood requests with an error.
+context's last non-space character, which matches lm-eval's boundary rule (trailing context
+whitespace belongs to the continuation; a token merging across the boundary is scored). Servers without echo support answer loglikelihood requests with an error.
 """
 
 from __future__ import annotations
@@ -35,11 +35,12 @@ class EndpointLM(LM):
 
     def __init__(self, base_url: str, model: str, *, api_key: str = "", batch_size: int = 8,
                  max_length: int = 0, timeout_s: float = 120.0, retries: int = 3,
-                 transport: httpx.BaseTransport | None = None):
+                 backoff_s: float = 1.0, transport: httpx.BaseTransport | None = None):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers,
                                    timeout=timeout_s, transport=transport)
-        self.model, self.batch_size, self.retries = model, batch_size, retries
+        self.model, self.batch_size = model, batch_size
+        self.retries, self.backoff_s = retries, backoff_s
         self.max_length = max_length or 1 << 30
         self.name = f"{model}@{base_url}"
 
@@ -53,7 +54,8 @@ class EndpointLM(LM):
                 logger.warning("endpoint answered %s (attempt %d)", resp.status_code, attempt + 1)
             except httpx.TransportError as e:
                 logger.warning("endpoint unreachable: %s (attempt %d)", e, attempt + 1)
-            time.sleep(2 ** attempt)
+            if attempt + 1 < self.retries:
+                time.sleep(self.backoff_s * 2 ** attempt)
         raise RuntimeError(f"{self.client.base_url}/completions failed {self.retries} times")
 
     def _map(self, fn, items: Sequence[Any]) -> list[Any]:
@@ -86,12 +88,13 @@ class EndpointLM(LM):
         def one(req: tuple[str, str]) -> Loglikelihood:
             context, continuation = req
             full = context + continuation
+            boundary = len(context.rstrip())  # lm-eval moves trailing context space to the continuation
             lp = self._echo(full)
             offsets, tokens = lp["text_offset"], lp["tokens"]
             total, greedy, n = 0.0, True, 0
             for i, (off, tok) in enumerate(zip(offsets, tokens)):
                 end = offsets[i + 1] if i + 1 < len(offsets) else off + len(tok)
-                if off >= len(full) or end <= len(context):
+                if off >= len(full) or end <= boundary:
                     continue  # the generated token, or a context token
                 if lp["token_logprobs"][i] is None:
                     raise RuntimeError("the endpoint gave no logprob for a continuation token")

@@ -1,0 +1,119 @@
+"""Evaluation reports: markdown tables and PNG bar charts comparing labelled result sets.
+
+    write_report({"with agent stage": res_a, "without": res_b}, "runs/tiny/report", "Agentic
+                 mid-training ablation")          # -> runs/tiny/report/report.md (+ *.png)
+
+A result set is what `youtu.eval.runner.evaluate` returns (or any dict with a flat `scores`
+mapping, or the flat mapping itself). Scores are grouped by their key's first part: APTBench
+and probe accuracies (per task, with the per-category means first), bits per byte (lower is
+better) and the general tasks. With two result sets the tables gain a delta column (second
+minus first); every group with scores gets a grouped bar chart, one bar per result set.
+Plots use matplotlib's object API on the Agg canvas (no display, no global pyplot state).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+GROUPS = [  # (key prefix, section title, higher is better, file stem)
+    ("aptbench", "APTBench (accuracy)", True, "aptbench"),
+    ("probe", "Agentic probes from our environments (accuracy)", True, "probes"),
+    ("bpb", "Bits per byte on held-out text (lower is better)", False, "bpb"),
+    ("", "General tasks", True, "general"),
+]
+
+
+def _scores(result: dict[str, Any]) -> dict[str, float]:
+    scores = result.get("scores", result)
+    return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+
+
+def _group_of(key: str) -> str:
+    head = key.split("/", 1)[0]
+    return head if head in ("aptbench", "probe", "bpb") else ""
+
+
+def _ordered(keys: set[str]) -> list[str]:
+    """Category means ('aptbench/math') before their tasks, otherwise alphabetical."""
+    return sorted(keys, key=lambda k: (k.split("/")[1] if k.count("/") else k, k.count("/"), k))
+
+
+def _fmt(value: float | None, pct: bool) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{100 * value:.1f}" if pct else f"{value:.4f}"
+
+
+def _bar_chart(path: Path, keys: list[str], labels: list[str],
+               table: dict[str, dict[str, float]], title: str) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 0.45 * len(keys) * max(1, len(labels)) ** 0.5 + 1.5))
+    ax = fig.add_subplot()
+    height = 0.8 / len(labels)
+    for j, label in enumerate(labels):
+        ys = [i + (j - (len(labels) - 1) / 2) * height for i in range(len(keys))]
+        xs = [table[label].get(k, math.nan) for k in keys]
+        ax.barh(ys, [0.0 if math.isnan(x) else x for x in xs], height=height, label=label)
+    ax.set_yticks(range(len(keys)), [k.split("/", 1)[-1] if "/" in k else k for k in keys])
+    ax.invert_yaxis()
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    if len(labels) > 1:
+        ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def write_report(results: dict[str, dict[str, Any]], out_dir: str | Path, title: str) -> Path:
+    """Write `report.md` and one PNG per score group comparing the labelled result sets.
+
+    Args:
+        results: {label: result set}; a result set holds `scores` (or is the flat mapping).
+        out_dir: Destination folder (created).
+        title: The report's heading.
+
+    Returns:
+        Path of `report.md`.
+    """
+    if not results:
+        raise ValueError("write_report needs at least one labelled result set")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = list(results)
+    table = {label: _scores(res) for label, res in results.items()}
+    lines = [f"# {title}", ""]
+    for label, res in results.items():
+        where = res.get("checkpoint", "") if isinstance(res.get("checkpoint"), str) else ""
+        lines.append(f"- **{label}**" + (f": `{where}`" if where else ""))
+    lines.append("")
+    for prefix, heading, higher, stem in GROUPS:
+        keys = {k for scores in table.values() for k in scores if _group_of(k) == prefix}
+        if not keys:
+            continue
+        keys_sorted = _ordered(keys)
+        pct = prefix in ("aptbench", "probe")
+        header = ["score"] + labels + (["delta"] if len(labels) == 2 else [])
+        lines += [f"## {heading}", "", "| " + " | ".join(header) + " |",
+                  "|" + "---|" * len(header)]
+        for key in keys_sorted:
+            vals = [table[label].get(key) for label in labels]
+            name = f"**{key}**" if pct and key.count("/") == 1 else key
+            row = [name] + [_fmt(v, pct) for v in vals]
+            if len(labels) == 2:
+                a, b = vals
+                delta = None if a is None or b is None else b - a
+                row.append("-" if delta is None else (f"{100 * delta:+.1f}" if pct
+                                                      else f"{delta:+.4f}"))
+            lines.append("| " + " | ".join(row) + " |")
+        if pct:
+            lines.append("\nAccuracies in percent; bold rows are category means.")
+        elif not higher:
+            lines.append("\nLower is better.")
+        _bar_chart(out / f"{stem}.png", keys_sorted, labels, table, heading)
+        lines += ["", f"![{heading}]({stem}.png)", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,225 @@
+"""`youtu eval [checkpoint]`: run the configured task groups on one model and write the results.
+
+    youtu eval runs/tiny/sft --eval.aptbench_limit=20
+    youtu eval Qwen3-1.7B-Base --eval.backend=openai --eval.base_url=http://127.0.0.1:8000/v1
+
+    results = evaluate(cfg.eval, "runs/tiny/sft", "runs/tiny/eval/sft")
+    results["scores"]["aptbench/math"], results["scores"]["bpb/code"]
+
+Writes into the output folder: `results.json` (flat namespaced scores, per-task details, the
+resolved `[eval]` config, the checkpoint and timings), `report.md` with PNG plots
+(`youtu.eval.report`), and the per-item predictions of every task under `predictions/`.
+APTBench and probe predictions are resumable: rerunning after an interruption only evaluates
+what is missing. Score keys: `aptbench/<category>/<task>` and `aptbench/<category>`,
+`probe/<env>/<kind>` and `probe/<env>`, `bpb/<domain>`, `math_word/exact_match`,
+`humaneval/pass@1`, `function_calling/<source>`, `needle/accuracy`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from youtu.eval.aptbench import aptbench_dir, load_task_specs, run_tasks
+from youtu.eval.config import EvalConfig
+from youtu.eval.harness import LM, load_lm
+
+if TYPE_CHECKING:
+    from youtu.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The most recently written model folder (config.json + weights) under `folder`."""
+    found = [p.parent for p in Path(folder).rglob("config.json")
+             if any(p.parent.glob("*.safetensors"))]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def _fingerprint(cfg: EvalConfig, checkpoint: str) -> str:
+    """Identifies the model whose predictions are cached (path + weights' size and mtime)."""
+    if cfg.backend == "openai":
+        return f"openai:{checkpoint}@{cfg.base_url}"
+    weights = sorted(Path(checkpoint).glob("*.safetensors"))
+    stamp = ",".join(f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights)
+    return f"{cfg.backend}:{Path(checkpoint).resolve()}:{stamp}:{cfg.dtype}"
+
+
+def open_model(cfg: EvalConfig, checkpoint: str, device: str = "auto") -> LM:
+    """The harness backend `cfg` names, on `device` ('auto' = cuda if available)."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return load_lm(checkpoint, backend=cfg.backend, device=device, dtype=cfg.dtype,
+                   batch_size=cfg.batch_size, max_length=cfg.max_length, base_url=cfg.base_url,
+                   api_key=os.environ.get(cfg.api_key_env, ""))
+
+
+def _save_rows(out: Path, name: str, rows: list[dict[str, Any]]) -> str:
+    path = out / "predictions" / f"{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+    return str(path)
+
+
+def _aptbench(lm: LM, cfg: EvalConfig, out: Path, fingerprint: str) -> dict[str, Any]:
+    root = Path(cfg.aptbench_dir) if cfg.aptbench_dir else aptbench_dir()
+    if not (root / "data").is_dir():
+        logger.warning("APTBench data not found at %s: skipped (set YOUTU_APTBENCH_DIR or "
+                       "--eval.aptbench_dir)", root)
+        return {"scores": {}, "details": {"skipped": f"no APTBench data at {root}"}}
+    specs = load_task_specs(cfg.aptbench_tasks) if cfg.aptbench_tasks else load_task_specs()
+    return run_tasks(lm, specs, root, out / "predictions" / "aptbench", limit=cfg.aptbench_limit,
+                     batch_size=cfg.batch_size, max_prompt_tokens=cfg.max_prompt_tokens,
+                     fingerprint=fingerprint)
+
+
+def _probes(lm: LM, cfg: EvalConfig, out: Path, fingerprint: str) -> dict[str, Any]:
+    from youtu.eval.probes import generate_probes
+
+    root = out / "probes"
+    specs = generate_probes(root, list(cfg.probe_envs), list(cfg.probe_kinds), cfg.probe_items,
+                            seed=cfg.probe_seed)
+    return run_tasks(lm, specs, root, out / "predictions" / "probes", prefix="probe",
+                     batch_size=cfg.batch_size, max_prompt_tokens=cfg.max_prompt_tokens,
+                     fingerprint=fingerprint)
+
+
+def _bpb(lm: LM, cfg: EvalConfig, out: Path) -> dict[str, Any]:
+    from youtu.eval.tasks.bpb import heldout_documents, load_documents, run_bpb
+
+    docs = (load_documents(cfg.bpb_data, cfg.bpb_docs) if cfg.bpb_data
+            else heldout_documents(cfg.bpb_docs, cfg.bpb_doc_chars))
+    res = run_bpb(lm, docs)
+    return {"scores": {f"bpb/{d}": r["bits_per_byte"] for d, r in res.items()}, "details": res}
+
+
+def _math_word(lm: LM, cfg: EvalConfig, out: Path) -> dict[str, Any]:
+    from youtu.eval.tasks.math_word import run_math_word
+
+    res = run_math_word(lm, n=cfg.math_items, shots=cfg.math_shots)
+    res["predictions"] = _save_rows(out, "math_word", res.pop("rows"))
+    return {"scores": {"math_word/exact_match": res["score"]}, "details": res}
+
+
+def _humaneval(lm: LM, cfg: EvalConfig, out: Path) -> dict[str, Any]:
+    from youtu.eval.tasks.humaneval import run_humaneval
+
+    res = run_humaneval(lm, limit=cfg.humaneval_items, max_new_tokens=cfg.humaneval_max_new_tokens,
+                        timeout_s=cfg.humaneval_timeout_s)
+    res["predictions"] = _save_rows(out, "humaneval", res.pop("rows"))
+    return {"scores": {"humaneval/pass@1": res["score"]}, "details": res}
+
+
+def _function_calling(lm: LM, cfg: EvalConfig, out: Path) -> dict[str, Any]:
+    from youtu.eval.tasks.function_calling import bfcl_items, env_items, run_function_calling
+
+    sources: dict[str, list[dict[str, Any]]] = {}
+    root = Path(cfg.aptbench_dir) if cfg.aptbench_dir else aptbench_dir()
+    if (root / "data").is_dir():
+        sources["bfcl"] = bfcl_items(root, cfg.function_calling_items)
+    try:
+        from youtu.agentic.envs import ENVIRONMENTS
+
+        if "tools" in ENVIRONMENTS:  # 0 items = all BFCL items, and 200 from the environment
+            sources["env_tools"] = env_items(ENVIRONMENTS["tools"],
+                                             cfg.function_calling_items or 200)
+    except ImportError as e:
+        logger.warning("function calling: no agentic environments (%s)", e)
+    scores, details = {}, {}
+    for name, items in sources.items():
+        if not items:
+            continue
+        res = run_function_calling(lm, items)
+        res["predictions"] = _save_rows(out, f"function_calling_{name}", res.pop("rows"))
+        scores[f"function_calling/{name}"] = res["score"]
+        details[name] = res
+    return {"scores": scores, "details": details}
+
+
+def _needle(lm: LM, cfg: EvalConfig, out: Path) -> dict[str, Any]:
+    from youtu.eval.tasks.needle import run_needle
+
+    res = run_needle(lm, cfg.needle_max_tokens or lm.max_length, lengths=cfg.needle_lengths,
+                     depths=cfg.needle_depths)
+    res["predictions"] = _save_rows(out, "needle", res.pop("rows"))
+    return {"scores": {"needle/accuracy": res["score"], "needle/code_logprob": res["code_logprob"]},
+            "details": res}
+
+
+def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, *,
+             device: str = "auto", lm: LM | None = None, label: str = "") -> dict[str, Any]:
+    """Run every task group of `eval_cfg.tasks` on one model; write results and a report.
+
+    Args:
+        eval_cfg: The `[eval]` section.
+        checkpoint: Checkpoint / HF folder, or the served model name (openai backend).
+        out_dir: Output folder (results.json, report.md, plots, predictions/).
+        device: Torch device for local backends ('auto' = cuda if available, else cpu).
+        lm: An already-open model (skips loading; tests pass fakes).
+        label: Name of this model in the report; default the checkpoint folder name.
+
+    Returns:
+        {'scores': {key: float}, 'details': {group: ...}, 'checkpoint', 'label', 'config',
+        'seconds': {group: float}}.
+    """
+    from youtu.config import to_dict
+    from youtu.eval.report import write_report
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = str(checkpoint)
+    lm = lm or open_model(eval_cfg, checkpoint, device)
+    fingerprint = _fingerprint(eval_cfg, checkpoint)
+    groups = {"aptbench": lambda: _aptbench(lm, eval_cfg, out, fingerprint),
+              "probes": lambda: _probes(lm, eval_cfg, out, fingerprint),
+              "bpb": lambda: _bpb(lm, eval_cfg, out),
+              "math_word": lambda: _math_word(lm, eval_cfg, out),
+              "humaneval": lambda: _humaneval(lm, eval_cfg, out),
+              "function_calling": lambda: _function_calling(lm, eval_cfg, out),
+              "needle": lambda: _needle(lm, eval_cfg, out)}
+    label = label or Path(checkpoint).name or checkpoint
+    results: dict[str, Any] = {"label": label, "checkpoint": checkpoint, "scores": {},
+                               "details": {}, "seconds": {}, "config": to_dict(eval_cfg)}
+    for name in eval_cfg.tasks:
+        start = time.perf_counter()
+        res = groups[name]()
+        results["seconds"][name] = round(time.perf_counter() - start, 3)
+        results["scores"].update(res["scores"])
+        results["details"][name] = res["details"]
+        logger.info("eval %s done in %.1fs: %s", name, results["seconds"][name],
+                    {k: round(v, 4) for k, v in res["scores"].items()})
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_report({label: results}, out, f"Evaluation of {label}")
+    return results
+
+
+def main(cfg: RunConfig) -> int:
+    """`youtu eval [checkpoint]`: evaluate one checkpoint with the `[eval]` section."""
+    from youtu.config import ConfigError, save_config
+
+    ev = cfg.eval
+    checkpoint = ev.checkpoint
+    if not checkpoint:
+        if ev.backend == "openai":
+            raise ConfigError("backend 'openai' needs the served model name: youtu eval <name>")
+        found = latest_checkpoint(cfg.run_dir)
+        if found is None:
+            raise ConfigError(f"no checkpoint under {cfg.run_dir}; pass one: youtu eval <folder>")
+        checkpoint = str(found)
+    elif ev.backend != "openai" and not Path(checkpoint).is_dir():
+        raise ConfigError(f"checkpoint {checkpoint} is not a folder")
+    out = Path(ev.out) if ev.out else cfg.run_dir / "eval" / Path(checkpoint).name
+    save_config(cfg, out / "config.toml")
+    results = evaluate(ev, checkpoint, out, device=cfg.device)
+    width = max((len(k) for k in results["scores"]), default=0)
+    for key, value in results["scores"].items():
+        print(f"{key.ljust(width)}  {value:.4f}")
+    print(f"results: {out / 'results.json'}  report: {out / 'report.md'}")
+    return 0
