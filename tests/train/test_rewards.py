@@ -27,7 +27,9 @@ def _sample(turns, messages=None, truncated=False, task_seed=3):
             parsed = parse_tool_calls(text)
             messages.append({"role": "assistant", "content": parsed.content,
                              "tool_calls": parsed.tool_calls})
+    final = next(m for m in reversed(messages) if m["role"] == "assistant")["content"]
     return RewardInput(task=task, env=env, messages=messages, turns=turns, truncated=truncated,
+                       answer=env.final_answer(task, {}, final), tools=env.tools,
                        env_name="digit_add"), task
 
 
@@ -62,7 +64,7 @@ def test_format_tool_call():
 
 
 def test_tool_call_errors_against_the_schema():
-    tools = DigitAddEnv.tools
+    tools = DigitAddEnv().tools
     assert tool_call_errors(_call("add", a=1, b=2), tools) == []
     assert "unknown tool 'mul'" in tool_call_errors(_call("mul", a=1, b=2), tools)[0]
     assert "misses required 'b'" in tool_call_errors(_call("add", a=1), tools)[0]
@@ -86,8 +88,69 @@ def test_tools_reward_needs_valid_calls_and_a_correct_answer():
     assert tools(episode([_call("add", a=a, b=b)], task.answer)) == 1.0
     assert tools(episode([_call("add", a=a, b=b), _call("add", a=a)], task.answer)) == 0.5
     assert tools(episode([_call("add", a=a, b=b)], "x")) == 0.0  # wrong final answer
+    # No calls: the environment's verifier decides (digit_add only checks the answer).
     no_calls = _sample([task.answer], messages=[user, {"role": "assistant", "content": task.answer}])[0]
-    assert tools(no_calls) == 0.0
+    assert tools(no_calls) == 1.0
+
+
+def _from_trajectory(env, traj, answer=None):
+    turns = [m.get("content") or "" for m in traj.messages if m["role"] == "assistant"]
+    return RewardInput(task=traj.task, env=env, messages=traj.messages, turns=turns,
+                       answer=traj.outcome.answer if answer is None else answer,
+                       tools=traj.tools, env_name=env.name)
+
+
+@pytest.mark.parametrize("name", ["math", "tools", "research"])
+def test_verifier_rewards_accept_the_teacher_and_reject_a_wrong_answer(name):
+    import random
+
+    from youtu.agentic.envs import ENVIRONMENTS
+
+    env = ENVIRONMENTS[name]
+    task = env.generate(11)
+    traj = env.solve(task, random.Random(0))
+    reward = get_reward(name if name != "tools" else "tools")
+    assert reward(_from_trajectory(env, traj)) == 1.0
+    assert get_reward("env")(_from_trajectory(env, traj)) == 1.0
+    wrong = traj.task.near_misses[0] if traj.task.near_misses else "definitely wrong"
+    assert reward(_from_trajectory(env, traj, answer=wrong)) == 0.0
+
+
+def test_tools_reward_replays_calls_against_the_gold_state():
+    import copy
+    import random
+
+    from youtu.agentic.envs import ENVIRONMENTS
+
+    env = ENVIRONMENTS["tools"]
+    for seed in range(40):  # a task whose gold solution changes state
+        task = env.generate(seed, difficulty=2)
+        traj = env.solve(task, random.Random(0))
+        if any(c["name"].startswith("kv_set") for c in traj.tool_calls()):
+            break
+    else:
+        pytest.skip("no state-changing tools task in the first 40 seeds")
+    assert get_reward("tools")(_from_trajectory(env, traj)) == 1.0
+    tampered = copy.deepcopy(traj)
+    for m in tampered.messages:  # the policy wrote a different value: final state differs
+        for call in m.get("tool_calls") or []:
+            if call["function"]["name"] == "kv_set":
+                args = json.loads(call["function"]["arguments"])
+                args["value"] = str(args["value"]) + "-oops"
+                call["function"]["arguments"] = json.dumps(args)
+    assert get_reward("tools")(_from_trajectory(env, tampered)) == 0.0
+
+
+def test_code_reward_runs_hidden_tests_in_the_sandbox():
+    import random
+
+    from youtu.agentic.envs import ENVIRONMENTS
+
+    env = ENVIRONMENTS["code"]
+    task = env.generate(5)
+    traj = env.solve(task, random.Random(0))
+    assert get_reward("code")(_from_trajectory(env, traj)) == 1.0
+    assert get_reward("code")(_from_trajectory(env, traj, answer="def broken(:\n")) == 0.0
 
 
 def test_registry_is_extendable_and_scores_a_weighted_sum(monkeypatch):

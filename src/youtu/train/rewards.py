@@ -12,8 +12,9 @@ Built in:
 - `env`      the verifier of the environment the task came from (`env.check(task, answer)`);
 - `math`     the math environment's answer checker;
 - `code`     the code environment's checker, which runs the task's tests in the sandbox;
-- `tools`    tool-call correctness: every call parses, names a tool the task offers and passes
-             the arguments its JSON schema requires; times the tools environment's verdict;
+- `tools`    tool-call correctness: the environment's trajectory verifier (the tools environment
+             replays the calls and compares the final state with the gold one), times the
+             share of calls that name an offered tool with the arguments its schema requires;
 - `research` the research environment's answer checker;
 - `format_think`      the final turn is `<think>...</think>` then a non-empty answer;
 - `format_tool_call`  every `<tool_call>` block the policy wrote parses as a call.
@@ -38,13 +39,19 @@ class RewardInput:
     """What a reward function sees: one finished episode, as text and messages."""
 
     task: Any
-    """The task (`youtu.agentic.envs` Task: id, prompt, answer, meta)."""
+    """The task (`youtu.agentic.trajectory.Task`: id, prompt, answer, meta)."""
     env: Any
-    """The environment the task came from (has `.check`, `.tools`), or None."""
+    """The environment the task came from (a `youtu.agentic.envs.Env`), or None."""
     messages: list[dict]
     """The whole conversation: prompt, the policy's assistant turns (parsed), tool results."""
     turns: list[str]
     """Raw text of each policy turn, markup (`<think>`, `<tool_call>`) kept, EOS removed."""
+    answer: str = ""
+    """The episode's answer as its environment reads it (`env.final_answer`: the last
+    \\boxed{} of the final reply, the target file for code, ...), taken while the episode's
+    state was still open."""
+    tools: list[dict] | None = None
+    """Tool schemas offered to the policy (None = none)."""
     truncated: bool = False
     """The episode hit the token or turn limit before the policy finished."""
     env_name: str = ""
@@ -56,14 +63,6 @@ class RewardInput:
     def completion(self) -> str:
         """Raw text of the policy's final turn."""
         return self.turns[-1] if self.turns else ""
-
-    @property
-    def answer(self) -> str:
-        """The final answer: the last assistant turn's content outside `<think>` and tool calls."""
-        for message in reversed(self.messages):
-            if message.get("role") == "assistant":
-                return (message.get("content") or "").strip()
-        return ""
 
     @property
     def tool_calls(self) -> list[dict]:
@@ -177,16 +176,22 @@ def tool_call_errors(call: dict, tools: list[dict]) -> list[str]:
 
 @register_reward("tools")
 def tools_reward(sample: RewardInput) -> float:
-    """Tool-call correctness: the share of well-formed, schema-valid calls, times the verdict on
-    the final answer of the episode's environment (the `tools` environment when the episode's
-    has no tools). No calls at all scores 0 (the task needs tools)."""
-    env = sample.env if sample.env is not None and getattr(sample.env, "tools", None) \
-        else _environment("tools")
+    """Tool-call correctness: the environment's trajectory verifier (the tools environment
+    replays every call, compares the final database / key-value state with the gold one and
+    checks the answer; other environments check the answer), times the share of calls that fit
+    the offered schemas. A task that needs no tool (irrelevance) is passed by calling none."""
+    from youtu.agentic.trajectory import Outcome, Trajectory
+
+    env = sample.env if sample.env is not None else _environment("tools")
     calls = sample.tool_calls
-    if not calls:
+    offered = sample.tools if sample.tools is not None else env.tools
+    valid = sum(not tool_call_errors(c, offered) for c in calls) / len(calls) if calls else 1.0
+    if valid == 0.0:
         return 0.0
-    valid = sum(not tool_call_errors(c, env.tools) for c in calls) / len(calls)
-    return valid * _check(sample, env)
+    traj = Trajectory(id=f"rl-{sample.task.id}", domain=sample.env_name or env.name,
+                      task=sample.task, tools=offered, messages=sample.messages, phases=[],
+                      outcome=Outcome(verified=False, reward=0.0, checker="", answer=sample.answer))
+    return valid * float(env.verify(sample.task, traj).reward)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -160,9 +160,13 @@ def update(root: nn.Module, ref: nn.Module | None, optimizer: torch.optim.Optimi
            round_seed: int) -> dict[str, float]:
     """`epochs x minibatches` optimizer steps of the clipped surrogate on one round's episodes.
 
+    The log-prob check compares the sampler's log-probs with this process's training forward
+    before any update: with `old_logprobs='recompute'` that forward is the ratio's denominator,
+    with 'sampler' it is the first minibatch's own forward (no extra pass).
+
     Returns:
-        Round metrics (means over the round): loss terms, clipping, ratios, the rollout/training
-        log-prob mismatch, grad norm, lr, loss scale.
+        Round metrics (token means over the round): loss terms, clipping, ratios, the
+        rollout/training mismatch (this process's tokens), grad norm, lr, loss scale.
     """
     device = batch.input_ids.device
     B = batch.targets.shape[0]
@@ -175,85 +179,96 @@ def update(root: nn.Module, ref: nn.Module | None, optimizer: torch.optim.Optimi
               if ref is not None else None)
 
     gen = torch.Generator().manual_seed(round_seed)
-    sums: dict[str, float] = {}
-    counts, loss_total = 0, 0.0
-    opt_step = first_opt_step
-    sampler_checks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    totals: dict[str, float] = {"tokens": 0.0, "loss": 0.0, "gnorm": 0.0, "ratio_max": 1.0}
+    opt_step, lr = first_opt_step, rl.lr
+    first_forward: list[tuple[torch.Tensor, torch.Tensor]] = []
     for epoch in range(rl.epochs):
         order = torch.randperm(B, generator=gen).tolist() if rl.minibatches > 1 else list(range(B))
         size = B // rl.minibatches
         for m in range(rl.minibatches):
             rows = sorted(order[m * size:(m + 1) * size])
-            if rl.aggregation == "token":
-                norm = float(dist.all_reduce_sum(batch.mask[rows].sum().to(device)))
-            else:
-                norm = float(dist.all_reduce_sum((batch.mask[rows].sum(1) > 0).sum().float().to(device)))
             lr = wsd_lr(opt_step, peak_lr=rl.lr, warmup_steps=rl.warmup_steps,
                         decay_start=total_opt_steps - round(rl.decay_fraction * total_opt_steps),
                         decay_end=total_opt_steps, decay=rl.decay, min_lr_ratio=rl.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            pieces = list(micro_batches(batch, rows, rl.micro_batch_tokens))
-            offset = 0
-            for k, micro in enumerate(pieces):
-                n, width = micro.targets.shape
-                idx = rows[offset:offset + n]
-                offset += n
-                parallel.set_gradient_sync(root, k == len(pieces) - 1)
-                with autocast(device, dtype):
-                    lp = sequence_logprobs(root, micro, rl.temperature)
-                old_lp = old[idx, :width] if old is not None else micro.sampler_logprobs
-                loss, stats = policy_loss(
-                    lp, old_lp, micro.advantages, micro.mask, clip_low=rl.clip_low,
-                    clip_high=rl.clip_high, kl_coef=rl.kl_coef,
-                    ref_logprobs=ref_lp[idx, :width] if ref_lp is not None else None,
-                    aggregation=rl.aggregation, normalizer=max(norm, 1.0))
-                (scaler.scale(loss) if scaler is not None else loss).backward()
-                if old is None and epoch == 0 and m == 0:
-                    # Before the first optimizer step the policy is the one that sampled.
-                    sampler_checks.append((lp.detach(), micro.sampler_logprobs, micro.mask))
-                w = stats.tokens
-                loss_total += float(loss.detach())
-                for key, value in (("pg_loss", stats.pg_loss),
-                                   ("kl", stats.kl), ("clip_frac", stats.clip_frac),
-                                   ("ratio_mean", stats.ratio_mean)):
-                    sums[key] = sums.get(key, 0.0) + value * w
-                sums["ratio_max"] = max(sums.get("ratio_max", 0.0), stats.ratio_max)
-                counts += w
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            gnorm = _clip_grad_norm(root, rl.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            elif torch.isfinite(gnorm):
-                optimizer.step()
-            else:
-                raise FloatingPointError(f"non-finite gradient norm at RL optimizer step {opt_step}; "
-                                         "lower rl.lr or use rl.precision=fp32")
-            sums["gnorm"] = sums.get("gnorm", 0.0) + float(gnorm)
+            record = first_forward if (old is None and epoch == 0 and m == 0) else None
+            _accumulate_gradients(root, batch, rows, old, ref_lp, rl, dist=dist, dtype=dtype,
+                                  scaler=scaler, totals=totals, record=record)
+            totals["gnorm"] += _optimizer_step(root, optimizer, scaler, rl.grad_clip, opt_step)
             opt_step += 1
     if mismatch is None:
-        mismatch = logprob_mismatch(*_cat_checks(sampler_checks))
+        train_lp = torch.cat([t for t, _ in first_forward]) if first_forward else torch.zeros(0)
+        sampler_lp = torch.cat([s for _, s in first_forward]) if first_forward else torch.zeros(0)
+        mismatch = logprob_mismatch(train_lp, sampler_lp, torch.ones_like(train_lp))
     n_opt = rl.epochs * rl.minibatches
-    out = {f"rl/{k}": v / max(counts, 1) for k, v in sums.items() if k not in ("ratio_max", "gnorm")}
-    out.update({"rl/loss": loss_total / n_opt, "rl/ratio_max": sums.get("ratio_max", 1.0), "rl/gnorm": sums.get("gnorm", 0.0) / n_opt,
-                "rl/lr": lr, "rl/mismatch/mean_abs": mismatch.mean_abs,
-                "rl/mismatch/max_abs": mismatch.max_abs, "rl/mismatch/kl": mismatch.kl,
-                "rl/mismatch/ratio_min": mismatch.ratio_min,
-                "rl/mismatch/ratio_max": mismatch.ratio_max})
+    n_tok = max(totals["tokens"], 1.0)
+    out = {f"rl/{k}": totals[k] / n_tok for k in ("pg_loss", "kl", "clip_frac", "ratio_mean")}
+    out.update({
+        "rl/loss": totals["loss"] / n_opt, "rl/ratio_max": totals["ratio_max"],
+        "rl/gnorm": totals["gnorm"] / n_opt, "rl/lr": lr,
+        "rl/mismatch/mean_abs": mismatch.mean_abs, "rl/mismatch/max_abs": mismatch.max_abs,
+        "rl/mismatch/kl": mismatch.kl, "rl/mismatch/ratio_min": mismatch.ratio_min,
+        "rl/mismatch/ratio_max": mismatch.ratio_max,
+    })
     if scaler is not None:
         out["rl/loss_scale"] = scaler.get_scale()
     return out
 
 
-def _cat_checks(checks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    flat = [tuple(t[m.bool()] for t in (a, b)) for a, b, m in checks]
-    train = torch.cat([f[0] for f in flat]) if flat else torch.zeros(0)
-    sampler = torch.cat([f[1] for f in flat]) if flat else torch.zeros(0)
-    return train[None], sampler[None], torch.ones_like(train)[None]
+def _accumulate_gradients(root: nn.Module, batch: RolloutBatch, rows: list[int],
+                          old: torch.Tensor | None, ref_lp: torch.Tensor | None, rl: RLConfig, *,
+                          dist: parallel.Dist, dtype: torch.dtype | None,
+                          scaler: torch.amp.GradScaler | None, totals: dict[str, float],
+                          record: list[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
+    """Backward of the loss of `rows` in micro-batches; the divisor is the global count (tokens
+    or sequences over all processes) so micro-batches and ranks sum to the minibatch mean."""
+    device = batch.input_ids.device
+    mask = batch.mask[rows]
+    count = mask.sum() if rl.aggregation == "token" else (mask.sum(1) > 0).sum().float()
+    norm = max(float(dist.all_reduce_sum(count.to(device))), 1.0)
+    pieces = list(micro_batches(batch, rows, rl.micro_batch_tokens))
+    offset = 0
+    for k, micro in enumerate(pieces):
+        n, width = micro.targets.shape
+        idx = rows[offset:offset + n]
+        offset += n
+        parallel.set_gradient_sync(root, k == len(pieces) - 1)
+        with autocast(device, dtype):
+            lp = sequence_logprobs(root, micro, rl.temperature)
+        loss, stats = policy_loss(
+            lp, old[idx, :width] if old is not None else micro.sampler_logprobs,
+            micro.advantages, micro.mask, clip_low=rl.clip_low, clip_high=rl.clip_high,
+            kl_coef=rl.kl_coef, ref_logprobs=ref_lp[idx, :width] if ref_lp is not None else None,
+            aggregation=rl.aggregation, normalizer=norm)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if record is not None:  # the policy has not moved yet: this forward is the sampler's
+            on = micro.mask.bool()
+            record.append((lp.detach()[on], micro.sampler_logprobs[on]))
+        totals["loss"] += float(loss.detach())
+        for key in ("pg_loss", "kl", "clip_frac", "ratio_mean"):
+            totals[key] = totals.get(key, 0.0) + getattr(stats, key) * stats.tokens
+        totals["tokens"] += stats.tokens
+        totals["ratio_max"] = max(totals["ratio_max"], stats.ratio_max)
+
+
+def _optimizer_step(root: nn.Module, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler | None, grad_clip: float, opt_step: int) -> float:
+    """Unscale (fp16), clip, step; returns the pre-clip gradient norm. With a scaler an
+    overflowing step is skipped and the scale halved; without one it is an error."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    gnorm = _clip_grad_norm(root, grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    elif torch.isfinite(gnorm):
+        optimizer.step()
+    else:
+        raise FloatingPointError(f"non-finite gradient norm at RL optimizer step {opt_step}; "
+                                 "lower rl.lr or use rl.precision=fp32")
+    optimizer.zero_grad(set_to_none=True)
+    return float(gnorm)
 
 
 def _clip_grad_norm(root: nn.Module, max_norm: float) -> torch.Tensor:
@@ -278,14 +293,16 @@ def evaluate_policy(sampler: Any, tok: Any, env: Any, rl: RLConfig, weights: dic
 
     if rl.eval_tasks == 0:
         return {}
+    per_rank = -(-rl.eval_tasks // dist.world_size)
+    first = min(dist.rank * per_rank, rl.eval_tasks)
     tasks = [env.generate(HELDOUT_SEED + i, rl.difficulty)
-             for i in range(dist.rank, rl.eval_tasks, dist.world_size)]
+             for i in range(first, min(first + per_rank, rl.eval_tasks))]
     params = SamplingParams(temperature=rl.eval_temperature, max_tokens=rl.max_new_tokens)
     with autocast(device, dtype):
         episodes = rollout(sampler, tok, env, tasks, group_size=1, params=params,
                            max_turns=rl.max_turns, max_seq_len=rl.max_seq_len,
                            enable_thinking=rl.enable_thinking, seed=HELDOUT_SEED,
-                           system_prompt=rl.system_prompt)
+                           system_prompt=rl.system_prompt, index_offset=first)
     score_episodes(episodes, env, rl.env, weights)
     names = sorted(weights)
     sums = torch.tensor([float(len(episodes)), sum(ep.reward for ep in episodes),
@@ -508,7 +525,8 @@ def rl(cfg: RunConfig, init_checkpoint: str | Path, out_dir: str | Path) -> Path
             episodes = rollout(engine, tok, env, tasks, group_size=rl_cfg.group_size, params=params,
                                max_turns=rl_cfg.max_turns, max_seq_len=rl_cfg.max_seq_len,
                                enable_thinking=rl_cfg.enable_thinking, seed=cfg.seed, step=step,
-                               system_prompt=rl_cfg.system_prompt)
+                               system_prompt=rl_cfg.system_prompt,
+                               index_offset=dist.rank * per_rank * rl_cfg.group_size)
         rewards = score_episodes(episodes, env, rl_cfg.env, weights)
         advantages = group_advantages(rewards, rl_cfg.group_size, normalize_std=rl_cfg.normalize_std)
         batch = collate(episodes, advantages, tok.pad_id).to(device)

@@ -3,24 +3,29 @@
     env = get_env("math")          # youtu.agentic.envs.ENVIRONMENTS["math"]
     env = get_env("digit_add")     # "3+4=" -> "7": learnable on CPU in seconds (tests, demos)
 
-An environment has the `youtu.agentic.envs` interface: `generate(seed, difficulty) -> Task`,
-`tools` (OpenAI function schemas), `call_tool(task, state, name, arguments) -> str` and
-`check(task, answer) -> Verdict`. RL never trains on seeds >= `HELDOUT_SEED` (the convention the
-synthesis environments share): those tasks are kept for held-out evaluation.
+Every environment is a `youtu.agentic.envs.Env`: `generate(seed, difficulty) -> Task`, tools
+(OpenAI function schemas, `tools_for(task)`), per-episode state (`episode(task)`),
+`call_tool(task, state, name, arguments) -> str`, `final_answer(task, state, reply)` and
+`check(task, answer) -> Verdict`. RL never trains on seeds >= `HELDOUT_SEED` (the synthesis
+environments' `EVAL_SEED_MIN`): those tasks are kept for held-out evaluation.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from youtu.agentic.envs import EVAL_SEED_MIN, Env
 from youtu.agentic.trajectory import Task, Verdict
 
-HELDOUT_SEED = 1_000_000
+if TYPE_CHECKING:
+    from youtu.agentic.teachers import TrajectoryBuilder
+
+HELDOUT_SEED = EVAL_SEED_MIN
 """Task seeds from here on are held out for evaluation."""
 
 
-class DigitAddEnv:
+class DigitAddEnv(Env):
     """Add two small numbers whose sum is one digit: `"3+4="` -> `"7"`.
 
     The answer is a single digit token (the tokenizer splits every digit), so a tiny policy that
@@ -30,7 +35,8 @@ class DigitAddEnv:
     """
 
     name = "digit_add"
-    tools: list[dict] = [{
+    max_difficulty = 2
+    TOOLS: list[dict] = [{
         "type": "function",
         "function": {
             "name": "add",
@@ -43,9 +49,13 @@ class DigitAddEnv:
         },
     }]
 
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return self.TOOLS
+
     def generate(self, seed: int, difficulty: int = 1) -> Task:
         rng = random.Random(seed)
-        top = 4 if difficulty <= 1 else 9
+        top = 4 if self._difficulty(difficulty) == 1 else 9
         while True:
             a, b = rng.randint(0, top), rng.randint(0, top)
             if a + b <= 9:
@@ -65,12 +75,17 @@ class DigitAddEnv:
                        detail=f"expected {task.answer}, got {answer.strip()[:20]!r}",
                        checker="digit_add/exact")
 
+    def teach(self, task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -> str:
+        a, c = task.meta["a"], task.meta["b"]
+        b.think("analysis", f"Add {a} and {c}.")
+        return task.answer
 
-SMOKE_ENVS: dict[str, Any] = {"digit_add": DigitAddEnv()}
+
+SMOKE_ENVS: dict[str, Env] = {"digit_add": DigitAddEnv()}
 """Environments defined here for RL smoke runs (not used by synthesis)."""
 
 
-def get_env(name: str) -> Any:
+def get_env(name: str) -> Env:
     """The environment `name`: a smoke task above, else `youtu.agentic.envs.ENVIRONMENTS[name]`."""
     if name in SMOKE_ENVS:
         return SMOKE_ENVS[name]

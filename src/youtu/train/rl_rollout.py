@@ -17,6 +17,7 @@ of the distribution the tokens were drawn from.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 
 import torch
 
+from youtu.agentic.envs import ToolError
 from youtu.tokenizer.chat import encode_chat, parse_tool_calls
 from youtu.train.rewards import RewardInput
 
@@ -57,6 +59,9 @@ class Episode:
     """Raw decoded text of each sampled turn (markup kept, EOS removed)."""
     tools: list[dict] | None = None
     """Tool schemas offered in the prompt."""
+    answer: str = ""
+    """The final answer as the environment reads it (`env.final_answer`, taken while the
+    episode's state was open)."""
     finish_reason: str = ""
     """'stop' (the policy ended its answer), 'length' (token limit) or 'max_turns'."""
     reward: float = 0.0
@@ -80,7 +85,8 @@ class Episode:
 
     def reward_input(self, env: Any, env_name: str) -> RewardInput:
         return RewardInput(task=self.task, env=env, messages=self.messages, turns=self.turns,
-                           truncated=self.truncated, env_name=env_name)
+                           answer=self.answer, tools=self.tools, truncated=self.truncated,
+                           env_name=env_name)
 
 
 def tool_turn_ids(tok: Any, messages: list[dict], tool_messages: list[dict],
@@ -117,7 +123,7 @@ def call_tools(env: Any, task: Any, state: dict, calls: list[dict]) -> list[dict
         else:
             try:
                 content = env.call_tool(task, state, name, arguments)
-            except (KeyError, ValueError, TypeError) as e:
+            except (ToolError, KeyError, ValueError, TypeError) as e:
                 content = f"error: {e}"
         results.append({"role": "tool", "tool_call_id": call.get("id", ""), "name": name,
                         "content": str(content)})
@@ -125,21 +131,24 @@ def call_tools(env: Any, task: Any, state: dict, calls: list[dict]) -> list[dict
 
 
 def rollout_seed(seed: int, step: int, index: int, turn: int) -> int:
-    """A distinct, reproducible sampler seed per (run seed, step, episode, turn)."""
-    return ((seed * 1_000_003 + step) * 1_048_573 + index) * 64 + turn
+    """A distinct, reproducible sampler seed per (run seed, step, episode, turn), in the
+    63-bit range `torch.Generator.manual_seed` takes."""
+    return (((seed * 1_000_003 + step) * 1_048_573 + index) * 64 + turn) % (2**63 - 1)
 
 
 def rollout(sampler: Sampler, tok: Any, env: Any, tasks: list[Any], *, group_size: int,
             params: Any, max_turns: int = 1, max_seq_len: int = 2048,
             enable_thinking: bool = True, seed: int = 0, step: int = 0,
-            system_prompt: str = "") -> list[Episode]:
+            system_prompt: str = "", index_offset: int = 0) -> list[Episode]:
     """Sample `group_size` episodes per task, with up to `max_turns` policy turns each.
 
     Args:
         sampler: the engine (its `generate(prompts, params)` returns completions with
             `token_ids`, `logprobs` and `finish_reason`).
         tok: the policy's tokenizer.
-        env: the task environment (`tools`, `call_tool`); tools are offered when max_turns > 1.
+        env: the task environment (a `youtu.agentic.envs.Env`); its tools for the task are
+            offered when max_turns > 1, each episode gets its own tool state (`env.episode`),
+            and its `final_answer` reads the answer while that state is open.
         tasks: tasks to answer; episodes come out group by group in this order.
         group_size: episodes per task (G).
         params: a `SamplingParams` template; `max_tokens` caps each turn, `seed` is set per
@@ -148,15 +157,17 @@ def rollout(sampler: Sampler, tok: Any, env: Any, tasks: list[Any], *, group_siz
         max_seq_len: token budget of a whole episode (the engine's context).
         enable_thinking: the chat template's thinking mode.
         seed / step: make the sampling reproducible and different every step.
-        system_prompt: optional system message before the task.
+        system_prompt: system message before the task (default: the environment's).
+        index_offset: global index of the first episode (its rank's offset under torchrun), so
+            sampling seeds do not depend on how episodes are split over processes.
 
     Returns:
         len(tasks) * group_size episodes, group members contiguous.
     """
-    tools = list(env.tools) if max_turns > 1 and getattr(env, "tools", None) else None
+    system_prompt = system_prompt or getattr(env, "system_prompt", "")
     episodes: list[Episode] = []
-    states: list[dict] = []
     for group, task in enumerate(tasks):
+        tools = (env.tools_for(task) or None) if max_turns > 1 else None
         messages = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
         messages.append({"role": "user", "content": task.prompt})
         ids, _ = encode_chat(tok, messages, tools=tools, enable_thinking=enable_thinking,
@@ -168,8 +179,23 @@ def rollout(sampler: Sampler, tok: Any, env: Any, tasks: list[Any], *, group_siz
             episodes.append(Episode(task=task, group=group, token_ids=list(ids),
                                     loss_mask=[0] * len(ids), sampler_logprobs=[0.0] * len(ids),
                                     messages=[dict(m) for m in messages], tools=tools))
-            states.append({})
+    with contextlib.ExitStack() as stack:  # per-episode tool state (sandbox, database), closed at the end
+        states = [stack.enter_context(env.episode(ep.task)) for ep in episodes]
+        _run_turns(sampler, tok, env, episodes, states, params=params, max_turns=max_turns,
+                   max_seq_len=max_seq_len, enable_thinking=enable_thinking, seed=seed, step=step,
+                   index_offset=index_offset)
+        for ep, state in zip(episodes, states):
+            last = ep.messages[-1] if ep.messages[-1]["role"] == "assistant" else {}
+            ep.answer = env.final_answer(ep.task, state, last.get("content") or "")
+    for ep in episodes:
+        assert len(ep.token_ids) == len(ep.loss_mask) == len(ep.sampler_logprobs)
+    return episodes
 
+
+def _run_turns(sampler: Sampler, tok: Any, env: Any, episodes: list[Episode], states: list[Any],
+               *, params: Any, max_turns: int, max_seq_len: int, enable_thinking: bool, seed: int,
+               step: int, index_offset: int) -> None:
+    """Sample turn after turn for every episode still going; run its tool calls in between."""
     eos_text = tok.decode([tok.eos_id])
     active = list(range(len(episodes)))
     for turn in range(max_turns):
@@ -179,7 +205,7 @@ def rollout(sampler: Sampler, tok: Any, env: Any, tasks: list[Any], *, group_siz
         for i in active:
             budget = max_seq_len - len(episodes[i].token_ids)
             requests.append(dataclasses.replace(params, max_tokens=min(params.max_tokens, budget),
-                                                seed=rollout_seed(seed, step, i, turn)))
+                                                seed=rollout_seed(seed, step, index_offset + i, turn)))
         completions = sampler.generate([episodes[i].token_ids for i in active], requests)
         still_active = []
         for i, completion in zip(active, completions):
@@ -198,7 +224,7 @@ def rollout(sampler: Sampler, tok: Any, env: Any, tasks: list[Any], *, group_siz
             if parsed.tool_calls:
                 message["tool_calls"] = parsed.tool_calls
             ep.finish_reason = completion.finish_reason
-            if completion.finish_reason != "stop" or not parsed.tool_calls or tools is None:
+            if completion.finish_reason != "stop" or not parsed.tool_calls or ep.tools is None:
                 ep.messages.append(message)
                 continue
             if turn == max_turns - 1:
@@ -206,7 +232,7 @@ def rollout(sampler: Sampler, tok: Any, env: Any, tasks: list[Any], *, group_siz
                 ep.finish_reason = "max_turns"
                 continue
             results = call_tools(env, ep.task, states[i], parsed.tool_calls)
-            suffix = tool_turn_ids(tok, ep.messages + [message], results, tools, enable_thinking)
+            suffix = tool_turn_ids(tok, ep.messages + [message], results, ep.tools, enable_thinking)
             ep.messages += [message, *results]
             if len(ep.token_ids) + len(suffix) >= max_seq_len:
                 ep.finish_reason = "length"
@@ -216,9 +242,6 @@ def rollout(sampler: Sampler, tok: Any, env: Any, tasks: list[Any], *, group_siz
             ep.sampler_logprobs += [0.0] * len(suffix)
             still_active.append(i)
         active = still_active
-    for ep in episodes:
-        assert len(ep.token_ids) == len(ep.loss_mask) == len(ep.sampler_logprobs)
-    return episodes
 
 
 @dataclass
