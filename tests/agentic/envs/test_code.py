@@ -1,0 +1,65 @@
+"""Code environment: the bugs are real (caught by the visible tests), hidden tests accept the
+reference and reject buggy, hanging or crashing solutions, and the tools work in the sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from youtu.agentic.envs.code import CodeEnv, _fails, _reference
+from youtu.agentic.envs.code_tasks import FAMILIES
+from youtu.agentic.sandbox import SandboxLimits
+
+ENV = CodeEnv(SandboxLimits(timeout_s=1.5, memory_mb=256))
+
+
+@pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.name)
+def test_every_bug_is_caught_by_the_edge_cases_the_visible_tests_include(fam):
+    ref = _reference(fam)
+    edge = [(args, ref(*args)) for args in fam.edge[:2]]
+    for source, _ in fam.bugs:
+        assert _fails(fam, source, edge), f"{fam.name}: a bug passes the visible edge cases"
+    assert not _fails(fam, fam.reference, edge)
+
+
+def test_hidden_tests_accept_the_reference_and_reject_wrong_solutions():
+    task = ENV.generate(7, 1)
+    fn = task.meta["function"]
+    assert task.meta["hidden_tests"]["tests/test_hidden.py"].count("def test_") > \
+        task.meta["files"]["tests/test_solution.py"].count("def test_")
+    assert ENV.check(task, task.answer).correct
+    for wrong in task.near_misses:
+        assert not ENV.check(task, wrong).correct
+    head = task.meta["files"]["solution.py"].split("\n")[0]
+    for body in ("    while True:\n        pass\n", "    raise RuntimeError('no')\n",
+                 "    print('looks fine')\n"):
+        verdict = ENV.check(task, f"{head}\n{body}")
+        assert not verdict.correct and "hidden tests" in verdict.detail, (fn, body)
+    assert not ENV.check(task, "def broken(:\n").correct
+
+
+@pytest.mark.parametrize("level", [2, 3])
+def test_tools_expose_the_failure_and_the_fix_in_one_sandbox(level):
+    task = ENV.generate(11, level)
+    target = task.meta["target"]
+    with ENV.episode(task) as box:
+        listing = ENV.call_tool(task, box, "bash", {"command": "ls -R"})
+        assert target.split("/")[-1] in listing and listing.endswith("[exit code 0]")
+        report = ENV.call_tool(task, box, "run_tests", {})
+        assert "FAILED" in report and not report.endswith(" 0 failed")
+        assert ENV.call_tool(task, box, "read_file", {"path": target}) == task.meta["files"][target]
+        ENV.call_tool(task, box, "write_file", {"path": target, "content": task.answer})
+        assert ENV.call_tool(task, box, "run_tests", {}).endswith(" 0 failed")
+        assert ENV.final_answer(task, box, "done") == task.answer
+        assert ENV.call_tool(task, box, "read_file", {"path": "../../etc/passwd"}).startswith(
+            "error")
+        assert ENV.call_tool(task, box, "write_file", {"path": "x"}).startswith(
+            "error: missing argument")
+    assert ENV.check(task, task.answer).correct
+
+
+def test_levels_are_implement_fix_and_repo():
+    stub = ENV.generate(3, 1).meta["files"]["solution.py"]
+    assert "NotImplementedError" in stub
+    repo = ENV.generate(3, 3)
+    assert repo.meta["target"].endswith("/core.py") and "tests/test_other.py" in repo.meta["files"]
+    assert ENV.generate(3, 2) == ENV.generate(3, 2)

@@ -1,0 +1,68 @@
+"""Research environment: a deterministic linked collection, a real BM25 index, multi-hop
+questions (forward and reverse synthesis) whose answers are checked against ground truth."""
+
+from __future__ import annotations
+
+import pytest
+
+from youtu.agentic.envs.research import BM25, WORLD_SPAN, ResearchEnv, build_world
+
+ENV = ResearchEnv()
+
+
+def test_world_is_deterministic_and_documents_link_entities():
+    a, b = build_world(0), build_world(0)
+    assert a.docs == b.docs and len(a.docs) > 150
+    assert build_world(1).docs != a.docs
+    for e in list(a.entities.values())[:40]:
+        for target in e.links.values():
+            assert a.entities[target].name in a.docs[e.id]  # the link is in the text
+
+
+def test_bm25_ranks_by_term_weight():
+    index = BM25({"a": "red apple pie", "b": "green apple", "c": "red red red car", "d": "tree"})
+    assert [d for d, _ in index.search("apple")][:2] == ["b", "a"]  # shorter doc first
+    assert index.search("red")[0][0] == "c"
+    assert index.search("zebra") == []
+    world = build_world(0)
+    for e in list(world.entities.values())[:30]:
+        top = [d for d, _ in world.index.search(e.name, k=5)]
+        assert e.id in top
+
+
+@pytest.mark.parametrize("hops", [1, 2, 3, 4])
+def test_questions_chain_hops_and_the_checker_uses_ground_truth(hops):
+    modes = set()
+    for seed in range(12):
+        task = ENV.generate(seed, hops)
+        modes.add(task.meta["synthesis"])
+        world = ENV.world(task)
+        path = [world.entities[i] for i in task.meta["path"]]
+        assert len(path) == hops and len(task.meta["relations"]) == hops - 1
+        for a, rel, b in zip(path, task.meta["relations"], path[1:]):
+            assert a.links[rel] == b.id
+        assert str(path[-1].attrs[task.meta["attribute"]]) == task.answer
+        assert ENV.check(task, task.answer).correct
+        assert ENV.check(task, f"  The {task.answer.upper()}. ").correct
+        for wrong in task.near_misses:
+            assert not ENV.check(task, wrong).correct
+    assert modes == {"forward", "reverse"}
+
+
+def test_numbers_are_normalised_and_eval_seeds_get_unseen_worlds():
+    task = next(t for t in (ENV.generate(s, 1) for s in range(50))
+                if t.meta["attribute"] == "population")
+    value = int(task.answer)
+    assert ENV.check(task, f"{value:,}").correct and not ENV.check(task, str(value + 1)).correct
+    assert ENV.generate(1_000_000, 2).meta["world"] == 1_000_000 // WORLD_SPAN
+    assert 1_000_000 // WORLD_SPAN > 999_999 // WORLD_SPAN
+
+
+def test_tools_search_and_open():
+    task = ENV.generate(3, 2)
+    first = task.meta["path"][0]
+    hits = ENV.call_tool(task, None, "search", {"query": ENV.world(task).entities[first].name})
+    assert first in [line.split(" | ")[0] for line in hits.splitlines()]
+    assert ENV.call_tool(task, None, "open", {"doc_id": first}) == ENV.world(task).docs[first]
+    assert ENV.call_tool(task, None, "open", {"doc_id": "d9999"}).startswith("error")
+    assert ENV.call_tool(task, None, "search", {"query": ""}).startswith("error")

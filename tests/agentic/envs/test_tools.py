@@ -1,0 +1,89 @@
+"""Tools environment: real tools, gold calls that execute, and verification by replaying the
+calls against a fresh state (tampered observations, missing writes and calls on irrelevance
+tasks are all rejected)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+
+import pytest
+
+from youtu.agentic.envs.tools import ToolsEnv, convert_units
+
+ENV = ToolsEnv()
+TASKS = [ENV.generate(seed, 1 + seed % 3) for seed in range(60)]
+
+
+def test_task_kinds_all_occur_and_offered_tools_include_the_needed_ones():
+    kinds = {t.meta["kind"] for t in TASKS}
+    assert kinds == {"single", "parallel", "multi_step", "irrelevance"}
+    for t in TASKS:
+        offered = {s["function"]["name"] for s in ENV.tools_for(t)}
+        assert {s.tool for s in t.steps} <= offered
+        assert len(offered) > len({s.tool for s in t.steps})  # distractors too
+    assert any(len(g) > 1 for t in TASKS for g in t.meta["groups"])  # parallel groups
+
+
+@pytest.mark.parametrize("task", TASKS[:30], ids=lambda t: t.id)
+def test_checker_accepts_answer_and_rejects_near_misses(task):
+    assert ENV.check(task, task.answer).correct
+    assert task.near_misses
+    for wrong in task.near_misses:
+        assert not ENV.check(task, wrong).correct, (task.prompt, task.answer, wrong)
+
+
+def test_replay_verification_catches_tampering_missing_state_and_irrelevant_calls():
+    rng = random.Random(0)
+    stateful = next(t for t in TASKS if any(s.tool == "kv_set" for s in t.steps))
+    traj = ENV.solve(stateful, rng)
+    assert traj.outcome.verified and "replayed" in traj.outcome.detail
+    tampered = copy.deepcopy(traj)
+    tool_msg = next(m for m in tampered.messages if m["role"] == "tool")
+    tool_msg["content"] = "999"
+    assert "replays to" in ENV.verify(stateful, tampered).detail
+    # drop the kv_set turn: the answer is still right but the store was never written
+    skipped = copy.deepcopy(traj)
+    k = next(i for i, m in enumerate(skipped.messages)
+             if any(c["function"]["name"] == "kv_set" for c in m.get("tool_calls") or []))
+    del skipped.messages[k:k + 2]
+    verdict = ENV.verify(stateful, skipped)
+    assert not verdict.correct and "state" in verdict.detail
+    irrelevant = next(t for t in TASKS if t.meta["kind"] == "irrelevance")
+    traj = ENV.solve(irrelevant, rng)
+    assert traj.outcome.verified and traj.tool_calls() == []
+    called = copy.deepcopy(traj)
+    called.messages[-1]["tool_calls"] = [{"id": "call_0", "type": "function", "function": {
+        "name": "weekday", "arguments": json.dumps({"date": "2024-01-01"})}}]
+    assert not ENV.verify(irrelevant, called).correct
+
+
+def test_tools_execute_for_real_and_report_errors():
+    task = TASKS[0]
+    with ENV.episode(task) as state:
+        call = lambda name, **a: ENV.call_tool(task, state, name, a)  # noqa: E731
+        assert call("convert_units", value=26.2, from_unit="mi", to_unit="km") == "42.1648"
+        assert call("convert_units", value=100, from_unit="C", to_unit="F") == "212"
+        assert call("convert_units", value=1, from_unit="miles", to_unit="km").startswith(
+            "error: unknown unit")
+        assert call("convert_units", value=1, from_unit="kg", to_unit="km").startswith(
+            "error: cannot convert")
+        assert call("date_diff", start="2024-02-28", end="2024-03-01") == "2"  # leap year
+        assert call("weekday", date="2024-07-04") == "Thursday"
+        assert call("date_add", date="2023-12-31", days=1) == "2024-01-01"
+        assert call("sql_query", query="DROP TABLE products").startswith("error: not authorized")
+        assert call("sql_query", query="SELECT cost FROM products").startswith("error: no such")
+        assert call("sql_query", query="UPDATE products SET stock = 0 WHERE id = 1") == \
+            "ok: 1 row(s) changed"
+        assert call("sql_query", query="SELECT stock FROM products WHERE id = 1") == "stock\n0"
+        assert call("kv_set", key="a", value="1") == "ok" and call("kv_get", key="a") == "1"
+        assert call("kv_get", key="missing").startswith("error")
+        assert call("date_add", date="not a date", days=1).startswith("error")
+        assert call("nope").startswith("error: unknown tool")
+
+
+def test_unit_conversion_is_exact_to_four_decimals():
+    assert convert_units(1, "in", "cm") == "2.54"
+    assert convert_units(1, "lb", "kg") == "0.4536"
+    assert convert_units(2, "week", "h") == "336"
