@@ -56,7 +56,7 @@ class StageConfig:
 class SourceConfig:
     """One document source: a file, a folder, or a `datasets` folder saved with `save_to_disk`."""
 
-    path: str
+    path: str = ""
     """File or folder. Files: .jsonl/.json/.ndjson (optionally .gz/.zst), .parquet, text."""
     kind: Literal["auto", "jsonl", "parquet", "text", "hf"] = "auto"
     """Reader; 'auto' picks by suffix (a folder is read file by file, or as 'hf' when it holds
@@ -78,7 +78,8 @@ class SourceConfig:
 
     def __post_init__(self):
         if not self.path:
-            raise ValueError("sources[].path must name a file or folder")
+            raise ValueError("sources[].path must name a file or folder (every [[data.sources]] "
+                             "entry needs one)")
         _check_domain(self.domain, "sources[].domain", allow_auto=True)
         if self.max_docs < 0:
             raise ValueError(f"sources[].max_docs must be >= 0 (0 = all), got {self.max_docs}")

@@ -9,7 +9,7 @@ pattern or a density threshold), need no labelled data, and cover the four pretr
 whose surface differs sharply: code has keyword-led lines and braces, stem text is dense in
 digits, operators and LaTeX, agent trajectories carry tool-call markup. The paper's 11-domain /
 46-sub-domain labelling needs a trained model; `NaiveBayesClassifier` is the trained path
-(multinomial naive Bayes over hashed word uni- and bigrams, Laplace smoothing): fit it on any
+(binary multinomial naive Bayes over hashed word uni- and bigrams, Laplace smoothing): fit it on any
 labelled documents (`prepare` fits it on the embedded corpus when `data.classifier = "bayes"`).
 Agent markup is checked by rule first in both cases, since its markers are unambiguous.
 """
@@ -76,12 +76,14 @@ def _features(text: str, buckets: int) -> np.ndarray:
     words = re.findall(r"\w+|[^\w\s]", text.lower())
     grams = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
     # crc32, not hash(): Python salts str hashes per process, the model must be reproducible.
-    return np.fromiter((zlib.crc32(g.encode()) % buckets for g in grams), dtype=np.int64,
-                       count=len(grams))
+    # Each feature counts once per document (binary multinomial NB): a token repeated 40 times
+    # in one file should not outvote everything else (Jurafsky & Martin, SLP3 ch. 4.4).
+    return np.unique(np.fromiter((zlib.crc32(g.encode()) % buckets for g in grams),
+                                 dtype=np.int64, count=len(grams)))
 
 
 class NaiveBayesClassifier:
-    """Multinomial naive Bayes over hashed word unigrams and bigrams."""
+    """Binary multinomial naive Bayes over hashed word unigrams and bigrams."""
 
     def __init__(self, labels: list[str], log_prior: np.ndarray, log_likelihood: np.ndarray):
         self.labels = labels
@@ -93,19 +95,18 @@ class NaiveBayesClassifier:
             alpha: float = 1.0) -> NaiveBayesClassifier:
         """Train on (text, label) pairs; `alpha` is the Laplace smoothing count."""
         counts: dict[str, np.ndarray] = {}
-        docs: dict[str, int] = {}
         for text, label in examples:
             row = counts.setdefault(label, np.zeros(buckets, dtype=np.float64))
-            np.add.at(row, _features(text, buckets), 1.0)
-            docs[label] = docs.get(label, 0) + 1
+            row[_features(text, buckets)] += 1.0  # features are unique per document
         if len(counts) < 2:
             raise ValueError(f"a domain classifier needs documents of at least 2 domains, got "
                              f"{sorted(counts)}")
         labels = sorted(counts)
         table = np.stack([counts[label] for label in labels]) + alpha
         log_likelihood = np.log(table / table.sum(axis=1, keepdims=True))
-        prior = np.array([docs[label] for label in labels], dtype=np.float64)
-        return cls(labels, np.log(prior / prior.sum()), log_likelihood)
+        # A uniform prior: the training mix (how many documents each domain happened to have)
+        # says nothing about the mix of the source being classified.
+        return cls(labels, np.full(len(labels), -np.log(len(labels))), log_likelihood)
 
     def predict(self, text: str) -> str:
         """Most probable label ('agent' by rule when the text carries tool-call markup)."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from youtu.data.config import StageConfig
 from youtu.data.mixture import normalized_mix
-from youtu.data.shards import ShardSet
+from youtu.data.shards import ShardError, ShardSet
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
@@ -89,10 +89,14 @@ def render_samples(shards: ShardSet, tokenizer: Tokenizer, per_domain: int = 1,
 
 def main(cfg: RunConfig) -> int:
     """`youtu data inspect`: print the tree of `data.dir` (default `<run_dir>/data`)."""
+    from youtu.config import ConfigError
     from youtu.tokenizer import Tokenizer
 
     folder = Path(cfg.data.dir) if cfg.data.dir else cfg.run_dir / "data"
-    shards = ShardSet.open(folder, None, verify_checksums=cfg.data.verify_checksums)
+    try:
+        shards = ShardSet.open(folder, None, verify_checksums=cfg.data.verify_checksums)
+    except ShardError as e:
+        raise ConfigError(str(e)) from e
     print(render_tree(shards, list(cfg.train.stages)))
     tokenizer_dir = folder / shards.manifest["tokenizer"]["path"]
     if cfg.data.inspect_samples and (tokenizer_dir / "tokenizer.json").is_file():

@@ -149,11 +149,10 @@ def _timed_iter(docs: Iterable[Document], timer: _Timer) -> Iterator[Document]:
 def _classifier(cfg: DataConfig):
     if cfg.classifier == "rules":
         return classify_rules
-    e = cfg.embedded
-    # Fit on at most ~300k chars per domain of the (labelled) embedded corpus: a second's work.
-    sample = embedded_corpus(cfg.seed, code_chars=min(e.code_chars or 300_000, 300_000),
-                             prose_chars=min(e.prose_chars or 300_000, 300_000),
-                             stem_chars=min(e.stem_chars or 300_000, 300_000))
+    # Fit on ~300k chars per domain of the labelled embedded corpus (always available, whatever
+    # the run's caps): about a second's work.
+    sample = embedded_corpus(cfg.seed, code_chars=300_000, prose_chars=300_000,
+                             stem_chars=300_000)
     return NaiveBayesClassifier.fit((d.text, d.domain) for d in sample).predict
 
 

@@ -31,8 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from youtu.config import ConfigError
-
 logger = logging.getLogger(__name__)
 
 FORMAT = "youtu-shards/1"
@@ -42,8 +40,10 @@ IDX_HEADER = struct.Struct("<8sQ")  # magic, number of documents
 FIX = "delete it and re-run `youtu data prepare` (finished shards are kept)"
 
 
-class ShardError(ConfigError):
-    """A shard folder is unusable (wrong tokenizer, truncated, corrupt); the message says how to fix it."""
+class ShardError(ValueError):
+    """A shard folder is unusable (wrong tokenizer, truncated, corrupt); the message says how to
+    fix it. (A ValueError, not youtu.config.ConfigError: importing youtu.config imports torch,
+    which would cost every tokenizer worker process seconds of start-up.)"""
 
 
 def shard_stem(domain: str, index: int) -> str:

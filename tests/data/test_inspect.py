@@ -1,0 +1,38 @@
+"""`youtu data inspect`: the tree, per-stage demand, samples."""
+
+from __future__ import annotations
+
+import pytest
+
+from youtu.config import ConfigError, RunConfig, replace
+from youtu.data.config import StageConfig
+from youtu.data.inspect import main, render_tree
+from youtu.data.shards import ShardSet
+
+
+def test_tree_counts_and_curriculum(prepared):
+    folder, manifest = prepared
+    shards = ShardSet.open(folder, None)
+    stem_tokens = manifest["domains"]["stem"]["tokens"]
+    stages = [StageConfig(name="s1", tokens=stem_tokens * 4, mix={"commonsense": 0.75, "stem": 0.25}),
+              StageConfig(name="s2", tokens=1000, mix={"agent": 1.0})]
+    text = render_tree(shards, stages)
+    for domain, info in manifest["domains"].items():
+        assert f"{info['docs']:,d} docs" in text and domain in text
+    assert "1.00 epochs" in text  # stem: 25% of 4x its tokens
+    assert "agent" in text and "MISSING" in text
+    assert "quality" in text and "generated-stem" in text
+
+
+def test_main_prints_tree_and_samples(prepared, capsys):
+    folder, _ = prepared
+    cfg = replace(RunConfig(), [f"--data.dir={folder}", "--data.inspect_samples=1"])
+    assert main(cfg) == 0
+    out = capsys.readouterr().out
+    assert "samples:" in out and "--- stem #" in out and "Answer:" in out
+
+
+def test_main_on_a_missing_folder_says_what_to_run(tmp_path):
+    cfg = replace(RunConfig(), [f"--data.dir={tmp_path / 'none'}"])
+    with pytest.raises(ConfigError, match="youtu data prepare"):
+        main(cfg)
