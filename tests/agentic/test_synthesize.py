@@ -8,7 +8,7 @@ import json
 import pytest
 
 from youtu.agentic.config import SynthConfig
-from youtu.agentic.synthesize import plan_jobs, synthesize
+from youtu.agentic.synthesize import _init_worker, plan_jobs, run_scripted_job, synthesize
 from youtu.agentic.trajectory import load_trajectories
 from youtu.config import ConfigError
 
@@ -64,12 +64,22 @@ def test_output_does_not_depend_on_the_worker_count(run, tmp_path):
     assert _files(tmp_path) == _files(out)
 
 
-def test_dedup_drops_repeated_tasks(tmp_path):
-    cfg = SynthConfig(mix={"tools": 40}, shard_size=20, workers=1)
-    stats = synthesize(cfg, tmp_path)["domains"]["tools"]
-    prompts = [t.task.prompt + t.task.answer for t in load_trajectories(tmp_path)]
-    assert len(prompts) == len(set(prompts)) == stats["kept"]
-    assert stats["duplicates"] > 0  # the single-call kv questions repeat by construction
+@pytest.mark.parametrize("dedup", [True, False])
+def test_dedup_drops_repeated_tasks(tmp_path, dedup):
+    cfg = SynthConfig(mix={"research": 8}, shard_size=4, workers=1, dedup=dedup)
+    _init_worker(cfg)
+    _, first, first_stats = run_scripted_job(("research", 0, 0, 4))
+
+    def solver(jobs):  # every shard comes back with the first shard's trajectories
+        for job in jobs:
+            yield job, first, first_stats
+
+    stats = synthesize(cfg, tmp_path, solver=solver)["domains"]["research"]
+    ids = [t.id for t in load_trajectories(tmp_path)]
+    if dedup:
+        assert stats["kept"] == len(first) == len(set(ids)) and stats["duplicates"] == len(first)
+    else:
+        assert stats["kept"] == 2 * len(first) and stats["duplicates"] == 0
 
 
 def test_changed_config_refuses_to_mix_into_old_shards(run):

@@ -194,10 +194,10 @@ def _fractions(rng: random.Random) -> _Problem:
 
 
 def _gcd_lcm(rng: random.Random) -> _Problem:
-    g = rng.randint(2, 12)
-    a, b = g * rng.randint(2, 9), g * rng.randint(2, 9)
+    g = rng.randint(2, 15)
+    a, b = g * rng.randint(2, 16), g * rng.randint(2, 16)
     while a == b:
-        b = g * rng.randint(2, 9)
+        b = g * rng.randint(2, 16)
     gv, lv = math.gcd(a, b), math.lcm(a, b)
     return _Problem(
         "gcd_lcm", f"Find lcm({a}, {b}) - gcd({a}, {b}).", str(lv - gv), "number",
@@ -223,7 +223,8 @@ def _modular(rng: random.Random) -> _Problem:
 
 
 def _percent(rng: random.Random) -> _Problem:
-    base, p, q = rng.randint(2, 40) * 10, rng.choice([10, 15, 20, 25, 30, 40]), rng.choice([5, 10, 20])
+    base, p, q = rng.randint(2, 400) * 5, rng.choice([5, 10, 12, 15, 20, 25, 30, 40, 50]), \
+        rng.choice([5, 8, 10, 20, 25])
     value = Fraction(base) * (100 + p) / 100 * (100 - q) / 100
     wrong = Fraction(base) * (100 + p - q) / 100
     return _Problem(

@@ -58,12 +58,29 @@ _UNIT_NAMES = {"mi": "miles", "km": "kilometers", "lb": "pounds", "kg": "kilogra
 _PRODUCTS = [("hammer", "tools"), ("drill", "tools"), ("saw", "tools"), ("wrench", "tools"),
              ("apple", "food"), ("bread", "food"), ("cheese", "food"), ("coffee", "food"),
              ("notebook", "office"), ("pen", "office"), ("stapler", "office"), ("lamp", "office")]
-_IRRELEVANT = ["Write a haiku about autumn leaves.", "Translate 'good morning' into Japanese.",
-               "Book a table for two at an Italian restaurant tonight.",
-               "Send an email to my manager saying I will be late.",
-               "What is the plot of the novel Moby-Dick?", "Play some relaxing music.",
-               "Order a pizza with mushrooms to my address.", "Tell me a joke about cats."]
-_CITIES = ["Lisbon", "Oslo", "Quito", "Hanoi"]
+_IRRELEVANT = [  # requests no offered tool can serve (templates x fillers: thousands of prompts)
+    ("Write a {form} about {topic}.", {"form": ["haiku", "limerick", "short poem", "toast"],
+                                       "topic": ["autumn leaves", "the sea", "coffee", "trains",
+                                                 "a lost umbrella", "mountains"]}),
+    ("Translate '{phrase}' into {language}.", {"phrase": ["good morning", "thank you",
+                                                          "where is the station", "see you soon"],
+                                               "language": ["Japanese", "French", "Swahili",
+                                                            "Portuguese", "Finnish"]}),
+    ("Book a table for {n} at {place} {when}.", {"n": ["two", "four", "six"],
+                                                 "place": ["an Italian restaurant", "a sushi bar",
+                                                           "the hotel bistro"],
+                                                 "when": ["tonight", "on Friday", "tomorrow at 8"]}),
+    ("Send an email to {who} saying {msg}.", {"who": ["my manager", "the landlord", "Dana"],
+                                              "msg": ["I will be late", "the report is done",
+                                                      "thanks for the help"]}),
+    ("What will the weather be in {city} {when}?", {"city": ["Oslo", "Lima", "Perth", "Riga"],
+                                                    "when": ["tomorrow", "this weekend"]}),
+    ("Play some {genre} music.", {"genre": ["relaxing", "jazz", "classical", "upbeat"]}),
+    ("Remind me to {task} at {time}.", {"task": ["call mum", "water the plants", "stretch"],
+                                        "time": ["6 pm", "noon", "9:30"]}),
+]
+_CITIES = ["Lisbon", "Oslo", "Quito", "Hanoi", "Accra", "Tartu", "Cusco", "Hobart", "Izmir",
+           "Nagoya", "Porto", "Tromso"]
 _WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
@@ -129,11 +146,11 @@ def _shop(seed: int) -> sqlite3.Connection:
 
 def _kv_seed(seed: int) -> dict[str, str]:
     rng = random.Random(f"kv/{seed}")
-    return {"trip:distance_mi": str(rng.choice([3.1, 13.1, 26.2, 42.5, 60])),
+    return {"trip:distance_mi": str(rng.randint(10, 999) / 10),
             "user:ana:city": rng.choice(_CITIES),
             "user:ana:start_date": f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-            "parcel:weight_lb": str(rng.choice([2.5, 4, 7.25, 11, 18.5])),
-            "budget:total": str(rng.randint(5, 50) * 100)}
+            "parcel:weight_lb": str(rng.randint(4, 400) / 4),
+            "budget:total": str(rng.randint(5, 500) * 100)}
 
 
 class ToolsEnv(Env):
@@ -479,7 +496,9 @@ def _val(step: Step) -> str:
 
 
 def _irrelevance(rng, seed):
-    return rng.choice(_IRRELEVANT), [], lambda s: "none", {}
+    template, fillers = rng.choice(_IRRELEVANT)
+    prompt = template.format(**{k: rng.choice(v) for k, v in fillers.items()})
+    return prompt, [], lambda s: "none", {}
 
 
 _SINGLE = [_single_convert, _single_date, _single_weekday, _single_sql, _single_kv, _single_calc]
