@@ -316,8 +316,8 @@ def _series(rng: random.Random) -> _Problem:
 
 
 def _combinatorics(rng: random.Random) -> _Problem:
-    n, k = rng.randint(5, 12), rng.randint(2, 4)
-    m, j = rng.randint(4, 10), rng.randint(1, 3)
+    n, k = rng.randint(5, 16), rng.randint(2, 5)
+    m, j = rng.randint(4, 14), rng.randint(1, 4)
     value = math.comb(n, k) * math.comb(m, j)
     wrong = math.perm(n, k) * math.perm(m, j)
     return _Problem(
@@ -333,7 +333,7 @@ def _combinatorics(rng: random.Random) -> _Problem:
 
 
 def _probability(rng: random.Random) -> _Problem:
-    r, b = rng.randint(2, 9), rng.randint(2, 9)
+    r, b = rng.randint(2, 20), rng.randint(2, 20)
     value = Fraction(r * (r - 1), (r + b) * (r + b - 1))
     wrong = Fraction(r, r + b) ** 2
     return _Problem(
@@ -349,9 +349,9 @@ def _probability(rng: random.Random) -> _Problem:
 
 
 def _work_rate(rng: random.Random) -> _Problem:
-    a, b = rng.randint(2, 12), rng.randint(2, 12)
+    a, b = rng.randint(2, 30), rng.randint(2, 30)
     while b == a:
-        b = rng.randint(2, 12)
+        b = rng.randint(2, 30)
     value = Fraction(a * b, a + b)
     return _Problem(
         "work_rate", f"Pipe A fills a tank in {a} hours and pipe B fills it in {b} hours. How "
@@ -366,7 +366,7 @@ def _work_rate(rng: random.Random) -> _Problem:
 
 def _extraneous(rng: random.Random) -> _Problem:
     while True:
-        b, r = rng.randint(0, 6), rng.randint(1, 14)
+        b, r = rng.randint(0, 15), rng.randint(1, 40)
         s = 2 * b + 1 - r  # the other root of x + a = (x - b)^2
         a = (r - b) ** 2 - r
         if r - b > 0 and s - b < 0 and s + a >= 0 and s != r:
@@ -386,7 +386,7 @@ def _extraneous(rng: random.Random) -> _Problem:
 
 
 def _rectangle(rng: random.Random) -> _Problem:
-    w, d = rng.randint(2, 15), rng.randint(1, 9)
+    w, d = rng.randint(2, 60), rng.randint(1, 25)
     area = w * (w + d)
     return _Problem(
         "constrained_quadratic", f"A rectangle is {d} cm longer than it is wide and its area is "
