@@ -379,9 +379,14 @@ class Sandbox:
     def __init__(self, limits: SandboxLimits | None = None, files: dict[str, str] | None = None):
         self.limits = limits or SandboxLimits()
         self.workdir = tempfile.mkdtemp(prefix="youtu-sbx-")
-        _write_files(self.workdir, files)
-        self._proc, self._uid = _spawn(["--serve"], self.workdir, self.limits, subprocess.PIPE,
-                                       subprocess.DEVNULL)
+        self._proc: subprocess.Popen | None = None
+        try:
+            _write_files(self.workdir, files)
+            self._proc, self._uid = _spawn(["--serve"], self.workdir, self.limits,
+                                           subprocess.PIPE, subprocess.DEVNULL)
+        except (OSError, ValueError, SandboxError):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
         self._buffer = b""
 
     def __enter__(self) -> Sandbox:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from youtu.agentic.envs.base import Env, function_schema
 from youtu.agentic.envs.code_tasks import FAMILIES, Family, call_repr
-from youtu.agentic.sandbox import Sandbox, SandboxLimits
+from youtu.agentic.sandbox import Sandbox, SandboxError, SandboxLimits
 from youtu.agentic.trajectory import Step, Task, Verdict
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ class CodeEnv(Env):
                 return (res.stdout + res.stderr).strip() + ("\n[timed out]" if res.timed_out else "")
         except KeyError as e:
             return f"error: missing argument {e}"
-        except OSError as e:
+        except (OSError, SandboxError) as e:
             return f"error: {e}"
         return f"error: unknown tool {name!r}; available: bash, read_file, write_file, run_tests"
 
