@@ -17,6 +17,9 @@ class Document:
         meta: Free-form, JSON-serialisable details (file, row, generator kind, ...). A `chat`
             document may carry `messages` (OpenAI chat dicts) and `tools` (JSON schemas): it is
             then tokenized with `youtu.tokenizer.chat.encode_chat` and keeps its loss mask.
+            `allow_special` (default: True for `agent`, else False) says whether special-token
+            strings in the text ("<tool_call>", "<think>") become their special ids: yes for
+            synthesized trajectories we trust, never for web text.
     """
 
     text: str
