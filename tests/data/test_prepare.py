@@ -168,6 +168,12 @@ def test_extra_agent_text_and_chat_conversations(tmp_path, tokenizer):
     assert plain_ids[0] == tokenizer.bos_id and set(plain_mask) == {1}
 
 
+def test_a_broken_conversation_names_its_source(tmp_path, tokenizer):
+    bad = Document("x", "chat", "sft-v2", {"messages": [{"role": "robot", "content": "hi"}]})
+    with pytest.raises(ValueError, match="source 'sft-v2' cannot be rendered: .*unknown role"):
+        prepare(_cfg(tmp_path), tokenizer, tmp_path / "out", extra=[bad])
+
+
 def test_decontamination_and_auto_domains(tmp_path, tokenizer):
     src = _jsonl(tmp_path / "mixed.jsonl", [CODE, TEXTS[0], TEXTS[1]])
     cfg = DataConfig(embedded=NO_EMBEDDED, workers=0,

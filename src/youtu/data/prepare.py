@@ -91,7 +91,11 @@ def tokenize_documents(tok: Tokenizer, docs: list[dict]) -> tuple[list[list[int]
         masks = [[1] * len(x) for x in ids]
         for i, d in enumerate(docs):
             if "messages" in d:
-                ids[i], masks[i] = encode_chat(tok, d["messages"], d.get("tools"))
+                try:
+                    ids[i], masks[i] = encode_chat(tok, d["messages"], d.get("tools"))
+                except (ValueError, KeyError, TypeError) as e:
+                    raise ValueError(f"chat document from source {d.get('source')!r} cannot be "
+                                     f"rendered: {e}; fix its messages") from e
     return ids, masks
 
 
@@ -157,8 +161,8 @@ def _classifier(cfg: DataConfig):
 
 
 def _payload(doc: Document) -> dict:
-    out = {"text": doc.text, "allow_special": bool(doc.meta.get("allow_special",
-                                                              doc.domain == "agent"))}
+    out = {"text": doc.text, "source": doc.source,
+           "allow_special": bool(doc.meta.get("allow_special", doc.domain == "agent"))}
     if doc.meta.get("messages"):
         out["messages"] = doc.meta["messages"]
         if doc.meta.get("tools"):
