@@ -86,7 +86,8 @@ def _token_counter(name: str) -> Callable[[str], int]:
         from youtu.tokenizer.tokenizer import Tokenizer
 
         tok = Tokenizer.load(name)
-        return lambda text: len(tok.encode(text))
+        # rendered text holds real special tokens (<think>, <tool_call>, ...): count them as such
+        return lambda text: len(tok.encode(text, allow_special=True))
     import tiktoken
 
     enc = tiktoken.get_encoding(name)
