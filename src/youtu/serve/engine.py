@@ -261,6 +261,8 @@ class Engine:
         prefill_chunk_tokens: most tokens (rows x padded length) in one prefill forward.
         detokenize: ids -> text, needed for stop strings.
         use_cuda_graph: capture the decode step in CUDA graphs (CUDA only).
+        compile: fuse the captured decode forward with torch.compile first (needs
+            use_cuda_graph; compiles once per graph bucket).
         seed: seed of the generator shared by requests without their own seed.
     """
 
@@ -268,7 +270,7 @@ class Engine:
                  eos_ids: list[int] | tuple[int, ...] | set[int], cache_memory_bytes: int = 0,
                  max_queue: int = 1024, prefill_chunk_tokens: int = 2048,
                  detokenize: Callable[[list[int]], str] | None = None,
-                 use_cuda_graph: bool = False, seed: int = 0):
+                 use_cuda_graph: bool = False, compile: bool = False, seed: int = 0):
         if max_batch < 1 or max_seq_len < 2:
             raise ValueError(f"Engine needs max_batch >= 1 and max_seq_len >= 2, got "
                              f"{max_batch} and {max_seq_len}")
@@ -282,6 +284,8 @@ class Engine:
         self.device, self.dtype = param.device, param.dtype
         if use_cuda_graph and self.device.type != "cuda":
             raise ValueError("use_cuda_graph needs the model on a CUDA device")
+        if compile and not use_cuda_graph:
+            raise ValueError("compile applies to the CUDA-graph decode step: set use_cuda_graph too")
         bytes_per_token = model.kv_cache_bytes_per_token(self.dtype)
         self.max_batch = rows_for_budget(bytes_per_token, max_batch, max_seq_len, cache_memory_bytes)
         if self.max_batch < max_batch:
@@ -294,7 +298,8 @@ class Engine:
         # One extra scratch row under CUDA graphs: padding entries of a batch bucket write there.
         rows = self.max_batch + (1 if use_cuda_graph else 0)
         self.cache = LatentCache(model.config, rows, max_seq_len, device=self.device, dtype=self.dtype)
-        self.graphs = DecodeGraphs(self, scratch_row=self.max_batch) if use_cuda_graph else None
+        self.graphs = (DecodeGraphs(self, scratch_row=self.max_batch, compile=compile)
+                       if use_cuda_graph else None)
         self._vocab = model.config.vocab_size
         self._seen: torch.Tensor | None = None  # [rows, V] bool, made when a request needs it
         self._default_gen = torch.Generator(device=self.device).manual_seed(seed)
