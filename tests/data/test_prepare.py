@@ -152,7 +152,10 @@ def test_extra_agent_text_and_chat_conversations(tmp_path, tokenizer):
                 {"role": "assistant", "content": "2 + 3 = 5."}]
     agent_text = ("<analysis>Need the sum.</analysis><tool_call>{\"name\": \"calc\", "
                   "\"arguments\": {\"expr\": \"2+3\"}}</tool_call> The result is 5.")
-    extra = [Document(agent_text, "agent", "synth"),
+    from youtu.tokenizer.chat import render_chat
+
+    rendered = render_chat(messages)  # what youtu.agentic.render.render_text produces
+    extra = [Document(agent_text, "agent", "synth"), Document(rendered, "agent", "synth"),
              Document("", "chat", "sft", {"messages": messages}),
              Document("not a conversation, plain chat text", "chat", "sft")]
     prepare(_cfg(tmp_path), tokenizer, tmp_path / "out", extra=extra)
@@ -160,6 +163,9 @@ def test_extra_agent_text_and_chat_conversations(tmp_path, tokenizer):
     agent = shards.document("agent", 0).tolist()
     assert tokenizer.special("<tool_call>") in agent  # trusted synthetic text keeps special ids
     assert tokenizer.special("<analysis>") in agent
+    framed = shards.document("agent", 1).tolist()  # its own BOS/EOS, not doubled
+    assert framed == encode_chat(tokenizer, messages)[0]
+    assert framed[:2] != [tokenizer.bos_id] * 2 and framed[-2:] != [tokenizer.eos_id] * 2
     ids, mask = encode_chat(tokenizer, messages)
     examples = list(shards.examples("chat"))
     assert examples[0] == (ids, mask)

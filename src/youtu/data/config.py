@@ -176,7 +176,8 @@ class DedupConfig:
     """Exact and near-duplicate removal, and eval decontamination."""
 
     exact: bool = True
-    """Drop documents whose whitespace-normalised text was already seen (sha1)."""
+    """Drop documents whose whitespace-normalised text was already seen (sha1). Pretraining
+    domains are deduplicated against each other, `chat` (SFT) only against itself."""
     near: bool = True
     """Drop near-duplicates found with MinHash LSH (datasketch)."""
     near_domains: list[str] = field(default_factory=lambda: ["commonsense", "code"])

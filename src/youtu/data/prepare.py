@@ -86,7 +86,11 @@ def tokenize_documents(tok: Tokenizer, docs: list[dict]) -> tuple[list[list[int]
             chunk = group[start:start + ENCODE_CHUNK]
             encoded = tok.encode_batch([docs[i]["text"] for i in chunk], allow_special)
             for i, e in zip(chunk, encoded):
-                ids[i] = [tok.bos_id, *e, tok.eos_id]
+                # Text rendered in the chat format (agent trajectories) already carries its own
+                # BOS/EOS once special strings are allowed: frame each document exactly once.
+                head = [] if e[:1] == [tok.bos_id] else [tok.bos_id]
+                tail = [] if e[-1:] == [tok.eos_id] else [tok.eos_id]
+                ids[i] = [*head, *e, *tail]
     if len(plain) < len(docs):
         masks = [[1] * len(x) for x in ids]
         for i, d in enumerate(docs):
@@ -176,9 +180,13 @@ class _Filters:
     def __init__(self, cfg: DataConfig, eval_texts: Iterable[str]):
         self.cfg = cfg
         self._classify = None  # built on the first 'auto' document (bayes trains a model)
-        self.exact = ExactDedup() if cfg.dedup.exact else None
-        self.near = NearDedup(cfg.dedup.threshold, cfg.dedup.num_perm,
-                              cfg.dedup.shingle_words) if cfg.dedup.near else None
+        # Two dedup namespaces: pretraining domains against each other, and `chat` (SFT) on its
+        # own; the same verified trajectory is meant to be both agent mid-training text and an
+        # SFT conversation.
+        self.exact = {ns: ExactDedup() for ns in ("pretrain", "chat")} if cfg.dedup.exact else None
+        self.near = {ns: NearDedup(cfg.dedup.threshold, cfg.dedup.num_perm,
+                                   cfg.dedup.shingle_words)
+                     for ns in ("pretrain", "chat")} if cfg.dedup.near else None
         texts = itertools.chain(load_eval_texts(cfg.dedup.decontam_paths,
                                                 cfg.dedup.decontam_field), eval_texts)
         self.decontam = Decontaminator(texts, cfg.dedup.decontam_ngram)
@@ -208,11 +216,12 @@ class _Filters:
         if self.decontam and t.timed("decontam", self.decontam.contaminated, text):
             self.stats.remove("decontam", "ngram_overlap", domain, len(text))
             return False
-        if self.exact and t.timed("exact_dedup", self.exact.seen_before, text):
+        ns = "chat" if domain == "chat" else "pretrain"
+        if self.exact and t.timed("exact_dedup", self.exact[ns].seen_before, text):
             self.stats.remove("dedup", "exact", domain, len(text))
             return False
         if self.near and domain in d.near_domains and t.timed("near_dedup",
-                                                               self.near.seen_before, text):
+                                                               self.near[ns].seen_before, text):
             self.stats.remove("dedup", "near", domain, len(text))
             return False
         return True
