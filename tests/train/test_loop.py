@@ -68,12 +68,61 @@ def test_kill_and_resume_is_bit_identical(reference_run, tiny_toml, tmp_path, da
     _assert_same_weights(final, ref_dir / "stage_agent")
 
 
-def test_golden_loss_curve(reference_run):
-    """The tiny run's losses, stored once from this code (torch 2.13 CPU, fp32, 1 thread).
-    A refactor of the trainer must reproduce them exactly. They also depend on the model's
-    init, the tokenizer trainer and the data sampler: when one of those changes on purpose,
-    regenerate with YOUTU_REGEN_GOLDEN=1 and say so in the commit."""
-    _, losses = reference_run
+class _PatternBatches:
+    """A fixed, learnable token stream that depends on nothing but torch's Generator: rows of
+    arithmetic progressions (random start and stride) split into two packed documents."""
+
+    def __init__(self, vocab: int):
+        self.vocab, self.n = vocab, 0
+        self.tokens_served: dict[str, int] = {}
+
+    def next_batch(self, stage_index, batch_size, seq_len):
+        from youtu.data.packing import PackedBatch
+
+        g = torch.Generator().manual_seed(1000 + self.n)
+        self.n += 1
+        start = torch.randint(0, 200, (batch_size, 1), generator=g)
+        stride = torch.randint(1, 4, (batch_size, 1), generator=g)
+        seq = (start + stride * torch.arange(seq_len + 1)) % 250
+        cut = seq_len // 3
+        positions = torch.cat([torch.arange(cut), torch.arange(seq_len - cut)]).expand(batch_size, -1)
+        doc_ids = (torch.arange(seq_len) >= cut).long().expand(batch_size, -1)
+        targets = seq[:, 1:].clone()
+        targets[:, cut - 1] = -100  # the first document ends; nothing predicts across
+        self.tokens_served["pattern"] = self.tokens_served.get("pattern", 0) + batch_size * seq_len
+        return PackedBatch(seq[:, :-1].contiguous(), targets, positions.contiguous(),
+                           doc_ids.contiguous(), {"pattern": batch_size * seq_len})
+
+    def state_dict(self):
+        return {"n": self.n, "served": dict(self.tokens_served)}
+
+    def load_state_dict(self, state):
+        self.n, self.tokens_served = state["n"], dict(state["served"])
+
+
+def test_golden_loss_curve(make_cfg, tmp_path):
+    """A fixed-seed tiny run (two stages: seq_len 32 -> 64, RoPE theta change, WSD decay,
+    2 micro-batches, fused AdamW, fp32, 1 thread) on a generated token stream, through the
+    production Trainer. The losses were stored once from this code (torch 2.13 CPU) and a
+    refactor of the trainer must reproduce them exactly. They also depend on the model's init
+    and forward: when the model changes numerics on purpose, regenerate with
+    YOUTU_REGEN_GOLDEN=1 and say so in the commit."""
+    from youtu.data.config import StageConfig
+    from youtu.train.schedule import wsd_for_plan
+
+    cfg = make_cfg("--train.micro_batch_tokens=64", "--train.checkpoint_every=0")
+    stages = [StageConfig(name="a", tokens=6 * 128, seq_len=32, batch_tokens=128,
+                          lr_phase="warmup_stable"),
+              StageConfig(name="b", tokens=6 * 128, seq_len=64, batch_tokens=128,
+                          lr_phase="decay", rope_theta=4e4)]
+    plan = plan_stages(stages, cfg.model.rope_theta)
+    sched = wsd_for_plan(plan, peak_lr=1e-2, warmup_steps=3, decay="1-sqrt", min_lr_ratio=0.1)
+    trainer = Trainer(cfg.train, build_model(cfg), dist=Dist(), out_dir=tmp_path)
+    trainer.run(plan, sched, _PatternBatches(cfg.model.vocab_size), plan_total=12)
+    trainer.close()
+    losses = read_metrics(tmp_path / "metrics.jsonl", "train/loss")
+    assert sorted(losses) == list(range(1, 13))
+    assert losses[12] < losses[1] - 1.0  # it learns the pattern
     if os.environ.get("YOUTU_REGEN_GOLDEN"):
         GOLDEN.write_text(json.dumps({"torch": torch.__version__,
                                       "losses": {str(k): v for k, v in sorted(losses.items())}},
@@ -196,3 +245,61 @@ def test_vocab_mismatch_is_an_error(make_cfg, data_dir, tokenizer_dir):
                    "--model.eos_token_id=769", "--model.pad_token_id=769")
     with pytest.raises(ConfigError, match="has 576 ids but model.vocab_size is 1024"):
         train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
+
+
+@pytest.mark.slow
+def test_loss_falls_in_every_stage_on_the_embedded_corpus_and_sft_helps(tmp_path):
+    """The acceptance run on real text: the embedded corpus (stdlib code, docs prose, generated
+    worked problems) plus scripted agentic trajectories; a 1024-token tokenizer; the tiny model
+    through all four stages, then SFT on chat conversations with a held-out split."""
+    import random as _random
+
+    from youtu.agentic.envs import ENVIRONMENTS
+    from youtu.agentic.render import render_text
+    from youtu.config import load_config
+    from youtu.data.config import DataConfig, EmbeddedConfig
+    from youtu.data.document import Document
+    from youtu.data.prepare import prepare
+    from youtu.data.sources import embedded_corpus
+    from youtu.tokenizer.train import train_from_texts
+    from youtu.train.sft import sft
+
+    from .conftest import chat_conversation
+
+    caps = dict(code_chars=300_000, prose_chars=300_000, stem_chars=200_000)
+    texts = [d.text for d in embedded_corpus(seed=0, **caps)]
+    tok = train_from_texts(texts, vocab_size=1024)
+    rng = _random.Random(0)
+    agent = []
+    for i in range(60):
+        env = ENVIRONMENTS[("math", "tools")[i % 2]]
+        traj = env.solve(env.generate(1000 + i), rng)
+        agent.append(Document(text=render_text(traj), domain="agent", source="scripted", meta={}))
+    chats = [chat_conversation(rng, with_tools=i % 3 == 0) for i in range(300)]
+    data = tmp_path / "data"
+    prepare(DataConfig(workers=0, embedded=EmbeddedConfig(**caps)), tok, data, extra=agent)
+    overrides = [f"--out_dir={tmp_path}", f"--tokenizer.path={data / 'tokenizer'}",
+                 f"--data.dir={data}", "--model.vocab_size=1024", "--model.bos_token_id=768",
+                 "--model.eos_token_id=769", "--model.pad_token_id=769", "--train.checkpoint_every=0",
+                 "--train.tensorboard=false", "--sft.tensorboard=false"]
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "tiny.toml", overrides)
+    for st in cfg.train.stages:  # a quarter of the tiny recipe: 45 steps of 4096 tokens
+        st.tokens //= 8
+        st.batch_tokens //= 2
+    final = train(cfg, data, data / "tokenizer", tmp_path / "train")
+    losses = read_metrics(tmp_path / "train" / "metrics.jsonl", "train/loss")
+    plan = plan_stages(cfg.train.stages, cfg.model.rope_theta)
+    for span in plan:
+        steps = list(range(span.start_step + 1, span.end_step + 1))
+        k = max(2, len(steps) // 4)
+        first, last = steps[:k], steps[-k:]
+        mean = lambda s: sum(losses[i] for i in s) / len(s)  # noqa: E731
+        assert mean(last) < mean(first), (span.name, [round(losses[i], 3) for i in steps])
+
+    convs = tmp_path / "chat.jsonl"
+    convs.write_text("".join(json.dumps(c) + "\n" for c in chats))
+    sft_cfg = load_config(Path(__file__).parents[2] / "configs" / "tiny.toml",
+                          overrides + ["--sft.steps=30", "--sft.batch_tokens=4096"])
+    sft(sft_cfg, init_checkpoint=final, out_dir=tmp_path / "sft", conversations=convs)
+    held = read_metrics(tmp_path / "sft" / "metrics.jsonl", "heldout/loss/chat")
+    assert held[30] < held[0], held
