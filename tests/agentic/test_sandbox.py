@@ -148,3 +148,17 @@ def test_session_runs_many_steps_in_one_process():
             box.read_file("../../etc/passwd")
         workdir = box.workdir
     assert not os.path.exists(workdir)
+
+
+@pytest.mark.skipif(not isolation()["uid_drop"], reason="reset needs a root host (own uid)")
+def test_reset_is_as_clean_as_a_new_sandbox():
+    marker = f"{uuid.uuid4().int % 10**6}.5"
+    with Sandbox(SandboxLimits(timeout_s=5), files={"a.txt": "old"}) as box:
+        box.run(f"mkdir -p d && touch d/x && (setsid sleep {marker} > /dev/null 2>&1 &)")
+        assert _processes_with(f"sleep\x00{marker}")
+        # guest code cannot reach into the server: it is not ptrace-able (PR_SET_DUMPABLE 0)
+        assert "Permission denied" in box.run("cat /proc/$PPID/environ").stderr
+        box.reset({"b.txt": "new"})
+        assert _processes_with(f"sleep\x00{marker}") == []
+        assert box.run("ls -A").stdout.split() == ["b.txt"]
+        assert box.run_python("print(open('b.txt').read())").stdout == "new\n"

@@ -139,21 +139,22 @@ class LLMTeacher:
             else:
                 stats["out_of_turns"] += 1
                 return None
+            names = {t["function"]["name"] for t in tools}
+            if any(c["function"]["name"] not in names
+                   for m in msgs for c in m.get("tool_calls") or []):
+                stats["unknown_tool"] += 1
+                return None
+            try:
+                traj = from_openai(msgs, tools, domain=env.name, task=task, source="llm")
+            except ValueError as e:  # e.g. an empty final reply after tool results
+                stats["invalid"] += 1
+                logger.debug("%s: invalid episode: %s", task.id, e)
+                return None
+            traj.id = trajectory_id(env.name, task.id, traj.messages)
+            traj.outcome = Outcome(verified=False, reward=0.0, checker="", answer=answer)
+            verdict = await asyncio.to_thread(env.verify_episode, task, state, traj)
         finally:
             await asyncio.to_thread(stack.close)
-        names = {t["function"]["name"] for t in tools}
-        if any(c["function"]["name"] not in names for m in msgs for c in m.get("tool_calls") or []):
-            stats["unknown_tool"] += 1
-            return None
-        try:
-            traj = from_openai(msgs, tools, domain=env.name, task=task, source="llm")
-        except ValueError as e:  # e.g. an empty final reply after tool results
-            stats["invalid"] += 1
-            logger.debug("%s: invalid episode: %s", task.id, e)
-            return None
-        traj.id = trajectory_id(env.name, task.id, traj.messages)
-        traj.outcome = Outcome(verified=False, reward=0.0, checker="", answer=answer)
-        verdict = await asyncio.to_thread(env.verify, task, traj)
         traj.outcome = Outcome(verified=verdict.correct, reward=verdict.reward,
                                checker=verdict.checker, detail=verdict.detail, answer=answer)
         traj.provenance = {"teacher": f"llm:{self.cfg.model}", "seed": task.seed,

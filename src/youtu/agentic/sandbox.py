@@ -238,15 +238,9 @@ def _plan(workdir: str, limits: SandboxLimits, namespaces: str, uid: int | None)
 
 
 def _user_processes(uid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    pids.append(int(entry))
-            except OSError:
-                continue
-    return pids
+    """Live processes whose real uid is `uid` (read from /proc/<pid>/status: the owner of
+    /proc/<pid> is root for non-dumpable processes, such as a session server's forks)."""
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and sandbox_guest._live_uid(p) == uid]
 
 
 def _kill_all(proc: subprocess.Popen, uid: int | None) -> None:
@@ -460,6 +454,23 @@ class Sandbox:
         if "error" in reply:
             raise OSError(reply["error"])
         return reply["text"]
+
+    @property
+    def can_reset(self) -> bool:
+        """`reset` needs a dedicated uid per sandbox (a root host)."""
+        return self._uid is not None
+
+    def reset(self, files: dict[str, str] | None = None) -> None:
+        """Make this sandbox as good as a new one (no process, empty workdir, then `files`)
+        at a fraction of the start-up cost (~1 ms vs ~15 ms of CPU): every other process of
+        the sandbox's uid is killed, the workdir emptied. The server cannot have been tampered
+        with: guest code only runs in its forks and it is not ptrace-able (PR_SET_DUMPABLE 0)."""
+        if not self.can_reset:  # without an own uid, strays can only be found by process group
+            raise SandboxError("reset needs a dedicated sandbox uid (a root host); use a new "
+                               "Sandbox instead")
+        reply = self._request({"op": "reset", "files": dict(files or {})}, 5.0)
+        if "error" in reply:
+            raise SandboxError(f"reset failed: {reply['error']}")
 
     def write_file(self, path: str, text: str) -> str:
         """Write `path` (relative to the workdir) as the sandbox's uid; returns a short note."""

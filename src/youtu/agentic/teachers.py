@@ -98,14 +98,14 @@ def scripted_trajectory(env: Env, task: Task, rng: random.Random, mistake: bool 
         content = env.teach(task, b, rng, mistake)
         b.finish(content)
         answer = env.final_answer(task, state, content)
-    traj = Trajectory(
-        id=trajectory_id(env.name, task.id, b.messages), domain=env.name, task=task,
-        tools=b.tools, messages=b.messages, phases=b.phases,
-        outcome=Outcome(verified=False, reward=0.0, checker="", answer=answer),
-        provenance={"teacher": "scripted", "seed": task.seed, "difficulty": task.difficulty,
-                    "env_version": env.version, "mistakes": b.mistakes,
-                    "branch": "recovered" if b.mistakes else "direct"})
-    verdict = env.verify(task, traj)
+        traj = Trajectory(
+            id=trajectory_id(env.name, task.id, b.messages), domain=env.name, task=task,
+            tools=b.tools, messages=b.messages, phases=b.phases,
+            outcome=Outcome(verified=False, reward=0.0, checker="", answer=answer),
+            provenance={"teacher": "scripted", "seed": task.seed, "difficulty": task.difficulty,
+                        "env_version": env.version, "mistakes": b.mistakes,
+                        "branch": "recovered" if b.mistakes else "direct"})
+        verdict = env.verify_episode(task, state, traj)
     traj.outcome = Outcome(verified=verdict.correct, reward=verdict.reward,
                            checker=verdict.checker, detail=verdict.detail, answer=answer)
     return traj

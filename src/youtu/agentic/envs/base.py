@@ -117,6 +117,11 @@ class Env(ABC):
         """Judge a whole trajectory (default: its recorded answer with `check`)."""
         return self.check(task, traj.outcome.answer)
 
+    def verify_episode(self, task: Task, state: Any, traj: Trajectory) -> Verdict:
+        """`verify`, called while the episode's state is still open, so an environment may
+        reuse its resources for the check (code: the sandbox, reset to a clean one)."""
+        return self.verify(task, traj)
+
     @abstractmethod
     def teach(self, task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -> str:
         """Scripted teacher: drive builder `b` through the task; return the final reply text.

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from youtu.agentic.envs.base import Env, function_schema
 from youtu.agentic.envs.code_tasks import FAMILIES, Family, call_repr
 from youtu.agentic.sandbox import Sandbox, SandboxError, SandboxLimits
-from youtu.agentic.trajectory import Step, Task, Verdict
+from youtu.agentic.trajectory import Step, Task, Trajectory, Verdict
 
 if TYPE_CHECKING:
     from youtu.agentic.teachers import TrajectoryBuilder
@@ -259,15 +259,30 @@ class CodeEnv(Env):
         except OSError:
             return ""
 
-    def check(self, task: Task, answer: str) -> Verdict:
+    def _verification_files(self, task: Task, answer: str) -> dict[str, str]:
         files = {k: v for k, v in task.meta["files"].items() if not k.startswith("tests/")}
         files.update(task.meta["hidden_tests"])
         files[task.meta["target"]] = answer
-        with Sandbox(self.limits, files=files) as box:  # a fresh one: nothing from the episode
-            res = box.run_python(HARNESS + "\nraise SystemExit(_run('tests'))\n")
+        return files
+
+    def _hidden_tests(self, box: Sandbox) -> Verdict:
+        res = box.run_python(HARNESS + "\nraise SystemExit(_run('tests'))\n")
         summary = (res.stdout.strip().splitlines() or [res.stderr.strip()[-200:]])[-1]
         ok = res.returncode == 0 and not res.timed_out
         return Verdict(ok, float(ok), f"hidden tests: {summary}", "code/hidden-tests")
+
+    def check(self, task: Task, answer: str) -> Verdict:
+        """Run the hidden tests against `answer` (the target file) in a fresh sandbox."""
+        with Sandbox(self.limits, files=self._verification_files(task, answer)) as box:
+            return self._hidden_tests(box)
+
+    def verify_episode(self, task: Task, state: Any, traj: Trajectory) -> Verdict:
+        """The hidden tests in the episode's own sandbox, reset first (processes killed, files
+        replaced): as clean as a new sandbox, without paying for one (~15 ms of CPU)."""
+        if not state.can_reset:
+            return self.verify(task, traj)
+        state.reset(self._verification_files(task, traj.outcome.answer))
+        return self._hidden_tests(state)
 
     # -----------------------------------------------------------------------------------------
     # scripted teacher
