@@ -46,7 +46,8 @@ class StageConfig:
         if self.seq_len <= 0:
             raise ValueError(f"stage {self.name!r}: seq_len must be > 0, got {self.seq_len}")
         if self.batch_tokens <= 0:
-            raise ValueError(f"stage {self.name!r}: batch_tokens must be > 0, got {self.batch_tokens}")
+            raise ValueError(f"stage {self.name!r}: batch_tokens must be > 0, got "
+                             f"{self.batch_tokens}")
         if not self.mix or any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) <= 0:
             raise ValueError(f"stage {self.name!r}: mix needs non-negative weights with a positive "
                              f"sum, e.g. {{commonsense = 0.75, code = 0.25}}; got {self.mix}")
@@ -134,9 +135,10 @@ class QualityConfig:
     min_alpha_words: float = 0.8
     """Prose: fraction of words with a letter below this is removed (Gopher: 0.8)."""
     min_stop_words: int = 2
-    """Prose: distinct English stop words (the, be, to, of, and, that, have, with) needed (Gopher: 2)."""
+    """Prose: distinct stop words needed out of: the be to of and that have with (Gopher: 2)."""
     min_terminal_punct_lines: float = 0.12
-    """Prose: fraction of lines ending in . ! ? : or a quote below this is removed (FineWeb: 0.12)."""
+    """Prose: fraction of lines ending in . ! ? : or a quote below this is removed (FineWeb:
+    0.12)."""
     max_dup_line_frac: float = 0.3
     """All text domains: fraction of duplicated lines above this is removed (Gopher: 0.3)."""
     max_dup_line_char_frac: float = 0.2
@@ -157,7 +159,7 @@ class QualityConfig:
     max_chars: int = 1_000_000
     """Every domain: documents longer than this (chars) are removed."""
     languages: list[str] = field(default_factory=lambda: ["en", "zh"])
-    """Language id on prose (commonsense): keep these ('en', 'zh', 'ja', 'ko', 'ru', 'ar', 'other')."""
+    """Language id on prose (commonsense): keep these (any of: en zh ja ko ru ar other)."""
 
     def __post_init__(self):
         if not 0 < self.min_words <= self.max_words:

@@ -1,4 +1,4 @@
-"""The unit every data stage passes along: one document's text, its domain and where it came from."""
+"""The unit every data stage passes along: a document's text, its domain and where it came from."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Domain classification for sources tagged `domain = "auto"`: rules, or an optional trained
 naive Bayes.
 
-    classify_rules(text)                                  # 'code' | 'stem' | 'agent' | 'commonsense'
+    classify_rules(text)                       # 'code' | 'stem' | 'agent' | 'commonsense'
     clf = NaiveBayesClassifier.fit([(text, domain), ...]); clf.predict(text)
 
 The choice: rules are the default. They are transparent (every decision traces to a line-level

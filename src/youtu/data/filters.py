@@ -181,7 +181,8 @@ def _prose_reason(text: str, words: list[str], lines: list[str], cfg: QualityCon
         return "symbol_ratio"
     if sum(line.lstrip().startswith(BULLETS) for line in lines) > cfg.max_bullet_lines * len(lines):
         return "bullet_lines"
-    if sum(line.rstrip().endswith(("...", "…")) for line in lines) > cfg.max_ellipsis_lines * len(lines):
+    ellipsis = sum(line.rstrip().endswith(("...", "…")) for line in lines)
+    if ellipsis > cfg.max_ellipsis_lines * len(lines):
         return "ellipsis_lines"
     if sum(1 for w in words if _LETTER.search(w)) < cfg.min_alpha_words * len(words):
         return "alpha_words"
@@ -190,7 +191,8 @@ def _prose_reason(text: str, words: list[str], lines: list[str], cfg: QualityCon
         return "stop_words"
     if "lorem ipsum" in text.lower():
         return "lorem_ipsum"
-    if sum(line.rstrip().endswith(TERMINAL) for line in lines) < cfg.min_terminal_punct_lines * len(lines):
+    terminal = sum(line.rstrip().endswith(TERMINAL) for line in lines)
+    if terminal < cfg.min_terminal_punct_lines * len(lines):
         return "terminal_punctuation"
     return None
 

@@ -31,8 +31,9 @@ def _n(x: float) -> str:
 def render_tree(shards: ShardSet, stages: list[StageConfig]) -> str:
     """The shard tree, sources, filter removals, and the curriculum's demand per domain."""
     m = shards.manifest
-    lines = [f"{shards.folder}  (tokenizer {shards.fingerprint}, vocab {m['tokenizer']['vocab_size']}"
-             f", {m['totals']['docs']:,} docs, {_n(m['totals']['tokens'])} tokens)"]
+    lines = [f"{shards.folder}  (tokenizer {shards.fingerprint}, vocab "
+             f"{m['tokenizer']['vocab_size']}, {m['totals']['docs']:,} docs, "
+             f"{_n(m['totals']['tokens'])} tokens)"]
     names = shards.domains
     for k, domain in enumerate(names):
         info = m["domains"][domain]
@@ -57,7 +58,8 @@ def render_tree(shards: ShardSet, stages: list[StageConfig]) -> str:
         lines.append(f"  {stage:<10s} {info['removed_docs']:>7,d} docs "
                      f"{_n(info['removed_tokens_est']):>8s} tokens  ({reasons})")
     if stages:
-        lines += ["", "curriculum (tokens asked per domain; epochs = cumulative demand / tokens held):"]
+        lines += ["", "curriculum (tokens asked per domain; epochs = cumulative demand / tokens "
+                  "held):"]
         demand: dict[str, float] = {}
         for i, stage in enumerate(stages):
             lines.append(f"  stage {i} {stage.name}: {_n(stage.tokens)} tokens, seq_len "

@@ -11,7 +11,7 @@ Layout of a shard folder (written by `youtu.data.prepare`):
     <domain>/shard_00000.bin             uint32 little-endian token ids, documents back to back
     <domain>/shard_00000.idx             header (magic, doc count) + uint64 offsets[docs + 1]
     <domain>/shard_00000.mask            (chat only) uint8 loss mask per token
-    <domain>/shard_00000.json            the shard's record; written last, so it marks a finished shard
+    <domain>/shard_00000.json            the shard's record; written last: marks a finished shard
 
 Every stored document is complete and framed: `BOS text EOS` for text, the chat template's own
 framing for conversations. Opening checks, for every shard: the tokenizer fingerprint, file sizes
@@ -73,6 +73,9 @@ def write_shard(folder: Path, domain: str, index: int, docs: Sequence[Sequence[i
     stem = folder / shard_stem(domain, index)
     stem.parent.mkdir(parents=True, exist_ok=True)
     lengths = np.fromiter((len(d) for d in docs), dtype=np.uint64, count=len(docs))
+    if not len(docs) or not lengths.all():
+        raise ValueError(f"{domain} shard {index}: a shard holds at least one document and no "
+                         f"empty ones (every document is at least BOS EOS)")
     offsets = np.zeros(len(docs) + 1, dtype="<u8")
     np.cumsum(lengths, out=offsets[1:])
     tokens = np.fromiter((t for d in docs for t in d), dtype=TOKEN_DTYPE, count=int(offsets[-1]))
@@ -136,7 +139,8 @@ def verify_shard(folder: Path, record: dict, fingerprint: str | None, checksums:
                              f"written); {FIX}")
     magic, docs = IDX_HEADER.unpack(stem.with_suffix(".idx").read_bytes()[:IDX_HEADER.size])
     if magic != IDX_MAGIC or docs != record["docs"]:
-        raise ShardError(f"{stem}.idx has a bad header (not a youtu index, or another shard's); {FIX}")
+        raise ShardError(f"{stem}.idx has a bad header (not a youtu index, or another shard's); "
+                         f"{FIX}")
 
 
 class DomainShards:
@@ -151,7 +155,8 @@ class DomainShards:
             stem = folder / r["name"]
             self.tokens.append(np.memmap(stem.with_suffix(".bin"), dtype=TOKEN_DTYPE, mode="r"))
             offsets = np.fromfile(stem.with_suffix(".idx"), dtype="<u8", offset=IDX_HEADER.size)
-            if offsets[0] != 0 or offsets[-1] != r["tokens"] or np.any(np.diff(offsets.astype(np.int64)) <= 0):
+            steps = np.diff(offsets.astype(np.int64))
+            if offsets[0] != 0 or offsets[-1] != r["tokens"] or np.any(steps <= 0):
                 raise ShardError(f"{stem}.idx has offsets that do not describe {stem}.bin; {FIX}")
             self.offsets.append(offsets.astype(np.int64))
             has_mask = "mask" in r["sha256"]

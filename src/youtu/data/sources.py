@@ -129,7 +129,8 @@ def read_hf(path: str | Path, *, split: str = "train", text_field: str = "text",
         ds = ds[split]
     if text_field not in ds.column_names:
         raise ValueError(f"{path}: no column {text_field!r} (columns: "
-                         f"{', '.join(ds.column_names)}); set text_field in the [[data.sources]] entry")
+                         f"{', '.join(ds.column_names)}); set text_field in the [[data.sources]] "
+                         f"entry")
     for row, record in enumerate(ds):
         doc = _record_doc(record, f"{path} row {row}", text_field, domain, domain_field, source,
                           {"file": str(path), "row": row})

@@ -65,7 +65,7 @@ def arithmetic(rng: random.Random) -> Problem:
     sym = "*" if op2 == "*" else "/"
     solution = (f"Multiplication and division come before addition and subtraction. "
                 f"First {b} {sym} {c} = {inner}. Then {a} {op1} {inner} = {total}.")
-    assert Fraction(total) == eval(expr.replace("/", "*Fraction(1)/"))  # noqa: S307 - our own digits
+    assert Fraction(total) == eval(expr.replace("/", "*Fraction(1)/"))  # noqa: S307 (our digits)
     return Problem("arithmetic", f"Compute {expr}.", solution, str(total))
 
 
@@ -131,7 +131,8 @@ def fractions_sum(rng: random.Random) -> Problem:
     n1, n2 = a * (lcm // b), c * (lcm // d)
     num = n1 + n2 if op == "+" else n1 - n2
     result = Fraction(num, lcm)
-    assert result == (Fraction(a, b) + Fraction(c, d) if op == "+" else Fraction(a, b) - Fraction(c, d))
+    exact = Fraction(a, b) + Fraction(c, d) if op == "+" else Fraction(a, b) - Fraction(c, d)
+    assert result == exact
     solution = (f"The least common denominator of {b} and {d} is {lcm}. "
                 f"{a}/{b} = {n1}/{lcm} and {c}/{d} = {n2}/{lcm}. "
                 f"So the result is {num}/{lcm}" + ("." if math.gcd(num, lcm) == 1 else
@@ -172,9 +173,11 @@ def arithmetic_series(rng: random.Random) -> Problem:
     total = n * (first + last) // 2
     assert total == sum(first + k * diff for k in range(n))
     solution = (f"The last term is {first} + ({n} - 1) * {diff} = {last}. The sum of an "
-                f"arithmetic series is n * (first + last) / 2 = {n} * ({first} + {last}) / 2 = {total}.")
+                f"arithmetic series is n * (first + last) / 2 = {n} * ({first} + {last}) / 2 "
+                f"= {total}.")
     return Problem("series", f"Find the sum of the first {n} terms of the arithmetic sequence "
-                   f"that starts at {first} and increases by {diff} each time.", solution, str(total))
+                   f"that starts at {first} and increases by {diff} each time.", solution,
+                   str(total))
 
 
 def expand_product(rng: random.Random) -> Problem:
