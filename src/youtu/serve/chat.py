@@ -51,13 +51,17 @@ class _Printer:
 
 
 def run_chat(backend: ChatBackend, *, tools: ToolSet | None = None, thinking: bool = True,
-             max_tokens: int = 1024, system: str = "", stdin: TextIO = sys.stdin,
-             stdout: TextIO = sys.stdout) -> list[dict[str, Any]]:
-    """Read user lines from `stdin` until /quit or EOF; stream replies to `stdout`.
+             max_tokens: int = 1024, system: str = "", stdin: TextIO | None = None,
+             stdout: TextIO | None = None) -> list[dict[str, Any]]:
+    """Read user lines from `stdin` until /quit or EOF; stream replies to `stdout` (default:
+    the process's, looked up at call time).
 
     Returns:
         The conversation as it stands at the end (after the last /reset).
     """
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+
     def fresh() -> list[dict[str, Any]]:
         return [{"role": "system", "content": system}] if system else []
 

@@ -316,6 +316,7 @@ class Engine:
         self._batch: SamplingBatch | None = None
 
         self._thread: threading.Thread | None = None
+        self._step_lock = threading.Lock()  # one step at a time, whoever drives it
         self._wake = threading.Event()
         self._stop = threading.Event()
 
@@ -419,9 +420,22 @@ class Engine:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        with self._step_lock:
+            self._abort_all("abort")
+
+    def _abort_all(self, reason: str, error: str | None = None) -> None:
+        """End every request the engine holds (running, waiting, not yet picked up)."""
+        while True:
+            try:
+                self._waiting.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
         for seq in list(self._running) + list(self._waiting):
-            self._finish(seq, "abort")
+            seq.error = error
+            self._finish(seq, reason)
         self._waiting.clear()
+        with self._lock:
+            self._pending = 0
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -429,16 +443,25 @@ class Engine:
                 self._wake.wait(0.05)
                 self._wake.clear()
                 continue
-            self.step()
+            try:
+                self.step()
+            except Exception as e:  # noqa: BLE001 - a bug here must not silently stall every client
+                logger.exception("engine step failed outside a forward; failing all requests")
+                with self._step_lock:
+                    self._abort_all("error", f"{type(e).__name__}: {e}")
 
     def has_work(self) -> bool:
         return bool(self._running or self._waiting or not self._inbox.empty() or self._cancelled)
 
     # ---- scheduling ---------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def step(self) -> None:
         """One iteration: cancellations, admissions (prefill), one decode step for all running."""
+        with self._step_lock:
+            self._step()
+
+    @torch.inference_mode()
+    def _step(self) -> None:
         while True:
             try:
                 self._waiting.append(self._inbox.get_nowait())

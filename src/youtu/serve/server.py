@@ -499,14 +499,22 @@ async def _parse(request: Request, model: type) -> Any:
 
 def main(cfg: RunConfig) -> int:
     """`youtu serve`: load the checkpoint and serve it until interrupted."""
+    import dataclasses
+
     import uvicorn
 
-    from youtu.serve.engine import engine_from_config
+    from youtu.config import replace
+    from youtu.serve.engine import engine_from_config, resolve_checkpoint
 
+    folder = resolve_checkpoint(cfg.serve.checkpoint, cfg.run_dir)
+    cfg = replace(cfg, [f"--serve.checkpoint={json.dumps(str(folder))}"])
     engine, tok = engine_from_config(cfg)
     if engine.graphs is not None:
         engine.graphs.capture_all()
-    app = create_app(engine, tok, cfg.serve)
+    serve_cfg = cfg.serve
+    if not serve_cfg.served_model_name:
+        serve_cfg = dataclasses.replace(serve_cfg, served_model_name=folder.name)
+    app = create_app(engine, tok, serve_cfg)
     logger.info("serving %s on http://%s:%d/v1 (max_batch %d, context %d, cache %.1f MiB)",
                 app.state.server.model_id, cfg.serve.host, cfg.serve.port, engine.max_batch,
                 engine.max_seq_len, engine.cache.nbytes / 2**20)
