@@ -26,15 +26,12 @@ import tomli_w
 
 from youtu.agentic.config import SynthConfig
 from youtu.data.config import DataConfig
+from youtu.errors import ConfigError
 from youtu.eval.config import EvalConfig
 from youtu.model.config import ExportConfig, ModelConfig
 from youtu.serve.config import ServeConfig
 from youtu.tokenizer.config import TokenizerConfig
 from youtu.train.config import RLConfig, SFTConfig, TrainConfig
-
-
-class ConfigError(ValueError):
-    """A configuration value a user supplied is wrong; the message names the key and the fix."""
 
 
 @dataclass(kw_only=True)

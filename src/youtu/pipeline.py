@@ -148,7 +148,7 @@ def _data(cfg: RunConfig, tokenizer_dir: Path, synth_dir: Path, out: Path) -> di
 
     manifest = prepare(cfg.data, Tokenizer.load(tokenizer_dir), out,
                        extra=_agent_documents(synth_dir))
-    return {"tokens": manifest.get("tokens")}
+    return {"tokens": manifest["totals"]["tokens"]}
 
 
 def _checkpoint_result(path: Path) -> dict[str, Any]:

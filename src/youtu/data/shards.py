@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from youtu.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "youtu-shards/1"
@@ -40,10 +42,9 @@ IDX_HEADER = struct.Struct("<8sQ")  # magic, number of documents
 FIX = "delete it and re-run `youtu data prepare` (finished shards are kept)"
 
 
-class ShardError(ValueError):
+class ShardError(ConfigError):
     """A shard folder is unusable (wrong tokenizer, truncated, corrupt); the message says how to
-    fix it. (A ValueError, not youtu.config.ConfigError: importing youtu.config imports torch,
-    which would cost every tokenizer worker process seconds of start-up.)"""
+    fix it. (`youtu.errors` is import-light: tokenizer worker processes start fast.)"""
 
 
 def shard_stem(domain: str, index: int) -> str:
