@@ -94,7 +94,7 @@ def test_agent_main_writes_a_checked_trajectory(scripted, tok, math_task, tmp_pa
     engine = _engine(scripted(_env_script(tok, env, task)), tok)
     monkeypatch.setattr("youtu.serve.engine.engine_from_config", lambda cfg: (engine, tok))
     out = tmp_path / "traj.jsonl"
-    cfg = replace(RunConfig(), [f"--serve.agent_env=math", "--serve.agent_seed=1000001",
+    cfg = replace(RunConfig(), ["--serve.agent_env=math", "--serve.agent_seed=1000001",
                                 f"--serve.agent_out={out}", "--serve.temperature=0"])
     assert agent_mod.main(cfg) == 0
     [line] = out.read_text().splitlines()

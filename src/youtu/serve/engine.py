@@ -28,15 +28,13 @@ one thread at a time (the background loop from `start()`, or `generate()` when n
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import itertools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +43,8 @@ import torch.nn.functional as F
 
 from youtu.model.cache import LatentCache
 from youtu.serve.graphs import DecodeGraphs
+from youtu.serve.requests import (AsyncStream, Completion, EngineFullError, RequestError,
+                                  RequestHandle, SequenceState, StreamDelta)
 from youtu.serve.sampling import (SamplingBatch, SamplingParams, process_logits, sample,
                                   token_logprobs, top_logprobs)
 
@@ -65,172 +65,6 @@ _STOP_WINDOW_TOKENS_PER_CHAR = 4
 _STOP_WINDOW_SLACK = 4
 # Tokens/s is a rolling rate over this many seconds (what /metrics reports).
 _RATE_WINDOW_S = 10.0
-
-
-class RequestError(ValueError):
-    """A request that can never be served as given (the message says why and what to change)."""
-
-
-class EngineFullError(RuntimeError):
-    """The waiting queue is full; retry later (HTTP 503)."""
-
-
-@dataclass
-class Completion:
-    """The finished result of one request."""
-
-    request_id: str
-    prompt_token_ids: list[int]
-    token_ids: list[int]
-    """Generated ids; a stop token that ended the request is included."""
-    logprobs: list[float]
-    """Per generated token, under the sampling distribution actually used (see sampling.py)."""
-    finish_reason: str | None
-    """'stop' (EOS, stop token or stop string), 'length' (max_tokens or context), 'abort'
-    (cancelled) or 'error'."""
-    stop_reason: int | str | None = None
-    """The stop token id or stop string that ended it (None for EOS... and other reasons)."""
-    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
-    """Per generated token, the `top_logprobs` most likely (id, log-prob), when asked."""
-    prompt_logprobs: list[float | None] = field(default_factory=list)
-    """Per prompt token (first is None), under the raw model, when asked."""
-    prompt_top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass
-class StreamDelta:
-    """What one step added to a request; the last delta has `finish_reason` and `completion`."""
-
-    token_ids: list[int]
-    logprobs: list[float]
-    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
-    finish_reason: str | None = None
-    completion: Completion | None = None
-
-
-@dataclass(eq=False)
-class _Sequence:
-    """Engine-side state of one request."""
-
-    id: str
-    prompt: list[int]
-    params: SamplingParams
-    sink: Callable[[StreamDelta], None]
-    generator: torch.Generator | None
-    stop_ids: frozenset[int]
-    row: int = -1
-    tokens: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    top: list[list[tuple[int, float]]] = field(default_factory=list)
-    prompt_logprobs: list[float | None] = field(default_factory=list)
-    prompt_top: list[list[tuple[int, float]]] = field(default_factory=list)
-    finish_reason: str | None = None
-    stop_reason: int | str | None = None
-    error: str | None = None
-    submitted_at: float = 0.0
-
-    @property
-    def length(self) -> int:
-        return len(self.prompt) + len(self.tokens)
-
-    def completion(self) -> Completion:
-        return Completion(self.id, self.prompt, self.tokens, self.logprobs, self.finish_reason,
-                          self.stop_reason, self.top, self.prompt_logprobs, self.prompt_top,
-                          self.error)
-
-
-class RequestHandle:
-    """A submitted request: iterate for `StreamDelta`s (blocking), or `result()`."""
-
-    def __init__(self, engine: Engine, request_id: str, keep_deltas: bool = True):
-        self.engine = engine
-        self.id = request_id
-        self._deltas: queue.Queue[StreamDelta] | None = queue.Queue() if keep_deltas else None
-        self._done = threading.Event()
-        self._completion: Completion | None = None
-
-    def _push(self, delta: StreamDelta) -> None:
-        if self._deltas is not None:
-            self._deltas.put(delta)
-        if delta.completion is not None:
-            self._completion = delta.completion
-            self._done.set()
-
-    def __iter__(self) -> Iterator[StreamDelta]:
-        if self._deltas is None:
-            raise TypeError("this request streams to its own sink; it cannot be iterated")
-        while True:
-            if not self.engine.running and self._deltas.empty():
-                self.engine.step()
-                continue
-            delta = self._deltas.get()
-            yield delta
-            if delta.finish_reason is not None:
-                return
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def result(self, timeout: float | None = None) -> Completion:
-        """Block until finished (drives the engine itself when no background loop runs)."""
-        if not self.engine.running:
-            while not self._done.is_set():
-                self.engine.step()
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"request {self.id} did not finish within {timeout} s")
-        assert self._completion is not None
-        return self._completion
-
-    def cancel(self) -> None:
-        self.engine.cancel(self.id)
-
-
-class AsyncStream:
-    """Async deltas of one request. Cancelled (its cache row freed) when the consuming task is
-    cancelled, e.g. because the HTTP client went away, or on `cancel()` / leaving `async with`."""
-
-    def __init__(self, engine: Engine, prompt: list[int], params: SamplingParams | None,
-                 request_id: str | None):
-        loop = asyncio.get_running_loop()
-        self._deltas: asyncio.Queue[StreamDelta] = asyncio.Queue()
-        self.finished = False
-        self.handle = engine.submit(prompt, params, request_id=request_id,
-                                    sink=lambda d: loop.call_soon_threadsafe(self._deltas.put_nowait, d))
-
-    def __aiter__(self) -> AsyncStream:
-        return self
-
-    async def __anext__(self) -> StreamDelta:
-        if self.finished:
-            raise StopAsyncIteration
-        try:
-            delta = await self._deltas.get()
-        except asyncio.CancelledError:
-            self.cancel()
-            raise
-        self.finished = delta.finish_reason is not None
-        return delta
-
-    async def __aenter__(self) -> AsyncStream:
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.cancel()
-
-    def cancel(self) -> None:
-        """Stop the request unless it already finished."""
-        if not self.finished:
-            self.handle.cancel()
-
-    async def completion(self) -> Completion:
-        """Wait for the end and return the `Completion`."""
-        async with self:
-            async for delta in self:
-                if delta.completion is not None:
-                    return delta.completion
-        raise RuntimeError(f"request {self.handle.id} ended without a completion")
 
 
 def rows_for_budget(bytes_per_token: int, max_batch: int, max_seq_len: int,
@@ -305,9 +139,9 @@ class Engine:
         self._default_gen = torch.Generator(device=self.device).manual_seed(seed)
 
         self._free_rows = list(range(self.max_batch - 1, -1, -1))  # pop() gives row 0 first
-        self._waiting: collections.deque[_Sequence] = collections.deque()
-        self._running: list[_Sequence] = []
-        self._inbox: queue.SimpleQueue[_Sequence] = queue.SimpleQueue()
+        self._waiting: collections.deque[SequenceState] = collections.deque()
+        self._running: list[SequenceState] = []
+        self._inbox: queue.SimpleQueue[SequenceState] = queue.SimpleQueue()
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()  # guards _cancelled and the queue-length check
         self._pending = 0  # submitted, not yet admitted (inbox + waiting)
@@ -355,7 +189,7 @@ class Engine:
                 sink(delta)
         else:
             deliver = handle._push
-        seq = _Sequence(request_id, prompt, params, deliver, gen, stop_ids,
+        seq = SequenceState(request_id, prompt, params, deliver, gen, stop_ids,
                         submitted_at=time.monotonic())
         with self._lock:
             if self._pending >= self.max_queue:
@@ -482,7 +316,7 @@ class Engine:
             self._guarded(decoding, self._decode)
         self.peak_running = max(self.peak_running, len(self._running))
 
-    def _guarded(self, seqs: list[_Sequence], fn: Callable[[list[_Sequence]], None]) -> None:
+    def _guarded(self, seqs: list[SequenceState], fn: Callable[[list[SequenceState]], None]) -> None:
         # A failing forward (e.g. out of memory) fails the requests in it, not the engine.
         try:
             fn(seqs)
@@ -506,7 +340,7 @@ class Engine:
         for seq in [s for s in self._running if s.id in cancelled]:
             self._finish(seq, "abort")
 
-    def _finish(self, seq: _Sequence, reason: str, stop_reason: int | str | None = None) -> None:
+    def _finish(self, seq: SequenceState, reason: str, stop_reason: int | str | None = None) -> None:
         seq.finish_reason, seq.stop_reason = reason, stop_reason
         if seq.row >= 0:
             if seq in self._running:
@@ -516,7 +350,7 @@ class Engine:
         self.stats[f"finished_{reason}"] += 1
         self._deliver(seq, StreamDelta([], [], finish_reason=reason, completion=seq.completion()))
 
-    def _deliver(self, seq: _Sequence, delta: StreamDelta) -> None:
+    def _deliver(self, seq: SequenceState, delta: StreamDelta) -> None:
         try:
             seq.sink(delta)
         except RuntimeError:  # the consumer's event loop is gone: nobody is listening
@@ -528,7 +362,7 @@ class Engine:
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(hidden, self.model.lm_head.weight)
 
-    def _prefill(self, seqs: list[_Sequence]) -> None:
+    def _prefill(self, seqs: list[SequenceState]) -> None:
         """Write the prompts into their rows and sample each first token. Rows are right-padded
         to the group's longest prompt (pad tokens land in slots the row overwrites before it
         reads them) and cut into chunks of at most `prefill_chunk_tokens` tokens."""
@@ -543,7 +377,7 @@ class Engine:
         for group in groups:
             self._prefill_group(group)
 
-    def _prefill_group(self, seqs: list[_Sequence]) -> None:
+    def _prefill_group(self, seqs: list[SequenceState]) -> None:
         n, longest = len(seqs), max(len(s.prompt) for s in seqs)
         ids = torch.zeros(n, longest, dtype=torch.long)
         for i, s in enumerate(seqs):
@@ -586,7 +420,7 @@ class Engine:
         if ready:
             self._sample_and_append(ready, self._logits(last_hidden[keep]))
 
-    def _score_prompt(self, seq: _Sequence, hidden: torch.Tensor, start: int, end: int) -> None:
+    def _score_prompt(self, seq: SequenceState, hidden: torch.Tensor, start: int, end: int) -> None:
         """Log-probs of prompt tokens start+1..end (those predicted by positions start..end-1)."""
         stop = min(end, len(seq.prompt) - 1)
         if stop <= start:
@@ -598,7 +432,7 @@ class Engine:
             values, ids = top_logprobs(logprobs, seq.params.top_logprobs)
             seq.prompt_top += [list(zip(i, v)) for i, v in zip(ids.tolist(), values.tolist())]
 
-    def _decode(self, seqs: list[_Sequence]) -> None:
+    def _decode(self, seqs: list[SequenceState]) -> None:
         """One token for every running sequence: feed its last token at its next slot."""
         n = len(seqs)
         ids = torch.tensor([s.tokens[-1] for s in seqs], device=self.device)
@@ -613,7 +447,7 @@ class Engine:
         assert logits.shape[0] == n
         self._sample_and_append(seqs, logits)
 
-    def _sample_and_append(self, seqs: list[_Sequence], logits: torch.Tensor) -> None:
+    def _sample_and_append(self, seqs: list[SequenceState], logits: torch.Tensor) -> None:
         key = tuple(s.id for s in seqs)
         if key != self._batch_key:
             self._batch_key, self._batch = key, SamplingBatch.from_params([s.params for s in seqs], self.device)
@@ -642,7 +476,7 @@ class Engine:
             self._deliver(seq, delta)
             self._check_stop(seq, token)
 
-    def _check_stop(self, seq: _Sequence, token: int) -> None:
+    def _check_stop(self, seq: SequenceState, token: int) -> None:
         if token in seq.stop_ids:
             self._finish(seq, "stop", None if token in self.eos_ids else token)
         elif seq.params.stop and (hit := self._stop_string(seq)) is not None:
@@ -650,7 +484,7 @@ class Engine:
         elif len(seq.tokens) >= seq.params.max_tokens or seq.length >= self.max_seq_len:
             self._finish(seq, "length")
 
-    def _stop_string(self, seq: _Sequence) -> str | None:
+    def _stop_string(self, seq: SequenceState) -> str | None:
         assert self.detokenize is not None
         longest = max(len(s) for s in seq.params.stop)
         window = longest * _STOP_WINDOW_TOKENS_PER_CHAR + _STOP_WINDOW_SLACK
