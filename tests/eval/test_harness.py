@@ -130,6 +130,18 @@ def test_stop_strings_and_sampling(lm):
     assert c.startswith(full) and (len(c) <= 4 or len(full) < len(c))
 
 
+def test_first_line_only_stops_early_with_the_same_first_line(lm):
+    from youtu.eval.extract import extract_answer
+
+    prompts = ["import os\nimport sys\n", "x = 1\ny = 2\n", "The end.", "def f():\n"]
+    full = lm.generate_until([GenerationRequest(p, 24) for p in prompts])
+    short = lm.generate_until([GenerationRequest(p, 24, first_line_only=True) for p in prompts])
+    for a, b in zip(full, short):
+        assert a.startswith(b)
+        assert extract_answer("first_line", a) == extract_answer("first_line", b)
+    assert sum(map(len, short)) < sum(map(len, full))
+
+
 def test_truncate_keeps_head_and_tail(lm):
     text = "alpha beta gamma delta " * 40
     cut, n, was_cut = lm.truncate(text, 20)

@@ -37,7 +37,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from youtu.eval.extract import EXTRACTORS, JUDGES, extract_answer, judge_answer
+from youtu.eval.extract import (EXTRACTORS, FIRST_LINE_RULES, JUDGES, extract_answer,
+                                judge_answer)
 from youtu.eval.harness import LM, GenerationRequest
 
 logger = logging.getLogger(__name__)
@@ -195,8 +196,9 @@ def run_task(lm: LM, spec: TaskSpec, root: str | Path, out_dir: str | Path, *, l
             chunk = todo[start:start + batch_size]
             prompts = [lm.truncate(render_prompt(template, spec.fields, it), budget)
                        for _, it in chunk]
-            outputs = lm.generate_until([GenerationRequest(p, spec.max_new_tokens)
-                                         for p, _, _ in prompts])
+            outputs = lm.generate_until([GenerationRequest(
+                p, spec.max_new_tokens, first_line_only=spec.extract in FIRST_LINE_RULES)
+                for p, _, _ in prompts])
             for (item_id, item), (_, n_tok, cut), output in zip(chunk, prompts, outputs):
                 pred = extract_answer(spec.extract, output)
                 answer = item[spec.answer]

@@ -31,6 +31,10 @@ class EvalConfig:
     """Sequences per forward (local) or requests in flight (openai)."""
     max_length: int = 0
     """Context limit in tokens; 0 = the model's max_position_embeddings."""
+    cpu_threads: int = 0
+    """Torch intra-op CPU threads while evaluating; 0 = torch's default. 1 suits tiny models on
+    a shared machine, where OpenMP threads spin-wait (tiny eval on a loaded 2-core host:
+    10 min with 2 threads, 45 s with 1)."""
     out: str = ""
     """Results folder; empty = `<run_dir>/eval/<checkpoint folder name>`."""
     tasks: list[str] = field(default_factory=lambda: list(TASK_GROUPS))
@@ -101,7 +105,7 @@ class EvalConfig:
                              f"synthesis, so probes would test on training data), got "
                              f"{self.probe_seed}")
         for name in ("aptbench_limit", "probe_items", "bpb_docs", "math_items", "math_shots",
-                     "humaneval_items", "function_calling_items", "max_length",
+                     "humaneval_items", "function_calling_items", "max_length", "cpu_threads",
                      "needle_max_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

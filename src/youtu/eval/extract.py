@@ -71,6 +71,9 @@ def before_paren(text: str) -> str | None:
     return text.split(")", 1)[0] if ")" in text else None
 
 
+FIRST_LINE_RULES = frozenset({"first_line"})
+"""Rules that read only the first non-blank line: generation may stop at the next newline."""
+
 EXTRACTORS: dict[str, Extractor] = {
     "letter_a_e": letter_a_e,
     "letter_a_d": letter_a_d,

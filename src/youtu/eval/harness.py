@@ -87,6 +87,10 @@ class GenerationRequest:
     """Nucleus sampling mass (only with temperature > 0)."""
     seed: int = 0
     """Sampling seed (only with temperature > 0)."""
+    first_line_only: bool = False
+    """The caller reads only the first non-blank line: local backends may stop generating once
+    the text holds a newline after non-space content. The text is not cut (unlike `until`), so
+    the result is the same as generating the whole budget and keeping the first line."""
 
 
 def cut_at_stop(text: str, until: Sequence[str]) -> str:
@@ -295,10 +299,11 @@ class TokenLM(LM):
             reqs = [requests[i] for i in rows]
 
             def stop(r: int, new: list[int], reqs: list[GenerationRequest] = reqs) -> bool:
-                if not reqs[r].until:
+                if not reqs[r].until and not reqs[r].first_line_only:
                     return False
                 text = self.decode(new)
-                return any(s and s in text for s in reqs[r].until)
+                return (any(s and s in text for s in reqs[r].until)
+                        or (reqs[r].first_line_only and "\n" in text.lstrip()))
 
             gen = self._generate_ids([prompts[i] for i in rows], reqs, stop)
             for r, i in enumerate(rows):

@@ -141,7 +141,10 @@ def make_item(env: Any, kind: str, seed: int, pool: list[dict[str, Any]]) -> dic
     else:
         if not tool_steps:
             return None
-        k = rng.choice(tool_steps)
+        # a tool first, then one of its steps: tasks that open five documents after one search
+        # would otherwise make 'open' the answer to most tool_select items
+        tool = rng.choice(sorted({task.steps[i].tool for i in tool_steps}))
+        k = rng.choice([i for i in tool_steps if task.steps[i].tool == tool])
         step = task.steps[k]
         fields.update(HISTORY=_history(task.steps[:k]), STEP=step.description, TOOL=step.tool)
         if kind == "action":

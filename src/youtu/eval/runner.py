@@ -172,6 +172,8 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
     from youtu.config import to_dict
     from youtu.eval.report import write_report
 
+    import torch
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = str(checkpoint)
@@ -187,14 +189,20 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
     label = label or Path(checkpoint).name or checkpoint
     results: dict[str, Any] = {"label": label, "checkpoint": checkpoint, "scores": {},
                                "details": {}, "seconds": {}, "config": to_dict(eval_cfg)}
-    for name in eval_cfg.tasks:
-        start = time.perf_counter()
-        res = groups[name]()
-        results["seconds"][name] = round(time.perf_counter() - start, 3)
-        results["scores"].update(res["scores"])
-        results["details"][name] = res["details"]
-        logger.info("eval %s done in %.1fs: %s", name, results["seconds"][name],
-                    {k: round(v, 4) for k, v in res["scores"].items()})
+    threads = torch.get_num_threads()
+    if eval_cfg.cpu_threads:
+        torch.set_num_threads(eval_cfg.cpu_threads)
+    try:
+        for name in eval_cfg.tasks:
+            start = time.perf_counter()
+            res = groups[name]()
+            results["seconds"][name] = round(time.perf_counter() - start, 3)
+            results["scores"].update(res["scores"])
+            results["details"][name] = res["details"]
+            logger.info("eval %s done in %.1fs: %s", name, results["seconds"][name],
+                        {k: round(v, 4) for k, v in res["scores"].items()})
+    finally:
+        torch.set_num_threads(threads)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     write_report({label: results}, out, f"Evaluation of {label}")
     return results
