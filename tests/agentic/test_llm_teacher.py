@@ -44,9 +44,9 @@ def _solver(answers: dict[str, str], wrong_first: set[str] = frozenset(),
             turns = json.loads(msgs[1]["content"])["turns"]
             if not rewrite_ok:
                 return {"role": "assistant", "content": "Sure! Here is the rewrite: <analysis>"}
-            out = [f"<analysis>\n{t['reasoning']}\n</analysis>\n<plan>\nUse the calculator.\n</plan>"
-                   if i == 0 else f"<reflection>\nChecked.\n</reflection>\n<summary>\nDone.\n</summary>"
-                   for i, t in enumerate(turns)]
+            first = "<analysis>\n{}\n</analysis>\n<plan>\nUse the calculator.\n</plan>"
+            later = "<reflection>\nChecked.\n</reflection>\n<summary>\nDone.\n</summary>"
+            out = [first.format(t["reasoning"]) if i == 0 else later for i, t in enumerate(turns)]
             return {"role": "assistant", "content": "```json\n" + json.dumps(out) + "\n```"}
         prompt = next(m["content"] for m in msgs if m["role"] == "user")
         assert "tools" in body and body["tools"][0]["function"]["name"] == "calculator"

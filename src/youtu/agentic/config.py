@@ -95,7 +95,8 @@ class SynthConfig:
     def __post_init__(self) -> None:
         for name, count in self.mix.items():
             if name not in _DOMAINS:
-                raise ValueError(f"synth.mix: unknown domain {name!r}; domains: {', '.join(_DOMAINS)}")
+                raise ValueError(f"synth.mix: unknown domain {name!r}; domains: "
+                                 f"{', '.join(_DOMAINS)}")
             if count < 0:
                 raise ValueError(f"synth.mix.{name} must be >= 0, got {count}")
         if self.seed < 0:

@@ -235,7 +235,8 @@ class LLMTeacher:
         how = "llm-rewrite"
         if blocks is None:
             how = "heuristic"
-            blocks = [heuristic_phases(traj.messages[i], k, len(turns)) for k, i in enumerate(turns)]
+            blocks = [heuristic_phases(traj.messages[i], k, len(turns))
+                      for k, i in enumerate(turns)]
         msgs = [dict(m) for m in traj.messages]
         for i, phases in zip(turns, blocks):
             msgs[i]["reasoning_content"] = format_phases(phases)

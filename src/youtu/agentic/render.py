@@ -199,7 +199,8 @@ def to_hermes(traj: Trajectory) -> str:
             content = "\n".join(pieces)
         elif role == "tool":
             payload = {"name": m.get("name", ""), "content": content}
-            content = f"<tool_response>\n{json.dumps(payload, ensure_ascii=False)}\n</tool_response>"
+            payload_text = json.dumps(payload, ensure_ascii=False)
+            content = f"<tool_response>\n{payload_text}\n</tool_response>"
         out.append(f"<|im_start|>{role}\n{content}<|im_end|>")
     if traj.tools and not any(m["role"] == "system" for m in traj.messages):
         tools = "\n".join(json.dumps(t, ensure_ascii=False) for t in traj.tools)

@@ -190,7 +190,7 @@ def _python() -> str:
 
 @functools.cache
 def isolation() -> dict[str, object]:
-    """What isolation this host gives sandboxes: {'namespaces': 'root'|'user'|'none', 'uid_drop'}."""
+    """What isolation this host gives: {'namespaces': 'root'|'user'|'none', 'uid_drop': bool}."""
     info: dict[str, object] = {"uid_drop": os.geteuid() == 0, "namespaces": "none",
                                "python": _python()}
     for mode in ("root", "user") if os.geteuid() == 0 else ("user",):
@@ -240,7 +240,8 @@ def _plan(workdir: str, limits: SandboxLimits, namespaces: str, uid: int | None)
 def _user_processes(uid: int) -> list[int]:
     """Live processes whose real uid is `uid` (read from /proc/<pid>/status: the owner of
     /proc/<pid> is root for non-dumpable processes, such as a session server's forks)."""
-    return [int(p) for p in os.listdir("/proc") if p.isdigit() and sandbox_guest._live_uid(p) == uid]
+    return [int(p) for p in os.listdir("/proc")
+            if p.isdigit() and sandbox_guest._live_uid(p) == uid]
 
 
 def _kill_all(proc: subprocess.Popen, uid: int | None) -> None:

@@ -30,7 +30,8 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
 def install_guard(workdir=None):
-    """Refuse AF_INET/AF_INET6/packet sockets and file writes outside `workdir` (default $YOUTU_SANDBOX_WORKDIR)."""
+    """Refuse non-Unix sockets, name lookups and file writes outside `workdir` (default:
+    $YOUTU_SANDBOX_WORKDIR)."""
     root = os.path.realpath(workdir or os.environ.get("YOUTU_SANDBOX_WORKDIR") or os.getcwd())
     allowed_files = {"/dev/null"}
     unix_family = 1  # socket.AF_UNIX; importing socket here would cost start-up time
@@ -59,7 +60,9 @@ def install_guard(workdir=None):
 
 
 def _read_limited(fds, deadline, limit):
-    """Read fds until EOF or `deadline`; keep at most `limit` bytes each. -> (chunks, timed_out, dropped)."""
+    """Read fds until EOF or `deadline`, keeping at most `limit` bytes of each.
+
+    Returns (bytes per fd, timed out, bytes dropped per fd)."""
     import select
     import time
     out = {fd: bytearray() for fd in fds}

@@ -136,7 +136,7 @@ FAMILIES: list[Family] = [
         lambda r: (_ints(r, r.randint(0, 7), 0, 9),), (([5, 5, 3],), ([7],), ([2, 9, 4],))),
     Family(
         "caesar", "caesar", "def caesar(s: str, k: int) -> str:",
-        "Shift letters by k places in the alphabet (wrapping, keeping case); other characters stay.",
+        "Shift letters by k places in the alphabet (wrapping, keeping case); others stay.",
         _src("""
             def caesar(s, k):
                 out = []

@@ -98,7 +98,8 @@ def _guard(expr: Any) -> None:
         if isinstance(node, sp.Pow) and not node.exp.is_Number:
             if any(isinstance(a, sp.Pow) for a in sp.preorder_traversal(node.exp)):
                 raise ValueError("nested powers are not allowed")
-        if isinstance(node, sp.factorial) and node.args[0].is_Number and node.args[0] > _MAX_FACTORIAL:
+        if (isinstance(node, sp.factorial) and node.args[0].is_Number
+                and node.args[0] > _MAX_FACTORIAL):
             raise ValueError(f"factorial argument is too large (limit {_MAX_FACTORIAL})")
         if isinstance(node, sp.Integer) and abs(node) > 10**60:
             raise ValueError("number is too large")
@@ -204,7 +205,8 @@ def _gcd_lcm(rng: random.Random) -> _Problem:
         [_calc("Greatest common divisor", f"gcd({a}, {b})"),
          _calc("Least common multiple", f"lcm({a}, {b})"),
          _calc("Subtract", f"{lv} - {gv}")],
-        [str(a * b - gv), str(lv + gv), str(lv - gv + 1)], [f"{{v}} - (lcm({a}, {b}) - gcd({a}, {b}))"],
+        [str(a * b - gv), str(lv + gv), str(lv - gv + 1)],
+        [f"{{v}} - (lcm({a}, {b}) - gcd({a}, {b}))"],
         {"wrong": str(a * b - gv), "why": "I used the product a*b as the lcm, but that is only "
          "right for coprime numbers", "fix": "lcm = a*b / gcd"})
 
@@ -216,7 +218,8 @@ def _modular(rng: random.Random) -> _Problem:
     near = [str(v) for v in {(value + 1) % m, wrong, (value - 1) % m} if v != value]
     return _Problem(
         "modular_power", f"What is the remainder when {a}^{k} is divided by {m}?", str(value),
-        "number", [_calc("Compute the power", f"{a}^{k}"), _calc("Reduce modulo m", f"Mod({a}^{k}, {m})")],
+        "number", [_calc("Compute the power", f"{a}^{k}"),
+                   _calc("Reduce modulo m", f"Mod({a}^{k}, {m})")],
         near, [f"{{v}} - Mod({a}^{k}, {m})"],
         {"wrong": str(wrong), "why": f"I multiplied {a} by {k} instead of raising it to the "
          f"power {k}", "fix": "raise to the power, then reduce"} if wrong != value else {})
@@ -231,7 +234,8 @@ def _percent(rng: random.Random) -> _Problem:
         "percent_change", f"A price of {base} rises by {p}% and the new price then falls by {q}%. "
         "What is the final price (exactly)?", str(value), "number",
         [_calc("Apply the increase", f"{base} * (100 + {p}) / 100"),
-         _calc("Apply the decrease to the new price", f"{base} * (100 + {p}) / 100 * (100 - {q}) / 100")],
+         _calc("Apply the decrease to the new price",
+               f"{base} * (100 + {p}) / 100 * (100 - {q}) / 100")],
         [str(v) for v in {wrong, value + 1} if v != value],
         [f"{{v}} - {base} * (100 + {p}) / 100 * (100 - {q}) / 100"],
         {"wrong": str(wrong), "why": f"I added the percentages ({p}% - {q}%), but the second "
@@ -297,7 +301,8 @@ def _quadratic(rng: random.Random) -> _Problem:
         ["{" + f"{-roots[0]}, {-roots[1]}" + "}", "{" + str(roots[0]) + "}"],
         [f"{k}*({{v}})^2 + ({b})*({{v}}) + ({c})"],
         {"wrong": "{" + f"{-roots[1]}, {-roots[0]}" + "}", "why": "I read the roots off the "
-         "factors with the wrong sign: (x - r) = 0 gives x = r, not -r", "fix": "use the quadratic formula"})
+         "factors with the wrong sign: (x - r) = 0 gives x = r, not -r",
+         "fix": "use the quadratic formula"})
 
 
 def _series(rng: random.Random) -> _Problem:
@@ -312,7 +317,8 @@ def _series(rng: random.Random) -> _Problem:
         [str(v) for v in {wrong, value + d, n * (a + a + n * d) // 2} if v != value],
         [f"{{v}} - {n} * (2*({a}) + ({n} - 1)*({d})) / 2"],
         {"wrong": str(wrong), "why": f"I summed only {n - 1} terms (an off-by-one in the count)",
-         "fix": f"the last term is a + ({n} - 1)d and there are {n} terms"} if wrong != value else {})
+         "fix": f"the last term is a + ({n} - 1)d and there are {n} terms"}
+        if wrong != value else {})
 
 
 def _combinatorics(rng: random.Random) -> _Problem:
@@ -325,8 +331,10 @@ def _combinatorics(rng: random.Random) -> _Problem:
         f"teachers and {m} students. How many different committees are possible?", str(value),
         "number", [_calc("Ways to choose the teachers", f"binomial({n}, {k})"),
                    _calc("Ways to choose the students", f"binomial({m}, {j})"),
-                   _calc("Multiply (independent choices)", f"binomial({n}, {k}) * binomial({m}, {j})")],
-        [str(v) for v in {wrong, math.comb(n, k) + math.comb(m, j), math.comb(n + m, k + j)} if v != value],
+                   _calc("Multiply (independent choices)",
+                         f"binomial({n}, {k}) * binomial({m}, {j})")],
+        [str(v) for v in {wrong, math.comb(n, k) + math.comb(m, j), math.comb(n + m, k + j)}
+         if v != value],
         [f"{{v}} - binomial({n}, {k}) * binomial({m}, {j})"],
         {"wrong": str(wrong), "why": "I counted ordered selections, but a committee has no order",
          "fix": "use binomial coefficients"})
@@ -372,11 +380,13 @@ def _extraneous(rng: random.Random) -> _Problem:
         if r - b > 0 and s - b < 0 and s + a >= 0 and s != r:
             break
     rhs = f"x - {b}" if b else "x"
+    disc = (2 * b + 1) ** 2 - 4 * (b * b - a)
     return _Problem(
         "extraneous_root", f"Solve sqrt(x + {a}) = {rhs} over the reals. Answer as a set of all "
         "solutions.".replace("+ -", "- "), "{" + str(r) + "}", "set",
-        [_calc("Square both sides (x + a = (x - b)^2) and solve: first candidate", f"({2 * b + 1} - sqrt({(2 * b + 1) ** 2 - 4 * (b * b - a)})) / 2"),
-         _calc("Second candidate", f"({2 * b + 1} + sqrt({(2 * b + 1) ** 2 - 4 * (b * b - a)})) / 2"),
+        [_calc("Square both sides (x + a = (x - b)^2) and solve: first candidate",
+               f"({2 * b + 1} - sqrt({disc})) / 2"),
+         _calc("Second candidate", f"({2 * b + 1} + sqrt({disc})) / 2"),
          _calc("Check the candidates in the ORIGINAL equation", f"sqrt({s} + {a}) - ({s} - {b})")],
         ["{" + f"{min(r, s)}, {max(r, s)}" + "}", "{" + str(s) + "}"],
         [f"sqrt(({{v}}) + {a}) - (({{v}}) - {b})"],
@@ -393,7 +403,8 @@ def _rectangle(rng: random.Random) -> _Problem:
         f"{area} cm^2. What is its width in cm?", str(w), "number",
         [_calc("Set up w(w + d) = area: w^2 + d*w - area = 0; discriminant", f"{d}^2 + 4*{area}"),
          _calc("Positive root", f"(-{d} + sqrt({d}^2 + 4*{area})) / 2"),
-         _calc("Negative root (a length cannot be negative)", f"(-{d} - sqrt({d}^2 + 4*{area})) / 2")],
+         _calc("Negative root (a length cannot be negative)",
+               f"(-{d} - sqrt({d}^2 + 4*{area})) / 2")],
         [str(-w - d), str(w + d), str(w + 1)], [f"({{v}})*(({{v}}) + {d}) - {area}"],
         {"wrong": str(w + d), "why": "I reported the length, but the question asks for the width",
          "fix": "re-read the question: width = length - d"})
@@ -433,7 +444,8 @@ class MathEnv(Env):
     def tools(self) -> list[dict[str, Any]]:
         return [function_schema("calculator", "Evaluate a math expression exactly (fractions, "
                                 "sqrt, ^, gcd, lcm, binomial, Mod). Returns the simplified value.",
-                                {"expression": {"type": "string", "description": "e.g. 3/4 + 2^5"}})]
+                                {"expression": {"type": "string",
+                                                "description": "e.g. 3/4 + 2^5"}})]
 
     def generate(self, seed: int, difficulty: int = 1) -> Task:
         level = self._difficulty(difficulty)
@@ -496,9 +508,11 @@ class MathEnv(Env):
                 + f"\n{len(task.steps) + 1}. Verify the result by substituting it back.")
         slip = meta["mistake"] if mistake and meta["mistake"] else None
         if slip:
-            b.think("action", f"Quick route: I get {slip['wrong']}. Let me verify it.", mistake=True)
-            residuals = b.call_parallel([("calculator", {"expression": e}) for e in
-                                         self.verification_calls(task, slip["wrong"])], mistake=True)
+            b.think("action", f"Quick route: I get {slip['wrong']}. Let me verify it.",
+                    mistake=True)
+            checks = [("calculator", {"expression": e})
+                      for e in self.verification_calls(task, slip["wrong"])]
+            residuals = b.call_parallel(checks, mistake=True)
             b.mistake("wrong_answer", answer=slip["wrong"], note=slip["why"])
             b.think("reflection", f"The check gives {', '.join(residuals)} instead of 0, so "
                     f"{slip['wrong']} is wrong: {slip['why']}. Fix: {slip['fix']}. I will follow "

@@ -63,8 +63,10 @@ ATTRIBUTES = {
     "city": [("population", "What is the population of {}?"),
              ("founded", "In what year was {} founded?")],
     "river": [("length_km", "How long, in kilometres, is {}?")],
-    "person": [("birth_year", "In what year was {} born?"), ("job", "What was the profession of {}?")],
-    "company": [("founded", "In what year was {} founded?"), ("industry", "In what industry is {}?")],
+    "person": [("birth_year", "In what year was {} born?"),
+               ("job", "What was the profession of {}?")],
+    "company": [("founded", "In what year was {} founded?"),
+                ("industry", "In what industry is {}?")],
     "institute": [("founded", "In what year was {} founded?")],
     "invention": [("year", "In what year was {} invented?")],
 }
@@ -173,7 +175,8 @@ def build_world(world_id: int) -> World:
         p.links["studied_at"] = rng.choice(institutes).id
         people.append(p)
     for _ in range(28):
-        c = add("company", fresh(lambda: f"{_name(rng, 2)} {rng.choice(['Works', 'Labs', 'Company'])}"),
+        suffix = rng.choice(["Works", "Labs", "Company"])
+        c = add("company", fresh(lambda: f"{_name(rng, 2)} {suffix}"),
                 founded=rng.randint(1850, 2015), industry=rng.choice(_INDUSTRIES))
         c.links["founder"] = rng.choice(people).id
         c.links["hq"] = rng.choice(cities).id

@@ -24,7 +24,8 @@ import datetime as dt
 import json
 import random
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +70,8 @@ _IRRELEVANT = [  # requests no offered tool can serve (templates x fillers: thou
     ("Book a table for {n} at {place} {when}.", {"n": ["two", "four", "six"],
                                                  "place": ["an Italian restaurant", "a sushi bar",
                                                            "the hotel bistro"],
-                                                 "when": ["tonight", "on Friday", "tomorrow at 8"]}),
+                                                 "when": ["tonight", "on Friday",
+                                                          "tomorrow at 8"]}),
     ("Send an email to {who} saying {msg}.", {"who": ["my manager", "the landlord", "Dana"],
                                               "msg": ["I will be late", "the report is done",
                                                       "thanks for the help"]}),
@@ -228,7 +230,9 @@ class ToolsEnv(Env):
             kv[str(a["key"])] = str(a["value"])
             return "ok"
         if name == "kv_delete":
-            return "ok" if kv.pop(str(a["key"]), None) is not None else f"error: no key {a['key']!r}"
+            if kv.pop(str(a["key"]), None) is None:
+                return f"error: no key {a['key']!r}"
+            return "ok"
         if name == "kv_list":
             prefix = str(a.get("prefix", ""))
             return json.dumps(sorted(k for k in kv if k.startswith(prefix)))
@@ -260,24 +264,26 @@ class ToolsEnv(Env):
         elif level == 1:
             kind, builder = "single", rng.choice(_SINGLE)
         elif level == 2:
-            kind, builder = rng.choice([("parallel", _parallel), ("multi_step", rng.choice(_MULTI))])
+            kind, builder = rng.choice([("parallel", _parallel),
+                                        ("multi_step", rng.choice(_MULTI))])
         else:
             kind, builder = "multi_step", rng.choice(_MULTI_HARD)
-        prompt, groups, answer_fn, extra = builder(rng, seed)
+        recipe = builder(rng)
         task = Task(id=f"tools-{seed}-{difficulty}", env=self.name, seed=seed,
-                    difficulty=difficulty, prompt=prompt, answer="",
-                    meta={"kind": kind, "groups": [], "plan": [t for t, _ in groups], **extra})
+                    difficulty=difficulty, prompt=recipe.prompt, answer="",
+                    meta={"kind": kind, "groups": [], "plan": [g.plan for g in recipe.groups],
+                          **recipe.meta})
         with self.episode(task) as state:  # run the gold calls for their results
-            for _, group in groups:
+            for group in recipe.groups:
                 results = []
-                for name, args in group(task.steps):
+                for name, args in group.calls(task.steps):
                     obs = self.call_tool(task, state, name, args)
                     assert not obs.startswith("error"), (name, args, obs)
                     task.steps.append(Step(description=_describe(name, args), tool=name,
                                            arguments=args, result=obs))
                     results.append(len(task.steps) - 1)
                 task.meta["groups"].append(results)
-        task.answer = answer_fn(task.steps)
+        task.answer = recipe.answer(task.steps)
         task.meta["answer_kind"] = "list" if ";" in task.answer else "value"
         used = {s.tool for s in task.steps}
         others = [t["function"]["name"] for t in self.tools if t["function"]["name"] not in used]
@@ -356,14 +362,41 @@ class ToolsEnv(Env):
 
 
 # ---------------------------------------------------------------------------------------------
-# task builders: each returns (prompt, [(plan text, group(steps so far) -> [(tool, args)])],
-# answer(steps), meta). Groups run in order; the calls of one group are independent (parallel).
+# task recipes. A recipe is the prompt, groups of calls run in order (the calls of one group
+# are independent: one parallel turn; a group may use the results of earlier steps), the answer
+# as a function of the executed steps, and extra meta.
 
 Calls = list[tuple[str, dict[str, Any]]]
 
 
+@dataclass
+class _Group:
+    plan: str
+    """The plan line for this group (no values: they are not known when planning)."""
+    calls: Callable[[list[Step]], Calls]
+
+
+@dataclass
+class _Recipe:
+    prompt: str
+    groups: list[_Group]
+    answer: Callable[[list[Step]], str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _fixed(plan: str, *calls: tuple[str, dict[str, Any]]) -> _Group:
+    """A group whose calls do not depend on earlier results."""
+    return _Group(plan, lambda steps: list(calls))
+
+
 def _last(steps: list[Step]) -> str:
+    """The value of the last step (the last line: SQL results come under a header)."""
     return steps[-1].result.splitlines()[-1]
+
+
+def _value(step: Step) -> str:
+    v = step.result.splitlines()[-1]
+    return "0" if v == "None" else v  # SQL SUM over no rows
 
 
 def _conversion(rng: random.Random) -> tuple[str, dict[str, Any]]:
@@ -379,126 +412,136 @@ def _a_date(rng: random.Random) -> str:
     return (dt.date(2023, 1, 1) + dt.timedelta(days=rng.randint(0, 900))).isoformat()
 
 
-def _single_convert(rng, seed):
+def _single_convert(rng: random.Random) -> _Recipe:
     text, args = _conversion(rng)
-    return (f"What is {text}?", [("Convert with convert_units", lambda s: [("convert_units", args)])], _last, {"unit": args["to_unit"]})
+    return _Recipe(f"What is {text}?", [_fixed("Convert with convert_units",
+                                               ("convert_units", args))],
+                   _last, {"unit": args["to_unit"]})
 
 
-def _single_date(rng, seed):
+def _single_date(rng: random.Random) -> _Recipe:
     a, b = sorted([_a_date(rng), _a_date(rng)])
-    return (f"How many days are there from {a} to {b}?",
-            [("Count the days with date_diff", lambda s: [("date_diff", {"start": a, "end": b})])], _last, {})
+    return _Recipe(f"How many days are there from {a} to {b}?",
+                   [_fixed("Count the days with date_diff", ("date_diff", {"start": a, "end": b}))],
+                   _last)
 
 
-def _single_weekday(rng, seed):
+def _single_weekday(rng: random.Random) -> _Recipe:
     d = _a_date(rng)
-    return (f"What day of the week is {d}?", [("Look up the weekday", lambda s: [("weekday", {"date": d})])], _last, {})
+    return _Recipe(f"What day of the week is {d}?",
+                   [_fixed("Look up the weekday", ("weekday", {"date": d}))], _last)
 
 
-def _single_sql(rng, seed):
+def _single_sql(rng: random.Random) -> _Recipe:
     cat = rng.choice(["tools", "food", "office"])
+    price = rng.randint(20, 60)
     q, text = rng.choice([
         (f"SELECT SUM(stock) FROM products WHERE category = '{cat}'",
          f"What is the total stock of all products in the '{cat}' category?"),
-        (f"SELECT COUNT(*) FROM products WHERE price > {rng.randint(20, 60)}", None),
+        (f"SELECT COUNT(*) FROM products WHERE price > {price}",
+         f"How many products cost more than {price}?"),
         ("SELECT SUM(o.quantity) FROM orders o JOIN products p ON p.id = o.product_id "
-         f"WHERE p.category = '{cat}'", f"How many units of '{cat}' products were ordered in total?"),
+         f"WHERE p.category = '{cat}'",
+         f"How many units of '{cat}' products were ordered in total?"),
     ])
-    if text is None:
-        text = f"How many products cost more than {q.rsplit(' ', 1)[1]}?"
-    return (text + " Use the shop database.", [("Query the shop database", lambda s: [("sql_query", {"query": q})])], _last,
-            {"sql": q})
+    return _Recipe(text + " Use the shop database.",
+                   [_fixed("Query the shop database", ("sql_query", {"query": q}))], _last,
+                   {"sql": q})
 
 
-def _single_kv(rng, seed):
+def _single_kv(rng: random.Random) -> _Recipe:
     key = rng.choice(["user:ana:city", "budget:total", "trip:distance_mi"])
-    return (f"What value is stored under the key '{key}'?", [("Read the key from the key-value store", lambda s: [("kv_get", {"key": key})])],
-            _last, {})
+    return _Recipe(f"What value is stored under the key '{key}'?",
+                   [_fixed("Read the key from the key-value store", ("kv_get", {"key": key}))],
+                   _last)
 
 
-def _single_calc(rng, seed):
+def _single_calc(rng: random.Random) -> _Recipe:
     a, b, c = rng.randint(12, 99), rng.randint(2, 19), rng.randint(100, 999)
     expr = f"({c} - {a}) * {b} / 4"
-    return (f"Compute ({c} - {a}) * {b} / 4 exactly.", [("Evaluate with the calculator", lambda s: [("calculator", {"expression": expr})])],
-            _last, {})
+    return _Recipe(f"Compute {expr} exactly.",
+                   [_fixed("Evaluate with the calculator", ("calculator", {"expression": expr}))],
+                   _last)
 
 
-def _parallel(rng, seed):
+def _parallel(rng: random.Random) -> _Recipe:
     (t1, a1), (t2, a2) = _conversion(rng), _conversion(rng)
     while a2 == a1:
         t2, a2 = _conversion(rng)
-    return (f"Two quick conversions: {t1}, and {t2}. Answer as 'first; second'.",
-            [("Run both conversions at once", lambda s: [("convert_units", a1), ("convert_units", a2)])],
-            lambda s: f"{s[0].result}; {s[1].result}", {})
+    return _Recipe(f"Two quick conversions: {t1}, and {t2}. Answer as 'first; second'.",
+                   [_fixed("Run both conversions at once", ("convert_units", a1),
+                           ("convert_units", a2))],
+                   lambda s: f"{s[0].result}; {s[1].result}")
 
 
-def _multi_weekday(rng, seed):
+def _multi_weekday(rng: random.Random) -> _Recipe:
     d, n = _a_date(rng), rng.randint(10, 400)
-    return (f"What day of the week will it be {n} days after {d}?",
-            [("Add the days to the date", lambda s: [("date_add", {"date": d, "days": n})]),
-             ("Look up the weekday of the new date", lambda s: [("weekday", {"date": s[-1].result})])], _last, {})
+    return _Recipe(f"What day of the week will it be {n} days after {d}?",
+                   [_fixed("Add the days to the date", ("date_add", {"date": d, "days": n})),
+                    _Group("Look up the weekday of the new date",
+                           lambda s: [("weekday", {"date": s[-1].result})])], _last)
 
 
-def _multi_store_stock(rng, seed):
+def _multi_store_stock(rng: random.Random) -> _Recipe:
     cat = rng.choice(["tools", "food", "office"])
     q = f"SELECT SUM(stock) FROM products WHERE category = '{cat}'"
     key = f"stock:{cat}"
-    return (f"Look up the total stock of the '{cat}' category in the shop database and save it "
-            f"in the key-value store under '{key}'. Reply with the number.",
-            [("Sum the stock of the category in the database", lambda s: [("sql_query", {"query": q})]),
-             ("Store the total in the key-value store", lambda s: [("kv_set", {"key": key, "value": _last(s)})])],
-            lambda s: s[0].result.splitlines()[-1], {"sql": q})
+    return _Recipe(f"Look up the total stock of the '{cat}' category in the shop database and "
+                   f"save it in the key-value store under '{key}'. Reply with the number.",
+                   [_fixed("Sum the stock of the category in the database",
+                           ("sql_query", {"query": q})),
+                    _Group("Store the total in the key-value store",
+                           lambda s: [("kv_set", {"key": key, "value": _last(s)})])],
+                   lambda s: _last(s[:1]), {"sql": q})
 
 
-def _multi_convert_stored(rng, seed):
+def _multi_convert_stored(rng: random.Random) -> _Recipe:
     src, dst, unit_a, unit_b = rng.choice([("trip:distance_mi", "trip:distance_km", "mi", "km"),
                                            ("parcel:weight_lb", "parcel:weight_kg", "lb", "kg")])
-    return (f"Read '{src}' from the key-value store, convert it from {_UNIT_NAMES[unit_a]} to "
-            f"{_UNIT_NAMES[unit_b]}, and store the result under '{dst}'. Reply with the converted "
-            "value.",
-            [("Read the stored value", lambda s: [("kv_get", {"key": src})]),
-             ("Convert it", lambda s: [("convert_units", {"value": float(_last(s)),
-                                                          "from_unit": unit_a, "to_unit": unit_b})]),
-             ("Store the converted value", lambda s: [("kv_set", {"key": dst, "value": _last(s)})])],
-            lambda s: s[1].result, {"unit": unit_b})
+    return _Recipe(
+        f"Read '{src}' from the key-value store, convert it from {_UNIT_NAMES[unit_a]} to "
+        f"{_UNIT_NAMES[unit_b]}, and store the result under '{dst}'. Reply with the converted "
+        "value.",
+        [_fixed("Read the stored value", ("kv_get", {"key": src})),
+         _Group("Convert it", lambda s: [("convert_units", {
+             "value": float(_last(s)), "from_unit": unit_a, "to_unit": unit_b})]),
+         _Group("Store the converted value",
+                lambda s: [("kv_set", {"key": dst, "value": _last(s)})])],
+        lambda s: s[1].result, {"unit": unit_b})
 
 
-def _multi_restock(rng, seed):
-    name = rng.choice(_PRODUCTS)[0]
-    n = rng.randint(5, 40)
-    return (f"We received {n} more units of '{name}'. Update its stock in the shop database, "
-            "then report the new stock.",
-            [("Add the units to the product's stock (UPDATE)", lambda s: [(
-                "sql_query", {"query": f"UPDATE products SET stock = stock + {n} WHERE name = '{name}'"})]),
-             ("Read the new stock back", lambda s: [(
-                 "sql_query", {"query": f"SELECT stock FROM products WHERE name = '{name}'"})])],
-            _last, {})
+def _multi_restock(rng: random.Random) -> _Recipe:
+    name, n = rng.choice(_PRODUCTS)[0], rng.randint(5, 40)
+    update = f"UPDATE products SET stock = stock + {n} WHERE name = '{name}'"
+    read = f"SELECT stock FROM products WHERE name = '{name}'"
+    return _Recipe(f"We received {n} more units of '{name}'. Update its stock in the shop "
+                   "database, then report the new stock.",
+                   [_fixed("Add the units to the product's stock (UPDATE)",
+                           ("sql_query", {"query": update})),
+                    _fixed("Read the new stock back", ("sql_query", {"query": read}))], _last)
 
 
-def _multi_revenue_budget(rng, seed):
+def _multi_revenue_budget(rng: random.Random) -> _Recipe:
     day = rng.randint(1, 7)
     q = ("SELECT SUM(o.quantity * p.price) FROM orders o JOIN products p ON p.id = o.product_id "
          f"WHERE o.day = {day}")
-    return (f"What share of the stored budget ('budget:total') is the revenue of day {day}? Get "
-            "both numbers (they are independent), then compute revenue / budget exactly and "
-            "store the fraction under 'report:share'. Reply with the fraction.",
-            [("Get the day's revenue from the database and the budget from the store",
-              lambda s: [("sql_query", {"query": q}), ("kv_get", {"key": "budget:total"})]),
-             ("Divide revenue by budget with the calculator",
-              lambda s: [("calculator", {"expression": f"{_val(s[0])} / {s[1].result}"})]),
-             ("Store the fraction", lambda s: [("kv_set", {"key": "report:share", "value": _last(s)})])],
-            lambda s: s[2].result, {"sql": q})
+    return _Recipe(
+        f"What share of the stored budget ('budget:total') is the revenue of day {day}? Get "
+        "both numbers (they are independent), then compute revenue / budget exactly and store "
+        "the fraction under 'report:share'. Reply with the fraction.",
+        [_fixed("Get the day's revenue from the database and the budget from the store",
+                ("sql_query", {"query": q}), ("kv_get", {"key": "budget:total"})),
+         _Group("Divide revenue by budget with the calculator",
+                lambda s: [("calculator", {"expression": f"{_value(s[0])} / {s[1].result}"})]),
+         _Group("Store the fraction",
+                lambda s: [("kv_set", {"key": "report:share", "value": _last(s)})])],
+        lambda s: s[2].result, {"sql": q})
 
 
-def _val(step: Step) -> str:
-    v = step.result.splitlines()[-1]
-    return "0" if v == "None" else v
-
-
-def _irrelevance(rng, seed):
+def _irrelevance(rng: random.Random) -> _Recipe:
     template, fillers = rng.choice(_IRRELEVANT)
     prompt = template.format(**{k: rng.choice(v) for k, v in fillers.items()})
-    return prompt, [], lambda s: "none", {}
+    return _Recipe(prompt, [], lambda s: "none")
 
 
 _SINGLE = [_single_convert, _single_date, _single_weekday, _single_sql, _single_kv, _single_calc]
@@ -508,7 +551,8 @@ _MULTI_HARD = [_multi_restock, _multi_revenue_budget, _multi_convert_stored, _mu
 
 def _describe(name: str, args: dict[str, Any]) -> str:
     if name == "convert_units":
-        return f"Convert {args['value']} {args['from_unit']} to {args['to_unit']} with convert_units"
+        return (f"Convert {args['value']} {args['from_unit']} to {args['to_unit']} "
+                "with convert_units")
     if name == "sql_query":
         return f"Query the database: {args['query']}"
     return f"Call {name}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
@@ -571,10 +615,12 @@ def _mistake_for(task: Task, rng: random.Random) -> dict[str, Any] | None:
                         f"symbol, '{a['from_unit']}'."}
             swapped = {**a, "from_unit": a["to_unit"], "to_unit": a["from_unit"]}
             wrong_value = convert_units(float(a["value"]), a["to_unit"], a["from_unit"])
-            if len(group) == 1 and gi == len(task.meta["groups"]) - 1 and wrong_value != step.result:
+            last_group = gi == len(task.meta["groups"]) - 1
+            if len(group) == 1 and last_group and wrong_value != step.result:
                 return {"group": gi, "kind": "swapped_arguments", "tool": "convert_units",
                         "arguments": swapped, "answer": wrong_value,
-                        "action": f"Convert {a['value']} between {a['from_unit']} and {a['to_unit']}.",
+                        "action": f"Convert {a['value']} between {a['from_unit']} and "
+                                  f"{a['to_unit']}.",
                         "why": "from_unit and to_unit were swapped",
                         "reflection": "Got {obs}, but that converts " f"{a['value']} {a['to_unit']}"
                         f" to {a['from_unit']}: I swapped from_unit and to_unit."}
