@@ -585,4 +585,4 @@ def engine_from_config(cfg: RunConfig) -> tuple[Engine, Tokenizer]:
                        max_batch=s.max_batch, max_seq_len=s.max_seq_len,
                        cache_memory_bytes=s.cache_memory_mb * 2**20, max_queue=s.max_queue,
                        prefill_chunk_tokens=s.prefill_chunk_tokens,
-                       use_cuda_graph=s.use_cuda_graph, seed=cfg.seed)
+                       use_cuda_graph=s.use_cuda_graph, compile=s.compile_decode, seed=cfg.seed)

@@ -509,8 +509,8 @@ def main(cfg: RunConfig) -> int:
     folder = resolve_checkpoint(cfg.serve.checkpoint, cfg.run_dir)
     cfg = replace(cfg, [f"--serve.checkpoint={json.dumps(str(folder))}"])
     engine, tok = engine_from_config(cfg)
-    if engine.graphs is not None:
-        engine.graphs.capture_all()
+    if engine.graphs is not None and not cfg.serve.compile_decode:
+        engine.graphs.capture_all()  # compiled buckets are captured lazily: ~80 s each at 2B
     serve_cfg = cfg.serve
     if not serve_cfg.served_model_name:
         serve_cfg = dataclasses.replace(serve_cfg, served_model_name=folder.name)
