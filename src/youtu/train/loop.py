@@ -119,7 +119,7 @@ class CausalLMLoss(nn.Module):
         self.chunk_tokens = chunk_tokens
 
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor,
-                doc_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                doc_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(summed loss, per-token losses [B*T] detached)."""
         hidden = self.model.hidden_states(input_ids, positions, doc_ids)  # [B, T, D]
         return fused_linear_cross_entropy(hidden, self.model.lm_head.weight, targets,
@@ -279,7 +279,10 @@ class Trainer:
             raise ValueError(f"batch shape {tuple(batch.input_ids.shape)} != ({span.rows}, {span.seq_len})")
         mine = slice(self.dist.rank * rows, (self.dist.rank + 1) * rows)  # this process's rows
         input_ids, targets = batch.input_ids[mine].to(dev), batch.targets[mine].to(dev)
-        positions, doc_ids = batch.positions[mine].to(dev), batch.doc_ids[mine].to(dev)
+        positions, doc_ids = batch.positions[mine].to(dev), batch.doc_ids[mine]
+        # Rows of one document each need no document mask: plain causal attention (cuDNN on
+        # GPU) instead of a block-sparse / dense mask.
+        doc_ids = doc_ids.to(dev) if bool(doc_ids.any()) else None
         counts = torch.tensor([(targets != IGNORE_INDEX).sum().item(), 0.0], dtype=torch.float64,
                               device=dev)
         n_targets = int(self.dist.all_reduce_sum(counts.clone())[0].item())
@@ -290,7 +293,8 @@ class Trainer:
             sl = slice(i * micro, (i + 1) * micro)
             parallel.set_gradient_sync(self.root, i == n_micro - 1)
             with self._autocast():
-                part, _ = self.root(input_ids[sl], targets[sl], positions[sl], doc_ids[sl])
+                part, _ = self.root(input_ids[sl], targets[sl], positions[sl],
+                                    None if doc_ids is None else doc_ids[sl])
             (part / denom).backward()
             loss_sum += part.detach()
         loss = self.dist.all_reduce_sum(loss_sum).item() / denom
@@ -352,9 +356,10 @@ class Trainer:
             loss_sum, n_tok, bpb_nats, n_bytes = 0.0, 0, 0.0, 0
             for b in held.batches:
                 targets = b.targets.to(dev)
+                doc_ids = b.doc_ids.to(dev) if bool(b.doc_ids.any()) else None
                 with self._autocast():
                     _, token_loss = self.root(b.input_ids.to(dev), targets, b.positions.to(dev),
-                                              b.doc_ids.to(dev))
+                                              doc_ids)
                 flat_t = targets.reshape(-1)
                 keep = flat_t != IGNORE_INDEX
                 loss_sum += float(token_loss[keep].double().sum())
