@@ -24,6 +24,11 @@ Design (vLLM's, at the scale of one file):
 
 Threading: `submit()`, `cancel()` and `stream()` may be called from any thread; `step()` runs on
 one thread at a time (the background loop from `start()`, or `generate()` when no loop runs).
+
+The engine holds the model by reference: in-place weight updates (an RL trainer's optimizer
+step) are used by the next step, CUDA graphs included (they read the same parameter storage).
+Request types (`Completion`, `StreamDelta`, `RequestHandle`, `AsyncStream`) live in
+`requests.py` and are re-exported here.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ class Completion:
     """'stop' (EOS, stop token or stop string), 'length' (max_tokens or context), 'abort'
     (cancelled) or 'error'."""
     stop_reason: int | str | None = None
-    """The stop token id or stop string that ended it (None for EOS... and other reasons)."""
+    """The stop token id (from `stop_token_ids`) or stop string that ended it; None when EOS
+    or a limit did (as in vLLM)."""
     top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
     """Per generated token, the `top_logprobs` most likely (id, log-prob), when asked."""
     prompt_logprobs: list[float | None] = field(default_factory=list)
