@@ -53,3 +53,51 @@ def test_server_errors_are_retried_then_reported():
     with pytest.raises(RuntimeError, match="failed 2 times"):
         lm.generate_until([GenerationRequest("Q", 1)])
     assert len(calls) == 2
+
+
+def test_against_our_openai_server(tiny_checkpoint):
+    """EndpointLM over HTTP against `youtu serve` gives the numbers our harness computes."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from youtu.eval.harness import CheckpointLM
+    from youtu.serve.config import ServeConfig
+    from youtu.serve.engine import load_engine
+    from youtu.serve.server import create_app
+
+    engine, tok = load_engine(tiny_checkpoint, max_batch=4, max_seq_len=512)
+    app = create_app(engine, tok, ServeConfig(checkpoint=str(tiny_checkpoint),
+                                              served_model_name="tiny"))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+            time.sleep(0.02)
+        api = EndpointLM(f"http://127.0.0.1:{sock.getsockname()[1]}/v1", "tiny", batch_size=2)
+        local = CheckpointLM(tiny_checkpoint)
+        # The server encodes string prompts without BOS: compare with the same token sequences.
+        pairs = [("The capital of France is", " Paris"), ("def add(a, b):\n    return", " a + b")]
+        got = api.loglikelihood(pairs)
+        for (ctx, cont), res in zip(pairs, got):
+            whole, n_ctx = local.encode(ctx + cont), len(local.encode(ctx))
+            assert local.encode(ctx) == whole[:n_ctx]
+            want, greedy = local.score_tokens([(whole[:n_ctx], whole[n_ctx:])])[0]
+            assert res.num_tokens == len(whole) - n_ctx
+            assert res.logprob == pytest.approx(want, abs=1e-3)
+        prompt = "import os\n"
+        text = api.generate_until([GenerationRequest(prompt, 6)])[0]
+        ids = local._generate_ids([local.encode(prompt)], [GenerationRequest(prompt, 6)],
+                                  stop=lambda r, new: False)[0]
+        assert text == local.decode([t for t in ids if t != local.codec.eos_id])
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

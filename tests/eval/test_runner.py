@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from youtu.cli import main as cli_main
 from youtu.eval.config import EvalConfig
 from youtu.eval.harness import CheckpointLM

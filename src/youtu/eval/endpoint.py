@@ -8,7 +8,8 @@ server batches them). Log-likelihoods use the `echo` + `logprobs` convention of 
 completions API (vLLM and SGLang implement it): the server returns every prompt token with its
 log-probability and character offset; the continuation is the tokens that end after the
 context's last non-space character, which matches lm-eval's boundary rule (trailing context
-whitespace belongs to the continuation; a token merging across the boundary is scored). Servers without echo support answer loglikelihood requests with an error.
+whitespace belongs to the continuation; a token merging across the boundary is scored).
+Servers without echo support answer log-likelihood requests with an error.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class EndpointLM(LM):
         def one(req: tuple[str, str]) -> Loglikelihood:
             context, continuation = req
             full = context + continuation
-            boundary = len(context.rstrip())  # lm-eval moves trailing context space to the continuation
+            boundary = len(context.rstrip())  # trailing context space goes to the continuation
             lp = self._echo(full)
             offsets, tokens = lp["text_offset"], lp["tokens"]
             total, greedy, n = 0.0, True, 0

@@ -25,7 +25,7 @@ Judge = Callable[[str | None, Any], bool]
 
 
 def _first_letter(text: str, letters: str) -> str | None:
-    """First standalone choice letter followed by `)`, whitespace or `:`, else one ending the text."""
+    """First standalone choice letter followed by `)`, whitespace or `:`, else a final one."""
     text = text.replace("*", "")
     match = re.search(rf"\b([{letters}])[)\s:]", text, re.IGNORECASE)
     if match is None:

@@ -209,7 +209,8 @@ class TokenLM(LM):
         raise NotImplementedError
 
     @torch.no_grad()
-    def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+    def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]]
+                     ) -> list[tuple[float, bool]]:
         """(sum log p(cont | ctx), greedy?) per pair of token lists; the context is cut from the
         left so that the scored sequence fits `max_length`."""
         out: list[tuple[float, bool] | None] = [None] * len(pairs)
@@ -230,7 +231,8 @@ class TokenLM(LM):
             for r, ids in enumerate(inputs):
                 batch[r, :len(ids)] = torch.tensor(ids)
             # Positions predicting the continuation of row r: len(input) - k .. len(input) - 1.
-            spans = [(len(inputs[r]) - len(pairs[i][1]), len(inputs[r])) for r, i in enumerate(rows)]
+            spans = [(len(inputs[r]) - len(pairs[i][1]), len(inputs[r]))
+                     for r, i in enumerate(rows)]
             lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
             if hi == lo:  # every continuation in this batch is empty
                 for i in rows:
@@ -248,7 +250,8 @@ class TokenLM(LM):
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[Loglikelihood]:
         pairs = [self.encode_pair(c, x) for c, x in requests]
-        return [Loglikelihood(lp, g, len(p[1])) for (lp, g), p in zip(self.score_tokens(pairs), pairs)]
+        scores = self.score_tokens(pairs)
+        return [Loglikelihood(lp, g, len(p[1])) for (lp, g), p in zip(scores, pairs)]
 
     def rolling_windows(self, ids: list[int]) -> list[tuple[list[int], list[int]]]:
         """lm-eval's disjoint windows: (context, predicted tokens) covering every token once;

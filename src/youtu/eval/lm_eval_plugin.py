@@ -85,7 +85,8 @@ class YoutuLM(LMEvalLM):
     def tokenizer_name(self) -> str:
         return self.lm.name
 
-    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+    def loglikelihood(self, requests: list[Any],
+                      disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         pairs = [tuple(r.args) for r in requests]
         out = []
         for r in tqdm(self.lm.loglikelihood(pairs), disable=disable_tqdm, desc="loglikelihood"):

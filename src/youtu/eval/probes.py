@@ -8,13 +8,15 @@ Each environment task (`env.generate(seed)`, seeds >= 1,000,000, which synthesis
 with its gold solution steps (description, tool, arguments, result) and plausible wrong answers
 (`near_misses`). From them, five kinds of few-shot items in the APTBench formats:
 
-| kind        | the model sees                                   | writes           | rule / judge  |
-|-------------|--------------------------------------------------|------------------|---------------|
-| planning    | task, steps so far, 2-5 candidate next steps     | a letter         | letter_a_e    |
-| action      | task, steps so far, the next step and its tool    | the call's args  | first_line / json_equal |
-| feedback    | task and a proposed final answer (right or a near miss, half each) | correct/wrong | correct_wrong |
-| tool_select | task, next step, the environment's tools plus distractor tools | a tool name | first_line |
-| tool_param  | ... plus the chosen tool and one parameter name  | its JSON value   | first_line / json_equal |
+- planning: task, steps so far, 2-5 candidate next steps -> a letter (letter_a_e, equal);
+- action: task, steps so far, the next step and its tool -> the call's arguments as one line
+  of JSON (first_line, json_equal);
+- feedback: task and a proposed final answer, the right one or a near miss (half each) ->
+  correct / wrong (correct_wrong, equal);
+- tool_select: task, next step, the environment's tools plus distractor tools -> a tool name
+  (first_line, equal);
+- tool_param: the same plus the chosen tool and one parameter name -> its JSON value
+  (first_line, json_equal).
 
 `generate_probes` writes an APTBench-format folder (`data/<env>/<kind>.jsonl`,
 `prompts/<env>_<kind>.txt` with two solved examples from other held-out seeds, `tasks.toml`)
@@ -165,8 +167,7 @@ def make_item(env: Any, kind: str, seed: int, pool: list[dict[str, Any]]) -> dic
                 param = rng.choice(sorted(step.arguments))
                 fields["PARAM"] = param
                 answer = json.dumps(step.arguments[param], ensure_ascii=False)
-    return {"uuid": f"{env.name}-{kind}-{seed}", "fields": fields, "answer": answer,
-            "env_version": getattr(env, "version", "")}
+    return {"uuid": f"{env.name}-{kind}-{seed}", "fields": fields, "answer": answer}
 
 
 def _items(env: Any, kind: str, start: int, n: int, pool: list[dict[str, Any]]) -> list[dict]:

@@ -34,7 +34,8 @@ def test_deterministic_and_varied():
     questions = {re.sub(r"\d+", "#", make_problem(EVAL_SEED + i).question.split(".")[0])
                  for i in range(100)}
     assert len(questions) > 6
-    assert "Question:" in few_shot_prefix(2) and make_problem(SHOT_SEED).question in few_shot_prefix(1)
+    assert few_shot_prefix(2).count("Question:") == 2
+    assert make_problem(SHOT_SEED).question in few_shot_prefix(1)
 
 
 @pytest.mark.parametrize("text, value", [(" 28", 28), (" 23 + 12 - 7 = 28. The answer is 28.", 28),

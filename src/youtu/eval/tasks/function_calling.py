@@ -95,7 +95,8 @@ def args_match(args: dict[str, Any], possible: dict[str, list[Any]]) -> tuple[bo
     return True, "match"
 
 
-def call_matches(call: dict[str, Any], name: str, arguments: dict[str, list[Any]]) -> tuple[bool, str]:
+def call_matches(call: dict[str, Any], name: str,
+                 arguments: dict[str, list[Any]]) -> tuple[bool, str]:
     """Judge one parsed call {'name', 'arguments': dict} against the possible answer."""
     if call["name"] != name:
         return False, f"called {call['name']!r}, expected {name!r}"
@@ -108,8 +109,9 @@ def bfcl_items(root: str | Path, limit: int = 0) -> list[dict[str, Any]]:
     items = []
     for line in path.read_text().splitlines():
         d = json.loads(line)
-        items.append({"id": d["uuid"], "query": d["user_prompt"], "tools": json.loads(d["function"]),
-                      "name": d["answer4select"], "arguments": json.loads(d["answer4param"])})
+        items.append({"id": d["uuid"], "query": d["user_prompt"],
+                      "tools": json.loads(d["function"]), "name": d["answer4select"],
+                      "arguments": json.loads(d["answer4param"])})
         if limit and len(items) >= limit:
             break
     return items
@@ -146,8 +148,8 @@ def run_function_calling(lm: LM, items: list[dict[str, Any]],
             ok, detail = False, "; ".join(parsed.errors) or "no call"
         else:
             fn = parsed.tool_calls[0]["function"]
-            ok, detail = call_matches({"name": fn["name"], "arguments": json.loads(fn["arguments"])},
-                                      it["name"], it["arguments"])
+            call = {"name": fn["name"], "arguments": json.loads(fn["arguments"])}
+            ok, detail = call_matches(call, it["name"], it["arguments"])
         rows.append({"id": it["id"], "output": out, "correct": ok, "detail": detail})
     correct = sum(r["correct"] for r in rows)
     return {"score": correct / max(len(rows), 1), "correct": correct, "n": len(rows), "rows": rows}
