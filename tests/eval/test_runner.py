@@ -7,7 +7,7 @@ import json
 from youtu.cli import main as cli_main
 from youtu.eval.config import EvalConfig
 from youtu.eval.harness import CheckpointLM
-from youtu.eval.runner import evaluate, latest_checkpoint
+from youtu.eval.runner import decontamination_texts, evaluate, latest_checkpoint
 
 
 class CountingLM(CheckpointLM):
@@ -64,3 +64,16 @@ def test_latest_checkpoint_and_missing_one(tiny_checkpoint, tmp_path, capsys):
     assert cli_main(["eval", f"--out_dir={tmp_path}", "--name=none"]) == 2
     assert "no checkpoint under" in capsys.readouterr().err
     assert cli_main(["eval", str(tmp_path / "nope"), f"--out_dir={tmp_path}"]) == 2
+
+
+def test_decontamination_texts_cover_the_benchmarks(aptbench_root):
+    from youtu.eval.tasks.humaneval import load_problems
+    from youtu.eval.tasks.math_word import EVAL_SEED, make_problem
+
+    texts = list(decontamination_texts(EvalConfig(aptbench_dir=str(aptbench_root), math_items=5)))
+    first = json.loads((aptbench_root / "data/agentic_math/planning_single/input_data.jsonl")
+                       .read_text().splitlines()[0])
+    assert first["repo_info"] in texts and first["choices"] in texts
+    assert load_problems(1)[0]["prompt"] in texts
+    assert make_problem(EVAL_SEED + 4).question in texts
+    assert len(texts) > 5000

@@ -35,9 +35,11 @@ def _group_of(key: str) -> str:
     return head if head in ("aptbench", "probe", "bpb") else ""
 
 
-def _ordered(keys: set[str]) -> list[str]:
+def _ordered(keys: set[str], prefix: str) -> list[str]:
     """Category means ('aptbench/math') before their tasks, otherwise alphabetical."""
-    return sorted(keys, key=lambda k: (k.split("/")[1] if k.count("/") else k, k.count("/"), k))
+    if prefix not in ("aptbench", "probe"):
+        return sorted(keys)
+    return sorted(keys, key=lambda k: (k.split("/")[1], k.count("/"), k))
 
 
 def _fmt(value: float | None, pct: bool) -> str:
@@ -57,7 +59,10 @@ def _bar_chart(path: Path, keys: list[str], labels: list[str],
         ys = [i + (j - (len(labels) - 1) / 2) * height for i in range(len(keys))]
         xs = [table[label].get(k, math.nan) for k in keys]
         ax.barh(ys, [0.0 if math.isnan(x) else x for x in xs], height=height, label=label)
-    ax.set_yticks(range(len(keys)), [k.split("/", 1)[-1] if "/" in k else k for k in keys])
+    prefix = keys[0].split("/", 1)[0] + "/"
+    ax.set_yticks(range(len(keys)), [k.removeprefix(prefix) if all(x.startswith(prefix)
+                                                                  for x in keys) else k
+                                     for k in keys])
     ax.invert_yaxis()
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
@@ -93,7 +98,7 @@ def write_report(results: dict[str, dict[str, Any]], out_dir: str | Path, title:
         keys = {k for scores in table.values() for k in scores if _group_of(k) == prefix}
         if not keys:
             continue
-        keys_sorted = _ordered(keys)
+        keys_sorted = _ordered(keys, prefix)
         pct = prefix in ("aptbench", "probe")
         header = ["score"] + labels + (["delta"] if len(labels) == 2 else [])
         lines += [f"## {heading}", "", "| " + " | ".join(header) + " |",
@@ -112,8 +117,12 @@ def write_report(results: dict[str, dict[str, Any]], out_dir: str | Path, title:
             lines.append("\nAccuracies in percent; bold rows are category means.")
         elif not higher:
             lines.append("\nLower is better.")
-        _bar_chart(out / f"{stem}.png", keys_sorted, labels, table, heading)
-        lines += ["", f"![{heading}]({stem}.png)", ""]
+        # general tasks mix accuracies with log-probabilities: chart the accuracies only
+        plotted = [k for k in keys_sorted if prefix or all(
+            0.0 <= table[label].get(k, 0.0) <= 1.0 for label in labels)]
+        if plotted:
+            _bar_chart(out / f"{stem}.png", plotted, labels, table, heading)
+            lines += ["", f"![{heading}]({stem}.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -21,10 +21,11 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from youtu.eval.aptbench import aptbench_dir, load_task_specs, run_tasks
+from youtu.eval.aptbench import aptbench_dir, load_task_specs, read_items, run_tasks
 from youtu.eval.config import EvalConfig
 from youtu.eval.harness import LM, load_lm
 
@@ -151,6 +152,26 @@ def _needle(lm: LM, cfg: EvalConfig, out: Path) -> dict[str, Any]:
     res["predictions"] = _save_rows(out, "needle", res.pop("rows"))
     return {"scores": {"needle/accuracy": res["score"], "needle/code_logprob": res["code_logprob"]},
             "details": res}
+
+
+def decontamination_texts(cfg: EvalConfig) -> Iterator[str]:
+    """The text of every item our tasks evaluate (APTBench inputs, HumanEval prompts, word
+    problems), for `youtu.data.prepare.prepare(..., eval_texts=...)` to filter training data."""
+    root = Path(cfg.aptbench_dir) if cfg.aptbench_dir else aptbench_dir()
+    if (root / "data").is_dir():
+        specs = load_task_specs(cfg.aptbench_tasks) if cfg.aptbench_tasks else load_task_specs()
+        for spec in specs:
+            for item in read_items(root / spec.data):
+                yield from (str(item[f]) for f in spec.fields.values() if f in item)
+    try:
+        from youtu.eval.tasks.humaneval import load_problems
+
+        yield from (p["prompt"] for p in load_problems())
+    except ImportError:
+        pass
+    from youtu.eval.tasks.math_word import EVAL_SEED, make_problem
+
+    yield from (make_problem(EVAL_SEED + i).question for i in range(cfg.math_items))
 
 
 def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, *,
