@@ -160,3 +160,15 @@ def test_bad_arguments_are_clear(tiny_checkpoint, tmp_path):
         load_lm("m", backend="openai")
     with pytest.raises(ValueError, match="leaves no room"):
         CheckpointLM(tiny_checkpoint, max_length=8).generate_until([GenerationRequest("x", 8)])
+
+
+def test_without_bos_an_empty_context_gets_the_prefix_token(tiny_checkpoint):
+    plain = CheckpointLM(tiny_checkpoint, add_bos=False)
+    ctx, cont = plain.encode_pair("Hello", " world")
+    assert ctx == plain.encode("Hello") and plain.prefix_id not in ctx
+    assert plain.encode_pair("", "Hello")[0] == [plain.prefix_id]
+    with_bos = CheckpointLM(tiny_checkpoint)
+    assert with_bos.encode_pair("Hello", " world")[0] == [with_bos.prefix_id] + ctx
+    a = plain.loglikelihood([("Hello", " world")])[0]
+    b = with_bos.loglikelihood([("Hello", " world")])[0]
+    assert a.num_tokens == b.num_tokens and a.logprob != pytest.approx(b.logprob, abs=1e-4)

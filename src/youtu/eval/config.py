@@ -31,6 +31,9 @@ class EvalConfig:
     """Sequences per forward (local) or requests in flight (openai)."""
     max_length: int = 0
     """Context limit in tokens; 0 = the model's max_position_embeddings."""
+    add_bos: Literal["auto", "yes", "no"] = "auto"
+    """Start every sequence with BOS: 'auto' = yes for Youtu models (trained with BOS per
+    document), else what the HF tokenizer does by default."""
     cpu_threads: int = 0
     """Torch intra-op CPU threads while evaluating; 0 = torch's default. 1 suits tiny models on
     a shared machine, where OpenMP threads spin-wait (tiny eval on a loaded 2-core host:

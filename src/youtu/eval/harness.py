@@ -168,12 +168,15 @@ class TokenLM(LM):
     """
 
     def __init__(self, codec: _Codec, *, device: torch.device, batch_size: int, max_length: int,
-                 name: str):
+                 name: str, add_bos: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.codec, self.device, self.batch_size = codec, device, batch_size
         self.max_length, self.name = max_length, name
         self.prefix_id = codec.bos_id if codec.bos_id is not None else codec.eos_id
+        """Conditions empty contexts and the first rolling window (lm-eval's prefix token)."""
+        self.head = [self.prefix_id] if add_bos and codec.bos_id is not None else []
+        """Starts every scored or prompted sequence: BOS when the model was trained with it."""
 
     # -- tokens -----------------------------------------------------------------------------
 
@@ -194,13 +197,14 @@ class TokenLM(LM):
         return self.decode(ids), len(ids), True
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """(BOS + context tokens, continuation tokens) with lm-eval's boundary rule."""
+        """(BOS + context tokens, continuation tokens) with lm-eval's boundary rule; without BOS
+        an empty context becomes the prefix token."""
         n_space = len(context) - len(context.rstrip())
         if n_space:
             context, continuation = context[:-n_space], context[-n_space:] + continuation
         whole = self.encode(context + continuation)
         ctx = self.encode(context)
-        return [self.prefix_id] + ctx, whole[len(ctx):]
+        return (self.head + ctx) or [self.prefix_id], whole[len(ctx):]
 
     # -- scoring ----------------------------------------------------------------------------
 
@@ -294,7 +298,7 @@ class TokenLM(LM):
             if budget < 1:
                 raise ValueError(f"max_new_tokens {req.max_new_tokens} leaves no room for a "
                                  f"prompt in max_length {self.max_length}")
-            ids = [self.prefix_id] + self.encode(req.prompt)
+            ids = (self.head + self.encode(req.prompt)) or [self.prefix_id]
             prompts.append(ids[-budget:])  # keep the end: it holds the question being asked
         order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
         for start in range(0, len(order), self.batch_size):
@@ -335,7 +339,7 @@ class CheckpointLM(TokenLM):
     decoding with the latent KV cache."""
 
     def __init__(self, path: str | Path, *, device: str = "cpu", dtype: str = "float32",
-                 batch_size: int = 8, max_length: int = 0):
+                 batch_size: int = 8, max_length: int = 0, add_bos: bool | None = None):
         from youtu.model.hf import load_pretrained
         from youtu.tokenizer import Tokenizer
 
@@ -347,7 +351,8 @@ class CheckpointLM(TokenLM):
         cfg = self.model.config
         super().__init__(_Codec(Tokenizer.load(folder), "youtu"), device=torch.device(device),
                          batch_size=batch_size,
-                         max_length=max_length or cfg.max_position_embeddings, name=str(folder))
+                         max_length=max_length or cfg.max_position_embeddings, name=str(folder),
+                         add_bos=add_bos is not False)  # data prep starts documents with BOS
 
     def _score_logits(self, input_ids: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         hidden = self.model.hidden_states(input_ids)[:, lo:hi]
@@ -394,18 +399,29 @@ class CheckpointLM(TokenLM):
 
 
 class TransformersLM(TokenLM):
-    """Any Hugging Face causal LM folder (`AutoModelForCausalLM` + `AutoTokenizer`)."""
+    """Any Hugging Face causal LM folder (`AutoModelForCausalLM` + `AutoTokenizer`).
+
+    BOS starts every sequence when the tokenizer adds it by default (Llama-style) or the model
+    is a Youtu model (trained with BOS at each document's start, whatever its tokenizer config
+    says); `add_bos` overrides.
+    """
 
     def __init__(self, path: str | Path, *, device: str = "cpu", dtype: str = "float32",
-                 batch_size: int = 8, max_length: int = 0):
+                 batch_size: int = 8, max_length: int = 0, add_bos: bool | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype]).to(device)
         self.model.eval()
         self.hf_tokenizer = AutoTokenizer.from_pretrained(str(path))
         length = max_length or getattr(self.model.config, "max_position_embeddings", 2048)
+        if add_bos is None:
+            tok = self.hf_tokenizer
+            first = tok("a")["input_ids"][:1]
+            add_bos = (tok.bos_token_id is not None and first == [tok.bos_token_id]) or \
+                self.model.config.model_type == "youtu"
         super().__init__(_Codec(self.hf_tokenizer, "hf"), device=torch.device(device),
-                         batch_size=batch_size, max_length=length, name=str(path))
+                         batch_size=batch_size, max_length=length, name=str(path),
+                         add_bos=add_bos)
 
     def _score_logits(self, input_ids: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         keep = torch.arange(lo, hi, device=input_ids.device)
@@ -437,7 +453,8 @@ class TransformersLM(TokenLM):
 
 def load_lm(path: str, *, backend: Backend = "youtu", device: str = "cpu",
             dtype: str = "float32", batch_size: int = 8, max_length: int = 0,
-            base_url: str = "", api_key: str = "", timeout_s: float = 120.0) -> LM:
+            base_url: str = "", api_key: str = "", timeout_s: float = 120.0,
+            add_bos: bool | None = None) -> LM:
     """Open a model for evaluation.
 
     Args:
@@ -451,15 +468,17 @@ def load_lm(path: str, *, backend: Backend = "youtu", device: str = "cpu",
         base_url: OpenAI-compatible endpoint, e.g. `http://127.0.0.1:8000/v1` (openai only).
         api_key: Bearer token for the endpoint (openai only).
         timeout_s: Per-request timeout (openai only).
+        add_bos: Start sequences with BOS; None = yes for Youtu models, else the tokenizer's
+            default (local backends; the endpoint's server decides for itself).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if backend == "youtu":
         return CheckpointLM(path, device=device, dtype=dtype, batch_size=batch_size,
-                            max_length=max_length)
+                            max_length=max_length, add_bos=add_bos)
     if backend == "hf":
         return TransformersLM(path, device=device, dtype=dtype, batch_size=batch_size,
-                              max_length=max_length)
+                              max_length=max_length, add_bos=add_bos)
     if backend == "openai":
         from youtu.eval.endpoint import EndpointLM
 

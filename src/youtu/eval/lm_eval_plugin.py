@@ -64,21 +64,22 @@ class YoutuLM(LMEvalLM):
 
     Model args: `pretrained` (checkpoint folder, HF folder or served model name), `backend`
     ('youtu' | 'hf' | 'openai'), `dtype`, `max_length` (0 = the model's), `max_gen_toks`
-    (default generation budget), `base_url` and `api_key` (openai). lm-eval's `--device` and
+    (default generation budget), `add_bos` (default: yes for Youtu models, else the
+    tokenizer's default), `base_url` and `api_key` (openai). lm-eval's `--device` and
     `--batch_size` apply.
     """
 
     def __init__(self, pretrained: str, backend: str = "youtu", device: str | None = None,
                  dtype: str = "float32", batch_size: Any = 8, max_length: int = 0,
                  max_gen_toks: int = 256, base_url: str = "", api_key: str = "",
-                 **unused: Any):
+                 add_bos: bool | None = None, **unused: Any):
         super().__init__()
         unused = {k: v for k, v in unused.items() if v is not None}
         if unused:
             logger.warning("youtu lm-eval model ignores arguments %s", sorted(unused))
         self.lm = load_lm(str(pretrained), backend=backend, device=_device(device), dtype=dtype,
                           batch_size=_batch_size(batch_size), max_length=int(max_length),
-                          base_url=base_url, api_key=api_key)
+                          base_url=base_url, api_key=api_key, add_bos=add_bos)
         self.max_gen_toks = int(max_gen_toks)
 
     @property
