@@ -1,7 +1,7 @@
-"""RL learning curve on CPU: a tiny SFT'd policy learns `digit_add` with `youtu rl`.
+"""RL learning curve: a tiny SFT'd policy learns `digit_add` with `youtu rl` (CPU or GPU).
 
-    PYTHONPATH=src python bench/rl_cpu.py                      # 60 rounds, eval every 10
-    PYTHONPATH=src python bench/rl_cpu.py --steps 100 --out /tmp/rl_bench --precision fp16
+    PYTHONPATH=src python bench/rl_digit_add.py                   # CPU, 60 rounds, eval every 10
+    PYTHONPATH=src python bench/rl_digit_add.py --device cuda --precision fp16 --out /tmp/rl
 
 The whole recipe through the commands a user runs, at toy scale:
 1. a 1,024-id tokenizer (`train_from_texts`) and a randomly initialised ~170k-parameter model;
@@ -65,12 +65,14 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench_rl")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--eval-every", type=int, default=10)
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    common = [f"--out_dir={out}", "--name=digit_add", "--device=cpu", f"--seed={args.seed}"]
+    common = [f"--out_dir={out}", "--name=digit_add", f"--device={args.device}",
+              f"--seed={args.seed}"]
 
     t0 = time.perf_counter()
     tiny_policy(out / "init", args.seed)
@@ -79,7 +81,7 @@ def main() -> None:
                      f"--sft.conversations={out / 'format.jsonl'}", "--sft.steps=60",
                      "--sft.lr=3e-3", "--sft.seq_len=64", "--sft.batch_tokens=2048",
                      "--sft.enable_thinking=false", "--sft.heldout_fraction=0.05",
-                     "--sft.tensorboard=false"]) == 0
+                     "--sft.tensorboard=false", "--sft.precision=fp32"]) == 0
     t1 = time.perf_counter()
     assert cli.main(["rl", *common, "--rl.env=digit_add", "--rl.rewards={env = 1.0}",
                      f"--rl.steps={args.steps}", f"--rl.eval_every={args.eval_every}",
@@ -99,12 +101,12 @@ def main() -> None:
         window = [train[s] for s in range(max(1, step - 9), step + 1) if s in train]
         mean = sum(window) / len(window) if window else float("nan")
         print(f"{step:>6} {value:>16.3f} {value - start:>+9.3f} {mean:>23.3f}")
-    print(json.dumps({"bench": "rl_cpu", "env": "digit_add", "rounds": args.steps,
+    print(json.dumps({"bench": "rl_digit_add", "env": "digit_add", "rounds": args.steps,
                       "heldout_start": start, "heldout_end": curve[args.steps],
                       "curve": {str(k): round(v, 4) for k, v in sorted(curve.items())},
                       "max_mismatch_nats": max(mismatch.values()),
                       "sft_s": round(t1 - t0, 1), "rl_s": round(t2 - t1, 1),
-                      "precision": args.precision}))
+                      "precision": args.precision, "device": args.device}))
 
 
 if __name__ == "__main__":
