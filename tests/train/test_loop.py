@@ -294,6 +294,8 @@ def test_loss_falls_in_every_stage_on_the_embedded_corpus_and_sft_helps(tmp_path
         k = max(2, len(steps) // 4)
         first, last = steps[:k], steps[-k:]
         mean = lambda s: sum(losses[i] for i in s) / len(s)  # noqa: E731
+        print(f"stage {span.name}: loss {mean(first):.3f} (first {k} steps) -> "
+              f"{mean(last):.3f} (last {k})")
         assert mean(last) < mean(first), (span.name, [round(losses[i], 3) for i in steps])
 
     convs = tmp_path / "chat.jsonl"
@@ -302,4 +304,38 @@ def test_loss_falls_in_every_stage_on_the_embedded_corpus_and_sft_helps(tmp_path
                           overrides + ["--sft.steps=30", "--sft.batch_tokens=4096"])
     sft(sft_cfg, init_checkpoint=final, out_dir=tmp_path / "sft", conversations=convs)
     held = read_metrics(tmp_path / "sft" / "metrics.jsonl", "heldout/loss/chat")
+    print(f"SFT held-out chat loss: {held[0]:.3f} before -> {held[30]:.3f} after 30 steps")
     assert held[30] < held[0], held
+
+
+def test_activation_checkpointing_gives_the_same_step(make_cfg, data_dir, tmp_path):
+    results = []
+    for ac in ("false", "true"):
+        cfg = make_cfg(f"--train.activation_checkpointing={ac}")
+        trainer, sampler, plan = _trainer(cfg, data_dir, tmp_path / ac)
+        stats = trainer.train_step(sampler.next_batch(0, plan[0].rows, plan[0].seq_len), 1e-2, plan[0])
+        results.append((stats.loss, stats.grad_norm, trainer.model.model.layers[0].mlp.up_proj.weight.clone()))
+        trainer.close()
+    (la, ga, wa), (lb, gb, wb) = results
+    assert la == lb and ga == pytest.approx(gb, rel=1e-6)
+    torch.testing.assert_close(wa, wb, rtol=0, atol=1e-7)
+
+
+def test_max_steps_runs_the_curriculum_in_miniature_in_two_calls(make_cfg, data_dir, tokenizer_dir):
+    """What `youtu run --train.max_steps=N` does: stages 1..n-1, then the last stage from
+    their checkpoint, all in N steps."""
+    base = make_cfg("--train.max_steps=8", '--train.run_stages=["commonsense", "stem", "general"]')
+    out = base.run_dir / "train"
+    first = train(base, data_dir, tokenizer_dir, out)
+    assert first == out / "stage_general" and ckpt_step(first) == 6
+    last = make_cfg("--train.max_steps=8", '--train.run_stages=["agent"]')
+    final = train(last, data_dir, tokenizer_dir, out, init=first)
+    assert final == out / "stage_agent" and ckpt_step(final) == 8
+    losses = read_metrics(out / "metrics.jsonl", "train/loss")
+    lrs = read_metrics(out / "metrics.jsonl", "train/lr")
+    assert sorted(losses) == list(range(1, 9))
+    assert lrs[8] == pytest.approx(0.1 * 0.01)  # the shrunk schedule still ends on the floor
+
+
+def ckpt_step(path: Path) -> int:
+    return read_marker(path)["step"]

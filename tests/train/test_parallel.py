@@ -37,7 +37,7 @@ def _assert_losses_match(losses, ref, steps):
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory, tiny_toml):
     out = tmp_path_factory.mktemp("fsdp")
-    return _torchrun(tiny_toml, out, "--train.max_steps=6")
+    return _torchrun(tiny_toml, out, "--train.stop_after=6")
 
 
 def test_fsdp_two_processes_match_one(two_process_run, reference_run):

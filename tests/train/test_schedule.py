@@ -85,6 +85,14 @@ def test_plan_step_ranges_rows_and_theta():
     assert decay_range(plan) == (21, 26)
 
 
+def test_max_steps_shrinks_every_stage_alike():
+    plan = plan_stages(_stages(), base_rope_theta=1e4, max_steps=13)  # 26 steps -> half
+    assert [(s.start_step, s.end_step) for s in plan] == [(0, 5), (5, 10), (10, 11), (11, 12)]
+    assert plan_stages(_stages(), 1e4, max_steps=100) == plan_stages(_stages(), 1e4)
+    tiny = plan_stages(_stages(), 1e4, max_steps=2)
+    assert [s.steps for s in tiny] == [1, 1, 1, 1]  # never below one step per stage
+
+
 def test_stage_at_boundaries():
     plan = plan_stages(_stages(), base_rope_theta=1e4)
     assert stage_at(plan, 0).name == "commonsense"

@@ -57,7 +57,8 @@ class LoopConfig:
     spike_factor: float = 4.0
     """Skip a step whose loss exceeds this multiple of the recent average; 0 = off."""
     max_skipped_steps: int = 10
-    """Stop the run after this many skipped (NaN/inf/spike) steps."""
+    """Stop the run (TrainingDiverged) once more than this many steps were skipped for a
+    NaN/inf or spiking loss or gradient norm."""
     log_every: int = 1
     """Steps between log lines (metrics are written at the same cadence)."""
     checkpoint_every: int = 0
@@ -69,7 +70,12 @@ class LoopConfig:
     heldout_tokens: int = 8192
     """Held-out tokens per domain for the bits-per-byte / held-out loss evaluation; 0 = off."""
     max_steps: int = 0
-    """Stop after this global step (smoke tests, timing); 0 = the full plan."""
+    """Shrink the run to at most this many steps: every stage keeps its share of the plan (at
+    least one step) and the warmup shrinks alike, so the whole recipe runs quickly (CI, smoke
+    tests); 0 = the full plan."""
+    stop_after: int = 0
+    """End this invocation after this global step, with a checkpoint (a rerun continues from
+    it); 0 = run to the end."""
     tensorboard: bool = True
     """Also write TensorBoard events when tensorboard is installed (JSONL is always written)."""
     resume: bool = True
@@ -82,7 +88,7 @@ class LoopConfig:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         for name in ("warmup_steps", "micro_batch_tokens", "loss_chunk_tokens",
                      "max_skipped_steps", "checkpoint_every", "eval_every", "heldout_tokens",
-                     "max_steps"):
+                     "max_steps", "stop_after"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("log_every", "keep_last"):

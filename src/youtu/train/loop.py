@@ -380,7 +380,7 @@ class Trainer:
     def run(self, spans: Sequence[StageSpan], schedule: WSD, source: BatchSource, *,
             plan_total: int, heldout: dict[str, HeldOut] | None = None,
             eval_hook=None) -> Path:
-        """Train from `self.step` to the end of the last span (or `max_steps`).
+        """Train from `self.step` to the end of the last span (or `stop_after`).
 
         Args:
             spans: the stages to run (contiguous, in order); ones already finished are skipped.
@@ -392,11 +392,11 @@ class Trainer:
                 checkpoint; returns scalars to log (the youtu.eval hook).
 
         Returns:
-            The last checkpoint written (the final stage's, or the one at `max_steps`).
+            The last checkpoint written (the final stage's, or the one at `stop_after`).
         """
         cfg = self.cfg
         heldout = heldout or {}
-        stop = min(spans[-1].end_step, cfg.max_steps or spans[-1].end_step)
+        stop = min(spans[-1].end_step, cfg.stop_after or spans[-1].end_step)
         for span in spans:
             if self.step >= span.end_step:
                 continue
@@ -414,7 +414,7 @@ class Trainer:
                 periodic = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
                 if self.step < span.end_step and (periodic or self.step == stop):
                     self.save(ckpt.step_dirname(self.step), span.name, source, cfg.keep_last)
-            if self.step < span.end_step:  # stopped early (max_steps)
+            if self.step < span.end_step:  # stopped early (stop_after)
                 break
             if heldout:
                 scores = self.evaluate(heldout)
@@ -442,6 +442,8 @@ class Trainer:
                f"{ns}/seq_len": span.seq_len}
         if util is not None:
             row[f"{ns}/mfu"] = util
+        if len(stats.domain_tokens) == 1:  # a one-domain batch: its loss is that domain's
+            row[f"{ns}/loss/{next(iter(stats.domain_tokens))}"] = stats.loss
         if self.dist.device.type == "cuda":
             row[f"{ns}/mem_gb"] = torch.cuda.max_memory_allocated(self.dist.device) / 2**30
         if self.step % self.cfg.log_every == 0 or self.step == stop:
@@ -523,7 +525,7 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
         init: checkpoint to start from (overrides `cfg.train.init`).
 
     Returns:
-        The last checkpoint written (the last selected stage's end, or the `max_steps` one).
+        The last checkpoint written (the last selected stage's end, or the `stop_after` one).
     """
     from youtu.data.mixture import CurriculumSampler
     from youtu.data.shards import ShardSet
@@ -540,9 +542,12 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
             raise ConfigError(f"the tokenizer in {tokenizer_dir} has {tok.vocab_size} ids but "
                               f"model.vocab_size is {cfg.model.vocab_size}; make them agree")
         shards = ShardSet.open(data_dir, tok.fingerprint)
-        plan = plan_stages(tcfg.stages, base_rope_theta=cfg.model.rope_theta)
+        full = total_steps(plan_stages(tcfg.stages, cfg.model.rope_theta))
+        plan = plan_stages(tcfg.stages, cfg.model.rope_theta, max_steps=tcfg.max_steps)
         spans = select_stages(plan, tcfg.run_stages)
-        schedule = wsd_for_plan(plan, peak_lr=tcfg.lr, warmup_steps=tcfg.warmup_steps,
+        # A shrunk plan (max_steps) shrinks its warmup alike, or it would run into the decay.
+        warmup = round(tcfg.warmup_steps * total_steps(plan) / full)
+        schedule = wsd_for_plan(plan, peak_lr=tcfg.lr, warmup_steps=warmup,
                                 decay=tcfg.decay, min_lr_ratio=tcfg.min_lr_ratio)
         # One global stream on every process (see BatchSource), not rank-strided streams.
         sampler = CurriculumSampler(shards, tcfg.stages, seed=cfg.seed)
@@ -633,8 +638,9 @@ def eval_hook(cfg: RunConfig):
         return None
 
     def hook(path: Path, step: int) -> dict[str, float]:
-        scores = evaluate(cfg.eval, path, path / "eval")
-        return {f"eval/{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+        scores = evaluate(cfg.eval, path, path.parent / "eval" / path.name, device=cfg.device)
+        return {f"eval/{k}": float(v) for k, v in scores["scores"].items()
+                if isinstance(v, (int, float))}
 
     return hook
 

@@ -136,7 +136,8 @@ class StageSpan:
         return self.steps * self.batch_tokens
 
 
-def plan_stages(stages: Sequence[_Stage], base_rope_theta: float) -> list[StageSpan]:
+def plan_stages(stages: Sequence[_Stage], base_rope_theta: float,
+                max_steps: int = 0) -> list[StageSpan]:
     """Turn the stages' token budgets and batch sizes into consecutive step ranges.
 
     Each stage gets ceil(tokens / batch_tokens) updates, so it sees at least its budget.
@@ -144,6 +145,8 @@ def plan_stages(stages: Sequence[_Stage], base_rope_theta: float) -> list[StageS
     Args:
         stages: the curriculum (`StageConfig`s), in order.
         base_rope_theta: the model's RoPE base before any stage changes it.
+        max_steps: when > 0 and the plan is longer, every stage's steps are scaled by
+            max_steps / total (floored, at least 1): the same curriculum in miniature.
 
     Raises:
         ValueError: naming the stage, for a batch that is not whole rows, an empty budget, an
@@ -151,7 +154,6 @@ def plan_stages(stages: Sequence[_Stage], base_rope_theta: float) -> list[StageS
     """
     if not stages:
         raise ValueError("the curriculum has no stages")
-    spans, step, theta = [], 0, base_rope_theta
     for i, st in enumerate(stages):
         where = f"stage {i} ({st.name!r})"
         if st.seq_len <= 0 or st.batch_tokens <= 0 or st.batch_tokens % st.seq_len:
@@ -164,11 +166,15 @@ def plan_stages(stages: Sequence[_Stage], base_rope_theta: float) -> list[StageS
                              f"got {st.lr_phase!r}")
         if st.lr_phase == "warmup_stable" and i != 0:
             raise ValueError(f"{where}: lr_phase 'warmup_stable' is only for the first stage")
-        if spans and spans[-1].lr_phase == "decay" and st.lr_phase != "decay":
+        if i and stages[i - 1].lr_phase == "decay" and st.lr_phase != "decay":
             raise ValueError(f"{where}: lr_phase {st.lr_phase!r} after a 'decay' stage; the "
                              "decay stages must be the trailing ones (the LR never rises again)")
+    counts = [-(-st.tokens // st.batch_tokens) for st in stages]
+    if 0 < max_steps < sum(counts):
+        counts = [max(1, n * max_steps // sum(counts)) for n in counts]
+    spans, step, theta = [], 0, base_rope_theta
+    for i, (st, steps) in enumerate(zip(stages, counts)):
         theta = st.rope_theta or theta
-        steps = -(-st.tokens // st.batch_tokens)
         spans.append(StageSpan(index=i, name=st.name, start_step=step, end_step=step + steps,
                                seq_len=st.seq_len, rows=st.batch_tokens // st.seq_len,
                                rope_theta=theta, lr_phase=st.lr_phase))

@@ -36,6 +36,7 @@ from youtu.train.schedule import WSD, StageSpan
 if TYPE_CHECKING:
     from youtu.config import RunConfig
     from youtu.tokenizer import Tokenizer
+    from youtu.train.config import SFTConfig
 
 logger = logging.getLogger(__name__)
 
@@ -196,10 +197,12 @@ def heldout_batches(examples: list[Example], seq_len: int, rows_per_batch: int,
 # ---- the command ------------------------------------------------------------------------------
 
 
-def sft_schedule(cfg, steps: int) -> WSD:
-    """Warmup, plateau, then decay over the last `decay_fraction` of the steps."""
+def sft_schedule(cfg: SFTConfig, steps: int) -> WSD:
+    """Warmup, plateau, then decay over the last `decay_fraction` of the steps (the warmup
+    shrinks with `steps` when max_steps cuts them)."""
     decay_steps = round(cfg.decay_fraction * steps)
-    return WSD(peak_lr=cfg.lr, warmup_steps=cfg.warmup_steps, decay_start=steps - decay_steps,
+    warmup = round(cfg.warmup_steps * steps / cfg.steps)
+    return WSD(peak_lr=cfg.lr, warmup_steps=warmup, decay_start=steps - decay_steps,
                decay_end=steps, decay=cfg.decay, min_lr_ratio=cfg.min_lr_ratio)
 
 
@@ -240,14 +243,16 @@ def sft(cfg: RunConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
             out_dir.mkdir(parents=True, exist_ok=True)
             ckpt.clean_temp(out_dir)
             logger.info("SFT: %d training / %d held-out examples, %d steps of %dx%d", len(train_ex),
-                        len(held_ex), scfg.steps, rows, scfg.seq_len)
+                        len(held_ex), min(scfg.steps, scfg.max_steps or scfg.steps), rows,
+                        scfg.seq_len)
         dist.barrier()
         model = load_pretrained(init_checkpoint)
         model.train()
         trainer = Trainer(scfg, model, dist=dist, out_dir=out_dir, run_cfg=cfg,
                           tokenizer_dir=init_checkpoint, namespace="sft")
         source = SFTBatches(train_ex, seed=cfg.seed, pad_id=tok.pad_id)
-        span = StageSpan(index=0, name="sft", start_step=0, end_step=scfg.steps,
+        steps = min(scfg.steps, scfg.max_steps or scfg.steps)
+        span = StageSpan(index=0, name="sft", start_step=0, end_step=steps,
                          seq_len=scfg.seq_len, rows=rows, rope_theta=model.config.rope_theta,
                          lr_phase="decay")
         heldout = heldout_batches(held_ex, scfg.seq_len, max(1, rows), tok.pad_id)
@@ -260,8 +265,8 @@ def sft(cfg: RunConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
                 trainer.metrics.log(0, scores)
                 if dist.is_main:
                     logger.info("SFT held-out before: %s", _fmt(scores))
-            final = trainer.run([span], sft_schedule(scfg, scfg.steps), source,
-                                plan_total=scfg.steps, heldout=heldout)
+            final = trainer.run([span], sft_schedule(scfg, steps), source, plan_total=steps,
+                                heldout=heldout)
         finally:
             trainer.close()
         return final
