@@ -172,3 +172,15 @@ def test_without_bos_an_empty_context_gets_the_prefix_token(tiny_checkpoint):
     a = plain.loglikelihood([("Hello", " world")])[0]
     b = with_bos.loglikelihood([("Hello", " world")])[0]
     assert a.num_tokens == b.num_tokens and a.logprob != pytest.approx(b.logprob, abs=1e-4)
+
+
+def test_batches_respect_rows_and_tokens(tiny_checkpoint):
+    lm = CheckpointLM(tiny_checkpoint, batch_size=3, max_batch_tokens=100)
+    groups = lm._batches([10, 50, 40, 20, 200, 30, 30])
+    assert groups[0] == [4]                          # a long row alone, even over the budget
+    assert sorted(i for g in groups for i in g) == list(range(7))
+    for g in groups[1:]:
+        assert len(g) <= 3 and len(g) * max([10, 50, 40, 20, 200, 30, 30][i] for i in g) <= 100
+    small = CheckpointLM(tiny_checkpoint, batch_size=8, max_batch_tokens=16)
+    assert [r.logprob for r in small.loglikelihood(PAIRS)] == pytest.approx(
+        [r.logprob for r in lm.loglikelihood(PAIRS)], abs=1e-5)

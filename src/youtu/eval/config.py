@@ -31,6 +31,9 @@ class EvalConfig:
     """Sequences per forward (local) or requests in flight (openai)."""
     max_length: int = 0
     """Context limit in tokens; 0 = the model's max_position_embeddings."""
+    max_batch_tokens: int = 131072
+    """Rows x padded tokens per forward and per KV cache (local backends): long prompts get
+    smaller batches."""
     add_bos: Literal["auto", "yes", "no"] = "auto"
     """Start every sequence with BOS: 'auto' = yes for Youtu models (trained with BOS per
     document), else what the HF tokenizer does by default."""
@@ -101,6 +104,8 @@ class EvalConfig:
         if unknown:
             raise ValueError(f"probe_kinds: unknown kind(s) {unknown}; valid: "
                              f"{', '.join(PROBE_KINDS)}")
+        if self.max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.probe_seed < 1_000_000:

@@ -168,10 +168,13 @@ class TokenLM(LM):
     """
 
     def __init__(self, codec: _Codec, *, device: torch.device, batch_size: int, max_length: int,
-                 name: str, add_bos: bool = True):
+                 name: str, add_bos: bool = True, max_batch_tokens: int = 131072):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.codec, self.device, self.batch_size = codec, device, batch_size
+        self.max_batch_tokens = max_batch_tokens
+        """Rows x padded length per forward (and per KV cache): long prompts get smaller
+        batches (2B, bf16: 131k cached tokens = 4.7 GB of latent cache)."""
         self.max_length, self.name = max_length, name
         self.prefix_id = codec.bos_id if codec.bos_id is not None else codec.eos_id
         """Conditions empty contexts and the first rolling window (lm-eval's prefix token)."""
@@ -206,6 +209,20 @@ class TokenLM(LM):
         ctx = self.encode(context)
         return (self.head + ctx) or [self.prefix_id], whole[len(ctx):]
 
+    def _batches(self, lengths: list[int]) -> list[list[int]]:
+        """Indices grouped longest first, at most `batch_size` rows and `max_batch_tokens`
+        padded tokens per group (a longer single row still gets its own group)."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        groups: list[list[int]] = []
+        for i in order:
+            g = groups[-1] if groups else None
+            if (g and len(g) < self.batch_size
+                    and (len(g) + 1) * lengths[g[0]] <= self.max_batch_tokens):
+                g.append(i)
+            else:
+                groups.append([i])
+        return groups
+
     # -- scoring ----------------------------------------------------------------------------
 
     def _score_logits(self, input_ids: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -226,9 +243,7 @@ class TokenLM(LM):
                 raise ValueError(f"continuation of {len(cont)} tokens exceeds max_length "
                                  f"{self.max_length}")
             seqs.append((ctx + cont)[-(self.max_length + 1):])
-        order = sorted(range(len(pairs)), key=lambda i: -len(seqs[i]))
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+        for rows in self._batches([len(s) for s in seqs]):
             inputs = [seqs[i][:-1] for i in rows]
             width = max(len(x) for x in inputs)
             batch = torch.full((len(rows), width), self.codec.pad_id, dtype=torch.long)
@@ -300,9 +315,7 @@ class TokenLM(LM):
                                  f"prompt in max_length {self.max_length}")
             ids = (self.head + self.encode(req.prompt)) or [self.prefix_id]
             prompts.append(ids[-budget:])  # keep the end: it holds the question being asked
-        order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+        for rows in self._batches([len(p) + r.max_new_tokens for p, r in zip(prompts, requests)]):
             reqs = [requests[i] for i in rows]
 
             def stop(r: int, new: list[int], reqs: list[GenerationRequest] = reqs) -> bool:
@@ -339,7 +352,8 @@ class CheckpointLM(TokenLM):
     decoding with the latent KV cache."""
 
     def __init__(self, path: str | Path, *, device: str = "cpu", dtype: str = "float32",
-                 batch_size: int = 8, max_length: int = 0, add_bos: bool | None = None):
+                 batch_size: int = 8, max_length: int = 0, add_bos: bool | None = None,
+                 max_batch_tokens: int = 131072):
         from youtu.model.hf import load_pretrained
         from youtu.tokenizer import Tokenizer
 
@@ -352,7 +366,8 @@ class CheckpointLM(TokenLM):
         super().__init__(_Codec(Tokenizer.load(folder), "youtu"), device=torch.device(device),
                          batch_size=batch_size,
                          max_length=max_length or cfg.max_position_embeddings, name=str(folder),
-                         add_bos=add_bos is not False)  # data prep starts documents with BOS
+                         add_bos=add_bos is not False,  # data prep starts documents with BOS
+                         max_batch_tokens=max_batch_tokens)
 
     def _score_logits(self, input_ids: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         hidden = self.model.hidden_states(input_ids)[:, lo:hi]
@@ -407,7 +422,8 @@ class TransformersLM(TokenLM):
     """
 
     def __init__(self, path: str | Path, *, device: str = "cpu", dtype: str = "float32",
-                 batch_size: int = 8, max_length: int = 0, add_bos: bool | None = None):
+                 batch_size: int = 8, max_length: int = 0, add_bos: bool | None = None,
+                 max_batch_tokens: int = 131072):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype]).to(device)
@@ -421,7 +437,7 @@ class TransformersLM(TokenLM):
                 self.model.config.model_type == "youtu"
         super().__init__(_Codec(self.hf_tokenizer, "hf"), device=torch.device(device),
                          batch_size=batch_size, max_length=length, name=str(path),
-                         add_bos=add_bos)
+                         add_bos=add_bos, max_batch_tokens=max_batch_tokens)
 
     def _score_logits(self, input_ids: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         keep = torch.arange(lo, hi, device=input_ids.device)
@@ -454,7 +470,7 @@ class TransformersLM(TokenLM):
 def load_lm(path: str, *, backend: Backend = "youtu", device: str = "cpu",
             dtype: str = "float32", batch_size: int = 8, max_length: int = 0,
             base_url: str = "", api_key: str = "", timeout_s: float = 120.0,
-            add_bos: bool | None = None) -> LM:
+            add_bos: bool | None = None, max_batch_tokens: int = 131072) -> LM:
     """Open a model for evaluation.
 
     Args:
@@ -470,15 +486,18 @@ def load_lm(path: str, *, backend: Backend = "youtu", device: str = "cpu",
         timeout_s: Per-request timeout (openai only).
         add_bos: Start sequences with BOS; None = yes for Youtu models, else the tokenizer's
             default (local backends; the endpoint's server decides for itself).
+        max_batch_tokens: Rows x padded length per forward and KV cache (local backends).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if backend == "youtu":
         return CheckpointLM(path, device=device, dtype=dtype, batch_size=batch_size,
-                            max_length=max_length, add_bos=add_bos)
+                            max_length=max_length, add_bos=add_bos,
+                            max_batch_tokens=max_batch_tokens)
     if backend == "hf":
         return TransformersLM(path, device=device, dtype=dtype, batch_size=batch_size,
-                              max_length=max_length, add_bos=add_bos)
+                              max_length=max_length, add_bos=add_bos,
+                              max_batch_tokens=max_batch_tokens)
     if backend == "openai":
         from youtu.eval.endpoint import EndpointLM
 
