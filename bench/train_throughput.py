@@ -5,7 +5,7 @@ same batch, same weights, in the same run.
     python bench/train_throughput.py --preset youtu_2b --seq 4096 --batch 4      # one GPU, bf16
     python bench/train_throughput.py --preset youtu_2b --seq 4096 --batch 4 --compile
 
-Ours is `youtu.train.loop.Trainer.train_step` (bf16 autocast on CUDA with fp32 master weights,
+Ours is `youtu.train.trainer.Trainer.train_step` (bf16 autocast on CUDA with fp32 master weights,
 cuDNN causal attention, fused chunked lm_head + cross-entropy, fused AdamW, clipping). The peer
 is transformers' `YoutuForCausalLM` with the same fp32 weights under the same bf16 autocast,
 `labels=` loss, fused AdamW and the same clipping. `--packed` also times ours on rows of several
@@ -31,7 +31,7 @@ import torch
 from youtu.data.packing import PackedBatch
 from youtu.model import ModelConfig, YoutuForCausalLM
 from youtu.train.config import TrainConfig
-from youtu.train.loop import Trainer
+from youtu.train.trainer import Trainer
 from youtu.train.metrics import peak_flops
 from youtu.train.parallel import Dist
 from youtu.train.schedule import StageSpan
@@ -155,7 +155,6 @@ def bench_hf(cfg: ModelConfig, state: dict, batch: PackedBatch, device: torch.de
     _sync(device)
     dt = (time.perf_counter() - t0) / steps
     peak = _peak_gb(device)
-    del model, opt
     return _result("transformers", cfg, batch, device, dt, peak, first)
 
 

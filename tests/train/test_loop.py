@@ -21,7 +21,8 @@ from youtu.data.mixture import CurriculumSampler
 from youtu.data.shards import ShardSet
 from youtu.tokenizer import Tokenizer
 from youtu.train.checkpoint import latest_checkpoint, read_marker
-from youtu.train.loop import Trainer, TrainingDiverged, build_model, train
+from youtu.train.loop import build_model, train
+from youtu.train.trainer import Trainer, TrainingDiverged
 from youtu.train.metrics import read_metrics
 from youtu.train.parallel import Dist
 from youtu.train.schedule import plan_stages

@@ -11,7 +11,7 @@ Sources: the `chat` shards of `youtu data prepare` (already encoded with masks),
 `{"messages", "tools"}` objects, and verified agentic trajectories (`youtu.agentic.render`).
 A fixed fraction, chosen by a hash of each example's tokens, is held out: its loss is reported
 before training and at the end. The step, schedule, guard and checkpoints are pretraining's
-(`youtu.train.loop.Trainer`); only the batches differ.
+(`youtu.train.trainer.Trainer`); only the batches differ.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 from youtu.data.packing import IGNORE_INDEX, PackedBatch, pack_examples
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel
-from youtu.train.loop import HeldOut, Trainer
+from youtu.train.trainer import HeldOut, Trainer
 from youtu.train.schedule import WSD, StageSpan
 
 if TYPE_CHECKING:

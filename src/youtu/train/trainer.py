@@ -1,0 +1,457 @@
+"""The training step, shared by pre-training, mid-training and SFT: `Trainer`.
+
+    trainer = Trainer(cfg.train, model, dist=parallel.init_distributed("auto"), out_dir=out)
+    trainer.restore(latest_checkpoint(out), source)           # optional: exact resume
+    final = trainer.run(spans, schedule, source, plan_total=total_steps(plan), heldout=held)
+
+One step: every process draws the same global batch from the `BatchSource` and takes its
+rows; micro-batches of `micro_batch_tokens` accumulate gradients (FSDP's reduce-scatter only
+on the last); each micro-batch's summed loss is divided by the global count of target tokens,
+so the gradient is that of the token-mean loss over the whole batch whatever the split; the
+gradient norm is clipped; a NaN/inf or spiking loss skips the update (counted, fatal after
+`max_skipped_steps`); AdamW (fused) steps with the LR the schedule gives for the step. The
+loss is a fused, chunked lm_head + cross-entropy (loss.py) on the model's final hidden states.
+Precision: fp32 on CPU; bf16 autocast with fp32 master weights on CUDA (FSDP2's mixed precision
+under torchrun).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from torch import nn
+
+from youtu.model import YoutuForCausalLM
+from youtu.model.layers import RMSNorm
+from youtu.train import checkpoint as ckpt
+from youtu.train import parallel
+from youtu.train.config import LoopConfig
+from youtu.train.loss import IGNORE_INDEX, fused_linear_cross_entropy
+from youtu.train.metrics import MetricsSink, mfu, peak_flops, step_line
+from youtu.train.parallel import Dist
+from youtu.train.schedule import WSD, StageSpan
+
+if TYPE_CHECKING:
+    from youtu.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+SPIKE_MIN_HISTORY = 20
+"""Accepted steps (in the current stage) before the spike guard is armed: the loss falls fast at
+the start of training and after a stage change, and an average of fewer steps is too noisy."""
+SPIKE_EMA_BETA = 0.9
+"""Weight of the old value in the loss average the spike guard compares against (~10 steps)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many steps were skipped for non-finite or spiking loss / gradient norm."""
+
+
+class Batch(Protocol):
+    """A packed batch (youtu.data.packing.PackedBatch): LongTensors [B, T]."""
+
+    input_ids: torch.Tensor
+    targets: torch.Tensor
+    positions: torch.Tensor
+    doc_ids: torch.Tensor
+    domain_tokens: dict[str, int]
+
+
+class BatchSource(Protocol):
+    """Where batches come from: youtu.data's CurriculumSampler, or SFT's packed conversations.
+
+    Every process draws the same global batch (`batch_size` = all rows of the step) and trains
+    on its slice of rows, so the data order does not depend on the number of processes: a
+    torchrun run reproduces the one-process losses, and the cursor is the same on every rank.
+    """
+
+    def next_batch(self, stage_index: int, batch_size: int, seq_len: int) -> Batch: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class HeldOut:
+    """Held-out rows of one domain, and how many bytes of text their scored targets stand for."""
+
+    batches: list[Batch]
+    n_bytes: int = 0
+    """0 = report the loss only (no bits per byte)."""
+    token_bytes: torch.Tensor | None = None
+    """[V] UTF-8 byte length of each token (0 for specials, which bits-per-byte skips)."""
+
+
+@dataclass
+class StepStats:
+    loss: float
+    grad_norm: float
+    lr: float
+    tokens: int
+    """Tokens processed this step, all processes (padding included)."""
+    target_tokens: int
+    """Tokens that carried a loss, all processes."""
+    skipped: bool
+    seconds: float
+    domain_tokens: dict[str, int] = field(default_factory=dict)
+
+
+# ---- the model + loss module -----------------------------------------------------------------
+
+
+class CausalLMLoss(nn.Module):
+    """The model and its fused lm_head + cross-entropy: the FSDP root, so the tied embedding
+    (= lm_head) is gathered for the loss inside this module's forward."""
+
+    def __init__(self, model: YoutuForCausalLM, chunk_tokens: int):
+        super().__init__()
+        self.model = model
+        self.chunk_tokens = chunk_tokens
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor,
+                doc_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed loss, per-token losses [B*T] detached)."""
+        hidden = self.model.hidden_states(input_ids, positions, doc_ids)  # [B, T, D]
+        return fused_linear_cross_entropy(hidden, self.model.lm_head.weight, targets,
+                                          chunk_tokens=self.chunk_tokens)
+
+
+def param_groups(root: nn.Module, cfg: LoopConfig) -> list[dict[str, Any]]:
+    """AdamW groups: matrices decay; norm gains and the embedding (= tied lm_head) decay only
+    when configured."""
+    no_decay: set[int] = set()
+    for module in root.modules():
+        if isinstance(module, RMSNorm) and not cfg.weight_decay_norms:
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+        if isinstance(module, nn.Embedding) and not cfg.weight_decay_embeddings:
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+    decay, keep = [], []
+    for p in root.parameters():
+        if p.requires_grad:
+            (keep if id(p) in no_decay else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": keep, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(root: nn.Module, cfg: LoopConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW, fused (one kernel for all parameters) on CUDA and CPU, foreach elsewhere."""
+    fused = device.type in ("cuda", "cpu")
+    return torch.optim.AdamW(param_groups(root, cfg), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                             eps=cfg.eps, fused=fused)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 on CUDA under 'auto', None (fp32) on CPU; 'fp32'/'bf16' force it."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+# ---- the trainer ------------------------------------------------------------------------------
+
+
+class Trainer:
+    """The step, LR schedule, guard, metrics and checkpoints of every training phase.
+
+    Args:
+        cfg: the loop settings (`cfg.train` or `cfg.sft`).
+        model: a plain model on CPU, initialised (or loaded); moved to `dist.device` here.
+        dist: process placement (`parallel.init_distributed`).
+        out_dir: checkpoints, metrics.jsonl and TensorBoard events go here.
+        run_cfg: the resolved run config (written beside every checkpoint); None in tests.
+        tokenizer_dir: tokenizer files copied into every checkpoint; None = none.
+        namespace: metric key prefix ('train', 'sft').
+    """
+
+    def __init__(self, cfg: LoopConfig, model: YoutuForCausalLM, *, dist: Dist, out_dir: str | Path,
+                 run_cfg: RunConfig | None = None, tokenizer_dir: str | Path | None = None,
+                 namespace: str = "train"):
+        self.cfg = cfg
+        self.dist = dist
+        self.out_dir = Path(out_dir)
+        self.run_cfg = run_cfg
+        self.tokenizer_dir = tokenizer_dir
+        self.ns = namespace
+        self.model = model.to(dist.device)
+        self.amp_dtype = autocast_dtype(cfg.precision, dist.device)
+        if cfg.precision == "bf16" and dist.device.type == "cpu":
+            logger.warning("bf16 autocast on CPU is slow on most CPUs; fp32 is the CPU default")
+        self.root = CausalLMLoss(self.model, cfg.loss_chunk_tokens)
+        blocks = list(self.model.model.layers)
+        if cfg.activation_checkpointing:
+            parallel.apply_activation_checkpointing(blocks)
+        if cfg.compile:
+            parallel.apply_compile(blocks)
+        if dist.distributed:
+            parallel.apply_fsdp(self.root, blocks, dist, param_dtype=self.amp_dtype)
+        self.optimizer = build_optimizer(self.root, cfg, dist.device)
+        self.metrics = MetricsSink(self.out_dir, enabled=dist.is_main, tensorboard=cfg.tensorboard)
+        self.peak = peak_flops(dist.device)
+        self.step = 0
+        """Optimizer updates done (skipped ones included: their batch was consumed)."""
+        self.guard = {"skipped": 0, "ema": 0.0, "history": 0}
+        self.tokens_total = 0
+        self.last_checkpoint: Path | None = None
+        self._step_times: list[float] = []
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def state(self, stage: str) -> dict[str, Any]:
+        return {"step": self.step, "stage": stage, "guard": dict(self.guard),
+                "tokens_total": self.tokens_total}
+
+    def save(self, name: str, stage: str, source: BatchSource, keep_last: int | None) -> Path:
+        """Checkpoint now (collective)."""
+        t0 = time.perf_counter()
+        path = ckpt.save_checkpoint(
+            self.out_dir, name, model=self.model, root=self.root, optimizer=self.optimizer,
+            dist=self.dist, state=self.state(stage),
+            rank_state={"sampler": source.state_dict(), "rng": ckpt.rng_state()},
+            run_cfg=self.run_cfg, tokenizer_dir=self.tokenizer_dir, keep_last=keep_last)
+        logger.info("checkpoint %s (step %d, %.1fs)", path, self.step, time.perf_counter() - t0)
+        self.last_checkpoint = path
+        return path
+
+    def restore(self, path: str | Path, source: BatchSource) -> dict[str, Any]:
+        """Exact resume from a checkpoint: weights, optimizer, step, guard, data cursor, RNG."""
+        shared, rank_state = ckpt.restore_checkpoint(path, model=self.model, root=self.root,
+                                                     optimizer=self.optimizer, dist=self.dist)
+        self.step = int(shared["step"])
+        self.guard = dict(shared["guard"])
+        self.tokens_total = int(shared.get("tokens_total", 0))
+        source.load_state_dict(rank_state["sampler"])
+        self.last_checkpoint = Path(path)
+        logger.info("resumed from %s at step %d (stage %s)", path, self.step, shared["stage"])
+        return shared
+
+    def enter_stage(self, span: StageSpan) -> None:
+        """Apply a stage's model settings (RoPE base) and re-arm the spike guard."""
+        if span.seq_len > self.model.config.max_position_embeddings:
+            raise ValueError(f"stage {span.name!r}: seq_len {span.seq_len} exceeds the model's "
+                             f"max_position_embeddings {self.model.config.max_position_embeddings}")
+        if span.rope_theta != self.model.config.rope_theta:
+            logger.info("stage %s: RoPE theta %.4g -> %.4g", span.name,
+                        self.model.config.rope_theta, span.rope_theta)
+            self.model.config.rope_theta = span.rope_theta
+            self.model.init_rope()
+        self.guard["history"] = 0
+
+    # ---- one step ------------------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.amp_dtype is None or self.dist.distributed:  # FSDP casts parameters itself
+            return nullcontext()
+        return torch.autocast(self.dist.device.type, dtype=self.amp_dtype)
+
+    def rows_per_process(self, span: StageSpan) -> tuple[int, int]:
+        """(rows each process draws per step, rows per micro-batch)."""
+        world = self.dist.world_size
+        if span.rows % world:
+            raise ValueError(f"stage {span.name!r}: {span.rows} rows per step (batch_tokens / "
+                             f"seq_len) do not split over {world} processes")
+        rows = span.rows // world
+        micro = rows
+        if self.cfg.micro_batch_tokens:
+            micro = max(1, min(rows, self.cfg.micro_batch_tokens // span.seq_len))
+            while rows % micro:  # largest divisor of rows not above the requested size
+                micro -= 1
+        return rows, micro
+
+    def train_step(self, batch: Batch, lr: float, span: StageSpan) -> StepStats:
+        """Forward/backward over micro-batches, clip, guard, update. Collective under torchrun."""
+        t0 = time.perf_counter()
+        dev = self.dist.device
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        rows, micro = self.rows_per_process(span)
+        if batch.input_ids.shape != (span.rows, span.seq_len):
+            raise ValueError(f"batch shape {tuple(batch.input_ids.shape)} != ({span.rows}, {span.seq_len})")
+        mine = slice(self.dist.rank * rows, (self.dist.rank + 1) * rows)  # this process's rows
+        input_ids, targets = batch.input_ids[mine].to(dev), batch.targets[mine].to(dev)
+        positions, doc_ids = batch.positions[mine].to(dev), batch.doc_ids[mine]
+        # Rows of one document each need no document mask: plain causal attention (cuDNN on
+        # GPU) instead of a block-sparse / dense mask.
+        doc_ids = doc_ids.to(dev) if bool(doc_ids.any()) else None
+        counts = torch.tensor([(targets != IGNORE_INDEX).sum().item(), 0.0], dtype=torch.float64,
+                              device=dev)
+        n_targets = int(self.dist.all_reduce_sum(counts.clone())[0].item())
+        denom = max(n_targets, 1)
+        loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
+        n_micro = rows // micro
+        for i in range(n_micro):
+            sl = slice(i * micro, (i + 1) * micro)
+            parallel.set_gradient_sync(self.root, i == n_micro - 1)
+            with self._autocast():
+                part, _ = self.root(input_ids[sl], targets[sl], positions[sl],
+                                    None if doc_ids is None else doc_ids[sl])
+            (part / denom).backward()
+            loss_sum += part.detach()
+        loss = self.dist.all_reduce_sum(loss_sum).item() / denom
+        grad_norm = self._clip()
+        skipped = self._guard(loss, grad_norm)
+        if not skipped:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        tokens = rows * span.seq_len * self.dist.world_size
+        self.tokens_total += tokens
+        domain = {k: int(v) for k, v in getattr(batch, "domain_tokens", {}).items()}
+        return StepStats(loss=loss, grad_norm=grad_norm, lr=lr, tokens=tokens,
+                         target_tokens=n_targets, skipped=skipped,
+                         seconds=time.perf_counter() - t0, domain_tokens=domain)
+
+    def _clip(self) -> float:
+        params = [p for p in self.root.parameters() if p.grad is not None]
+        grads = [p.grad for p in params]
+        norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+        if hasattr(norm, "full_tensor"):  # DTensor under FSDP: the norm of all shards
+            norm = norm.full_tensor()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, self.cfg.grad_clip, norm)
+        return float(norm)
+
+    def _guard(self, loss: float, grad_norm: float) -> bool:
+        """True = skip this update. Counts skips; raises after `max_skipped_steps` of them."""
+        g = self.guard
+        reason = None
+        if not math.isfinite(loss) or not math.isfinite(grad_norm):
+            reason = f"non-finite loss {loss} / grad norm {grad_norm}"
+        elif (self.cfg.spike_factor and g["history"] >= SPIKE_MIN_HISTORY
+              and loss > self.cfg.spike_factor * g["ema"]):
+            reason = f"loss spike {loss:.3f} > {self.cfg.spike_factor} x recent {g['ema']:.3f}"
+        if reason is None:
+            g["ema"] = loss if g["history"] == 0 else SPIKE_EMA_BETA * g["ema"] + (1 - SPIKE_EMA_BETA) * loss
+            g["history"] += 1
+            return False
+        g["skipped"] += 1
+        logger.warning("step %d skipped (%s); %d skipped so far", self.step + 1, reason, g["skipped"])
+        if g["skipped"] > self.cfg.max_skipped_steps:
+            raise TrainingDiverged(f"{g['skipped']} steps skipped (more than max_skipped_steps="
+                                   f"{self.cfg.max_skipped_steps}); last: {reason}. Lower the LR "
+                                   "or check the data; the last checkpoint is "
+                                   f"{self.last_checkpoint}")
+        return True
+
+    # ---- evaluation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, heldout: dict[str, HeldOut]) -> dict[str, float]:
+        """Mean loss (nats/token) and bits per byte per held-out domain. Every process scores
+        every batch (FSDP needs the same forwards everywhere; held-out sets are small)."""
+        self.root.eval()
+        out: dict[str, float] = {}
+        dev = self.dist.device
+        for domain, held in heldout.items():
+            loss_sum, n_tok, bpb_nats, n_bytes = 0.0, 0, 0.0, 0
+            for b in held.batches:
+                targets = b.targets.to(dev)
+                doc_ids = b.doc_ids.to(dev) if bool(b.doc_ids.any()) else None
+                with self._autocast():
+                    _, token_loss = self.root(b.input_ids.to(dev), targets, b.positions.to(dev),
+                                              doc_ids)
+                flat_t = targets.reshape(-1)
+                keep = flat_t != IGNORE_INDEX
+                loss_sum += float(token_loss[keep].double().sum())
+                n_tok += int(keep.sum())
+                if held.token_bytes is not None:
+                    nb = held.token_bytes.to(dev)[flat_t.clamp(min=0)] * keep
+                    bpb_nats += float(token_loss[nb > 0].double().sum())
+                    n_bytes += int(nb.sum())
+            if n_tok:
+                out[f"heldout/loss/{domain}"] = loss_sum / n_tok
+            if n_bytes:
+                out[f"heldout/bpb/{domain}"] = bpb_nats / (math.log(2) * n_bytes)
+        self.root.train()
+        return out
+
+    # ---- the run ------------------------------------------------------------------------------
+
+    def run(self, spans: Sequence[StageSpan], schedule: WSD, source: BatchSource, *,
+            plan_total: int, heldout: dict[str, HeldOut] | None = None,
+            eval_hook=None) -> Path:
+        """Train from `self.step` to the end of the last span (or `stop_after`).
+
+        Args:
+            spans: the stages to run (contiguous, in order); ones already finished are skipped.
+            schedule: LR as a function of the global step.
+            source: batches (its state is saved in every checkpoint).
+            plan_total: steps of the whole plan (for the log line).
+            heldout: per-domain held-out rows, scored every `eval_every` steps and at stage ends.
+            eval_hook: called as eval_hook(checkpoint_path, step) after each stage-end
+                checkpoint; returns scalars to log (the youtu.eval hook).
+
+        Returns:
+            The last checkpoint written (the final stage's, or the one at `stop_after`).
+        """
+        cfg = self.cfg
+        heldout = heldout or {}
+        stop = min(spans[-1].end_step, cfg.stop_after or spans[-1].end_step)
+        for span in spans:
+            if self.step >= span.end_step:
+                continue
+            if self.step >= stop:
+                break
+            self.enter_stage(span)
+            self.rows_per_process(span)  # fail early on a batch that does not split
+            flops = self.model.flops_per_token(span.seq_len)
+            while self.step < min(span.end_step, stop):
+                batch = source.next_batch(span.index, span.rows, span.seq_len)
+                stats = self.train_step(batch, schedule.lr(self.step), span)
+                self._record(stats, span, flops, plan_total, stop, source)
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and heldout:
+                    self.metrics.log(self.step, self.evaluate(heldout))
+                periodic = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+                if self.step < span.end_step and (periodic or self.step == stop):
+                    self.save(ckpt.step_dirname(self.step), span.name, source, cfg.keep_last)
+            if self.step < span.end_step:  # stopped early (stop_after)
+                break
+            if heldout:
+                scores = self.evaluate(heldout)
+                self.metrics.log(self.step, scores)
+                if self.dist.is_main and scores:
+                    logger.info("stage %s held-out: %s", span.name, ", ".join(
+                        f"{k.split('/', 1)[1]} {v:.3f}" for k, v in sorted(scores.items())))
+            path = self.save(ckpt.stage_dirname(span.name), span.name, source, cfg.keep_last)
+            if eval_hook is not None and self.dist.is_main:
+                self.metrics.log(self.step, eval_hook(path, self.step) or {})
+        return self.last_checkpoint
+
+    def _record(self, stats: StepStats, span: StageSpan, flops_per_token: float, plan_total: int,
+                stop: int, source: BatchSource) -> None:
+        # The first step of a process compiles / warms up allocators: keep it out of the rate.
+        self._step_times.append(stats.seconds)
+        recent = self._step_times[1:][-20:] or self._step_times
+        sec = sum(recent) / len(recent)
+        tok_s = stats.tokens / max(stats.seconds, 1e-9)
+        util = mfu(tok_s, flops_per_token, self.peak, self.dist.world_size)
+        ns = self.ns
+        row = {f"{ns}/loss": stats.loss, f"{ns}/lr": stats.lr, f"{ns}/grad_norm": stats.grad_norm,
+               f"{ns}/tokens_per_s": tok_s, f"{ns}/tokens": self.tokens_total,
+               f"{ns}/stage": span.index, f"{ns}/skipped": self.guard["skipped"],
+               f"{ns}/seq_len": span.seq_len}
+        if util is not None:
+            row[f"{ns}/mfu"] = util
+        if len(stats.domain_tokens) == 1:  # a one-domain batch: its loss is that domain's
+            row[f"{ns}/loss/{next(iter(stats.domain_tokens))}"] = stats.loss
+        if self.dist.device.type == "cuda":
+            row[f"{ns}/mem_gb"] = torch.cuda.max_memory_allocated(self.dist.device) / 2**30
+        if self.step % self.cfg.log_every == 0 or self.step == stop:
+            served = self.dist.all_gather_object(dict(getattr(source, "tokens_served", {})))
+            for domain in sorted({d for s in served for d in s}):
+                row[f"data/tokens/{domain}"] = sum(s.get(domain, 0) for s in served)
+            self.metrics.log(self.step, row)
+            if self.dist.is_main:
+                logger.info(step_line(step=self.step, total=plan_total, stage=span.name,
+                                      loss=stats.loss, lr=stats.lr, gnorm=stats.grad_norm,
+                                      tokens_per_s=tok_s, mfu=util, eta_s=(stop - self.step) * sec))
+
+    def close(self) -> None:
+        self.metrics.close()
