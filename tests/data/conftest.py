@@ -1,5 +1,5 @@
-"""Shared fixtures for youtu.data tests: one tiny tokenizer and one prepared shard folder per
-session (synthetic shard helpers are in data_helpers.py)."""
+"""Shared fixtures for youtu.data tests: one tiny tokenizer, one prepared shard folder and one
+with a held-out split per session (synthetic shard helpers are in data_helpers.py)."""
 
 from __future__ import annotations
 
@@ -35,3 +35,50 @@ def prepared(tokenizer, small_cfg, tmp_path_factory) -> tuple[Path, dict]:
 
     out = tmp_path_factory.mktemp("prepared")
     return out, prepare(small_cfg, tokenizer, out)
+
+
+HELDOUT_FRACTION = 0.2
+"""Held-out share of the `heldout_prepared` folder (large, so 400 documents give ~80)."""
+
+
+def heldout_documents() -> list:
+    """400 distinct documents in three domains: 300 prose (a JSONL source), 80 agent texts and
+    20 chat conversations (the `extra` documents of prepare)."""
+    from data_helpers import prose
+    from youtu.data.document import Document
+
+    agent = [Document(f"<analysis>Task {i}: add {i} and {7 * i + 3}.</analysis><tool_call>"
+                      f'{{"name": "calc", "arguments": {{"expr": "{i}+{7 * i + 3}"}}}}'
+                      f"</tool_call> The result is {8 * i + 3}.", "agent", "synth")
+             for i in range(80)]
+    chat = [Document("", "chat", "sft", {"messages": [
+        {"role": "user", "content": f"What is {i} times {i + 2}?"},
+        {"role": "assistant", "content": f"{i} times {i + 2} is {i * (i + 2)}."}]})
+        for i in range(20)]
+    return [Document(prose(i), "commonsense", "town") for i in range(300)] + agent + chat
+
+
+def heldout_cfg(source: Path, **kw) -> DataConfig:
+    from youtu.data.config import QualityConfig, SourceConfig
+
+    base = dict(embedded=EmbeddedConfig(enabled=False), workers=0, shard_chars=8000,
+                quality=QualityConfig(enabled=False), dedup=DedupConfig(near=False),
+                heldout_fraction=HELDOUT_FRACTION,
+                sources=[SourceConfig(path=str(source), domain="commonsense", name="town")])
+    return DataConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="session")
+def heldout_prepared(tokenizer, tmp_path_factory) -> tuple[Path, dict]:
+    """`heldout_documents()` prepared with a held-out split: (folder, training manifest)."""
+    import json
+
+    from youtu.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("heldout")
+    docs = heldout_documents()
+    source = root / "town.jsonl"
+    source.write_text("".join(json.dumps({"text": d.text}) + "\n" for d in docs
+                              if d.source == "town"))
+    extra = [d for d in docs if d.source != "town"]
+    return root / "out", prepare(heldout_cfg(source), tokenizer, root / "out", extra=extra)

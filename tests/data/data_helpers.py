@@ -39,3 +39,27 @@ def tagged_docs(domain_base: int, n_docs: int, min_len: int, max_len: int, seed:
 def doc_of(token: int) -> int:
     """The (domain, document) identity of a token written by `tagged_docs`."""
     return token // 1000
+
+
+_SUBJECTS = ("the miller", "a merchant", "the old clerk", "her brother", "the mayor", "a sailor",
+             "the teacher", "my neighbour", "the baker", "a young farmer", "the doctor", "his aunt")
+_ACTS = ("carried grain to", "wrote a letter about", "walked slowly past", "painted a picture of",
+         "argued loudly with", "built a fence around", "sold apples near", "dreamed often of",
+         "counted the boats in", "sang quietly beside", "repaired the roof of", "forgot all about")
+_PLACES = ("the river", "the market square", "a quiet harbour", "the northern hills",
+           "the stone bridge", "an empty warehouse", "the village school", "the wheat fields",
+           "a narrow lane", "the railway station", "the town library", "a small chapel")
+
+_ENDINGS = (" before the first snow", ", because the weather had turned", " while everyone slept",
+            " with great care", ", as the letters tell us", " for the last time",
+            " during a long summer", " on a market day")
+
+
+def prose(i: int) -> str:
+    """A distinct, clean English paragraph (passes the quality rules), ~120 words."""
+    lines = []
+    for k in range(8):
+        j = i * 8 + k
+        lines.append(f"In {1700 + j}, {_SUBJECTS[j % 12]} {_ACTS[(j * 5 + i) % 12]} "
+                     f"{_PLACES[(j * 7 + 3 * i) % 12]}{_ENDINGS[(j * 3 + i) % 8]}.")
+    return "\n".join(lines)

@@ -19,12 +19,22 @@ ROOT = Path(__file__).resolve().parents[2]
     ("--data.embedded.stem_chars=-3", "embedded.stem_chars"),
     ("--data.classifier=svm", "'rules', 'bayes'"),
     ("--data.shard_chars=10", "shard_chars"),
+    ("--data.heldout_fraction=-0.1", "data.heldout_fraction"),
+    ("--data.heldout_fraction=1.0", "data.heldout_fraction"),
 ])
 def test_bad_values_name_the_field(override, match):
     from youtu.config import RunConfig
 
     with pytest.raises(ConfigError, match=match):
         replace(RunConfig(), [override])
+
+
+def test_shard_subfolder_names_are_not_domains():
+    from youtu.data.config import SourceConfig
+
+    for name in ("heldout", "tokenizer"):
+        with pytest.raises(ValueError, match=f"sources\\[\\].domain cannot be '{name}'"):
+            SourceConfig(path="x.jsonl", domain=name)
 
 
 def test_stage_validation():
@@ -49,3 +59,9 @@ def test_sources_from_toml(tmp_path):
 def test_shipped_configs_load(name):
     cfg = load_config(ROOT / "configs" / f"{name}.toml")
     assert isinstance(cfg.data, DataConfig)
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_shipped_configs_hold_out_a_few_percent(name):
+    fraction = load_config(ROOT / "configs" / f"{name}.toml").data.heldout_fraction
+    assert 0.01 <= fraction <= 0.05

@@ -36,3 +36,16 @@ def test_main_on_a_missing_folder_says_what_to_run(tmp_path):
     cfg = replace(RunConfig(), [f"--data.dir={tmp_path / 'none'}"])
     with pytest.raises(ConfigError, match="youtu data prepare"):
         main(cfg)
+
+
+def test_tree_shows_the_heldout_counts(heldout_prepared):
+    folder, manifest = heldout_prepared
+    text = render_tree(ShardSet.open(folder, None), [])
+    held = manifest["heldout"]
+    assert f"held out (data.heldout_fraction 0.2): {held['totals']['docs']:,} docs" in text
+    for domain, h in held["domains"].items():
+        line = next(x for x in text.splitlines() if f" {domain} " in x)
+        assert f"+ held out {h['docs']:,d} docs" in line
+    held_text = render_tree(ShardSet.open(folder / "heldout", None), [])
+    assert "held-out split (data.heldout_fraction 0.2)" in held_text
+    assert f"{held['domains']['agent']['docs']:,d} docs" in held_text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from data_helpers import prose
 
 from youtu.data.config import DataConfig, DedupConfig, EmbeddedConfig, SourceConfig
 from youtu.data.document import Document
@@ -31,31 +32,7 @@ class Store:
     def save(self):
         self.path.write_text(json.dumps(self.items, indent=2))
 '''
-_SUBJECTS = ("the miller", "a merchant", "the old clerk", "her brother", "the mayor", "a sailor",
-             "the teacher", "my neighbour", "the baker", "a young farmer", "the doctor", "his aunt")
-_ACTS = ("carried grain to", "wrote a letter about", "walked slowly past", "painted a picture of",
-         "argued loudly with", "built a fence around", "sold apples near", "dreamed often of",
-         "counted the boats in", "sang quietly beside", "repaired the roof of", "forgot all about")
-_PLACES = ("the river", "the market square", "a quiet harbour", "the northern hills",
-           "the stone bridge", "an empty warehouse", "the village school", "the wheat fields",
-           "a narrow lane", "the railway station", "the town library", "a small chapel")
-
-_ENDINGS = (" before the first snow", ", because the weather had turned", " while everyone slept",
-            " with great care", ", as the letters tell us", " for the last time",
-            " during a long summer", " on a market day")
-
-
-def _prose(i: int) -> str:
-    """A distinct, clean English paragraph (passes the quality rules), ~120 words."""
-    lines = []
-    for k in range(8):
-        j = i * 8 + k
-        lines.append(f"In {1700 + j}, {_SUBJECTS[j % 12]} {_ACTS[(j * 5 + i) % 12]} "
-                     f"{_PLACES[(j * 7 + 3 * i) % 12]}{_ENDINGS[(j * 3 + i) % 8]}.")
-    return "\n".join(lines)
-
-
-TEXTS = [_prose(i) for i in range(12)]
+TEXTS = [prose(i) for i in range(12)]
 
 
 def _jsonl(path, texts, **extra):
@@ -215,3 +192,125 @@ def test_main_uses_the_run_folders(tmp_path, tokenizer, capsys):
     assert main(cfg) == 0
     assert (tmp_path / "r" / "data" / "manifest.json").is_file()
     assert "stem" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# the held-out split (data.heldout_fraction)
+
+
+def _docs(shards: ShardSet, domain: str) -> list[tuple[int, ...]]:
+    if domain not in shards:
+        return []
+    return [tuple(shards.document(domain, i).tolist()) for i in range(shards.num_docs(domain))]
+
+
+def test_is_heldout_respects_the_fraction_nests_and_ignores_the_process():
+    import os
+    import subprocess
+    import sys
+
+    from youtu.data.prepare import is_heldout
+
+    texts = [f"document {i}: some text" for i in range(20_000)]
+    at = {f: {t for t in texts if is_heldout(t, f)} for f in (0.0, 0.02, 0.05)}
+    assert not at[0.0]
+    # Binomial(20000, p): 4 standard deviations are 0.004 (p = 0.02) and 0.006 (p = 0.05).
+    assert abs(len(at[0.02]) / len(texts) - 0.02) < 0.004
+    assert abs(len(at[0.05]) / len(texts) - 0.05) < 0.006
+    assert at[0.02] < at[0.05]  # raising the fraction only adds documents
+    # Another interpreter (another PYTHONHASHSEED) splits the same way: no process-salted hash.
+    code = ("import sys; from youtu.data.prepare import is_heldout; "
+            "print(' '.join(str(i) for i in range(2000) "
+            "if is_heldout(f'document {i}: some text', 0.05)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONHASHSEED": "123"}).stdout.split()
+    assert [int(i) for i in out] == [i for i in range(2000) if texts[i] in at[0.05]]
+
+
+def test_heldout_split_is_disjoint_complete_and_counted(heldout_prepared, tokenizer):
+    from conftest import HELDOUT_FRACTION
+
+    folder, manifest = heldout_prepared
+    train = ShardSet.open(folder, tokenizer.fingerprint)
+    held = ShardSet.open(folder / "heldout", tokenizer.fingerprint)
+    assert held.fingerprint == train.fingerprint and held.manifest["split"] == "heldout"
+    assert (folder / "heldout" / "tokenizer" / "tokenizer.json").is_file()
+    n_docs = {"commonsense": 300, "agent": 80, "chat": 20}
+    for domain, n in n_docs.items():
+        a, b = _docs(train, domain), _docs(held, domain)
+        assert len(set(a)) == len(a) and len(set(b)) == len(b)
+        assert not set(a) & set(b), f"{domain}: a document is in both splits"
+        assert len(a) + len(b) == n  # every kept document is in exactly one split
+        assert b, f"{domain}: nothing held out"
+        counted = manifest["heldout"]["domains"][domain]
+        assert counted["docs"] == len(b) and counted["tokens"] == held.num_tokens(domain)
+        assert manifest["domains"][domain]["docs"] == len(a)
+    share = held.manifest["totals"]["docs"] / sum(n_docs.values())
+    assert abs(share - HELDOUT_FRACTION) < 0.08  # 4 standard deviations of Binomial(400, 0.2)
+    assert manifest["heldout"]["fraction"] == HELDOUT_FRACTION
+    assert manifest["heldout"]["totals"] == held.manifest["totals"]
+    assert len(held.manifest["domains"]["commonsense"]["shards"]) >= 2  # shard_chars=8000
+    # Each manifest's sources count the documents kept into its own split.
+    assert manifest["sources"]["town"]["commonsense"] == len(_docs(train, "commonsense"))
+    assert held.manifest["sources"]["town"]["commonsense"] == len(_docs(held, "commonsense"))
+    decoded = {tokenizer.decode(list(d[1:-1])) for d in _docs(held, "commonsense")}
+    assert decoded < {prose(i) for i in range(300)}
+
+
+def test_heldout_split_depends_on_the_documents_only(heldout_prepared, tokenizer, tmp_path):
+    from conftest import heldout_cfg, heldout_documents
+
+    folder, _ = heldout_prepared
+    held = ShardSet.open(folder / "heldout", tokenizer.fingerprint)
+    # Other source order, other shard size: the same documents are held out.
+    docs = heldout_documents()[::-1]
+    source = _jsonl(tmp_path / "town.jsonl", [d.text for d in docs if d.source == "town"])
+    extra = [d for d in docs if d.source != "town"]
+    prepare(heldout_cfg(source, shard_chars=3000), tokenizer, tmp_path / "out", extra=extra)
+    again = ShardSet.open(tmp_path / "out" / "heldout", tokenizer.fingerprint)
+    for domain in ("commonsense", "agent", "chat"):
+        assert set(_docs(again, domain)) == set(_docs(held, domain))
+
+
+def test_heldout_rerun_skips_finished_shards_and_fraction_zero_removes_the_split(tmp_path,
+                                                                                tokenizer):
+    from conftest import heldout_cfg
+
+    source = _jsonl(tmp_path / "town.jsonl", [prose(i) for i in range(120)])
+    cfg = heldout_cfg(source)
+    out = tmp_path / "out"
+    first = prepare(cfg, tokenizer, out)
+    n_shards = sum(len(d["shards"]) for d in first["domains"].values())
+    held_manifest = json.loads((out / "heldout" / "manifest.json").read_text())
+    n_held = sum(len(d["shards"]) for d in held_manifest["domains"].values())
+    assert n_held >= 1 and first["build"]["shards_written"] == n_shards + n_held
+    again = prepare(cfg, tokenizer, out)
+    assert again["build"]["shards_written"] == 0
+    assert again["build"]["shards_skipped"] == n_shards + n_held
+    assert json.loads((out / "heldout" / "manifest.json").read_text())["domains"] == \
+        held_manifest["domains"]
+    off = prepare(heldout_cfg(source, heldout_fraction=0.0), tokenizer, out)
+    assert not (out / "heldout").exists()  # else the trainer would score training documents
+    assert off["domains"]["commonsense"]["docs"] == 120
+    assert off["heldout"] == {"fraction": 0.0, "path": "", "domains": {},
+                              "totals": {"docs": 0, "tokens": 0}}
+
+
+def test_the_training_sampler_never_serves_a_heldout_document(heldout_prepared, tokenizer):
+    from youtu.data.config import StageConfig
+    from youtu.data.mixture import CurriculumSampler
+
+    folder, _ = heldout_prepared
+    train = ShardSet.open(folder, tokenizer.fingerprint)
+    held = ShardSet.open(folder / "heldout", tokenizer.fingerprint)
+    for domain in ("commonsense", "agent"):
+        want = train.num_tokens(domain) * 5 // 4  # more than one epoch: every document served
+        stage = StageConfig(name=domain, tokens=want, seq_len=256, mix={domain: 1.0})
+        sampler = CurriculumSampler(train, [stage], seed=3)
+        stream = []  # one domain: its documents come back to back, rows in order
+        while len(stream) < want:
+            stream += sampler.next_batch(0, 4, 256).input_ids.flatten().tolist()
+        starts = [i for i, t in enumerate(stream) if t == tokenizer.bos_id]
+        served = {tuple(stream[a:b]) for a, b in zip(starts, starts[1:])}  # complete documents
+        assert served == set(_docs(train, domain))
+        assert not served & set(_docs(held, domain))

@@ -11,6 +11,8 @@ from typing import Literal
 
 DOMAINS = ("commonsense", "stem", "code", "agent", "chat")
 """Domain names used everywhere; a source may also name its own (any lowercase word)."""
+RESERVED_NAMES = ("heldout", "tokenizer")
+"""Subfolders of a shard folder that are not domains (the held-out split, the tokenizer)."""
 
 
 def _check_domain(name: str, key: str, allow_auto: bool = False) -> None:
@@ -19,6 +21,10 @@ def _check_domain(name: str, key: str, allow_auto: bool = False) -> None:
     if not name or not name.replace("_", "").isalnum() or name != name.lower():
         raise ValueError(f"{key} must be a lowercase domain name such as {', '.join(DOMAINS)}"
                          f"{' or auto' if allow_auto else ''}, got {name!r}")
+    if name in RESERVED_NAMES:
+        raise ValueError(f"{key} cannot be {name!r}: a shard folder keeps its "
+                         f"{' and '.join(RESERVED_NAMES)} subfolders under that name; pick "
+                         f"another domain name")
 
 
 @dataclass(kw_only=True)
@@ -236,9 +242,16 @@ class DataConfig:
     """Check every shard's sha256 against the manifest when opening (sha256 reads ~1 GB/s)."""
     inspect_samples: int = 1
     """Decoded sample documents per domain shown by `youtu data inspect`."""
+    heldout_fraction: float = 0.0
+    """Share of the kept documents (every domain, `extra` ones included) routed by a hash of
+    their text to `<dir>/heldout/` instead of the training shards, for the trainer's held-out
+    loss and bits per byte; 0 = no held-out split."""
 
     def __post_init__(self):
         if self.workers < 0:
             raise ValueError(f"data.workers must be >= 0, got {self.workers}")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError(f"data.heldout_fraction must be in [0, 1) (a share of documents, "
+                             f"e.g. 0.02; 0 = off), got {self.heldout_fraction}")
         if self.shard_chars < 1000:
             raise ValueError(f"data.shard_chars must be >= 1000, got {self.shard_chars}")

@@ -1,8 +1,9 @@
-"""`youtu data inspect`: the shard tree with document/token counts per domain and per curriculum
-stage, what the filters removed, and a few decoded samples.
+"""`youtu data inspect`: the shard tree with document/token counts per domain (training and
+held out) and per curriculum stage, what the filters removed, and a few decoded samples.
 
     youtu data inspect configs/tiny.toml
     youtu data inspect configs/tiny.toml --data.dir=/data/shards --data.inspect_samples=3
+    youtu data inspect configs/tiny.toml --data.dir=runs/tiny/data/heldout   # the held-out split
 """
 
 from __future__ import annotations
@@ -34,19 +35,32 @@ def render_tree(shards: ShardSet, stages: list[StageConfig]) -> str:
     lines = [f"{shards.folder}  (tokenizer {shards.fingerprint}, vocab "
              f"{m['tokenizer']['vocab_size']}, {m['totals']['docs']:,} docs, "
              f"{_n(m['totals']['tokens'])} tokens)"]
+    held = m.get("heldout", {})  # manifests from before the held-out split have none
+    if m.get("split") == "heldout":
+        lines.append(f"held-out split (data.heldout_fraction {m['heldout_fraction']:g}): kept out "
+                     f"of training, scored by the trainer")
+    elif held.get("path"):
+        lines.append(f"held out (data.heldout_fraction {held['fraction']:g}): "
+                     f"{held['totals']['docs']:,} docs, {_n(held['totals']['tokens'])} tokens in "
+                     f"{shards.folder / held['path']}")
     names = shards.domains
     for k, domain in enumerate(names):
         info = m["domains"][domain]
         branch = "└──" if k == len(names) - 1 else "├──"
         cpt = info["chars"] / max(info["tokens"], 1)
+        h = held.get("domains", {}).get(domain, {"docs": 0, "tokens": 0})
+        out = (f"  + held out {h['docs']:,d} docs {_n(h['tokens'])} tokens"
+               if held.get("path") else "")
         lines.append(f"{branch} {domain:<12s} {info['docs']:>9,d} docs {_n(info['tokens']):>8s} "
-                     f"tokens  {len(info['shards'])} shard(s)  {cpt:.2f} chars/token")
+                     f"tokens  {len(info['shards'])} shard(s)  {cpt:.2f} chars/token{out}")
         for s in info["shards"]:
             pre = "    " if k == len(names) - 1 else "│   "
             srcs = ", ".join(f"{n} {c}" for n, c in sorted(s["sources"].items()))
             lines.append(f"{pre}{s['name'].split('/')[-1]}  {s['docs']:,} docs  "
                          f"{_n(s['tokens'])} tokens  ({srcs})")
-    lines += ["", "sources (documents read -> kept per domain):"]
+    into = {"heldout": " held out"}.get(m.get("split", ""), " for training" if held.get("path")
+                                         else "")
+    lines += ["", f"sources (documents read -> kept{into} per domain):"]
     for name, counts in m["sources"].items():
         kept = ", ".join(f"{d} {n}" for d, n in sorted(counts.items()) if d != "read")
         lines.append(f"  {name:<20s} {counts.get('read', 0):>8,d} -> {kept or 'none'}")

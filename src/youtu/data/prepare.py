@@ -14,6 +14,12 @@ documents through the chat template with their loss mask) and writes the shard f
 whose record already names the same input (sha256 of its documents) and tokenizer, and whose
 files pass their checksums, is not tokenized again: an interrupted run resumes where it stopped.
 `manifest.json` is written last.
+
+With `data.heldout_fraction = f > 0`, a share f of the kept documents of every domain (chosen by
+a keyed hash of each text, see `is_heldout`) goes to `<out>/heldout/` instead: the same layout
+with its own `manifest.json` and tokenizer copy, the held-out set the trainer scores per domain
+(loss, bits per byte). No document is in both; the training manifest's `heldout` entry counts
+the held-out documents and tokens per domain.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import logging
 import multiprocessing as mp
 import os
 import re
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -35,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from youtu.data.config import DataConfig
+from youtu.data.config import RESERVED_NAMES, DataConfig
 from youtu.data.dedup import Decontaminator, ExactDedup, NearDedup, load_eval_texts
 from youtu.data.document import Document
 from youtu.data.domain import NaiveBayesClassifier, classify_rules
@@ -50,6 +57,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+TRAIN, HELDOUT = "train", "heldout"
+"""The two splits a prepared folder holds (the manifests' `split`)."""
+HELDOUT_DIR = "heldout"
+"""Subfolder of a prepared folder holding the held-out split (what `train.heldout_dir` defaults
+to)."""
+_HELDOUT_KEY = b"youtu-heldout/1"  # keys is_heldout's hash; changing it reshuffles every split
 ENCODE_CHUNK = 512
 """Documents per `encode_batch` call in a worker (bounds the worker's peak memory)."""
 _SHARD_FILE = re.compile(r"^shard_(\d{5})\.(bin|idx|mask|json)$")
@@ -251,7 +264,8 @@ def _existing_record(out_dir: Path, domain: str, index: int, input_sha: str,
 def _remove_stale(out_dir: Path, planned: dict[str, int]) -> None:
     """Delete shard files of earlier runs that this run did not produce (fewer shards now), and
     temp files a crash left behind."""
-    for folder in sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name != "tokenizer"):
+    for folder in sorted(p for p in out_dir.iterdir()
+                         if p.is_dir() and p.name not in RESERVED_NAMES):
         for file in sorted(folder.iterdir()):
             m = _SHARD_FILE.match(file.name.removesuffix(".tmp"))
             if m and (file.suffix == ".tmp" or int(m.group(1)) >= planned.get(folder.name, 0)):
@@ -259,9 +273,32 @@ def _remove_stale(out_dir: Path, planned: dict[str, int]) -> None:
                 file.unlink()
 
 
+def is_heldout(text: str, fraction: float) -> bool:
+    """Whether a document belongs to the held-out split: a keyed 64-bit hash of its text, read as
+    a number in [0, 1), falls below `fraction`.
+
+    The decision depends on the text alone, not on the corpus around it, the shard size or the
+    order of sources: a document is on the same side in every run, a trajectory given both as
+    `agent` text and as a `chat` conversation (each the `render_chat` text of its messages) goes
+    the same way in both, and the held-out set at one fraction contains the held-out set at
+    every smaller one.
+    """
+    if fraction <= 0.0:
+        return False
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8,
+                             key=_HELDOUT_KEY).digest()
+    return int.from_bytes(digest, "big") < fraction * 2.0 ** 64
+
+
 def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
             extra: Iterable[Document] = (), *, eval_texts: Iterable[str] = ()) -> dict:
     """Build token shards from the configured sources plus `extra` documents.
+
+    With `cfg.heldout_fraction > 0`, each kept document (after filters and dedup) goes either to
+    the training shards or, by `is_heldout` of its text, to `<out_dir>/heldout/`: a shard folder
+    of the same layout with its own `manifest.json` and tokenizer copy, opened by the trainer for
+    held-out loss and bits per byte. With 0, an old `heldout/` folder is removed (its documents
+    would now be in training).
 
     Args:
         cfg: The `[data]` section.
@@ -273,44 +310,58 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
         eval_texts: Eval items to decontaminate against, besides `cfg.dedup.decontam_paths`.
 
     Returns:
-        The manifest (also written to `<out_dir>/manifest.json`).
+        The training manifest (also written to `<out_dir>/manifest.json`); its `heldout` entry
+        has the held-out split's fraction, path and docs/tokens/chars per domain.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)  # present only once this run finishes
+    held_dir = out_dir / HELDOUT_DIR
+    dirs = {TRAIN: out_dir}
+    if cfg.heldout_fraction > 0:
+        dirs[HELDOUT] = held_dir
+        held_dir.mkdir(exist_ok=True)
+        (held_dir / "manifest.json").unlink(missing_ok=True)
+        tokenizer.save(held_dir / "tokenizer")
+    elif held_dir.exists():
+        logger.info("removing %s: data.heldout_fraction is 0, its documents now train", held_dir)
+        shutil.rmtree(held_dir)
     tokenizer_dir = tokenizer.save(out_dir / "tokenizer")
     fingerprint = tokenizer.fingerprint
     filters = _Filters(cfg, eval_texts)
     timer = filters.timer
-    pending: dict[str, _Pending] = {}
-    next_index: Counter = Counter()
-    records: list[dict] = []
+    # Everything below is per split (train, heldout): shards are numbered per split and domain.
+    pending: dict[tuple[str, str], _Pending] = {}
+    next_index: dict[str, Counter] = {split: Counter() for split in dirs}
+    records: dict[str, list[dict]] = {split: [] for split in dirs}
+    kept: dict[str, dict[str, Counter]] = {split: {} for split in dirs}  # split -> source -> domain
+    read: Counter = Counter()  # documents read per source
     skipped = 0
-    source_counts: dict[str, Counter] = {}
     pool = None  # started on the first shard that needs tokenizing (a re-run may need none)
     in_flight: list = []
     worker_s = Counter()
 
     def collect(block_until: int) -> None:
         while len(in_flight) > block_until:
-            record, tok_s, write_s = in_flight.pop(0).get()
-            records.append(record)
+            split, result = in_flight.pop(0)
+            record, tok_s, write_s = result.get()
+            records[split].append(record)
             worker_s["tokenize"] += tok_s
             worker_s["write"] += write_s
 
-    def flush(domain: str) -> None:
+    def flush(split: str, domain: str) -> None:
         nonlocal skipped, pool
-        p = pending.pop(domain)
-        index = next_index[domain]
-        next_index[domain] += 1
+        p = pending.pop((split, domain))
+        index = next_index[split][domain]
+        next_index[split][domain] += 1
         input_sha = p.digest.hexdigest()
-        done = _existing_record(out_dir, domain, index, input_sha, fingerprint)
+        done = _existing_record(dirs[split], domain, index, input_sha, fingerprint)
         if done is not None:
-            records.append(done)
+            records[split].append(done)
             skipped += 1
             return
-        job = {"out_dir": str(out_dir), "domain": domain, "index": index, "docs": p.docs,
+        job = {"out_dir": str(dirs[split]), "domain": domain, "index": index, "docs": p.docs,
                "record": {"input_sha256": input_sha, "tokenizer": fingerprint, "chars": p.chars,
                           "sources": dict(p.sources)}}
         if pool is None and cfg.workers:
@@ -321,11 +372,11 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
             if _WORKER_TOKENIZER is None or _WORKER_TOKENIZER.fingerprint != fingerprint:
                 _init_worker(str(tokenizer_dir), single_thread=False)
             record, tok_s, write_s = _tokenize_shard(job)
-            records.append(record)
+            records[split].append(record)
             worker_s["tokenize"] += tok_s
             worker_s["write"] += write_s
         else:
-            in_flight.append(pool.apply_async(_tokenize_shard, (job,)))
+            in_flight.append((split, pool.apply_async(_tokenize_shard, (job,))))
             collect(block_until=2 * cfg.workers)  # bound the texts held in memory
 
     try:
@@ -335,40 +386,47 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
                 from youtu.tokenizer.chat import render_chat
 
                 doc.text = render_chat(doc.meta["messages"], doc.meta.get("tools"))
-            counts = source_counts.setdefault(doc.source, Counter())
-            counts["read"] += 1
+            read[doc.source] += 1
             if not filters.keep(doc):
                 continue
-            counts[doc.domain] += 1
-            p = pending.setdefault(doc.domain, _Pending())
+            if doc.domain in RESERVED_NAMES:
+                raise ValueError(f"a document from source {doc.source!r} has domain "
+                                 f"{doc.domain!r}, the name of a shard subfolder "
+                                 f"({', '.join(RESERVED_NAMES)}); give it another domain")
+            split = HELDOUT if timer.timed("heldout", is_heldout, doc.text,
+                                           cfg.heldout_fraction) else TRAIN
+            kept[split].setdefault(doc.source, Counter())[doc.domain] += 1
+            p = pending.setdefault((split, doc.domain), _Pending())
             payload = _payload(doc)
             p.docs.append(payload)
             p.chars += len(doc.text)
             p.digest.update(json.dumps(payload, sort_keys=True).encode())
             p.sources[doc.source] += 1
             if p.chars >= cfg.shard_chars:
-                flush(doc.domain)
-        for domain in sorted(pending):
-            flush(domain)
+                flush(split, doc.domain)
+        for split, domain in sorted(pending):
+            flush(split, domain)
         collect(block_until=0)
     finally:
         if pool is not None:
             pool.close()
             pool.join()
-    _remove_stale(out_dir, dict(next_index))
+    for split, folder in dirs.items():
+        _remove_stale(folder, dict(next_index[split]))
 
     from youtu.config import to_dict
 
+    all_records = [r for split in dirs for r in records[split]]
     domain_chars = Counter()
     domain_tokens = Counter()
-    for r in records:
+    for r in all_records:
         domain_chars[r["domain"]] += r["chars"]
         domain_tokens[r["domain"]] += r["tokens"]
     chars_per_token = {d: domain_chars[d] / domain_tokens[d] for d in domain_tokens
                        if domain_tokens[d]}
     wall = time.perf_counter() - start
     build = {
-        "shards_written": len(records) - skipped, "shards_skipped": skipped,
+        "shards_written": len(all_records) - skipped, "shards_skipped": skipped,
         "workers": cfg.workers, "wall_s": round(wall, 3),
         "seconds": {"read": round(timer.seconds["read"], 3),
                     "filter": {k: round(v, 3) for k, v in sorted(timer.seconds.items())
@@ -377,14 +435,37 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
                     "write_worker_sum": round(worker_s["write"], 3)},
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    manifest = build_manifest(
-        records, fingerprint, tokenizer.vocab_size,
-        sources={name: dict(c) for name, c in sorted(source_counts.items())},
-        filters=filters.stats.to_dict(chars_per_token), config=to_dict(cfg), build=build)
-    write_manifest(out_dir, manifest)
+    common = {"filters": filters.stats.to_dict(chars_per_token), "config": to_dict(cfg),
+              "build": build}
+
+    def sources(split: str) -> dict[str, dict[str, int]]:
+        # Per source: documents read (both splits) and kept into this split, per domain.
+        return {name: {"read": n, **dict(sorted(kept[split].get(name, {}).items()))}
+                for name, n in sorted(read.items())}
+
+    held = {"fraction": cfg.heldout_fraction, "path": "", "domains": {},
+            "totals": {"docs": 0, "tokens": 0}}
+    if HELDOUT in dirs:
+        held_manifest = build_manifest(records[HELDOUT], fingerprint, tokenizer.vocab_size,
+                                       split=HELDOUT, heldout_fraction=cfg.heldout_fraction,
+                                       sources=sources(HELDOUT), **common)
+        write_manifest(held_dir, held_manifest)
+        held.update(path=HELDOUT_DIR, totals=held_manifest["totals"],
+                    domains={d: {k: info[k] for k in ("docs", "tokens", "chars")}
+                             for d, info in held_manifest["domains"].items()})
+    manifest = build_manifest(records[TRAIN], fingerprint, tokenizer.vocab_size, split=TRAIN,
+                              heldout=held, sources=sources(TRAIN), **common)
+    if HELDOUT in dirs:
+        for domain in sorted(set(manifest["domains"]) - set(held["domains"])):
+            logger.warning("domain %r has no held-out documents (%d kept for training): raise "
+                           "data.heldout_fraction (now %g) to measure its held-out loss", domain,
+                           manifest["domains"][domain]["docs"], cfg.heldout_fraction)
+    write_manifest(out_dir, manifest)  # last: its presence marks a finished folder
     totals = manifest["totals"]
-    logger.info("prepared %d docs, %d tokens in %d shards (%d reused) -> %s in %.1fs",
-                totals["docs"], totals["tokens"], len(records), skipped, out_dir, wall)
+    logger.info("prepared %d docs, %d tokens for training and %d docs, %d tokens held out in %d "
+                "shards (%d reused) -> %s in %.1fs", totals["docs"], totals["tokens"],
+                held["totals"]["docs"], held["totals"]["tokens"], len(all_records), skipped,
+                out_dir, wall)
     return manifest
 
 
@@ -400,8 +481,13 @@ def main(cfg: RunConfig) -> int:
                           f"or set --tokenizer.path to a folder with tokenizer.json")
     out_dir = Path(cfg.data.dir) if cfg.data.dir else cfg.run_dir / "data"
     manifest = prepare(cfg.data, Tokenizer.load(tokenizer_dir), out_dir)
+    held = manifest["heldout"]["domains"]
     for name, d in manifest["domains"].items():
+        h = held.get(name, {"docs": 0, "tokens": 0})
         print(f"{name:12s} {d['docs']:>9,d} docs {d['tokens']:>13,d} tokens "
-              f"{len(d['shards'])} shard(s)")
+              f"{len(d['shards'])} shard(s)" + (f"  held out: {h['docs']:,d} docs "
+                                                  f"{h['tokens']:,d} tokens" if held else ""))
     print(f"manifest: {out_dir / 'manifest.json'}")
+    if manifest["heldout"]["path"]:
+        print(f"held-out manifest: {out_dir / manifest['heldout']['path'] / 'manifest.json'}")
     return 0
