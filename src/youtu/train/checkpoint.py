@@ -7,12 +7,30 @@
         run.toml                            the resolved run config
         trainer_state.pt                    step, optimizer (1 process), sampler, RNG, guard
         sharded/                            DCP model + optimizer shards (torchrun runs only)
-        checkpoint.json                     written last: {"step", "stage", ...}
+        checkpoint.json                     written last: {"step", "stage", "world_size", ...}
 
 A checkpoint is written under `<out>/.tmp-<name>/` and renamed into place when complete, so a
 crash mid-write leaves only a `.tmp-` folder, which `latest_checkpoint` ignores (as it ignores
 any folder without `checkpoint.json`). Weights are saved in their training dtype (fp32), so
 resuming reproduces the uninterrupted run bit for bit.
+
+A checkpoint written by N processes resumes on M (`restore_checkpoint`):
+
+- model + optimizer: a torchrun checkpoint's DCP shards are read by any number of processes
+  (`parallel.load_sharded` reshards; one process reads them without a process group); a
+  one-process checkpoint holds the full state (HF weights, optimizer keyed by parameter name),
+  which each torchrun rank slices to its own FSDP2 shard.
+- data cursor: one global stream on every rank (trainer.BatchSource), so rank 0's cursor is
+  every rank's.
+- RNG: with N == M each rank restores its own states. With N != M every rank restores rank 0's
+  states: data-parallel ranks share one RNG stream here (the model is seeded alike on every rank
+  and training draws nothing per rank), as Megatron-LM keeps the RNG replicated over
+  data-parallel ranks. Streams a caller made rank-specific are not carried over (a warning says
+  so when the saved ranks' states differ).
+
+The losses after a resharded resume match the uninterrupted run up to fp32 summation order
+(~1e-6 relative: the gradient reduction and the micro-batch split change with M), not bit for
+bit; N == M resumes stay bit-identical.
 """
 
 from __future__ import annotations
@@ -43,7 +61,8 @@ logger = logging.getLogger(__name__)
 MARKER = "checkpoint.json"
 STATE_FILE = "trainer_state.pt"
 SHARDED_DIR = "sharded"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the one-process optimizer state is keyed by parameter name (1: by position)."""
 _TMP_PREFIX = ".tmp-"
 _STEP_RE = re.compile(r"^step_(\d+)$")
 
@@ -94,21 +113,31 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
 
 
 def rng_state() -> dict[str, Any]:
-    """This process's RNG states (torch CPU and CUDA, Python, NumPy)."""
+    """This process's RNG states (torch CPU, Python, NumPy, and its current CUDA device's)."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate(),
              "numpy": np.random.get_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # The current device only (torchrun ranks each use one): a checkpoint then restores on
+        # a machine with another number of GPUs.
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what `rng_state` captured."""
+    """Restore what `rng_state` captured (onto the current CUDA device)."""
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, list):  # format 1 kept every visible device's state
+            cuda = cuda[torch.cuda.current_device()] if torch.cuda.current_device() < len(cuda) else cuda[0]
+        torch.cuda.set_rng_state(cuda)
+
+
+def _same_rng(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return (torch.equal(a["torch"], b["torch"]) and a["python"] == b["python"]
+            and all(np.array_equal(x, y) for x, y in zip(a["numpy"], b["numpy"])))
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -179,7 +208,7 @@ def save_checkpoint(out: str | Path, name: str, *, model: YoutuForCausalLM, root
             save_config(run_cfg, tmp / "run.toml")
         blob = {**state, "format": FORMAT_VERSION, "world_size": dist.world_size, "ranks": ranks}
         if not dist.distributed:
-            blob["optimizer"] = optimizer.state_dict()
+            blob["optimizer"] = parallel.full_optimizer_state(root, optimizer)
         torch.save(blob, tmp / STATE_FILE)
         marker = {"step": int(state["step"]), "stage": state["stage"], "name": name,
                   "world_size": dist.world_size, "format": FORMAT_VERSION}
@@ -226,8 +255,10 @@ def clean_temp(out: str | Path) -> None:
 
 
 def load_trainer_state(path: str | Path) -> dict[str, Any]:
-    """trainer_state.pt of a checkpoint (plain Python/tensor objects, trusted: our own files)."""
-    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)
+    """trainer_state.pt of a checkpoint (plain Python/tensor objects, trusted: our own files).
+    Memory-mapped: every rank of a torchrun resume reads it, and a one-process checkpoint's
+    optimizer state is twice the model."""
+    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False, mmap=True)
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -235,30 +266,66 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return load_pretrained(path, dtype=torch.float32).state_dict()
 
 
+def _keyed_by_name(optim: dict[str, Any], root: nn.Module,
+                   optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A format-1 optimizer state (`Optimizer.state_dict()`, keyed by parameter position) keyed
+    by parameter name instead; positions follow `optimizer`'s groups, built the same way."""
+    names = {id(p): n for n, p in root.named_parameters()}
+    order = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    return {"state": {order[i]: v for i, v in optim["state"].items()},
+            "param_groups": [{**g, "params": [order[i] for i in g["params"]]}
+                             for g in optim["param_groups"]]}
+
+
 def restore_checkpoint(path: str | Path, *, model: YoutuForCausalLM, root: nn.Module,
                        optimizer: torch.optim.Optimizer, dist: Dist) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Load model weights, optimizer state and RNG from a checkpoint for an exact resume.
+    """Load model weights, optimizer state and RNG from a checkpoint to resume training, on any
+    number of processes (see the module docstring for what carries over when it changes).
+
+    Args:
+        path: a checkpoint folder.
+        model: the unwrapped model.
+        root: the module the optimizer trains (FSDP root under torchrun).
+        optimizer: the optimizer (built by the caller; its moments are filled in here).
+        dist: this run's process placement.
 
     Returns:
-        (shared trainer state, this rank's state).
+        (shared trainer state, this rank's state: its own when the number of processes is
+        unchanged, else rank 0's).
 
     Raises:
-        ValueError: the checkpoint was written by a different number of processes (its data
-            cursor and optimizer shards are per rank).
+        ValueError: a multi-process checkpoint without its DCP shards.
     """
     path = Path(path)
     blob = load_trainer_state(path)
-    if blob.get("world_size", 1) != dist.world_size:
-        raise ValueError(f"checkpoint {path} was written by {blob.get('world_size', 1)} "
-                         f"process(es) but this run has {dist.world_size}; resume with the same "
-                         "--nproc-per-node, or start from its weights only "
-                         "(--train.init=<folder> --train.init_weights_only=true)")
-    if dist.distributed:
-        parallel.load_sharded(path / SHARDED_DIR, root, optimizer)
+    saved = int(blob.get("world_size", 1))
+    if saved > 1:
+        shards = path / SHARDED_DIR
+        if not (shards / ".metadata").is_file():
+            raise ValueError(f"checkpoint {path} was written by {saved} processes but its DCP "
+                             f"shards ({shards}) are missing or incomplete; copy the whole "
+                             "folder, or start from its weights only (--train.init=<folder> "
+                             "--train.init_weights_only=true)")
+        parallel.load_sharded(shards, root, optimizer)
     else:
-        model.load_state_dict(load_weights(path))
-        optimizer.load_state_dict(blob["optimizer"])
-    rank_state = blob["ranks"][dist.rank]
+        optim = blob["optimizer"]
+        if blob.get("format", 1) < 2:
+            optim = _keyed_by_name(optim, root, optimizer)
+        # Before the weights: filling in the moments takes an lr-0 step, an exact no-op.
+        parallel.load_full_optimizer_state(root, optimizer, optim, dist)
+        parallel.load_full_model_state(model, load_weights(path), dist)
+    ranks = blob["ranks"]
+    if saved == dist.world_size:
+        rank_state = ranks[dist.rank]
+    else:
+        rank_state = ranks[0]
+        if dist.is_main:
+            logger.info("resharding checkpoint %s from %d to %d process(es); every rank takes "
+                        "rank 0's data cursor and RNG state", path, saved, dist.world_size)
+            rngs = [r["rng"] for r in ranks if "rng" in r]
+            if any(not _same_rng(rngs[0], r) for r in rngs[1:]):
+                logger.warning("the saved ranks' RNG states differ; with another number of "
+                               "processes every rank continues rank 0's stream")
     if "rng" in rank_state:
         set_rng_state(rank_state["rng"])
     shared = {k: v for k, v in blob.items() if k not in ("ranks", "optimizer")}

@@ -5,7 +5,8 @@ Single process: everything here is a no-op and the model stays a plain module. U
 `init_distributed` joins the process group (NCCL on GPU, gloo on CPU) and `apply_fsdp` shards
 every transformer block and then the root with `torch.distributed.fsdp.fully_shard` (FSDP2).
 Training state goes through `torch.distributed.checkpoint` (DCP, one file per rank, FQN-keyed);
-the Hugging Face folder is written from a full state dict gathered on rank 0.
+the Hugging Face folder is written from a full state dict gathered on rank 0. DCP state written
+by N processes loads on any M (one process included): `load_sharded` reshards on read.
 
 Model code stays single-device (STYLE.md): these functions act on modules from the outside.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,7 +196,8 @@ def full_model_state(model: nn.Module, dist: Dist) -> dict[str, torch.Tensor]:
 
 
 def save_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Write model and optimizer shards with DCP (collective)."""
+    """Write model and optimizer shards with DCP (collective): FQN-keyed, each tensor stored
+    with its global shape and this rank's chunk, so any number of processes can read it back."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
@@ -202,9 +205,25 @@ def save_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimize
     dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(folder))
 
 
-def load_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
-    """Read model (and optimizer) shards written by `save_sharded` into the live modules."""
+def _dcp_load(state: dict[str, Any], folder: Path) -> None:
+    """dcp.load in place; without a process group it reads every shard itself (no_dist), which
+    is what a single process resuming a torchrun checkpoint means (DCP warns each time)."""
     import torch.distributed.checkpoint as dcp
+
+    no_dist = not (tdist.is_available() and tdist.is_initialized())
+    with warnings.catch_warnings():
+        if no_dist:
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=str(folder), no_dist=no_dist)
+
+
+def load_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+    """Read model (and optimizer) state written by `save_sharded` into the live modules,
+    resharded to this run's layout: DCP plans reads from the saved chunks into whatever each
+    rank holds now (its FSDP2 shard under torchrun, the full tensor in a single process, where
+    `dcp.load` runs without a process group). The number of processes that wrote the shards
+    does not matter.
+    """
     from torch.distributed.checkpoint.state_dict import (get_state_dict, set_model_state_dict,
                                                          set_state_dict)
 
@@ -213,14 +232,35 @@ def load_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimize
 
         model_sd = get_model_state_dict(model)
         state = {"model": model_sd}
-        dcp.load(state, checkpoint_id=str(folder))
+        _dcp_load(state, folder)
         set_model_state_dict(model, state["model"])
         return
+    # get_state_dict creates the optimizer's moments first (a zero-gradient step at lr 0) so
+    # that DCP has tensors to read into.
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
-    dcp.load(state, checkpoint_id=str(folder))
+    _dcp_load(state, folder)
     set_state_dict(model, optimizer, model_state_dict=state["model"],
                    optim_state_dict=state["optim"])
+
+
+def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer state of a single-process run keyed by parameter FQN (not by position),
+    so that a torchrun run can shard it onto its own parameters (`load_full_optimizer_state`)."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer)
+
+
+def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer,
+                              state: dict[str, Any], dist: Dist) -> None:
+    """Load an FQN-keyed full optimizer state (`full_optimizer_state`) into this run's
+    optimizer; under FSDP every rank passes the same full state and keeps its own shard of each
+    moment (no communication)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, state,
+                             options=StateDictOptions(full_state_dict=dist.distributed))
 
 
 def load_full_model_state(model: nn.Module, state: dict[str, torch.Tensor], dist: Dist) -> None:
