@@ -1,6 +1,6 @@
 """RL learning curve: a tiny SFT'd policy learns `digit_add` with `youtu rl` (CPU or GPU).
 
-    PYTHONPATH=src python bench/rl_digit_add.py                   # CPU, 60 rounds, eval every 10
+    PYTHONPATH=src python bench/rl_digit_add.py                   # CPU, 100 rounds, eval every 20
     PYTHONPATH=src python bench/rl_digit_add.py --device cuda --precision fp16 --out /tmp/rl
 
 The whole recipe through the commands a user runs, at toy scale:
@@ -63,8 +63,8 @@ def format_conversations(path: Path, n: int, seed: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/bench_rl")
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--eval-every", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--eval-every", type=int, default=20)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
@@ -85,7 +85,7 @@ def main() -> None:
     t1 = time.perf_counter()
     assert cli.main(["rl", *common, "--rl.env=digit_add", "--rl.rewards={env = 1.0}",
                      f"--rl.steps={args.steps}", f"--rl.eval_every={args.eval_every}",
-                     "--rl.lr=2e-3", "--rl.prompts_per_step=16", "--rl.group_size=8",
+                     "--rl.lr=1e-3", "--rl.prompts_per_step=16", "--rl.group_size=8",
                      "--rl.max_new_tokens=2", "--rl.max_seq_len=64", "--rl.enable_thinking=false",
                      "--rl.eval_tasks=64", "--rl.rollout_batch=128", "--rl.tensorboard=false",
                      f"--rl.precision={args.precision}"]) == 0

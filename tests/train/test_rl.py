@@ -22,7 +22,7 @@ from youtu.tokenizer.chat import encode_chat
 from youtu.tokenizer.train import train_from_texts
 from youtu.train import parallel
 from youtu.train.metrics import read_metrics
-from youtu.train.rl import Policy, check_mismatch, rl, update
+from youtu.train.rl import Policy, check_mismatch, rl, rl_schedule, update
 from youtu.train.rl_envs import DigitAddEnv
 from youtu.train.rl_loss import group_advantages
 from youtu.train.rl_rollout import collate, rollout
@@ -81,7 +81,7 @@ def policy_dir(tmp_path_factory) -> Path:
 def rl_args(out: Path, policy_dir: Path, *overrides: str) -> list[str]:
     """`youtu rl` arguments of the digit_add runs (run folder: <out>/tiny/rl)."""
     return [f"--out_dir={out}", "--device=cpu", f"--rl.init={policy_dir}", "--rl.env=digit_add",
-            "--rl.rewards={env = 1.0}", "--rl.lr=2e-3", "--rl.prompts_per_step=16",
+            "--rl.rewards={env = 1.0}", "--rl.lr=1e-3", "--rl.prompts_per_step=16",
             "--rl.group_size=8", "--rl.max_new_tokens=2", "--rl.max_seq_len=64",
             "--rl.enable_thinking=false", "--rl.eval_tasks=64", "--rl.rollout_batch=128",
             "--rl.tensorboard=false", "--rl.grad_clip=1.0", *overrides]
@@ -99,14 +99,18 @@ def _load_tok(folder):
 
 def test_youtu_rl_raises_heldout_reward_on_digit_add(tmp_path, policy_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no configs/tiny.toml here: only the arguments below count
-    assert cli.main(["rl", *rl_args(tmp_path, policy_dir, "--rl.steps=40", "--rl.eval_every=10")]) == 0
+    args = rl_args(tmp_path, policy_dir, "--rl.steps=100", "--rl.eval_every=20")
+    assert cli.main(["rl", *args]) == 0
     run = tmp_path / "tiny" / "rl"
     curve = read_metrics(run / "metrics.jsonl", "eval/rl/reward")
     print("held-out reward curve", curve)
-    assert sorted(curve) == [0, 10, 20, 30, 40]
-    assert curve[40] >= curve[0] + 0.25, curve  # a clear rise over the starting policy
+    assert sorted(curve) == [0, 20, 40, 60, 80, 100]
+    # The SFT'd policy answers with a random digit (greedy: one fixed digit, ~0-0.2 right);
+    # 100 rounds of GRPO took it to 0.48-0.83 over 7 seeds/settings (2026-11-29 sweep).
+    assert curve[100] >= curve[0] + 0.3, curve  # a clear rise over the starting policy
     train = read_metrics(run / "metrics.jsonl", "rl/reward")
-    assert sum(train[s] for s in range(31, 41)) > sum(train[s] for s in range(1, 11))
+    first, last = (sum(train[s] for s in r) / 10 for r in (range(1, 11), range(91, 101)))
+    assert last >= first + 0.2, (first, last)
     mismatch = read_metrics(run / "metrics.jsonl", "rl/mismatch/mean_abs")
     assert max(mismatch.values()) < 1e-4  # the engine sampled from the policy being trained
     final = run / "stage_rl"
@@ -121,9 +125,9 @@ def test_fsdp_two_processes_match_one(tmp_path, policy_dir, monkeypatch):
     args = ("--rl.steps=3", "--rl.prompts_per_step=8", "--rl.group_size=4", "--rl.eval_tasks=8")
     assert cli.main(["rl", *rl_args(tmp_path / "one", policy_dir, *args)]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-port", "0", "-m", "youtu", "rl", *rl_args(tmp_path / "two", policy_dir, *args)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "youtu", "rl", *rl_args(tmp_path / "two", policy_dir, *args)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     one, two = tmp_path / "one" / "tiny" / "rl", tmp_path / "two" / "tiny" / "rl"
     for key in ("rl/reward", "rl/completion_tokens", "eval/rl/reward"):
@@ -159,7 +163,8 @@ def test_logprob_check_catches_a_mismatched_sampler(tmp_path, policy_dir, sample
     cfg = rl_config(tmp_path, policy_dir, "--rl.temperature=1.0", "--rl.mismatch_action=raise")
     policy = Policy(model, cfg.rl, parallel.Dist())
     metrics = update(policy.root, None, policy.optimizer, None, batch, cfg.rl, dist=parallel.Dist(),
-                     dtype=None, first_opt_step=0, total_opt_steps=1, round_seed=0)
+                     dtype=None, schedule=rl_schedule(cfg.rl, 1),
+                     first_opt_step=0, round_seed=0)
     if flagged:
         assert metrics["rl/mismatch/mean_abs"] > cfg.rl.mismatch_threshold
         with pytest.raises(RuntimeError, match="log-prob mismatch"):
@@ -175,7 +180,8 @@ def test_sampler_logprobs_as_ratio_denominator_also_checks_mismatch(tmp_path, po
     cfg = rl_config(tmp_path, policy_dir, "--rl.old_logprobs=sampler")
     policy = Policy(model, cfg.rl, parallel.Dist())
     metrics = update(policy.root, None, policy.optimizer, None, batch, cfg.rl, dist=parallel.Dist(),
-                     dtype=None, first_opt_step=0, total_opt_steps=1, round_seed=0)
+                     dtype=None, schedule=rl_schedule(cfg.rl, 1),
+                     first_opt_step=0, round_seed=0)
     assert metrics["rl/mismatch/mean_abs"] > cfg.rl.mismatch_threshold
     assert metrics["rl/ratio_max"] > 1.0 + cfg.rl.clip_high  # far off-policy ratios
 
@@ -187,8 +193,8 @@ def test_several_minibatches_move_the_ratio_and_kl(tmp_path, policy_dir):
     policy = Policy(model, cfg.rl, parallel.Dist())
     before = [p.detach().clone() for p in model.parameters()]
     metrics = update(policy.root, policy.ref, policy.optimizer, None, batch, cfg.rl,
-                     dist=parallel.Dist(), dtype=None, first_opt_step=0, total_opt_steps=8,
-                     round_seed=0)
+                     dist=parallel.Dist(), dtype=None, schedule=rl_schedule(cfg.rl, 1),
+                     first_opt_step=0, round_seed=0)
     assert metrics["rl/kl"] > 0 and metrics["rl/ratio_max"] > 1.0
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert all(not p.requires_grad for p in policy.ref.parameters())
@@ -198,7 +204,7 @@ def test_resume_continues_exactly(tmp_path, policy_dir):
     common = ("--rl.steps=4", "--rl.eval_tasks=0", "--rl.prompts_per_step=4",
               "--rl.group_size=4", "--rl.checkpoint_every=2")
     straight = rl(rl_config(tmp_path / "a", policy_dir, *common), policy_dir, tmp_path / "a")
-    half = rl(rl_config(tmp_path / "b", policy_dir, *common, "--rl.max_steps=2"), policy_dir,
+    half = rl(rl_config(tmp_path / "b", policy_dir, *common, "--rl.stop_after=2"), policy_dir,
               tmp_path / "b")
     assert half.name == "step_00000002"
     resumed = rl(rl_config(tmp_path / "b", policy_dir, *common), policy_dir, tmp_path / "b")

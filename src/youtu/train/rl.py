@@ -43,11 +43,11 @@ from youtu.train import parallel
 from youtu.train.metrics import MetricsSink, human_count, human_duration
 from youtu.train.rewards import get_reward, score
 from youtu.train.rl_envs import HELDOUT_SEED, get_env, task_seed
-from youtu.train.loop import build_optimizer
+from youtu.train.trainer import build_optimizer
 from youtu.train.rl_loss import (Mismatch, group_advantages, linear_token_logprobs,
                                  logprob_mismatch, policy_loss)
 from youtu.train.rl_rollout import Episode, RolloutBatch, collate, rollout
-from youtu.train.schedule import wsd_lr
+from youtu.train.schedule import WSD
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
@@ -156,7 +156,7 @@ def score_episodes(episodes: list[Episode], env: Any, env_name: str,
 
 def update(root: nn.Module, ref: nn.Module | None, optimizer: torch.optim.Optimizer,
            scaler: torch.amp.GradScaler | None, batch: RolloutBatch, rl: RLConfig, *,
-           dist: parallel.Dist, dtype: torch.dtype | None, first_opt_step: int, total_opt_steps: int,
+           dist: parallel.Dist, dtype: torch.dtype | None, schedule: WSD, first_opt_step: int,
            round_seed: int) -> dict[str, float]:
     """`epochs x minibatches` optimizer steps of the clipped surrogate on one round's episodes.
 
@@ -187,9 +187,7 @@ def update(root: nn.Module, ref: nn.Module | None, optimizer: torch.optim.Optimi
         size = B // rl.minibatches
         for m in range(rl.minibatches):
             rows = sorted(order[m * size:(m + 1) * size])
-            lr = wsd_lr(opt_step, peak_lr=rl.lr, warmup_steps=rl.warmup_steps,
-                        decay_start=total_opt_steps - round(rl.decay_fraction * total_opt_steps),
-                        decay_end=total_opt_steps, decay=rl.decay, min_lr_ratio=rl.min_lr_ratio)
+            lr = schedule.lr(opt_step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             record = first_forward if (old is None and epoch == 0 and m == 0) else None
@@ -479,7 +477,8 @@ def rl(cfg: RunConfig, init_checkpoint: str | Path, out_dir: str | Path) -> Path
             policy.scaler.load_state_dict(shared["scaler"])
         logger.info("resumed RL from %s at round %d", latest, start)
     final_name = ckpt.stage_dirname(STAGE)
-    if start >= rl_cfg.steps and (out_dir / final_name).is_dir():
+    rounds = min(rl_cfg.steps, rl_cfg.max_steps or rl_cfg.steps)
+    if start >= rounds and (out_dir / final_name).is_dir():
         return out_dir / final_name
 
     per_rank = rl_cfg.prompts_per_step // dist.world_size
@@ -489,8 +488,8 @@ def rl(cfg: RunConfig, init_checkpoint: str | Path, out_dir: str | Path) -> Path
     params = SamplingParams(temperature=rl_cfg.temperature, max_tokens=rl_cfg.max_new_tokens)
     weights = dict(rl_cfg.rewards)
     sink = MetricsSink(out_dir, enabled=dist.is_main, tensorboard=rl_cfg.tensorboard)
-    total_opt = rl_cfg.steps * rl_cfg.epochs * rl_cfg.minibatches
-    last = min(rl_cfg.steps, rl_cfg.max_steps) if rl_cfg.max_steps else rl_cfg.steps
+    schedule = rl_schedule(rl_cfg, rounds)
+    last = min(rounds, rl_cfg.stop_after or rounds)
 
     def save(name: str, step: int) -> Path:
         path = ckpt.save_checkpoint(
@@ -533,8 +532,9 @@ def rl(cfg: RunConfig, init_checkpoint: str | Path, out_dir: str | Path) -> Path
         t1 = time.perf_counter()
         policy.root.train()
         metrics = update(policy.root, policy.ref, policy.optimizer, policy.scaler, batch, rl_cfg,
-                         dist=dist, dtype=amp, first_opt_step=step * rl_cfg.epochs * rl_cfg.minibatches,
-                         total_opt_steps=total_opt, round_seed=cfg.seed * 100_003 + step)
+                         dist=dist, dtype=amp, schedule=schedule,
+                         first_opt_step=step * rl_cfg.epochs * rl_cfg.minibatches,
+                         round_seed=cfg.seed * 100_003 + step)
         t2 = time.perf_counter()
         metrics.update(round_metrics(episodes, rewards, rl_cfg.group_size, weights, dist, device))
         metrics.update({"rl/time/rollout_s": t1 - t0, "rl/time/update_s": t2 - t1,
@@ -547,17 +547,27 @@ def rl(cfg: RunConfig, init_checkpoint: str | Path, out_dir: str | Path) -> Path
         if done % rl_cfg.log_every == 0 or done == last:
             sink.log(done, metrics)
             eta = (time.perf_counter() - t_start) / rounds_done * (last - done)
-            logger.info(round_line(done, rl_cfg.steps, metrics, eta))
+            logger.info(round_line(done, rounds, metrics, eta))
         if rl_cfg.checkpoint_every and done % rl_cfg.checkpoint_every == 0 and done < last:
             save(ckpt.step_dirname(done), done)
 
-    if last < rl_cfg.steps:  # max_steps cut the run short: keep a resumable checkpoint
+    if last < rounds:  # stop_after ended this invocation early: a checkpoint to resume from
         path = save(ckpt.step_dirname(last), last)
     else:
         evaluate(last)
         path = save(final_name, last)
     sink.close()
     return path
+
+
+def rl_schedule(rl: RLConfig, rounds: int) -> WSD:
+    """LR per optimizer step: warmup, constant, then a decay over the last `decay_fraction` of
+    the steps (none by default). A run shrunk by `max_steps` shrinks its warmup alike."""
+    total = rounds * rl.epochs * rl.minibatches
+    warmup = round(rl.warmup_steps * rounds / rl.steps)
+    decay_steps = round(rl.decay_fraction * total)
+    return WSD(peak_lr=rl.lr, warmup_steps=warmup, decay_start=total - decay_steps,
+               decay_end=total, decay=rl.decay, min_lr_ratio=rl.min_lr_ratio)
 
 
 def check_mismatch(metrics: dict[str, float], rl: RLConfig, round_index: int) -> None:
