@@ -32,7 +32,7 @@ def tiny_config(vocab_size: int) -> ModelConfig:
     return ModelConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=192,
                        num_hidden_layers=2, num_attention_heads=4, q_lora_rank=32,
                        kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
-                       max_position_embeddings=128, rope_theta=1e4,
+                       max_position_embeddings=2048, rope_theta=1e4,
                        bos_token_id=vocab_size - 256, eos_token_id=vocab_size - 255,
                        pad_token_id=vocab_size - 255)
 
@@ -223,6 +223,24 @@ def test_fp16_trains_with_loss_scaling(tmp_path, policy_dir):
     assert all(r["rl/mismatch/mean_abs"] < 5e-3 for r in rows)
     state = torch.load(tmp_path / "rl" / "stage_rl" / "trainer_state.pt", weights_only=False)
     assert state["scaler"]["scale"] == 1024.0
+
+
+def test_shipped_tiny_rl_section_runs_on_the_math_env_with_tools(tmp_path, policy_dir):
+    """configs/tiny.toml's [rl] (math environment, env + format rewards) for one round, with
+    the environment's tools offered (max_turns=2): real prompts, system prompt and verifier."""
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
+    cfg = load_config(tiny, [f"--out_dir={tmp_path}", "--device=cpu", f"--rl.init={policy_dir}",
+                             "--rl.steps=1", "--rl.prompts_per_step=2", "--rl.group_size=2",
+                             "--rl.max_new_tokens=8", "--rl.eval_tasks=2", "--rl.max_turns=2",
+                             "--rl.max_seq_len=1536",
+                             "--rl.tensorboard=false"])
+    assert cfg.rl.env == "math" and set(cfg.rl.rewards) == {"env", "format_think"}
+    final = rl(cfg, policy_dir, tmp_path / "rl")
+    rows = [json.loads(line) for line in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert {"eval/rl/reward", "eval/rl/env", "eval/rl/format_think"} <= set(rows[0])
+    assert rows[1]["rl/reward"] == 0.0  # a digit_add policy does not solve math
+    assert rows[1]["rl/mismatch/mean_abs"] < 1e-4
+    assert (final / "model.safetensors").is_file()
 
 
 def test_config_errors_name_the_fix(tmp_path, policy_dir):
