@@ -144,10 +144,12 @@ def _tokenizer(cfg: RunConfig, out: Path) -> dict[str, Any]:
 
 def _data(cfg: RunConfig, tokenizer_dir: Path, synth_dir: Path, out: Path) -> dict[str, Any]:
     from youtu.data.prepare import prepare
+    from youtu.eval.runner import decontamination_texts
     from youtu.tokenizer import Tokenizer
 
     manifest = prepare(cfg.data, Tokenizer.load(tokenizer_dir), out,
-                       extra=_agent_documents(synth_dir))
+                       extra=_agent_documents(synth_dir),
+                       eval_texts=decontamination_texts(cfg.eval))
     return {"tokens": manifest["totals"]["tokens"]}
 
 
@@ -179,7 +181,9 @@ def run_pipeline(cfg: RunConfig) -> Path:
     steps.run("synth", h_synth, lambda: _synth(cfg, d_synth), (d_synth / "stats.json",))
     h_tok = config_hash([cfg.tokenizer, cfg.data, cfg.seed])
     steps.run("tokenizer", h_tok, lambda: _tokenizer(cfg, d_tok), (d_tok / "tokenizer.json",))
-    h_data = config_hash([h_tok, h_synth, cfg.data])
+    # Decontamination reads the eval items: only the keys that choose them belong in the hash.
+    decontam = [cfg.eval.aptbench_dir, cfg.eval.aptbench_tasks, cfg.eval.math_items]
+    h_data = config_hash([h_tok, h_synth, cfg.data, decontam])
     steps.run("data", h_data, lambda: _data(cfg, d_tok, d_synth, d_data),
               (d_data / "manifest.json",))
 

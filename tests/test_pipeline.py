@@ -1,0 +1,102 @@
+"""`youtu run` end to end: a shortened tiny pipeline through the real CLI, the same code path as
+the full run (only config overrides differ), then a second run that skips every step."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from youtu.config import load_config
+from youtu.pipeline import StepRunner, without_domain
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Shrinks budgets only: every step of the recipe still runs for real.
+SHORT = [
+    "--synth.mix.math=40", "--synth.mix.code=12", "--synth.mix.tools=40",
+    "--synth.mix.research=30", "--synth.shard_size=20",
+    "--data.embedded.code_chars=250000", "--data.embedded.prose_chars=250000",
+    "--data.embedded.stem_chars=120000",
+    "--train.max_steps=12", "--train.checkpoint_every=0", "--sft.steps=3",
+    "--sft.warmup_steps=1",
+]
+
+
+def _youtu(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "youtu"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "youtu"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=900)
+
+
+def test_without_domain_moves_agent_share_to_the_rest():
+    cfg = load_config(ROOT / "configs/tiny.toml")
+    ablated = without_domain(cfg)
+    last, orig = ablated.train.stages[-1], cfg.train.stages[-1]
+    assert "agent" in orig.mix and "agent" not in last.mix
+    assert last.tokens == orig.tokens and last.seq_len == orig.seq_len
+    assert abs(sum(last.mix.values()) - 1.0) < 1e-9
+    rest = {d: w for d, w in orig.mix.items() if d != "agent"}
+    for d, w in rest.items():  # proportions among the other domains are kept
+        assert abs(last.mix[d] / last.mix["code"] - w / rest["code"]) < 1e-9
+    assert ablated.train.stages[:-1] == cfg.train.stages[:-1]
+
+
+def test_step_runner_skips_finished_and_reruns_changed(tmp_path):
+    calls = []
+    out = tmp_path / "out.txt"
+
+    def step():
+        calls.append(1)
+        out.write_text("x")
+        return {"n": len(calls)}
+
+    r = StepRunner(tmp_path / "pipeline.json", total=1)
+    assert r.run("a", "k1", step, (out,)) == {"n": 1}
+    r = StepRunner(tmp_path / "pipeline.json", total=1)
+    assert r.run("a", "k1", step, (out,)) == {"n": 1} and len(calls) == 1
+    r = StepRunner(tmp_path / "pipeline.json", total=1)
+    assert r.run("a", "k2", step, (out,)) == {"n": 2}  # config changed: runs again
+    out.unlink()
+    r = StepRunner(tmp_path / "pipeline.json", total=1)
+    assert r.run("a", "k2", step, (out,)) == {"n": 3}  # output gone: runs again
+
+
+def test_corrupt_manifest_is_a_clear_error(tmp_path):
+    (tmp_path / "pipeline.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt.*delete it"):
+        StepRunner(tmp_path / "pipeline.json", total=1)
+
+
+def test_youtu_run_end_to_end_then_skips(tmp_path):
+    args = ["run", str(ROOT / "configs/tiny.toml"), f"--out_dir={tmp_path}", "--name=ci", *SHORT]
+    first = _youtu(args, ROOT)
+    assert first.returncode == 0, first.stderr[-4000:]
+    run = tmp_path / "ci"
+    report = Path(first.stdout.strip().splitlines()[-1])
+    assert report == run / "report" / "report.md" and report.is_file()
+    text = report.read_text()
+    for label in ("without agentic stage", "with agentic stage", "with agentic stage + SFT"):
+        assert label in text
+    assert (run / "report" / "loss.png").is_file()
+    steps = json.loads((run / "pipeline.json").read_text())
+    assert list(steps) == ["synth", "tokenizer", "data", "pretrain", "agent stage",
+                           "ablation stage", "sft", "eval", "report"]
+    # Both arms hold HF checkpoints and the report's numbers come from their results files.
+    for name in ("agent stage", "ablation stage", "sft"):
+        ckpt = Path(steps[name]["result"]["checkpoint"])
+        assert (ckpt / "model.safetensors").is_file() and (ckpt / "config.json").is_file()
+    for path in steps["eval"]["result"].values():
+        scores = json.loads(Path(path).read_text())["scores"]
+        assert scores and all(isinstance(v, float) for v in scores.values())
+
+    t0 = time.time()
+    second = _youtu(args, ROOT)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert second.stderr.count("up to date, skipped") == 9
+    assert time.time() - t0 < 60
