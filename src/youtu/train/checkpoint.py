@@ -131,7 +131,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available():
         if isinstance(cuda, list):  # format 1 kept every visible device's state
-            cuda = cuda[torch.cuda.current_device()] if torch.cuda.current_device() < len(cuda) else cuda[0]
+            here = torch.cuda.current_device()
+            cuda = cuda[here] if here < len(cuda) else cuda[0]
         torch.cuda.set_rng_state(cuda)
 
 

@@ -10,7 +10,9 @@ at each stage boundary the sequence length, the data mix and the RoPE base chang
 (no restart). Checkpoints are written every `checkpoint_every` steps and at each stage end;
 a rerun with the same output folder resumes from the newest one exactly (bit-identical losses
 on CPU), and `run_stages` picks a contiguous part of the curriculum, starting from `init` or the
-previous stage's checkpoint.
+previous stage's checkpoint. The rerun may use another number of processes (8 GPUs -> 1, 1 -> 4,
+...): the checkpoint is resharded on load, and the losses follow the uninterrupted run up to fp32
+summation order (the data order does not depend on the number of processes).
 
 The step itself, its guard, metrics and checkpoints are `youtu.train.trainer.Trainer`, shared
 with SFT (sft.py), which differs only in where its batches come from.

@@ -1,7 +1,7 @@
 """The training step, shared by pre-training, mid-training and SFT: `Trainer`.
 
     trainer = Trainer(cfg.train, model, dist=parallel.init_distributed("auto"), out_dir=out)
-    trainer.restore(latest_checkpoint(out), source)           # optional: exact resume
+    trainer.restore(latest_checkpoint(out), source)           # optional: resume (any world size)
     final = trainer.run(spans, schedule, source, plan_total=total_steps(plan), heldout=held)
 
 One step: every process draws the same global batch from the `BatchSource` and takes its
@@ -221,7 +221,11 @@ class Trainer:
         return path
 
     def restore(self, path: str | Path, source: BatchSource) -> dict[str, Any]:
-        """Exact resume from a checkpoint: weights, optimizer, step, guard, data cursor, RNG."""
+        """Resume from a checkpoint: weights, optimizer, step, guard, data cursor, RNG.
+
+        Bit-exact when it was written by as many processes as this run has; written by another
+        number, the state is resharded (checkpoint.py says what carries over) and the losses
+        match up to fp32 summation order."""
         shared, rank_state = ckpt.restore_checkpoint(path, model=self.model, root=self.root,
                                                      optimizer=self.optimizer, dist=self.dist)
         self.step = int(shared["step"])
