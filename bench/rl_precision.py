@@ -84,12 +84,14 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         t1 = time.perf_counter()
-        seqs = torch.tensor([p + o.token_ids for p, o in zip(prompts.tolist(), outs)], device=device)
+        seqs = torch.tensor([p + o.token_ids for p, o in zip(prompts.tolist(), outs)],
+                            device=device)
         inputs, targets = seqs[:, :-1], seqs[:, 1:]
         mask = torch.zeros_like(targets, dtype=torch.float32)
         mask[:, args.prompt_len - 1:] = 1.0
         sampler_lp = torch.zeros_like(mask)
-        sampler_lp[:, args.prompt_len - 1:] = torch.tensor([o.logprobs for o in outs], device=device)
+        sampler_lp[:, args.prompt_len - 1:] = torch.tensor([o.logprobs for o in outs],
+                                                            device=device)
         with torch.no_grad(), autocast(device, dtype):
             train_lp = torch.cat([root(inputs[i:i + 4], targets[i:i + 4], 1.0)
                                   for i in range(0, len(inputs), 4)])
@@ -99,7 +101,8 @@ def main() -> None:
         m = logprob_mismatch(train_lp, sampler_lp, mask)
         rows.append({"precision": name, "mean_abs": m.mean_abs, "max_abs": m.max_abs,
                      "kl": m.kl, "ratio_min": m.ratio_min, "ratio_max": m.ratio_max,
-                     "tokens": m.tokens, "sample_s": round(t1 - t0, 2), "train_s": round(t2 - t1, 2)})
+                     "tokens": m.tokens, "sample_s": round(t1 - t0, 2),
+                     "train_s": round(t2 - t1, 2)})
     ref = rows[0]["mean_abs"] or 1e-30
     print(f"model {args.model} ({model.num_params() / 1e6:.1f}M params), device {device}, "
           f"entropy {entropy:.2f} nats (norm gain x{factor}), {args.prompts} x "

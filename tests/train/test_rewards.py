@@ -13,7 +13,8 @@ from youtu.train.rl_envs import DigitAddEnv
 
 
 def _call(name, **args):
-    return {"id": "c", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+    return {"id": "c", "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args)}}
 
 
 def _sample(turns, messages=None, truncated=False, task_seed=3):
@@ -89,7 +90,8 @@ def test_tools_reward_needs_valid_calls_and_a_correct_answer():
     assert tools(episode([_call("add", a=a, b=b), _call("add", a=a)], task.answer)) == 0.5
     assert tools(episode([_call("add", a=a, b=b)], "x")) == 0.0  # wrong final answer
     # No calls: the environment's verifier decides (digit_add only checks the answer).
-    no_calls = _sample([task.answer], messages=[user, {"role": "assistant", "content": task.answer}])[0]
+    answer_only = [user, {"role": "assistant", "content": task.answer}]
+    no_calls = _sample([task.answer], messages=answer_only)[0]
     assert tools(no_calls) == 1.0
 
 

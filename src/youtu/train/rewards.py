@@ -86,7 +86,8 @@ def register_reward(name: str, *, overwrite: bool = False) -> Callable[[RewardFn
     """
     def add(fn: RewardFn) -> RewardFn:
         if name in REWARDS and not overwrite:
-            raise ValueError(f"reward {name!r} is already registered; pass overwrite=True to replace it")
+            raise ValueError(f"reward {name!r} is already registered; pass overwrite=True to "
+                             "replace it")
         REWARDS[name] = fn
         return fn
     return add
@@ -95,7 +96,8 @@ def register_reward(name: str, *, overwrite: bool = False) -> Callable[[RewardFn
 def get_reward(name: str) -> RewardFn:
     """The registered reward `name`; ValueError listing the valid names otherwise."""
     if name not in REWARDS:
-        raise ValueError(f"unknown reward {name!r}; registered rewards: {', '.join(sorted(REWARDS))} "
+        raise ValueError(f"unknown reward {name!r}; registered rewards: "
+                         f"{', '.join(sorted(REWARDS))} "
                          "(add one with youtu.train.rewards.register_reward)")
     return REWARDS[name]
 
@@ -169,7 +171,8 @@ def tool_call_errors(call: dict, tools: list[dict]) -> list[str]:
         return [f"arguments of {name} are not an object"]
     params = schemas[name].get("parameters") or {}
     missing = [k for k in params.get("required", []) if k not in args]
-    unknown = [k for k in args if params.get("properties") is not None and k not in params["properties"]]
+    known = params.get("properties")
+    unknown = [k for k in args if known is not None and k not in known]
     return ([f"{name} misses required {k!r}" for k in missing]
             + [f"{name} has no parameter {k!r}" for k in unknown])
 
@@ -198,7 +201,8 @@ def tools_reward(sample: RewardInput) -> float:
 # format rewards
 
 _THINK = re.compile(r"^\s*<think>(.*?)</think>(.*)$", re.DOTALL)
-_TAGS = ("<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
+_TAGS = ("<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>",
+         "</tool_response>")
 
 
 @register_reward("format_think")

@@ -43,11 +43,11 @@ from youtu.train import parallel
 from youtu.train.metrics import MetricsSink, human_count, human_duration
 from youtu.train.rewards import get_reward, score
 from youtu.train.rl_envs import HELDOUT_SEED, get_env, task_seed
-from youtu.train.trainer import build_optimizer
 from youtu.train.rl_loss import (Mismatch, group_advantages, linear_token_logprobs,
                                  logprob_mismatch, policy_loss)
 from youtu.train.rl_rollout import Episode, RolloutBatch, collate, rollout
 from youtu.train.schedule import WSD
+from youtu.train.trainer import build_optimizer
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
@@ -85,7 +85,8 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 # log-probs of episodes under the training forward
 
 
-def micro_batches(batch: RolloutBatch, rows: list[int], micro_batch_tokens: int) -> Iterator[RolloutBatch]:
+def micro_batches(batch: RolloutBatch, rows: list[int],
+                  micro_batch_tokens: int) -> Iterator[RolloutBatch]:
     """Consecutive pieces of `rows` holding at most `micro_batch_tokens` padded tokens each
     (0 = all rows at once)."""
     if micro_batch_tokens <= 0:
@@ -384,7 +385,8 @@ class Policy:
             if dtype is not None:
                 self.sampler.to(dtype)
         self.root = PolicyLogprobs(model, rl.loss_chunk_tokens)
-        self.ref = PolicyLogprobs(ref_model, rl.loss_chunk_tokens) if ref_model is not None else None
+        self.ref = (PolicyLogprobs(ref_model, rl.loss_chunk_tokens) if ref_model is not None
+                    else None)
         blocks = list(model.model.layers)
         if rl.activation_checkpointing:
             parallel.apply_activation_checkpointing(blocks)
@@ -527,7 +529,8 @@ def rl(cfg: RunConfig, init_checkpoint: str | Path, out_dir: str | Path) -> Path
                                system_prompt=rl_cfg.system_prompt,
                                index_offset=dist.rank * per_rank * rl_cfg.group_size)
         rewards = score_episodes(episodes, env, rl_cfg.env, weights)
-        advantages = group_advantages(rewards, rl_cfg.group_size, normalize_std=rl_cfg.normalize_std)
+        advantages = group_advantages(rewards, rl_cfg.group_size,
+                                      normalize_std=rl_cfg.normalize_std)
         batch = collate(episodes, advantages, tok.pad_id).to(device)
         t1 = time.perf_counter()
         policy.root.train()

@@ -131,7 +131,8 @@ def policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask
         (scalar loss with grad, LossStats).
     """
     if clip_low < 0 or clip_high < 0:
-        raise ValueError(f"clip bounds must be >= 0, got clip_low={clip_low}, clip_high={clip_high}")
+        raise ValueError(f"clip bounds must be >= 0, got clip_low={clip_low}, "
+                         f"clip_high={clip_high}")
     if kl_coef > 0 and ref_logprobs is None:
         raise ValueError("kl_coef > 0 needs ref_logprobs from the frozen reference policy")
     if advantages.dim() == 1:

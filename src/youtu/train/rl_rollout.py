@@ -179,7 +179,8 @@ def rollout(sampler: Sampler, tok: Any, env: Any, tasks: list[Any], *, group_siz
             episodes.append(Episode(task=task, group=group, token_ids=list(ids),
                                     loss_mask=[0] * len(ids), sampler_logprobs=[0.0] * len(ids),
                                     messages=[dict(m) for m in messages], tools=tools))
-    with contextlib.ExitStack() as stack:  # per-episode tool state (sandbox, database), closed at the end
+    # Per-episode tool state (a sandbox, a database), open until the answers are read.
+    with contextlib.ExitStack() as stack:
         states = [stack.enter_context(env.episode(ep.task)) for ep in episodes]
         _run_turns(sampler, tok, env, episodes, states, params=params, max_turns=max_turns,
                    max_seq_len=max_seq_len, enable_thinking=enable_thinking, seed=seed, step=step,
@@ -204,8 +205,9 @@ def _run_turns(sampler: Sampler, tok: Any, env: Any, episodes: list[Episode], st
         requests = []
         for i in active:
             budget = max_seq_len - len(episodes[i].token_ids)
+            seed_i = rollout_seed(seed, step, index_offset + i, turn)
             requests.append(dataclasses.replace(params, max_tokens=min(params.max_tokens, budget),
-                                                seed=rollout_seed(seed, step, index_offset + i, turn)))
+                                                seed=seed_i))
         completions = sampler.generate([episodes[i].token_ids for i in active], requests)
         still_active = []
         for i, completion in zip(active, completions):
