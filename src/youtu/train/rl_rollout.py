@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,7 +29,6 @@ from youtu.agentic.envs import ToolError
 from youtu.tokenizer.chat import encode_chat, parse_tool_calls
 from youtu.train.rewards import RewardInput
 
-logger = logging.getLogger(__name__)
 
 
 class Sampler(Protocol):
