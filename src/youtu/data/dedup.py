@@ -139,7 +139,10 @@ class Decontaminator:
                 continue
             h = _rolling(ids, length)
             clean = (unknown[length:] - unknown[:-length]) == 0  # windows of eval words only
-            for start in np.flatnonzero(clean & np.isin(h, hashes)):
+            # `hashes` is sorted once: a binary search per window, not np.isin's per-call sort
+            # of both arrays (the APTBench items alone hold millions of 13-grams).
+            found = hashes[np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)] == h
+            for start in np.flatnonzero(clean & found):
                 if tuple(int(i) for i in ids[start:start + length]) in self.grams[length]:
                     return True
         return False
