@@ -120,6 +120,30 @@ def test_one_process_resumes_on_two(reference_run, tiny_toml, tmp_path):
     assert (final / ckpt.SHARDED_DIR / ".metadata").is_file()
 
 
+def test_format_1_optimizer_state_keyed_by_position_still_loads(reference_run, make_cfg,
+                                                                tmp_path):
+    # Checkpoints written before format 2 kept Optimizer.state_dict() (keyed by position).
+    ref_dir, _ = reference_run
+    cfg = make_cfg()
+    new = Trainer(cfg.train, build_model(cfg), dist=Dist(), out_dir=tmp_path / "a")
+    new.restore(ref_dir / ckpt.stage_dirname("stem"), _Cursor())
+    old_dir = tmp_path / "old"
+    shutil.copytree(ref_dir / ckpt.stage_dirname("stem"), old_dir)
+    blob = ckpt.load_trainer_state(old_dir)
+    torch.save({**blob, "format": 1, "optimizer": new.optimizer.state_dict()},
+               old_dir / ckpt.STATE_FILE)
+    old = Trainer(cfg.train, build_model(cfg), dist=Dist(), out_dir=tmp_path / "b")
+    old.restore(old_dir, _Cursor())
+    pairs = list(zip(new.root.parameters(), old.root.parameters()))
+    assert len(pairs) == len(new.optimizer.state) == len(old.optimizer.state)
+    for p_new, p_old in pairs:
+        assert torch.equal(p_new, p_old)
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(new.optimizer.state[p_new][key], old.optimizer.state[p_old][key])
+    new.close()
+    old.close()
+
+
 @pytest.mark.slow
 def test_two_processes_resume_on_four(two_process_checkpoint, reference_run, tiny_toml, tmp_path):
     # FSDP shards of 2 ranks read into shards of 4 (stages 1-2 have 4 rows per step).
