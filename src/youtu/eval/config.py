@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-TASK_GROUPS = ("aptbench", "probes", "bpb", "math_word", "humaneval", "function_calling",
-               "needle")
+TASK_GROUPS = ("aptbench", "probes", "cloze", "bpb", "math_word", "humaneval",
+               "function_calling", "needle")
 """Task groups `youtu eval` can run, in the order it runs them."""
 PROBE_KINDS = ("planning", "action", "feedback", "tool_select", "tool_param")
 """APTBench-style probe kinds built from our environments."""
+CLOZE_KINDS = ("action", "tool", "args", "answer")
+"""Agentic cloze item kinds (multiple choice by log-likelihood, `youtu.eval.tasks.cloze`)."""
+HELDOUT_RANGE = 1_000_000
+"""Seeds a held-out item family may use from its first seed on (probes: items, shots at +500k)."""
 
 
 @dataclass(kw_only=True)
@@ -44,7 +48,7 @@ class EvalConfig:
     out: str = ""
     """Results folder; empty = `<run_dir>/eval/<checkpoint folder name>`."""
     tasks: list[str] = field(default_factory=lambda: list(TASK_GROUPS))
-    """Task groups to run (subset of: aptbench, probes, bpb, math_word, humaneval,
+    """Task groups to run (subset of: aptbench, probes, cloze, bpb, math_word, humaneval,
     function_calling, needle)."""
 
     aptbench_dir: str = ""
@@ -57,13 +61,24 @@ class EvalConfig:
     """APTBench head+tail truncation limit (tokens), lowered to the model's context if needed."""
 
     probe_envs: list[str] = field(default_factory=lambda: ["math", "code", "tools", "research"])
-    """Environments the probes are generated from."""
+    """Environments the probes and the cloze items are generated from."""
     probe_kinds: list[str] = field(default_factory=lambda: list(PROBE_KINDS))
     """Probe kinds (subset of: planning, action, feedback, tool_select, tool_param)."""
     probe_items: int = 50
     """Items per probe task (environment x kind)."""
     probe_seed: int = 1_000_000
     """First environment seed of the probes (>= 1,000,000: held out from synthesis)."""
+
+    cloze_kinds: list[str] = field(default_factory=lambda: list(CLOZE_KINDS))
+    """Cloze item kinds (subset of: action, tool, args, answer)."""
+    cloze_items: int = 50
+    """Cloze items per (environment, kind)."""
+    cloze_seed: int = 2_000_000
+    """First environment seed of the cloze items (held out; its 1,000,000 seeds must not
+    overlap the probes')."""
+    cloze_max_tokens: int = 0
+    """Token budget of a cloze context + candidate (oldest turns dropped to fit); 0 = the
+    model's context limit (max_length)."""
 
     bpb_data: str = ""
     """Held-out documents (JSONL file or folder; `text` + `domain` per line); empty = the
@@ -100,6 +115,17 @@ class EvalConfig:
         if unknown:
             raise ValueError(f"tasks: unknown task group(s) {unknown}; valid: "
                              f"{', '.join(TASK_GROUPS)}")
+        unknown = sorted(set(self.cloze_kinds) - set(CLOZE_KINDS))
+        if unknown:
+            raise ValueError(f"cloze_kinds: unknown kind(s) {unknown}; valid: "
+                             f"{', '.join(CLOZE_KINDS)}")
+        if self.cloze_seed < 1_000_000:
+            raise ValueError(f"cloze_seed must be >= 1,000,000 (seeds below are used by "
+                             f"synthesis), got {self.cloze_seed}")
+        if abs(self.cloze_seed - self.probe_seed) < HELDOUT_RANGE:
+            raise ValueError(f"cloze_seed {self.cloze_seed} and probe_seed {self.probe_seed} "
+                             f"must be >= {HELDOUT_RANGE:,} apart (each uses that many seeds); "
+                             f"e.g. cloze_seed = {self.probe_seed + HELDOUT_RANGE}")
         unknown = sorted(set(self.probe_kinds) - set(PROBE_KINDS))
         if unknown:
             raise ValueError(f"probe_kinds: unknown kind(s) {unknown}; valid: "
@@ -112,7 +138,8 @@ class EvalConfig:
             raise ValueError(f"probe_seed must be >= 1,000,000 (seeds below are used by "
                              f"synthesis, so probes would test on training data), got "
                              f"{self.probe_seed}")
-        for name in ("aptbench_limit", "probe_items", "bpb_docs", "math_items", "math_shots",
+        for name in ("aptbench_limit", "probe_items", "cloze_items", "cloze_max_tokens",
+                     "bpb_docs", "math_items", "math_shots",
                      "humaneval_items", "function_calling_items", "max_length", "cpu_threads",
                      "needle_max_tokens"):
             if getattr(self, name) < 0:

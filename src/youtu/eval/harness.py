@@ -229,22 +229,41 @@ class TokenLM(LM):
         """Log-softmax [B, hi - lo, V] (fp32) at positions lo..hi-1 of a right-padded batch."""
         raise NotImplementedError
 
+    def _score_shared(self, groups: list[tuple[list[int], list[list[int]]]]
+                      ) -> list[list[tuple[float, bool]]] | None:
+        """(sum log p, greedy?) of several continuations of each shared context, computing the
+        context once; None = not supported by this backend (every pair is scored whole)."""
+        return None
+
     @torch.no_grad()
     def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]]
                      ) -> list[tuple[float, bool]]:
         """(sum log p(cont | ctx), greedy?) per pair of token lists; the context is cut from the
-        left so that the scored sequence fits `max_length`."""
+        left so that the scored sequence fits `max_length`. Pairs sharing a context (multiple
+        choice) that fit uncut go through `_score_shared` when the backend has it."""
         out: list[tuple[float, bool] | None] = [None] * len(pairs)
-        seqs = []
         for ctx, cont in pairs:
             if not ctx:
                 raise ValueError("score_tokens needs a non-empty context (at least BOS)")
             if len(cont) > self.max_length:
                 raise ValueError(f"continuation of {len(cont)} tokens exceeds max_length "
                                  f"{self.max_length}")
-            seqs.append((ctx + cont)[-(self.max_length + 1):])
-        for rows in self._batches([len(s) for s in seqs]):
-            inputs = [seqs[i][:-1] for i in rows]
+        shared: dict[tuple[int, ...], list[int]] = {}
+        for i, (ctx, cont) in enumerate(pairs):
+            if cont and len(ctx) + len(cont) <= self.max_length + 1:
+                shared.setdefault(tuple(ctx), []).append(i)
+        groups = [idx for idx in shared.values() if len(idx) > 1]
+        scored = self._score_shared([(pairs[idx[0]][0], [pairs[i][1] for i in idx])
+                                     for idx in groups]) if groups else None
+        if scored is not None:
+            for idx, res in zip(groups, scored):
+                for i, r in zip(idx, res):
+                    out[i] = r
+        todo = [i for i in range(len(pairs)) if out[i] is None]
+        seqs = [(pairs[i][0] + pairs[i][1])[-(self.max_length + 1):] for i in todo]
+        for batch_rows in self._batches([len(s) for s in seqs]):
+            rows = [todo[j] for j in batch_rows]
+            inputs = [seqs[j][:-1] for j in batch_rows]
             width = max(len(x) for x in inputs)
             batch = torch.full((len(rows), width), self.codec.pad_id, dtype=torch.long)
             for r, ids in enumerate(inputs):
@@ -373,6 +392,71 @@ class CheckpointLM(TokenLM):
         hidden = self.model.hidden_states(input_ids)[:, lo:hi]
         logits = hidden @ self.model.lm_head.weight.T
         return torch.log_softmax(logits.float(), dim=-1)
+
+    def _score_shared(self, groups: list[tuple[list[int], list[list[int]]]]
+                      ) -> list[list[tuple[float, bool]]]:
+        """Each context is prefilled once into a latent cache row, the row is copied to one row
+        per continuation, and all continuations run as one cached batch: a 4-way multiple
+        choice over a 1k-token context costs ~1k + 4 x (candidate) tokens instead of 4k."""
+        out: list[list[tuple[float, bool]]] = [[] for _ in groups]
+        chunks: list[list[int]] = []
+        for g in sorted(range(len(groups)), key=lambda g: -len(groups[g][0])):
+            chunk = chunks[-1] if chunks else []
+            rows = sum(len(groups[h][1]) for h in chunk + [g])
+            slots = len(groups[(chunk or [g])[0]][0]) + max(len(c) for h in chunk + [g]
+                                                           for c in groups[h][1])
+            if chunk and len(chunk) < self.batch_size and rows * slots <= self.max_batch_tokens:
+                chunk.append(g)
+            else:
+                chunks.append([g])
+        for chunk in chunks:
+            for g, res in zip(chunk, self._score_shared_chunk([groups[g] for g in chunk])):
+                out[g] = res
+        return out
+
+    def _score_shared_chunk(self, groups: list[tuple[list[int], list[list[int]]]]
+                            ) -> list[list[tuple[float, bool]]]:
+        from youtu.model import LatentCache
+
+        dev, n_rows = self.device, sum(len(cs) for _, cs in groups)
+        cache = LatentCache(self.model.config, max_batch=n_rows,
+                            max_seq_len=max(len(ctx) for ctx, _ in groups)
+                            + max(len(c) for _, cs in groups for c in cs),
+                            device=dev, dtype=next(self.model.parameters()).dtype)
+        starts = [sum(len(cs) for _, cs in groups[:k]) for k in range(len(groups))]
+        # prefill ctx[:-1] into the first row of each group's block, then copy it to the block
+        width = max(len(ctx) for ctx, _ in groups) - 1
+        if width > 0:
+            x = torch.full((len(groups), width), self.codec.pad_id, dtype=torch.long)
+            for k, (ctx, _) in enumerate(groups):
+                x[k, :len(ctx) - 1] = torch.tensor(ctx[:-1])
+            self.model.hidden_states(x.to(dev), cache=cache,
+                                     positions=torch.arange(width, device=dev).expand_as(x),
+                                     cache_rows=torch.tensor(starts, device=dev))
+            for k, (ctx, cs) in enumerate(groups):
+                block = cache.kv[:, starts[k]:starts[k] + len(cs), :len(ctx) - 1]
+                block[:, 1:] = block[:, :1]
+        # each row: the context's last token then the continuation but its last, at positions
+        # len(ctx) - 1 ...: every prediction of the continuation comes from this forward. Rows
+        # of similar length go together: a padded query attends to the whole cached context.
+        rows = [(len(ctx) - 1, [ctx[-1]] + c[:-1], c) for ctx, cs in groups for c in cs]
+        results: list[tuple[float, bool]] = [(0.0, True)] * n_rows
+        for batch in self._batches([len(ids) for _, ids, _ in rows]):
+            length = max(len(rows[r][1]) for r in batch)
+            x = torch.full((len(batch), length), self.codec.pad_id, dtype=torch.long)
+            for b, r in enumerate(batch):
+                x[b, :len(rows[r][1])] = torch.tensor(rows[r][1])
+            pos = torch.tensor([rows[r][0] for r in batch])[:, None] + torch.arange(length)[None]
+            hidden = self.model.hidden_states(x.to(dev), positions=pos.to(dev), cache=cache,
+                                              cache_rows=torch.tensor(batch, device=dev))
+            for b, r in enumerate(batch):  # row by row: [T, V] logits, not [B, T, V]
+                cont = rows[r][2]
+                logp = torch.log_softmax((hidden[b, :len(cont)] @ self.model.lm_head.weight.T)
+                                         .float(), dim=-1)
+                target = torch.tensor(cont, device=logp.device)
+                results[r] = (logp.gather(-1, target[:, None]).sum().item(),
+                              bool((logp.argmax(-1) == target).all().item()))
+        return [results[s:s + len(cs)] for s, (_, cs) in zip(starts, groups)]
 
     def _generate_ids(self, prompts: list[list[int]], requests: Sequence[GenerationRequest],
                       stop: Callable[[int, list[int]], bool]) -> list[list[int]]:

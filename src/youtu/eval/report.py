@@ -5,8 +5,9 @@
 
 A result set is what `youtu.eval.runner.evaluate` returns (or any dict with a flat `scores`
 mapping, or the flat mapping itself). Scores are grouped by their key's first part: APTBench
-and probe accuracies (per task, with the per-category means first), bits per byte (lower is
-better) and the general tasks. With two result sets the tables gain a delta column (second
+and probe accuracies (per task, with the per-category means first), the agentic cloze
+accuracies (with their chance rates from the result's details), bits per byte (lower is better)
+and the general tasks. With two result sets the tables gain a delta column (second
 minus first); every group with scores gets a grouped bar chart, one bar per result set.
 Plots use matplotlib's object API on the Agg canvas (no display, no global pyplot state).
 """
@@ -20,6 +21,8 @@ from typing import Any
 GROUPS = [  # (key prefix, section title, higher is better, file stem)
     ("aptbench", "APTBench (accuracy)", True, "aptbench"),
     ("probe", "Agentic probes from our environments (accuracy)", True, "probes"),
+    ("cloze", "Agentic cloze: the gold next turn among 4 by log-likelihood per byte (accuracy)",
+     True, "cloze"),
     ("bpb", "Bits per byte on held-out text (lower is better)", False, "bpb"),
     ("", "General tasks", True, "general"),
 ]
@@ -30,16 +33,34 @@ def _scores(result: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
 
 
+ACCURACY_GROUPS = ("aptbench", "probe", "cloze")
+
+
 def _group_of(key: str) -> str:
     head = key.split("/", 1)[0]
-    return head if head in ("aptbench", "probe", "bpb") else ""
+    return head if head in (*ACCURACY_GROUPS, "bpb") else ""
 
 
 def _ordered(keys: set[str], prefix: str) -> list[str]:
-    """Category means ('aptbench/math') before their tasks, otherwise alphabetical."""
-    if prefix not in ("aptbench", "probe"):
+    """The overall mean ('cloze'), then category means ('aptbench/math') before their tasks;
+    otherwise alphabetical."""
+    if prefix not in ACCURACY_GROUPS:
         return sorted(keys)
-    return sorted(keys, key=lambda k: (k.split("/")[1], k.count("/"), k))
+    return sorted(keys, key=lambda k: (k.count("/") > 0, (k.split("/") + [""])[1],
+                                       k.count("/"), k))
+
+
+def _chance(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Chance rates that result sets carry in `details[group]['chance']` (same items: the
+    first one found wins)."""
+    out: dict[str, float] = {}
+    for res in results.values():
+        details = res.get("details") if isinstance(res.get("details"), dict) else {}
+        for group in details.values():
+            if isinstance(group, dict) and isinstance(group.get("chance"), dict):
+                for key, value in group["chance"].items():
+                    out.setdefault(key, float(value))
+    return out
 
 
 def _fmt(value: float | None, pct: bool) -> str:
@@ -49,7 +70,8 @@ def _fmt(value: float | None, pct: bool) -> str:
 
 
 def _bar_chart(path: Path, keys: list[str], labels: list[str],
-               table: dict[str, dict[str, float]], title: str) -> None:
+               table: dict[str, dict[str, float]], title: str,
+               chance: float | None = None) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(8, 0.45 * len(keys) * max(1, len(labels)) ** 0.5 + 1.5))
@@ -64,9 +86,11 @@ def _bar_chart(path: Path, keys: list[str], labels: list[str],
                                                                   for x in keys) else k
                                      for k in keys])
     ax.invert_yaxis()
+    if chance is not None:
+        ax.axvline(chance, color="0.3", linestyle="--", linewidth=1, label="chance")
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
-    if len(labels) > 1:
+    if len(labels) > 1 or chance is not None:
         ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -89,6 +113,7 @@ def write_report(results: dict[str, dict[str, Any]], out_dir: str | Path, title:
     out.mkdir(parents=True, exist_ok=True)
     labels = list(results)
     table = {label: _scores(res) for label, res in results.items()}
+    chance = _chance(results)
     lines = [f"# {title}", ""]
     for label, res in results.items():
         where = res.get("checkpoint", "") if isinstance(res.get("checkpoint"), str) else ""
@@ -99,29 +124,37 @@ def write_report(results: dict[str, dict[str, Any]], out_dir: str | Path, title:
         if not keys:
             continue
         keys_sorted = _ordered(keys, prefix)
-        pct = prefix in ("aptbench", "probe")
-        header = ["score"] + labels + (["delta"] if len(labels) == 2 else [])
+        pct = prefix in ACCURACY_GROUPS
+        with_chance = any(k in chance for k in keys_sorted)
+        header = ["score"] + labels + (["delta"] if len(labels) == 2 else []) + (
+            ["chance"] if with_chance else [])
         lines += [f"## {heading}", "", "| " + " | ".join(header) + " |",
                   "|" + "---|" * len(header)]
         for key in keys_sorted:
             vals = [table[label].get(key) for label in labels]
-            name = f"**{key}**" if pct and key.count("/") == 1 else key
+            name = f"**{key}**" if pct and key.count("/") <= 1 else key
             row = [name] + [_fmt(v, pct) for v in vals]
             if len(labels) == 2:
                 a, b = vals
                 delta = None if a is None or b is None else b - a
                 row.append("-" if delta is None else (f"{100 * delta:+.1f}" if pct
                                                       else f"{delta:+.4f}"))
+            if with_chance:
+                row.append(_fmt(chance.get(key), pct))
             lines.append("| " + " | ".join(row) + " |")
         if pct:
-            lines.append("\nAccuracies in percent; bold rows are category means.")
+            lines.append("\nAccuracies in percent; bold rows are category means."
+                         + (" Chance = the share a uniform random pick gets right."
+                            if with_chance else ""))
         elif not higher:
             lines.append("\nLower is better.")
         # general tasks mix accuracies with log-probabilities: chart the accuracies only
         plotted = [k for k in keys_sorted if prefix or all(
             0.0 <= table[label].get(k, 0.0) <= 1.0 for label in labels)]
         if plotted:
-            _bar_chart(out / f"{stem}.png", plotted, labels, table, heading)
+            rates = {chance[k] for k in plotted if k in chance}
+            _bar_chart(out / f"{stem}.png", plotted, labels, table, heading,
+                       rates.pop() if len(rates) == 1 else None)
             lines += ["", f"![{heading}]({stem}.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")

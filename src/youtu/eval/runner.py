@@ -11,7 +11,8 @@ resolved `[eval]` config, the checkpoint and timings), `report.md` with PNG plot
 (`youtu.eval.report`), and the per-item predictions of every task under `predictions/`.
 APTBench and probe predictions are resumable: rerunning after an interruption only evaluates
 what is missing. Score keys: `aptbench/<category>/<task>` and `aptbench/<category>`,
-`probe/<env>/<kind>` and `probe/<env>`, `bpb/<domain>`, `math_word/exact_match`,
+`probe/<env>/<kind>` and `probe/<env>`, `cloze/<env>/<kind>`, `cloze/<env>` and `cloze` (chance
+rates in the details), `bpb/<domain>`, `math_word/exact_match`,
 `humaneval/pass@1`, `function_calling/<source>`, `needle/accuracy`.
 """
 
@@ -92,6 +93,17 @@ def _probes(lm: LM, cfg: EvalConfig, out: Path, fingerprint: str) -> dict[str, A
     return run_tasks(lm, specs, root, out / "predictions" / "probes", prefix="probe",
                      batch_size=cfg.batch_size, max_prompt_tokens=cfg.max_prompt_tokens,
                      fingerprint=fingerprint)
+
+
+def _cloze(lm: LM, cfg: EvalConfig, out: Path) -> dict[str, Any]:
+    from youtu.eval.tasks.cloze import build_items, run_cloze
+
+    items = build_items(tuple(cfg.probe_envs), tuple(cfg.cloze_kinds), cfg.cloze_items,
+                        cfg.cloze_seed)
+    res = run_cloze(lm, items, max_tokens=cfg.cloze_max_tokens)
+    details = {"chance": res["chance"], "tasks": res["tasks"],
+               "predictions": _save_rows(out, "cloze", res["rows"])}
+    return {"scores": res["scores"], "details": details}
 
 
 def _bpb(lm: LM, cfg: EvalConfig, out: Path) -> dict[str, Any]:
@@ -204,6 +216,7 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
     fingerprint = _fingerprint(eval_cfg, checkpoint)
     groups = {"aptbench": lambda: _aptbench(lm, eval_cfg, out, fingerprint),
               "probes": lambda: _probes(lm, eval_cfg, out, fingerprint),
+              "cloze": lambda: _cloze(lm, eval_cfg, out),
               "bpb": lambda: _bpb(lm, eval_cfg, out),
               "math_word": lambda: _math_word(lm, eval_cfg, out),
               "humaneval": lambda: _humaneval(lm, eval_cfg, out),
