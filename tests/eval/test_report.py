@@ -35,3 +35,19 @@ def test_one_flat_result_set_and_empty_input(tmp_path):
     assert not (tmp_path / "aptbench.png").exists()
     with pytest.raises(ValueError, match="at least one"):
         write_report({}, tmp_path, "None")
+
+
+def test_cloze_rows_carry_their_chance_rate(tmp_path):
+    def result(acc):
+        return {"scores": {"cloze": acc, "cloze/math": acc, "cloze/math/tool": acc},
+                "details": {"cloze": {"chance": {"cloze": 0.25, "cloze/math": 0.25,
+                                                 "cloze/math/tool": 0.25}}}}
+
+    text = write_report({"without": result(0.25), "with": result(0.5)}, tmp_path, "C").read_text()
+    assert "| score | without | with | delta | chance |" in text
+    assert "| **cloze** | 25.0 | 50.0 | +25.0 | 25.0 |" in text
+    assert text.index("**cloze**") < text.index("**cloze/math**") < text.index("cloze/math/tool")
+    assert (tmp_path / "cloze.png").is_file()
+    # groups without chance rates keep their columns
+    assert "| **aptbench" not in text and "chance |" not in write_report(
+        {"a": A}, tmp_path / "a", "A").read_text()

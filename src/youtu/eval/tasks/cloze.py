@@ -72,6 +72,7 @@ from typing import Any
 
 from youtu.eval.config import CLOZE_KINDS
 from youtu.eval.harness import LM
+from youtu.tokenizer.chat import ASSISTANT, BOS, EOS, render_chat
 
 SEED = 2_000_000
 """Default first seed: held out from synthesis (< 1,000,000) and from the probes (1,000,000+)."""
@@ -111,8 +112,6 @@ class ClozeItem:
 
 
 def _render(messages: Sequence[dict], tools: Sequence[dict]) -> str:
-    from youtu.tokenizer.chat import render_chat
-
     return render_chat(messages, tools=list(tools) or None, enable_thinking=True)
 
 
@@ -202,26 +201,35 @@ def _step_variants(traj: Any, k: int, j: int, others: list[Any], rng: random.Ran
             "other_task": [swap(theirs[0][x]) for x in by_stage]}
 
 
-def _replace_answer(msg: dict[str, Any], answer: str, new: str) -> dict[str, Any]:
-    """`msg` with `answer` replaced by `new` in its text and string arguments (whole tokens
-    only: '23' is not replaced inside 'd0231')."""
+def _answer_pattern(answer: str) -> re.Pattern[str]:
+    """`answer` as a whole token: '23' does not match inside 'd0231' or '23.5'."""
     pattern = re.escape(answer)
     if re.match(r"\w", answer):
         pattern = r"(?<![\w.])" + pattern
     if re.search(r"\w$", answer):
         pattern += r"(?!\w|\.\d)"
+    return re.compile(pattern)
+
+
+def _texts(msg: dict[str, Any]) -> list[str]:
+    """The texts of an assistant message an answer can appear in: content, reasoning and the
+    string arguments of its calls."""
+    return [msg.get("content") or "", msg.get("reasoning_content") or ""] + [
+        v for _, a in _calls(msg) for v in a.values() if isinstance(v, str)]
+
+
+def _replace_answer(msg: dict[str, Any], answer: str, new: str) -> dict[str, Any]:
+    """`msg` with `answer` replaced by `new` in its text and string arguments."""
+    pattern = _answer_pattern(answer)
 
     def sub(text: str) -> str:
-        return re.sub(pattern, lambda _: new, text)
+        return pattern.sub(lambda _: new, text)
 
     out = {**msg, "content": sub(msg.get("content") or ""),
            "reasoning_content": sub(msg.get("reasoning_content") or "")}
     if msg.get("tool_calls"):
-        out["tool_calls"] = [
-            {**c, "function": {**c["function"], "arguments": json.dumps(
-                {k: sub(v) if isinstance(v, str) else v
-                 for k, v in json.loads(c["function"]["arguments"]).items()},
-                ensure_ascii=False)}} for c in msg["tool_calls"]]
+        out = _with_calls(out, [(n, {k: sub(v) if isinstance(v, str) else v for k, v in a.items()})
+                                for n, a in _calls(msg)])
     return out
 
 
@@ -230,9 +238,9 @@ def _pieces(traj: Any, k: int) -> tuple[str, tuple[str, ...], str]:
     msgs, tools = traj.messages, traj.tools
     first = next(i for i, m in enumerate(msgs) if m["role"] == "user") + 1
     head = _render(msgs[:first], tools)
-    bounds = [i for i in range(first, k) if msgs[i]["role"] == "assistant"] + [k]
+    bounds = sorted({first, k} | {i for i in range(first, k) if msgs[i]["role"] == "assistant"})
     turns, before = [], head
-    for a, b in zip(bounds, bounds[1:]):
+    for b in bounds[1:]:
         text = _render(msgs[:b], tools)
         assert text.startswith(before), "chat rendering must be prefix-stable across turns"
         turns.append(text[len(before):])
@@ -273,7 +281,6 @@ def make_item(env_name: str, kind: str, seed: int, difficulty: int = 1) -> Cloze
         difficulty: Task difficulty.
     """
     from youtu.agentic.envs import ENVIRONMENTS
-    from youtu.tokenizer.chat import ASSISTANT, EOS
 
     traj = _trajectory(env_name, seed, difficulty)
     if traj is None:
@@ -311,9 +318,9 @@ def make_item(env_name: str, kind: str, seed: int, difficulty: int = 1) -> Cloze
         return None
     if kind != "answer":
         raise ValueError(f"cloze kind must be one of {', '.join(CLOZE_KINDS)}, got {kind!r}")
-    sentinel = "\x00answer\x00"
+    pattern = _answer_pattern(task.answer)
     k = next((i for i in range(len(msgs) - 1, -1, -1) if msgs[i]["role"] == "assistant"
-              and _replace_answer(msgs[i], task.answer, sentinel) != msgs[i]), None)
+              and any(pattern.search(t) for t in _texts(msgs[i]))), None)
     if k is None:
         return None
     misses = [m for m in dict.fromkeys(task.near_misses) if m != task.answer]
@@ -381,8 +388,6 @@ def fit_context(lm: LM, item: ClozeItem, max_tokens: int = 0,
     first lines go too, the task's last line and the open turn always stay (a model trained on
     sequences shorter than a trajectory saw it in such windows). Backends without a tokenizer
     get the whole context. The BOS text is left out when the backend adds BOS itself."""
-    from youtu.tokenizer.chat import BOS
-
     strip = bool(getattr(lm, "head", None))
     head = item.head.removeprefix(BOS) if strip else item.head
     encode = getattr(lm, "encode", None)
