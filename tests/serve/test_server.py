@@ -77,7 +77,7 @@ def test_chat_stream_and_completions_with_the_real_engine(real_engine, tok, mode
         assert follow.choices[0].finish_reason in ("stop", "length", "tool_calls")
 
         # completions: text, token-id prompts, streaming, echo + logprobs scoring the prompt
-        prompt_ids = tok.encode("The weather in Paris")
+        prompt_ids = [tok.bos_id, *tok.encode("The weather in Paris")]  # what a string prompt becomes
         comp = client.completions.create(model=MODEL, prompt=prompt_ids, max_tokens=6, temperature=0)
         direct = real_engine.generate([prompt_ids], _greedy(6))[0]
         visible = [t for t in direct.token_ids if t != tok.eos_id]

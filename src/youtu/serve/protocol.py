@@ -165,13 +165,16 @@ class CompletionRequest(_SamplingFields):
         return self
 
     def prompts(self, tok: Tokenizer) -> list[list[int]]:
-        """Prompt token ids, one list per prompt (strings are encoded, ids used as given)."""
+        """Prompt token ids, one list per prompt: strings are encoded after BOS (every training
+        document starts with BOS, as with vLLM's default for Llama-style tokenizers; the eval
+        harness scores the same way), ids are used as given."""
         p = self.prompt
         if isinstance(p, str):
-            return [tok.encode(p)]
+            return [[tok.bos_id, *tok.encode(p)]]
         if all(isinstance(x, int) for x in p):
             return [list(p)]  # type: ignore[arg-type]
-        return [tok.encode(x) if isinstance(x, str) else list(x) for x in p]  # type: ignore[union-attr]
+        return [[tok.bos_id, *tok.encode(x)] if isinstance(x, str) else list(x)  # type: ignore[union-attr]
+                for x in p]
 
 
 def sampling_params(req: _SamplingFields, max_tokens: int, *, default_temperature: float,
