@@ -143,6 +143,28 @@ def test_fsdp_two_processes_match_one(tmp_path, policy_dir, monkeypatch):
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6)
 
 
+def test_fsdp_fp16_overflow_skips_the_step_on_every_rank(tmp_path, policy_dir):
+    """fp16 under FSDP2: a loss scale of 1e38 overflows; the sharded scaler all-reduces the
+    overflow flag, so every rank skips (weights stay those of the start) and halves the scale."""
+    args = rl_args(tmp_path, policy_dir, "--rl.steps=3", "--rl.prompts_per_step=8",
+                   "--rl.group_size=4", "--rl.eval_tasks=0", "--rl.precision=fp16",
+                   "--rl.loss_scale_init=1e38")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "youtu", "rl", *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run = tmp_path / "tiny" / "rl"
+    scales = read_metrics(run / "metrics.jsonl", "rl/loss_scale")
+    gnorms = read_metrics(run / "metrics.jsonl", "rl/gnorm")
+    overflowed = [s for s in scales if s not in gnorms]  # a non-finite norm is logged as null
+    assert overflowed, gnorms  # the test needs at least one overflowing round
+    for s in overflowed:
+        assert scales[s] == pytest.approx(scales.get(s - 1, 1e38) / 2, rel=1e-6)
+    a, b = load_pretrained(run / "stage_rl").state_dict(), load_pretrained(policy_dir).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
 def _episodes(policy_dir, sample_temperature):
     tok = _load_tok(policy_dir)
     model = load_pretrained(policy_dir)

@@ -47,7 +47,7 @@ from youtu.train.rl_loss import (Mismatch, group_advantages, linear_token_logpro
                                  logprob_mismatch, policy_loss)
 from youtu.train.rl_rollout import Episode, RolloutBatch, collate, rollout
 from youtu.train.schedule import WSD
-from youtu.train.trainer import build_optimizer
+from youtu.train.trainer import build_optimizer, param_groups
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
@@ -396,10 +396,21 @@ class Policy:
             parallel.apply_fsdp(self.root, blocks, dist, param_dtype=dtype)
             if self.ref is not None:
                 parallel.apply_fsdp(self.ref, list(ref_model.model.layers), dist, param_dtype=dtype)
-        self.optimizer = build_optimizer(self.root, rl, dist.device)
-        self.scaler = (torch.amp.GradScaler(dist.device.type, init_scale=rl.loss_scale_init)
-                       if dtype == torch.float16 else None)
-        """Dynamic loss scaling for fp16 (fp16 gradients underflow without it)."""
+        self.scaler: torch.amp.GradScaler | None = None
+        """Dynamic loss scaling for fp16 (fp16 gradients underflow without it). Under FSDP the
+        sharded variant all-reduces the overflow flag, so every rank skips the same steps."""
+        if dtype == torch.float16 and dist.distributed:
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+            self.scaler = ShardedGradScaler(dist.device.type, init_scale=rl.loss_scale_init)
+            # Fused AdamW expects a scalar overflow flag; ShardedGradScaler's has shape [1].
+            self.optimizer = torch.optim.AdamW(param_groups(self.root, rl), lr=rl.lr,
+                                               betas=(rl.beta1, rl.beta2), eps=rl.eps,
+                                               foreach=True)
+        else:
+            self.optimizer = build_optimizer(self.root, rl, dist.device)
+            if dtype == torch.float16:
+                self.scaler = torch.amp.GradScaler(dist.device.type, init_scale=rl.loss_scale_init)
 
     @classmethod
     def load(cls, folder: str | Path, rl: RLConfig, dist: parallel.Dist) -> Policy:
