@@ -117,6 +117,8 @@ def test_youtu_rl_raises_heldout_reward_on_digit_add(tmp_path, policy_dir, monke
     assert last >= first + 0.2, (first, last)
     mismatch = read_metrics(run / "metrics.jsonl", "rl/mismatch/mean_abs")
     assert max(mismatch.values()) < 1e-4  # the engine sampled from the policy being trained
+    entropy = read_metrics(run / "metrics.jsonl", "rl/entropy")
+    assert 0 < entropy[100] < entropy[1] <= 2.4  # ~ln(10)/2 at the start: uniform digit + EOS
     final = run / "stage_rl"
     assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
     assert load_pretrained(final).config.vocab_size == 1024

@@ -330,6 +330,7 @@ def round_metrics(episodes: list[Episode], rewards: torch.Tensor, group_size: in
         float(sum(ep.truncated for ep in episodes)),
         float(sum(len(ep.turns) for ep in episodes)),
         float(groups.shape[0]), float((groups.max(1).values == groups.min(1).values).sum()),
+        -sum(lp for ep in episodes for lp, m in zip(ep.sampler_logprobs, ep.loss_mask) if m),
         *(sum(ep.reward_terms[n] for ep in episodes) for n in names),
     ]
     s = dist.all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=device)).cpu().tolist()
@@ -341,9 +342,12 @@ def round_metrics(episodes: list[Episode], rewards: torch.Tensor, group_size: in
         "rl/truncated": s[4] / n,
         "rl/turns": s[5] / n,
         "rl/flat_groups": s[7] / max(s[6], 1.0),
+        # Mean -log p of the policy's own samples: an unbiased estimate of its per-token entropy
+        # (at the sampling temperature); a fall towards 0 is the policy collapsing.
+        "rl/entropy": s[8] / max(s[3], 1.0),
         "rl/sampled_tokens": s[3],
     }
-    out.update({f"rl/reward/{name}": s[8 + i] / n for i, name in enumerate(names)})
+    out.update({f"rl/reward/{name}": s[9 + i] / n for i, name in enumerate(names)})
     return out
 
 
@@ -354,6 +358,7 @@ def round_line(step: int, total: int, m: dict[str, float], eta_s: float) -> str:
         parts.append(f"eval {m['eval/rl/reward']:.3f}")
     parts += [f"loss {m['rl/loss']:+.4f}", f"kl {m['rl/kl']:.4f}",
               f"clip {100 * m['rl/clip_frac']:.1f}%", f"mismatch {m['rl/mismatch/mean_abs']:.1e}",
+              f"entropy {m['rl/entropy']:.3f}",
               f"len {m['rl/completion_tokens']:.0f}", f"gnorm {m['rl/gnorm']:.2f}",
               f"lr {m['rl/lr']:.1e}", f"tok/s {human_count(m['rl/tokens_per_s'])}",
               f"eta {human_duration(eta_s)}"]
