@@ -167,3 +167,10 @@ def test_prompt_longer_than_the_episode_budget_is_refused(tok):
     with pytest.raises(ValueError, match="max_seq_len"):
         rollout(ScriptedSampler(tok, ["1"]), tok, env, [env.generate(0)], group_size=1,
                 params=SamplingParams(), max_seq_len=5)
+
+
+def test_a_failed_engine_request_stops_the_round(tok):
+    env = DigitAddEnv()
+    with pytest.raises(RuntimeError, match="engine failed an RL rollout"):
+        rollout(ScriptedSampler(tok, ["1"], finish_reason="error"), tok, env, [env.generate(0)],
+                group_size=1, params=SamplingParams())

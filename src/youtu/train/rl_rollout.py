@@ -209,6 +209,9 @@ def _run_turns(sampler: Sampler, tok: Any, env: Any, episodes: list[Episode], st
         completions = sampler.generate([episodes[i].token_ids for i in active], requests)
         still_active = []
         for i, completion in zip(active, completions):
+            if completion.finish_reason in ("error", "abort"):
+                raise RuntimeError(f"the engine failed an RL rollout ({completion.finish_reason}): "
+                                   f"{getattr(completion, 'error', None)}")
             ep = episodes[i]
             new = list(completion.token_ids)
             ep.token_ids += new
