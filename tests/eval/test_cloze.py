@@ -14,7 +14,8 @@ from youtu.eval.harness import LM, CheckpointLM, Loglikelihood
 from youtu.eval.runner import evaluate
 from youtu.eval.tasks.cloze import (SEED, _trajectory, build_items, fit_context, make_item,
                                     run_cloze)
-from youtu.tokenizer.chat import ASSISTANT, BOS, END_THINK, EOS, TOOL_CALL, TOOL_RESPONSE
+from youtu.tokenizer.chat import (ASSISTANT, BOS, END_THINK, END_TOOL_CALL, EOS, TOOL_CALL,
+                                  TOOL_RESPONSE)
 
 ENVS = ("math", "code", "tools", "research")
 N = 3
@@ -58,6 +59,9 @@ def test_items_are_held_out_deterministic_and_continue_the_trained_text(items):
             assert it.tail.endswith(END_THINK)
             assert all(c.startswith("\n\n" + TOOL_CALL) and c.endswith(EOS)
                        for c in it.candidates)
+            for c in it.candidates:  # no candidate repeats a call
+                calls = [x.split(END_TOOL_CALL)[0] for x in c.split(TOOL_CALL)[1:]]
+                assert len(set(calls)) == len(calls)
     # the item kinds use the distractors they promise
     assert {s for it in items if it.kind == "tool" for s in it.sources} == {"gold", "wrong_tool"}
     assert {s for it in items if it.kind == "args" for s in it.sources} == {"gold", "near_args"}

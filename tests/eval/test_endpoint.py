@@ -83,20 +83,14 @@ def test_against_our_openai_server(tiny_checkpoint):
             time.sleep(0.02)
         api = EndpointLM(f"http://127.0.0.1:{sock.getsockname()[1]}/v1", "tiny", batch_size=2)
         local = CheckpointLM(tiny_checkpoint)
-        # The server encodes string prompts without BOS: compare with the same token sequences.
+        # The server starts string prompts with BOS, as the harness does: same scores and text.
         pairs = [("The capital of France is", " Paris"), ("def add(a, b):\n    return", " a + b")]
-        got = api.loglikelihood(pairs)
-        for (ctx, cont), res in zip(pairs, got):
-            whole, n_ctx = local.encode(ctx + cont), len(local.encode(ctx))
-            assert local.encode(ctx) == whole[:n_ctx]
-            want, greedy = local.score_tokens([(whole[:n_ctx], whole[n_ctx:])])[0]
-            assert res.num_tokens == len(whole) - n_ctx
-            assert res.logprob == pytest.approx(want, abs=1e-3)
-        prompt = "import os\n"
-        text = api.generate_until([GenerationRequest(prompt, 6)])[0]
-        ids = local._generate_ids([local.encode(prompt)], [GenerationRequest(prompt, 6)],
-                                  stop=lambda r, new: False)[0]
-        assert text == local.decode([t for t in ids if t != local.codec.eos_id])
+        got, want = api.loglikelihood(pairs), local.loglikelihood(pairs)
+        for res, ref in zip(got, want):
+            assert res.num_tokens == ref.num_tokens
+            assert res.logprob == pytest.approx(ref.logprob, abs=1e-3)
+        request = GenerationRequest("import os\n", 6)
+        assert api.generate_until([request]) == local.generate_until([request])
     finally:
         server.should_exit = True
         thread.join(10)

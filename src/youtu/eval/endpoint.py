@@ -34,6 +34,9 @@ MAX_STOP = 4
 class EndpointLM(LM):
     """Any server speaking the OpenAI completions API."""
 
+    adds_bos = True
+    """Servers start string prompts with BOS (ours does; vLLM for tokenizers that add it)."""
+
     def __init__(self, base_url: str, model: str, *, api_key: str = "", batch_size: int = 8,
                  max_length: int = 0, timeout_s: float = 120.0, retries: int = 3,
                  backoff_s: float = 1.0, transport: httpx.BaseTransport | None = None):
@@ -76,14 +79,21 @@ class EndpointLM(LM):
         return self._map(one, requests)
 
     def _echo(self, text: str) -> dict[str, Any]:
-        """Per-token logprobs of `text` itself (max_tokens=1: some servers refuse 0)."""
+        """Per-token logprobs of `text` itself (max_tokens=1: some servers refuse 0), with
+        `text_offset` relative to `text`: tokens the server puts first (BOS, echoed as
+        '<|begin_of_text|>' by ours) get negative offsets."""
         data = self._post({"prompt": text, "max_tokens": 1, "temperature": 0.0, "echo": True,
                            "logprobs": 1})
-        logprobs = data["choices"][0].get("logprobs")
+        choice = data["choices"][0]
+        logprobs = choice.get("logprobs")
         if not logprobs or "text_offset" not in logprobs:
             raise RuntimeError(f"{self.client.base_url} does not return echoed prompt logprobs; "
                                "log-likelihood tasks need a server that supports `echo`")
-        return logprobs
+        start = (choice.get("text") or "").find(text) if text else 0
+        if start < 0:
+            raise RuntimeError(f"{self.client.base_url} echoed a text that does not contain the "
+                               "prompt; cannot align token offsets")
+        return {**logprobs, "text_offset": [off - start for off in logprobs["text_offset"]]}
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[Loglikelihood]:
         def one(req: tuple[str, str]) -> Loglikelihood:
@@ -109,12 +119,12 @@ class EndpointLM(LM):
         return self._map(one, requests)
 
     def loglikelihood_rolling(self, texts: Sequence[str]) -> list[RollingLoglikelihood]:
-        """Whole-text log-likelihood; the first token has no context on the server side and is
-        not scored (its share of `num_tokens` is left out too)."""
+        """Whole-text log-likelihood; a first token without context on the server side (a
+        server that adds no BOS) is not scored (nor counted in `num_tokens`)."""
         def one(text: str) -> RollingLoglikelihood:
             lp = self._echo(text)
             scored = [x for x, off in zip(lp["token_logprobs"], lp["text_offset"])
-                      if x is not None and off < len(text)]
+                      if x is not None and 0 <= off < len(text)]
             return RollingLoglikelihood(sum(scored), len(scored), len(text.encode("utf-8")))
 
         return self._map(one, texts)

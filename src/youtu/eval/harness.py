@@ -110,6 +110,8 @@ class LM:
     """Label for logs and results (the checkpoint folder or model name)."""
     max_length: int = 2048
     """Longest sequence (prompt + generation) the model handles, in tokens."""
+    adds_bos: bool = False
+    """The backend starts every sequence with BOS itself: texts must not carry its text."""
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[Loglikelihood]:
         """Score each (context, continuation) pair."""
@@ -180,6 +182,7 @@ class TokenLM(LM):
         """Conditions empty contexts and the first rolling window (lm-eval's prefix token)."""
         self.head = [self.prefix_id] if add_bos and codec.bos_id is not None else []
         """Starts every scored or prompted sequence: BOS when the model was trained with it."""
+        self.adds_bos = bool(self.head)
 
     # -- tokens -----------------------------------------------------------------------------
 
@@ -449,13 +452,15 @@ class CheckpointLM(TokenLM):
             pos = torch.tensor([rows[r][0] for r in batch])[:, None] + torch.arange(length)[None]
             hidden = self.model.hidden_states(x.to(dev), positions=pos.to(dev), cache=cache,
                                               cache_rows=torch.tensor(batch, device=dev))
-            for b, r in enumerate(batch):  # row by row: [T, V] logits, not [B, T, V]
-                cont = rows[r][2]
-                logp = torch.log_softmax((hidden[b, :len(cont)] @ self.model.lm_head.weight.T)
-                                         .float(), dim=-1)
-                target = torch.tensor(cont, device=logp.device)
-                results[r] = (logp.gather(-1, target[:, None]).sum().item(),
-                              bool((logp.argmax(-1) == target).all().item()))
+            # logits at the scored positions only: [sum of lengths, V], not [B, T, V]
+            lengths = [len(rows[r][2]) for r in batch]
+            picked = torch.cat([hidden[b, :n] for b, n in enumerate(lengths)])
+            logp = torch.log_softmax((picked @ self.model.lm_head.weight.T).float(), dim=-1)
+            target = torch.tensor([t for r in batch for t in rows[r][2]], device=logp.device)
+            token_logp = logp.gather(-1, target[:, None])[:, 0].split(lengths)
+            hits = (logp.argmax(-1) == target).split(lengths)
+            for r, lp, hit in zip(batch, token_logp, hits):
+                results[r] = (lp.sum().item(), bool(hit.all().item()))
         return [results[s:s + len(cs)] for s, (_, cs) in zip(starts, groups)]
 
     def _generate_ids(self, prompts: list[list[int]], requests: Sequence[GenerationRequest],

@@ -21,8 +21,7 @@ from typing import Any
 GROUPS = [  # (key prefix, section title, higher is better, file stem)
     ("aptbench", "APTBench (accuracy)", True, "aptbench"),
     ("probe", "Agentic probes from our environments (accuracy)", True, "probes"),
-    ("cloze", "Agentic cloze: the gold next turn among 4 by log-likelihood per byte (accuracy)",
-     True, "cloze"),
+    ("cloze", "Agentic cloze: multiple choice by log-likelihood (accuracy)", True, "cloze"),
     ("bpb", "Bits per byte on held-out text (lower is better)", False, "bpb"),
     ("", "General tasks", True, "general"),
 ]
@@ -136,7 +135,7 @@ def write_report(results: dict[str, dict[str, Any]], out_dir: str | Path, title:
             row = [name] + [_fmt(v, pct) for v in vals]
             if len(labels) == 2:
                 a, b = vals
-                delta = None if a is None or b is None else b - a
+                delta = None if a is None or b is None else round(b - a, 12) + 0.0  # no "-0.0"
                 row.append("-" if delta is None else (f"{100 * delta:+.1f}" if pct
                                                       else f"{delta:+.4f}"))
             if with_chance:

@@ -66,7 +66,7 @@ import random
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,9 +196,13 @@ def _step_variants(traj: Any, k: int, j: int, others: list[Any], rng: random.Ran
         near += [{**args, key: v} for v in _perturb(args[key], values[(name, key)], rng)]
     stage = sum(len(_calls(msgs[i])) for i in steps if i < k)  # the other task's step at the
     by_stage = sorted(range(len(theirs[0])), key=lambda x: (abs(x - stage), x))  # same stage
-    return {"wrong_tool": [swap((w, args)) for w in wrong],
-            "near_args": [swap((name, a)) for a in near],
-            "other_task": [swap(theirs[0][x]) for x in by_stage]}
+    variants = {"wrong_tool": [swap((w, args)) for w in wrong],
+                "near_args": [swap((name, a)) for a in near],
+                "other_task": [swap(theirs[0][x]) for x in by_stage]}
+    # no call twice in a turn: a repeated call is wrong for a reason a model of any skill sees
+    # (and tiny models prefer repeated text: code/tools action items fell below chance)
+    return {kind: [calls for calls in v if len({json.dumps(c, sort_keys=True) for c in calls})
+                   == len(calls)] for kind, v in variants.items()}
 
 
 def _answer_pattern(answer: str) -> re.Pattern[str]:
@@ -379,26 +383,28 @@ def build_items(envs: tuple[str, ...], kinds: tuple[str, ...], n_items: int,
 # scoring
 
 
-def fit_context(lm: LM, item: ClozeItem, max_tokens: int = 0,
-                reserve: int | None = None) -> tuple[str, int]:
+def fit_context(lm: LM, item: ClozeItem, max_tokens: int = 0, reserve: int | None = None,
+                count: Callable[[str], int] | None = None) -> tuple[str, int]:
     """(context, turns dropped) for `lm`: BOS + context + `reserve` tokens (default: the
     longest candidate) fit the budget (`max_tokens`, 0 = the model's max_length; at most that).
 
     The oldest turns go first. If system prompt, tools and task alone are still too long, their
     first lines go too, the task's last line and the open turn always stay (a model trained on
     sequences shorter than a trajectory saw it in such windows). Backends without a tokenizer
-    get the whole context. The BOS text is left out when the backend adds BOS itself."""
-    strip = bool(getattr(lm, "head", None))
+    get the whole context. The BOS text is left out when the backend adds BOS (`lm.adds_bos`).
+    `count(text)` = its length in tokens (default: `len(lm.encode(text))`)."""
+    strip = lm.adds_bos
     head = item.head.removeprefix(BOS) if strip else item.head
     encode = getattr(lm, "encode", None)
     if encode is None:
         return item.context().removeprefix(BOS) if strip else item.context(), 0
+    count = count or (lambda text: len(encode(text)))
     budget = min(lm.max_length, max_tokens or lm.max_length)
     if reserve is None:
-        reserve = max(len(encode(c)) for c in item.candidates)
-    fixed = int(strip) + len(encode(item.tail)) + reserve
-    turns = [len(encode(t)) for t in item.turns]
-    drop, n_head = 0, len(encode(head))
+        reserve = max(count(c) for c in item.candidates)
+    fixed = int(strip) + count(item.tail) + reserve
+    turns = [count(t) for t in item.turns]
+    drop, n_head = 0, count(head)
     while drop < len(turns) and fixed + n_head + sum(turns[drop:]) > budget:
         drop += 1
     if fixed + n_head > budget:
@@ -406,7 +412,7 @@ def fit_context(lm: LM, item: ClozeItem, max_tokens: int = 0,
         lo, hi = 0, len(lines) - 1  # the fewest first lines to cut
         while lo < hi:
             mid = (lo + hi) // 2
-            if fixed + len(encode("".join(lines[mid:]))) <= budget:
+            if fixed + count("".join(lines[mid:])) <= budget:
                 hi = mid
             else:
                 lo = mid + 1
@@ -434,12 +440,13 @@ def run_cloze(lm: LM, items: Sequence[ClozeItem], max_tokens: int = 0) -> dict[s
     # the backend computes it once: room is reserved for the longest candidate of them all
     reserve: dict[tuple[str, ...], int] = defaultdict(int)
     encode = getattr(lm, "encode", None)
+    count = functools.lru_cache(maxsize=None)(lambda text: len(encode(text)))  # texts recur
     for it in items:
         key = (it.head, *it.turns, it.tail)
         if encode is not None:
-            reserve[key] = max(reserve[key], *(len(encode(c)) for c in it.candidates))
-    contexts = [fit_context(lm, it, max_tokens, reserve.get((it.head, *it.turns, it.tail)))
-                for it in items]
+            reserve[key] = max(reserve[key], *(count(c) for c in it.candidates))
+    contexts = [fit_context(lm, it, max_tokens, reserve.get((it.head, *it.turns, it.tail)),
+                            count if encode is not None else None) for it in items]
     requests = [(ctx, cand) for (ctx, _), it in zip(contexts, items) for cand in it.candidates]
     results = iter(lm.loglikelihood(requests))
     rows, by_task = [], defaultdict(list)
