@@ -7,7 +7,8 @@ Modules: `harness` (log-likelihoods, rolling bits per byte, generate-until; back
 checkpoints and HF folders) and `endpoint` (OpenAI completions API); `extract` (answer
 extraction rules and judges) and `aptbench` (the APTBench-format runner, tasks as TOML data in
 `tasks/aptbench.toml`); `probes` (APTBench-style items from our environments at held-out
-seeds); `tasks/` (bits per byte, word problems, HumanEval, function calling, needle);
+seeds); `tasks/` (agentic cloze: multiple choice by log-likelihood in the chat format,
+bits per byte, word problems, HumanEval, function calling, needle);
 `lm_eval_plugin` (lm-evaluation-harness model `youtu`); `runner` (`youtu eval`) and `report`
 (markdown + PNG comparisons).
 """

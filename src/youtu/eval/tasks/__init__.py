@@ -1,2 +1,2 @@
-"""General evaluation tasks (bits per byte, math word problems, HumanEval, function calling,
-needle in a haystack) and the shipped APTBench task table (`aptbench.toml`)."""
+"""Evaluation tasks (agentic cloze, bits per byte, math word problems, HumanEval, function
+calling, needle in a haystack) and the shipped APTBench task table (`aptbench.toml`)."""
