@@ -44,7 +44,7 @@ HELDOUT_FRACTION = 0.2
 def heldout_documents() -> list:
     """400 distinct documents in three domains: 300 prose (a JSONL source), 80 agent texts and
     20 chat conversations (the `extra` documents of prepare)."""
-    from data_helpers import prose
+    from .data_helpers import prose
     from youtu.data.document import Document
 
     agent = [Document(f"<analysis>Task {i}: add {i} and {7 * i + 3}.</analysis><tool_call>"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_helpers import doc_of, make_shards, tagged_docs
+from .data_helpers import doc_of, make_shards, tagged_docs
 from youtu.data.config import StageConfig
 from youtu.data.mixture import CurriculumSampler, mixture_at, stage_at, stage_steps
 from youtu.data.shards import ShardSet

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from data_helpers import prose
+from .data_helpers import prose
 
 from youtu.data.config import DataConfig, DedupConfig, EmbeddedConfig, SourceConfig
 from youtu.data.document import Document

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from data_helpers import make_shards
+from .data_helpers import make_shards
 
 from youtu.data.shards import ShardError, ShardSet
 
