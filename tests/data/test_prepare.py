@@ -228,7 +228,7 @@ def test_is_heldout_respects_the_fraction_nests_and_ignores_the_process():
 
 
 def test_heldout_split_is_disjoint_complete_and_counted(heldout_prepared, tokenizer):
-    from conftest import HELDOUT_FRACTION
+    from .conftest import HELDOUT_FRACTION
 
     folder, manifest = heldout_prepared
     train = ShardSet.open(folder, tokenizer.fingerprint)
@@ -258,7 +258,7 @@ def test_heldout_split_is_disjoint_complete_and_counted(heldout_prepared, tokeni
 
 
 def test_heldout_split_depends_on_the_documents_only(heldout_prepared, tokenizer, tmp_path):
-    from conftest import heldout_cfg, heldout_documents
+    from .conftest import heldout_cfg, heldout_documents
 
     folder, _ = heldout_prepared
     held = ShardSet.open(folder / "heldout", tokenizer.fingerprint)
@@ -274,7 +274,7 @@ def test_heldout_split_depends_on_the_documents_only(heldout_prepared, tokenizer
 
 def test_heldout_rerun_skips_finished_shards_and_fraction_zero_removes_the_split(tmp_path,
                                                                                 tokenizer):
-    from conftest import heldout_cfg
+    from .conftest import heldout_cfg
 
     source = _jsonl(tmp_path / "town.jsonl", [prose(i) for i in range(120)])
     cfg = heldout_cfg(source)
