@@ -98,6 +98,12 @@ def _sse(obj: dict) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
+def _generation_failed(completion) -> str:
+    """The SSE event a stream ends a choice with when its generation failed in the engine."""
+    return _sse({"error": {"message": f"generation failed: {completion.error}",
+                           "type": "server_error", "param": None, "code": None}})
+
+
 class OpenAIServer:
     """Request handling behind the routes of `create_app` (one per app)."""
 
@@ -274,8 +280,7 @@ class OpenAIServer:
             assert d.completion is not None
             finals.append(d.completion)
             if d.finish_reason == "error":
-                yield _sse({"error": {"message": f"generation failed: {d.completion.error}",
-                                      "type": "server_error", "param": None, "code": None}})
+                yield _generation_failed(d.completion)
                 continue
             finish = d.finish_reason
             if st.split.saw_tool_call:
@@ -368,8 +373,7 @@ class OpenAIServer:
                 assert d.completion is not None
                 finals.append(d.completion)
                 if d.finish_reason == "error":
-                    yield _sse({"error": {"message": f"generation failed: {d.completion.error}",
-                                          "type": "server_error", "param": None, "code": None}})
+                    yield _generation_failed(d.completion)
                     continue
                 yield chunk(i, "", d.finish_reason)
         if req.stream_options and req.stream_options.include_usage:
