@@ -23,6 +23,7 @@ Layout of `runs/<name>/`: `run.toml`, `pipeline.json` (step manifest), `synth/`,
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from youtu.config import RunConfig, config_hash, save_config, to_dict
+from youtu.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ def without_domain(cfg: RunConfig, domain: str = AGENT) -> RunConfig:
     last = stages[-1]
     rest = {d: w for d, w in last.mix.items() if d != domain}
     if domain not in last.mix or not rest:
-        raise ValueError(f"the last stage '{last.name}' must mix '{domain}' with other domains "
+        raise ConfigError(f"the last stage '{last.name}' must mix '{domain}' with other domains "
                          f"for the ablation; its mix is {last.mix}")
     total = sum(rest.values())
     stages[-1] = dataclasses.replace(last, mix={d: w / total for d, w in rest.items()})
@@ -134,11 +136,14 @@ def _agent_documents(synth_dir: Path):
                            meta={"id": traj.id})
 
 
-def _tokenizer(cfg: RunConfig, out: Path) -> dict[str, Any]:
+def _tokenizer(cfg: RunConfig, synth_dir: Path, out: Path) -> dict[str, Any]:
     from youtu.tokenizer.train import iter_documents, train_tokenizer
 
-    tok = train_tokenizer(cfg.tokenizer, iter_documents(cfg.tokenizer, cfg.seed, data=cfg.data),
-                          out)
+    # The corpus plus the trajectories: a tokenizer stage over the `agent` domain (the 2B
+    # recipe has one) learns its merges from them; stages that do not name it ignore them.
+    documents = itertools.chain(iter_documents(cfg.tokenizer, cfg.seed, data=cfg.data),
+                                ((d.domain, d.text) for d in _agent_documents(synth_dir)))
+    tok = train_tokenizer(cfg.tokenizer, documents, out)
     return {"fingerprint": tok.fingerprint, "vocab_size": tok.vocab_size}
 
 
@@ -173,17 +178,18 @@ def run_pipeline(cfg: RunConfig) -> Path:
     d_train, d_noagent, d_sft = run / "train", run / "train_noagent", run / "sft"
     stage_names = [s.name for s in cfg.train.stages]
     if len(stage_names) < 2:
-        raise ValueError("the pipeline needs at least two curriculum stages (the last one is the "
+        raise ConfigError("the pipeline needs at least two curriculum stages (the last one is the "
                          "agentic stage of the ablation)")
     ablated = without_domain(cfg)
 
     h_synth = config_hash([cfg.synth, cfg.seed])
     steps.run("synth", h_synth, lambda: _synth(cfg, d_synth), (d_synth / "stats.json",))
-    h_tok = config_hash([cfg.tokenizer, cfg.data, cfg.seed])
-    steps.run("tokenizer", h_tok, lambda: _tokenizer(cfg, d_tok), (d_tok / "tokenizer.json",))
+    h_tok = config_hash([h_synth, cfg.tokenizer, cfg.data, cfg.seed])
+    steps.run("tokenizer", h_tok, lambda: _tokenizer(cfg, d_synth, d_tok),
+              (d_tok / "tokenizer.json",))
     # Decontamination reads the eval items: only the keys that choose them belong in the hash.
     decontam = [cfg.eval.aptbench_dir, cfg.eval.aptbench_tasks, cfg.eval.math_items]
-    h_data = config_hash([h_tok, h_synth, cfg.data, decontam])
+    h_data = config_hash([h_tok, cfg.data, decontam])
     steps.run("data", h_data, lambda: _data(cfg, d_tok, d_synth, d_data),
               (d_data / "manifest.json",))
 
