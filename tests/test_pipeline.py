@@ -67,6 +67,30 @@ def test_step_runner_skips_finished_and_reruns_changed(tmp_path):
     assert r.run("a", "k2", step, (out,)) == {"n": 3}  # output gone: runs again
 
 
+def test_changed_config_clears_old_outputs_interrupted_step_keeps_them(tmp_path):
+    work = tmp_path / "work"
+    seen = []
+
+    def step():
+        seen.append(sorted(p.name for p in work.iterdir()) if work.exists() else None)
+        work.mkdir(exist_ok=True)
+        (work / f"ckpt{len(seen)}").write_text("x")
+
+    def crash():
+        step()
+        raise KeyboardInterrupt
+
+    r = StepRunner(tmp_path / "pipeline.json", total=1)
+    with pytest.raises(KeyboardInterrupt):
+        r.run("train", "k1", crash, clear=(work,))
+    r = StepRunner(tmp_path / "pipeline.json", total=1)
+    r.run("train", "k1", step, clear=(work,))  # interrupted, same config: resumes from ckpt1
+    assert seen[-1] == ["ckpt1"]
+    r = StepRunner(tmp_path / "pipeline.json", total=1)
+    r.run("train", "k2", step, clear=(work,))  # config changed: old checkpoints are gone
+    assert seen[-1] is None and sorted(p.name for p in work.iterdir()) == ["ckpt3"]
+
+
 def test_corrupt_manifest_is_a_clear_error(tmp_path):
     (tmp_path / "pipeline.json").write_text("{not json")
     with pytest.raises(ValueError, match="corrupt.*delete it"):
@@ -88,6 +112,7 @@ def test_youtu_run_end_to_end_then_skips(tmp_path):
     assert list(steps) == ["synth", "tokenizer", "data", "pretrain", "agent stage",
                            "ablation stage", "sft", "eval", "report"]
     # Both arms hold HF checkpoints and the report's numbers come from their results files.
+    assert steps["agent stage"]["result"]["checkpoint"] == str(run / "train_agent" / "stage_agent")
     for name in ("agent stage", "ablation stage", "sft"):
         ckpt = Path(steps[name]["result"]["checkpoint"])
         assert (ckpt / "model.safetensors").is_file() and (ckpt / "config.json").is_file()

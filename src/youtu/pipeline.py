@@ -16,7 +16,8 @@ domains in their configured proportions (same token budget, same schedule). Both
 the SFT model are scored by the same evaluation; the report puts them side by side.
 
 Layout of `runs/<name>/`: `run.toml`, `pipeline.json` (step manifest), `synth/`, `tokenizer/`,
-`data/`, `train/` (checkpoints of the main branch), `train_noagent/`, `sft/`, `eval/<label>/`,
+`data/`, `train/` (stages 1..n-1), `train_agent/` and `train_noagent/` (the two last-stage arms),
+`sft/`, `eval/<label>/`,
 `report/report.md` (+ PNGs).
 """
 
@@ -27,6 +28,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,11 +55,13 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 class StepRunner:
-    """Runs named steps in order against `pipeline.json`, the manifest of finished steps.
+    """Runs named steps in order against `pipeline.json`, the manifest of steps.
 
-    A step is skipped when the manifest holds it with the same key (a hash of everything it
-    depends on) and its outputs exist. The manifest is rewritten atomically after each step,
-    so a step interrupted half-way runs again next time."""
+    A step is skipped when the manifest holds it as done with the same key (a hash of everything
+    it depends on) and its outputs exist. A step is recorded as started before it runs, so an
+    interrupted step runs again with the same key and resumes from what it left (training
+    continues from its newest checkpoint); a step whose key changed first deletes its `clear`
+    folders, so nothing made under the old config is resumed by mistake."""
 
     def __init__(self, manifest: Path, total: int):
         self.manifest = Path(manifest)
@@ -69,25 +73,36 @@ class StepRunner:
             try:
                 self.state = json.loads(self.manifest.read_text())
             except json.JSONDecodeError as e:
-                raise ValueError(f"{self.manifest} is corrupt ({e}); delete it to re-run every "
-                                 "step") from e
+                raise ConfigError(f"{self.manifest} is corrupt ({e}); delete it to re-run every "
+                                  "step") from e
+
+    def _save(self) -> None:
+        atomic_write_text(self.manifest, json.dumps(self.state, indent=2, default=str) + "\n")
 
     def run(self, name: str, key: str, fn: Callable[[], dict[str, Any] | None],
-            outputs: tuple[Path, ...] = ()) -> dict[str, Any]:
+            outputs: tuple[Path, ...] = (), clear: tuple[Path, ...] = ()) -> dict[str, Any]:
         """Run `fn` unless step `name` finished before with this `key` and its outputs exist."""
         self.index += 1
         label = f"[{self.index}/{self.total}] {name}"
         entry = self.state.get(name)
-        if entry and entry["key"] == key and all(Path(p).exists() for p in outputs):
+        if (entry and entry["key"] == key and entry.get("done", True)
+                and all(Path(p).exists() for p in outputs)):
             logger.info("%s: up to date, skipped", label)
             return entry["result"]
+        if entry and entry["key"] != key:
+            for path in clear:
+                if Path(path).exists():
+                    logger.info("%s: config changed, removing %s", label, path)
+                    shutil.rmtree(path)
         logger.info("%s: running (pipeline at %.0fs)", label, time.time() - self.started)
+        self.state[name] = {"key": key, "done": False}
+        self._save()
         t0 = time.time()
         result = fn() or {}
         seconds = time.time() - t0
-        self.state[name] = {"key": key, "seconds": round(seconds, 2), "result": result,
-                            "outputs": [str(p) for p in outputs]}
-        atomic_write_text(self.manifest, json.dumps(self.state, indent=2, default=str) + "\n")
+        self.state[name] = {"key": key, "done": True, "seconds": round(seconds, 2),
+                            "result": result, "outputs": [str(p) for p in outputs]}
+        self._save()
         logger.info("%s: done in %.1fs", label, seconds)
         return result
 
@@ -175,7 +190,8 @@ def run_pipeline(cfg: RunConfig) -> Path:
     save_config(cfg, run / "run.toml")
     steps = StepRunner(run / "pipeline.json", total=9)
     d_synth, d_tok, d_data = run / "synth", run / "tokenizer", run / "data"
-    d_train, d_noagent, d_sft = run / "train", run / "train_noagent", run / "sft"
+    d_train, d_agent = run / "train", run / "train_agent"
+    d_noagent, d_sft = run / "train_noagent", run / "sft"
     stage_names = [s.name for s in cfg.train.stages]
     if len(stage_names) < 2:
         raise ConfigError("the pipeline needs at least two curriculum stages (the last one is the "
@@ -183,7 +199,8 @@ def run_pipeline(cfg: RunConfig) -> Path:
     ablated = without_domain(cfg)
 
     h_synth = config_hash([cfg.synth, cfg.seed])
-    steps.run("synth", h_synth, lambda: _synth(cfg, d_synth), (d_synth / "stats.json",))
+    steps.run("synth", h_synth, lambda: _synth(cfg, d_synth), (d_synth / "stats.json",),
+              clear=(d_synth,))
     h_tok = config_hash([h_synth, cfg.tokenizer, cfg.data, cfg.seed])
     steps.run("tokenizer", h_tok, lambda: _tokenizer(cfg, d_synth, d_tok),
               (d_tok / "tokenizer.json",))
@@ -196,20 +213,24 @@ def run_pipeline(cfg: RunConfig) -> Path:
     h_model = config_hash([h_data, cfg.model, to_dict(cfg.train) | {"stages": None}, cfg.seed])
     base = steps.run("pretrain", config_hash([h_model, cfg.train.stages[:-1]]),
                      lambda: _checkpoint_result(train(_with_stages(cfg, stage_names[:-1]),
-                                                      d_data, d_tok, d_train)))
+                                                      d_data, d_tok, d_train)),
+                     clear=(d_train,))
     base_ckpt = Path(base["checkpoint"])
     agent = steps.run("agent stage", config_hash([h_model, cfg.train.stages]),
                       lambda: _checkpoint_result(train(_with_stages(cfg, stage_names[-1:]),
-                                                       d_data, d_tok, d_train, init=base_ckpt)))
+                                                       d_data, d_tok, d_agent, init=base_ckpt)),
+                      clear=(d_agent,))
     noagent = steps.run("ablation stage", config_hash([h_model, ablated.train.stages]),
                         lambda: _checkpoint_result(train(_with_stages(ablated, stage_names[-1:]),
                                                          d_data, d_tok, d_noagent,
-                                                         init=base_ckpt)))
+                                                         init=base_ckpt)),
+                        clear=(d_noagent,))
     agent_ckpt, noagent_ckpt = Path(agent["checkpoint"]), Path(noagent["checkpoint"])
     sft_res = steps.run("sft", config_hash([h_model, cfg.train.stages, cfg.sft]),
                         lambda: _checkpoint_result(sft(cfg, init_checkpoint=agent_ckpt,
                                                        out_dir=d_sft, data_dir=d_data,
-                                                       trajectories_dir=d_synth)))
+                                                       trajectories_dir=d_synth)),
+                        clear=(d_sft,))
     sft_ckpt = Path(sft_res["checkpoint"])
 
     models = {"without agentic stage": noagent_ckpt, "with agentic stage": agent_ckpt,
@@ -231,8 +252,9 @@ def run_pipeline(cfg: RunConfig) -> Path:
         results = {label: json.loads(Path(p).read_text()) for label, p in evals.items()}
         report = write_report(results, run / "report",
                               f"youtu run '{cfg.name}': agentic mid-training ablation")
-        plots = plot_training({"with agentic stage": d_train / "metrics.jsonl",
-                               "without agentic stage": d_noagent / "metrics.jsonl",
+        plots = plot_training({"stages 1-3": d_train / "metrics.jsonl",
+                               "agentic stage": d_agent / "metrics.jsonl",
+                               "ablation (no agentic data)": d_noagent / "metrics.jsonl",
                                "SFT": d_sft / "metrics.jsonl"}, run / "report")
         _append_training_section(report, plots, steps.state)
         return {"report": str(report)}
@@ -245,7 +267,8 @@ def _append_training_section(report: Path, plots: list[Path], state: dict[str, d
     lines = ["", "## Training", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "## Pipeline steps", "", "| step | seconds (last run) |", "|---|---|"]
-    lines += [f"| {name} | {entry['seconds']:.1f} |" for name, entry in state.items()]
+    lines += [f"| {name} | {entry['seconds']:.1f} |" for name, entry in state.items()
+              if entry.get("done", True)]
     with report.open("a") as f:
         f.write("\n".join(lines) + "\n")
 
