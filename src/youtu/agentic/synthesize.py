@@ -42,6 +42,7 @@ from youtu.agentic.envs.code import CodeEnv
 from youtu.agentic.render import render_text
 from youtu.agentic.sandbox import SandboxLimits
 from youtu.agentic.trajectory import Trajectory
+from youtu.errors import ConfigError
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
@@ -192,8 +193,6 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path, solver: Callable[[list[Job
         solver: jobs -> (job, results, stats) in job order; default: scripted workers, or the
             LLM teacher when `cfg.teacher == "llm"`.
     """
-    from youtu.config import ConfigError
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stamp = out / "synth_fingerprint.txt"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from youtu.data.config import StageConfig
 from youtu.data.mixture import normalized_mix
 from youtu.data.shards import ShardError, ShardSet
+from youtu.errors import ConfigError
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
@@ -105,7 +106,6 @@ def render_samples(shards: ShardSet, tokenizer: Tokenizer, per_domain: int = 1,
 
 def main(cfg: RunConfig) -> int:
     """`youtu data inspect`: print the tree of `data.dir` (default `<run_dir>/data`)."""
-    from youtu.config import ConfigError
     from youtu.tokenizer import Tokenizer
 
     folder = Path(cfg.data.dir) if cfg.data.dir else cfg.run_dir / "data"

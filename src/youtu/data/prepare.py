@@ -50,6 +50,7 @@ from youtu.data.filters import FilterStats, detect_language, profile, quality_re
 from youtu.data.shards import (ShardError, build_manifest, shard_stem, verify_shard,
                                write_manifest, write_shard)
 from youtu.data.sources import embedded_corpus, iter_documents
+from youtu.errors import ConfigError
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
@@ -472,7 +473,6 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
 def main(cfg: RunConfig) -> int:
     """`youtu data prepare`: shards into `data.dir` (default `<run_dir>/data`) with the tokenizer
     at `tokenizer.path` (default `<run_dir>/tokenizer`)."""
-    from youtu.config import ConfigError
     from youtu.tokenizer import Tokenizer
 
     tokenizer_dir = Path(cfg.tokenizer.path) if cfg.tokenizer.path else cfg.run_dir / "tokenizer"

@@ -37,6 +37,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from youtu.errors import ConfigError
 from youtu.eval.extract import (EXTRACTORS, FIRST_LINE_RULES, JUDGES, extract_answer,
                                 judge_answer)
 from youtu.eval.harness import LM, GenerationRequest
@@ -103,7 +104,7 @@ class TaskSpec:
 
 def load_task_specs(path: str | Path = TASKS_FILE) -> list[TaskSpec]:
     """Read `[[task]]` tables from a TOML file (strict: unknown keys are errors)."""
-    from youtu.config import ConfigError, from_dict
+    from youtu.config import from_dict
 
     path = Path(path)
     if not path.is_file():

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from youtu.errors import ConfigError
 from youtu.eval.aptbench import aptbench_dir, load_task_specs, read_items, run_tasks
 from youtu.eval.config import EvalConfig
 from youtu.eval.harness import LM, load_lm
@@ -246,7 +247,7 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
 
 def main(cfg: RunConfig) -> int:
     """`youtu eval [checkpoint]`: evaluate one checkpoint with the `[eval]` section."""
-    from youtu.config import ConfigError, save_config
+    from youtu.config import save_config
 
     ev = cfg.eval
     checkpoint = ev.checkpoint

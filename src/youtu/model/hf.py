@@ -29,6 +29,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from youtu.errors import ConfigError
 from youtu.model.config import ModelConfig, RopeScaling
 from youtu.model.transformer import YoutuForCausalLM
 
@@ -299,8 +300,6 @@ def copy_tokenizer_files(src: str | Path, dst: str | Path) -> list[str]:
 
 def export_main(cfg: RunConfig) -> int:
     """`youtu export <checkpoint> <out> [--export.format=deepseek_v3] [--export.dtype=...]`."""
-    from youtu.config import ConfigError
-
     ex = cfg.export
     if not ex.checkpoint or not ex.out:
         raise ConfigError("export needs a source and a destination: youtu export <checkpoint> <out>")

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from youtu.agentic.trajectory import (PHASES, Outcome, Phase, Task, Trajectory, format_phases,
                                       parse_phases, trajectory_id)
+from youtu.errors import ConfigError
 from youtu.serve.client import ChatBackend, EngineChat, OpenAIChat
 from youtu.serve.tools import DocSearch, Tool, ToolSet, env_tools, python_tool, search_tool
 
@@ -181,8 +182,6 @@ def agent_trajectory(run: AgentRun, task: Task, tools: ToolSet, domain: str, out
 def main(cfg: RunConfig) -> int:
     """`youtu agent`: run `serve.agent_task` (or an `agent_env` task), append the trajectory."""
     from youtu.agentic.envs import ENVIRONMENTS
-    from youtu.config import ConfigError
-
     s = cfg.serve
     if bool(s.agent_task) == bool(s.agent_env):
         raise ConfigError('give a task (youtu agent "<task>") or an environment '

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from youtu.errors import ConfigError
 from youtu.serve.client import ChatBackend, EngineChat
 from youtu.serve.protocol import APIError
 from youtu.serve.tools import ToolSet
@@ -126,7 +127,6 @@ def run_chat(backend: ChatBackend, *, tools: ToolSet | None = None, thinking: bo
 
 def main(cfg: RunConfig) -> int:
     """`youtu chat`: load the checkpoint in-process and chat on the terminal."""
-    from youtu.config import ConfigError
     from youtu.serve.agent import build_tools
     from youtu.serve.engine import engine_from_config
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from youtu.errors import ConfigError
 from youtu.model import YoutuForCausalLM
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel
@@ -65,8 +66,6 @@ def _start_state(trainer: Trainer, source: BatchSource, spans: list[StageSpan],
     elif init:
         init = Path(init)
         if not init.is_dir():
-            from youtu.config import ConfigError
-
             raise ConfigError(f"train.init: {init} is not a checkpoint folder")
         if (init / ckpt.STATE_FILE).is_file() and not weights_only:
             trainer.restore(init, source)
@@ -77,15 +76,11 @@ def _start_state(trainer: Trainer, source: BatchSource, spans: list[StageSpan],
     elif first.index > 0:
         prev = out_dir / ckpt.stage_dirname(plan[first.index - 1].name)
         if ckpt.read_marker(prev) is None:
-            from youtu.config import ConfigError
-
             raise ConfigError(f"run_stages starts at stage {first.name!r}, but {prev} (the end of "
                               f"stage {plan[first.index - 1].name!r}) does not exist; run the "
                               "earlier stages first or give --train.init=<checkpoint>")
         trainer.restore(prev, source)
     if not first.start_step <= trainer.step <= spans[-1].end_step:
-        from youtu.config import ConfigError
-
         raise ConfigError(f"the starting checkpoint is at step {trainer.step}, outside the "
                           f"selected stages {[s.name for s in spans]} (steps {first.start_step}.."
                           f"{spans[-1].end_step}); pick run_stages that continue from it, or "
@@ -117,8 +112,6 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
     try:
         tok = Tokenizer.load(tokenizer_dir)
         if tok.vocab_size != cfg.model.vocab_size:
-            from youtu.config import ConfigError
-
             raise ConfigError(f"the tokenizer in {tokenizer_dir} has {tok.vocab_size} ids but "
                               f"model.vocab_size is {cfg.model.vocab_size}; make them agree")
         shards = ShardSet.open(data_dir, tok.fingerprint)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from youtu.errors import ConfigError
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel
 from youtu.train.metrics import MetricsSink, human_count, human_duration
@@ -420,7 +421,6 @@ class Policy:
     @classmethod
     def load(cls, folder: str | Path, rl: RLConfig, dist: parallel.Dist) -> Policy:
         """The policy in HF model folder `folder`, fp32 master weights on `dist.device`."""
-        from youtu.config import ConfigError
         from youtu.model.hf import load_pretrained
 
         model = load_pretrained(folder, device=dist.device, dtype=torch.float32)
@@ -445,8 +445,6 @@ def default_init(cfg: RunConfig) -> Path:
     checkpoint in the run folder."""
     found = ckpt.latest_checkpoint(cfg.run_dir / "sft")
     if found is None:
-        from youtu.config import ConfigError
-
         raise ConfigError(f"no SFT checkpoint under {cfg.run_dir / 'sft'}: run `youtu sft` first "
                           "or name a policy with --rl.init=<checkpoint folder>")
     return found
@@ -460,7 +458,6 @@ def rl(cfg: RunConfig, init_checkpoint: str | Path, out_dir: str | Path) -> Path
     Returns:
         The final checkpoint folder (`<out_dir>/stage_rl`), an HF model folder with tokenizer.
     """
-    from youtu.config import ConfigError
     from youtu.serve.engine import Engine, SamplingParams
     from youtu.tokenizer import Tokenizer
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from youtu.data.packing import IGNORE_INDEX, PackedBatch, pack_examples
+from youtu.errors import ConfigError
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel
 from youtu.train.trainer import HeldOut, Trainer
@@ -222,7 +223,6 @@ def sft(cfg: RunConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
     Returns:
         The final checkpoint (`<out_dir>/stage_sft`).
     """
-    from youtu.config import ConfigError
     from youtu.model.hf import load_pretrained
     from youtu.tokenizer import Tokenizer
 
@@ -304,8 +304,6 @@ def collect_examples(cfg: RunConfig, tok: Tokenizer, *, data_dir: str | Path | N
                        too_long, scfg.seq_len)
     examples = [e for e in examples if any(e[1][1:scfg.seq_len])]
     if not examples:
-        from youtu.config import ConfigError
-
         raise ConfigError("no SFT examples: give sft.conversations (JSONL of {\"messages\": ...}), "
                           "sft.trajectories (a `youtu synth` folder), or chat shards in the data "
                           "folder")
@@ -316,8 +314,6 @@ def main(cfg: RunConfig) -> int:
     """`youtu sft`: init from `sft.init` (default: the newest checkpoint of `<run_dir>/train`),
     data from `<data dir>/chat`, `sft.conversations` and `sft.trajectories` (default
     `<run_dir>/synth`), output to `<run_dir>/sft`."""
-    from youtu.config import ConfigError
-
     init = Path(cfg.sft.init) if cfg.sft.init else ckpt.latest_checkpoint(cfg.run_dir / "train")
     if init is None:
         raise ConfigError(f"no checkpoint under {cfg.run_dir / 'train'}: run `youtu train` first "
