@@ -7,6 +7,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 import uuid
 
 import pytest
@@ -27,6 +28,14 @@ def _processes_with(marker: str) -> list[int]:
                     found.append(int(pid))
         except OSError:
             continue
+    return found
+
+
+def _wait_for_processes_with(marker: str, timeout_s: float = 5.0) -> list[int]:
+    """`_processes_with`, polled: a child started in the background may not have exec'd yet."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := _processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.02)
     return found
 
 
@@ -155,7 +164,7 @@ def test_reset_is_as_clean_as_a_new_sandbox():
     marker = f"{uuid.uuid4().int % 10**6}.5"
     with Sandbox(SandboxLimits(timeout_s=5), files={"a.txt": "old"}) as box:
         box.run(f"mkdir -p d && touch d/x && (setsid sleep {marker} > /dev/null 2>&1 &)")
-        assert _processes_with(f"sleep\x00{marker}")
+        assert _wait_for_processes_with(f"sleep\x00{marker}")
         # guest code cannot reach into the server: it is not ptrace-able (PR_SET_DUMPABLE 0)
         assert "Permission denied" in box.run("cat /proc/$PPID/environ").stderr
         box.reset({"b.txt": "new"})
