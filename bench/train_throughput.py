@@ -4,6 +4,8 @@ same batch, same weights, in the same run.
     python bench/train_throughput.py                                   # CPU, tiny model, fp32
     python bench/train_throughput.py --preset youtu_2b --seq 4096 --batch 4      # one GPU, bf16
     python bench/train_throughput.py --preset youtu_2b --seq 4096 --batch 4 --compile
+    python bench/train_throughput.py --preset youtu_2b --seq 4096 --batch 4 --compile --loss-kernel compiled
+    python bench/train_throughput.py --preset youtu_2b --seq 32768 --batch 1 --compile --ckpt
 
 Ours is `youtu.train.trainer.Trainer.train_step` (bf16 autocast on CUDA with fp32 master weights,
 cuDNN causal attention, fused chunked lm_head + cross-entropy, fused AdamW, clipping). The peer
@@ -82,7 +84,8 @@ def make_batch(cfg: ModelConfig, batch: int, seq: int, packed: bool, seed: int =
 
 
 def bench_ours(cfg: ModelConfig, state: dict, batch: PackedBatch, device: torch.device,
-               steps: int, warmup: int, compile: bool, name: str) -> Result:
+               steps: int, warmup: int, compile: bool, name: str, loss_kernel: str = "chunked",
+               ckpt: bool = False) -> Result:
     _reset_memory(device)
     with torch.device("meta"):
         model = YoutuForCausalLM(copy.deepcopy(cfg))
@@ -91,7 +94,8 @@ def bench_ours(cfg: ModelConfig, state: dict, batch: PackedBatch, device: torch.
     if cfg.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     model.init_rope()
-    tcfg = TrainConfig(lr=1e-4, compile=compile, tensorboard=False, spike_factor=0.0)
+    tcfg = TrainConfig(lr=1e-4, compile=compile, tensorboard=False, spike_factor=0.0,
+                       loss_kernel=loss_kernel, activation_checkpointing=ckpt)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,6 +181,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile both (ours per block)")
+    p.add_argument("--loss-kernel", default="chunked", choices=["chunked", "compiled"],
+                   help="ours: the trainer's loss_kernel")
+    p.add_argument("--ckpt", action="store_true", help="ours: activation checkpointing")
     p.add_argument("--packed", action="store_true", help="also time ours on packed rows")
     p.add_argument("--no-hf", action="store_true", help="skip the transformers peer")
     args = p.parse_args()
@@ -194,11 +201,12 @@ def main() -> None:
     del ref
     batch = make_batch(cfg, args.batch, args.seq, packed=False)
 
-    results = [bench_ours(cfg, state, batch, device, args.steps, args.warmup, args.compile, "ours")]
+    ours = dict(steps=args.steps, warmup=args.warmup, compile=args.compile,
+                loss_kernel=args.loss_kernel, ckpt=args.ckpt)
+    results = [bench_ours(cfg, state, batch, device, name="ours", **ours)]
     if args.packed:
         packed = make_batch(cfg, args.batch, args.seq, packed=True)
-        results.append(bench_ours(cfg, state, packed, device, args.steps, args.warmup,
-                                  args.compile, "ours (packed, 4 docs/row)"))
+        results.append(bench_ours(cfg, state, packed, device, name="ours (packed, 4 docs/row)", **ours))
     if not args.no_hf:
         results.append(bench_hf(cfg, state, batch, device, args.steps, args.warmup, args.compile))
 
@@ -213,7 +221,7 @@ def main() -> None:
         print(f"{r.name:28s} {r.tokens_per_s:10.0f} {r.step_ms:9.1f} {mfu:>6s} {mem:>8s} "
               f"{r.first_loss:8.4f}")
     out = {"preset": args.preset, "seq": args.seq, "batch": args.batch, "device": name,
-           "compile": args.compile, "results": [r.__dict__ for r in results]}
+           "compile": args.compile, "loss_kernel": args.loss_kernel, "ckpt": args.ckpt, "results": [r.__dict__ for r in results]}
     hf = next((r for r in results if r.name == "transformers"), None)
     if hf is not None:
         out["speedup_vs_transformers"] = results[0].tokens_per_s / hf.tokens_per_s

@@ -322,6 +322,24 @@ def test_activation_checkpointing_gives_the_same_step(make_cfg, data_dir, tmp_pa
     torch.testing.assert_close(wa, wb, rtol=0, atol=1e-7)
 
 
+@pytest.mark.slow
+def test_compiled_loss_kernel_gives_the_same_step(make_cfg, data_dir, tmp_path):
+    """`loss_kernel = "compiled"` (torch.compile, ~30 s on a CPU) against the chunked kernel."""
+    results = []
+    for kernel in ("chunked", "compiled"):
+        cfg = make_cfg(f"--train.loss_kernel={kernel}")
+        trainer, sampler, plan = _trainer(cfg, data_dir, tmp_path / kernel)
+        for step in range(2):
+            batch = sampler.next_batch(step, plan[0].rows, plan[0].seq_len)
+            stats = trainer.train_step(batch, 1e-2, plan[0])
+        results.append((stats.loss, stats.grad_norm, trainer.model.model.embed_tokens.weight.clone()))
+        trainer.close()
+    (la, ga, wa), (lb, gb, wb) = results
+    assert la == pytest.approx(lb, rel=1e-5) and ga == pytest.approx(gb, rel=1e-4)
+    # Two Adam steps of lr 1e-2: a wrong gradient moves weights by ~1e-2; summation order ~1e-6.
+    torch.testing.assert_close(wa, wb, rtol=0, atol=1e-5)
+
+
 def test_max_steps_runs_the_curriculum_in_miniature_in_two_calls(make_cfg, data_dir, tokenizer_dir):
     """What `youtu run --train.max_steps=N` does: stages 1..n-1, then the last stage from
     their checkpoint, all in N steps."""

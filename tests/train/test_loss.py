@@ -5,17 +5,26 @@ from __future__ import annotations
 import pytest
 import torch
 
-from youtu.train.loss import IGNORE_INDEX, fused_linear_cross_entropy, reference_cross_entropy
+from youtu.train.loss import (IGNORE_INDEX, compiled_cross_entropy, full_cross_entropy,
+                              fused_linear_cross_entropy, reference_cross_entropy)
 
 
-@pytest.mark.parametrize("chunk", [0, 1, 7, 64])
-def test_matches_unfused_loss_and_grads(chunk):
+def _chunked(chunk):
+    return lambda h, w, t: fused_linear_cross_entropy(h, w, t, chunk_tokens=chunk)
+
+
+KERNELS = {**{f"chunked{c}": _chunked(c) for c in (0, 1, 7, 64)}, "full": full_cross_entropy,
+           "compiled": pytest.param(compiled_cross_entropy, marks=pytest.mark.slow)}
+
+
+@pytest.mark.parametrize("kernel", KERNELS.values(), ids=KERNELS.keys())
+def test_matches_unfused_loss_and_grads(kernel):
     torch.manual_seed(0)
     hidden = torch.randn(3, 13, 16, requires_grad=True)
     weight = torch.randn(50, 16, requires_grad=True)
     targets = torch.randint(0, 50, (3, 13))
     targets[0, :4] = IGNORE_INDEX
-    loss, token_loss = fused_linear_cross_entropy(hidden, weight, targets, chunk_tokens=chunk)
+    loss, token_loss = kernel(hidden, weight, targets)
     (0.37 * loss).backward()
     gh, gw = hidden.grad.clone(), weight.grad.clone()
     hidden.grad = weight.grad = None

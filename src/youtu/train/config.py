@@ -48,6 +48,11 @@ class LoopConfig:
     loss_chunk_tokens: int = 4096
     """Tokens per chunk of the fused lm_head + cross-entropy (bounds logits memory to
     chunk x vocab); 0 = one chunk."""
+    loss_kernel: Literal["chunked", "compiled"] = "chunked"
+    """'chunked': the fused lm_head + cross-entropy in chunks of `loss_chunk_tokens` (bounded
+    memory, any device). 'compiled': lm_head + cross-entropy on the full logits as one
+    torch.compile'd function (faster on a GPU with memory for B x T x vocab logits; the first
+    step compiles it)."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """'auto' = bf16 autocast on CUDA, fp32 on CPU. Master weights and optimizer stay fp32."""
     compile: bool = False

@@ -10,6 +10,11 @@ gradient buffer. FLOPs match the unfused loss (3 matmuls of N x D x V); nothing 
     loss_sum, token_loss = fused_linear_cross_entropy(hidden, model.lm_head.weight, targets,
                                                       chunk_tokens=4096)
     (loss_sum / n_target_tokens).backward()
+
+`full_cross_entropy` is the other kernel: the whole batch's logits at once, meant to run under
+torch.compile (`compiled_cross_entropy`), which fuses the fp32 upcast, log-sum-exp and gather
+into the matmul's epilogue and its backward. Faster on a GPU with the memory for B*T*V logits
+(the trainer's `loss_kernel = "compiled"`); the chunked kernel is the bounded-memory default.
 """
 
 from __future__ import annotations
@@ -91,6 +96,30 @@ def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targe
     chunk = chunk_tokens if chunk_tokens > 0 else max(1, hidden.shape[0])
     with torch.autocast(hidden.device.type, enabled=False):
         return _FusedLinearCrossEntropy.apply(hidden, weight, targets, chunk, compute_dtype)
+
+
+def full_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor,
+                       targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`fused_linear_cross_entropy`'s contract on full logits: (loss_sum with gradient,
+    token_loss [N] fp32 detached, 0 where ignored). The matmul runs in the autocast dtype when
+    autocast is on, the softmax in fp32."""
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    logits = (hidden @ weight.T).float()
+    token_loss = F.cross_entropy(logits, targets.reshape(-1), ignore_index=IGNORE_INDEX,
+                                 reduction="none")
+    return token_loss.sum(), token_loss.detach()
+
+
+_compiled: dict[str, object] = {}
+
+
+def compiled_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor,
+                           targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`full_cross_entropy` through torch.compile (compiled once per process, on first use;
+    new shapes recompile with dynamic sizes)."""
+    if "fn" not in _compiled:
+        _compiled["fn"] = torch.compile(full_cross_entropy)
+    return _compiled["fn"](hidden, weight, targets)
 
 
 def reference_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

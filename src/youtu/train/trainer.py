@@ -34,7 +34,7 @@ from youtu.model.layers import RMSNorm
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel
 from youtu.train.config import LoopConfig
-from youtu.train.loss import IGNORE_INDEX, fused_linear_cross_entropy
+from youtu.train.loss import IGNORE_INDEX, compiled_cross_entropy, fused_linear_cross_entropy
 from youtu.train.metrics import MetricsSink, mfu, peak_flops, step_line
 from youtu.train.parallel import Dist
 from youtu.train.schedule import WSD, StageSpan
@@ -110,15 +110,18 @@ class CausalLMLoss(nn.Module):
     """The model and its fused lm_head + cross-entropy: the FSDP root, so the tied embedding
     (= lm_head) is gathered for the loss inside this module's forward."""
 
-    def __init__(self, model: YoutuForCausalLM, chunk_tokens: int):
+    def __init__(self, model: YoutuForCausalLM, chunk_tokens: int, kernel: str = "chunked"):
         super().__init__()
         self.model = model
         self.chunk_tokens = chunk_tokens
+        self.kernel = kernel
 
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor,
                 doc_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(summed loss, per-token losses [B*T] detached)."""
         hidden = self.model.hidden_states(input_ids, positions, doc_ids)  # [B, T, D]
+        if self.kernel == "compiled":
+            return compiled_cross_entropy(hidden, self.model.lm_head.weight, targets)
         return fused_linear_cross_entropy(hidden, self.model.lm_head.weight, targets,
                                           chunk_tokens=self.chunk_tokens)
 
@@ -184,7 +187,7 @@ class Trainer:
         self.amp_dtype = autocast_dtype(cfg.precision, dist.device)
         if cfg.precision == "bf16" and dist.device.type == "cpu":
             logger.warning("bf16 autocast on CPU is slow on most CPUs; fp32 is the CPU default")
-        self.root = CausalLMLoss(self.model, cfg.loss_chunk_tokens)
+        self.root = CausalLMLoss(self.model, cfg.loss_chunk_tokens, cfg.loss_kernel)
         blocks = list(self.model.model.layers)
         if cfg.activation_checkpointing:
             parallel.apply_activation_checkpointing(blocks)
