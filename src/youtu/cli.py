@@ -39,9 +39,9 @@ COMMANDS: dict[str, Command] = {
     "run": Command("youtu.pipeline:main", "the whole recipe: tokenizer -> data -> synth -> "
                    "pretrain (4 stages) -> SFT -> eval -> report", ("model", "tokenizer", "data",
                    "synth", "train", "sft", "eval")),
-    "tokenizer train": Command("youtu.tokenizer.train:main", "train the multi-stage BPE tokenizer",
+    "tokenizer train": Command("youtu.data.tokenizer_commands:train_main", "train the multi-stage BPE tokenizer",
                                ("tokenizer", "data")),
-    "tokenizer eval": Command("youtu.tokenizer.evaluate:main", "bytes/token per domain vs "
+    "tokenizer eval": Command("youtu.data.tokenizer_commands:eval_main", "bytes/token per domain vs "
                               "reference tokenizers", ("tokenizer", "data")),
     "data prepare": Command("youtu.data.prepare:main", "read, filter, dedup and tokenize sources "
                             "into token shards", ("tokenizer", "data")),

@@ -152,11 +152,12 @@ def _agent_documents(synth_dir: Path):
 
 
 def _tokenizer(cfg: RunConfig, synth_dir: Path, out: Path) -> dict[str, Any]:
-    from youtu.tokenizer.train import iter_documents, train_tokenizer
+    from youtu.data.tokenizer_commands import tokenizer_documents
+    from youtu.tokenizer.train import train_tokenizer
 
     # The corpus plus the trajectories: a tokenizer stage over the `agent` domain (the 2B
     # recipe has one) learns its merges from them; stages that do not name it ignore them.
-    documents = itertools.chain(iter_documents(cfg.tokenizer, cfg.seed, data=cfg.data),
+    documents = itertools.chain(tokenizer_documents(cfg),
                                 ((d.domain, d.text) for d in _agent_documents(synth_dir)))
     tok = train_tokenizer(cfg.tokenizer, documents, out)
     return {"fingerprint": tok.fingerprint, "vocab_size": tok.vocab_size}

@@ -6,7 +6,7 @@ import json
 
 from youtu.config import load_config
 from youtu.tokenizer.config import TokenizerConfig, TokenizerStage
-from youtu.tokenizer.evaluate import agent_sample, bytes_per_token, evaluate_tokenizer, main
+from youtu.tokenizer.evaluate import agent_sample, bytes_per_token, evaluate_tokenizer
 from youtu.tokenizer.train import train_tokenizer
 
 
@@ -58,9 +58,9 @@ def test_cli_main_uses_run_dir(tmp_path, prose_texts, stem_texts, monkeypatch):
                              '{name="s", vocab_size=68, domains=["stem"], max_chars=20000}]',
                              f'--tokenizer.files={{commonsense=["{folder}/prose.jsonl"], '
                              f'stem=["{folder}/stem.jsonl"]}}'])
-    from youtu.tokenizer.train import main as train_main
+    from youtu.data.tokenizer_commands import eval_main, train_main
 
     assert train_main(cfg) == 0
     assert (tmp_path / "t" / "tokenizer" / "tokenizer.json").is_file()
-    assert main(cfg) == 0
+    assert eval_main(cfg) == 0
     assert "| math/LaTeX |" in (tmp_path / "t" / "tokenizer_eval.md").read_text()

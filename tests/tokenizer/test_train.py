@@ -142,8 +142,9 @@ def test_corpus_hook_and_data_corpus():
     cfg.corpus = f"{__name__}:corpus_hook"
     assert list(iter_documents(cfg, seed=7)) == corpus_hook(7)
     cfg.corpus = "data"
-    with pytest.raises(ValueError, match="needs the \\[data\\] section"):
+    with pytest.raises(ValueError, match="needs the run's \\[data\\] documents"):
         list(iter_documents(cfg))
+    assert list(iter_documents(cfg, data_documents=[("stem", "1 + 1 = 2")])) == [("stem", "1 + 1 = 2")]
     cfg.corpus = "no_such_module_xyz:f"
     with pytest.raises(ValueError, match="cannot be imported"):
         list(iter_documents(cfg))

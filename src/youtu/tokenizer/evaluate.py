@@ -31,11 +31,9 @@ from typing import TYPE_CHECKING
 
 from youtu.tokenizer.chat import render_chat
 from youtu.tokenizer.tokenizer import Tokenizer
-from youtu.tokenizer.train import _as_pair, collect_stage_texts, is_heldout, iter_documents, \
-    train_from_texts
+from youtu.tokenizer.train import _as_pair, collect_stage_texts, is_heldout, train_from_texts
 
 if TYPE_CHECKING:
-    from youtu.config import RunConfig
     from youtu.tokenizer.config import TokenizerConfig
 
 logger = logging.getLogger(__name__)
@@ -189,15 +187,3 @@ def _markdown(tok: Tokenizer, results: dict[str, dict[str, float]], sources: dic
     if missing:
         lines += ["", f"No text for: {', '.join(missing)} (add it with `tokenizer.files`)."]
     return "\n".join(lines) + "\n"
-
-
-def main(cfg: RunConfig) -> int:
-    """`youtu tokenizer eval`: evaluate the tokenizer at `tokenizer.path` or `<run_dir>/tokenizer`."""
-    folder = Path(cfg.tokenizer.path) if cfg.tokenizer.path else cfg.run_dir / "tokenizer"
-    tok = Tokenizer.load(folder)
-    out = cfg.run_dir / "tokenizer_eval.md"
-    payload = evaluate_tokenizer(tok, cfg.tokenizer, iter_documents(cfg.tokenizer, cfg.seed, cfg.data),
-                                  out)
-    print(out.read_text(), end="")
-    logger.info("wrote %s (%d domains)", out, len(payload["bytes_per_token"]))
-    return 0

@@ -41,7 +41,6 @@ from youtu.tokenizer.special import NUM_SPECIAL
 from youtu.tokenizer.tokenizer import Tokenizer, build_backend, byte_alphabet, pre_tokenizer
 
 if TYPE_CHECKING:
-    from youtu.config import RunConfig
     from youtu.tokenizer.config import TokenizerConfig
 
 logger = logging.getLogger(__name__)
@@ -209,24 +208,22 @@ def _as_pair(doc: Any) -> tuple[str, str]:
     return doc.domain, doc.text  # youtu.data.Document
 
 
-def iter_documents(cfg: TokenizerConfig, seed: int = 0, data: Any = None
-                   ) -> Iterator[tuple[str, str]]:
+def iter_documents(cfg: TokenizerConfig, seed: int = 0,
+                   data_documents: Iterable[Any] | None = None) -> Iterator[tuple[str, str]]:
     """(domain, text) from `cfg.corpus` followed by `cfg.files`.
 
     Args:
         cfg: the `[tokenizer]` section.
         seed: passed to a `module:function` corpus hook as `func(seed)`.
-        data: the `[data]` section, needed for `corpus = "data"`.
+        data_documents: the run's `[data]` documents ((domain, text) pairs or Documents), read
+            when `corpus = "data"`; the commands pass them (youtu.data.tokenizer_commands), this
+            package does not import youtu.data.
     """
     if cfg.corpus == "data":
-        if data is None:
-            raise ValueError("tokenizer.corpus='data' needs the [data] section; pass it, or use "
-                             "corpus='files' with tokenizer.files")
-        # Only the command entry reads the data section (the CLI registry lists it for
-        # `tokenizer train`); the training functions themselves take plain documents.
-        from youtu.data.sources import iter_documents as data_documents
-
-        yield from (_as_pair(doc) for doc in data_documents(data))
+        if data_documents is None:
+            raise ValueError("tokenizer.corpus='data' needs the run's [data] documents; pass "
+                             "data_documents, or use corpus='files' with tokenizer.files")
+        yield from (_as_pair(doc) for doc in data_documents)
     elif cfg.corpus != "files":
         module_name, _, func_name = cfg.corpus.partition(":")
         try:
@@ -319,11 +316,3 @@ def train_tokenizer(cfg: TokenizerConfig, documents: Iterable[tuple[str, str]],
     logger.info("tokenizer %s (%d ids, stages end at %s) -> %s in %.1fs", tok.fingerprint,
                 tok.vocab_size, boundaries, out, stats["seconds"])
     return tok
-
-
-def main(cfg: RunConfig) -> int:
-    """`youtu tokenizer train`: train into `tokenizer.path` or `<run_dir>/tokenizer`."""
-    out_dir = Path(cfg.tokenizer.path) if cfg.tokenizer.path else cfg.run_dir / "tokenizer"
-    train_tokenizer(cfg.tokenizer, iter_documents(cfg.tokenizer, cfg.seed, cfg.data), out_dir)
-    print(out_dir)
-    return 0

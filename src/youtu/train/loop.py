@@ -200,15 +200,11 @@ def heldout_sets(shards, tok, *, tokens: int, seq_len: int, rows_per_batch: int,
 
 
 def eval_hook(cfg: RunConfig):
-    """`youtu.eval`'s evaluate on each stage-end checkpoint when `train.eval_hook` is on and the
-    package provides it; None otherwise."""
+    """`youtu.eval`'s evaluate on each stage-end checkpoint when `train.eval_hook` is on; None
+    otherwise."""
     if not cfg.train.eval_hook:
         return None
-    try:
-        from youtu.eval.runner import evaluate
-    except ImportError as e:
-        logger.warning("train.eval_hook is on but youtu.eval.runner is unavailable (%s): skipped", e)
-        return None
+    from youtu.eval.runner import evaluate
 
     def hook(path: Path, step: int) -> dict[str, float]:
         scores = evaluate(cfg.eval, path, path.parent / "eval" / path.name, device=cfg.device)
