@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from youtu.model import LatentCache, ModelConfig
-from youtu.model.attention import MultiHeadLatentAttention, absorbed_mask, doc_block_mask, expanded_mask
+from youtu.model.attention import (MultiHeadLatentAttention, absorbed_mask, doc_block_mask, doc_segments,
+                                   expanded_mask)
 from youtu.model.layers import rope_cos_sin, rope_inv_freq
 
 
@@ -19,6 +20,35 @@ def test_expanded_mask_is_causal_within_documents():
                              [0, 0, 1, 1, 1]], dtype=torch.bool)
     assert torch.equal(mask, expected)
     assert expanded_mask(None) is None
+
+
+def test_doc_segments_are_the_runs_of_each_row():
+    segments = doc_segments(torch.tensor([[0, 0, 1, 1, 1], [4, 4, 4, 4, 4]]))
+    assert segments.rows == (((0, 2), (2, 5)), ((0, 5),))
+    assert doc_segments(torch.tensor([[0, 1, 0]])) is None  # id 0 recurs: only the dense mask is exact
+
+
+def test_segmented_layer_equals_dense_mask_forward_and_backward():
+    cfg = ModelConfig.tiny()
+    torch.manual_seed(0)
+    attn = MultiHeadLatentAttention(cfg, layer_idx=1)
+    doc_ids = torch.tensor([[0] * 5 + [1] * 9 + [2] * 2, [7] * 16])
+    positions = torch.cat([torch.arange(5), torch.arange(9), torch.arange(2)]).expand(2, 16).clone()
+    positions[1] = torch.arange(16)
+    inv_freq, factor = rope_inv_freq(cfg.qk_rope_head_dim, cfg.rope_theta)
+    cos, sin = rope_cos_sin(positions, inv_freq, factor, torch.float32)
+    x = torch.randn(2, 16, cfg.hidden_size, requires_grad=True)
+    outs, grads = [], []
+    for mask in (expanded_mask(doc_ids), doc_segments(doc_ids)):
+        out = attn(x, cos, sin, mask)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        outs.append(out.detach())
+        grads.append((x.grad.clone(), attn.kv_b_proj.weight.grad.clone()))
+        x.grad = None
+        attn.zero_grad()
+    torch.testing.assert_close(outs[0], outs[1])
+    for a, b in zip(grads[0], grads[1]):
+        torch.testing.assert_close(a, b)
 
 
 def test_absorbed_mask_folds_heads_into_queries():

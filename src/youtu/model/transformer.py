@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from youtu.model.attention import (PREFILL_EXPANDED_MIN_TOKENS, AttentionImpl, MultiHeadLatentAttention,
-                                   absorbed_mask, doc_block_mask, expanded_mask)
+                                   absorbed_mask, doc_block_mask, doc_segments,
+                                   expanded_mask)
 from youtu.model.cache import LatentCache
 from youtu.model.config import ModelConfig
 from youtu.model.layers import MLP, RMSNorm, rope_cos_sin, rope_inv_freq
@@ -144,9 +145,10 @@ class YoutuForCausalLM(nn.Module):
         if cache is None:
             if cache_rows is not None:
                 raise ValueError("cache_rows given without a cache")
-            if doc_ids is not None and self.attention_impl == "auto" and device.type == "cuda":
-                mask = doc_block_mask(doc_ids)
-            else:
+            mask = None
+            if doc_ids is not None and self.attention_impl == "auto":
+                mask = doc_block_mask(doc_ids) if device.type == "cuda" else doc_segments(doc_ids)
+            if mask is None:
                 mask = expanded_mask(doc_ids)
         else:
             if doc_ids is not None:
