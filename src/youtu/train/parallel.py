@@ -37,6 +37,9 @@ class Dist:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False
+    """This Dist created the process group (so `shutdown` destroys it); False when a caller
+    above (the `youtu run` pipeline) had joined it already and keeps it across commands."""
 
     @property
     def distributed(self) -> bool:
@@ -102,17 +105,18 @@ def init_distributed(device: str = "auto", timeout_s: int = 1800) -> Dist:
         return Dist(device=dev)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if not tdist.is_initialized():
+    owns = not tdist.is_initialized()
+    if owns:
         backend = "nccl" if dev.type == "cuda" else "gloo"
         tdist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s),
                                  device_id=dev if dev.type == "cuda" else None)
     return Dist(rank=tdist.get_rank(), world_size=tdist.get_world_size(), local_rank=local_rank,
-                device=dev)
+                device=dev, owns_group=owns)
 
 
 def shutdown(dist: Dist) -> None:
-    """Leave the process group (call once, at the end of the command)."""
-    if dist.distributed and tdist.is_initialized():
+    """Leave the process group (call once, at the end of the command) if `dist` created it."""
+    if dist.distributed and dist.owns_group and tdist.is_initialized():
         tdist.destroy_process_group()
 
 
