@@ -45,6 +45,12 @@ class StageConfig:
     """'warmup_stable' | 'stable' | 'decay': where this stage sits in the WSD schedule."""
     rope_theta: float = 0.0
     """RoPE base from this stage on; 0 = unchanged."""
+    yarn_factor: float = 0.0
+    """YaRN context multiplier from this stage on (model.rope_scaling.factor, e.g. 4 for
+    32k -> 128k); 0 = unchanged, 1 = plain RoPE again (scaling off)."""
+    yarn_original_seq_len: int = 0
+    """Context length the YaRN factor extends (rope_scaling.original_max_position_embeddings),
+    in tokens; 0 = the previous stage's seq_len (the length the model was last trained at)."""
 
     def __post_init__(self):
         if self.tokens <= 0:
@@ -57,6 +63,15 @@ class StageConfig:
         if not self.mix or any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) <= 0:
             raise ValueError(f"stage {self.name!r}: mix needs non-negative weights with a positive "
                              f"sum, e.g. {{commonsense = 0.75, code = 0.25}}; got {self.mix}")
+        if self.yarn_factor and self.yarn_factor < 1.0:
+            raise ValueError(f"stage {self.name!r}: yarn_factor must be >= 1 (1 = plain RoPE) or "
+                             f"0 (unchanged), got {self.yarn_factor}")
+        if self.yarn_original_seq_len < 0:
+            raise ValueError(f"stage {self.name!r}: yarn_original_seq_len must be >= 0 (0 = the "
+                             f"previous stage's seq_len), got {self.yarn_original_seq_len}")
+        if self.yarn_original_seq_len and not self.yarn_factor:
+            raise ValueError(f"stage {self.name!r}: yarn_original_seq_len needs a yarn_factor "
+                             f"(> 1) in the same stage")
 
 
 @dataclass(kw_only=True)
