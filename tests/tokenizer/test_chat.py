@@ -247,14 +247,60 @@ def test_parse_inverts_render():
     assert got == [(n, json.loads(a) if isinstance(a, str) else a) for n, a in want]
 
 
+DEEP = "[" * 10_000  # past Python's recursion limit (1000): json.loads raises RecursionError
+HUGE_INT = "9" * 5_000  # past sys.get_int_max_str_digits() (4300): int() raises ValueError
+NOT_STRICT = ["NaN", "Infinity", "-Infinity", "1e999"]  # json.dumps would write NaN / Infinity
+
+
+def _call_with(args_json: str, as_string: bool) -> str:
+    args = json.dumps(args_json) if as_string else args_json
+    return '<tool_call>{"name": "f", "arguments": ' + args + "}</tool_call>"
+
+
+@pytest.mark.parametrize("as_string", [False, True], ids=["dict", "string"])
+@pytest.mark.parametrize("value, problem", [
+    (DEEP + "]" * 10_000, "nested too deeply"),
+    (DEEP, "nested too deeply"),
+    (HUGE_INT, "Exceeds the limit (4300 digits)"),
+    ("-" + HUGE_INT, "Exceeds the limit (4300 digits)"),
+    *[(c, "invalid JSON") for c in NOT_STRICT],
+    ("-1e400", "overflows a float"),
+])
+def test_parse_hostile_arguments_are_errors(value, problem, as_string):
+    text = "ok " + _call_with('{"x": ' + value + "}", as_string) + _call_with('{"y": 2}', as_string)
+    out = parse_tool_calls(text)
+    assert [json.loads(c["function"]["arguments"]) for c in out.tool_calls] == [{"y": 2}]
+    assert len(out.errors) == 1 and out.errors[0].startswith("tool call 0")
+    assert problem in out.errors[0] and len(out.errors[0]) < 400
+    assert ("'arguments' is a string but not JSON" in out.errors[0]) == as_string
+    assert out.content == "ok"
+
+
+def test_parse_keeps_large_finite_numbers():
+    out = parse_tool_calls(_call_with('{"n": ' + "9" * 4_000 + ', "f": 1e300, "d": [[[1]]]}', False))
+    assert out.errors == []
+    assert json.loads(out.tool_calls[0]["function"]["arguments"]) == {
+        "n": int("9" * 4_000), "f": 1e300, "d": [[[1]]]}
+
+
+def _strict(name: str):
+    raise AssertionError(f"{name} in re-emitted arguments")
+
+
 FRAGMENTS = ["<think>", "</think>", "<tool_call>", "</tool_call>", "{", "}", '"name"', ":", '"x"',
-             '"arguments"', "[", "]", ",", " ", "\n", "text", "<|end_of_text|>", "null", "1"]
+             '"arguments"', "[", "]", ",", " ", "\n", "text", "<|end_of_text|>", "null", "1",
+             DEEP, "]" * 10_000, HUGE_INT, "-", *NOT_STRICT]
+HOSTILE_CALLS = st.builds(  # whole calls, so that hostile values reach the arguments decoder
+    lambda value, as_string: _call_with('{"x": ' + value + "}", as_string),
+    st.sampled_from([DEEP, DEEP + "]" * 10_000, HUGE_INT, "-" + HUGE_INT, *NOT_STRICT,
+                     "[1, {}]", '"s"', "null"]),
+    st.booleans())
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(FRAGMENTS), max_size=30))
+@given(st.lists(st.one_of(st.sampled_from(FRAGMENTS), HOSTILE_CALLS), max_size=30))
 def test_parse_never_raises(pieces):
     out = parse_tool_calls("".join(pieces))
     assert isinstance(out.content, str) and isinstance(out.errors, list)
     for call in out.tool_calls:
-        assert isinstance(json.loads(call["function"]["arguments"]), dict)
+        assert isinstance(json.loads(call["function"]["arguments"], parse_constant=_strict), dict)

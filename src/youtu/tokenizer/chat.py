@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -306,15 +307,49 @@ class ParsedOutput:
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
+class _NotStrictJSON(ValueError):
+    """A JSON number or constant that has no strict-JSON form (NaN, Infinity, 1e999)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotStrictJSON(f"{name} is not valid JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # "1e999" parses to inf, which json.dumps writes as Infinity
+        raise _NotStrictJSON(f"{literal[:40]} overflows a float")
+    return value
+
+
+def _loads(text: str) -> tuple[Any, str | None]:
+    """Strict `json.loads` that reports every failure as a message instead of raising.
+
+    Besides syntax errors, model output can hold nesting deeper than Python's recursion limit
+    (RecursionError), integers longer than `sys.get_int_max_str_digits()` (4300 by default,
+    ValueError) and NaN / Infinity / overflowing floats, which `json.dumps` would re-emit as
+    invalid JSON.
+    """
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float), None
+    except json.JSONDecodeError as e:
+        return None, f"invalid JSON ({e.msg} at char {e.pos})"
+    except _NotStrictJSON as e:
+        return None, f"invalid JSON ({e})"
+    except RecursionError:
+        return None, "invalid JSON (nested too deeply)"
+    except ValueError as e:  # int longer than sys.get_int_max_str_digits()
+        return None, f"invalid JSON ({str(e).split(':')[0]})"
+
+
 def _parse_call(payload: str, index: int, seed: str) -> tuple[dict | None, str | None]:
     text = payload.strip()
     fenced = _FENCE.match(text)
     if fenced:
         text = fenced.group(1)
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        return None, f"tool call {index}: invalid JSON ({e.msg} at char {e.pos}): {text[:200]!r}"
+    obj, problem = _loads(text)
+    if problem is not None:
+        return None, f"tool call {index}: {problem}: {text[:200]!r}"
     if not isinstance(obj, dict):
         return None, f"tool call {index}: expected a JSON object, got {type(obj).__name__}"
     name = obj.get("name")
@@ -322,16 +357,18 @@ def _parse_call(payload: str, index: int, seed: str) -> tuple[dict | None, str |
         return None, f"tool call {index}: missing or non-string 'name'"
     args = obj.get("arguments", obj.get("parameters", {}))
     if isinstance(args, str):
-        try:
-            decoded = json.loads(args)
-        except json.JSONDecodeError as e:
-            return None, f"tool call {index} ({name}): 'arguments' is a string but not JSON ({e.msg})"
-        args = decoded
+        args, problem = _loads(args)
+        if problem is not None:
+            return None, f"tool call {index} ({name}): 'arguments' is a string but not JSON: {problem}"
     if not isinstance(args, dict):
         return None, f"tool call {index} ({name}): 'arguments' must be a JSON object"
+    try:
+        arguments = json.dumps(args, ensure_ascii=False, allow_nan=False)
+    except (RecursionError, ValueError) as e:  # defensive: the encoder has its own depth check
+        return None, f"tool call {index} ({name}): 'arguments' cannot be re-encoded ({type(e).__name__})"
     digest = hashlib.sha1(f"{seed}\0{index}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
     return {"id": f"call_{digest[:24]}", "type": "function",
-            "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}}, None
+            "function": {"name": name, "arguments": arguments}}, None
 
 
 def parse_tool_calls(text: str) -> ParsedOutput:
