@@ -45,11 +45,12 @@ def heldout_documents() -> list:
     """400 distinct documents in three domains: 300 prose (a JSONL source), 80 agent texts and
     20 chat conversations (the `extra` documents of prepare)."""
     from .data_helpers import prose
-    from youtu.data.document import Document
+    from youtu.data.document import TRUSTED_SPECIAL, Document
 
     agent = [Document(f"<analysis>Task {i}: add {i} and {7 * i + 3}.</analysis><tool_call>"
                       f'{{"name": "calc", "arguments": {{"expr": "{i}+{7 * i + 3}"}}}}'
-                      f"</tool_call> The result is {8 * i + 3}.", "agent", "synth")
+                      f"</tool_call> The result is {8 * i + 3}.", "agent", "synth",
+                      {TRUSTED_SPECIAL: True})
              for i in range(80)]
     chat = [Document("", "chat", "sft", {"messages": [
         {"role": "user", "content": f"What is {i} times {i + 2}?"},

@@ -62,7 +62,10 @@ def classify_rules(text: str, code_threshold: float = 0.3, stem_threshold: float
 
     Thresholds, measured on the embedded corpus: stdlib modules have 42-84% code-looking
     lines (10th-90th percentile), docstring prose under 17%; generated worksheets score
-    0.67-0.88 stem density, prose 0.07-0.48 (pydoc's grammar listings are the high end)."""
+    0.67-0.88 stem density, prose 0.07-0.48 (pydoc's grammar listings are the high end).
+
+    The label only picks a mixture domain: an `agent` label does not make special-token strings
+    in the text special ids (only `meta["trusted_special"]` does, see youtu.data.document)."""
     if any(marker in text for marker in AGENT_MARKERS):
         return "agent"
     if code_line_fraction(text) >= code_threshold:

@@ -10,7 +10,9 @@ One pass over the documents in this process (reading, domain classification, lan
 quality rules, decontamination, exact and MinHash near-dedup are all streaming), cutting each
 domain's surviving documents into shards of `data.shard_chars` characters. Each shard goes to a
 worker process that loads the tokenizer from `<out>/tokenizer/`, tokenizes (`BOS text EOS`; chat
-documents through the chat template with their loss mask) and writes the shard files. A shard
+documents through the chat template with their loss mask) and writes the shard files. Strings
+like "<tool_call>" in the text stay plain text unless the document's producer marked it
+`meta["trusted_special"] = True` (see `youtu.data.document.TRUSTED_SPECIAL`). A shard
 whose record already names the same input (sha256 of its documents) and tokenizer, and whose
 files pass their checksums, is not tokenized again: an interrupted run resumes where it stopped.
 `manifest.json` is written last.
@@ -44,7 +46,7 @@ from tqdm import tqdm
 
 from youtu.data.config import RESERVED_NAMES, DataConfig
 from youtu.data.dedup import Decontaminator, ExactDedup, NearDedup, load_eval_texts
-from youtu.data.document import Document
+from youtu.data.document import TRUSTED_SPECIAL, Document
 from youtu.data.domain import NaiveBayesClassifier, classify_rules
 from youtu.data.filters import FilterStats, detect_language, profile, quality_reason
 from youtu.data.shards import (ShardError, build_manifest, shard_stem, verify_shard,
@@ -179,8 +181,9 @@ def _classifier(cfg: DataConfig):
 
 
 def _payload(doc: Document) -> dict:
+    # Never inferred from the domain: the classifier labels any text with "<tool_call>" `agent`.
     out = {"text": doc.text, "source": doc.source,
-           "allow_special": bool(doc.meta.get("allow_special", doc.domain == "agent"))}
+           "allow_special": doc.meta.get(TRUSTED_SPECIAL) is True}
     if doc.meta.get("messages"):
         out["messages"] = doc.meta["messages"]
         if doc.meta.get("tools"):
@@ -307,7 +310,10 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
             (and for `youtu data inspect`).
         out_dir: Shard folder (`<domain>/shard_*.bin|idx|json`, `manifest.json`).
         extra: More documents, e.g. agentic trajectories rendered as text (domain `agent`) and
-            SFT conversations (domain `chat`, `meta["messages"]` / `meta["tools"]`).
+            SFT conversations (domain `chat`, `meta["messages"]` / `meta["tools"]`). Special-token
+            strings in a document's text become special ids only when its
+            `meta["trusted_special"]` is True (`youtu.data.document.TRUSTED_SPECIAL`; set it on
+            synthesized trajectories); all other text, `agent` or not, is encoded as plain text.
         eval_texts: Eval items to decontaminate against, besides `cfg.dedup.decontam_paths`.
 
     Returns:
