@@ -171,8 +171,10 @@ seq_len = 64
 batch_tokens = 128
 mix = {{agent = 0.6, commonsense = 0.2, stem = 0.1, code = 0.1}}
 lr_phase = "decay"
+yarn_factor = 2.0
 """
-"""16 steps: 4 per stage, 4 rows of 32 tokens then 2 rows of 64; theta changes at 'general'."""
+"""16 steps: 4 per stage, 4 rows of 32 tokens then 2 rows of 64; theta changes at 'general',
+YaRN x2 (over general's 64 tokens) switches on at 'agent'."""
 
 
 @pytest.fixture(scope="session")

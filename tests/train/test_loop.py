@@ -163,6 +163,41 @@ def test_stage_checkpoints_carry_rope_theta(reference_run):
     assert load_config(ref_dir / "stage_agent" / "run.toml").model.rope_theta == 1e4
 
 
+def test_stage_checkpoints_carry_yarn_and_it_survives_resume(reference_run, make_cfg, data_dir,
+                                                              tokenizer_dir):
+    """The tiny config switches YaRN x2 on at 'agent' (over general's seq_len 64): it lands in
+    that stage's config.json, and a run stopped mid-stage and resumed applies it again."""
+    from youtu.config import load_config
+    from youtu.model.hf import load_pretrained, read_config
+
+    ref_dir, ref_losses = reference_run
+    assert read_config(ref_dir / "stage_general").rope_scaling is None
+    scaling = read_config(ref_dir / "stage_agent").rope_scaling
+    assert (scaling.factor, scaling.original_max_position_embeddings) == (2.0, 64)
+    assert load_config(ref_dir / "stage_agent" / "run.toml").model.rope_scaling is None
+    # The checkpoint's model (YaRN from config.json) is the one that was trained: the same
+    # held-out loss as a model rebuilt without YaRN would not give.
+    ids = torch.arange(64)[None] % 200
+    with torch.no_grad():
+        yarn = load_pretrained(ref_dir / "stage_agent")
+        logits = yarn(ids)
+        yarn.config.rope_scaling = None
+        yarn.init_rope()
+        assert not torch.allclose(logits, yarn(ids))
+
+    stages = '--train.run_stages=["agent"]'
+    init = f"--train.init={ref_dir / 'stage_general'}"
+    first = make_cfg(stages, init, "--train.stop_after=14")
+    out = first.run_dir / "train"
+    stopped = train(first, data_dir, tokenizer_dir, out)
+    assert stopped.name == "step_00000014"
+    assert read_config(stopped).rope_scaling.factor == 2.0
+    final = train(make_cfg(stages, init), data_dir, tokenizer_dir, out)  # resumes at 14
+    losses = read_metrics(out / "metrics.jsonl", "train/loss")
+    assert losses == {k: v for k, v in ref_losses.items() if k > 12}
+    _assert_same_weights(final, ref_dir / "stage_agent")
+
+
 def test_run_stages_from_a_stage_checkpoint(reference_run, make_cfg, data_dir, tokenizer_dir):
     ref_dir, ref_losses = reference_run
     cfg = make_cfg('--train.run_stages=["general", "agent"]', f"--train.init={ref_dir / 'stage_stem'}")
@@ -183,6 +218,29 @@ def _trainer(cfg, data_dir, out_dir):
     sampler = CurriculumSampler(ShardSet.open(data_dir, tok.fingerprint), cfg.train.stages, seed=0)
     plan = plan_stages(cfg.train.stages, cfg.model.rope_theta)
     return Trainer(cfg.train, build_model(cfg), dist=Dist(), out_dir=out_dir), sampler, plan
+
+
+def test_enter_stage_keeps_the_models_yarn_settings_and_refreshes_the_softmax_scale(
+        make_cfg, data_dir, tmp_path):
+    from youtu.model.attention import MultiHeadLatentAttention
+    from youtu.model.config import RopeScaling
+    from youtu.model.layers import attention_scale
+
+    cfg = make_cfg()
+    cfg.model.rope_scaling = RopeScaling(factor=4.0, original_max_position_embeddings=32,
+                                         beta_fast=16.0, mscale=1.0, mscale_all_dim=1.0)
+    trainer, _, _ = _trainer(cfg, data_dir, tmp_path)
+    plan = plan_stages(cfg.train.stages, cfg.model.rope_theta,
+                       base_rope_scaling=cfg.model.rope_scaling)
+    attn = [m for m in trainer.model.modules() if isinstance(m, MultiHeadLatentAttention)]
+    before = attn[0].scale
+    trainer.enter_stage(plan[3])  # 'agent': yarn_factor 2 over general's 64 tokens
+    assert trainer.model.config.rope_scaling == RopeScaling(
+        factor=2.0, original_max_position_embeddings=64, beta_fast=16.0, mscale=1.0,
+        mscale_all_dim=1.0)
+    assert all(m.scale == attention_scale(trainer.model.config) for m in attn)
+    assert attn[0].scale < before  # mscale(2)^2 < mscale(4)^2
+    trainer.close()
 
 
 def test_gradient_accumulation_matches_one_batch(make_cfg, data_dir, tmp_path):

@@ -85,6 +85,41 @@ def test_plan_step_ranges_rows_and_theta():
     assert decay_range(plan) == (21, 26)
 
 
+def test_plan_carries_yarn_and_takes_the_original_length_from_the_previous_stage():
+    from youtu.model.config import RopeScaling
+
+    stages = _stages()
+    stages[2].yarn_factor = 4.0  # 'general' extends 'stem''s seq_len 10
+    plan = plan_stages(stages, base_rope_theta=1e4)
+    assert [(s.yarn_factor, s.yarn_original_seq_len) for s in plan] == [
+        (1.0, 0), (1.0, 0), (4.0, 10), (4.0, 10)]  # carried into 'agent'
+    stages[3].yarn_factor, stages[3].yarn_original_seq_len = 8.0, 16
+    assert (plan_stages(stages, 1e4)[3].yarn_factor,
+            plan_stages(stages, 1e4)[3].yarn_original_seq_len) == (8.0, 16)
+    stages[3].yarn_factor, stages[3].yarn_original_seq_len = 1.0, 0  # back to plain RoPE
+    assert plan_stages(stages, 1e4)[3].yarn_factor == 1.0
+    # the model's own scaling is the base; a stage without yarn_factor keeps it
+    base = RopeScaling(factor=2.0, original_max_position_embeddings=32)
+    plan = plan_stages(_stages(), 1e4, base_rope_scaling=base)
+    assert {(s.yarn_factor, s.yarn_original_seq_len) for s in plan} == {(2.0, 32)}
+    first = _stages()
+    first[0].yarn_factor = 2.0
+    with pytest.raises(ValueError, match="first stage needs yarn_original_seq_len"):
+        plan_stages(first, 1e4)
+    first[0].yarn_original_seq_len = 5
+    assert plan_stages(first, 1e4)[0].yarn_original_seq_len == 5
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"yarn_factor": 0.5}, "yarn_factor must be >= 1"),
+    ({"yarn_original_seq_len": -1}, "yarn_original_seq_len must be >= 0"),
+    ({"yarn_original_seq_len": 64}, "yarn_original_seq_len needs a yarn_factor"),
+])
+def test_bad_yarn_settings_name_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        StageConfig(name="x", **kwargs)
+
+
 def test_max_steps_shrinks_every_stage_alike():
     plan = plan_stages(_stages(), base_rope_theta=1e4, max_steps=13)  # 26 steps -> half
     assert [(s.start_step, s.end_step) for s in plan] == [(0, 5), (5, 10), (10, 11), (11, 12)]

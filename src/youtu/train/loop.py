@@ -6,8 +6,8 @@
 
 One command runs every stage of `train.stages` in order: the stage plan (schedule.py) turns the
 stages' token budgets into step ranges, the WSD schedule is a function of the global step, and
-at each stage boundary the sequence length, the data mix and the RoPE base change in place
-(no restart). Checkpoints are written every `checkpoint_every` steps and at each stage end;
+at each stage boundary the sequence length, the data mix, the RoPE base and the YaRN scaling
+(`yarn_factor`) change in place (no restart). Checkpoints are written every `checkpoint_every` steps and at each stage end;
 a rerun with the same output folder resumes from the newest one exactly (bit-identical losses
 on CPU), and `run_stages` picks a contiguous part of the curriculum, starting from `init` or the
 previous stage's checkpoint. The rerun may use another number of processes (8 GPUs -> 1, 1 -> 4,
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 def build_model(cfg: RunConfig) -> YoutuForCausalLM:
     """The model from `cfg.model`, initialised from `cfg.seed` (identical on every process)."""
     torch.manual_seed(cfg.seed)
-    # A copy: stages change the model's rope_theta in place, run.toml must keep the original.
+    # A copy: stages change the model's RoPE settings in place, run.toml must keep the original.
     model = YoutuForCausalLM(copy.deepcopy(cfg.model))
     model.init_weights()
     return model
@@ -115,8 +115,9 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
             raise ConfigError(f"the tokenizer in {tokenizer_dir} has {tok.vocab_size} ids but "
                               f"model.vocab_size is {cfg.model.vocab_size}; make them agree")
         shards = ShardSet.open(data_dir, tok.fingerprint)
-        full = total_steps(plan_stages(tcfg.stages, cfg.model.rope_theta))
-        plan = plan_stages(tcfg.stages, cfg.model.rope_theta, max_steps=tcfg.max_steps)
+        rope = {"base_rope_theta": cfg.model.rope_theta, "base_rope_scaling": cfg.model.rope_scaling}
+        full = total_steps(plan_stages(tcfg.stages, **rope))
+        plan = plan_stages(tcfg.stages, **rope, max_steps=tcfg.max_steps)
         spans = select_stages(plan, tcfg.run_stages)
         # A shrunk plan (max_steps) shrinks its warmup alike, or it would run into the decay.
         warmup = round(tcfg.warmup_steps * total_steps(plan) / full)
@@ -129,7 +130,10 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
             ckpt.clean_temp(out_dir)
             logger.info("plan: %s", ", ".join(
                 f"{s.name} steps {s.start_step}-{s.end_step} ({s.rows}x{s.seq_len}, "
-                f"theta {s.rope_theta:g}, {s.lr_phase})" for s in plan))
+                f"theta {s.rope_theta:g}"
+                + (f", yarn x{s.yarn_factor:g} of {s.yarn_original_seq_len}"
+                   if s.yarn_factor > 1 else "")
+                + f", {s.lr_phase})" for s in plan))
         dist.barrier()
         trainer = Trainer(tcfg, build_model(cfg), dist=dist, out_dir=out_dir, run_cfg=cfg,
                           tokenizer_dir=tokenizer_dir, namespace="train")

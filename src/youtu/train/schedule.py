@@ -5,7 +5,8 @@ plateau at the peak LR, then a decay to a floor. The decay can span several curr
 (the paper's general mid-training and agentic stages both decay), because the LR is a function
 of the global step only, never of which stage or process computed it.
 
-    plan = plan_stages(cfg.train.stages, base_rope_theta=cfg.model.rope_theta)
+    plan = plan_stages(cfg.train.stages, base_rope_theta=cfg.model.rope_theta,
+                       base_rope_scaling=cfg.model.rope_scaling)
     sched = wsd_for_plan(plan, peak_lr=3e-3, warmup_steps=20, decay="1-sqrt", min_lr_ratio=0.1)
     lr = sched.lr(step)        # step = optimizer updates already done (0 for the first update)
 
@@ -20,7 +21,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from youtu.model.config import RopeScaling
 
 Decay = Literal["linear", "cosine", "1-sqrt"]
 LR_PHASES = ("warmup_stable", "stable", "decay")
@@ -101,6 +105,8 @@ class _Stage(Protocol):
     batch_tokens: int
     lr_phase: str
     rope_theta: float
+    yarn_factor: float
+    yarn_original_seq_len: int
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,10 @@ class StageSpan:
     rope_theta: float
     """RoPE base in effect during the stage (carried over from earlier stages when unset)."""
     lr_phase: str
+    yarn_factor: float = 1.0
+    """YaRN factor in effect during the stage (carried over like rope_theta); 1 = plain RoPE."""
+    yarn_original_seq_len: int = 0
+    """The context the YaRN factor extends (original_max_position_embeddings); 0 when off."""
 
     @property
     def steps(self) -> int:
@@ -136,21 +146,27 @@ class StageSpan:
         return self.steps * self.batch_tokens
 
 
-def plan_stages(stages: Sequence[_Stage], base_rope_theta: float,
-                max_steps: int = 0) -> list[StageSpan]:
+def plan_stages(stages: Sequence[_Stage], base_rope_theta: float, max_steps: int = 0, *,
+                base_rope_scaling: RopeScaling | None = None) -> list[StageSpan]:
     """Turn the stages' token budgets and batch sizes into consecutive step ranges.
 
-    Each stage gets ceil(tokens / batch_tokens) updates, so it sees at least its budget.
+    Each stage gets ceil(tokens / batch_tokens) updates, so it sees at least its budget. RoPE
+    settings carry over: a stage with rope_theta / yarn_factor 0 keeps the previous stage's
+    (the model's own for the first). A stage's YaRN factor extends `yarn_original_seq_len`,
+    or the previous stage's seq_len when that is 0 (YaRN rescales the context the model was
+    trained at: e.g. 32k -> 128k is factor 4 over the 32k stage).
 
     Args:
         stages: the curriculum (`StageConfig`s), in order.
         base_rope_theta: the model's RoPE base before any stage changes it.
         max_steps: when > 0 and the plan is longer, every stage's steps are scaled by
             max_steps / total (floored, at least 1): the same curriculum in miniature.
+        base_rope_scaling: the model's YaRN scaling before any stage changes it (None = none).
 
     Raises:
         ValueError: naming the stage, for a batch that is not whole rows, an empty budget, an
-            unknown lr_phase, or decay stages that are not the trailing ones.
+            unknown lr_phase, decay stages that are not the trailing ones, or a first stage
+            setting yarn_factor without yarn_original_seq_len.
     """
     if not stages:
         raise ValueError("the curriculum has no stages")
@@ -169,15 +185,26 @@ def plan_stages(stages: Sequence[_Stage], base_rope_theta: float,
         if i and stages[i - 1].lr_phase == "decay" and st.lr_phase != "decay":
             raise ValueError(f"{where}: lr_phase {st.lr_phase!r} after a 'decay' stage; the "
                              "decay stages must be the trailing ones (the LR never rises again)")
+        if i == 0 and st.yarn_factor > 1.0 and not st.yarn_original_seq_len:
+            raise ValueError(f"{where}: yarn_factor {st.yarn_factor:g} in the first stage needs "
+                             "yarn_original_seq_len (there is no previous stage's seq_len to "
+                             "extend)")
     counts = [-(-st.tokens // st.batch_tokens) for st in stages]
     if 0 < max_steps < sum(counts):
         counts = [max(1, n * max_steps // sum(counts)) for n in counts]
     spans, step, theta = [], 0, base_rope_theta
+    yarn = ((base_rope_scaling.factor, base_rope_scaling.original_max_position_embeddings)
+            if base_rope_scaling is not None and base_rope_scaling.factor > 1.0 else (1.0, 0))
     for i, (st, steps) in enumerate(zip(stages, counts)):
         theta = st.rope_theta or theta
+        if st.yarn_factor == 1.0:
+            yarn = (1.0, 0)
+        elif st.yarn_factor:
+            yarn = (st.yarn_factor, st.yarn_original_seq_len or stages[i - 1].seq_len)
         spans.append(StageSpan(index=i, name=st.name, start_step=step, end_step=step + steps,
                                seq_len=st.seq_len, rows=st.batch_tokens // st.seq_len,
-                               rope_theta=theta, lr_phase=st.lr_phase))
+                               rope_theta=theta, lr_phase=st.lr_phase, yarn_factor=yarn[0],
+                               yarn_original_seq_len=yarn[1]))
         step += steps
     return spans
 

@@ -17,6 +17,8 @@ under torchrun).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import math
 import time
@@ -30,7 +32,9 @@ import torch
 from torch import nn
 
 from youtu.model import YoutuForCausalLM
-from youtu.model.layers import RMSNorm
+from youtu.model.attention import MultiHeadLatentAttention
+from youtu.model.config import RopeScaling
+from youtu.model.layers import RMSNorm, attention_scale
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel
 from youtu.train.config import LoopConfig
@@ -101,6 +105,12 @@ class StepStats:
     skipped: bool
     seconds: float
     domain_tokens: dict[str, int] = field(default_factory=dict)
+
+
+def _yarn_str(scaling: RopeScaling | None) -> str:
+    if scaling is None:
+        return "off"
+    return f"x{scaling.factor:g} of {scaling.original_max_position_embeddings}"
 
 
 # ---- the model + loss module -----------------------------------------------------------------
@@ -184,6 +194,8 @@ class Trainer:
         self.tokenizer_dir = tokenizer_dir
         self.ns = namespace
         self.model = model.to(dist.device)
+        # The model's own YaRN settings (beta, mscale) are kept when a stage changes the factor.
+        self._base_rope_scaling = copy.deepcopy(model.config.rope_scaling)
         self.amp_dtype = autocast_dtype(cfg.precision, dist.device)
         if cfg.precision == "bf16" and dist.device.type == "cpu":
             logger.warning("bf16 autocast on CPU is slow on most CPUs; fp32 is the CPU default")
@@ -239,16 +251,38 @@ class Trainer:
         logger.info("resumed from %s at step %d (stage %s)", path, self.step, shared["stage"])
         return shared
 
+    def stage_rope_scaling(self, span: StageSpan) -> RopeScaling | None:
+        """The model's `rope_scaling` during `span`: None without YaRN, else the model's own
+        YaRN settings (or RopeScaling's defaults) with the stage's factor and original length."""
+        if span.yarn_factor <= 1.0:
+            return None
+        base = self._base_rope_scaling or RopeScaling()
+        return dataclasses.replace(base, factor=span.yarn_factor,
+                                   original_max_position_embeddings=span.yarn_original_seq_len)
+
     def enter_stage(self, span: StageSpan) -> None:
-        """Apply a stage's model settings (RoPE base) and re-arm the spike guard."""
-        if span.seq_len > self.model.config.max_position_embeddings:
+        """Apply a stage's model settings (RoPE base, YaRN scaling) and re-arm the spike guard.
+
+        The changed `model.config` is what the stage's checkpoints write to config.json; a
+        resumed run rebuilds the model from the run config and lands here again, so the same
+        settings apply."""
+        cfg = self.model.config
+        if span.seq_len > cfg.max_position_embeddings:
             raise ValueError(f"stage {span.name!r}: seq_len {span.seq_len} exceeds the model's "
-                             f"max_position_embeddings {self.model.config.max_position_embeddings}")
-        if span.rope_theta != self.model.config.rope_theta:
-            logger.info("stage %s: RoPE theta %.4g -> %.4g", span.name,
-                        self.model.config.rope_theta, span.rope_theta)
-            self.model.config.rope_theta = span.rope_theta
+                             f"max_position_embeddings {cfg.max_position_embeddings}")
+        scaling = self.stage_rope_scaling(span)
+        if span.rope_theta != cfg.rope_theta or scaling != cfg.rope_scaling:
+            logger.info("stage %s: RoPE theta %.4g -> %.4g, YaRN %s -> %s", span.name,
+                        cfg.rope_theta, span.rope_theta, _yarn_str(cfg.rope_scaling),
+                        _yarn_str(scaling))
+            cfg.rope_theta, cfg.rope_scaling = span.rope_theta, scaling
             self.model.init_rope()
+            # YaRN with mscale_all_dim also scales the softmax (layers.attention_scale), which
+            # the attention modules fix at construction.
+            scale = attention_scale(cfg)
+            for module in self.model.modules():
+                if isinstance(module, MultiHeadLatentAttention):
+                    module.scale = scale
         self.guard["history"] = 0
 
     # ---- one step ------------------------------------------------------------------------------
