@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from youtu.cli import COMMANDS, main, parse
+from youtu.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +39,33 @@ def test_positionals_fill_config_keys():
     assert name == "export"
     assert (cfg.export.checkpoint, cfg.export.out, cfg.export.format) == (
         "ckpt/dir", "out/dir", "deepseek_v3")
+
+
+def test_space_separated_values_short_keys_and_switches():
+    _, cfg, _ = parse(["export", "ckpt/dir", "out/dir", "--format", "deepseek_v3"])
+    assert cfg.export.format == "deepseek_v3"
+    _, cfg, _ = parse(["train", "--train.lr", "0.01", "--max_steps=7", "--train.compile"])
+    assert (cfg.train.lr, cfg.train.max_steps, cfg.train.compile) == (0.01, 7, True)
+    _, cfg, _ = parse(["train", "--name", "x"])  # a top-level key stays top-level
+    assert cfg.name == "x"
+    with pytest.raises(ConfigError, match="--lr is ambiguous here: say --train.lr or --sft.lr"):
+        parse(["run", "--lr=1"])
+
+
+def test_bad_input_while_running_is_one_line(capsys, monkeypatch):
+    import youtu.model.hf
+
+    def fail(cfg):
+        raise ValueError("shard_00003.bin is truncated; run `youtu data prepare` again")
+
+    monkeypatch.setattr(youtu.model.hf, "export_main", fail)
+    monkeypatch.delenv("YOUTU_TRACEBACK", raising=False)
+    assert main(["export", "a", "b"]) == 1
+    err = capsys.readouterr().err
+    assert "youtu: error: shard_00003.bin is truncated" in err and "YOUTU_TRACEBACK" in err
+    monkeypatch.setenv("YOUTU_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="truncated"):
+        main(["export", "a", "b"])
 
 
 def test_errors_are_clear(capsys):

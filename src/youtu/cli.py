@@ -36,12 +36,14 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "run": Command("youtu.pipeline:main", "the whole recipe: tokenizer -> data -> synth -> "
-                   "pretrain (4 stages) -> SFT -> eval -> report", ("model", "tokenizer", "data",
-                   "synth", "train", "sft", "eval")),
-    "tokenizer train": Command("youtu.data.tokenizer_commands:train_main", "train the multi-stage BPE tokenizer",
+    "run": Command("youtu.pipeline:main", "the whole recipe: synth -> tokenizer -> data -> "
+                   "pretrain (with and without the agentic stage) -> SFT -> eval -> report",
+                   ("model", "tokenizer", "data", "synth", "train", "sft", "eval")),
+    "tokenizer train": Command("youtu.data.tokenizer_commands:train_main",
+                               "train the multi-stage BPE tokenizer",
                                ("tokenizer", "data")),
-    "tokenizer eval": Command("youtu.data.tokenizer_commands:eval_main", "bytes/token per domain vs "
+    "tokenizer eval": Command("youtu.data.tokenizer_commands:eval_main",
+                              "bytes/token per domain vs "
                               "reference tokenizers", ("tokenizer", "data")),
     "data prepare": Command("youtu.data.prepare:main", "read, filter, dedup and tokenize sources "
                             "into token shards", ("tokenizer", "data")),
@@ -71,6 +73,9 @@ def _usage() -> str:
     width = max(len(n) for n in COMMANDS)
     lines = [
         "usage: youtu <command> [config.toml] [args] [--section.key=value ...] [--print-config]",
+        "",
+        "Options are config keys: --section.key=value or --section.key value; a key that only",
+        "one of the command's sections has may drop the section (youtu export --format deepseek_v3).",
         "",
         "commands:",
         *(f"  {name.ljust(width)}  {cmd.help}" for name, cmd in COMMANDS.items()),
@@ -128,7 +133,8 @@ def parse(argv: list[str]) -> tuple[str, RunConfig, bool]:
     cmd = COMMANDS[name]
     print_config = "--print-config" in rest
     rest = [a for a in rest if a != "--print-config"]
-    overrides = [a for a in rest if a.startswith("--")]
+    rest = _join_option_values(rest)
+    overrides = [_qualify(a, cmd) for a in rest if a.startswith("--")]
     positional = [a for a in rest if not a.startswith("--")]
     config_path = None
     if positional and positional[0].endswith(".toml"):
@@ -141,6 +147,39 @@ def parse(argv: list[str]) -> tuple[str, RunConfig, bool]:
     overrides = [f"--{key}={_quote(value)}"
                  for key, value in zip(cmd.positionals, positional)] + overrides
     return name, load_config(config_path, overrides), print_config
+
+
+def _join_option_values(args: list[str]) -> list[str]:
+    """`--key value` -> `--key=value`; a bare `--key` (last, or before another option) ->
+    `--key=true`, a switch."""
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--") and "=" not in arg:
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                out.append(f"{arg}={args[i + 1]}")
+                i += 2
+                continue
+            arg = f"{arg}=true"
+        out.append(arg)
+        i += 1
+    return out
+
+
+def _qualify(arg: str, cmd: Command) -> str:
+    """`--format=x` -> `--export.format=x` when `format` is a key of exactly one of the
+    command's sections and not a top-level key; anything else is returned unchanged."""
+    key, _, value = arg[2:].partition("=")
+    top = {f.name for f in dataclasses.fields(RunConfig)}
+    if "." in key or key in top:
+        return arg
+    hints = typing.get_type_hints(RunConfig)
+    owners = [section for section in cmd.sections
+              if key in {f.name for f in dataclasses.fields(hints[section])}]
+    if len(owners) > 1:
+        raise ConfigError(f"--{key} is ambiguous here: say " + " or ".join(
+            f"--{section}.{key}" for section in owners))
+    return f"--{owners[0]}.{key}={value}" if owners else arg
 
 
 def _quote(value: str) -> str:
@@ -177,6 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"youtu: error: {e}", file=sys.stderr)
         return 2
+    except (ValueError, FileNotFoundError) as e:
+        # Bad input found while running (a corrupt shard, a missing source file): the message
+        # names it; the traceback is for developers.
+        if os.environ.get("YOUTU_TRACEBACK"):
+            raise
+        print(f"youtu: error: {e}\n(set YOUTU_TRACEBACK=1 to see where it was raised)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("youtu: interrupted", file=sys.stderr)
         return 130

@@ -224,3 +224,23 @@ def test_folder_without_weights_is_reported(model, tmp_path):
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load_pretrained(tmp_path)
+
+
+def test_corrupt_files_are_named(model, tmp_path):
+    save_pretrained(model, tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a cut download
+    with pytest.raises(ValueError, match="model.safetensors is not a readable safetensors file.*truncated"):
+        load_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "youtu",')
+    with pytest.raises(ValueError, match="config.json is not valid JSON"):
+        load_pretrained(tmp_path)
+
+
+def test_index_naming_a_missing_shard_is_reported(model, tmp_path):
+    save_pretrained(model, tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors"}}))
+    with pytest.raises(FileNotFoundError, match="missing.*model-00001-of-00002.safetensors"):
+        load_pretrained(tmp_path)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from youtu.errors import ConfigError
@@ -182,7 +182,14 @@ def read_config(folder: str | Path) -> ModelConfig:
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a model folder: no config.json")
-    return config_from_hf(json.loads(path.read_text()))
+    return config_from_hf(_read_json(path))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); re-export or re-download it") from e
 
 
 # ---- weights --------------------------------------------------------------------------------------
@@ -192,12 +199,21 @@ def _checkpoint_files(folder: Path) -> dict[str, Path]:
     """tensor name -> safetensors file holding it."""
     single = folder / WEIGHTS_NAME
     if single.is_file():
-        with safe_open(single, framework="pt") as f:
-            return {name: single for name in f.keys()}
+        try:
+            with safe_open(single, framework="pt") as f:
+                return {name: single for name in f.keys()}
+        except SafetensorError as e:
+            raise _unreadable(single, e) from e
     index = folder / WEIGHTS_INDEX_NAME
     if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        return {name: folder / file for name, file in weight_map.items()}
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise ValueError(f"{index} has no 'weight_map'; re-export or re-download it")
+        files = {name: folder / file for name, file in weight_map.items()}
+        absent = sorted({str(p) for p in files.values() if not p.is_file()})
+        if absent:
+            raise FileNotFoundError(f"{index} names shard files that are missing: {absent}")
+        return files
     raise FileNotFoundError(f"{folder} has no {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME}")
 
 
@@ -207,10 +223,18 @@ def _read_tensors(files: dict[str, Path]) -> dict[str, torch.Tensor]:
         by_file.setdefault(path, []).append(name)
     out = {}
     for path, names in by_file.items():
-        with safe_open(path, framework="pt") as f:
-            for name in names:
-                out[name] = f.get_tensor(name)
+        try:
+            with safe_open(path, framework="pt") as f:
+                for name in names:
+                    out[name] = f.get_tensor(name)
+        except SafetensorError as e:
+            raise _unreadable(path, e) from e
     return out
+
+
+def _unreadable(path: Path, e: Exception) -> ValueError:
+    return ValueError(f"{path} is not a readable safetensors file ({e}); it may be truncated: "
+                      "re-export or re-download it")
 
 
 def load_pretrained(folder: str | Path, device: torch.device | str = "cpu",
