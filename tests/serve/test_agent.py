@@ -8,15 +8,16 @@ import json
 import pytest
 
 from youtu.agentic.envs import ENVIRONMENTS
-from youtu.agentic.trajectory import Trajectory
+from youtu.agentic.trajectory import Outcome, Trajectory, load_trajectories
 from youtu.config import ConfigError, RunConfig, replace
 from youtu.serve import agent as agent_mod
-from youtu.serve.agent import AGENT_SYSTEM, record_phases, run_agent
+from youtu.serve.agent import AGENT_SYSTEM, agent_trajectory, free_task, record_phases, run_agent
 from youtu.serve.client import EngineChat, OpenAIChat
 from youtu.serve.config import ServeConfig
 from youtu.serve.engine import Engine
+from youtu.serve.protocol import build_chat_prompt
 from youtu.serve.server import create_app
-from youtu.serve.tools import Tool, ToolSet
+from youtu.serve.tools import Tool, ToolSet, python_tool
 
 
 def _engine(model, tok) -> Engine:
@@ -124,3 +125,115 @@ def test_agent_main_refuses_bad_configs():
         agent_mod.main(RunConfig())
     with pytest.raises(ConfigError, match="unknown environment"):
         agent_mod.main(replace(RunConfig(), ["--serve.agent_env=chess"]))
+
+
+def _forever(before, thinking):
+    return '<think>\n\n</think>\n\n<tool_call>{"name": "lookup", "arguments": {"key": "y"}}</tool_call>'
+
+
+def _trajectory(run, tools):
+    outcome = Outcome(verified=False, reward=0.0, checker="", detail=run.stop_note())
+    return agent_trajectory(run, free_task("loop"), tools, "tools", outcome, {"stop": run.stop})
+
+
+def test_runs_stopped_by_a_limit_end_as_valid_trajectories(scripted, tok):
+    tools = ToolSet([_echo_tool([])])
+    backend = EngineChat(_engine(scripted(_forever), tok), tok, temperature=0)
+    step = run_agent(backend, "loop", tools, max_steps=2, thinking=False)
+    per_reply = step.completion_tokens // 2  # the budget runs out right after a tool result
+    budget = run_agent(backend, "loop", tools, max_steps=10, max_tokens=2 * per_reply,
+                       thinking=False)
+    for run, stop in [(step, "step_limit"), (budget, "token_limit")]:
+        assert run.stop == stop and run.messages[-1]["role"] == "tool"  # the run ends on a result
+        traj = _trajectory(run, tools)
+        traj.validate()
+        assert traj.messages[:-1] == run.messages and traj.messages[-1]["role"] == "assistant"
+        assert traj.messages[-1]["content"] == run.stop_note() and "before a final answer" in \
+            run.stop_note()
+    assert "step limit (2 model calls)" in step.stop_note()
+
+    # a reply cut at its token limit right after a complete call: the call never ran
+    def cut(before, thinking):
+        return _forever(before, thinking) + " and then a long tail " * 20
+    backend = EngineChat(_engine(scripted(cut), tok), tok, temperature=0)
+    run = run_agent(backend, "loop", tools, max_reply_tokens=60, thinking=False)
+    assert run.stop == "length" and run.messages[-1]["tool_calls"]
+    traj = _trajectory(run, tools)
+    traj.validate()
+    assert "tool_calls" not in traj.messages[-2] and traj.tool_calls() == []
+    assert run.messages[-1]["tool_calls"]  # the run itself keeps what the model wrote
+
+
+def test_a_full_context_stops_the_run_instead_of_raising(scripted, tok):
+    tools = ToolSet([_echo_tool([])])
+    two = run_agent(EngineChat(_engine(scripted(_forever), tok), tok, temperature=0), "loop",
+                    tools, max_steps=2, thinking=False)
+    # a context that the conversation after two tool rounds fills exactly
+    full = len(build_chat_prompt(tok, two.messages, tools.schemas, "auto", False).ids)
+    engine = Engine(scripted(_forever), max_batch=1, max_seq_len=full, eos_ids=[tok.eos_id],
+                    detokenize=tok.decode)
+    run = run_agent(EngineChat(engine, tok, temperature=0), "loop", tools, max_steps=50,
+                    thinking=False)
+    assert run.stop == "context" and run.steps == 2 and run.messages == two.messages
+    _trajectory(run, tools).validate()
+
+
+def _patch_engine(monkeypatch, scripted, tok, script):
+    engine = _engine(scripted(script), tok)
+    monkeypatch.setattr("youtu.serve.engine.engine_from_config", lambda cfg: (engine, tok))
+
+
+def test_agent_main_step_limit_writes_a_valid_unverified_trajectory(scripted, tok, math_task,
+                                                                    tmp_path, monkeypatch):
+    env, task = math_task
+    name = env.tools_for(task)[0]["function"]["name"]
+    args = {k: "1" for k in env.tools_for(task)[0]["function"]["parameters"]["properties"]}
+
+    def never_answers(before, thinking):
+        return (f"<think>\nOne more call.\n</think>\n\n<tool_call>"
+                f"{json.dumps({'name': name, 'arguments': args})}</tool_call>")
+
+    _patch_engine(monkeypatch, scripted, tok, never_answers)
+    out = tmp_path / "agent" / "traj.jsonl"
+    cfg = replace(RunConfig(), ["--serve.agent_env=math", "--serve.agent_seed=1000001",
+                                f"--serve.agent_out={out}", "--serve.temperature=0",
+                                "--serve.agent_max_steps=2"])
+    assert agent_mod.main(cfg) == 0
+    assert agent_mod.main(cfg) == 0  # appended: both lines must load
+    trajs = list(load_trajectories(out.parent))  # validates every line
+    assert len(trajs) == 2
+    traj = trajs[0]
+    assert traj.provenance["stop"] == "step_limit" and traj.provenance["steps"] == 2
+    assert not traj.outcome.verified and traj.outcome.reward == 0.0
+    assert "step limit" in traj.outcome.detail
+    assert [m["role"] for m in traj.messages] == ["system", "user", "assistant", "tool",
+                                                  "assistant", "tool", "assistant"]
+    assert "step limit" in traj.messages[-1]["content"] and len(traj.tool_calls()) == 2
+    assert not (out.parent / "traj.jsonl.rejected").exists()
+
+
+def test_agent_main_keeps_a_schema_breaking_episode_out_of_the_file(scripted, tok, tmp_path,
+                                                                    monkeypatch, capsys):
+    def wrong_tool(before, thinking):
+        if tok.special("<tool_response>") in before:
+            return "<think>\n\n</think>\n\nNo luck."
+        return '<think>\n\n</think>\n\n<tool_call>{"name": "browse", "arguments": {}}</tool_call>'
+
+    _patch_engine(monkeypatch, scripted, tok, wrong_tool)
+    out = tmp_path / "traj.jsonl"
+    cfg = replace(RunConfig(), ["--serve.agent_task=What is x?", f"--serve.agent_out={out}",
+                                "--serve.temperature=0"])
+    assert agent_mod.main(cfg) == 1
+    assert not out.exists()
+    rejected = tmp_path / "traj.jsonl.rejected"
+    [line] = rejected.read_text().splitlines()
+    with pytest.raises(ValueError, match="unknown tool 'browse'"):
+        Trajectory.from_dict(json.loads(line))
+    err = capsys.readouterr().err
+    assert "breaks the trajectory schema" in err and str(rejected) in err
+
+
+def test_env_tools_without_an_env_name_the_agent_command():
+    with pytest.raises(ValueError, match="youtu agent --serve.agent_env"):
+        agent_mod.build_tools(["env"])
+    assert [t for t in agent_mod.build_tools(["python"]).tools] == [python_tool().name]

@@ -5,6 +5,10 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
+from youtu.config import ConfigError, RunConfig, replace
+from youtu.serve import chat as chat_mod
 from youtu.serve.chat import run_chat
 from youtu.serve.client import EngineChat
 from youtu.serve.engine import Engine
@@ -70,3 +74,13 @@ def test_chat_with_the_real_tiny_model_survives_a_full_context(model, tok):
     text = out.getvalue()
     assert text.count("assistant> ") == 3
     assert "error: the conversation has" in text and "/reset" in text
+
+
+def test_chat_refuses_env_tools_pointing_at_youtu_agent(monkeypatch):
+    def no_engine(cfg):
+        raise AssertionError("the config error must come before loading a model")
+
+    monkeypatch.setattr("youtu.serve.engine.engine_from_config", no_engine)
+    cfg = replace(RunConfig(), ['--serve.tools=["python", "env"]', "--serve.agent_env=math"])
+    with pytest.raises(ConfigError, match=r"serve.tools.*`youtu agent --serve.agent_env=<name>`"):
+        chat_mod.main(cfg)

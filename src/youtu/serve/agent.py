@@ -7,9 +7,9 @@
 
 The loop: system prompt (the environment's, or one asking for Agentic-CoT phases) + task ->
 model reply -> run its tool calls (sandboxed Python, local document search, or the tools of a
-synthesis environment) -> tool results -> ... until a reply without tool calls, the step limit
-or the token budget. The episode is written in the project's schema
-(`youtu.agentic.trajectory.Trajectory`), so agent runs can feed synthesis and training:
+synthesis environment) -> tool results -> ... until a reply without tool calls, the step limit,
+the token budget or a full context. The episode is validated and appended in the project's
+schema (`youtu.agentic.trajectory.Trajectory`), so agent runs can feed synthesis and training:
 
 - phases: each assistant reasoning becomes Agentic-CoT blocks. Blocks the model wrote itself
   (`<analysis>...</analysis>`, ...) are kept; untagged reasoning is labelled by its place in
@@ -17,6 +17,11 @@ or the token budget. The episode is written in the project's schema
   'summary' (the tool calls themselves are the actions).
 - outcome: an environment task is checked with the environment's checker; a free-form task is
   recorded unverified (nothing can check it).
+- a run stopped by a limit ends with an assistant note naming the limit (the schema wants an
+  assistant reply last, and every tool call answered: tool calls of a reply cut at a limit never
+  ran and are dropped); its outcome is unverified and `provenance.stop` says which limit.
+- an episode that still breaks the schema (the model called a tool it was not offered) is not
+  appended; it goes to `<agent_out>.rejected` for inspection and the command returns 1.
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from youtu.agentic.trajectory import (PHASES, Outcome, Phase, Task, Trajectory, format_phases,
-                                      parse_phases, trajectory_id)
+                                      parse_phases, trajectory_id, validation_errors)
 from youtu.errors import ConfigError
 from youtu.serve.client import ChatBackend, EngineChat, OpenAIChat
+from youtu.serve.protocol import APIError
 from youtu.serve.tools import DocSearch, Tool, ToolSet, env_tools, python_tool, search_tool
 
 if TYPE_CHECKING:
@@ -58,9 +64,18 @@ class AgentRun:
     messages: list[dict[str, Any]]
     stop: str
     """'final' (a reply without tool calls), 'step_limit', 'token_limit' (the run's budget ran
-    out) or 'length' (a reply hit the context)."""
+    out), 'length' (a reply hit its token limit) or 'context' (the conversation filled the
+    context before the next reply)."""
     steps: int
     completion_tokens: int
+
+    def stop_note(self) -> str:
+        """Why a run without a final reply ended, in words ('' for a final reply)."""
+        why = {"final": "", "step_limit": f"the step limit ({self.steps} model calls)",
+               "token_limit": f"the token budget ({self.completion_tokens} tokens generated)",
+               "length": "a reply cut at its token limit",
+               "context": "the conversation filling the model's context"}[self.stop]
+        return f"[agent stopped by {why} before a final answer]" if why else ""
 
     @property
     def final_content(self) -> str:
@@ -91,9 +106,15 @@ def run_agent(backend: ChatBackend, task: str, tools: ToolSet, *, system: str = 
         if used >= max_tokens:
             stop = "token_limit"
             break
-        reply = backend.complete(messages, tools=tools.schemas or None,
-                                 max_tokens=min(max_reply_tokens, max_tokens - used),
-                                 thinking=thinking)
+        try:
+            reply = backend.complete(messages, tools=tools.schemas or None,
+                                     max_tokens=min(max_reply_tokens, max_tokens - used),
+                                     thinking=thinking)
+        except APIError as e:
+            if e.code != "context_length_exceeded":
+                raise
+            stop = "context"
+            break
         steps += 1
         used += reply.completion_tokens
         msg = {**reply.message, "content": reply.message.get("content") or ""}
@@ -163,7 +184,9 @@ def build_tools(names: list[str], *, docs: str = "", env: Any = None, task: Any 
             tools.append(search_tool(DocSearch.from_folder(docs)))
         elif name == "env":
             if env is None:
-                raise ValueError("the 'env' tools need an environment: --serve.agent_env=<name>")
+                raise ValueError("the 'env' tools belong to an environment's generated task: run "
+                                 "`youtu agent --serve.agent_env=math|code|tools|research` "
+                                 "(with no task text)")
             tools += env_tools(env, task, state)
         else:
             raise ValueError(f"unknown tool {name!r}; choose from python, search, env")
@@ -172,8 +195,18 @@ def build_tools(names: list[str], *, docs: str = "", env: Any = None, task: Any 
 
 def agent_trajectory(run: AgentRun, task: Task, tools: ToolSet, domain: str, outcome: Outcome,
                      provenance: dict[str, Any]) -> Trajectory:
+    """The run as a `Trajectory` (not validated: `main` checks it before writing).
+
+    A run that stopped at a limit is ended the way the schema requires: tool calls of a reply
+    cut at the limit are dropped (they never ran, so nothing answers them), then an assistant
+    note (`AgentRun.stop_note`) closes the conversation.
+    """
     messages = [dict(m) for m in run.messages]
-    phases = record_phases(messages)
+    phases = record_phases(messages)  # before the note: it has no reasoning and moves no index
+    if run.stop != "final":
+        if messages[-1]["role"] == "assistant":
+            messages[-1].pop("tool_calls", None)
+        messages.append({"role": "assistant", "content": run.stop_note()})
     return Trajectory(id=trajectory_id(domain, task.id, messages), domain=domain, task=task,
                       tools=tools.schemas, messages=messages, phases=phases, outcome=outcome,
                       provenance=provenance)
@@ -221,8 +254,8 @@ def main(cfg: RunConfig) -> int:
         verdict = env.check(task, answer)
         outcome = Outcome(verified=verdict.correct, reward=verdict.reward, checker=verdict.checker,
                           detail=verdict.detail, answer=answer)
-    else:
-        why = "no checker for a free-form task" if env is None else f"stopped at the {run.stop}"
+    else:  # stopped at a limit, or a free-form task that nothing can check
+        why = run.stop_note() or "no checker for a free-form task"
         outcome = Outcome(verified=False, reward=0.0, checker="", detail=why, answer=answer)
     traj = agent_trajectory(run, task, tools, env.name if env is not None else "tools", outcome, {
         "teacher": f"agent:{backend.model}", "seed": task.seed, "difficulty": task.difficulty,
@@ -231,11 +264,19 @@ def main(cfg: RunConfig) -> int:
         "endpoint": s.agent_endpoint or "in-process"})
     out = Path(s.agent_out) if s.agent_out else cfg.run_dir / "agent" / "trajectories.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a") as f:
+    problems = validation_errors(traj)
+    # `load_trajectories` reads *.jsonl and raises on an invalid line, so one bad episode in the
+    # file would make the whole file unreadable as training data: it goes beside it instead
+    target = out.with_name(out.name + ".rejected") if problems else out
+    with target.open("a") as f:
         f.write(json.dumps(traj.to_dict(), ensure_ascii=False) + "\n")
     print(run.final_content or f"(no final answer: {run.stop})")
     print(f"[{run.stop} after {run.steps} step(s), {run.completion_tokens} tokens; "
-          f"verified={outcome.verified}; trajectory -> {out}]", file=sys.stderr)
+          f"verified={outcome.verified}; trajectory -> {target}]", file=sys.stderr)
+    if problems:
+        print(f"error: the episode breaks the trajectory schema ({'; '.join(problems)}), so it "
+              f"was not appended to {out}; it is kept in {target} for inspection", file=sys.stderr)
+        return 1
     return 0
 
 

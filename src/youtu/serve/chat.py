@@ -6,8 +6,9 @@
 
 Commands: /think (toggle thinking; /think on|off), /reset (forget the conversation), /help,
 /quit (or end of input). Reasoning is shown as `[thinking] ...` before the answer. With tools
-configured (`serve.tools`), tool calls are executed and their results fed back until the model
-answers without calling a tool (at most `MAX_TOOL_ROUNDS` rounds per message).
+configured (`serve.tools`: python, search; the env tools need `youtu agent`), tool calls are
+executed and their results fed back until the model answers without calling a tool (at most
+`MAX_TOOL_ROUNDS` rounds per message).
 """
 
 from __future__ import annotations
@@ -131,6 +132,11 @@ def main(cfg: RunConfig) -> int:
     from youtu.serve.engine import engine_from_config
 
     s = cfg.serve
+    if "env" in s.tools:
+        raise ConfigError("serve.tools: the 'env' tools act on an environment's generated task, "
+                          "which `youtu chat` does not run (serve.agent_env is read by `youtu "
+                          "agent` only); chat offers 'python' and 'search', or run `youtu agent "
+                          "--serve.agent_env=<name>`")
     try:
         tools = build_tools(s.tools, docs=s.docs) if s.tools else None
     except (ValueError, FileNotFoundError) as e:

@@ -120,8 +120,11 @@ class OpenAIChat:
             resp = self.client.chat.completions.create(max_tokens=max_tokens, **request)
         except openai.BadRequestError as e:
             body = e.body if isinstance(e.body, dict) else {}
-            if body.get("code") != "context_length_exceeded" or body.get("param") != "max_tokens":
+            if body.get("code") != "context_length_exceeded":
                 raise
+            if body.get("param") != "max_tokens":  # the conversation alone fills the context
+                raise APIError(400, str(body.get("message") or e), param=body.get("param"),
+                               code="context_length_exceeded") from e
             # The prompt left less room than asked: let the server use what is left.
             resp = self.client.chat.completions.create(**request)
         choice = resp.choices[0]

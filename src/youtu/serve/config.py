@@ -54,8 +54,9 @@ class ServeConfig:
 
     # ---- chat and agent
     tools: list[str] = field(default_factory=list)
-    """Tools `youtu chat` and `youtu agent` offer: 'python' (sandbox), 'search' (local docs),
-    'env' (the tools of `agent_env`). Empty for chat = no tools; for agent = python + search."""
+    """Tools `youtu chat` and `youtu agent` offer: 'python' (sandbox), 'search' (local docs; needs
+    `docs`), 'env' (the tools of `agent_env`; `youtu agent` only). Empty for chat = no tools; for
+    agent = 'env' with `agent_env`, else 'python', plus 'search' when `docs` is set."""
     docs: str = ""
     """Folder of .txt/.md documents the 'search' tool searches."""
     agent_task: str = ""
