@@ -177,6 +177,21 @@ def test_realised_proportions_within_one_percent_of_the_mix(shards):
     assert s.realised_mix() == {d: n / total for d, n in sorted(counted.items())}
 
 
+def test_token_domains_mark_each_tokens_document_domain(shards):
+    s = CurriculumSampler(shards, STAGES, seed=0)
+    stage = STAGES[0]
+    for batch in _batches(s, 0, 5):
+        ids = batch.input_ids.numpy()
+        dom = batch.token_domains.numpy()
+        assert dom.dtype == np.int16 and dom.shape == ids.shape and (dom >= 0).all()
+        assert sorted(batch.domain_names) == sorted(batch.domain_tokens)
+        for i, name in enumerate(batch.domain_names):
+            lo = BASES[name]
+            assert ((ids >= lo) & (ids < lo + 10_000_000) == (dom == i)).all(), name
+            assert int((dom == i).sum()) == batch.domain_tokens[name]
+    assert len(stage.mix) > 1
+
+
 def test_ranks_see_disjoint_documents(shards):
     seen = []
     for rank in range(2):

@@ -33,6 +33,17 @@ def test_first_fit_packing_layout():
     assert b.num_loss_tokens == 9
 
 
+def test_per_example_domains_are_counted_and_marked_per_token():
+    examples = [([1, 2, 3, 4, 5, 6], [1] * 6), ([10, 11, 12, 13, 14], [1] * 5), ([20, 21], [1] * 2)]
+    b = pack_examples(examples, seq_len=8, pad_id=PAD, domains=["chat", "agent", "agent"])
+    assert b.domain_tokens == {"chat": 6, "agent": 7}
+    assert b.domain_names == ["chat", "agent"]
+    assert b.token_domains.tolist() == [[0, 0, 0, 0, 0, 0, 1, 1], [1, 1, 1, 1, 1, -1, -1, -1]]
+    assert b.to("cpu").token_domains.tolist() == b.token_domains.tolist()
+    with pytest.raises(ValueError, match="domains has 1 entries for 3 examples"):
+        pack_examples(examples, seq_len=8, pad_id=PAD, domains=["chat"])
+
+
 def test_no_example_attends_to_another():
     rng = np.random.default_rng(0)
     examples = []

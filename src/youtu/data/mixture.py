@@ -201,7 +201,8 @@ class CurriculumSampler:
                 take = min(len(doc) - offset, room)
                 end = offset + take
                 next_token = int(doc[end]) if end < len(doc) else IGNORE_INDEX
-                pieces.append(Piece(np.asarray(doc[offset:end], dtype=np.int64), next_token))
+                pieces.append(Piece(np.asarray(doc[offset:end], dtype=np.int64), next_token,
+                                    domain=domain))
                 if end < len(doc):
                     self._current[domain] = (doc_index, end)
                 else:
@@ -212,4 +213,4 @@ class CurriculumSampler:
                 self._served[domain] = self._served.get(domain, 0) + take
             rows.append(pieces)
         self._batches += 1
-        return to_batch(build_rows(rows, seq_len, pad_id=0), batch_domains)
+        return to_batch(build_rows(rows, seq_len, pad_id=0), batch_domains, rows)

@@ -16,6 +16,9 @@ Conventions (decided here, relied on by the trainer):
   continuation starts a new piece at position 0. Nothing is padded in pretraining rows.
 - SFT (`pack_examples`): a loss mask of 0 on token j means token j is never a target, i.e.
   `targets[j - 1] = -100`; padding has targets -100 and a doc id of its own.
+- `token_domains[b, t]` indexes `domain_names` with the domain of the document token (b, t)
+  belongs to (-1 on padding), so a trainer can split the per-token loss of a mixed batch by
+  domain without another forward.
 """
 
 from __future__ import annotations
@@ -45,11 +48,18 @@ class PackedBatch:
     """Piece number within the row; attention stays within equal ids."""
     domain_tokens: dict[str, int] = field(default_factory=dict)
     """Input tokens per domain in this batch."""
+    token_domains: torch.Tensor | None = None
+    """[B, T] int16: each token's domain as an index into `domain_names`, -1 on padding; None =
+    not tracked."""
+    domain_names: list[str] = field(default_factory=list)
+    """The domains `token_domains` indexes."""
 
     def to(self, device: str | torch.device) -> PackedBatch:
         return PackedBatch(self.input_ids.to(device), self.targets.to(device),
                            self.positions.to(device), self.doc_ids.to(device),
-                           dict(self.domain_tokens))
+                           dict(self.domain_tokens),
+                           None if self.token_domains is None else self.token_domains.to(device),
+                           list(self.domain_names))
 
     @property
     def num_loss_tokens(self) -> int:
@@ -65,6 +75,8 @@ class Piece:
     """The document's token after this piece, or -100 when the piece ends the document."""
     targets: np.ndarray | None = None
     """Explicit targets (SFT, after masking); None = tokens[1:] + [next_token]."""
+    domain: str = ""
+    """The document's domain (for `PackedBatch.token_domains`)."""
 
 
 def build_rows(rows: Sequence[Sequence[Piece]], seq_len: int, pad_id: int
@@ -96,9 +108,31 @@ def build_rows(rows: Sequence[Sequence[Piece]], seq_len: int, pad_id: int
     return ids, targets, positions, doc_ids
 
 
-def to_batch(arrays: tuple[np.ndarray, ...], domain_tokens: dict[str, int]) -> PackedBatch:
+def build_token_domains(rows: Sequence[Sequence[Piece]], seq_len: int
+                        ) -> tuple[list[str], np.ndarray]:
+    """(domain names in order of first appearance, [B, seq_len] int16 index into them of each
+    token's piece domain, -1 after the last piece of a row)."""
+    names: dict[str, int] = {}
+    index = np.full((len(rows), seq_len), -1, dtype=np.int16)
+    for r, pieces in enumerate(rows):
+        t = 0
+        for piece in pieces:
+            n = len(piece.tokens)
+            index[r, t:t + n] = names.setdefault(piece.domain, len(names))
+            t += n
+    return list(names), index
+
+
+def to_batch(arrays: tuple[np.ndarray, ...], domain_tokens: dict[str, int],
+             rows: Sequence[Sequence[Piece]] | None = None) -> PackedBatch:
+    """A PackedBatch of `build_rows`' arrays; with `rows` (the pieces they were built from) it
+    also carries each token's domain."""
     ids, targets, positions, doc_ids = (torch.from_numpy(a) for a in arrays)
-    return PackedBatch(ids, targets, positions, doc_ids, domain_tokens)
+    if rows is None:
+        return PackedBatch(ids, targets, positions, doc_ids, domain_tokens)
+    names, index = build_token_domains(rows, ids.shape[1])
+    return PackedBatch(ids, targets, positions, doc_ids, domain_tokens,
+                       torch.from_numpy(index), names)
 
 
 def example_targets(ids: Sequence[int], mask: Sequence[int]) -> np.ndarray:
@@ -112,21 +146,33 @@ def example_targets(ids: Sequence[int], mask: Sequence[int]) -> np.ndarray:
 
 
 def pack_examples(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int,
-                  domain: str = "chat") -> PackedBatch:
+                  domain: str = "chat", domains: Sequence[str] | None = None) -> PackedBatch:
     """Pack SFT examples (ids, loss mask) into as few rows as first-fit finds, in input order.
 
     An example longer than `seq_len` is truncated to its first `seq_len` tokens (logged): SFT
     conversations are not split, since a continuation would lose its prompt.
 
+    Args:
+        examples: (ids, loss mask) pairs.
+        seq_len: row length.
+        pad_id: id of the padding after the last example of a row.
+        domain: the domain of every example.
+        domains: per-example domains instead (as long as `examples`).
+
     Returns:
-        A PackedBatch with one row per bin; `domain_tokens[domain]` counts non-pad tokens.
+        A PackedBatch with one row per bin; `domain_tokens` counts non-pad tokens per domain,
+        `token_domains` marks each token's.
     """
     if seq_len <= 1:
         raise ValueError(f"seq_len must be > 1, got {seq_len}")
+    if domains is not None and len(domains) != len(examples):
+        raise ValueError(f"domains has {len(domains)} entries for {len(examples)} examples")
+    domains = [domain] * len(examples) if domains is None else domains
+    domain_tokens: dict[str, int] = {}
     rows: list[list[Piece]] = []
     room: list[int] = []
     truncated = 0
-    for ids, mask in examples:
+    for (ids, mask), dom in zip(examples, domains):
         if len(ids) != len(mask):
             raise ValueError(f"an SFT example has {len(ids)} ids but {len(mask)} mask values")
         if not ids:
@@ -134,7 +180,9 @@ def pack_examples(examples: list[tuple[list[int], list[int]]], seq_len: int, pad
         if len(ids) > seq_len:
             truncated += 1
             ids, mask = ids[:seq_len], mask[:seq_len]
-        piece = Piece(np.asarray(ids, dtype=np.int64), IGNORE_INDEX, example_targets(ids, mask))
+        piece = Piece(np.asarray(ids, dtype=np.int64), IGNORE_INDEX, example_targets(ids, mask),
+                      dom)
+        domain_tokens[dom] = domain_tokens.get(dom, 0) + len(ids)
         for r, free in enumerate(room):
             if free >= len(ids):
                 rows[r].append(piece)
@@ -146,5 +194,4 @@ def pack_examples(examples: list[tuple[list[int], list[int]]], seq_len: int, pad
     if truncated:
         logger.warning("pack_examples: %d example(s) longer than seq_len %d were truncated",
                        truncated, seq_len)
-    used = sum(seq_len - free for free in room)
-    return to_batch(build_rows(rows, seq_len, pad_id), {domain: used})
+    return to_batch(build_rows(rows, seq_len, pad_id), domain_tokens, rows)
