@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -25,7 +26,8 @@ def test_probe_kinds_cover_the_config():
 
 def test_items_are_held_out_deterministic_and_in_aptbench_format(probes, tmp_path):
     root, specs = probes
-    assert [s.key for s in specs] == [f"math/{k}" for k in PROBE_KINDS]
+    # math has one tool (calculator): no tool_select items, whose answer would be constant
+    assert [s.key for s in specs] == [f"math/{k}" for k in PROBE_KINDS if k != "tool_select"]
     for spec in specs:
         items = read_items(root / spec.data)
         assert len(items) == N and len({it["uuid"] for it in items}) == N
@@ -67,6 +69,20 @@ def test_oracle_scores_100_and_constant_scores_the_base_rate(probes, scripted_lm
     for kind, target in [("feedback", "correct"), ("planning", "A")]:
         want = sum(it["answer"] == target for it in by_kind[kind]) / N
         assert fixed[f"probe/math/{kind}"] == pytest.approx(want)
+
+
+def test_no_probe_task_can_be_passed_with_a_constant_answer(tmp_path):
+    """Across the four environments x kinds: every task has several answers, and the most
+    common one is at most 80% of the items (so a constant reply cannot score near 100%)."""
+    n = 24
+    envs = ["math", "code", "tools", "research"]
+    specs = generate_probes(tmp_path, envs, list(PROBE_KINDS), n)
+    assert {s.key for s in specs} == {f"{e}/{k}" for e in envs for k in PROBE_KINDS} - {
+        "math/tool_select"}
+    for spec in specs:
+        answers = Counter(it["answer"] for it in read_items(tmp_path / spec.data))
+        assert len(answers) >= 2, (spec.key, answers)
+        assert answers.most_common(1)[0][1] <= 0.8 * n, (spec.key, answers.most_common(3))
 
 
 def test_training_seeds_are_refused(tmp_path):

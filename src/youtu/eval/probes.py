@@ -14,7 +14,9 @@ with its gold solution steps (description, tool, arguments, result) and plausibl
 - feedback: task and a proposed final answer, the right one or a near miss (half each) ->
   correct / wrong (correct_wrong, equal);
 - tool_select: task, next step, the environment's tools plus distractor tools -> a tool name
-  (first_line, equal);
+  (first_line, equal); only for environments with at least `MIN_SELECT_TOOLS` tools (math has
+  one, `calculator`, so every item's answer would be the same name and a constant reply would
+  score 100%);
 - tool_param: the same plus the chosen tool and one parameter name -> its JSON value
   (first_line, json_equal).
 
@@ -55,6 +57,9 @@ DISTRACTOR_TOOLS = [
         ("set_alarm", "Set an alarm clock.", "time", "Time as HH:MM."),
     ]]
 """Tools no environment task needs, so that tool selection is a real choice everywhere."""
+
+MIN_SELECT_TOOLS = 2
+"""Fewest tools an environment needs for tool_select items (below it the answer is constant)."""
 
 SPEC = {  # kind -> (max_new_tokens, extraction rule, judge)
     "planning": (10, "letter_a_e", "equal"),
@@ -212,6 +217,10 @@ def generate_probes(out_dir: str | Path, envs: dict[str, Any] | list[str], kinds
         pool = DISTRACTOR_TOOLS + [t for t in all_tools
                                    if t["name"] not in {x["function"]["name"] for x in env.tools}]
         for kind in kinds:
+            if kind == "tool_select" and len(env.tools) < MIN_SELECT_TOOLS:
+                logger.info("probes: no %s/tool_select: %d tool(s), the answer would be constant",
+                            name, len(env.tools))
+                continue
             shot_items = _items(env, kind, seed + SHOT_OFFSET, shots, pool)
             template = "".join(_fill(kind, it) + SOLVED[kind].format(it["answer"])
                                for it in shot_items) + BLOCKS[kind]
