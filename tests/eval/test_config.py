@@ -26,6 +26,9 @@ def test_shipped_configs_load(name):
     ("--eval.needle_depths=[1.5]", "needle_depths"),
     ("--eval.backend=openai", "needs base_url"),
     ("--eval.aptbench_limt=3", "Did you mean 'aptbench_limit'"),
+    ("--eval.compare=['before=']", "compare: entry 'before=' must be 'label=path' or 'path'"),
+    ("--eval.compare=['=runs/x/results.json']", "compare: entry"),
+    ("--eval.compare=['']", "compare: entry"),
 ])
 def test_bad_values_name_the_field(override, message):
     with pytest.raises(ConfigError, match=message):

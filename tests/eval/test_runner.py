@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
 
 from youtu.cli import main as cli_main
 from youtu.eval.config import EvalConfig
 from youtu.eval.harness import CheckpointLM
-from youtu.eval.runner import decontamination_texts, evaluate, latest_checkpoint
+from youtu.eval.runner import decontamination_texts, evaluate, latest_checkpoint, load_comparisons
 
 
 class CountingLM(CheckpointLM):
@@ -46,14 +49,29 @@ def test_youtu_eval_command(tiny_checkpoint, tmp_path, capsys):
     heldout = tmp_path / "heldout.jsonl"
     heldout.write_text(json.dumps({"text": "The cat sat on the mat.", "domain": "commonsense"})
                        + "\n")
+    before = tmp_path / "eval" / "before-agent"  # an earlier result, e.g. before mid-training
+    before.mkdir(parents=True)
+    (before / "results.json").write_text(json.dumps({"checkpoint": "runs/x/base", "scores": {
+        "bpb/commonsense": 9.5, "math_word/exact_match": 0.25, "aptbench/math": 0.5}}))
     rc = cli_main(["eval", str(tiny_checkpoint), f"--out_dir={tmp_path}", "--device=cpu",
                    "--eval.tasks=['bpb', 'math_word']", "--eval.math_items=3",
-                   f"--eval.bpb_data={heldout}", f"--eval.out={tmp_path / 'ev'}"])
+                   f"--eval.bpb_data={heldout}", f"--eval.out={tmp_path / 'ev'}",
+                   f"--eval.compare=['{before}']"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "bpb/commonsense" in out and "math_word/exact_match" in out
     res = json.loads((tmp_path / "ev" / "results.json").read_text())
-    assert set(res["scores"]) == {"bpb/commonsense", "math_word/exact_match"}
+    assert set(res["scores"]) == {"bpb/commonsense", "math_word/exact_match"}  # its own only
+    assert res["config"]["compare"] == [str(before)]
+    # the report puts the earlier result first and the new checkpoint beside it, with deltas
+    report = (tmp_path / "ev" / "report.md").read_text()
+    new = tiny_checkpoint.name
+    assert f"| score | before-agent | {new} | delta |" in report
+    assert "- **before-agent**: `runs/x/base`" in report
+    bpb = res["scores"]["bpb/commonsense"]
+    assert f"| bpb/commonsense | 9.5000 | {bpb:.4f} | {bpb - 9.5:+.4f} |" in report
+    assert "| **aptbench/math** | 50.0 | - | - |" in report
+    assert (tmp_path / "ev" / "aptbench.png").is_file() and (tmp_path / "ev" / "bpb.png").is_file()
     assert (tmp_path / "ev" / "config.toml").is_file()
     assert len((tmp_path / "ev" / "predictions" / "math_word.jsonl").read_text().splitlines()) == 3
 
@@ -77,3 +95,38 @@ def test_decontamination_texts_cover_the_benchmarks(aptbench_root):
     assert load_problems(1)[0]["prompt"] in texts
     assert make_problem(EVAL_SEED + 4).question in texts
     assert len(texts) > 5000
+
+
+def test_comparisons_are_labelled_by_name_or_folder(tmp_path):
+    for name, score in [("base", 0.25), ("agent=mid", 0.5)]:  # a folder name may hold '='
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"scores": {"probe/math": score}}))
+    got = load_comparisons([str(tmp_path / "base"), f"mid={tmp_path / 'agent=mid' / 'results.json'}",
+                            str(tmp_path / "agent=mid")], taken="sft")
+    assert list(got) == ["base", "mid", "agent=mid"]
+    assert got["mid"]["scores"] == {"probe/math": 0.5}
+    assert got["base"]["checkpoint"] == str(tmp_path / "base" / "results.json")
+
+
+@pytest.mark.parametrize("content, entry, message", [
+    (None, "{d}/nope.json", "eval.compare: .*nope.json does not exist"),
+    (None, "{d}", "eval.compare: .*results.json does not exist"),
+    ('{"scores": {"bpb/code": 1.0', "{d}", "eval.compare: .*results.json is not a JSON results"),
+    ('{"bpb/code": 1.0}', "{d}", "eval.compare: .*has no 'scores' mapping of numbers"),
+    ('{"scores": {"bpb/code": "high"}}', "{d}", "has no 'scores' mapping of numbers"),
+    ('{"scores": {}}', "tiny_ckpt={d}", "label 'tiny_ckpt' .*the checkpoint being evaluated"),
+    ('{"scores": {}}', "{d}/results.json', 'x={d}', 'x={d}", "label 'x' .*an earlier entry"),
+])
+def test_bad_comparisons_are_config_errors_before_the_model_loads(content, entry, message,
+                                                                  tmp_path, capsys):
+    d = tmp_path / "earlier"
+    d.mkdir()
+    if content is not None:
+        (d / "results.json").write_text(content)
+    ckpt = tmp_path / "tiny_ckpt"
+    ckpt.mkdir()  # not a model: a comparison error must come first
+    rc = cli_main(["eval", str(ckpt), f"--out_dir={tmp_path}", f"--eval.out={tmp_path / 'ev'}",
+                   f"--eval.compare=['{entry.format(d=d)}']"])
+    assert rc == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "ev").exists()

@@ -16,6 +16,15 @@ HELDOUT_RANGE = 1_000_000
 """Seeds a held-out item family may use from its first seed on (probes: items, shots at +500k)."""
 
 
+def split_compare(entry: str) -> tuple[str | None, str]:
+    """An `eval.compare` entry -> (label or None, path). 'label=path' when the text before the
+    first '=' has no '/' (a label is a name; a path may itself contain '=')."""
+    label, sep, path = entry.partition("=")
+    if sep and "/" not in label:
+        return label.strip(), path.strip()
+    return None, entry.strip()
+
+
 @dataclass(kw_only=True)
 class EvalConfig:
     """What to evaluate, with which backend, and how much of each task."""
@@ -50,6 +59,12 @@ class EvalConfig:
     tasks: list[str] = field(default_factory=lambda: list(TASK_GROUPS))
     """Task groups to run (subset of: aptbench, probes, cloze, bpb, math_word, humaneval,
     function_calling, needle)."""
+    compare: list[str] = field(default_factory=list)
+    """Earlier `youtu eval` results to compare with (e.g. the checkpoint before agentic
+    mid-training): each 'label=path' or 'path', where path is a results.json or the folder
+    holding one and the label defaults to that folder's name. Their scores go into this run's
+    report.md and plots beside the new checkpoint's (first to last, the new one last; with one
+    earlier result the tables get a delta column, new minus earlier)."""
 
     aptbench_dir: str = ""
     """APTBench data folder; empty = $YOUTU_APTBENCH_DIR, else `<repo>/../shared/aptbench`."""
@@ -130,6 +145,11 @@ class EvalConfig:
         if unknown:
             raise ValueError(f"probe_kinds: unknown kind(s) {unknown}; valid: "
                              f"{', '.join(PROBE_KINDS)}")
+        for entry in self.compare:
+            label, path = split_compare(entry)
+            if not path or label == "":
+                raise ValueError(f"compare: entry {entry!r} must be 'label=path' or 'path' "
+                                 f"(path = an earlier results.json or its folder)")
         if self.max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
         if self.batch_size < 1:

@@ -2,13 +2,16 @@
 
     youtu eval runs/tiny/sft --eval.aptbench_limit=20
     youtu eval Qwen3-1.7B-Base --eval.backend=openai --eval.base_url=http://127.0.0.1:8000/v1
+    youtu eval runs/tiny/sft --eval.compare='["base=runs/tiny/eval/base/results.json"]'
 
     results = evaluate(cfg.eval, "runs/tiny/sft", "runs/tiny/eval/sft")
     results["scores"]["aptbench/math"], results["scores"]["bpb/code"]
 
 Writes into the output folder: `results.json` (flat namespaced scores, per-task details, the
 resolved `[eval]` config, the checkpoint and timings), `report.md` with PNG plots
-(`youtu.eval.report`), and the per-item predictions of every task under `predictions/`.
+(`youtu.eval.report`; with `eval.compare`, earlier results.json files are put beside the new
+checkpoint's scores there, e.g. before/after agentic mid-training), and the per-item
+predictions of every task under `predictions/`.
 APTBench and probe predictions are resumable: rerunning after an interruption only evaluates
 what is missing. Score keys: `aptbench/<category>/<task>` and `aptbench/<category>`,
 `probe/<env>/<kind>` and `probe/<env>`, `cloze/<env>/<kind>`, `cloze/<env>` and `cloze` (chance
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from youtu.errors import ConfigError
 from youtu.eval.aptbench import aptbench_dir, load_task_specs, read_items, run_tasks
-from youtu.eval.config import EvalConfig
+from youtu.eval.config import EvalConfig, split_compare
 from youtu.eval.harness import LM, load_lm
 
 if TYPE_CHECKING:
@@ -189,8 +192,47 @@ def decontamination_texts(cfg: EvalConfig) -> Iterator[str]:
     yield from (make_problem(EVAL_SEED + i).question for i in range(cfg.math_items))
 
 
+def load_comparisons(entries: list[str], taken: str = "") -> dict[str, dict[str, Any]]:
+    """Earlier result sets named by `eval.compare` entries, {label: results}, in entry order.
+
+    Args:
+        entries: 'label=path' or 'path' (a results.json or its folder; label = folder name).
+        taken: The label of the checkpoint being evaluated (a comparison may not reuse it).
+
+    Raises:
+        ConfigError: naming `eval.compare` for a missing or malformed file or a repeated label.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        label, where = split_compare(entry)
+        path = Path(where)
+        if path.is_dir():
+            path = path / "results.json"
+        if not path.is_file():
+            raise ConfigError(f"eval.compare: {path} does not exist; give an earlier `youtu eval` "
+                              f"results.json (or the folder holding it)")
+        try:
+            res = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"eval.compare: {path} is not a JSON results file ({e}); give the "
+                              f"results.json an earlier `youtu eval` wrote") from e
+        scores = res.get("scores") if isinstance(res, dict) else None
+        if not isinstance(scores, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()):
+            raise ConfigError(f"eval.compare: {path} has no 'scores' mapping of numbers, so it is "
+                              f"not a `youtu eval` results.json")
+        label = label or path.parent.resolve().name
+        if label == taken or label in out:
+            whose = "the checkpoint being evaluated" if label == taken else "an earlier entry"
+            raise ConfigError(f"eval.compare: the label {label!r} of {path} is already "
+                              f"{whose}'s; give it another: 'before={where}'")
+        out[label] = {**res, "checkpoint": str(res.get("checkpoint") or path)}
+    return out
+
+
 def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, *,
-             device: str = "auto", lm: LM | None = None, label: str = "") -> dict[str, Any]:
+             device: str = "auto", lm: LM | None = None, label: str = "",
+             compare: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run every task group of `eval_cfg.tasks` on one model; write results and a report.
 
     Args:
@@ -200,6 +242,8 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
         device: Torch device for local backends ('auto' = cuda if available, else cpu).
         lm: An already-open model (skips loading; tests pass fakes).
         label: Name of this model in the report; default the checkpoint folder name.
+        compare: Earlier result sets {label: results} (`load_comparisons`) that the report
+            shows before this model's; results.json holds this model's scores only.
 
     Returns:
         {'scores': {key: float}, 'details': {group: ...}, 'checkpoint', 'label', 'config',
@@ -213,6 +257,10 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = str(checkpoint)
+    label = label or Path(checkpoint).name or checkpoint
+    compare = compare or {}
+    if label in compare:
+        raise ValueError(f"label {label!r} names both the new results and a comparison")
     lm = lm or open_model(eval_cfg, checkpoint, device)
     fingerprint = _fingerprint(eval_cfg, checkpoint)
     groups = {"aptbench": lambda: _aptbench(lm, eval_cfg, out, fingerprint),
@@ -223,7 +271,6 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
               "humaneval": lambda: _humaneval(lm, eval_cfg, out),
               "function_calling": lambda: _function_calling(lm, eval_cfg, out),
               "needle": lambda: _needle(lm, eval_cfg, out)}
-    label = label or Path(checkpoint).name or checkpoint
     results: dict[str, Any] = {"label": label, "checkpoint": checkpoint, "scores": {},
                                "details": {}, "seconds": {}, "config": to_dict(eval_cfg)}
     threads = torch.get_num_threads()
@@ -241,12 +288,14 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
     finally:
         torch.set_num_threads(threads)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    write_report({label: results}, out, f"Evaluation of {label}")
+    title = f"Evaluation of {label}" + (f" (compared with {', '.join(compare)})" if compare else "")
+    write_report({**compare, label: results}, out, title)
     return results
 
 
 def main(cfg: RunConfig) -> int:
-    """`youtu eval [checkpoint]`: evaluate one checkpoint with the `[eval]` section."""
+    """`youtu eval [checkpoint]`: evaluate one checkpoint with the `[eval]` section (and report
+    it beside the earlier results `eval.compare` names)."""
     from youtu.config import save_config
 
     ev = cfg.eval
@@ -260,9 +309,11 @@ def main(cfg: RunConfig) -> int:
         checkpoint = str(found)
     elif ev.backend != "openai" and not Path(checkpoint).is_dir():
         raise ConfigError(f"checkpoint {checkpoint} is not a folder")
+    label = Path(checkpoint).name or checkpoint
+    compare = load_comparisons(ev.compare, taken=label)  # before any model is loaded
     out = Path(ev.out) if ev.out else cfg.run_dir / "eval" / Path(checkpoint).name
     save_config(cfg, out / "config.toml")
-    results = evaluate(ev, checkpoint, out, device=cfg.device)
+    results = evaluate(ev, checkpoint, out, device=cfg.device, label=label, compare=compare)
     width = max((len(k) for k in results["scores"]), default=0)
     for key, value in results["scores"].items():
         print(f"{key.ljust(width)}  {value:.4f}")
