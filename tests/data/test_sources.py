@@ -9,6 +9,7 @@ import pytest
 
 from youtu.data.config import DataConfig, EmbeddedConfig, SourceConfig
 from youtu.data.sources import embedded_corpus, iter_documents, iter_source
+from youtu.errors import ConfigError
 
 RECORDS = [{"text": "first document", "lang": "en", "kind": "stem"},
            {"text": "", "kind": "code"},  # empty: skipped
@@ -57,13 +58,69 @@ def test_jsonl_domain_field_text_field_and_max_docs(tmp_path):
 def test_jsonl_errors_name_the_file_line_and_fix(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "ok"}\n{not json}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: not valid JSON"):
+    with pytest.raises(ConfigError, match=r"bad.jsonl:2: not valid JSON .*set kind = \"text\""):
         _texts(SourceConfig(path=str(path)))
     path.write_text('{"body": "no text field"}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:1: no field 'text' \(fields: body\); set text_field"):
+    with pytest.raises(ConfigError, match=r"bad.jsonl:1: no field 'text' \(fields: body\); "
+                                          r"set text_field in the \[\[data.sources\]\] entry"):
         _texts(SourceConfig(path=str(path)))
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):  # ConfigError is a ValueError
         _texts(SourceConfig(path=str(tmp_path / "missing.jsonl")))
+
+
+@pytest.mark.parametrize("content, match", [
+    ('["a", "list"]\n', r"bad.jsonl:1: expected a JSON object per record, got list; .*kind"),
+    ('{"text": 42}\n', r"bad.jsonl:1: field 'text' is a int, not text; set text_field"),
+    ('{"text": "ok"}\n{"text": ' + "9" * 5000 + '}\n', r"bad.jsonl:2: unreadable JSON \(Exceeds"),
+    ('{"text": ' + "[" * 10_000 + "\n", r"bad.jsonl:1: unreadable JSON \(maximum recursion"),
+    (b'{"text": "caf\xe9"}\n', r"bad.jsonl:1: not UTF-8 text .*re-encode the file as UTF-8"),
+], ids=["list-record", "int-text", "huge-int", "too-deep", "latin-1"])
+def test_unusable_records_are_config_errors(tmp_path, content, match):
+    path = tmp_path / "bad.jsonl"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(ConfigError, match=match):
+        _texts(SourceConfig(path=str(path)))
+
+
+def test_missing_and_mismatched_sources_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"'nope.jsonl' does not exist \(relative to .*\); "
+                                          r"fix \[\[data.sources\]\] path"):
+        _texts(SourceConfig(path="nope.jsonl"))
+    with pytest.raises(ConfigError, match=r"is a folder but \[\[data.sources\]\] kind is 'jsonl'"):
+        _texts(SourceConfig(path=str(tmp_path), kind="jsonl"))
+    text = tmp_path / "notes.txt"
+    text.write_text("plain words")
+    with pytest.raises(ConfigError, match=r"is a file but \[\[data.sources\]\] kind is 'hf'"):
+        _texts(SourceConfig(path=str(text), kind="hf"))
+    with pytest.raises(ConfigError, match=r"notes.txt: not a Parquet file .*set its kind"):
+        _texts(SourceConfig(path=str(text), kind="parquet"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"not a dataset saved by `datasets` save_to_disk"):
+        _texts(SourceConfig(path=str(tmp_path / "empty"), kind="hf"))
+
+
+@pytest.mark.parametrize("suffix, blob", [
+    (".jsonl.gz", b"not gzip at all"),
+    (".jsonl.gz", gzip.compress(b'{"text": "a"}\n' * 100, mtime=0)[:30]),
+    (".jsonl.zst", b"not zstd at all"),
+], ids=["not-gzip", "truncated-gzip", "not-zstd"])
+def test_corrupt_compressed_files_are_config_errors(tmp_path, suffix, blob):
+    path = tmp_path / f"docs{suffix}"
+    path.write_bytes(blob)
+    with pytest.raises(ConfigError, match=rf"docs{suffix}: corrupt or truncated .* re-create it"):
+        _texts(SourceConfig(path=str(path)))
+
+
+@pytest.mark.parametrize("bad", ["../escape", "Web Text", "heldout"])
+def test_record_domains_must_be_domain_names(tmp_path, bad):
+    path = tmp_path / "d.jsonl"
+    _write_jsonl(path, [{"text": "fine", "dom": "code"}, {"text": "x", "dom": bad}])
+    with pytest.raises(ConfigError, match=r"d.jsonl:2: field 'dom' \(the \[\[data.sources\]\] "
+                                          r"domain_field\) (must be a lowercase|cannot be)"):
+        _texts(SourceConfig(path=str(path), domain_field="dom"))
 
 
 def test_parquet(tmp_path):
@@ -73,7 +130,7 @@ def test_parquet(tmp_path):
     path = tmp_path / "docs.parquet"
     pq.write_table(pa.table({"content": ["a b c", "d e f", None], "n": [1, 2, 3]}), path)
     assert _texts(SourceConfig(path=str(path), text_field="content")) == ["a b c", "d e f"]
-    with pytest.raises(ValueError, match=r"no column 'text' \(columns: content, n\)"):
+    with pytest.raises(ConfigError, match=r"no column 'text' \(columns: content, n\); set text_field"):
         _texts(SourceConfig(path=str(path)))
 
 
@@ -98,7 +155,7 @@ def test_hf_dataset_saved_to_disk(tmp_path):
     assert _texts(SourceConfig(path=str(tmp_path / "plain"))) == ["one", "two"]
     DatasetDict({"train": ds, "test": ds.select([1])}).save_to_disk(str(tmp_path / "dict"))
     assert _texts(SourceConfig(path=str(tmp_path / "dict"), split="test")) == ["two"]
-    with pytest.raises(ValueError, match="no split 'dev'"):
+    with pytest.raises(ConfigError, match=r"no split 'dev' \(splits: train, test\); set split"):
         _texts(SourceConfig(path=str(tmp_path / "dict"), split="dev"))
 
 

@@ -9,20 +9,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from youtu.errors import ConfigError
+
 DOMAINS = ("commonsense", "stem", "code", "agent", "chat")
 """Domain names used everywhere; a source may also name its own (any lowercase word)."""
 RESERVED_NAMES = ("heldout", "tokenizer")
 """Subfolders of a shard folder that are not domains (the held-out split, the tokenizer)."""
 
 
-def _check_domain(name: str, key: str, allow_auto: bool = False) -> None:
+def check_domain(name: str, key: str, allow_auto: bool = False) -> None:
+    """Raise `ConfigError` (a ValueError) naming `key` unless `name` can be a domain: lowercase
+    letters, digits and underscores (it becomes a shard folder name), not a reserved name."""
     if allow_auto and name == "auto":
         return
     if not name or not name.replace("_", "").isalnum() or name != name.lower():
-        raise ValueError(f"{key} must be a lowercase domain name such as {', '.join(DOMAINS)}"
+        raise ConfigError(f"{key} must be a lowercase domain name such as {', '.join(DOMAINS)}"
                          f"{' or auto' if allow_auto else ''}, got {name!r}")
     if name in RESERVED_NAMES:
-        raise ValueError(f"{key} cannot be {name!r}: a shard folder keeps its "
+        raise ConfigError(f"{key} cannot be {name!r}: a shard folder keeps its "
                          f"{' and '.join(RESERVED_NAMES)} subfolders under that name; pick "
                          f"another domain name")
 
@@ -102,7 +106,7 @@ class SourceConfig:
         if not self.path:
             raise ValueError("sources[].path must name a file or folder (every [[data.sources]] "
                              "entry needs one)")
-        _check_domain(self.domain, "sources[].domain", allow_auto=True)
+        check_domain(self.domain, "sources[].domain", allow_auto=True)
         if self.max_docs < 0:
             raise ValueError(f"sources[].max_docs must be >= 0 (0 = all), got {self.max_docs}")
 

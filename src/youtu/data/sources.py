@@ -6,8 +6,10 @@ and the embedded default corpus the Python installation itself carries.
         print(doc.domain, doc.source, len(doc.text))
 
 Every reader yields `Document`s lazily (a source never has to fit in memory) in a fixed order,
-so a prepare run is deterministic. Readers raise `ValueError` naming the file (and line/row)
-and the fix when a record is unusable.
+so a prepare run is deterministic. Unusable input (a missing path, a file of the wrong kind, a
+record without its text field, invalid JSON, non-UTF-8 or corrupt compressed data) raises
+`youtu.errors.ConfigError` (a ValueError) naming the file (and line/row), the `[[data.sources]]`
+key involved (path, kind, text_field, domain_field, split) and the fix.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from youtu.data.config import DataConfig, SourceConfig
+from youtu.data.config import DataConfig, SourceConfig, check_domain
 from youtu.data.document import Document
 from youtu.data.stem import worksheet
+from youtu.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -53,20 +56,47 @@ def _open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8")
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a text file; decoding and decompression failures as ConfigError."""
+    corrupt: tuple[type[BaseException], ...] = (EOFError, gzip.BadGzipFile)
+    if path.suffix == ".zst":
+        import zstandard
+
+        corrupt += (zstandard.ZstdError,)
+    lineno = 0
+    try:
+        with _open_text(path) as f:
+            for lineno, line in enumerate(f, 1):
+                yield lineno, line
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}:{lineno + 1}: not UTF-8 text ({e.reason}); re-encode the file "
+                          f"as UTF-8, or fix [[data.sources]] path") from e
+    except corrupt as e:
+        raise ConfigError(f"{path}: corrupt or truncated {path.suffix} file ({e}); re-create it, "
+                          f"or fix [[data.sources]] path") from e
+
+
 def _record_doc(record: Any, where: str, text_field: str, domain: str, domain_field: str,
                 source: str, meta: dict) -> Document | None:
     if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object per record, got {type(record).__name__}")
+        raise ConfigError(f"{where}: expected a JSON object per record, got "
+                          f"{type(record).__name__}; each record needs a {text_field!r} field "
+                          f"(for plain text, set kind = \"text\" in the [[data.sources]] entry)")
     if text_field not in record:
-        raise ValueError(f"{where}: no field {text_field!r} (fields: {', '.join(sorted(record))}); "
-                         f"set text_field in the [[data.sources]] entry")
+        raise ConfigError(f"{where}: no field {text_field!r} (fields: "
+                          f"{', '.join(sorted(record))}); set text_field in the [[data.sources]] "
+                          f"entry to the field that holds the text")
     text = record[text_field]
     if text is None or text == "":
         return None
     if not isinstance(text, str):
-        raise ValueError(f"{where}: field {text_field!r} is a {type(text).__name__}, not text")
+        raise ConfigError(f"{where}: field {text_field!r} is a {type(text).__name__}, not text; "
+                          f"set text_field in the [[data.sources]] entry to a text field")
     if domain_field:
         domain = str(record.get(domain_field) or "auto").lower()
+        # The domain names a shard folder: a record must not pick "../x" or "heldout".
+        check_domain(domain, f"{where}: field {domain_field!r} (the [[data.sources]] "
+                             f"domain_field)", allow_auto=True)
     return Document(text=text, domain=domain, source=source, meta=meta)
 
 
@@ -75,34 +105,42 @@ def read_jsonl(path: str | Path, *, text_field: str = "text", domain: str = "aut
     """One document per line of a JSONL file (plain, .gz or .zst)."""
     path = Path(path)
     source = source or path.name
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}); every line of a "
-                                 f".jsonl file must be one JSON object") from e
-            doc = _record_doc(record, f"{path}:{lineno}", text_field, domain, domain_field,
-                              source, {"file": str(path), "line": lineno})
-            if doc is not None:
-                yield doc
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{lineno}: not valid JSON ({e.msg}); every line of a .jsonl "
+                              f"file must be one JSON object (for plain text, set kind = \"text\" "
+                              f"in the [[data.sources]] entry)") from e
+        except (ValueError, RecursionError) as e:  # a >4300-digit integer, nesting too deep
+            raise ConfigError(f"{path}:{lineno}: unreadable JSON ({str(e)[:120]}); fix or drop "
+                              f"the record") from e
+        doc = _record_doc(record, f"{path}:{lineno}", text_field, domain, domain_field,
+                          source, {"file": str(path), "line": lineno})
+        if doc is not None:
+            yield doc
 
 
 def read_parquet(path: str | Path, *, text_field: str = "text", domain: str = "auto",
                  domain_field: str = "", source: str = "", batch_rows: int = 4096
                  ) -> Iterator[Document]:
     """One document per row of a Parquet file, read in record batches (pyarrow)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
     source = source or path.name
-    pf = pq.ParquetFile(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except pa.ArrowInvalid as e:
+        raise ConfigError(f"{path}: not a Parquet file ({e}); fix [[data.sources]] path, or set "
+                          f"its kind to the file's format (jsonl, text)") from e
     names = pf.schema_arrow.names
     if text_field not in names:
-        raise ValueError(f"{path}: no column {text_field!r} (columns: {', '.join(names)}); "
-                         f"set text_field in the [[data.sources]] entry")
+        raise ConfigError(f"{path}: no column {text_field!r} (columns: {', '.join(names)}); "
+                          f"set text_field in the [[data.sources]] entry to the text column")
     columns = [text_field] + ([domain_field] if domain_field and domain_field in names else [])
     row = 0
     for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
@@ -121,16 +159,20 @@ def read_hf(path: str | Path, *, split: str = "train", text_field: str = "text",
 
     path = Path(path)
     source = source or path.name
-    ds = load_from_disk(str(path))
+    try:
+        ds = load_from_disk(str(path))
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: not a dataset saved by `datasets` save_to_disk ({e}); fix "
+                          f"[[data.sources]] path, or set its kind (jsonl, parquet, text)") from e
     if isinstance(ds, DatasetDict):
         if split not in ds:
-            raise ValueError(f"{path}: no split {split!r} (splits: {', '.join(ds)}); set split in "
-                             f"the [[data.sources]] entry")
+            raise ConfigError(f"{path}: no split {split!r} (splits: {', '.join(ds)}); set split "
+                              f"in the [[data.sources]] entry")
         ds = ds[split]
     if text_field not in ds.column_names:
-        raise ValueError(f"{path}: no column {text_field!r} (columns: "
-                         f"{', '.join(ds.column_names)}); set text_field in the [[data.sources]] "
-                         f"entry")
+        raise ConfigError(f"{path}: no column {text_field!r} (columns: "
+                          f"{', '.join(ds.column_names)}); set text_field in the [[data.sources]] "
+                          f"entry to the text column")
     for row, record in enumerate(ds):
         doc = _record_doc(record, f"{path} row {row}", text_field, domain, domain_field, source,
                           {"file": str(path), "row": row})
@@ -167,7 +209,17 @@ def iter_source(cfg: SourceConfig) -> Iterator[Document]:
     """Documents of one configured source, in a fixed order, at most `cfg.max_docs`."""
     path = Path(cfg.path)
     if not path.exists():
-        raise ValueError(f"data source {cfg.path!r} does not exist; fix [[data.sources]] path")
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise ConfigError(f"data source {cfg.path!r} does not exist{where}; fix [[data.sources]] "
+                          f"path")
+    if cfg.kind in ("jsonl", "parquet") and path.is_dir():
+        raise ConfigError(f"data source {cfg.path!r} is a folder but [[data.sources]] kind is "
+                          f"{cfg.kind!r}, which reads one file; name a file in path, or set "
+                          f"kind = \"auto\" to read the folder's files by their suffixes")
+    if cfg.kind == "hf" and not path.is_dir():
+        raise ConfigError(f"data source {cfg.path!r} is a file but [[data.sources]] kind is "
+                          f"'hf', which reads a folder written by `datasets` save_to_disk; fix "
+                          f"path, or set kind = \"auto\"")
     name = cfg.name or path.name
     fields = dict(text_field=cfg.text_field, domain=cfg.domain, domain_field=cfg.domain_field,
                   source=name)
