@@ -18,6 +18,20 @@ def test_canonical_solutions_pass_and_empty_fail_in_the_sandbox():
         assert not empty.passed and empty.detail != "passed"
 
 
+@pytest.mark.slow
+def test_all_164_canonical_solutions_pass_in_the_sandbox():
+    """The whole benchmark, so that no problem is unsolvable under the sandbox's limits
+    (memory, time, no network, private temp dir); CI checks only the first N."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    problems = load_problems()
+    assert len(problems) == 164
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each check is its own process
+        results = list(pool.map(lambda p: check_completion(p, p["canonical_solution"]), problems))
+    failed = {p["task_id"]: r.detail for p, r in zip(problems, results) if not r.passed}
+    assert not failed
+
+
 def test_runaway_completion_times_out():
     problem = load_problems(1)[0]
     res = check_completion(problem, "    while True:\n        pass\n", timeout_s=1.0)
