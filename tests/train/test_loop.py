@@ -258,6 +258,40 @@ def test_gradient_accumulation_matches_one_batch(make_cfg, data_dir, tmp_path):
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
 
 
+def test_mixed_batch_logs_a_loss_per_domain_whose_weighted_mean_is_the_loss(make_cfg, data_dir,
+                                                                            tmp_path):
+    cfg = make_cfg("--train.micro_batch_tokens=64")  # two micro-batches: sums accumulate
+    trainer, sampler, plan = _trainer(cfg, data_dir, tmp_path)
+    batch = sampler.next_batch(0, plan[0].rows, plan[0].seq_len)
+    stats = trainer.train_step(batch, 1e-2, plan[0])
+    trainer.close()
+    scored = batch.targets != -100
+    weights = {d: int((scored & (batch.token_domains == i)).sum())
+               for i, d in enumerate(batch.domain_names)}
+    assert set(stats.domain_loss) == {"commonsense", "stem", "code"} == set(weights)
+    mean = sum(weights[d] * stats.domain_loss[d] for d in weights) / sum(weights.values())
+    assert mean == pytest.approx(stats.loss, rel=1e-6)
+    assert len({round(v, 4) for v in stats.domain_loss.values()}) == 3  # really per domain
+
+
+def test_the_run_logs_training_loss_per_domain(reference_run):
+    """Every step logs the loss of each domain its batch scored (mixed batches included)."""
+    ref_dir, losses = reference_run
+    metrics = ref_dir / "metrics.jsonl"
+    by_domain = {d: read_metrics(metrics, f"train/loss/{d}")
+                 for d in ("commonsense", "stem", "code", "agent")}
+    assert all(by_domain[d] for d in by_domain)
+    for step in losses:
+        logged = [d for d in by_domain if step in by_domain[d]]
+        assert logged, step
+        if step <= 8:
+            assert "agent" not in logged  # agent data enters in stage 3
+        # the batch loss is a weighted mean of its domains' losses (fp32 vs fp64 sums: 1e-6)
+        values = [by_domain[d][step] for d in logged]
+        assert min(values) * (1 - 1e-6) <= losses[step] <= max(values) * (1 + 1e-6)
+    assert sum(len([d for d in by_domain if step in by_domain[d]]) > 1 for step in losses) >= 8
+
+
 def test_nan_step_is_skipped_counted_and_stops_the_run(make_cfg, data_dir, tmp_path):
     cfg = make_cfg("--train.max_skipped_steps=1")
     trainer, sampler, plan = _trainer(cfg, data_dir, tmp_path)

@@ -68,6 +68,21 @@ def test_batches_fill_rows_and_resume_exactly():
     assert again.tokens_served == src.tokens_served
 
 
+def test_batches_mark_each_tokens_domain_and_padding_rows_have_none():
+    from youtu.data.packing import pack_examples
+    from youtu.train.sft import _pad_rows
+
+    examples = [(list(range(10, 10 + n)), [1] * n, ("chat", "agent")[n % 2]) for n in range(5, 30)]
+    b = SFTBatches(examples, seed=1, pad_id=0).next_batch(0, 3, 48)
+    assert b.input_ids.shape == b.token_domains.shape == (3, 48)
+    assert set(b.domain_names) == {"chat", "agent"}
+    for i, name in enumerate(b.domain_names):
+        assert int((b.token_domains == i).sum()) == b.domain_tokens[name]
+    padded = _pad_rows(pack_examples([([1, 2, 3], [1, 1, 1])], 8, 0, domains=["agent"]), 3, 0)
+    assert padded.token_domains.tolist() == [[0, 0, 0] + [-1] * 5] + [[-1] * 8] * 2
+    assert padded.domain_names == ["agent"] and padded.domain_tokens == {"agent": 3}
+
+
 def test_heldout_split_is_deterministic():
     ids = [[i, i + 1, i * 7] for i in range(2000)]
     held = [is_heldout(x, 0.1) for x in ids]

@@ -158,26 +158,26 @@ class SFTBatches:
             chosen.append((ids, mask, domain))
             self.position += 1
             self._served[domain] = self._served.get(domain, 0) + n
-        batch = pack_examples([(i, m) for i, m, _ in chosen], seq_len, self.pad_id)
-        domain_tokens: dict[str, int] = {}
-        for ids, _, domain in chosen:
-            domain_tokens[domain] = domain_tokens.get(domain, 0) + min(len(ids), seq_len)
-        return _pad_rows(batch, batch_size, self.pad_id, domain_tokens)
+        batch = pack_examples([(i, m) for i, m, _ in chosen], seq_len, self.pad_id,
+                              domains=[d for _, _, d in chosen])
+        return _pad_rows(batch, batch_size, self.pad_id)
 
 
-def _pad_rows(batch: PackedBatch, rows: int, pad_id: int, domain_tokens: dict[str, int]) -> PackedBatch:
-    """`batch` with empty rows (pad ids, no targets) appended up to `rows`."""
+def _pad_rows(batch: PackedBatch, rows: int, pad_id: int) -> PackedBatch:
+    """`batch` with empty rows (pad ids, no targets, no domain) appended up to `rows`."""
     have, seq_len = batch.input_ids.shape
     extra = rows - have
     assert extra >= 0
     if extra == 0:
-        return PackedBatch(batch.input_ids, batch.targets, batch.positions, batch.doc_ids, domain_tokens)
-    fill = lambda v: torch.full((extra, seq_len), v, dtype=torch.long)  # noqa: E731
+        return batch
+    fill = lambda v, dtype=torch.long: torch.full((extra, seq_len), v, dtype=dtype)  # noqa: E731
     pos = torch.arange(seq_len).expand(extra, seq_len)
     return PackedBatch(torch.cat([batch.input_ids, fill(pad_id)]),
                        torch.cat([batch.targets, fill(IGNORE_INDEX)]),
                        torch.cat([batch.positions, pos]), torch.cat([batch.doc_ids, fill(0)]),
-                       domain_tokens)
+                       batch.domain_tokens,
+                       torch.cat([batch.token_domains, fill(-1, batch.token_domains.dtype)]),
+                       batch.domain_names)
 
 
 def heldout_batches(examples: list[Example], seq_len: int, rows_per_batch: int,

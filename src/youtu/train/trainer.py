@@ -67,6 +67,9 @@ class Batch(Protocol):
     positions: torch.Tensor
     doc_ids: torch.Tensor
     domain_tokens: dict[str, int]
+    token_domains: torch.Tensor | None
+    """[B, T] index into `domain_names` of each token's domain (-1 = none); None = untracked."""
+    domain_names: list[str]
 
 
 class BatchSource(Protocol):
@@ -105,6 +108,9 @@ class StepStats:
     skipped: bool
     seconds: float
     domain_tokens: dict[str, int] = field(default_factory=dict)
+    domain_loss: dict[str, float] = field(default_factory=dict)
+    """Mean loss over each domain's target tokens (all processes), when the batch marks each
+    token's domain; their target-token-weighted mean is `loss`."""
 
 
 def _yarn_str(scaling: RopeScaling | None) -> str:
@@ -134,6 +140,17 @@ class CausalLMLoss(nn.Module):
             return compiled_cross_entropy(hidden, self.model.lm_head.weight, targets)
         return fused_linear_cross_entropy(hidden, self.model.lm_head.weight, targets,
                                           chunk_tokens=self.chunk_tokens)
+
+
+def _add_by_domain(acc: torch.Tensor, token_loss: torch.Tensor, targets: torch.Tensor,
+                   token_domains: torch.Tensor) -> None:
+    """Add the per-token losses [N] of scored tokens to acc[0, domain] and their count to
+    acc[1, domain] (two index_adds over the micro-batch: no extra forward)."""
+    dom = token_domains.reshape(-1).long()
+    keep = (targets.reshape(-1) != IGNORE_INDEX) & (dom >= 0)
+    dom = dom[keep]
+    acc[0].index_add_(0, dom, token_loss.reshape(-1)[keep].double())
+    acc[1].index_add_(0, dom, torch.ones_like(dom, dtype=torch.float64))
 
 
 def param_groups(root: nn.Module, cfg: LoopConfig) -> list[dict[str, Any]]:
@@ -326,16 +343,29 @@ class Trainer:
         n_targets = int(self.dist.all_reduce_sum(counts.clone())[0].item())
         denom = max(n_targets, 1)
         loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
+        # Per-domain loss of a mixed batch from the per-token losses the forward returns anyway.
+        names = list(getattr(batch, "domain_names", None) or [])
+        token_domains = getattr(batch, "token_domains", None)
+        by_domain = None
+        if token_domains is not None and names:
+            token_domains = token_domains[mine].to(dev)
+            by_domain = torch.zeros(2, len(names), dtype=torch.float64, device=dev)  # sums, counts
         n_micro = rows // micro
         for i in range(n_micro):
             sl = slice(i * micro, (i + 1) * micro)
             parallel.set_gradient_sync(self.root, i == n_micro - 1)
             with self._autocast():
-                part, _ = self.root(input_ids[sl], targets[sl], positions[sl],
-                                    None if doc_ids is None else doc_ids[sl])
+                part, token_loss = self.root(input_ids[sl], targets[sl], positions[sl],
+                                             None if doc_ids is None else doc_ids[sl])
             (part / denom).backward()
             loss_sum += part.detach()
+            if by_domain is not None:
+                _add_by_domain(by_domain, token_loss, targets[sl], token_domains[sl])
         loss = self.dist.all_reduce_sum(loss_sum).item() / denom
+        domain_loss = {}
+        if by_domain is not None:
+            sums, n = self.dist.all_reduce_sum(by_domain).tolist()
+            domain_loss = {d: sums[k] / n[k] for k, d in enumerate(names) if n[k]}
         grad_norm = self._clip()
         skipped = self._guard(loss, grad_norm)
         if not skipped:
@@ -347,7 +377,8 @@ class Trainer:
         domain = {k: int(v) for k, v in getattr(batch, "domain_tokens", {}).items()}
         return StepStats(loss=loss, grad_norm=grad_norm, lr=lr, tokens=tokens,
                          target_tokens=n_targets, skipped=skipped,
-                         seconds=time.perf_counter() - t0, domain_tokens=domain)
+                         seconds=time.perf_counter() - t0, domain_tokens=domain,
+                         domain_loss=domain_loss)
 
     def _clip(self) -> float:
         params = [p for p in self.root.parameters() if p.grad is not None]
@@ -480,7 +511,10 @@ class Trainer:
                f"{ns}/seq_len": span.seq_len}
         if util is not None:
             row[f"{ns}/mfu"] = util
-        if len(stats.domain_tokens) == 1:  # a one-domain batch: its loss is that domain's
+        for domain, value in stats.domain_loss.items():
+            row[f"{ns}/loss/{domain}"] = value
+        if not stats.domain_loss and len(stats.domain_tokens) == 1:
+            # a one-domain batch without per-token domains: its loss is that domain's
             row[f"{ns}/loss/{next(iter(stats.domain_tokens))}"] = stats.loss
         if self.dist.device.type == "cuda":
             row[f"{ns}/mem_gb"] = torch.cuda.max_memory_allocated(self.dist.device) / 2**30
