@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
+import time
 
 import pytest
 
@@ -114,11 +117,66 @@ def test_retries_on_timeouts_server_errors_and_malformed_replies(fake_openai):
 def test_gives_up_after_retries_and_rejects_wrong_answers(fake_openai):
     tasks = _tasks(2)
     dead = fake_openai(lambda body, n: ("raw", 500, "down"))
-    trajs, stats = LLMTeacher(_cfg(dead.url, max_retries=1)).solve_many(MATH, tasks[:1])
-    assert trajs == [] and stats["errors"] == 1 and stats["requests"] == 2
+    trajs, stats = LLMTeacher(_cfg(dead.url, max_retries=1)).solve_many(MATH, tasks)
+    # a failed request abandons the task (no further samples) and is not a verifier failure
+    assert trajs == [] and stats["requests"] == 2 * 2 and stats["samples"] == 2
+    assert stats["request_errors"] == 2 and stats["errored"] == [0, 1] and stats["failed"] == 0
+    assert f"synth.llm.base_url={dead.url!r}" in stats["last_error"]
     wrong = fake_openai(_solver({t.prompt: "12345/7" for t in tasks}))
     trajs, stats = LLMTeacher(_cfg(wrong.url)).solve_many(MATH, tasks)
     assert trajs == [] and stats["rejected"] == 2 * 3 and stats["failed"] == 2
+    assert stats["request_errors"] == 0 and "errored" not in stats
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:  # bound then closed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_refusals_and_connection_errors_name_the_endpoint_and_model(fake_openai):
+    tasks = _tasks(1)
+    refused = fake_openai(lambda body, n: ("raw", 404, "The model `fake` does not exist."))
+    _, stats = LLMTeacher(_cfg(refused.url)).solve_many(MATH, tasks)
+    assert stats["requests"] == 1 and stats["request_errors"] == 1  # a 4xx is not retried
+    msg = stats["last_error"]
+    assert "HTTP 404" in msg and "does not exist" in msg
+    assert f"synth.llm.base_url={refused.url!r}" in msg and "synth.llm.model='fake'" in msg
+    url = _closed_port_url()
+    _, stats = LLMTeacher(_cfg(url, max_retries=1)).solve_many(MATH, tasks)
+    msg = stats["last_error"]
+    assert stats["requests"] == 2 and "ConnectError" in msg and "after 2 attempts" in msg
+    assert f"synth.llm.base_url={url!r}" in msg and "synth.llm.model='fake'" in msg
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_requests_run_concurrently_up_to_the_limit(fake_openai, concurrency):
+    tasks = _tasks(6)
+    answers = {t.prompt: t.answer for t in tasks}
+    gate = threading.Condition()
+    in_flight, peak = 0, 0
+
+    def reply(body: dict, n: int) -> dict:
+        nonlocal in_flight, peak
+        with gate:
+            in_flight += 1
+            peak = max(peak, in_flight)
+            gate.notify_all()
+            # hold the first requests until `concurrency` were in flight together (or 1 s
+            # passed): a client that sends them one by one shows a peak of 1
+            gate.wait_for(lambda: peak >= concurrency, timeout=1.0)
+        time.sleep(0.05)  # and overlap: a client over the limit shows a higher peak
+        with gate:
+            in_flight -= 1
+        prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        return {"role": "assistant", "content": f"\\boxed{{{answers[prompt]}}}"}
+
+    server = fake_openai(reply)
+    cfg = _cfg(server.url, concurrency=concurrency, rewrite_cot=False)
+    trajs, stats = LLMTeacher(cfg).solve_many(MATH, tasks)
+    assert len(trajs) == 6 and stats["requests"] == 6
+    assert peak == concurrency
 
 
 def test_bad_rewrites_fall_back_to_heuristic_phases(fake_openai):

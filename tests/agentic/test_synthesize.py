@@ -4,11 +4,14 @@ files whatever the worker count, config checks, the CLI, and the LLM teacher pat
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
-from youtu.agentic.config import SynthConfig
-from youtu.agentic.synthesize import _init_worker, plan_jobs, run_scripted_job, synthesize
+from youtu.agentic.config import LLMTeacherConfig, SynthConfig
+from youtu.agentic.envs import ENVIRONMENTS
+from youtu.agentic.synthesize import (_init_worker, _scripted_solver, plan_jobs,
+                                      run_scripted_job, synthesize)
 from youtu.agentic.trajectory import load_trajectories
 from youtu.config import ConfigError
 
@@ -55,6 +58,32 @@ def test_resume_skips_done_shards_and_rebuilds_missing_ones(run):
     victim.unlink()  # as if the run had died while writing this shard
     third = synthesize(cfg, out)
     assert third["new_shards"] == 1 and _files(out) == before
+
+
+def test_growing_the_mix_solves_the_new_tasks_and_keeps_untouched_shards(tmp_path):
+    out, fresh = tmp_path / "run", tmp_path / "fresh"
+    small = SynthConfig(mix={"research": 5}, shard_size=4, workers=1)
+    synthesize(small, out)
+    first = out / "research" / "shard_00000.jsonl"
+    before = first.read_bytes(), first.stat().st_mtime_ns
+    grown = SynthConfig(mix={"research": 8}, shard_size=4, workers=1)
+    solved = []
+
+    def solver(jobs):  # the scripted solver, recording what it is asked to solve
+        solved.extend(jobs)
+        yield from _scripted_solver(grown)(jobs)
+
+    stats = synthesize(grown, out, solver=solver)
+    assert solved == [("research", 1, 4, 8)]  # the shard whose range grew, nothing else
+    assert stats["domains"]["research"]["attempted"] == 8 and stats["new_shards"] == 1
+    assert (first.read_bytes(), first.stat().st_mtime_ns) == before
+    side = json.loads((out / "research" / "shard_00001.stats.json").read_text())
+    assert side["range"] == [4, 8] and side["attempted"] == 4
+    synthesize(grown, fresh)
+    assert _files(fresh) == _files(out)  # as if it had been this size from the start
+    for mix in ({"research": 6}, {"research": 3}):  # shrinking would leave stale shards behind
+        with pytest.raises(ConfigError, match="grow but not shrink.*synth.mix.research"):
+            synthesize(SynthConfig(mix=mix, shard_size=4, workers=1), out)
 
 
 def test_output_does_not_depend_on_the_worker_count(run, tmp_path):
@@ -127,3 +156,68 @@ def test_llm_teacher_path(tmp_path, fake_openai):
     stats = synthesize(cfg, tmp_path)
     assert stats["kept"] == 4 and stats["teacher"] == "llm"
     assert all(t.provenance["teacher"] == "llm:teacher" for t in load_trajectories(tmp_path))
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:  # bound then closed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def _math_answers(n: int) -> dict[str, str]:
+    tasks = [ENVIRONMENTS["math"].generate(i, 1 + i % 3) for i in range(n)]
+    return {t.prompt: t.answer for t in tasks}
+
+
+def _llm_synth(url: str, n: int = 4) -> SynthConfig:
+    return SynthConfig(mix={"math": n}, teacher="llm", shard_size=4, llm=LLMTeacherConfig(
+        base_url=url, api_key_env="", max_retries=1, backoff_s=0.01, timeout_s=5.0,
+        samples_per_task=1, rewrite_cot=False))
+
+
+def _answering(answers: dict[str, str], down: set[str] = frozenset()):
+    """A fake teacher that answers right at once, and fails (HTTP 503) on prompts in `down`."""
+    def reply(body, n):
+        prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        if prompt in down:
+            return ("raw", 503, "overloaded")
+        return {"role": "assistant", "content": f"\\boxed{{{answers[prompt]}}}"}
+    return reply
+
+
+def test_unreachable_teacher_fails_the_run_and_marks_nothing_done(tmp_path, fake_openai):
+    url = _closed_port_url()
+    with pytest.raises(ConfigError, match=r"synth\.llm\.base_url='" + url) as err:
+        synthesize(_llm_synth(url), tmp_path)
+    assert "ConnectError" in str(err.value) and "tried 2 times" in str(err.value)
+    assert not list(tmp_path.rglob("shard_*"))
+    # the server comes up elsewhere: the same folder resumes (the endpoint is not part of the
+    # run's identity) and every task is solved
+    server = fake_openai(_answering(_math_answers(4)))
+    stats = synthesize(_llm_synth(server.url), tmp_path)
+    assert stats["kept"] == stats["attempted"] == 4 and stats["request_errors"] == 0
+
+
+def test_tasks_that_hit_request_errors_are_retried_on_resume(tmp_path, fake_openai):
+    answers = _math_answers(4)
+    prompts = list(answers)
+    flaky = fake_openai(_answering(answers, down={prompts[0], prompts[2]}))
+    stats = synthesize(_llm_synth(flaky.url), tmp_path)
+    math = stats["domains"]["math"]
+    assert math["kept"] == 2 and math["request_errors"] == 2 and math["failed"] == 0
+    side = json.loads((tmp_path / "math" / "shard_00000.stats.json").read_text())
+    assert side["retry"] == [0, 2] and "503" in side["last_error"]
+
+    good = fake_openai(_answering(answers))
+    stats = synthesize(_llm_synth(good.url), tmp_path)
+    asked = [next(m["content"] for m in b["messages"] if m["role"] == "user")
+             for b in good.requests]
+    assert sorted(asked) == sorted([prompts[0], prompts[2]])  # only the abandoned tasks
+    math = stats["domains"]["math"]
+    assert math["kept"] == math["attempted"] == 4 and math["request_errors"] == 0
+    assert [t.task.seed for t in load_trajectories(tmp_path)] == [0, 1, 2, 3]  # task order
+    side = json.loads((tmp_path / "math" / "shard_00000.stats.json").read_text())
+    assert side["retry"] == [] and side["verified"] == 4 and len(side["task_keys"]) == 4
+    synthesize(_llm_synth(good.url), tmp_path)
+    assert len(good.requests) == 2  # complete now: nothing asked again

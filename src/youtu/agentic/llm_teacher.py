@@ -12,6 +12,11 @@ timeouts, connection errors, 429/5xx and malformed replies (bad JSON, no choices
 whose arguments are not a JSON object). Replies may use structured `tool_calls` or carry Hermes
 `<tool_call>` / `<think>` text in `content` (servers without a tool parser): both are read.
 
+A task whose request still fails after its retries (or is refused with a 4xx) is abandoned, not
+judged: `stats["request_errors"]` counts such tasks, `stats["errored"]` lists their positions in
+`tasks` and `stats["last_error"]` says what went wrong (the endpoint and model included), so a
+synthesis run can solve them again later instead of counting them as failures.
+
 Agentic-CoT rewriting: a kept episode's free-form reasoning is sent back to the model with the
 turn structure, asking for the same reasoning as <analysis>/<plan>/<action>/<reflection>/
 <summary> blocks, one string per turn. A rewrite that is not valid JSON, has the wrong number of
@@ -54,7 +59,7 @@ REWRITE_PROMPT = (
 
 
 class TeacherError(RuntimeError):
-    """A request failed after all retries."""
+    """A request failed after all retries, or the server refused it (HTTP 4xx)."""
 
 
 class _Malformed(ValueError):
@@ -91,9 +96,12 @@ class LLMTeacher:
                 if resp.status_code == 429 or resp.status_code >= 500:
                     raise httpx.HTTPStatusError(f"HTTP {resp.status_code}", request=resp.request,
                                                 response=resp)
-                if resp.status_code >= 400:
-                    raise TeacherError(f"HTTP {resp.status_code} from the teacher: "
-                                       f"{resp.text[:200]}")
+                if resp.status_code >= 400:  # the request itself is wrong: retrying won't help
+                    raise TeacherError(
+                        f"HTTP {resp.status_code} from {self._where()}: {resp.text[:200]!r}; "
+                        "check synth.llm.model, synth.llm.base_url and the API key (read from "
+                        f"the environment variable synth.llm.api_key_env="
+                        f"{self.cfg.api_key_env!r})")
                 return _assistant_message(resp)
             except (httpx.TimeoutException, httpx.TransportError, httpx.HTTPStatusError,
                     _Malformed) as e:
@@ -101,13 +109,17 @@ class LLMTeacher:
                         "malformed" if isinstance(e, _Malformed) else "http_errors")
                 stats[kind] += 1
                 if attempt == self.cfg.max_retries:
-                    raise TeacherError(f"teacher request failed after {attempt + 1} attempts: "
-                                       f"{type(e).__name__}: {e}") from e
+                    raise TeacherError(f"request to {self._where()} failed after {attempt + 1} "
+                                       f"attempts: {type(e).__name__}: {e}") from e
                 stats["retries"] += 1
                 logger.debug("retrying after %s: %s", type(e).__name__, e)
                 await asyncio.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
+
+    def _where(self) -> str:
+        return (f"the teacher at synth.llm.base_url={self.cfg.base_url!r} "
+                f"(synth.llm.model={self.cfg.model!r})")
 
     # -----------------------------------------------------------------------------------------
     # episodes
@@ -164,15 +176,14 @@ class LLMTeacher:
 
     async def solve_task(self, client: httpx.AsyncClient, env: Env, task: Task,
                          stats: Counter) -> Trajectory | None:
-        """Rejection sampling: the first verified episode (CoT rewritten), or None."""
+        """Rejection sampling: the first verified episode (CoT rewritten), or None.
+
+        Raises:
+            TeacherError: a request failed after its retries; the task was not judged.
+        """
         for sample in range(self.cfg.samples_per_task):
             stats["samples"] += 1
-            try:
-                traj = await self.episode(client, env, task, sample, stats)
-            except TeacherError as e:
-                stats["errors"] += 1
-                logger.warning("%s: %s", task.id, e)
-                return None
+            traj = await self.episode(client, env, task, sample, stats)
             if traj is None:
                 continue
             if not traj.outcome.verified:
@@ -184,7 +195,13 @@ class LLMTeacher:
         return None
 
     def solve_many(self, env: Env, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, Any]]:
-        """Solve `tasks` concurrently; (verified trajectories in task order, stats)."""
+        """Solve `tasks`, `cfg.concurrency` at a time.
+
+        Returns:
+            (verified trajectories in task order, stats). In stats, `attempted` = `verified` +
+            `failed` (no verified episode) + `request_errors` (abandoned on a failed request;
+            their positions in `tasks` in `errored`, the last message in `last_error`).
+        """
         return asyncio.run(self._solve_many(env, tasks))
 
     async def _solve_many(self, env: Env, tasks: list[Task]):
@@ -194,15 +211,29 @@ class LLMTeacher:
         async with httpx.AsyncClient(base_url=self.cfg.base_url.rstrip("/"),
                                      timeout=self.cfg.timeout_s, headers=self._headers,
                                      limits=limits, transport=self._transport) as client:
-            async def one(task: Task) -> Trajectory | None:
+            errored: list[int] = []
+            last_error = ""
+
+            async def one(k: int, task: Task) -> Trajectory | None:
+                nonlocal last_error
                 async with sem:
-                    return await self.solve_task(client, env, task, stats)
-            results = await asyncio.gather(*(one(t) for t in tasks))
+                    try:
+                        return await self.solve_task(client, env, task, stats)
+                    except TeacherError as e:
+                        logger.warning("%s: %s", task.id, e)
+                        errored.append(k)
+                        last_error = str(e)
+                        return None
+            results = await asyncio.gather(*(one(k, t) for k, t in enumerate(tasks)))
         kept = [t for t in results if t is not None]
         stats["attempted"] = len(tasks)
         stats["verified"] = len(kept)
-        stats["failed"] = len(tasks) - len(kept)
-        return kept, dict(stats)
+        stats["request_errors"] = len(errored)
+        stats["failed"] = len(tasks) - len(kept) - len(errored)
+        out: dict[str, Any] = dict(stats)
+        if errored:
+            out["errored"], out["last_error"] = sorted(errored), last_error
+        return kept, out
 
     # -----------------------------------------------------------------------------------------
     # Agentic-CoT rewriting

@@ -7,16 +7,21 @@
 Output (default `<run_dir>/synth`):
 
     <out>/<domain>/shard_00000.jsonl        one verified trajectory per line
-    <out>/<domain>/shard_00000.stats.json   the shard's counts (its presence = shard complete)
+    <out>/<domain>/shard_00000.stats.json   the shard's counts and task range (its presence =
+                                            shard written; tasks under `retry` are still due)
     <out>/stats.json                        counts, success rates, tokens per domain and phase
     <out>/config.toml                       the resolved run config
 
 Work is cut into shards of `shard_size` tasks per domain, interleaved across domains and run
 by worker processes (scripted teacher) or by one asynchronous client (LLM teacher). Shards are
 written atomically in a fixed order, so a killed run resumes where it stopped and gives the
-same files. Dedup is in that same order: a trajectory whose task (prompt + answer) or
-conversation was kept before is dropped. Only verified trajectories are kept; each records its
-checker and verdict in `outcome`.
+same files. Each sidecar records its shard's task range: a larger `mix` re-solves the shard
+whose range grew and adds new ones (a smaller one is refused). Tasks the LLM teacher abandoned
+because a request failed after its retries (server down, 5xx, timeouts, 4xx) are listed in the
+sidecar under `retry` and solved again by the next run; if every task a run tries fails that
+way, it stops with an error naming `synth.llm.base_url`. Dedup is in plan order: a trajectory
+whose task (prompt + answer) or conversation was kept before is dropped. Only verified
+trajectories are kept; each records its checker and verdict in `outcome`.
 """
 
 from __future__ import annotations
@@ -168,12 +173,19 @@ def _shard_paths(out: Path, job: Job) -> tuple[Path, Path]:
     return folder / f"shard_{job[1]:05d}.jsonl", folder / f"shard_{job[1]:05d}.stats.json"
 
 
+_TRANSPORT = ("base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s")
+"""[synth.llm] keys that say where and how fast the teacher is reached, not what it produces."""
+
+
 def _fingerprint(cfg: SynthConfig) -> str:
-    """What must match for shards to be reused (not `mix`, `workers`, `out`: growing a run or
-    changing its parallelism keeps the existing shards valid)."""
+    """What must match for shards to be reused (not `mix`, `workers`, `out` or how the LLM
+    teacher is reached: growing a run, changing its parallelism or moving the teacher's server
+    keeps the existing shards valid)."""
     d = dataclasses.asdict(cfg)
     for key in ("mix", "workers", "out"):
         d.pop(key)
+    for key in _TRANSPORT:
+        d["llm"].pop(key)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -183,15 +195,95 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """Task indices as [start, stop) runs of consecutive ones: [1, 2, 3, 7] -> (1, 4), (7, 8)."""
+    runs: list[tuple[int, int]] = []
+    for i in sorted(indices):
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
+@dataclasses.dataclass
+class _Shard:
+    """A shard being (re)written: what it already held (a repair) plus the solver's results."""
+
+    job: Job
+    parts: int
+    """Solver jobs still to come for this shard."""
+    entries: list[tuple[int, str, str, str]] = dataclasses.field(default_factory=list)
+    """Kept trajectories: (task seed, JSON line, task key, content key)."""
+    stats: Counter = dataclasses.field(default_factory=Counter)
+    tokens: Counter = dataclasses.field(default_factory=Counter)
+    retry: list[int] = dataclasses.field(default_factory=list)
+    last_error: str = ""
+
+    def add(self, stats: dict[str, Any]) -> None:
+        for key, value in stats.items():
+            if key == "tokens":
+                self.tokens.update(value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.stats[key] += value
+
+    def write(self, out: Path) -> dict[str, Any]:
+        """Write the shard and its sidecar (atomically, shard first); returns its stats."""
+        self.entries.sort(key=lambda e: e[0])  # task order, whatever order repairs came in
+        stats = {**self.stats, "tokens": dict(self.tokens)}
+        side: dict[str, Any] = {**stats, "range": [self.job[2], self.job[3]],
+                                "retry": sorted(self.retry)}
+        if self.retry:
+            side["last_error"] = self.last_error
+        shard, side_path = _shard_paths(out, self.job)
+        shard.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(shard, "".join(e[1] + "\n" for e in self.entries))
+        _write_atomic(side_path, json.dumps({**side, "task_keys": [e[2] for e in self.entries],
+                                             "content_keys": [e[3] for e in self.entries]}))
+        return stats
+
+
+def _read_sidecar(out: Path, job: Job) -> dict[str, Any] | None:
+    shard, side = _shard_paths(out, job)
+    return json.loads(side.read_text()) if shard.exists() and side.exists() else None
+
+
+def _refuse_shrinking(cfg: SynthConfig, out: Path) -> None:
+    """Shards on disk beyond the plan would be read as data but not counted: refuse them."""
+    for domain in ENVIRONMENTS:
+        n = cfg.mix.get(domain, 0)
+        planned = -(-n // cfg.shard_size)
+        for path in sorted((out / domain).glob("shard_*.jsonl")):
+            k = int(path.stem.split("_")[1])
+            side = path.with_name(path.stem + ".stats.json")
+            stop = json.loads(side.read_text()).get("range", [0, 0])[1] if side.exists() else 0
+            if k >= planned or stop > n:
+                need = stop or k * cfg.shard_size + 1
+                raise ConfigError(
+                    f"{out} holds {domain} tasks beyond synth.mix.{domain} = {n} ({path.name}): "
+                    f"a run can grow but not shrink; raise synth.mix.{domain} to at least {need} "
+                    "or set synth.out to a new folder")
+
+
 def synthesize(cfg: SynthConfig, out_dir: str | Path, solver: Callable[[list[Job]], Iterator[
         tuple[Job, list[dict[str, Any]], dict[str, Any]]]] | None = None) -> dict[str, Any]:
     """Run (or resume) a synthesis; returns the stats also written to `<out_dir>/stats.json`.
+
+    A shard on disk is reused when its recorded task range matches the plan; one whose range
+    grew (a larger `mix`) is solved again; tasks it lists under `retry` (requests to the LLM
+    teacher that failed) are solved again and merged into it.
 
     Args:
         cfg: the [synth] section.
         out_dir: output folder.
         solver: jobs -> (job, results, stats) in job order; default: scripted workers, or the
-            LLM teacher when `cfg.teacher == "llm"`.
+            LLM teacher when `cfg.teacher == "llm"`. A job is a shard or a run of its tasks
+            (same domain and shard index, a sub-range); stats may list under `retry` the task
+            indices abandoned on a failed request (with `request_errors` counting them).
+
+    Raises:
+        ConfigError: the folder holds shards of another config or beyond `mix`, or every task
+            this call tried failed to reach the teacher (nothing is then marked done).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,52 +292,100 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path, solver: Callable[[list[Job
     if stamp.exists() and stamp.read_text().strip() != fp:
         raise ConfigError(f"{out} holds shards made with a different [synth] config; delete it "
                           "or set synth.out to a new folder")
+    _refuse_shrinking(cfg, out)
     stamp.write_text(fp + "\n")
-    jobs = plan_jobs(cfg)
     seen_tasks: set[str] = set()
     seen_content: set[str] = set()
     shard_stats: dict[Job, dict[str, Any]] = {}
-    todo = []
+    pending: dict[tuple[str, int], _Shard] = {}
+    work: list[Job] = []
+    jobs = plan_jobs(cfg)
     for job in jobs:
-        shard, side = _shard_paths(out, job)
-        if shard.exists() and side.exists():
-            s = json.loads(side.read_text())
-            seen_tasks.update(s.pop("task_keys"))
-            seen_content.update(s.pop("content_keys"))
-            shard_stats[job] = s
-        else:
-            todo.append(job)
-    if len(todo) < len(jobs):
-        logger.info("resuming: %d of %d shards already done", len(jobs) - len(todo), len(jobs))
+        domain, k, start, stop = job
+        side = _read_sidecar(out, job)
+        if side is None or side.get("range") != [start, stop]:
+            # new, killed while writing, or its range grew (sidecars before ranges: redone)
+            if side is not None:
+                logger.info("%s shard %d: task range %s -> [%d, %d): solving it again", domain,
+                            k, side.get("range"), start, stop)
+            pending[(domain, k)] = _Shard(job, parts=1)
+            work.append(job)
+            continue
+        seen_tasks.update(side["task_keys"])
+        seen_content.update(side["content_keys"])
+        retry = side.pop("retry", [])
+        if not retry:
+            for key in ("task_keys", "content_keys", "range", "last_error"):
+                side.pop(key, None)
+            shard_stats[job] = side
+            continue
+        # A repair: keep what the shard holds, solve its errored tasks again, merge.
+        runs = _runs(retry)
+        shard = _Shard(job, parts=len(runs))
+        lines = _shard_paths(out, job)[0].read_text().splitlines()
+        assert len(lines) == len(side["task_keys"]), f"{domain} shard {k}: sidecar mismatch"
+        shard.entries = [(json.loads(line)["task"]["seed"], line, tk, ck) for line, tk, ck
+                         in zip(lines, side.pop("task_keys"), side.pop("content_keys"))]
+        for key in ("range", "last_error"):
+            side.pop(key, None)
+        shard.add(side)
+        # the retried tasks were counted once already, as request errors
+        shard.stats["attempted"] -= len(retry)
+        shard.stats["request_errors"] -= len(retry)
+        pending[(domain, k)] = shard
+        work += [(domain, k, a, b) for a, b in runs]
+    if shard_stats:
+        logger.info("resuming: %d of %d shards done, %d tasks to solve", len(shard_stats),
+                    len(jobs), sum(j[3] - j[2] for j in work))
     if solver is None:
         solver = _llm_solver(cfg) if cfg.teacher == "llm" else _scripted_solver(cfg)
     t0 = time.perf_counter()
-    total = sum(j[3] - j[2] for j in todo)
+    total = sum(j[3] - j[2] for j in work)
+    tried = request_errors = 0
     with tqdm(total=total, desc="synth", unit="task", disable=total == 0) as bar:
-        for job, results, stats in solver(todo):
-            kept, keys, dup = [], ([], []), 0
+        for job, results, stats in solver(work):
+            shard = pending[job[:2]]
+            stats = dict(stats)
+            retry, last_error = stats.pop("retry", []), stats.pop("last_error", "")
+            tried += stats.get("attempted", job[3] - job[2])
+            request_errors += stats.get("request_errors", 0)
+            if request_errors and request_errors == tried:
+                raise ConfigError(
+                    f"every one of the {tried} tasks tried failed to reach the teacher "
+                    f"(synth.llm.base_url={cfg.llm.base_url!r}, synth.llm.model="
+                    f"{cfg.llm.model!r}, each request tried {cfg.llm.max_retries + 1} times); "
+                    f"last error: {last_error}. Start the server or point synth.llm.base_url at "
+                    "a running OpenAI-compatible endpoint, then rerun: finished shards are kept "
+                    "and these tasks are tried again")
+            dup = 0
+            kept = []
             for r in results:
                 if cfg.dedup and (r["task_key"] in seen_tasks or r["content_key"] in seen_content):
                     dup += 1
                     continue
                 seen_tasks.add(r["task_key"])
                 seen_content.add(r["content_key"])
-                keys[0].append(r["task_key"])
-                keys[1].append(r["content_key"])
                 kept.append(r)
-            stats = {**stats, "duplicates": dup, "kept": len(kept),
-                     "with_mistakes": sum(1 for r in kept if r["mistakes"]),
-                     "tokens": dict(sum((Counter(r["tokens"]) for r in kept), Counter()))}
-            shard, side = _shard_paths(out, job)
-            shard.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(shard, "".join(json.dumps(r["traj"], ensure_ascii=False) + "\n"
-                                         for r in kept))
-            _write_atomic(side, json.dumps({**stats, "task_keys": keys[0],
-                                            "content_keys": keys[1]}))
-            shard_stats[job] = stats
+            shard.entries += [(r["traj"]["task"]["seed"],
+                               json.dumps(r["traj"], ensure_ascii=False), r["task_key"],
+                               r["content_key"]) for r in kept]
+            shard.add({**stats, "duplicates": dup, "kept": len(kept),
+                       "with_mistakes": sum(1 for r in kept if r["mistakes"]),
+                       "tokens": sum((Counter(r["tokens"]) for r in kept), Counter())})
+            shard.retry += retry
+            shard.last_error = last_error or shard.last_error
+            shard.parts -= 1
+            if shard.parts == 0:
+                shard_stats[shard.job] = shard.write(out)
             bar.update(job[3] - job[2])
-    summary = _summarize(cfg, shard_stats, time.perf_counter() - t0, len(todo))
+    order = {job: i for i, job in enumerate(jobs)}
+    shard_stats = dict(sorted(shard_stats.items(), key=lambda kv: order[kv[0]]))
+    summary = _summarize(cfg, shard_stats, time.perf_counter() - t0, len(pending))
     _write_atomic(out / "stats.json", json.dumps(summary, indent=2) + "\n")
+    if summary["request_errors"]:
+        logger.warning("%d tasks were abandoned on failed requests to the teacher at "
+                       "synth.llm.base_url=%s; rerun the same command to try them again",
+                       summary["request_errors"], cfg.llm.base_url)
     return summary
 
 
@@ -255,8 +395,8 @@ def _summarize(cfg: SynthConfig, shard_stats: dict[Job, dict[str, Any]], wall_s:
     for job, s in shard_stats.items():
         d = domains.setdefault(job[0], {"shards": 0, "tokens": Counter()})
         d["shards"] += 1
-        for key in ("attempted", "verified", "failed", "errors", "duplicates", "kept",
-                    "with_mistakes"):
+        for key in ("attempted", "verified", "failed", "errors", "request_errors", "duplicates",
+                    "kept", "with_mistakes"):
             d[key] = d.get(key, 0) + s.get(key, 0)
         d["tokens"].update(s.get("tokens", {}))
         d["worker_seconds"] = d.get("worker_seconds", 0.0) + s.get("seconds", 0.0)
@@ -267,6 +407,7 @@ def _summarize(cfg: SynthConfig, shard_stats: dict[Job, dict[str, Any]], wall_s:
     return {"teacher": cfg.teacher, "token_counter": cfg.token_counter, "domains": domains,
             "kept": kept, "attempted": sum(d["attempted"] for d in domains.values()),
             "tokens": sum(d["tokens"].get("total", 0) for d in domains.values()),
+            "request_errors": sum(d["request_errors"] for d in domains.values()),
             "wall_s": round(wall_s, 2), "new_shards": new_shards,
             "kept_per_s": round(kept / wall_s, 1) if new_shards and wall_s > 0 else None}
 
@@ -308,6 +449,7 @@ def _llm_solver(cfg: SynthConfig):
             t0 = time.perf_counter()
             trajs, stats = teacher.solve_many(env, tasks)
             stats["seconds"] = time.perf_counter() - t0
+            stats["retry"] = [start + k for k in stats.pop("errored", [])]
             yield job, [_finish(t, count) for t in trajs], stats
     return solve
 
