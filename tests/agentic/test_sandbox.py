@@ -58,6 +58,17 @@ def test_infinite_loop_is_stopped_by_the_cpu_limit():
     assert res.wall_s < 10
 
 
+def test_cpu_limit_is_per_process_and_defaults_to_the_timeout_plus_2():
+    code = ("import resource, subprocess, sys\n"
+            "show = 'import resource; print(*resource.getrlimit(resource.RLIMIT_CPU))'\n"
+            "exec(show)\n"
+            "print(subprocess.run([sys.executable, '-c', show], capture_output=True, "
+            "text=True).stdout, end='')\n")
+    res = run_python(code, limits=SandboxLimits(timeout_s=3.5))
+    assert res.ok, res.stderr
+    assert res.stdout.splitlines() == ["5 6", "5 6"]  # this process and its child, each
+
+
 def test_wall_clock_timeout_kills_the_process_group():
     marker = f"{uuid.uuid4().int % 10**6}.25"  # unique sleep argument to find leftovers
     code = (f"import subprocess, time\nsubprocess.Popen(['sleep', '{marker}'])\n"

@@ -67,7 +67,9 @@ class SandboxLimits:
     timeout_s: float = 10.0
     """Wall-clock limit per command, seconds."""
     cpu_s: int = 0
-    """CPU-time limit of the whole sandbox, seconds; 0 = the timeout rounded up, plus 1."""
+    """CPU-time limit per process (RLIMIT_CPU: each process of the sandbox, forked ones
+    included, counts its own time), seconds: SIGXCPU at this, SIGKILL one second later;
+    0 = the whole seconds of `timeout_s` plus 2."""
     memory_mb: int = 512
     """Address-space limit per process, MiB."""
     file_mb: int = 16
