@@ -292,6 +292,30 @@ def test_the_run_logs_training_loss_per_domain(reference_run):
     assert sum(len([d for d in by_domain if step in by_domain[d]]) > 1 for step in losses) >= 8
 
 
+def test_eval_hook_runs_every_n_steps_and_at_stage_ends(make_cfg, data_dir, tokenizer_dir,
+                                                        monkeypatch):
+    import youtu.eval.runner
+
+    calls = []
+
+    def fake_evaluate(eval_cfg, checkpoint, out_dir, device="auto"):
+        step = read_marker(checkpoint)["step"]
+        calls.append((step, Path(checkpoint).name))
+        return {"scores": {"probe/fake": step / 100, "note": "not a number"}}
+
+    monkeypatch.setattr(youtu.eval.runner, "evaluate", fake_evaluate)
+    # max_steps=8: stages of 2 steps end at 2, 4, 6, 8; the hook also runs at 3 (6 is an end)
+    cfg = make_cfg("--train.max_steps=8", "--train.checkpoint_every=0", "--train.eval_hook=true",
+                   "--train.eval_hook_every=3")
+    train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
+    assert calls == [(2, "stage_commonsense"), (3, "step_00000003"), (4, "stage_stem"),
+                     (6, "stage_general"), (8, "stage_agent")]
+    scores = read_metrics(cfg.run_dir / "train" / "metrics.jsonl", "eval/probe/fake")
+    assert scores == {2: 0.02, 3: 0.03, 4: 0.04, 6: 0.06, 8: 0.08}
+    with pytest.raises(ConfigError, match="eval_hook_every needs eval_hook = true"):
+        make_cfg("--train.eval_hook_every=3")
+
+
 def test_nan_step_is_skipped_counted_and_stops_the_run(make_cfg, data_dir, tmp_path):
     cfg = make_cfg("--train.max_skipped_steps=1")
     trainer, sampler, plan = _trainer(cfg, data_dir, tmp_path)

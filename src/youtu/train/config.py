@@ -147,12 +147,22 @@ class TrainConfig(LoopConfig):
     tokenizer) for per-domain held-out loss and bits per byte; empty = `<data dir>/heldout`
     when it exists, else no held-out evaluation."""
     eval_hook: bool = False
-    """Run youtu.eval (the `[eval]` section) on every stage-end checkpoint and log its scores."""
+    """Run youtu.eval (the `[eval]` section) on every stage-end checkpoint and log its scores
+    (`eval/<key>`)."""
+    eval_hook_every: int = 0
+    """With `eval_hook`: also every this many steps, on a step checkpoint written for it
+    (counted in `keep_last`); 0 = stage ends only. Separate from `eval_every` (the cheap
+    held-out loss), as a youtu.eval run costs much more."""
 
     def __post_init__(self):
         super().__post_init__()
         if not self.stages:
             raise ValueError("stages must name at least one curriculum stage")
+        if self.eval_hook_every < 0:
+            raise ValueError(f"eval_hook_every must be >= 0, got {self.eval_hook_every}")
+        if self.eval_hook_every and not self.eval_hook:
+            raise ValueError("eval_hook_every needs eval_hook = true (it schedules the youtu.eval "
+                             "hook); set both, or eval_every for the held-out loss alone")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stages: stage names must be unique, got {names}")

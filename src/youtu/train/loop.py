@@ -150,7 +150,8 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
                 logger.warning("no held-out shards at %s: held-out loss / bits per byte are not "
                                "reported (set train.heldout_dir)", held_dir)
             final = trainer.run(spans, schedule, sampler, plan_total=total_steps(plan),
-                                heldout=heldout, eval_hook=eval_hook(cfg))
+                                heldout=heldout, eval_hook=eval_hook(cfg),
+                                eval_hook_every=tcfg.eval_hook_every)
         finally:
             trainer.close()
         if final is None:
@@ -204,8 +205,9 @@ def heldout_sets(shards, tok, *, tokens: int, seq_len: int, rows_per_batch: int,
 
 
 def eval_hook(cfg: RunConfig):
-    """`youtu.eval`'s evaluate on each stage-end checkpoint when `train.eval_hook` is on; None
-    otherwise."""
+    """`youtu.eval`'s evaluate on a checkpoint (each stage end, and every
+    `train.eval_hook_every` steps) when `train.eval_hook` is on; None otherwise. Scores go to
+    the metrics as `eval/<key>`; the evaluation's files to `<checkpoints>/eval/<checkpoint>`."""
     if not cfg.train.eval_hook:
         return None
     from youtu.eval.runner import evaluate

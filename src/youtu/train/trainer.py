@@ -448,7 +448,7 @@ class Trainer:
 
     def run(self, spans: Sequence[StageSpan], schedule: WSD, source: BatchSource, *,
             plan_total: int, heldout: dict[str, HeldOut] | None = None,
-            eval_hook=None) -> Path:
+            eval_hook=None, eval_hook_every: int = 0) -> Path:
         """Train from `self.step` to the end of the last span (or `stop_after`).
 
         Args:
@@ -459,6 +459,8 @@ class Trainer:
             heldout: per-domain held-out rows, scored every `eval_every` steps and at stage ends.
             eval_hook: called as eval_hook(checkpoint_path, step) after each stage-end
                 checkpoint; returns scalars to log (the youtu.eval hook).
+            eval_hook_every: also call `eval_hook` every this many steps, on a step checkpoint
+                written for it; 0 = stage ends only.
 
         Returns:
             The last checkpoint written (the final stage's, or the one at `stop_after`).
@@ -481,8 +483,13 @@ class Trainer:
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and heldout:
                     self.metrics.log(self.step, self.evaluate(heldout))
                 periodic = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
-                if self.step < span.end_step and (periodic or self.step == stop):
-                    self.save(ckpt.step_dirname(self.step), span.name, source, cfg.keep_last)
+                hook_now = (eval_hook is not None and eval_hook_every
+                            and self.step % eval_hook_every == 0)
+                if self.step < span.end_step and (periodic or hook_now or self.step == stop):
+                    path = self.save(ckpt.step_dirname(self.step), span.name, source,
+                                     cfg.keep_last)
+                    if hook_now and self.dist.is_main:
+                        self.metrics.log(self.step, eval_hook(path, self.step) or {})
             if self.step < span.end_step:  # stopped early (stop_after)
                 break
             if heldout:
