@@ -15,7 +15,7 @@ from youtu.agentic.render import (from_hermes, from_openai, from_react, from_tex
 
 TRAJS = [ENVIRONMENTS[name].solve(ENVIRONMENTS[name].generate(seed, 1 + seed % 3),
                                   random.Random(seed), 0.6)
-         for name in ("math", "tools", "research") for seed in range(4)]
+         for name in ("math", "tools", "research", "code") for seed in range(4)]
 
 
 def _same(a, b):
@@ -25,10 +25,22 @@ def _same(a, b):
         [(p.name, p.text, p.message) for p in b.phases]
 
 
+def _to_openai(traj) -> str:
+    """An OpenAI-style export: the request's messages and tools as JSON."""
+    return json.dumps({"messages": traj.messages, "tools": traj.tools})
+
+
+def _from_openai(text: str, domain: str):
+    data = json.loads(text)
+    return from_openai(data["messages"], data["tools"], domain=domain)
+
+
 @pytest.mark.parametrize("export, load", [(render_text, from_text), (to_hermes, from_hermes),
-                                          (to_react, from_react)],
-                         ids=["youtu-text", "hermes", "react"])
+                                          (to_react, from_react), (_to_openai, _from_openai)],
+                         ids=["youtu-text", "hermes", "react", "openai"])
 def test_round_trip(export, load):
+    assert {t.domain for t in TRAJS} == set(ENVIRONMENTS)  # every domain, code included
+    assert any(m["role"] == "tool" for t in TRAJS if t.domain == "code" for m in t.messages)
     for traj in TRAJS:
         back = load(export(traj), domain=traj.domain)
         _same(back, traj)
