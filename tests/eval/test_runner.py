@@ -101,8 +101,9 @@ def test_comparisons_are_labelled_by_name_or_folder(tmp_path):
     for name, score in [("base", 0.25), ("agent=mid", 0.5)]:  # a folder name may hold '='
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps({"scores": {"probe/math": score}}))
-    got = load_comparisons([str(tmp_path / "base"), f"mid={tmp_path / 'agent=mid' / 'results.json'}",
-                            str(tmp_path / "agent=mid")], taken="sft")
+    mid = tmp_path / "agent=mid"
+    got = load_comparisons([str(tmp_path / "base"), f"mid={mid / 'results.json'}", str(mid)],
+                           taken="sft")
     assert list(got) == ["base", "mid", "agent=mid"]
     assert got["mid"]["scores"] == {"probe/math": 0.5}
     assert got["base"]["checkpoint"] == str(tmp_path / "base" / "results.json")

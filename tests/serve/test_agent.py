@@ -128,7 +128,8 @@ def test_agent_main_refuses_bad_configs():
 
 
 def _forever(before, thinking):
-    return '<think>\n\n</think>\n\n<tool_call>{"name": "lookup", "arguments": {"key": "y"}}</tool_call>'
+    return ('<think>\n\n</think>\n\n'
+            '<tool_call>{"name": "lookup", "arguments": {"key": "y"}}</tool_call>')
 
 
 def _trajectory(run, tools):
@@ -148,8 +149,8 @@ def test_runs_stopped_by_a_limit_end_as_valid_trajectories(scripted, tok):
         traj = _trajectory(run, tools)
         traj.validate()
         assert traj.messages[:-1] == run.messages and traj.messages[-1]["role"] == "assistant"
-        assert traj.messages[-1]["content"] == run.stop_note() and "before a final answer" in \
-            run.stop_note()
+        assert traj.messages[-1]["content"] == run.stop_note()
+        assert "before a final answer" in run.stop_note()
     assert "step limit (2 model calls)" in step.stop_note()
 
     # a reply cut at its token limit right after a complete call: the call never ran
