@@ -272,9 +272,39 @@ def test_shipped_tiny_rl_section_runs_on_the_math_env_with_tools(tmp_path, polic
     assert (final / "model.safetensors").is_file()
 
 
+def test_custom_reward_module_from_the_command_line(tmp_path, policy_dir, monkeypatch):
+    """`youtu rl --rl.reward_modules='["pkg.mod"]' --rl.rewards='{mine = 1.0}'`: the module is
+    imported before the weights are checked, and its reward scores the episodes."""
+    from youtu.train import rewards
+
+    monkeypatch.setattr(rewards, "REWARDS", dict(rewards.REWARDS))
+    pkg = tmp_path / "src" / "my_rl_rewards"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "custom.py").write_text(
+        "from youtu.train.rewards import register_reward\n\n\n"
+        "@register_reward('three_eighths')\n"
+        "def three_eighths(sample):\n"
+        "    return 0.375 if sample.completion is not None else 0.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    for name in ("my_rl_rewards", "my_rl_rewards.custom"):
+        monkeypatch.delitem(sys.modules, name, raising=False)  # dropped again after the test
+    monkeypatch.chdir(tmp_path)
+    args = rl_args(tmp_path, policy_dir, "--rl.steps=1", "--rl.prompts_per_step=4",
+                   "--rl.group_size=2", "--rl.eval_tasks=0",
+                   '--rl.reward_modules=["my_rl_rewards.custom"]',
+                   "--rl.rewards={three_eighths = 2.0}")
+    assert cli.main(["rl", *args]) == 0
+    (row,) = _metric_rows(tmp_path / "tiny" / "rl")
+    assert row["rl/reward/three_eighths"] == 0.375 and row["rl/reward"] == 0.75
+
+
 def test_config_errors_name_the_fix(tmp_path, policy_dir):
-    with pytest.raises(ConfigError, match="unknown reward 'nope'"):
+    with pytest.raises(ConfigError, match="unknown reward 'nope'.*rl.reward_modules"):
         rl(rl_config(tmp_path, policy_dir, "--rl.rewards={nope = 1.0}"), policy_dir, tmp_path)
+    with pytest.raises(ConfigError, match="cannot import 'no_such_rewards_mod'.*PYTHONPATH"):
+        rl(rl_config(tmp_path, policy_dir, '--rl.reward_modules=["no_such_rewards_mod"]'),
+           policy_dir, tmp_path)
     with pytest.raises(ConfigError, match="unknown environment"):
         rl(rl_config(tmp_path, policy_dir, "--rl.env=chess"), policy_dir, tmp_path)
     with pytest.raises(ConfigError, match="minibatches"):

@@ -260,6 +260,9 @@ class RLConfig(LoopConfig):
     rewards: dict[str, float] = field(default_factory=lambda: {"env": 1.0})
     """{reward name: weight} over `youtu.train.rewards.REWARDS`; the episode reward is the
     weighted sum ('env' = the task environment's verifier)."""
+    reward_modules: list[str] = field(default_factory=list)
+    """Python modules imported before `rewards` is checked, e.g. ["mypkg.rewards"]: their import
+    registers custom rewards (`youtu.train.rewards.register_reward`) that `rewards` can name."""
     prompts_per_step: int = 8
     """Tasks per round, over all processes (each is rolled out `group_size` times)."""
     group_size: int = 8

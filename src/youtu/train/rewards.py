@@ -21,16 +21,24 @@ Built in:
 
 `rl.rewards` in the config is a {name: weight} table over this registry; the episode's reward is
 the weighted sum. A reward function takes a `RewardInput` and returns a float (usually in [0, 1]).
+Rewards of your own reach the command line through `rl.reward_modules`: modules imported before
+the weights are checked, whose import registers them:
+
+    youtu rl configs/tiny.toml --rl.reward_modules='["mypkg.rewards"]' --rl.rewards='{mine = 1.0}'
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from youtu.errors import ConfigError
 from youtu.tokenizer.chat import parse_tool_calls
 
 
@@ -98,8 +106,29 @@ def get_reward(name: str) -> RewardFn:
     if name not in REWARDS:
         raise ValueError(f"unknown reward {name!r}; registered rewards: "
                          f"{', '.join(sorted(REWARDS))} "
-                         "(add one with youtu.train.rewards.register_reward)")
+                         "(add one with youtu.train.rewards.register_reward in a module named "
+                         "in rl.reward_modules)")
     return REWARDS[name]
+
+
+def load_reward_modules(modules: Sequence[str]) -> None:
+    """Import each module (`rl.reward_modules`); importing one registers its rewards.
+
+    Modules are found on sys.path and in the working directory (as `python -m` would; the
+    `youtu` console script does not put the working directory on sys.path by itself).
+
+    Raises:
+        ConfigError: naming a module that cannot be imported, and how to make it importable.
+    """
+    if modules and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ConfigError(f"rl.reward_modules: cannot import {name!r} ({e}); give a module "
+                              "path such as 'mypkg.rewards' that Python can import: install "
+                              "the package or add its folder to PYTHONPATH") from e
 
 
 def score(sample: RewardInput, weights: dict[str, float]) -> tuple[float, dict[str, float]]:

@@ -42,7 +42,7 @@ from youtu.errors import ConfigError
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel
 from youtu.train.metrics import MetricsSink, human_count, human_duration
-from youtu.train.rewards import get_reward, score
+from youtu.train.rewards import get_reward, load_reward_modules, score
 from youtu.train.rl_envs import HELDOUT_SEED, get_env, task_seed
 from youtu.train.rl_loss import (Mismatch, group_advantages, linear_token_logprobs,
                                  logprob_mismatch, policy_loss)
@@ -465,6 +465,7 @@ def rl(cfg: RunConfig, init_checkpoint: str | Path, out_dir: str | Path) -> Path
     init_checkpoint, out_dir = Path(init_checkpoint), Path(out_dir)
     if not (init_checkpoint / "config.json").is_file():
         raise ConfigError(f"rl.init: {init_checkpoint} is not a model folder (no config.json)")
+    load_reward_modules(rl_cfg.reward_modules)  # they register rewards the weights may name
     try:
         env = get_env(rl_cfg.env)
         for name in rl_cfg.rewards:
