@@ -26,7 +26,8 @@ class LLMTeacherConfig:
     """A teacher model behind any OpenAI-compatible endpoint (vLLM, SGLang, `youtu serve`)."""
 
     base_url: str = "http://127.0.0.1:8000/v1"
-    """Endpoint root; requests go to `<base_url>/chat/completions`."""
+    """Endpoint root; requests go to `<base_url>/chat/completions`. It, the key, concurrency,
+    timeout and retry settings may change between runs resuming one output folder."""
     model: str = "teacher"
     """Model name sent in each request."""
     api_key_env: str = "OPENAI_API_KEY"
@@ -67,7 +68,8 @@ class SynthConfig:
     out: str = ""
     """Output folder for trajectory shards; empty = `<run_dir>/synth`."""
     mix: dict[str, int] = field(default_factory=_tiny_mix)
-    """Tasks to attempt per domain (math, code, tools, research); kept = verified, deduped."""
+    """Tasks to attempt per domain (math, code, tools, research); kept = verified, deduped.
+    A run resumed in the same folder may grow these counts, not shrink them."""
     seed: int = 0
     """First task seed; domain tasks use seeds seed .. seed + count - 1 (< 1,000,000: higher
     seeds are held out for evaluation)."""

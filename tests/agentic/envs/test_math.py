@@ -1,13 +1,17 @@
 """Math environment: every family's checker accepts the exact answer in equivalent forms and
-rejects near-misses; the calculator is exact and refuses unsafe or explosive input."""
+rejects near-misses (judged against exact arithmetic done without sympy); the calculator is
+exact and refuses unsafe or explosive input."""
 
 from __future__ import annotations
 
+import random
 import time
+from fractions import Fraction
 
 import pytest
 
 from youtu.agentic.envs.math import FAMILIES, MathEnv, calculate, parse_exact
+from youtu.agentic.trajectory import Task
 
 ENV = MathEnv()
 
@@ -27,19 +31,47 @@ def _one_task_per_family() -> dict[str, object]:
 TASKS = _one_task_per_family()
 
 
+def _value(text: str, kind: str) -> Fraction | frozenset | tuple:
+    """An answer's exact value by Fraction arithmetic, independent of sympy and the checker
+    (every family's answers and wrong answers are integers, fractions or decimals)."""
+    parts = [Fraction(p) for p in text.strip().strip("{}()").split(",")]
+    return parts[0] if kind == "number" else frozenset(parts) if kind == "set" else tuple(parts)
+
+
 @pytest.mark.parametrize("family", sorted(TASKS))
 def test_checker_accepts_the_answer_and_rejects_near_misses(family):
     task = TASKS[family]
+    kind, want = task.meta["kind"], _value(task.answer, task.meta["kind"])
     assert ENV.check(task, task.answer).correct
     assert task.near_misses, "every problem needs plausible wrong answers"
-    for wrong in task.near_misses:
+    for wrong in task.near_misses:  # really wrong (generate() keeps what the checker rejects)
+        assert _value(wrong, kind) != want, (task.prompt, wrong)
         assert not ENV.check(task, wrong).correct, (task.prompt, wrong)
     if task.meta["mistake"]:
+        assert _value(task.meta["mistake"]["wrong"], kind) != want
         assert not ENV.check(task, task.meta["mistake"]["wrong"]).correct
     # the gold steps really compute what they claim, and verification gives 0 for the answer
     for step in task.steps:
         assert calculate(step.arguments["expression"]) == step.result
     assert all(calculate(e) == "0" for e in ENV.verification_calls(task, task.answer))
+
+
+@pytest.mark.parametrize("family", [f for fams in FAMILIES.values() for f in fams],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_checker_agrees_with_exact_arithmetic_on_unfiltered_wrong_answers(family):
+    """The near-misses and mistakes each family proposes, before generate() drops those the
+    checker accepts: the checker accepts exactly the ones equal to the answer."""
+    wrong_ones = 0
+    for k in range(12):
+        prob = family(random.Random(k))
+        task = Task(id=f"raw-{k}", env="math", seed=k, difficulty=1, prompt=prob.prompt,
+                    answer=prob.answer, meta={"kind": prob.kind})
+        want = _value(prob.answer, prob.kind)
+        for cand in prob.near + ([prob.mistake["wrong"]] if prob.mistake else []):
+            same = _value(cand, prob.kind) == want
+            assert ENV.check(task, cand).correct == same, (prob.prompt, cand)
+            wrong_ones += not same
+    assert wrong_ones >= 12, "a family must propose really wrong answers"
 
 
 def test_generation_is_deterministic_and_levels_map_to_abilities():
