@@ -53,7 +53,6 @@ def test_fsdp_two_processes_match_one(two_process_run, reference_run):
     assert model.num_params() > 0
 
 
-@pytest.mark.slow
 def test_fsdp_resumes_from_its_own_checkpoint(two_process_run, reference_run, tiny_toml):
     ref_dir, ref = reference_run
     out = two_process_run.parent.parent
