@@ -144,13 +144,13 @@ class CausalLMLoss(nn.Module):
 
 def _add_by_domain(acc: torch.Tensor, token_loss: torch.Tensor, targets: torch.Tensor,
                    token_domains: torch.Tensor) -> None:
-    """Add the per-token losses [N] of scored tokens to acc[0, domain] and their count to
-    acc[1, domain] (two index_adds over the micro-batch: no extra forward)."""
+    """Add the per-token losses [N] of scored tokens to acc[domain, 0] and their count to
+    acc[domain, 1]: one index_add over the micro-batch, no extra forward, and no boolean
+    indexing (which would wait for the device)."""
     dom = token_domains.reshape(-1).long()
-    keep = (targets.reshape(-1) != IGNORE_INDEX) & (dom >= 0)
-    dom = dom[keep]
-    acc[0].index_add_(0, dom, token_loss.reshape(-1)[keep].double())
-    acc[1].index_add_(0, dom, torch.ones_like(dom, dtype=torch.float64))
+    keep = ((targets.reshape(-1) != IGNORE_INDEX) & (dom >= 0)).double()
+    values = torch.stack([token_loss.reshape(-1).double() * keep, keep], dim=1)  # [N, 2]
+    acc.index_add_(0, dom.clamp(min=0), values)
 
 
 def param_groups(root: nn.Module, cfg: LoopConfig) -> list[dict[str, Any]]:
@@ -349,7 +349,7 @@ class Trainer:
         by_domain = None
         if token_domains is not None and names:
             token_domains = token_domains[mine].to(dev)
-            by_domain = torch.zeros(2, len(names), dtype=torch.float64, device=dev)  # sums, counts
+            by_domain = torch.zeros(len(names), 2, dtype=torch.float64, device=dev)  # sum, count
         n_micro = rows // micro
         for i in range(n_micro):
             sl = slice(i * micro, (i + 1) * micro)
@@ -364,8 +364,8 @@ class Trainer:
         loss = self.dist.all_reduce_sum(loss_sum).item() / denom
         domain_loss = {}
         if by_domain is not None:
-            sums, n = self.dist.all_reduce_sum(by_domain).tolist()
-            domain_loss = {d: sums[k] / n[k] for k, d in enumerate(names) if n[k]}
+            per_domain = self.dist.all_reduce_sum(by_domain).tolist()
+            domain_loss = {d: total / n for d, (total, n) in zip(names, per_domain) if n}
         grad_norm = self._clip()
         skipped = self._guard(loss, grad_norm)
         if not skipped:
