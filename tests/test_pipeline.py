@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -91,6 +92,43 @@ def test_changed_config_clears_old_outputs_interrupted_step_keeps_them(tmp_path)
     assert seen[-1] is None and sorted(p.name for p in work.iterdir()) == ["ckpt3"]
 
 
+def test_ranks_split_the_steps_through_the_manifest(tmp_path):
+    """torchrun: rank 0 alone runs single-process steps; rank 1 waits on the manifest, takes
+    rank 0's results, and runs the `everywhere` steps itself. An entry of an earlier launch
+    (same key, output since deleted) does not release rank 1 early."""
+    manifest, out = tmp_path / "pipeline.json", tmp_path / "data.txt"
+    stale = {"data": {"key": "k", "done": True, "result": {"n": "stale"}, "launch": "old:0"}}
+    manifest.write_text(json.dumps(stale))
+    log: list[tuple[int, str]] = []
+
+    def data():
+        time.sleep(0.3)  # rank 1 must still be waiting when this ends
+        out.write_text("x")
+        log.append((0, "data"))
+        return {"n": 7}
+
+    def worker(rank: int, results: dict) -> None:
+        r = StepRunner(manifest, total=3, rank=rank, launch="run1:0", poll_s=0.01)
+        got = [r.run("data", "k", data, (out,)),
+               r.run("train", "t", lambda: log.append((rank, "train")) or {"ckpt": rank},
+                     everywhere=True),
+               r.run("eval", "e", lambda: log.append((rank, "eval")) or {"score": 1.0})]
+        results[rank] = got
+
+    results: dict[int, list] = {}
+    threads = [threading.Thread(target=worker, args=(rank, results)) for rank in (1, 0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert results[1][0] == {"n": 7}  # rank 0's result of this launch, not the stale entry
+    assert results[0] == [{"n": 7}, {"ckpt": 0}, {"score": 1.0}]
+    assert results[1] == [{"n": 7}, {"ckpt": 1}, {"score": 1.0}]
+    assert sorted(log) == [(0, "data"), (0, "eval"), (0, "train"), (1, "train")]
+    assert log.index((1, "train")) > log.index((0, "data"))
+    assert json.loads(manifest.read_text())["eval"]["launch"] == "run1:0"
+
+
 def test_corrupt_manifest_is_a_clear_error(tmp_path):
     (tmp_path / "pipeline.json").write_text("{not json")
     with pytest.raises(ValueError, match="corrupt.*delete it"):
@@ -125,3 +163,23 @@ def test_youtu_run_end_to_end_then_skips(tmp_path):
     assert second.returncode == 0, second.stderr[-4000:]
     assert second.stderr.count("up to date, skipped") == 9
     assert time.time() - t0 < 60
+
+
+@pytest.mark.slow
+def test_youtu_run_under_torchrun_with_two_processes(tmp_path):
+    """The same shortened pipeline as CI under torchrun (gloo, 2 CPU processes): both train
+    (FSDP2), rank 0 alone synthesizes, prepares, evaluates and writes the report."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "youtu", "run", str(ROOT / "configs/tiny.toml"), f"--out_dir={tmp_path}",
+           "--name=ddp", *SHORT]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run = tmp_path / "ddp"
+    assert proc.stdout.strip().splitlines()[-1] == str(run / "report" / "report.md")
+    steps = json.loads((run / "pipeline.json").read_text())
+    assert len(steps) == 9 and all(entry["done"] for entry in steps.values())
+    assert (run / "train_agent" / "stage_agent" / "model.safetensors").is_file()
+    # Both processes trained: the sharded training state has a file from each rank.
+    shards = {p.name.split("_")[2] for p in (run / "train_agent").rglob("*.distcp")}
+    assert shards == {"0", "1"}, sorted(p.name for p in (run / "train_agent").rglob("*.distcp"))

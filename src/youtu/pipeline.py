@@ -3,9 +3,11 @@
     youtu run                          # configs/tiny.toml: toy scale, CPU, minutes
     youtu run configs/small.toml       # one GPU
     youtu run --train.max_steps=20     # a shortened run (what CI does), same code path
+    torchrun --nproc_per_node 8 -m youtu run configs/youtu-2b.toml    # many GPUs, FSDP2
 
 Steps (each skipped when its output exists and its config hash is unchanged; training resumes
-from its newest checkpoint when interrupted):
+from its newest checkpoint when interrupted; under torchrun every process trains, rank 0 alone
+runs the other steps):
 
     synth -> tokenizer -> data -> pretrain (stages 1..n-1) -> agent stage | ablation stage
           -> sft -> eval (3 checkpoints) -> report
@@ -61,27 +63,57 @@ class StepRunner:
     it depends on) and its outputs exist. A step is recorded as started before it runs, so an
     interrupted step runs again with the same key and resumes from what it left (training
     continues from its newest checkpoint); a step whose key changed first deletes its `clear`
-    folders, so nothing made under the old config is resumed by mistake."""
+    folders, so nothing made under the old config is resumed by mistake.
 
-    def __init__(self, manifest: Path, total: int):
+    Under torchrun (world_size > 1) rank 0 owns the manifest and the folders: it runs the
+    single-process steps while the other ranks wait for the manifest to mark them done (a file
+    poll, so a data step of hours hits no collective timeout), and every rank runs the steps
+    marked `everywhere` (training), starting once rank 0 has recorded the step as started.
+    Rank 0 stamps what it writes with `launch` (the torchrun run id and restart count), so the
+    other ranks never mistake an entry of an earlier launch for this one's."""
+
+    def __init__(self, manifest: Path, total: int, rank: int = 0, launch: str = "",
+                 poll_s: float = 1.0):
         self.manifest = Path(manifest)
         self.total = total
+        self.rank = rank
+        self.launch = launch
+        self.poll_s = poll_s
         self.index = 0
         self.started = time.time()
-        self.state: dict[str, dict[str, Any]] = {}
-        if self.manifest.exists():
-            try:
-                self.state = json.loads(self.manifest.read_text())
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{self.manifest} is corrupt ({e}); delete it to re-run every "
-                                  "step") from e
+        self.state = self._load()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if not self.manifest.exists():
+            return {}
+        try:
+            return json.loads(self.manifest.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{self.manifest} is corrupt ({e}); delete it to re-run every "
+                              "step") from e
 
     def _save(self) -> None:
         atomic_write_text(self.manifest, json.dumps(self.state, indent=2, default=str) + "\n")
 
+    def _wait_for_rank0(self, label: str, name: str, key: str, done: bool) -> dict[str, Any]:
+        """Poll the manifest until rank 0 has started (or finished, with `done`) step `name`."""
+        t0 = last_log = time.time()
+        while True:
+            entry = self._load().get(name)
+            if (entry and entry["key"] == key and entry.get("launch") == self.launch
+                    and (entry.get("done", True) or not done)):
+                return entry
+            if time.time() - last_log > 60:
+                last_log = time.time()
+                logger.info("%s: rank %d waiting for rank 0 (%.0fs)", label, self.rank,
+                            time.time() - t0)
+            time.sleep(self.poll_s)
+
     def run(self, name: str, key: str, fn: Callable[[], dict[str, Any] | None],
-            outputs: tuple[Path, ...] = (), clear: tuple[Path, ...] = ()) -> dict[str, Any]:
-        """Run `fn` unless step `name` finished before with this `key` and its outputs exist."""
+            outputs: tuple[Path, ...] = (), clear: tuple[Path, ...] = (),
+            everywhere: bool = False) -> dict[str, Any]:
+        """Run `fn` unless step `name` finished before with this `key` and its outputs exist.
+        `everywhere`: every rank runs `fn` (a distributed step), not only rank 0."""
         self.index += 1
         label = f"[{self.index}/{self.total}] {name}"
         entry = self.state.get(name)
@@ -89,19 +121,28 @@ class StepRunner:
                 and all(Path(p).exists() for p in outputs)):
             logger.info("%s: up to date, skipped", label)
             return entry["result"]
+        if self.rank != 0:
+            entry = self._wait_for_rank0(label, name, key, done=not everywhere)
+            if not everywhere:
+                self.state[name] = entry
+                return entry["result"]
+            result = fn() or {}
+            self.state[name] = {"key": key, "done": True, "result": result}
+            return result
         if entry and entry["key"] != key:
             for path in clear:
                 if Path(path).exists():
                     logger.info("%s: config changed, removing %s", label, path)
                     shutil.rmtree(path)
         logger.info("%s: running (pipeline at %.0fs)", label, time.time() - self.started)
-        self.state[name] = {"key": key, "done": False}
+        self.state[name] = {"key": key, "done": False, "launch": self.launch}
         self._save()
         t0 = time.time()
         result = fn() or {}
         seconds = time.time() - t0
         self.state[name] = {"key": key, "done": True, "seconds": round(seconds, 2),
-                            "result": result, "outputs": [str(p) for p in outputs]}
+                            "result": result, "outputs": [str(p) for p in outputs],
+                            "launch": self.launch}
         self._save()
         logger.info("%s: done in %.1fs", label, seconds)
         return result
@@ -143,12 +184,14 @@ def _synth(cfg: RunConfig, out: Path) -> dict[str, Any]:
 def _agent_documents(synth_dir: Path):
     from youtu.agentic.render import render_text
     from youtu.agentic.trajectory import load_trajectories
-    from youtu.data import Document
+    from youtu.data.document import TRUSTED_SPECIAL, Document
 
+    # Rendered by us from validated trajectories: their chat/tool markup are special tokens
+    # (text from any other source never becomes one).
     for traj in load_trajectories(synth_dir):
         if traj.outcome.verified:
             yield Document(text=render_text(traj), domain=AGENT, source=f"synth/{traj.domain}",
-                           meta={"id": traj.id})
+                           meta={"id": traj.id, TRUSTED_SPECIAL: True})
 
 
 def _tokenizer(cfg: RunConfig, synth_dir: Path, out: Path) -> dict[str, Any]:
@@ -187,17 +230,23 @@ def run_pipeline(cfg: RunConfig) -> Path:
     from youtu.train.sft import sft
 
     run = cfg.run_dir
-    run.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run / "run.toml")
-    steps = StepRunner(run / "pipeline.json", total=9)
-    d_synth, d_tok, d_data = run / "synth", run / "tokenizer", run / "data"
-    d_train, d_agent = run / "train", run / "train_agent"
-    d_noagent, d_sft = run / "train_noagent", run / "sft"
     stage_names = [s.name for s in cfg.train.stages]
     if len(stage_names) < 2:
         raise ConfigError("the pipeline needs at least two curriculum stages (the last one is the "
                          "agentic stage of the ablation)")
     ablated = without_domain(cfg)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run / "run.toml")
+    launch = f"{os.environ.get('TORCHELASTIC_RUN_ID', '')}:{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    steps = StepRunner(run / "pipeline.json", total=9, rank=rank, launch=launch)
+    d_synth, d_tok, d_data = run / "synth", run / "tokenizer", run / "data"
+    d_train, d_agent = run / "train", run / "train_agent"
+    d_noagent, d_sft = run / "train_noagent", run / "sft"
+
+    def weights(folder: Path, stage: str) -> tuple[Path, ...]:
+        return (folder / f"stage_{stage}" / "model.safetensors",)
 
     h_synth = config_hash([cfg.synth, cfg.seed])
     steps.run("synth", h_synth, lambda: _synth(cfg, d_synth), (d_synth / "stats.json",),
@@ -215,39 +264,40 @@ def run_pipeline(cfg: RunConfig) -> Path:
     base = steps.run("pretrain", config_hash([h_model, cfg.train.stages[:-1]]),
                      lambda: _checkpoint_result(train(_with_stages(cfg, stage_names[:-1]),
                                                       d_data, d_tok, d_train)),
-                     clear=(d_train,))
+                     weights(d_train, stage_names[-2]), clear=(d_train,), everywhere=True)
     base_ckpt = Path(base["checkpoint"])
     agent = steps.run("agent stage", config_hash([h_model, cfg.train.stages]),
                       lambda: _checkpoint_result(train(_with_stages(cfg, stage_names[-1:]),
                                                        d_data, d_tok, d_agent, init=base_ckpt)),
-                      clear=(d_agent,))
+                      weights(d_agent, stage_names[-1]), clear=(d_agent,), everywhere=True)
     noagent = steps.run("ablation stage", config_hash([h_model, ablated.train.stages]),
                         lambda: _checkpoint_result(train(_with_stages(ablated, stage_names[-1:]),
                                                          d_data, d_tok, d_noagent,
                                                          init=base_ckpt)),
-                        clear=(d_noagent,))
+                        weights(d_noagent, stage_names[-1]), clear=(d_noagent,), everywhere=True)
     agent_ckpt, noagent_ckpt = Path(agent["checkpoint"]), Path(noagent["checkpoint"])
     sft_res = steps.run("sft", config_hash([h_model, cfg.train.stages, cfg.sft]),
                         lambda: _checkpoint_result(sft(cfg, init_checkpoint=agent_ckpt,
                                                        out_dir=d_sft, data_dir=d_data,
                                                        trajectories_dir=d_synth)),
-                        clear=(d_sft,))
+                        weights(d_sft, "sft"), clear=(d_sft,), everywhere=True)
     sft_ckpt = Path(sft_res["checkpoint"])
 
     models = {"without agentic stage": noagent_ckpt, "with agentic stage": agent_ckpt,
               "with agentic stage + SFT": sft_ckpt}
+    eval_dirs = {label: run / "eval" / ckpt.parent.name / ckpt.name for label, ckpt in models.items()}
 
     def _eval() -> dict[str, Any]:
         out = {}
         for label, ckpt in models.items():
-            res = evaluate(cfg.eval, ckpt, run / "eval" / ckpt.parent.name / ckpt.name,
-                           device=cfg.device, label=label)
-            out[label] = str(run / "eval" / ckpt.parent.name / ckpt.name / "results.json")
+            res = evaluate(cfg.eval, ckpt, eval_dirs[label], device=cfg.device, label=label)
+            out[label] = str(eval_dirs[label] / "results.json")
             logger.info("eval %s: %s", label, {k: round(v, 3) for k, v in res["scores"].items()})
         return out
 
-    h_eval = config_hash([h_model, cfg.train.stages, cfg.sft, cfg.eval])
-    evals = steps.run("eval", h_eval, _eval)
+    # eval.compare (earlier results beside a `youtu eval` report) is not used here.
+    h_eval = config_hash([h_model, cfg.train.stages, cfg.sft, dataclasses.replace(cfg.eval, compare=[])])
+    evals = steps.run("eval", h_eval, _eval, tuple(d / "results.json" for d in eval_dirs.values()))
 
     def _report() -> dict[str, Any]:
         results = {label: json.loads(Path(p).read_text()) for label, p in evals.items()}
@@ -275,7 +325,15 @@ def _append_training_section(report: Path, plots: list[Path], state: dict[str, d
 
 
 def main(cfg: RunConfig) -> int:
-    """`youtu run [config]`: the whole recipe, resumable; prints the report path."""
-    report = run_pipeline(cfg)
-    print(report)
+    """`youtu run [config]`: the whole recipe, resumable; prints the report path. Under
+    torchrun the processes join one group here and keep it for every training step."""
+    from youtu.train import parallel
+
+    dist = parallel.init_distributed(cfg.device)
+    try:
+        report = run_pipeline(cfg)
+    finally:
+        parallel.shutdown(dist)
+    if dist.is_main:
+        print(report)
     return 0
