@@ -183,3 +183,28 @@ def test_youtu_run_under_torchrun_with_two_processes(tmp_path):
     # Both processes trained: the sharded training state has a file from each rank.
     shards = {p.name.split("_")[2] for p in (run / "train_agent").rglob("*.distcp")}
     assert shards == {"0", "1"}, sorted(p.name for p in (run / "train_agent").rglob("*.distcp"))
+
+
+def test_data_prepare_command_reads_the_synthesized_trajectories(tmp_path, capsys):
+    """`youtu synth` then `youtu data prepare` (no `youtu run`): the trajectories become the
+    agent domain, with their markup as special tokens."""
+    from youtu.agentic.synthesize import synthesize
+    from youtu.data.shards import ShardSet
+    from youtu.pipeline import data_prepare_main
+    from youtu.tokenizer.train import train_from_texts
+
+    cfg = load_config(ROOT / "configs/tiny.toml", [
+        f"--out_dir={tmp_path}", "--name=r", "--synth.mix={math = 6, tools = 6}",
+        "--synth.workers=0", "--data.workers=0", "--data.embedded.code_chars=20000",
+        "--data.embedded.prose_chars=20000", "--data.embedded.stem_chars=5000"])
+    stats = synthesize(cfg.synth, cfg.run_dir / "synth")
+    tok = train_from_texts(["The river ran past the stone house. 12 + 30 = 42."] * 50, vocab_size=1024)
+    tok.save(cfg.run_dir / "tokenizer")
+    assert data_prepare_main(cfg) == 0
+    assert "agent" in capsys.readouterr().out
+    shards = ShardSet.open(cfg.run_dir / "data", tok.fingerprint)
+    manifest = json.loads((cfg.run_dir / "data" / "manifest.json").read_text())
+    held = manifest["heldout"]["domains"].get("agent", {}).get("docs", 0)
+    assert shards.num_docs("agent") + held == stats["kept"] > 0
+    ids = shards.document("agent", 0).tolist()
+    assert tok.special("<tool_call>") in ids or tok.special("<analysis>") in ids

@@ -45,8 +45,9 @@ COMMANDS: dict[str, Command] = {
     "tokenizer eval": Command("youtu.data.tokenizer_commands:eval_main",
                               "bytes/token per domain vs "
                               "reference tokenizers", ("tokenizer", "data")),
-    "data prepare": Command("youtu.data.prepare:main", "read, filter, dedup and tokenize sources "
-                            "into token shards", ("tokenizer", "data")),
+    "data prepare": Command("youtu.pipeline:data_prepare_main", "read, filter, dedup and "
+                            "tokenize sources (+ youtu synth's trajectories) into token shards",
+                            ("tokenizer", "data", "synth", "eval")),
     "data inspect": Command("youtu.data.inspect:main", "show the shard tree, counts and samples",
                             ("data", "train")),
     "synth": Command("youtu.agentic.synthesize:main", "synthesize verified agentic trajectories",

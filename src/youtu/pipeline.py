@@ -217,6 +217,23 @@ def _data(cfg: RunConfig, tokenizer_dir: Path, synth_dir: Path, out: Path) -> di
     return {"tokens": manifest["totals"]["tokens"]}
 
 
+def data_prepare_main(cfg: RunConfig) -> int:
+    """`youtu data prepare`: the `[data]` sources plus the trajectories of `youtu synth`
+    (`synth.out`, default `<run_dir>/synth`) as the agent domain, decontaminated against the
+    eval items, as `youtu run`'s data step does."""
+    from youtu.data.prepare import main as prepare_main
+    from youtu.eval.runner import decontamination_texts
+
+    synth_dir = Path(cfg.synth.out) if cfg.synth.out else cfg.run_dir / "synth"
+    if synth_dir.is_dir():
+        extra = _agent_documents(synth_dir)
+    else:
+        logger.warning("no trajectories at %s: no agent-domain shards (run `youtu synth` first "
+                       "or set --synth.out; stages that mix 'agent' need them)", synth_dir)
+        extra = ()
+    return prepare_main(cfg, extra=extra, eval_texts=decontamination_texts(cfg.eval))
+
+
 def _checkpoint_result(path: Path) -> dict[str, Any]:
     return {"checkpoint": str(path)}
 

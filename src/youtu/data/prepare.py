@@ -476,9 +476,11 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
     return manifest
 
 
-def main(cfg: RunConfig) -> int:
+def main(cfg: RunConfig, extra: Iterable[Document] = (), eval_texts: Iterable[str] = ()) -> int:
     """`youtu data prepare`: shards into `data.dir` (default `<run_dir>/data`) with the tokenizer
-    at `tokenizer.path` (default `<run_dir>/tokenizer`)."""
+    at `tokenizer.path` (default `<run_dir>/tokenizer`). The command (youtu.pipeline's
+    `data_prepare_main`) passes the synthesized trajectories as `extra` and the eval items as
+    `eval_texts`, which this package cannot read itself."""
     from youtu.tokenizer import Tokenizer
 
     tokenizer_dir = Path(cfg.tokenizer.path) if cfg.tokenizer.path else cfg.run_dir / "tokenizer"
@@ -486,7 +488,8 @@ def main(cfg: RunConfig) -> int:
         raise ConfigError(f"no tokenizer at {tokenizer_dir}: run `youtu tokenizer train` first, "
                           f"or set --tokenizer.path to a folder with tokenizer.json")
     out_dir = Path(cfg.data.dir) if cfg.data.dir else cfg.run_dir / "data"
-    manifest = prepare(cfg.data, Tokenizer.load(tokenizer_dir), out_dir)
+    manifest = prepare(cfg.data, Tokenizer.load(tokenizer_dir), out_dir, extra=extra,
+                       eval_texts=eval_texts)
     held = manifest["heldout"]["domains"]
     for name, d in manifest["domains"].items():
         h = held.get(name, {"docs": 0, "tokens": 0})
