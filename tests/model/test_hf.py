@@ -77,6 +77,18 @@ def test_yarn_changes_the_logits(make_model):
 
 
 @torch.no_grad()
+def test_init_rope_after_a_config_change_equals_a_model_built_with_it(make_model):
+    """A curriculum stage switches YaRN on in place (config + init_rope): the RoPE table and
+    the softmax scale (mscale_all_dim) must both follow, as in a model built with YaRN."""
+    plain, yarn = make_model("qlora"), make_model("yarn")
+    plain.config.rope_scaling = yarn.config.rope_scaling
+    plain.init_rope()
+    yarn.load_state_dict(plain.state_dict())
+    ids = _ids(1)
+    assert _max_diff(plain(ids), yarn(ids)) < 1e-6
+
+
+@torch.no_grad()
 def test_save_load_round_trip_in_bf16(model, tmp_path):
     save_pretrained(model, tmp_path, dtype=torch.bfloat16)
     config = json.loads((tmp_path / "config.json").read_text())

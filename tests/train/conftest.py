@@ -75,14 +75,16 @@ ADD_TOOL = {"type": "function", "function": {
 
 
 def _documents(seed: int = 0):
-    from youtu.data.document import Document
+    from youtu.data.document import TRUSTED_SPECIAL, Document
 
     rng = random.Random(seed)
     makers = {"commonsense": _commonsense, "stem": _stem, "code": _code, "agent": _agent}
     docs = []
     for domain, make in makers.items():
         for i in range(120):
-            docs.append(Document(text=make(rng), domain=domain, source=f"gen-{domain}", meta={}))
+            # Like the pipeline's trajectories, generated agent text keeps its markup as specials.
+            meta = {TRUSTED_SPECIAL: True} if domain == "agent" else {}
+            docs.append(Document(text=make(rng), domain=domain, source=f"gen-{domain}", meta=meta))
     for i in range(60):
         conv = chat_conversation(rng, with_tools=i % 2 == 0)
         docs.append(Document(text="", domain="chat", source="gen-chat",

@@ -375,7 +375,7 @@ def test_loss_falls_in_every_stage_on_the_embedded_corpus_and_sft_helps(tmp_path
     from youtu.agentic.render import render_text
     from youtu.config import load_config
     from youtu.data.config import DataConfig, EmbeddedConfig
-    from youtu.data.document import Document
+    from youtu.data.document import TRUSTED_SPECIAL, Document
     from youtu.data.prepare import prepare
     from youtu.data.sources import embedded_corpus
     from youtu.tokenizer.train import train_from_texts
@@ -391,7 +391,8 @@ def test_loss_falls_in_every_stage_on_the_embedded_corpus_and_sft_helps(tmp_path
     for i in range(60):
         env = ENVIRONMENTS[("math", "tools")[i % 2]]
         traj = env.solve(env.generate(1000 + i), rng)
-        agent.append(Document(text=render_text(traj), domain="agent", source="scripted", meta={}))
+        agent.append(Document(text=render_text(traj), domain="agent", source="scripted",
+                              meta={TRUSTED_SPECIAL: True}))
     chats = [chat_conversation(rng, with_tools=i % 3 == 0) for i in range(300)]
     data = tmp_path / "data"
     prepare(DataConfig(workers=0, embedded=EmbeddedConfig(**caps)), tok, data, extra=agent)

@@ -24,7 +24,7 @@ from youtu.model.attention import (PREFILL_EXPANDED_MIN_TOKENS, AttentionImpl, M
                                    expanded_mask)
 from youtu.model.cache import LatentCache
 from youtu.model.config import ModelConfig
-from youtu.model.layers import MLP, RMSNorm, rope_cos_sin, rope_inv_freq
+from youtu.model.layers import MLP, RMSNorm, attention_scale, rope_cos_sin, rope_inv_freq
 
 
 class DecoderLayer(nn.Module):
@@ -103,11 +103,15 @@ class YoutuForCausalLM(nn.Module):
 
         Kept as a plain fp32 attribute, not a buffer: `model.to(torch.bfloat16)` would round a
         buffer, and the table is not part of HF checkpoints. Call after changing the config's
-        RoPE fields (e.g. a curriculum stage raising rope_theta for long context).
+        RoPE fields (e.g. a curriculum stage raising rope_theta for long context). YaRN with
+        `mscale_all_dim` also scales the softmax, so the attention layers' scale is refreshed too.
         """
         self._inv_freq, self._rope_factor = rope_inv_freq(
             self.config.qk_rope_head_dim, self.config.rope_theta, self.config.rope_scaling)
         self._inv_freq_on: dict[torch.device, torch.Tensor] = {}
+        scale = attention_scale(self.config)
+        for layer in self.model.layers:
+            layer.self_attn.scale = scale
 
     def _rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         inv_freq = self._inv_freq_on.get(positions.device)

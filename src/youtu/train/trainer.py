@@ -32,9 +32,8 @@ import torch
 from torch import nn
 
 from youtu.model import YoutuForCausalLM
-from youtu.model.attention import MultiHeadLatentAttention
 from youtu.model.config import RopeScaling
-from youtu.model.layers import RMSNorm, attention_scale
+from youtu.model.layers import RMSNorm
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel
 from youtu.train.config import LoopConfig
@@ -293,13 +292,7 @@ class Trainer:
                         cfg.rope_theta, span.rope_theta, _yarn_str(cfg.rope_scaling),
                         _yarn_str(scaling))
             cfg.rope_theta, cfg.rope_scaling = span.rope_theta, scaling
-            self.model.init_rope()
-            # YaRN with mscale_all_dim also scales the softmax (layers.attention_scale), which
-            # the attention modules fix at construction.
-            scale = attention_scale(cfg)
-            for module in self.model.modules():
-                if isinstance(module, MultiHeadLatentAttention):
-                    module.scale = scale
+            self.model.init_rope()  # also the softmax scale (YaRN mscale_all_dim)
         self.guard["history"] = 0
 
     # ---- one step ------------------------------------------------------------------------------
