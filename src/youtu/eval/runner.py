@@ -277,14 +277,14 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
     if eval_cfg.cpu_threads:
         torch.set_num_threads(eval_cfg.cpu_threads)
     try:
-        for name in eval_cfg.tasks:
+        for i, name in enumerate(eval_cfg.tasks, 1):
             start = time.perf_counter()
             res = groups[name]()
             results["seconds"][name] = round(time.perf_counter() - start, 3)
             results["scores"].update(res["scores"])
             results["details"][name] = res["details"]
-            logger.info("eval %s done in %.1fs: %s", name, results["seconds"][name],
-                        {k: round(v, 4) for k, v in res["scores"].items()})
+            logger.info("eval [%d/%d] %s done in %.1fs: %s", i, len(eval_cfg.tasks), name,
+                        results["seconds"][name], {k: round(v, 4) for k, v in res["scores"].items()})
     finally:
         torch.set_num_threads(threads)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
