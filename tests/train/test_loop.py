@@ -427,53 +427,36 @@ def test_loss_falls_in_every_stage_on_the_embedded_corpus_and_sft_helps(tmp_path
     assert held[30] < held[0], held
 
 
-def test_activation_checkpointing_gives_the_same_step(make_cfg, data_dir, tmp_path):
-    results = []
-    for ac in ("false", "true"):
-        cfg = make_cfg(f"--train.activation_checkpointing={ac}")
-        trainer, sampler, plan = _trainer(cfg, data_dir, tmp_path / ac)
+def _steps_with(make_cfg, data_dir, out, override: str, steps: int = 1):
+    """(loss, grad norm, {name: weight}) after `steps` trainer steps of the tiny config with one
+    override (same data, same init for every override)."""
+    trainer, sampler, plan = _trainer(make_cfg(override), data_dir, out)
+    for _ in range(steps):
         stats = trainer.train_step(sampler.next_batch(0, plan[0].rows, plan[0].seq_len), 1e-2, plan[0])
-        results.append((stats.loss, stats.grad_norm, trainer.model.model.layers[0].mlp.up_proj.weight.clone()))
-        trainer.close()
-    (la, ga, wa), (lb, gb, wb) = results
+    model = trainer.model.model
+    weights = {"up_proj": model.layers[0].mlp.up_proj.weight.clone(),
+               "embed (= lm_head)": model.embed_tokens.weight.clone()}
+    trainer.close()
+    return stats.loss, stats.grad_norm, weights
+
+
+def test_activation_checkpointing_gives_the_same_step(make_cfg, data_dir, tmp_path):
+    la, ga, wa = _steps_with(make_cfg, data_dir, tmp_path / "a", "--train.activation_checkpointing=false")
+    lb, gb, wb = _steps_with(make_cfg, data_dir, tmp_path / "b", "--train.activation_checkpointing=true")
     assert la == lb and ga == pytest.approx(gb, rel=1e-6)
     torch.testing.assert_close(wa, wb, rtol=0, atol=1e-7)
 
 
 @pytest.mark.slow
-def test_compiled_blocks_give_the_same_step(make_cfg, data_dir, tmp_path):
-    """`train.compile = true` (each block through torch.compile, ~30 s on a CPU) against eager."""
-    results = []
-    for compile_ in ("false", "true"):
-        cfg = make_cfg(f"--train.compile={compile_}")
-        trainer, sampler, plan = _trainer(cfg, data_dir, tmp_path / compile_)
-        for _ in range(2):
-            batch = sampler.next_batch(0, plan[0].rows, plan[0].seq_len)
-            stats = trainer.train_step(batch, 1e-2, plan[0])
-        results.append((stats.loss, stats.grad_norm,
-                        trainer.model.model.layers[0].mlp.up_proj.weight.clone()))
-        trainer.close()
-    (la, ga, wa), (lb, gb, wb) = results
+@pytest.mark.parametrize("eager,fast", [("--train.compile=false", "--train.compile=true"),
+                                        ("--train.loss_kernel=chunked", "--train.loss_kernel=compiled")],
+                         ids=["compiled blocks", "compiled loss kernel"])
+def test_compiled_paths_give_the_same_steps(make_cfg, data_dir, tmp_path, eager, fast):
+    """torch.compile'd blocks / loss kernel (~30 s of compiling on a CPU) against eager."""
+    la, ga, wa = _steps_with(make_cfg, data_dir, tmp_path / "eager", eager, steps=2)
+    lb, gb, wb = _steps_with(make_cfg, data_dir, tmp_path / "fast", fast, steps=2)
     assert la == pytest.approx(lb, rel=1e-5) and ga == pytest.approx(gb, rel=1e-4)
     # Two Adam steps of lr 1e-2: a wrong gradient moves weights by ~1e-2; fusions ~1e-6.
-    torch.testing.assert_close(wa, wb, rtol=0, atol=1e-5)
-
-
-@pytest.mark.slow
-def test_compiled_loss_kernel_gives_the_same_step(make_cfg, data_dir, tmp_path):
-    """`loss_kernel = "compiled"` (torch.compile, ~30 s on a CPU) against the chunked kernel."""
-    results = []
-    for kernel in ("chunked", "compiled"):
-        cfg = make_cfg(f"--train.loss_kernel={kernel}")
-        trainer, sampler, plan = _trainer(cfg, data_dir, tmp_path / kernel)
-        for step in range(2):
-            batch = sampler.next_batch(step, plan[0].rows, plan[0].seq_len)
-            stats = trainer.train_step(batch, 1e-2, plan[0])
-        results.append((stats.loss, stats.grad_norm, trainer.model.model.embed_tokens.weight.clone()))
-        trainer.close()
-    (la, ga, wa), (lb, gb, wb) = results
-    assert la == pytest.approx(lb, rel=1e-5) and ga == pytest.approx(gb, rel=1e-4)
-    # Two Adam steps of lr 1e-2: a wrong gradient moves weights by ~1e-2; summation order ~1e-6.
     torch.testing.assert_close(wa, wb, rtol=0, atol=1e-5)
 
 
