@@ -48,3 +48,23 @@ def test_no_grad_and_all_ignored():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="targets"):
         fused_linear_cross_entropy(torch.randn(4, 8), torch.randn(11, 8), torch.zeros(5, dtype=torch.long))
+
+
+@pytest.mark.gpu
+def test_compiled_kernel_matches_chunked_under_bf16_autocast_on_cuda():
+    """The trainer's two loss kernels on the GPU path (bf16 autocast, 128k-class vocabulary):
+    same loss and gradients within bf16 matmul noise."""
+    torch.manual_seed(0)
+    hidden = torch.randn(2048, 256, device="cuda", requires_grad=True)
+    weight = (0.02 * torch.randn(32768, 256, device="cuda")).requires_grad_()
+    targets = torch.randint(0, 32768, (2048,), device="cuda")
+    targets[:100] = IGNORE_INDEX
+    results = []
+    for kernel in (_chunked(512), compiled_cross_entropy):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss, token_loss = kernel(hidden, weight, targets)
+        loss.backward()
+        results.append((loss.detach(), token_loss, hidden.grad.clone(), weight.grad.clone()))
+        hidden.grad = weight.grad = None
+    for a, b in zip(*results):
+        torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-3)
