@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from youtu.model import LatentCache, ModelConfig
+from youtu.model import LatentCache, ModelConfig, attention
 from youtu.model.attention import (MultiHeadLatentAttention, absorbed_mask, doc_block_mask, doc_segments,
                                    expanded_mask)
 from youtu.model.layers import rope_cos_sin, rope_inv_freq
@@ -22,13 +22,29 @@ def test_expanded_mask_is_causal_within_documents():
     assert expanded_mask(None) is None
 
 
-def test_doc_segments_are_the_runs_of_each_row():
+@pytest.fixture
+def segments_everywhere(monkeypatch):
+    """Spans for rows of any length and documents of any size (tests use tiny rows)."""
+    monkeypatch.setattr(attention, "SEGMENT_MIN_ROW", 1)
+    monkeypatch.setattr(attention, "SEGMENT_MIN_MEAN_LEN", 1)
+
+
+def test_doc_segments_are_the_runs_of_each_row(segments_everywhere):
     segments = doc_segments(torch.tensor([[0, 0, 1, 1, 1], [4, 4, 4, 4, 4]]))
     assert segments.rows == (((0, 2), (2, 5)), ((0, 5),))
     assert doc_segments(torch.tensor([[0, 1, 0]])) is None  # id 0 recurs: only the dense mask is exact
 
 
-def test_segmented_layer_equals_dense_mask_forward_and_backward():
+def test_doc_segments_decline_where_the_dense_mask_is_faster():
+    row = attention.SEGMENT_MIN_ROW
+    long_docs = torch.arange(row).div(4 * attention.SEGMENT_MIN_MEAN_LEN, rounding_mode="floor")
+    assert doc_segments(long_docs[None]) is not None
+    assert doc_segments(long_docs[None, : row // 2]) is None  # a short row
+    short_docs = torch.arange(row).div(attention.SEGMENT_MIN_MEAN_LEN // 2, rounding_mode="floor")
+    assert doc_segments(short_docs[None]) is None  # many short documents
+
+
+def test_segmented_layer_equals_dense_mask_forward_and_backward(segments_everywhere):
     cfg = ModelConfig.tiny()
     torch.manual_seed(0)
     attn = MultiHeadLatentAttention(cfg, layer_idx=1)

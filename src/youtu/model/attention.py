@@ -108,17 +108,34 @@ def expanded_mask(doc_ids: torch.Tensor | None) -> torch.Tensor | None:
 class DocSegments:
     """Packed documents as contiguous spans: rows[b] = [(start, end), ...] covering 0..T.
 
-    The CPU path for `doc_ids`: each document runs through SDPA's causal kernel on its own span,
-    so no [T, T] mask exists and no score across documents is computed. Tiny model, 4 x 2048
-    tokens in 3 documents per row, forward + backward + loss on 2 cores: 1.52 s with the dense
-    mask, 0.93 s with spans (the dense mask also costs a [B, 1, T, T] `where` per layer)."""
+    The CPU path for long packed rows: each document runs through SDPA's causal kernel on its
+    own span, so no [T, T] mask exists and no score across documents is computed (the dense mask
+    also costs a [B, 1, T, T] `where` per layer). Tiny model, forward + backward + loss on 2
+    cores, dense mask -> spans: 4 x 2048 with ~700-token documents 1.52 -> 1.02 s, ~200-token
+    documents 1.58 -> 1.16 s; 8 x 1024, ~300 tokens 1.15 -> 0.89 s. Each span is a separate
+    call with a fixed cost, so short rows of many documents lose: 32 x 256 with ~120-token
+    documents 0.68 -> 1.19 s, 8 x 1024 with ~100 tokens 1.04 -> 1.22 s (`doc_segments` then
+    declines)."""
 
     rows: tuple[tuple[tuple[int, int], ...], ...]
 
 
+# Where spans pay (measurements in DocSegments): rows of at least this many tokens, whose
+# documents average at least SEGMENT_MIN_MEAN_LEN tokens.
+SEGMENT_MIN_ROW = 1024
+SEGMENT_MIN_MEAN_LEN = 128
+
+
 def doc_segments(doc_ids: torch.Tensor) -> DocSegments | None:
-    """Spans of equal consecutive ids per row; None when an id recurs after another id in the
-    same row (the dense mask's semantics then differ from contiguous spans)."""
+    """Spans of equal consecutive ids per row; None when spans would be slower than the dense
+    mask (short rows, many short documents) or when an id recurs after another id in the same
+    row (the dense mask's semantics then differ from contiguous spans)."""
+    B, T = doc_ids.shape
+    if T < SEGMENT_MIN_ROW:
+        return None
+    boundaries = int((doc_ids[:, 1:] != doc_ids[:, :-1]).sum())
+    if (boundaries + B) * SEGMENT_MIN_MEAN_LEN > B * T:
+        return None
     rows = []
     for ids in doc_ids.tolist():
         spans, seen, start = [], set(), 0
