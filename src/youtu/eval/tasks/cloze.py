@@ -28,7 +28,9 @@ APTBench's action items give "Next step: ..."); candidates = the rest of the tur
 
 - action: one of each distractor kind below (spares fill in where one is missing);
 - tool: 3 wrong tools with the gold arguments (other tools offered for the task first, then
-  tools the task does not offer);
+  tools the task does not offer); only for environments with at least
+  `youtu.eval.probes.MIN_SELECT_TOOLS` tools (math offers one, so its gold tool would be the
+  same on every item and a model preferring that name would score 100%);
 - args: 3 near-miss arguments for the gold tool (another call of the same tool in this
   trajectory: the right call at the wrong moment; then a value the argument takes in other
   tasks; a changed digit, an off-by-one, a dropped word); asked at the first call, in the same
@@ -72,6 +74,7 @@ from typing import Any
 
 from youtu.eval.config import CLOZE_KINDS
 from youtu.eval.harness import LM
+from youtu.eval.probes import MIN_SELECT_TOOLS
 from youtu.tokenizer.chat import ASSISTANT, BOS, EOS, render_chat
 
 SEED = 2_000_000
@@ -344,8 +347,9 @@ def make_item(env_name: str, kind: str, seed: int, difficulty: int = 1) -> Cloze
 def build_items(envs: tuple[str, ...], kinds: tuple[str, ...], n_items: int,
                 seed: int = SEED) -> tuple[ClozeItem, ...]:
     """`n_items` items per (environment, kind) from seeds `seed, seed + 1, ...` (those whose
-    task cannot give an item are skipped). Deterministic; cached per process, so evaluating
-    several checkpoints builds the items once.
+    task cannot give an item are skipped; the tool kind is skipped for environments with fewer
+    than MIN_SELECT_TOOLS tools). Deterministic; cached per process, so evaluating several
+    checkpoints builds the items once.
 
     Args:
         envs: Environment names (keys of `youtu.agentic.envs.ENVIRONMENTS`).
@@ -366,6 +370,8 @@ def build_items(envs: tuple[str, ...], kinds: tuple[str, ...], n_items: int,
     for name in envs:
         levels = ENVIRONMENTS[name].max_difficulty
         for kind in kinds:
+            if kind == "tool" and len(ENVIRONMENTS[name].tools) < MIN_SELECT_TOOLS:
+                continue
             found, i = 0, 0
             while found < n_items:
                 if i > 20 * n_items + 100:
