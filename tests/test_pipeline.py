@@ -154,9 +154,15 @@ def test_youtu_run_end_to_end_then_skips(tmp_path):
     for name in ("agent stage", "ablation stage", "sft"):
         ckpt = Path(steps[name]["result"]["checkpoint"])
         assert (ckpt / "model.safetensors").is_file() and (ckpt / "config.json").is_file()
-    for path in steps["eval"]["result"].values():
-        scores = json.loads(Path(path).read_text())["scores"]
+    results = {label: json.loads(Path(path).read_text())["scores"]
+               for label, path in steps["eval"]["result"].items()}
+    for scores in results.values():
         assert scores and all(isinstance(v, float) for v in scores.values())
+    # The report's table rows are these results, column by column (bits per byte: 4 decimals).
+    row = next(line for line in text.splitlines() if line.startswith("| bpb/agent |"))
+    cells = [float(c) for c in row.strip("|").split("|")[1:4]]
+    labels = ["without agentic stage", "with agentic stage", "with agentic stage + SFT"]
+    assert cells == [round(results[label]["bpb/agent"], 4) for label in labels]
 
     t0 = time.time()
     second = _youtu(args, ROOT)
