@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ class TokenLM(LM):
                     out[i] = r
         todo = [i for i in range(len(pairs)) if out[i] is None]
         seqs = [(pairs[i][0] + pairs[i][1])[-(self.max_length + 1):] for i in todo]
-        for batch_rows in self._batches([len(s) for s in seqs]):
+        for batch_rows in _progress(self._batches([len(s) for s in seqs]), "scoring"):
             rows = [todo[j] for j in batch_rows]
             inputs = [seqs[j][:-1] for j in batch_rows]
             width = max(len(x) for x in inputs)
@@ -337,7 +338,8 @@ class TokenLM(LM):
                                  f"prompt in max_length {self.max_length}")
             ids = (self.head + self.encode(req.prompt)) or [self.prefix_id]
             prompts.append(ids[-budget:])  # keep the end: it holds the question being asked
-        for rows in self._batches([len(p) + r.max_new_tokens for p, r in zip(prompts, requests)]):
+        batches = self._batches([len(p) + r.max_new_tokens for p, r in zip(prompts, requests)])
+        for rows in _progress(batches, "generating"):
             reqs = [requests[i] for i in rows]
 
             def stop(r: int, new: list[int], reqs: list[GenerationRequest] = reqs) -> bool:
@@ -354,6 +356,13 @@ class TokenLM(LM):
                     ids = ids[:ids.index(self.codec.eos_id)]
                 out[i] = cut_at_stop(self.decode(ids), requests[i].until)
         return out
+
+
+def _progress(batches: list[list[int]], desc: str):
+    """A progress bar with ETA over the batches of one request list (on a terminal only, and
+    only for lists of several batches)."""
+    return tqdm(batches, desc=desc, unit="batch", leave=False,
+                disable=None if len(batches) > 1 else True)
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
