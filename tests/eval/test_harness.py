@@ -184,3 +184,32 @@ def test_batches_respect_rows_and_tokens(tiny_checkpoint):
     small = CheckpointLM(tiny_checkpoint, batch_size=8, max_batch_tokens=16)
     assert [r.logprob for r in small.loglikelihood(PAIRS)] == pytest.approx(
         [r.logprob for r in lm.loglikelihood(PAIRS)], abs=1e-5)
+
+
+@pytest.mark.hf
+def test_any_transformers_model_folder_is_scored_like_lm_eval(tiny_checkpoint, tmp_path):
+    """The hf backend on a non-Youtu architecture (a random GPT-2 with our tokenizer files):
+    log-likelihoods equal a direct computation with that model, and greedy generation runs."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from youtu.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(tiny_checkpoint)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_positions=256, n_embd=64,
+                                       n_layer=2, n_head=2, bos_token_id=tok.bos_id,
+                                       eos_token_id=tok.eos_id)).eval()
+    model.save_pretrained(tmp_path)
+    tok.save(tmp_path)
+    # GPT-2 conventions: the tokenizer adds no BOS, so by default no BOS starts a sequence
+    assert load_lm(str(tmp_path), backend="hf").head == []
+    lm = load_lm(str(tmp_path), backend="hf", batch_size=2, add_bos=True)  # as the reference
+    assert lm.max_length == 256
+    got = lm.loglikelihood(PAIRS)
+    for (ctx, cont), res in zip(PAIRS, got):
+        with torch.no_grad():
+            ref, n = _reference_loglikelihood(model, tok, ctx, cont)
+        assert res.num_tokens == n > 0
+        assert res.logprob == pytest.approx(ref, abs=1e-4), (ctx, cont)
+    out = lm.generate_until([GenerationRequest(prompt="The capital of France is", max_new_tokens=5)])
+    assert isinstance(out[0], str)
