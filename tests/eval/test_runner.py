@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 
 import pytest
 
@@ -77,8 +79,12 @@ def test_youtu_eval_command(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_latest_checkpoint_and_missing_one(tiny_checkpoint, tmp_path, capsys):
-    assert latest_checkpoint(tiny_checkpoint.parent) == tiny_checkpoint
-    assert latest_checkpoint(tmp_path) is None
+    runs = tmp_path / "runs"  # a folder of its own: other tests write model folders beside ours
+    for name, mtime in (("stage_a", 2_000_000_000), ("stage_b", 1_000_000_000)):
+        shutil.copytree(tiny_checkpoint, runs / name)
+        os.utime(runs / name, (mtime, mtime))  # the folder's time, as written last
+    assert latest_checkpoint(runs) == runs / "stage_a"  # the most recently written
+    assert latest_checkpoint(tmp_path / "empty") is None
     assert cli_main(["eval", f"--out_dir={tmp_path}", "--name=none"]) == 2
     assert "no checkpoint under" in capsys.readouterr().err
     assert cli_main(["eval", str(tmp_path / "nope"), f"--out_dir={tmp_path}"]) == 2
