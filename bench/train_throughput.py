@@ -35,7 +35,7 @@ from youtu.model import ModelConfig, YoutuForCausalLM
 from youtu.train.config import TrainConfig
 from youtu.train.trainer import Trainer
 from youtu.train.metrics import peak_flops
-from youtu.train.parallel import Dist
+from youtu.train.parallel import Dist, resolve_device
 from youtu.train.schedule import StageSpan
 
 
@@ -188,8 +188,7 @@ def main() -> None:
     p.add_argument("--no-hf", action="store_true", help="skip the transformers peer")
     args = p.parse_args()
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     cfg = getattr(ModelConfig, args.preset)()

@@ -19,6 +19,8 @@ into the matmul's epilogue and its backward. Faster on a GPU with the memory for
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -110,16 +112,16 @@ def full_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor,
     return token_loss.sum(), token_loss.detach()
 
 
-_compiled: dict[str, object] = {}
+@functools.cache
+def _compiled_full_cross_entropy():
+    return torch.compile(full_cross_entropy)
 
 
 def compiled_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor,
                            targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`full_cross_entropy` through torch.compile (compiled once per process, on first use;
     new shapes recompile with dynamic sizes)."""
-    if "fn" not in _compiled:
-        _compiled["fn"] = torch.compile(full_cross_entropy)
-    return _compiled["fn"](hidden, weight, targets)
+    return _compiled_full_cross_entropy()(hidden, weight, targets)
 
 
 def reference_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
