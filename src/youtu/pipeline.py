@@ -36,7 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from youtu.config import RunConfig, config_hash, save_config, to_dict
+from youtu.config import RunConfig
+from youtu.configlib import config_hash, save_config, to_dict
 from youtu.errors import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from youtu.config import ConfigError, from_dict
+from youtu.configlib import ConfigError, from_dict
 from youtu.tokenizer import Tokenizer
 from youtu.tokenizer.config import TokenizerConfig, TokenizerStage
 from youtu.tokenizer.evaluate import bytes_per_token

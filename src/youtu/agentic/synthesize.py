@@ -456,7 +456,7 @@ def _llm_solver(cfg: SynthConfig):
 
 def main(cfg: RunConfig) -> int:
     """`youtu synth`: synthesize into `cfg.synth.out` (default `<run_dir>/synth`)."""
-    from youtu.config import save_config
+    from youtu.configlib import save_config
 
     out = Path(cfg.synth.out) if cfg.synth.out else cfg.run_dir / "synth"
     save_config(cfg, out / "config.toml")

@@ -421,7 +421,7 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
     for split, folder in dirs.items():
         _remove_stale(folder, dict(next_index[split]))
 
-    from youtu.config import to_dict
+    from youtu.configlib import to_dict
 
     all_records = [r for split in dirs for r in records[split]]
     domain_chars = Counter()

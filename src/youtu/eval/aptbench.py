@@ -104,7 +104,7 @@ class TaskSpec:
 
 def load_task_specs(path: str | Path = TASKS_FILE) -> list[TaskSpec]:
     """Read `[[task]]` tables from a TOML file (strict: unknown keys are errors)."""
-    from youtu.config import from_dict
+    from youtu.configlib import from_dict
 
     path = Path(path)
     if not path.is_file():

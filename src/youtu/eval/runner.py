@@ -249,7 +249,7 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
         {'scores': {key: float}, 'details': {group: ...}, 'checkpoint', 'label', 'config',
         'seconds': {group: float}}.
     """
-    from youtu.config import to_dict
+    from youtu.configlib import to_dict
     from youtu.eval.report import write_report
 
     import torch
@@ -296,7 +296,7 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
 def main(cfg: RunConfig) -> int:
     """`youtu eval [checkpoint]`: evaluate one checkpoint with the `[eval]` section (and report
     it beside the earlier results `eval.compare` names)."""
-    from youtu.config import save_config
+    from youtu.configlib import save_config
 
     ev = cfg.eval
     checkpoint = ev.checkpoint

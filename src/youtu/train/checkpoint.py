@@ -204,7 +204,7 @@ def save_checkpoint(out: str | Path, name: str, *, model: YoutuForCausalLM, root
         if tokenizer_dir is not None:
             copy_tokenizer_files(tokenizer_dir, tmp)
         if run_cfg is not None:
-            from youtu.config import save_config
+            from youtu.configlib import save_config
 
             save_config(run_cfg, tmp / "run.toml")
         blob = {**state, "format": FORMAT_VERSION, "world_size": dist.world_size, "ranks": ranks}
