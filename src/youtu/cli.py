@@ -20,6 +20,7 @@ import typing
 from dataclasses import dataclass
 
 from youtu.config import ConfigError, RunConfig, dump_toml, load_config
+from youtu.errors import RunError
 
 DEFAULT_CONFIG = "configs/tiny.toml"
 
@@ -217,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"youtu: error: {e}", file=sys.stderr)
         return 2
+    except RunError as e:
+        if os.environ.get("YOUTU_TRACEBACK"):
+            raise
+        print(f"youtu: error: {e}", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError) as e:
         # Bad input found while running (a corrupt shard, a missing source file): the message
         # names it; the traceback is for developers.
