@@ -47,7 +47,7 @@ so a second open + flock in the same process would conflict with the first)."""
 
 
 def _holder() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "command": " ".join(sys.argv),
+    return {"host": socket.gethostname(), "pid": os.getpid(), "command": " ".join(sys.orig_argv),
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
