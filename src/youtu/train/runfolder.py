@@ -157,11 +157,13 @@ def _choose(folder: Path, resume: bool, setting: str) -> Path | None:
             return path
         logger.warning("resume: skipping checkpoint %s: %s", path, reason)
         skipped.append(f"{path.name} ({reason})")
+    section = setting.split(".")[0]
+    weights = (f"--{section}.init=<folder>" + (" --train.init_weights_only=true"
+                                                if section == "train" else ""))
     raise ConfigError(
         f"{folder} holds checkpoints but none can be resumed from: {'; '.join(skipped)}. "
-        "Restore or remove the damaged folder(s), start from one's weights with "
-        "--train.init=<folder> --train.init_weights_only=true, or start fresh in another "
-        "folder (--name or --out_dir)")
+        f"Restore or remove the damaged folder(s), start from one's weights with {weights}, "
+        "or start fresh in another folder (--name or --out_dir)")
 
 
 def resume_from(folder: str | Path, *, resume: bool, dist: Dist,
