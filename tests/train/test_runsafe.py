@@ -221,14 +221,21 @@ def test_check_loadable_names_each_kind_of_damage(reference_run, tmp_path, how):
     assert reason is not None and reason.startswith(expected), reason
 
 
+def _folder_with(ref_dir: Path, cfg, *names: str) -> Path:
+    """The run's checkpoint folder holding copies of the reference run's checkpoints `names`
+    (copied in that order)."""
+    out = cfg.run_dir / "train"
+    out.mkdir(parents=True)
+    for name in names:
+        shutil.copytree(ref_dir / name, out / name)
+    return out
+
+
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before_and_says_so(
         reference_run, make_cfg, data_dir, tokenizer_dir, caplog):
     ref_dir, ref_losses = reference_run
     cfg = make_cfg()
-    out = cfg.run_dir / "train"
-    out.mkdir(parents=True)
-    for name in ("stage_stem", "stage_general"):  # steps 8 and 12, written in that order
-        shutil.copytree(ref_dir / name, out / name)
+    out = _folder_with(ref_dir, cfg, "stage_stem", "stage_general")  # steps 8 and 12
     _damage(out / "stage_general", "truncated trainer_state.pt")
     with caplog.at_level(logging.WARNING, logger="youtu.train.runfolder"):
         final = train(cfg, data_dir, tokenizer_dir, out)
@@ -245,9 +252,7 @@ def test_no_silent_restart_when_the_only_checkpoint_does_not_load(
         reference_run, make_cfg, data_dir, tokenizer_dir, how):
     ref_dir, _ = reference_run
     cfg = make_cfg()
-    out = cfg.run_dir / "train"
-    out.mkdir(parents=True)
-    shutil.copytree(ref_dir / "stage_stem", out / "stage_stem")
+    out = _folder_with(ref_dir, cfg, "stage_stem")
     _damage(out / "stage_stem", how)
     weights = (out / "stage_stem" / "model.safetensors").read_bytes()
     with pytest.raises(ConfigError, match="holds checkpoints but none can be resumed from: "
@@ -261,9 +266,7 @@ def test_resume_false_in_a_used_folder_is_refused_and_keeps_the_old_run(
         reference_run, make_cfg, data_dir, tokenizer_dir):
     ref_dir, _ = reference_run
     cfg = make_cfg("--train.resume=false")
-    out = cfg.run_dir / "train"
-    out.mkdir(parents=True)
-    shutil.copytree(ref_dir / "stage_stem", out / "stage_stem")
+    out = _folder_with(ref_dir, cfg, "stage_stem")
     with pytest.raises(ConfigError, match="train.resume=false, but .* holds checkpoints of an "
                                           "earlier run \\(stage_stem\\)"):
         train(cfg, data_dir, tokenizer_dir, out)
