@@ -112,8 +112,9 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     _write_atomic(Path(folder) / "manifest.json", json.dumps(manifest, indent=1).encode())
 
 
-_CHECKED = ("docs", "tokens", "sha256", "tokenizer")
-"""Fields of a shard's record that its files are checked against."""
+_CHECKED = ("docs", "tokens", "sha256")
+"""Fields of a shard's record that its files are checked against (sizes, checksums); a
+manifest that disagrees with the shard's own record on them was edited, and is named."""
 
 
 def _own_record(stem: Path) -> dict | None:

@@ -56,15 +56,16 @@ from torch import nn
 
 from youtu import fsutil
 from youtu.model import YoutuForCausalLM
-from youtu.model.checkpoints import MARKER, TMP_PREFIX, latest_checkpoint, read_marker
+# The one checkpoint finder lives in youtu.model.checkpoints (eval and serve use it too);
+# MARKER, latest_checkpoint and read_marker are re-exported here for training code.
+from youtu.model.checkpoints import (MARKER, TMP_PREFIX, latest_checkpoint,  # noqa: F401
+                                     read_marker)
 from youtu.model.checkpoints import list_checkpoints as model_folders
 from youtu.model.hf import copy_tokenizer_files, load_pretrained, save_pretrained
 from youtu.train.parallel import Dist
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
-
-__all__ = ["MARKER", "latest_checkpoint", "read_marker"]  # the one finder (youtu.model.checkpoints)
 
 logger = logging.getLogger(__name__)
 

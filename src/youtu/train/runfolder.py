@@ -88,8 +88,11 @@ def _acquire(folder: Path) -> None:
             f"stop it, or give this run its own folder (--name or --out_dir)") from None
     stale = _read_info(fd)
     if stale:
-        logger.warning("taking over the lock of %s: %s is not running any more (it held %s)",
-                       folder, _describe(stale), path)
+        elsewhere = stale.get("host") != socket.gethostname()
+        logger.warning("taking over the lock of %s: %s is not running any more (it held %s)%s",
+                       folder, _describe(stale), path,
+                       "; if it still runs on that host, this filesystem does not share flock "
+                       "locks between hosts" if elsewhere else "")
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(_holder()) + "\n").encode(), 0)
     _held[key] = [fd, 1]
