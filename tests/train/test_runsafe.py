@@ -379,3 +379,27 @@ def test_an_edited_manifest_is_named_not_the_shard(data_dir, tmp_path):
     with pytest.raises(ConfigError, match=f"{data / 'manifest.json'} disagrees with "
                                           f".*code/shard_00000.json.*tokens differ"):
         ShardSet.open(data, None)
+
+
+@pytest.mark.gpu
+def test_a_signal_stop_on_cuda_checkpoints_and_resumes(make_cfg, data_dir, tokenizer_dir,
+                                                      monkeypatch, tmp_path):
+    """bf16 autocast on CUDA: the stop checkpoint holds the CUDA RNG and fp32 master weights,
+    and the resumed losses follow an uninterrupted CUDA run (1e-3: bf16 kernels may reduce in
+    another order between processes)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    whole = make_cfg("--device=cuda")
+    train(whole, data_dir, tokenizer_dir, tmp_path / "whole")
+    ref = read_metrics(tmp_path / "whole" / "metrics.jsonl", "train/loss")
+    out = tmp_path / "stopped"
+    with monkeypatch.context() as m:
+        _signal_after_step(m, 5, signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt) as stop:
+            train(whole, data_dir, tokenizer_dir, out)
+    assert stop.value.exit_code == 143 and read_marker_step(stop.value.checkpoint) == 5
+    train(whole, data_dir, tokenizer_dir, out)
+    losses = read_metrics(out / "metrics.jsonl", "train/loss")
+    assert sorted(losses) == sorted(ref)
+    for step in ref:
+        assert losses[step] == pytest.approx(ref[step], rel=1e-3), step
