@@ -130,8 +130,8 @@ def verify_shard(folder: Path, record: dict, fingerprint: str | None, checksums:
     """Raise `ShardError` unless the shard's files match `record` (and the tokenizer)."""
     stem = folder / record["name"]
     own = _own_record(stem)
-    if own is not None and {k: own.get(k) for k in _CHECKED} != {k: record.get(k) for k in _CHECKED}:
-        changed = sorted(k for k in _CHECKED if own.get(k) != record.get(k))
+    changed = [k for k in _CHECKED if own is not None and own.get(k) != record.get(k)]
+    if changed:
         raise ShardError(f"{folder / 'manifest.json'} disagrees with {stem}.json, the record the "
                          f"shard was written with ({', '.join(changed)} differ): the manifest "
                          "was edited or mixed with another build; re-run `youtu data prepare` "

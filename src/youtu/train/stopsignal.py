@@ -12,6 +12,10 @@ never cut in half. Under torchrun every rank must stop at the same step (the che
 collective), so the flags are summed over ranks each step: one 8-byte all-reduce, next to the
 step's own loss reduction. The requeue is what Lightning's SLURM environment does on SIGUSR1:
 the job goes back to the queue and its rerun resumes from the checkpoint written here.
+
+Under torchrun the agent forwards SIGTERM and SIGINT to the workers (tested: tests/train/
+test_parallel.py), but not SIGUSR1, which ends the agent itself; Slurm signals every process of
+the job step, so the workers still checkpoint and rank 0 requeues the job.
 """
 
 from __future__ import annotations

@@ -319,7 +319,7 @@ class Trainer:
         world = self.dist.world_size
         if span.rows % world:
             raise ConfigError(f"stage {span.name!r}: {span.rows} rows per step (batch_tokens / "
-                             f"seq_len) do not split over {world} processes")
+                              f"seq_len) do not split over {world} processes")
         rows = span.rows // world
         micro = rows
         if self.cfg.micro_batch_tokens:
