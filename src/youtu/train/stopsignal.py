@@ -13,9 +13,10 @@ collective), so the flags are summed over ranks each step: one 8-byte all-reduce
 step's own loss reduction. The requeue is what Lightning's SLURM environment does on SIGUSR1:
 the job goes back to the queue and its rerun resumes from the checkpoint written here.
 
-Under torchrun the agent forwards SIGTERM and SIGINT to the workers (tested: tests/train/
-test_parallel.py), but not SIGUSR1, which ends the agent itself; Slurm signals every process of
-the job step, so the workers still checkpoint and rank 0 requeues the job.
+Under torchrun the elastic agent passes SIGTERM and SIGINT on to the workers, but not SIGUSR1,
+which ends the agent itself; Slurm signals every process of the job step, so the workers still
+checkpoint and rank 0 requeues the job. (tests/train/test_parallel.py signals one worker
+directly: the ranks agree and stop together.)
 """
 
 from __future__ import annotations
