@@ -15,7 +15,7 @@ SRC = Path(__file__).parents[1] / "src" / "youtu"
 
 # `config` is the hub of the section dataclasses and its helpers (to_dict, save_config); `errors`
 # holds ConfigError. Both sit below every domain.
-BASE = {"config", "configlib", "errors"}
+BASE = {"config", "configlib", "errors", "fsutil"}  # fsutil: durable writes, imports nothing of ours
 ALLOWED = {
     "model": {"errors"},
     "tokenizer": {"errors"},

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from youtu import fsutil
 from youtu.agentic.config import SynthConfig
 from youtu.agentic.envs import ENVIRONMENTS, Env
 from youtu.agentic.envs.code import CodeEnv
@@ -215,9 +216,7 @@ def _fingerprint(cfg: SynthConfig) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    fsutil.atomic_write(path, text)  # fsync before the rename and of the folder after it
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:

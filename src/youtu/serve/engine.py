@@ -560,16 +560,17 @@ def load_engine(checkpoint: str | Path, device: str | torch.device = "cpu",
 
 
 def resolve_checkpoint(checkpoint: str, run_dir: Path) -> Path:
-    """`checkpoint`, or when empty the newest checkpoint folder (one with config.json) under
-    `run_dir`. Raises FileNotFoundError naming what to pass."""
+    """`checkpoint`, or when empty the newest complete model folder under `run_dir`
+    (youtu.model.checkpoints' rule). Raises FileNotFoundError naming what to pass."""
     if checkpoint:
         return Path(checkpoint)
-    found = sorted((p.parent for p in Path(run_dir).glob("**/config.json")
-                    if (p.parent / "tokenizer.json").is_file()), key=lambda p: p.stat().st_mtime)
-    if not found:
+    from youtu.model.checkpoints import latest_checkpoint  # the one finder (train, eval)
+
+    found = latest_checkpoint(run_dir, recursive=True)
+    if found is None:
         raise FileNotFoundError(f"no checkpoint given and none found under {run_dir}; pass one: "
                                 f"youtu serve <checkpoint> (or --serve.checkpoint=...)")
-    return found[-1]
+    return found
 
 
 def resolve_device(device: str) -> torch.device:

@@ -10,6 +10,7 @@ which of them this invocation runs; `SFTConfig` adds the conversation data and a
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -84,9 +85,18 @@ class LoopConfig:
     tensorboard: bool = True
     """Also write TensorBoard events when tensorboard is installed (JSONL is always written)."""
     resume: bool = True
-    """Continue from the newest complete checkpoint in the output folder when there is one."""
+    """Continue from the newest complete checkpoint in the output folder that loads (each one
+    skipped is logged); false refuses a folder that already holds checkpoints."""
+    preempt_signal: str = "SIGUSR1"
+    """The signal that means "preempted" (Slurm: `sbatch --signal=USR1@120`): finish the step,
+    checkpoint, `scontrol requeue` the job, exit. SIGTERM and SIGINT always checkpoint and
+    stop (exit 143 / 130); '' = no preemption signal."""
 
     def __post_init__(self):
+        name = "SIG" + self.preempt_signal.upper().removeprefix("SIG")
+        if self.preempt_signal and name not in signal.Signals.__members__:
+            raise ValueError(f"preempt_signal {self.preempt_signal!r} is not a signal name "
+                             "(e.g. 'SIGUSR1', 'SIGUSR2'; '' = none)")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:

@@ -32,7 +32,7 @@ import torch
 from youtu.errors import ConfigError
 from youtu.model import YoutuForCausalLM
 from youtu.train import checkpoint as ckpt
-from youtu.train import parallel
+from youtu.train import parallel, runfolder
 from youtu.train.config import LoopConfig
 from youtu.train.schedule import StageSpan, plan_stages, select_stages, total_steps, wsd_for_plan
 from youtu.train.trainer import BatchSource, HeldOut, Trainer
@@ -60,7 +60,7 @@ def _start_state(trainer: Trainer, source: BatchSource, spans: list[StageSpan],
     resume), else `init` (full state or weights only), else the previous stage's end checkpoint
     when starting mid-curriculum, else step 0 of the first selected stage."""
     first = spans[0]
-    latest = ckpt.latest_checkpoint(out_dir) if trainer.cfg.resume else None
+    latest = runfolder.resume_from(out_dir, resume=trainer.cfg.resume, dist=trainer.dist)
     if latest is not None and ckpt.read_marker(latest)["step"] >= first.start_step:
         trainer.restore(latest, source)
     elif init:
@@ -71,7 +71,7 @@ def _start_state(trainer: Trainer, source: BatchSource, spans: list[StageSpan],
             trainer.restore(init, source)
         else:
             logger.info("initial weights from %s (fresh optimizer and data cursor)", init)
-            parallel.load_full_model_state(trainer.model, ckpt.load_weights(init), trainer.dist)
+            ckpt.load_full_model_state(trainer.model, ckpt.load_weights(init), trainer.dist)
             trainer.step = first.start_step
     elif first.index > 0:
         prev = out_dir / ckpt.stage_dirname(plan[first.index - 1].name)
@@ -110,11 +110,13 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
     out_dir = Path(out_dir)
     dist = parallel.init_distributed(cfg.device)
     try:
+        runfolder.lock(out_dir, dist)  # one run per folder: a second one stops here
         tok = Tokenizer.load(tokenizer_dir)
         if tok.vocab_size != cfg.model.vocab_size:
             raise ConfigError(f"the tokenizer in {tokenizer_dir} has {tok.vocab_size} ids but "
                               f"model.vocab_size is {cfg.model.vocab_size}; make them agree")
-        shards = ShardSet.open(data_dir, tok.fingerprint)
+        shards = ShardSet.open(data_dir, tok.fingerprint,
+                               verify_checksums=cfg.data.verify_checksums)
         rope = {"base_rope_theta": cfg.model.rope_theta, "base_rope_scaling": cfg.model.rope_scaling}
         full = total_steps(plan_stages(tcfg.stages, **rope))
         plan = plan_stages(tcfg.stages, **rope, max_steps=tcfg.max_steps)
@@ -143,7 +145,9 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
             heldout = {}
             held_dir = Path(tcfg.heldout_dir) if tcfg.heldout_dir else Path(data_dir) / "heldout"
             if tcfg.heldout_tokens and (held_dir / "manifest.json").is_file():
-                heldout = heldout_sets(ShardSet.open(held_dir, tok.fingerprint), tok,
+                held = ShardSet.open(held_dir, tok.fingerprint,
+                                     verify_checksums=cfg.data.verify_checksums)
+                heldout = heldout_sets(held, tok,
                                        tokens=tcfg.heldout_tokens, seq_len=spans[0].seq_len,
                                        rows_per_batch=_eval_rows(tcfg, spans[0].seq_len))
             elif tcfg.heldout_tokens and dist.is_main:
@@ -158,6 +162,7 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
             final = ckpt.latest_checkpoint(out_dir)
         return final
     finally:
+        runfolder.unlock(out_dir, dist)
         parallel.shutdown(dist)
 
 

@@ -30,7 +30,7 @@ import torch
 from youtu.data.packing import IGNORE_INDEX, PackedBatch, pack_examples
 from youtu.errors import ConfigError
 from youtu.train import checkpoint as ckpt
-from youtu.train import parallel
+from youtu.train import parallel, runfolder
 from youtu.train.trainer import HeldOut, Trainer
 from youtu.train.schedule import WSD, StageSpan
 
@@ -239,6 +239,7 @@ def sft(cfg: RunConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
     rows = scfg.batch_tokens // scfg.seq_len
     dist = parallel.init_distributed(cfg.device)
     try:
+        runfolder.lock(out_dir, dist)  # one run per folder: a second one stops here
         if dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             ckpt.clean_temp(out_dir)
@@ -257,7 +258,8 @@ def sft(cfg: RunConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
                          lr_phase="decay")
         heldout = heldout_batches(held_ex, scfg.seq_len, max(1, rows), tok.pad_id)
         try:
-            latest = ckpt.latest_checkpoint(out_dir) if scfg.resume else None
+            latest = runfolder.resume_from(out_dir, resume=scfg.resume, dist=dist,
+                                           setting="sft.resume")
             if latest is not None:
                 trainer.restore(latest, source)
             elif heldout:  # the baseline the fine-tuning is judged against
@@ -271,6 +273,7 @@ def sft(cfg: RunConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
             trainer.close()
         return final
     finally:
+        runfolder.unlock(out_dir, dist)
         parallel.shutdown(dist)
 
 
@@ -289,7 +292,8 @@ def collect_examples(cfg: RunConfig, tok: Tokenizer, *, data_dir: str | Path | N
     if data_dir is not None and (Path(data_dir) / "manifest.json").is_file():
         from youtu.data.shards import ShardSet
 
-        shards = ShardSet.open(data_dir, tok.fingerprint)
+        shards = ShardSet.open(data_dir, tok.fingerprint,
+                               verify_checksums=cfg.data.verify_checksums)
         if "chat" in shards:
             examples += [(ids, mask, "chat") for ids, mask in shards.examples("chat")]
     if conversations:
