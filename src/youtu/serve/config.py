@@ -38,7 +38,8 @@ class ServeConfig:
     """Capture the decode step in CUDA graphs (CUDA only; ignored on the CPU)."""
     compile_decode: bool = True
     """Also fuse the graphed decode step's elementwise work with torch.compile (needs
-    use_cuda_graph): one compile per batch bucket, shared by all layers."""
+    use_cuda_graph): compiled once for batch 1 and once for all larger batches, shared by all
+    layers."""
 
     # ---- request defaults (a request's own values win)
     max_new_tokens: int = 1024

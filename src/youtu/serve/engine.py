@@ -149,7 +149,8 @@ class Engine:
         use_cuda_graph: capture the decode step in CUDA graphs; None = on for CUDA models
             (True on a CPU model is an error).
         compile: fuse the graphed step's elementwise work with torch.compile (needs
-            use_cuda_graph; one compile per batch bucket); None = on with CUDA graphs.
+            use_cuda_graph; batch 1 and larger batches compile once each); None = on with
+            CUDA graphs.
         seed: seed of the generator shared by requests without their own seed.
     """
 
@@ -642,10 +643,10 @@ def engine_from_config(cfg: RunConfig) -> tuple[Engine, Tokenizer]:
     device = resolve_device(cfg.device)
     dtype_name = s.dtype if s.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
     folder = resolve_checkpoint(s.checkpoint, cfg.run_dir)
+    graphs = s.use_cuda_graph and device.type == "cuda"  # the setting is ignored on the CPU
     logger.info("loading %s on %s (%s)", folder, device, dtype_name)
     return load_engine(folder, device=device, dtype=getattr(torch, dtype_name),
                        max_batch=s.max_batch, max_seq_len=s.max_seq_len,
                        cache_memory_bytes=s.cache_memory_mb * 2**20, max_queue=s.max_queue,
                        prefill_chunk_tokens=s.prefill_chunk_tokens,
-                       use_cuda_graph=s.use_cuda_graph and device.type == "cuda",
-                       compile=s.compile_decode and s.use_cuda_graph, seed=cfg.seed)
+                       use_cuda_graph=graphs, compile=graphs and s.compile_decode, seed=cfg.seed)

@@ -13,9 +13,9 @@ up to max_seq_len: the attended length sizes the attention kernel's split grid (
 batch bucket point at one scratch cache row (slot 0), so they never touch a live sequence. All
 graphs share one memory pool.
 
-With `compile`, the two pure parts are fused by `torch.compile`: one compile per batch bucket
-shared by all layers (they read no cache and no layer index), a few seconds each, where
-compiling the whole forward cost ~80 s per bucket at 2B. Eager decode at 2B batch 1 launches
+With `compile`, the two pure parts are fused by `torch.compile`, shared by all layers (they read
+no cache and no layer index): two compiles each in all (batch 1, then a symbolic batch for every
+other bucket), where compiling the whole forward cost ~80 s per bucket at 2B. Eager decode at 2B batch 1 launches
 ~1,000 small kernels per step (norms, RoPE, SwiGLU, casts) at 1-3 us each, more than the weight
 reads (~0.9 ms on an H200): fusing them is where compile pays.
 """
@@ -80,13 +80,10 @@ def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
 
 @functools.cache
 def _compiled() -> tuple[Callable, Callable]:
-    # dynamic=False: one specialisation per batch bucket; the layers share it (their modules
-    # differ only in parameters, which dynamo passes as inputs).
-    import torch._dynamo as dynamo
-
-    dynamo.config.cache_size_limit = max(dynamo.config.cache_size_limit, 64)
-    return (torch.compile(layer_inputs, dynamic=False),
-            torch.compile(layer_output, dynamic=False))
+    # The layers share one compile (their modules differ only in parameters, which dynamo
+    # passes as inputs). Automatic dynamic shapes: batch 1 compiles static, the first larger
+    # batch once more with a symbolic batch, which then serves every bucket.
+    return torch.compile(layer_inputs), torch.compile(layer_output)
 
 
 class DecodeGraphs:
