@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -190,8 +191,10 @@ def main() -> None:
     compiled = graphs and not args.no_compile
     cfg, ours, peer = build_models(args.preset, args.device, dtype, not args.no_peer)
     hw = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    # YOUTU_COMMIT: the commit of a copied tree (the device machine runs a copy, not a checkout)
+    commit = os.environ.get("YOUTU_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        cwd=Path(__file__).parent).stdout.strip()
     print(f"# decode, {args.preset} ({ours.num_params() / 1e6:.0f}M params) {dtype}, {args.new_tokens} "
           f"new tokens, greedy; {hw}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"commit {commit}, cuda_graph={graphs}, compile={compiled}")

@@ -144,7 +144,8 @@ def main() -> None:
             proc.wait(30)
     ttfts = [r["ttft_s"] for r in results]
     tokens = sum(r["tokens"] for r in results)
-    out = {"bench": "serve_load", "preset": args.preset, "device": args.device,
+    out = {"bench": "serve_load", "commit": os.environ.get("YOUTU_COMMIT", ""),
+           "preset": args.preset, "device": args.device,
            "hardware": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
            "clients": args.clients, "max_tokens": args.max_tokens, "completion_tokens": tokens,
            "wall_s": wall, "aggregate_tok_s": tokens / wall,
