@@ -272,13 +272,16 @@ class MultiHeadLatentAttention(nn.Module):
 
     def absorbed_attend(self, q_abs: torch.Tensor, new_kv: torch.Tensor, cache: LatentCache,
                         positions: torch.Tensor, cache_rows: torch.Tensor, max_len: int,
-                        attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+                        attn_mask: torch.Tensor | None = None,
+                        lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Write `new_kv` at (cache_rows, positions) and attend: [B, T, H, C] latent outputs.
 
         Token (b, t) sees slots 0..positions[b, t] of row cache_rows[b]; `max_len` bounds
         positions + 1 on the host (no sync). On CUDA the fused split-K kernel reads the slab in
         place (`decode_attention`); elsewhere, or with impl 'sdpa', the plain path: gather the
-        rows and run SDPA with `attn_mask` (`absorbed_mask`, built here when None).
+        rows and run SDPA with `attn_mask` (`absorbed_mask`, built here when None). `lengths`
+        ([B*T] = positions + 1, flattened) may be passed in so a step computes it once, not
+        once per layer.
         """
         B, T, H, D = q_abs.shape
         C = self.kv_lora_rank
@@ -288,8 +291,10 @@ class MultiHeadLatentAttention(nn.Module):
             kv = cache.kv[self.layer_idx]
             q = q_abs.to(kv.dtype).reshape(B * T, H, D)
             rows = cache_rows.repeat_interleave(T) if T > 1 else cache_rows
+            if lengths is None:
+                lengths = positions.reshape(-1) + 1
             out = decode_attention.mla_decode_attention(
-                q, kv, rows, positions.reshape(-1) + 1, self.scale, max_len, self.qk_rope_head_dim)
+                q, kv, rows, lengths, self.scale, max_len, self.qk_rope_head_dim)
             return out.view(B, T, H, C).to(q_abs.dtype)
         if attn_mask is None:
             attn_mask = absorbed_mask(positions, max_len, H)

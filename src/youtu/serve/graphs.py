@@ -71,9 +71,11 @@ def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
     """
     x = model.model.embed_tokens(ids)  # [B, 1, D]
     cos, sin = model._rope(positions, x.dtype)
+    lengths = positions.reshape(-1) + 1  # once per step, not per layer
     for layer in model.model.layers:
         q_abs, new_kv = inputs_fn(layer, x, cos, sin)
-        attn = layer.self_attn.absorbed_attend(q_abs, new_kv, cache, positions, rows, max_len)
+        attn = layer.self_attn.absorbed_attend(q_abs, new_kv, cache, positions, rows, max_len,
+                                               lengths=lengths)
         x = output_fn(layer, x, attn)
     return F.linear(model.model.norm(x)[:, -1], model.lm_head.weight)  # [B, V]
 
