@@ -174,7 +174,8 @@ def main() -> None:
     ap.add_argument("--no-cuda-graph", action="store_true", help="eager decode (CUDA default: graphs)")
     ap.add_argument("--no-compile", action="store_true", help="graphs without torch.compile")
     ap.add_argument("--no-peer", action="store_true", help="skip transformers")
-    ap.add_argument("--no-peer-long", action="store_true", help="skip transformers on long rows")
+    ap.add_argument("--peer-max-len", type=int, default=0,
+                    help="skip transformers on prompts longer than this (0 = never skip)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     args = ap.parse_args()
 
@@ -207,7 +208,7 @@ def main() -> None:
         engine = Engine(ours, max_batch=batch, max_seq_len=plen + new, eos_ids=[],
                         use_cuda_graph=graphs, compile=compiled,
                         prefill_chunk_tokens=8192 if long else 2048)
-        with_peer = peer if not (long and args.no_peer_long) else None
+        with_peer = peer if not (args.peer_max_len and plen > args.peer_max_len) else None
         try:
             toks, peer_out, t = bench_pair(engine, with_peer, prompts, new, args.device, reps)
         except torch.OutOfMemoryError:
