@@ -146,6 +146,25 @@ def bench_pair(engine: Engine, peer, prompts: list[list[int]], new: int, device:
     return ours_tokens, peer_out, {k: statistics.median(v) for k, v in times.items()}
 
 
+@torch.inference_mode()
+def profile_steps(model, cfg, compiled: bool, steps: int = 16) -> None:
+    """Kernels of `steps` batch-1 decode steps (128-token prompt) by total GPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    engine = Engine(model, max_batch=1, max_seq_len=512, eos_ids=[], compile=compiled)
+    prompt = torch.randint(0, cfg.vocab_size - 256, (128,)).tolist()
+    engine.generate([prompt], greedy(steps + 8))  # capture + warm-up
+    h = engine.submit(prompt, greedy(steps + 1))
+    engine.step()
+    sync("cuda")
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        while not h.done:
+            engine.step()
+        sync("cuda")
+    print(f"# profile: {steps} batch-1 decode steps, kernels by GPU time")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=22, max_name_column_width=60))
+
+
 def agreement(a: list[list[int]], b: list[list[int]]) -> float:
     """Share of sequences' leading tokens that agree (up to each pair's first divergence)."""
     total = same = 0
@@ -177,6 +196,8 @@ def main() -> None:
     ap.add_argument("--peer-max-len", type=int, default=0,
                     help="skip transformers on prompts longer than this (0 = never skip)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the rows, profile 16 batch-1 decode steps (kernels by GPU time)")
     args = ap.parse_args()
 
     if args.threads:
@@ -239,6 +260,8 @@ def main() -> None:
         if cuda:
             torch.cuda.empty_cache()
 
+    if args.profile and cuda:
+        profile_steps(ours, cfg, compiled)
     print("| batch | prompt | ours decode tok/s | peer decode tok/s | speedup | ours e2e tok/s | "
           "peer e2e tok/s | cache B/token ours | cache B/token peer | greedy agreement |")
     print("|---" * 10 + "|")

@@ -21,7 +21,8 @@ def test_importable_and_declines_cpu_and_odd_shapes():
     assert decode_attention.supports(512, 64, 16) and decode_attention.supports(32, 16, 4)
     assert not decode_attention.supports(500, 64, 16) and not decode_attention.supports(512, 8, 16)
     # ~4 programs per SM; a long single sequence splits, a full batch does not
-    assert decode_attention.num_splits(1, 32768, 32, 132) == 528
+    assert decode_attention.num_splits(1, 131072, 32, 132) == 528
+    assert decode_attention.num_splits(1, 32768, 32, 132) == 256  # >= 128 slots per split
     assert decode_attention.num_splits(64, 32768, 32, 132) == 8
     assert decode_attention.num_splits(1, 10, 32, 132) == 1
 

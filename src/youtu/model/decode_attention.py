@@ -36,6 +36,11 @@ PROGRAMS_PER_SM = 4
 # Slots one program loads per loop iteration (a [BLOCK_N, C + R] tile of the slab).
 BLOCK_N_HALF = 32
 BLOCK_N_FP32 = 16  # fp32 tiles are twice the bytes; 16 keeps two pipeline stages in shared memory
+# Fewest slots per split: its fp32 partial output [H, C] is then ~1/5 of the bytes it reads.
+MIN_SPLIT_SLOTS = 128
+# The combine kernel's tile: BLOCK_P splits x COMBINE_BLOCK_C latent values.
+COMBINE_BLOCK_P = 16
+COMBINE_BLOCK_C = 128
 
 
 def available(device: torch.device) -> bool:
@@ -112,30 +117,41 @@ def _kernels():
 
     @triton.jit
     def combine_kernel(O, LSE, Out, P, s_og, s_op, s_oh, s_lg, s_lp, s_outg, s_outh,
-                       C: tl.constexpr, BLOCK_P: tl.constexpr):
+                       BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+        # One program per (group, head, BLOCK_C slice of the latent): the splits are read
+        # BLOCK_P at a time as [BLOCK_P, BLOCK_C] tiles (a serial loop over 512 splits cost
+        # ~200 us per layer at 32k).
         g = tl.program_id(0)
         h = tl.program_id(1)
-        offs_p = tl.arange(0, BLOCK_P)
-        lse = tl.load(LSE + g * s_lg + offs_p * s_lp + h, mask=offs_p < P, other=float("-inf"))
-        m = tl.max(lse, axis=0)  # finite: split 0 always holds slot 0
-        w = tl.exp2(lse - m)
-        w = w / tl.sum(w, axis=0)
-        offs_c = tl.arange(0, C)
-        acc = tl.zeros([C], dtype=tl.float32)
-        base = O + g.to(tl.int64) * s_og + h * s_oh + offs_c
-        for p in range(0, P):
-            wp = tl.sum(tl.where(offs_p == p, w, 0.0), axis=0)
-            if wp > 0:
-                acc += wp * tl.load(base + p * s_op)
-        tl.store(Out + g * s_outg + h * s_outh + offs_c, acc.to(Out.dtype.element_ty))
+        offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+        lse_ptr = LSE + g * s_lg + h
+        m = float("-inf")
+        for p0 in range(0, P, BLOCK_P):
+            offs_p = p0 + tl.arange(0, BLOCK_P)
+            m = tl.maximum(m, tl.max(tl.load(lse_ptr + offs_p * s_lp, mask=offs_p < P,
+                                             other=float("-inf")), axis=0))
+        # m is finite: split 0 always holds slot 0
+        total = tl.zeros([BLOCK_C], dtype=tl.float32)
+        norm = 0.0
+        base = O + g.to(tl.int64) * s_og + h * s_oh
+        for p0 in range(0, P, BLOCK_P):
+            offs_p = p0 + tl.arange(0, BLOCK_P)
+            w = tl.exp2(tl.load(lse_ptr + offs_p * s_lp, mask=offs_p < P, other=float("-inf")) - m)
+            tile = tl.load(base + offs_p[:, None] * s_op + offs_c[None, :],
+                           mask=(offs_p < P)[:, None] & (w > 0)[:, None], other=0.0)
+            total += tl.sum(w[:, None] * tile, axis=0)
+            norm += tl.sum(w, axis=0)
+        tl.store(Out + g * s_outg + h * s_outh + offs_c, (total / norm).to(Out.dtype.element_ty))
 
     return split_kernel, combine_kernel
 
 
 def num_splits(groups: int, max_len: int, block_n: int, sms: int) -> int:
-    """Splits per group: ~PROGRAMS_PER_SM programs per SM, at least one tile per split."""
+    """Splits per group: ~PROGRAMS_PER_SM programs per SM, at least MIN_SPLIT_SLOTS slots per
+    split (a split writes a [H, C] fp32 partial: with one 32-slot tile per split that is as many
+    bytes as the slots it read)."""
     want = max(1, (PROGRAMS_PER_SM * sms) // max(groups, 1))
-    return max(1, min(want, math.ceil(max_len / block_n)))
+    return max(1, min(want, math.ceil(max_len / max(block_n, MIN_SPLIT_SLOTS))))
 
 
 @functools.cache
@@ -197,8 +213,10 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
         o_part.stride(0), o_part.stride(1), o_part.stride(2), lse.stride(0), lse.stride(1),
         C=latent, R=rope_dim, BLOCK_H=block_h, BLOCK_N=block_n, IEEE=q.dtype == torch.float32,
         num_warps=4, num_stages=2)
-    combine_kernel[(G, H)](
+    block_c = min(latent, COMBINE_BLOCK_C)
+    combine_kernel[(G, H, latent // block_c)](
         o_part, lse, out, P, o_part.stride(0), o_part.stride(1), o_part.stride(2),
         lse.stride(0), lse.stride(1), out.stride(0), out.stride(1),
-        C=latent, BLOCK_P=max(2, 1 << (P - 1).bit_length()), num_warps=4)
+        BLOCK_C=block_c, BLOCK_P=min(COMBINE_BLOCK_P, max(2, 1 << (P - 1).bit_length())),
+        num_warps=4)
     return out
