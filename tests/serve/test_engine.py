@@ -276,6 +276,34 @@ def test_cuda_graph_decode_equals_eager_and_full_forward(model, prompts, referen
     assert crowd[1].token_ids == alone.token_ids
 
 
+@pytest.mark.gpu
+@torch.no_grad()
+def test_decode_forwards_do_not_sync_with_the_host(model, prompts):
+    """The eager decode forward as the engine calls it (attended length known on the host) and
+    the graphed step (`decode_step`) raise under CUDA's sync debug mode only if an op waits on
+    the device (`cache.check`, `int(positions.max())`, `.item()`, a boolean-mask index...)."""
+    import copy
+
+    from youtu.serve.graphs import decode_step
+
+    gpu_model = copy.deepcopy(model).cuda()
+    engine = Engine(gpu_model, max_batch=2, max_seq_len=64, eos_ids=[], use_cuda_graph=False)
+    engine.generate([prompts[0]], _greedy(3))  # fills row 0 and compiles the kernels
+    ids = torch.tensor([[5], [7]], device="cuda")
+    pos = torch.tensor([[len(prompts[0]) + 3], [9]], device="cuda")
+    rows = torch.tensor([0, 1], device="cuda")
+    engine.cache.attend_len = 64
+    decode_step(gpu_model, engine.cache, ids, pos, rows, 64)  # warm-up outside the check
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        gpu_model.hidden_states(ids, positions=pos, cache=engine.cache, cache_rows=rows)
+        decode_step(gpu_model, engine.cache, ids, pos, rows, 64)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+        engine.cache.attend_len = None
+
+
 # ---- RL rollouts: a compute-dtype sampler copy refreshed in place, a budgeted cache ---------
 
 def test_sampler_copy_is_cast_once_and_the_engine_cache_follows_its_dtype(model):

@@ -25,7 +25,10 @@ Kernels (CUDA, bf16/fp16): causal attention without a mask goes to cuDNN's fused
 (`doc_ids`) go to FlexAttention with a block-sparse mask built from the ids, so no [T, T] mask
 exists and fully masked blocks are skipped. On the CPU, packed documents run one causal SDPA
 call per document span (`doc_segments`). The plain SDPA path (dense boolean mask) is the
-reference the tests compare against (`set_attention_impl("sdpa")`).
+reference the tests compare against (`set_attention_impl("sdpa")`). Absorbed decode on CUDA
+runs the fused split-K Triton kernel of `decode_attention` over the cache slab in place (no
+gather, no mask; 43 us per layer at 32k against 3.3 ms for SDPA with the boolean mask, which
+no fused kernel takes at head dim 576); CPU and impl 'sdpa' keep the gather + SDPA path.
 """
 
 from __future__ import annotations

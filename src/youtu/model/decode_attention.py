@@ -43,6 +43,7 @@ COMBINE_BLOCK_P = 16
 COMBINE_BLOCK_C = 128
 
 
+@functools.cache
 def available(device: torch.device) -> bool:
     """Whether the fused kernel can run on `device` (CUDA with triton installed)."""
     if device.type != "cuda":
