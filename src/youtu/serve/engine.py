@@ -65,8 +65,8 @@ if TYPE_CHECKING:
     from youtu.tokenizer import Tokenizer
 
 __all__ = ["AsyncStream", "Completion", "Engine", "EngineFullError", "RequestError", "RequestHandle",
-           "SamplingParams", "StreamDelta", "engine_from_config", "load_engine", "refresh_sampler",
-           "rows_for_budget", "sampler_copy"]
+           "SamplingParams", "StreamDelta", "cache_budget_bytes", "engine_from_config", "load_engine",
+           "refresh_sampler", "rows_for_budget", "sampler_copy"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,9 @@ def sampler_copy(model: torch.nn.Module, dtype: torch.dtype) -> YoutuForCausalLM
     keeps fp32 master weights; casting them under autocast on every token costs a weight-sized
     cast per matmul). Build the engine on it: its cache is then in `dtype` too.
 
-    Under FSDP pass the unsharded module's structure: the copy is made from `model`'s
-    parameters as they are (DTensor shards are gathered by `refresh_sampler`)."""
+    Make it before sharding (FSDP2) or wrapping the blocks' forwards (activation checkpointing,
+    compile): a deep copy of a wrapped block keeps a forward bound to the original. Afterwards
+    `refresh_sampler` gathers shards (DTensors) into it."""
     sampler = copy.deepcopy(model).requires_grad_(False).eval()
     if hasattr(sampler, "tie_weights"):
         sampler.tie_weights()
