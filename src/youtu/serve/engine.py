@@ -514,7 +514,8 @@ class Engine:
         if key != self._batch_key:
             self._batch_key, self._batch = key, SamplingBatch.from_params([s.params for s in seqs], self.device)
         batch = self._batch
-        rows = torch.tensor([s.row for s in seqs], device=self.device)
+        rows = (torch.tensor([s.row for s in seqs], device=self.device)
+                if self._seen is not None else None)
         seen = self._seen[rows] if (self._seen is not None and batch.any_penalty) else None
         logprobs = process_logits(logits, batch, seen)
         counters = (torch.tensor([len(s.tokens) for s in seqs], device=self.device)
@@ -529,7 +530,9 @@ class Engine:
             values, ids = top_logprobs(logprobs, n_top)
             top = list(zip(ids.tolist(), values.tolist()))
         self._record_rate(len(seqs))
-        for i, (seq, token, lp) in enumerate(zip(seqs, tokens.tolist(), chosen.tolist())):
+        # One device-to-host read per step (the step's only sync): ids < 2**53 are exact in fp64.
+        token_list, lp_list = torch.stack((tokens.double(), chosen.double())).tolist()
+        for i, (seq, token, lp) in enumerate(zip(seqs, map(int, token_list), lp_list)):
             seq.tokens.append(token)
             seq.logprobs.append(lp)
             delta = StreamDelta([token], [lp])
