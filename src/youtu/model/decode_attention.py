@@ -1,6 +1,6 @@
 """Fused absorbed-MLA decode attention for CUDA (Triton), split over the cache length.
 
-    out = mla_decode_attention(q, kv, rows, lengths, scale, max_len)   # [G, H, C]
+    out = mla_decode_attention(q, kv, rows, lengths, scale, max_len, rope_dim=R)   # [G, H, C]
 
 Each query group g (one decode token of one sequence) holds H head queries in latent space,
 q[g] [H, C + R] (W_uk^T q_nope | rotated q_rope), and attends to slots 0..lengths[g]-1 of cache
