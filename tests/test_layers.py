@@ -21,7 +21,7 @@ ALLOWED = {
     "tokenizer": {"errors"},
     "data": BASE | {"tokenizer"},
     "agentic": BASE | {"tokenizer"},
-    "eval": BASE | {"model", "tokenizer", "agentic"},
+    "eval": BASE | {"model", "tokenizer", "agentic", "serve"},  # serve: the engine (DESIGN.md)
     "serve": BASE | {"model", "tokenizer", "agentic"},
     "train": BASE | {"model", "tokenizer", "data", "agentic", "serve", "eval"},
 }

@@ -12,7 +12,7 @@ from youtu.serve.config import ServeConfig
                                        (dict(max_seq_len=1), "max_seq_len"),
                                        (dict(cache_memory_mb=-1), "cache_memory_mb"),
                                        (dict(top_p=0.0), "top_p"), (dict(tools=["web"]), "tools"),
-                                       (dict(compile_decode=True), "compile_decode")])
+                                       (dict(compile_decode=True, use_cuda_graph=False), "compile_decode")])
 def test_bad_values_name_the_field(bad, field):
     with pytest.raises(ValueError, match=field):
         ServeConfig(**bad)
