@@ -90,7 +90,7 @@ class EngineChat:
         if completion.finish_reason == "error":
             raise RuntimeError(f"generation failed: {completion.error}")
         message, finish = assistant_message(prompt.prefix + text.final_text, prompt.tools_active,
-                                            completion.finish_reason)
+                                            completion.finish_reason, prompt.tool_names)
         return Reply(message, len(completion.token_ids), finish)
 
 

@@ -586,8 +586,12 @@ def engine_from_config(cfg: RunConfig) -> tuple[Engine, Tokenizer]:
     dtype_name = s.dtype if s.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
     folder = resolve_checkpoint(s.checkpoint, cfg.run_dir)
     logger.info("loading %s on %s (%s)", folder, device, dtype_name)
-    return load_engine(folder, device=device, dtype=getattr(torch, dtype_name),
-                       max_batch=s.max_batch, max_seq_len=s.max_seq_len,
-                       cache_memory_bytes=s.cache_memory_mb * 2**20, max_queue=s.max_queue,
-                       prefill_chunk_tokens=s.prefill_chunk_tokens,
-                       use_cuda_graph=s.use_cuda_graph, compile=s.compile_decode, seed=cfg.seed)
+    engine, tok = load_engine(folder, device=device, dtype=getattr(torch, dtype_name),
+                              max_batch=s.max_batch, max_seq_len=s.max_seq_len,
+                              cache_memory_bytes=s.cache_memory_mb * 2**20, max_queue=s.max_queue,
+                              prefill_chunk_tokens=s.prefill_chunk_tokens,
+                              use_cuda_graph=s.use_cuda_graph, compile=s.compile_decode, seed=cfg.seed)
+    threads = s.threads_for(sum(p.numel() for p in engine.model.parameters()))
+    if device.type == "cpu" and threads:
+        torch.set_num_threads(threads)  # serve.cpu_threads: the default threads cost 30x on tiny models
+    return engine, tok

@@ -9,12 +9,17 @@ Endpoints: POST /v1/chat/completions (SSE streaming or not; `tools` + `tool_choi
 as in vLLM; the think block comes back as `reasoning_content`), POST /v1/completions (prompt
 strings or token ids, `echo` + `logprobs` for scoring prompts), GET /v1/models, GET /health,
 GET /metrics (Prometheus text: requests, tokens, tokens/s, queue, cache). With an API key set,
-/v1/* needs `Authorization: Bearer <key>`. Every error is a 4xx/5xx with OpenAI's body
-`{"error": {"message", "type", "param", "code"}}`; the server keeps serving. A client that
-disconnects mid-stream cancels its request, which frees its cache row at the next step.
+/v1/* and /metrics need `Authorization: Bearer <key>` (/health stays open for probes). Every
+error is a 4xx/5xx with OpenAI's body `{"error": {"message", "type", "param", "code"}}`; the
+server keeps serving. A body over `serve.max_request_bytes` is refused with 413 before it is
+read in full. A client that disconnects, streaming or not, cancels its request, which frees its
+cache row at the next step. A stream's first chunk (the role) is sent once the engine admitted
+the request, so time to first chunk measures queueing and prefill.
 
 The layer is thin: it renders prompts (`youtu.tokenizer.chat`), maps parameters
-(`protocol.py`), and turns engine deltas into OpenAI JSON (`textstream.py` for text).
+(`protocol.py`), and turns engine deltas into OpenAI JSON (`textstream.py` for text). Parsing,
+validation and tokenization run in worker threads, so a large request never stalls the event
+loop that streams every other client's tokens.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from youtu.serve.engine import (AsyncStream, Completion, Engine, EngineFullError, RequestError,
                                 StreamDelta)
 from youtu.serve.protocol import (APIError, ChatCompletionRequest, CompletionRequest,
-                                  assistant_message, build_chat_prompt, sampling_params)
+                                  assistant_message, build_chat_prompt, refuse_unsupported,
+                                  sampling_params)
 from youtu.serve.textstream import ChatStreamSplitter, TextStream
 
 if TYPE_CHECKING:
@@ -121,7 +127,9 @@ class OpenAIServer:
             return
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip(), self.api_key):
+        # Bytes, not str: compare_digest refuses non-ASCII str (HTTP headers arrive as latin-1).
+        given = key.strip().encode("latin-1", "replace")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, self.api_key.encode()):
             raise APIError(401, "missing or incorrect API key; send 'Authorization: Bearer <key>'",
                            code="invalid_api_key")
 
@@ -220,7 +228,8 @@ class OpenAIServer:
     async def chat(self, req: ChatCompletionRequest, request: Request) -> Any:
         self.check_model(req.model)
         thinking = self.cfg.enable_thinking if req.enable_thinking is None else req.enable_thinking
-        prompt = build_chat_prompt(self.tok, req.messages, req.tools, req.tool_choice, thinking)
+        prompt = await asyncio.to_thread(build_chat_prompt, self.tok, req.messages, req.tools,
+                                         req.tool_choice, thinking)
         max_tokens = self.max_tokens(len(prompt.ids), req.max_completion_tokens or req.max_tokens)
         n_top = (req.top_logprobs or 0) if req.logprobs else 0
         params = [sampling_params(req, max_tokens, default_temperature=self.cfg.temperature,
@@ -239,7 +248,8 @@ class OpenAIServer:
             state.text.push(self.visible_ids(c.token_ids, stop_ids))
             state.text.finish()
             message, finish = assistant_message(prompt.prefix + state.text.final_text,
-                                                prompt.tools_active, c.finish_reason)
+                                                prompt.tools_active, c.finish_reason,
+                                                prompt.tool_names)
             logprobs = None
             if req.logprobs:
                 logprobs = {"content": [self.chat_logprob(t, lp, c.top_logprobs[k] if c.top_logprobs else None)
@@ -260,10 +270,12 @@ class OpenAIServer:
         stop = list(req.stop or [])  # type: ignore[arg-type]
         states = [_Choice(self.tok, stop, prompt.prefix, prompt.tools_active) for _ in streams]
         finals: list[Completion] = []
-        for i in range(len(streams)):
-            yield chunk(i, {"role": "assistant", "content": ""})
+        started = [False] * len(streams)
         async for i, d in _merge(streams):
             st = states[i]
+            if not started[i]:  # the engine admitted the request and ran its prefill
+                started[i] = True
+                yield chunk(i, {"role": "assistant", "content": ""})
             if req.logprobs:
                 st.pending_logprobs += [self.chat_logprob(t, lp, d.top_logprobs[k] if d.top_logprobs else None)
                                         for k, (t, lp) in enumerate(zip(d.token_ids, d.logprobs))]
@@ -284,12 +296,20 @@ class OpenAIServer:
                 continue
             finish = d.finish_reason
             if st.split.saw_tool_call:
-                message, finish = assistant_message(prompt.prefix + st.text.final_text, True, finish)
+                # The held-back call text is parsed as the non-streaming reply is; a call that
+                # does not parse comes out as the text the model wrote plus `tool_call_errors`.
+                message, finish = assistant_message(prompt.prefix + st.text.final_text, True,
+                                                    finish, prompt.tool_names)
                 calls = message.get("tool_calls") or []
+                delta: dict[str, Any] = {}
                 if calls:
-                    yield chunk(i, {"tool_calls": [{"index": k, **c} for k, c in enumerate(calls)]})
-                elif st.split.buf:  # the call did not parse: show the text as it was
-                    yield chunk(i, {"content": st.split.buf})
+                    delta["tool_calls"] = [{"index": k, **c} for k, c in enumerate(calls)]
+                elif st.split.buf.strip():
+                    delta["content"] = st.split.buf.strip()
+                if message.get("tool_call_errors"):
+                    delta["tool_call_errors"] = message["tool_call_errors"]
+                if delta:
+                    yield chunk(i, delta)
             yield chunk(i, {}, finish, logprobs=st.pending_logprobs or None)
         if req.stream_options and req.stream_options.include_usage:
             yield _sse({"id": rid, "object": "chat.completion.chunk", "created": created,
@@ -301,7 +321,7 @@ class OpenAIServer:
 
     async def completions(self, req: CompletionRequest, request: Request) -> Any:
         self.check_model(req.model)
-        prompts = req.prompts(self.tok)
+        prompts = await asyncio.to_thread(req.prompts, self.tok)
         for ids in prompts:
             if not ids:
                 raise APIError(400, "a prompt is empty", param="prompt")
@@ -414,6 +434,57 @@ def _error_response(e: APIError) -> JSONResponse:
     return JSONResponse(e.body(), status_code=e.status)
 
 
+def _too_large(limit: int) -> APIError:
+    return APIError(413, f"the request body exceeds {limit} bytes (serve.max_request_bytes); "
+                    "send a smaller request", code="request_too_large")
+
+
+class HTTPGuard:
+    """Pure-ASGI middleware: counts responses per (path, status) for /metrics and refuses
+    bodies over `max_bytes` with 413, by their Content-Length before reading anything, else
+    (chunked bodies) as soon as the bytes read pass the limit.
+
+    Pure ASGI, not Starlette's BaseHTTPMiddleware: that one hands the app a wrapped `receive`
+    on which `request.is_disconnected()` never sees the client leave, so abandoned
+    non-streaming requests kept their cache rows to the end.
+    """
+
+    def __init__(self, app, counter: collections.Counter, max_bytes: int):
+        self.app, self.counter, self.max_bytes = app, counter, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        status = [500]
+
+        async def send_counted(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_bytes:
+                response = _error_response(_too_large(self.max_bytes))
+                await response(scope, receive, send_counted)
+                return
+            seen = [0]
+
+            async def receive_limited():
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen[0] += len(message.get("body", b""))
+                    if seen[0] > self.max_bytes:
+                        raise _too_large(self.max_bytes)
+                return message
+
+            await self.app(scope, receive_limited, send_counted)
+        finally:
+            self.counter[(path, status[0])] += 1
+
+
 def create_app(engine: Engine, tokenizer: Tokenizer, cfg: ServeConfig) -> FastAPI:
     """The FastAPI app serving `engine` (its background loop runs while the app does)."""
     server = OpenAIServer(engine, tokenizer, cfg)
@@ -428,12 +499,7 @@ def create_app(engine: Engine, tokenizer: Tokenizer, cfg: ServeConfig) -> FastAP
 
     app = FastAPI(title="youtu", lifespan=lifespan)
     app.state.server = server
-
-    @app.middleware("http")
-    async def count_status(request: Request, call_next):
-        response = await call_next(request)
-        server.http_status[(request.url.path, response.status_code)] += 1
-        return response
+    app.add_middleware(HTTPGuard, counter=server.http_status, max_bytes=cfg.max_request_bytes)
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, e: APIError):
@@ -456,6 +522,13 @@ def create_app(engine: Engine, tokenizer: Tokenizer, cfg: ServeConfig) -> FastAP
         kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
         return _error_response(APIError(e.status_code, str(e.detail), type=kind))
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, e: Exception):
+        # A bug, still answered in the OpenAI shape (and logged) so clients parse it.
+        logger.error("unhandled error on %s: %s", request.url.path, e, exc_info=e)
+        return _error_response(APIError(500, f"internal error: {type(e).__name__}: {e}",
+                                        type="server_error"))
+
     @app.get("/health")
     async def health():
         if not engine.running:
@@ -463,7 +536,8 @@ def create_app(engine: Engine, tokenizer: Tokenizer, cfg: ServeConfig) -> FastAP
         return {"status": "ok"}
 
     @app.get("/metrics")
-    async def metrics():
+    async def metrics(request: Request):
+        server.check_auth(request)
         return PlainTextResponse(server.metrics_text())
 
     @app.get("/v1/models")
@@ -485,20 +559,39 @@ def create_app(engine: Engine, tokenizer: Tokenizer, cfg: ServeConfig) -> FastAP
 
 
 async def _parse(request: Request, model: type) -> Any:
-    """Body -> request model, after auth (FastAPI's own parsing would run before the auth check)."""
+    """Body -> request model, after auth (FastAPI's own parsing would run before the auth check).
+    The body is read here (HTTPGuard bounds it); decoding and validation run in a worker thread."""
+    return await asyncio.to_thread(parse_body, await request.body(), model)
+
+
+def parse_body(raw: bytes, model: type) -> Any:
+    """Raw JSON body -> validated request model; every failure is a 400 `APIError` (or a
+    `RequestValidationError`, answered as 400 by the app) naming the problem."""
     from pydantic import ValidationError
 
-    raw = await request.body()
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise APIError(400, f"the request body is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise APIError(400, "the request body is nested too deeply; flatten it") from e
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object")
+    try:
+        # Lone UTF-16 surrogates ("\ud800") decode to str that cannot become UTF-8 text.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise APIError(400, f"the request body holds an unpaired UTF-16 surrogate "
+                       f"({e.object[e.start:e.end]!r}); send valid Unicode text") from e
+    except RecursionError as e:
+        raise APIError(400, "the request body is nested too deeply; flatten it") from e
+    refuse_unsupported(body)
     try:
         return model.model_validate(body)
     except ValidationError as e:
         raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from e
+    except RecursionError as e:
+        raise APIError(400, "the request body is nested too deeply; flatten it") from e
 
 
 def main(cfg: RunConfig) -> int:
