@@ -457,3 +457,34 @@ def test_the_role_chunk_waits_for_admission(model, tok, live_server):
         reader.join(20)  # leaving the long stream cancels it, which admits the short one
         assert '"role": "assistant"' in first_line["text"]
         assert first_line["aborted"] == aborted + 1
+
+
+# ---- malformed and unoffered tool calls: the same reply streaming or not -----------------------
+
+BROKEN_CALL = '<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>'
+UNOFFERED_CALL = '<tool_call>{"name": "rm_rf", "arguments": {"path": "/"}}</tool_call>'
+
+
+@pytest.mark.parametrize("text,error", [(BROKEN_CALL, "tool call 0"),
+                                        (UNOFFERED_CALL, "not one of the offered tools")],
+                         ids=["malformed", "unoffered"])
+def test_bad_tool_calls_come_back_as_text_and_an_error_in_both_modes(scripted, tok, live_server,
+                                                                     text, error):
+    engine = Engine(scripted(lambda h, thinking: "<think>\n\n</think>\n\n" + text), max_batch=2,
+                    max_seq_len=512, eos_ids=[tok.eos_id], detokenize=tok.decode)
+    with live_server(create_app(engine, tok, _cfg(max_new_tokens=200))) as server:
+        client = _client(server)
+        kw = dict(model=MODEL, messages=[{"role": "user", "content": "weather?"}],
+                  tools=[WEATHER_TOOL], extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        plain = client.chat.completions.create(**kw)
+        msg = plain.choices[0].message
+        assert not msg.tool_calls and msg.content == text
+        assert error in msg.model_extra["tool_call_errors"][0]
+        assert plain.choices[0].finish_reason == "stop"
+
+        chunks = list(client.chat.completions.create(stream=True, **kw))
+        content = "".join(c.choices[0].delta.content or "" for c in chunks)
+        errors = [e for c in chunks for e in (c.choices[0].delta.model_extra or {}).get("tool_call_errors", [])]
+        assert not [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
+        assert content == msg.content and errors == msg.model_extra["tool_call_errors"]
+        assert chunks[-1].choices[0].finish_reason == plain.choices[0].finish_reason
