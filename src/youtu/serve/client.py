@@ -78,14 +78,25 @@ class EngineChat:
         text = TextStream(self.tok.decode)
         split = ChatStreamSplitter(prompt.prefix, prompt.tools_active)
         completion = None
-        for delta in self.engine.submit(prompt.ids, params):
-            parts = split.feed(text.push([t for t in delta.token_ids if t not in stop_ids]))
-            if delta.completion is not None:
-                completion = delta.completion
-                parts += split.feed(text.finish()) + split.finish()
-            if on_text is not None:
-                for kind, piece in parts:
-                    on_text(kind, piece)
+        handle = self.engine.submit(prompt.ids, params)
+        deltas = iter(handle)
+        interrupted = False
+        while completion is None:
+            try:
+                for delta in deltas:
+                    parts = split.feed(text.push([t for t in delta.token_ids if t not in stop_ids]))
+                    if delta.completion is not None:
+                        completion = delta.completion
+                        parts += split.feed(text.finish()) + split.finish()
+                    if on_text is not None and not interrupted:
+                        for kind, piece in parts:
+                            on_text(kind, piece)
+            except KeyboardInterrupt:
+                # Ctrl-C stops this reply, not the caller: cancel (the row is freed at the next
+                # step) and keep what was generated; the reply finishes with 'abort'.
+                interrupted = True
+                handle.cancel()
+                deltas = iter(handle)
         assert completion is not None
         if completion.finish_reason == "error":
             raise RuntimeError(f"generation failed: {completion.error}")
