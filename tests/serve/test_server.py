@@ -488,3 +488,19 @@ def test_bad_tool_calls_come_back_as_text_and_an_error_in_both_modes(scripted, t
         assert not [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
         assert content == msg.content and errors == msg.model_extra["tool_call_errors"]
         assert chunks[-1].choices[0].finish_reason == plain.choices[0].finish_reason
+
+
+def test_engine_and_endpoint_backends_report_bad_calls_alike(scripted, tok, live_server):
+    from youtu.serve.client import EngineChat, OpenAIChat
+
+    engine = Engine(scripted(lambda h, thinking: "<think>\n\n</think>\n\n" + UNOFFERED_CALL),
+                    max_batch=2, max_seq_len=512, eos_ids=[tok.eos_id], detokenize=tok.decode)
+    msgs = [{"role": "user", "content": "weather?"}]
+    local = EngineChat(engine, tok, temperature=0).complete(msgs, tools=[WEATHER_TOOL], thinking=False)
+    with live_server(create_app(engine, tok, _cfg(max_new_tokens=200))) as server:
+        remote = OpenAIChat(server.url + "/v1", temperature=0).complete(
+            msgs, tools=[WEATHER_TOOL], thinking=False)
+    assert local.message["tool_call_errors"] == remote.message["tool_call_errors"]
+    assert "rm_rf" in local.message["tool_call_errors"][0] and not remote.message.get("tool_calls")
+    assert local.message["content"] == remote.message["content"] == UNOFFERED_CALL
+    assert local.finish_reason == remote.finish_reason == "stop"

@@ -7,7 +7,10 @@ OpenAI-compatible endpoint (our server, vLLM, SGLang), behind one small interfac
     reply.message   # OpenAI assistant message: content, reasoning_content, tool_calls
 
 Both return the same OpenAI message dict the server would, so an agent run against the local
-engine and one against a remote server produce the same trajectory format.
+engine and one against a remote server produce the same trajectory format; a tool call that
+did not parse or names a tool not offered comes back as content plus `tool_call_errors`
+(`protocol.assistant_message`) from both. Ctrl-C during `EngineChat.complete` cancels the
+request and returns what was generated so far with finish_reason 'abort'.
 """
 
 from __future__ import annotations
@@ -149,6 +152,8 @@ class OpenAIChat:
                                       "function": {"name": c["function"]["name"],
                                                    "arguments": c["function"]["arguments"]}}
                                      for c in raw["tool_calls"]]
+        if raw.get("tool_call_errors"):  # our server's report of calls that did not parse
+            message["tool_call_errors"] = list(raw["tool_call_errors"])
         if on_text is not None:
             if reasoning:
                 on_text("reasoning", reasoning)
