@@ -17,9 +17,10 @@ cache row at the next step. A stream's first chunk (the role) is sent once the e
 the request, so time to first chunk measures queueing and prefill.
 
 The layer is thin: it renders prompts (`youtu.tokenizer.chat`), maps parameters
-(`protocol.py`), and turns engine deltas into OpenAI JSON (`textstream.py` for text). Parsing,
-validation and tokenization run in worker threads, so a large request never stalls the event
-loop that streams every other client's tokens.
+(`protocol.py`), and turns engine deltas into OpenAI JSON (`textstream.py` for text); the HTTP
+boundary (size limit, parsing, error answers) is `guard.py`. Parsing, validation and
+tokenization run in worker threads, so a large request never stalls the event loop that
+streams every other client's tokens.
 """
 
 from __future__ import annotations
@@ -38,15 +39,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from youtu.serve.engine import (AsyncStream, Completion, Engine, EngineFullError, RequestError,
                                 StreamDelta)
+from youtu.serve.guard import HTTPGuard, install_error_handlers, parse_request
 from youtu.serve.protocol import (APIError, ChatCompletionRequest, CompletionRequest,
-                                  assistant_message, build_chat_prompt, refuse_unsupported,
-                                  sampling_params)
+                                  assistant_message, build_chat_prompt, sampling_params)
 from youtu.serve.textstream import ChatStreamSplitter, TextStream
 
 if TYPE_CHECKING:
@@ -430,61 +429,6 @@ class OpenAIServer:
         return "\n".join(lines) + "\n"
 
 
-def _error_response(e: APIError) -> JSONResponse:
-    return JSONResponse(e.body(), status_code=e.status)
-
-
-def _too_large(limit: int) -> APIError:
-    return APIError(413, f"the request body exceeds {limit} bytes (serve.max_request_bytes); "
-                    "send a smaller request", code="request_too_large")
-
-
-class HTTPGuard:
-    """Pure-ASGI middleware: counts responses per (path, status) for /metrics and refuses
-    bodies over `max_bytes` with 413, by their Content-Length before reading anything, else
-    (chunked bodies) as soon as the bytes read pass the limit.
-
-    Pure ASGI, not Starlette's BaseHTTPMiddleware: that one hands the app a wrapped `receive`
-    on which `request.is_disconnected()` never sees the client leave, so abandoned
-    non-streaming requests kept their cache rows to the end.
-    """
-
-    def __init__(self, app, counter: collections.Counter, max_bytes: int):
-        self.app, self.counter, self.max_bytes = app, counter, max_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "")
-        status = [500]
-
-        async def send_counted(message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_bytes:
-                response = _error_response(_too_large(self.max_bytes))
-                await response(scope, receive, send_counted)
-                return
-            seen = [0]
-
-            async def receive_limited():
-                message = await receive()
-                if message["type"] == "http.request":
-                    seen[0] += len(message.get("body", b""))
-                    if seen[0] > self.max_bytes:
-                        raise _too_large(self.max_bytes)
-                return message
-
-            await self.app(scope, receive_limited, send_counted)
-        finally:
-            self.counter[(path, status[0])] += 1
-
-
 def create_app(engine: Engine, tokenizer: Tokenizer, cfg: ServeConfig) -> FastAPI:
     """The FastAPI app serving `engine` (its background loop runs while the app does)."""
     server = OpenAIServer(engine, tokenizer, cfg)
@@ -501,33 +445,7 @@ def create_app(engine: Engine, tokenizer: Tokenizer, cfg: ServeConfig) -> FastAP
     app.state.server = server
     app.add_middleware(HTTPGuard, counter=server.http_status, max_bytes=cfg.max_request_bytes)
 
-    @app.exception_handler(APIError)
-    async def api_error(request: Request, e: APIError):
-        return _error_response(e)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, e: RequestValidationError):
-        errors = e.errors()
-        first = errors[0] if errors else {}
-        if first.get("type") == "json_invalid":
-            return _error_response(APIError(400, f"the request body is not valid JSON: "
-                                            f"{first.get('ctx', {}).get('error', '')}"))
-        loc = ".".join(str(x) for x in first.get("loc", ())[1:])
-        msg = "; ".join(f"{'.'.join(str(x) for x in err.get('loc', ())[1:]) or 'body'}: {err.get('msg')}"
-                        for err in errors)
-        return _error_response(APIError(400, msg, param=loc or None))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, e: StarletteHTTPException):
-        kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
-        return _error_response(APIError(e.status_code, str(e.detail), type=kind))
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, e: Exception):
-        # A bug, still answered in the OpenAI shape (and logged) so clients parse it.
-        logger.error("unhandled error on %s: %s", request.url.path, e, exc_info=e)
-        return _error_response(APIError(500, f"internal error: {type(e).__name__}: {e}",
-                                        type="server_error"))
+    install_error_handlers(app)
 
     @app.get("/health")
     async def health():
@@ -548,50 +466,14 @@ def create_app(engine: Engine, tokenizer: Tokenizer, cfg: ServeConfig) -> FastAP
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         server.check_auth(request)
-        return await server.chat(await _parse(request, ChatCompletionRequest), request)
+        return await server.chat(await parse_request(request, ChatCompletionRequest), request)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
         server.check_auth(request)
-        return await server.completions(await _parse(request, CompletionRequest), request)
+        return await server.completions(await parse_request(request, CompletionRequest), request)
 
     return app
-
-
-async def _parse(request: Request, model: type) -> Any:
-    """Body -> request model, after auth (FastAPI's own parsing would run before the auth check).
-    The body is read here (HTTPGuard bounds it); decoding and validation run in a worker thread."""
-    return await asyncio.to_thread(parse_body, await request.body(), model)
-
-
-def parse_body(raw: bytes, model: type) -> Any:
-    """Raw JSON body -> validated request model; every failure is a 400 `APIError` (or a
-    `RequestValidationError`, answered as 400 by the app) naming the problem."""
-    from pydantic import ValidationError
-
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise APIError(400, f"the request body is not valid JSON: {e}") from e
-    except RecursionError as e:
-        raise APIError(400, "the request body is nested too deeply; flatten it") from e
-    if not isinstance(body, dict):
-        raise APIError(400, "the request body must be a JSON object")
-    try:
-        # Lone UTF-16 surrogates ("\ud800") decode to str that cannot become UTF-8 text.
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise APIError(400, f"the request body holds an unpaired UTF-16 surrogate "
-                       f"({e.object[e.start:e.end]!r}); send valid Unicode text") from e
-    except RecursionError as e:
-        raise APIError(400, "the request body is nested too deeply; flatten it") from e
-    refuse_unsupported(body)
-    try:
-        return model.model_validate(body)
-    except ValidationError as e:
-        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from e
-    except RecursionError as e:
-        raise APIError(400, "the request body is nested too deeply; flatten it") from e
 
 
 def main(cfg: RunConfig) -> int:
