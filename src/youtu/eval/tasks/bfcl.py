@@ -11,6 +11,9 @@ sentence-transformers, faiss and a pinned numpy 1.26; the checker needs none of 
 
     pip install --no-deps bfcl-eval && pip install '.[bfcl]'    # tree-sitter parsers, tenacity
 
+(bfcl-eval's loaders take file locks under $BFCL_PROJECT_ROOT, by default its install folder;
+point it at a writable folder when site-packages is read-only.)
+
 Categories are BFCL's own names: the single-turn AST set `CATEGORIES` (simple_python,
 simple_java, simple_javascript, multiple, parallel, parallel_multiple, irrelevance and the
 live_* ones). Each entry goes to the model as BFCL's function-calling (FC) mode sends it to an
