@@ -466,8 +466,9 @@ UNOFFERED_CALL = '<tool_call>{"name": "rm_rf", "arguments": {"path": "/"}}</tool
 
 
 @pytest.mark.parametrize("text,error", [(BROKEN_CALL, "tool call 0"),
-                                        (UNOFFERED_CALL, "not one of the offered tools")],
-                         ids=["malformed", "unoffered"])
+                                        (UNOFFERED_CALL, "not one of the offered tools"),
+                                        ("Let me look.\n\n" + BROKEN_CALL, "tool call 0")],
+                         ids=["malformed", "unoffered", "after_text"])
 def test_bad_tool_calls_come_back_as_text_and_an_error_in_both_modes(scripted, tok, live_server,
                                                                      text, error):
     engine = Engine(scripted(lambda h, thinking: "<think>\n\n</think>\n\n" + text), max_batch=2,

@@ -64,6 +64,7 @@ class _Choice:
         self.split = ChatStreamSplitter(prefix, tools)
         self.ids: list[int] = []
         self.pending_logprobs: list[dict] = []
+        self.content = ""  # content streamed so far
 
 
 async def _merge(streams: list[AsyncStream]) -> AsyncIterator[tuple[int, StreamDelta]]:
@@ -284,6 +285,8 @@ class OpenAIServer:
                 parts += st.split.feed(st.text.finish()) + st.split.finish()
             for kind, t in parts:
                 key = "reasoning_content" if kind == "reasoning" else "content"
+                if key == "content":
+                    st.content += t
                 yield chunk(i, {key: t}, logprobs=st.pending_logprobs or None)
                 st.pending_logprobs = []
             if d.finish_reason is None:
@@ -303,8 +306,11 @@ class OpenAIServer:
                 delta: dict[str, Any] = {}
                 if calls:
                     delta["tool_calls"] = [{"index": k, **c} for k, c in enumerate(calls)]
-                elif st.split.buf.strip():
-                    delta["content"] = st.split.buf.strip()
+                elif message.get("content"):  # the rest of the text, as the plain reply has it
+                    full = message["content"]
+                    rest = full[len(st.content):] if full.startswith(st.content) else st.split.buf
+                    if rest.strip():
+                        delta["content"] = rest
                 if message.get("tool_call_errors"):
                     delta["tool_call_errors"] = message["tool_call_errors"]
                 if delta:
