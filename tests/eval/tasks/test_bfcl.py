@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("bfcl_eval")
 pytest.importorskip("tree_sitter")
 
-from youtu.eval.tasks.bfcl import backend_for, load_category, openai_tools, run_bfcl  # noqa: E402
+from youtu.eval.tasks.bfcl import load_category, openai_tools, run_bfcl  # noqa: E402
 from youtu.serve.client import Reply  # noqa: E402
 
 
@@ -79,12 +79,14 @@ def test_unsupported_categories_are_refused_by_name():
 def test_bfcl_runs_on_a_checkpoint_and_on_an_openai_endpoint(tiny_checkpoint):
     import uvicorn
 
+    from youtu.serve.client import EngineChat, OpenAIChat
     from youtu.serve.config import ServeConfig
+    from youtu.serve.engine import load_engine
     from youtu.serve.server import create_app
 
-    backend = backend_for(str(tiny_checkpoint), max_seq_len=2048)
-    engine, tok = backend.engine, backend.tok
-    local = run_bfcl(backend, ["simple_python", "irrelevance"], limit=2, max_tokens=8)
+    engine, tok = load_engine(tiny_checkpoint, max_batch=2, max_seq_len=2048)
+    local = run_bfcl(EngineChat(engine, tok, temperature=0), ["simple_python", "irrelevance"],
+                     limit=2, max_tokens=8)
     # a random tiny model writes no valid call: it fails the calls and passes irrelevance
     assert local["scores"] == {"bfcl/simple_python": 0.0, "bfcl/irrelevance": 1.0}
     assert {r["id"] for r in local["rows"]} == {"simple_python_0", "simple_python_1",
@@ -100,8 +102,8 @@ def test_bfcl_runs_on_a_checkpoint_and_on_an_openai_endpoint(tiny_checkpoint):
         while not server.started:
             time.sleep(0.02)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-        remote = run_bfcl(backend_for(url), ["simple_python", "irrelevance"], limit=2,
-                          max_tokens=8)
+        remote = run_bfcl(OpenAIChat(url, temperature=0), ["simple_python", "irrelevance"],
+                          limit=2, max_tokens=8)
     finally:
         server.should_exit = True
         thread.join(10)

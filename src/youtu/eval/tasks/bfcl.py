@@ -1,10 +1,16 @@
 """Berkeley Function Calling Leaderboard (BFCL v4) with the `bfcl-eval` package's own data and
 AST checker, on our checkpoints or any OpenAI-compatible endpoint.
 
-    from youtu.eval.tasks.bfcl import backend_for, run_bfcl
-    res = run_bfcl(backend_for("runs/tiny/sft"), ["simple_python", "irrelevance"])
-    res = run_bfcl(backend_for("http://127.0.0.1:8000/v1"), ["live_simple"], limit=50)
+    from youtu.eval.tasks.bfcl import run_bfcl
+    from youtu.serve.client import EngineChat, OpenAIChat
+    engine, tok = load_engine("runs/tiny/sft")                    # youtu.serve.engine
+    res = run_bfcl(EngineChat(engine, tok, temperature=0), ["simple_python", "irrelevance"])
+    res = run_bfcl(OpenAIChat("http://127.0.0.1:8000/v1", temperature=0), ["live_simple"])
     res["scores"]   # {"bfcl/simple_python": 0.62, "bfcl/irrelevance": 0.81}
+
+The backend is built by the caller (a layer above eval: youtu.eval may not import youtu.serve,
+tests/test_layers.py); anything with `complete(messages, tools=, max_tokens=, thinking=)`
+returning an object with an OpenAI assistant `.message` works.
 
 Install (bfcl-eval's declared dependencies are every vendor SDK its leaderboard calls plus
 sentence-transformers, faiss and a pinned numpy 1.26; the checker needs none of them):
@@ -78,20 +84,6 @@ def _bfcl() -> types.SimpleNamespace:
     return types.SimpleNamespace(utils=utils, Language=Language, ModelStyle=ModelStyle,
                                  mapping=GORILLA_TO_OPENAPI, convert_to_tool=convert_to_tool,
                                  ast_checker=ast_checker)
-
-
-def backend_for(target: str, *, device: str = "cpu", api_key: str = "", model: str = "",
-                max_seq_len: int = 4096) -> ChatBackend:
-    """A greedy chat backend: `target` is a checkpoint folder (our engine, in-process) or the
-    base URL of an OpenAI-compatible endpoint (http[s]://...; `model` = its first if empty)."""
-    from youtu.serve.client import EngineChat, OpenAIChat
-
-    if target.startswith(("http://", "https://")):
-        return OpenAIChat(target, api_key=api_key, model=model, temperature=0.0)
-    from youtu.serve.engine import load_engine
-
-    engine, tok = load_engine(target, device=device, max_batch=1, max_seq_len=max_seq_len)
-    return EngineChat(engine, tok, temperature=0.0, model=target)
 
 
 def load_category(category: str, limit: int = 0) -> list[dict[str, Any]]:
