@@ -57,8 +57,11 @@ class LoopConfig:
     """'auto' = bf16 autocast on CUDA, fp32 on CPU. Master weights and optimizer stay fp32."""
     compile: bool = False
     """torch.compile each transformer block."""
-    activation_checkpointing: bool = False
-    """Recompute each block's activations in backward (saves memory, ~1/3 more compute)."""
+    activation_checkpointing: bool | Literal["off", "full", "selective"] = "off"
+    """Recompute activations in backward: 'full' = each whole block (least memory, one more
+    forward of compute), 'selective' = a per-op policy that keeps matmul and attention outputs
+    and recomputes the rest (torchtitan's "op" SAC: most of full's memory saving at long
+    context for a few % of compute), 'off' = none. true / false mean 'full' / 'off'."""
     spike_factor: float = 4.0
     """Skip a step whose loss exceeds this multiple of the recent average; 0 = off."""
     max_skipped_steps: int = 10
@@ -105,6 +108,11 @@ class LoopConfig:
             raise ValueError(f"spike_factor must be > 1 (or 0 = off), got {self.spike_factor}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"beta1/beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if isinstance(self.activation_checkpointing, bool):  # the old boolean setting
+            self.activation_checkpointing = "full" if self.activation_checkpointing else "off"
+        if self.activation_checkpointing not in ("off", "full", "selective"):
+            raise ValueError(f"activation_checkpointing must be 'off', 'full' or 'selective' "
+                             f"(or true/false), got {self.activation_checkpointing!r}")
 
 
 def _paper_stages() -> list[StageConfig]:
@@ -153,6 +161,12 @@ class TrainConfig(LoopConfig):
     """With `eval_hook`: also every this many steps, on a step checkpoint written for it
     (counted in `keep_last`); 0 = stage ends only. Separate from `eval_every` (the cheap
     held-out loss), as a youtu.eval run costs much more."""
+    fp8: Literal["off", "tensorwise", "rowwise"] = "off"
+    """FP8 matmuls in the transformer blocks' linears through torchao.float8 (CUDA with compute
+    capability >= 8.9, `pip install 'youtu[gpu]'`): 'tensorwise' = one scale per tensor (the
+    fastest), 'rowwise' = one scale per row (more accurate). Master weights, optimizer,
+    embeddings and the tied lm_head stay as without it. Meant with `compile = true` (torchao's
+    casts are fused by Inductor; eager FP8 is slower than bf16)."""
 
     def __post_init__(self):
         super().__post_init__()

@@ -37,6 +37,7 @@ from youtu.model.layers import RMSNorm
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel
 from youtu.train.config import LoopConfig
+from youtu.train.fp8 import apply_fp8
 from youtu.train.loss import IGNORE_INDEX, compiled_cross_entropy, fused_linear_cross_entropy
 from youtu.train.metrics import MetricsSink, mfu, peak_flops, step_line
 from youtu.train.parallel import Dist
@@ -217,8 +218,8 @@ class Trainer:
             logger.warning("bf16 autocast on CPU is slow on most CPUs; fp32 is the CPU default")
         self.root = CausalLMLoss(self.model, cfg.loss_chunk_tokens, cfg.loss_kernel)
         blocks = list(self.model.model.layers)
-        if cfg.activation_checkpointing:
-            parallel.apply_activation_checkpointing(blocks)
+        apply_fp8(blocks, getattr(cfg, "fp8", "off"), dist.device, compiled=cfg.compile)  # train only
+        parallel.apply_activation_checkpointing(blocks, cfg.activation_checkpointing)
         if cfg.compile:
             parallel.apply_compile(blocks)
         if dist.distributed:
