@@ -174,6 +174,8 @@ class TrainConfig(LoopConfig):
             raise ValueError("stages must name at least one curriculum stage")
         if self.eval_hook_every < 0:
             raise ValueError(f"eval_hook_every must be >= 0, got {self.eval_hook_every}")
+        if self.fp8 not in ("off", "tensorwise", "rowwise"):
+            raise ValueError(f"fp8 must be 'off', 'tensorwise' or 'rowwise', got {self.fp8!r}")
         if self.eval_hook_every and not self.eval_hook:
             raise ValueError("eval_hook_every needs eval_hook = true (it schedules the youtu.eval "
                              "hook); set both, or eval_every for the held-out loss alone")

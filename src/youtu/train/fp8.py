@@ -46,10 +46,11 @@ def fp8_eligible(module: nn.Module, fqn: str) -> bool:
 def _torchao_float8():
     try:
         import torchao.float8 as float8
+        from torchao.float8.float8_linear import Float8Linear
     except ImportError as e:
         raise ImportError("train.fp8 needs torchao: pip install 'youtu[gpu]' (or pip install "
                           "torchao>=0.18), or set --train.fp8=off") from e
-    return float8
+    return float8, Float8Linear
 
 
 def check_fp8_device(recipe: str, device: torch.device) -> None:
@@ -69,12 +70,12 @@ def check_fp8_device(recipe: str, device: torch.device) -> None:
 def convert_blocks(blocks: Iterable[nn.Module], recipe: str) -> int:
     """Swap the eligible linears of `blocks` for Float8Linear with `recipe`'s scaling (no
     device check: `apply_fp8` is the entry point); returns how many were swapped."""
-    float8 = _torchao_float8()
+    float8, float8_linear = _torchao_float8()
     config = float8.Float8LinearConfig.from_recipe_name(recipe)
     converted = 0
     for block in blocks:
         float8.convert_to_float8_training(block, config=config, module_filter_fn=fp8_eligible)
-        converted += sum(isinstance(m, float8.Float8Linear) for m in block.modules())
+        converted += sum(isinstance(m, float8_linear) for m in block.modules())
     return converted
 
 

@@ -139,6 +139,7 @@ def _save_ops() -> set:
            aten._scaled_dot_product_flash_attention.default,
            aten._scaled_dot_product_efficient_attention.default,
            aten._scaled_dot_product_attention_math.default,
+           aten._scaled_dot_product_flash_attention_for_cpu.default,
            torch._higher_order_ops.flex_attention}
     return ops
 
