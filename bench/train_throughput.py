@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import gc
 import json
 import tempfile
@@ -204,6 +205,7 @@ def bench_torchtitan(cfg: ModelConfig, state: dict, batch: PackedBatch, device: 
     return out
 
 
+@functools.cache
 def corpus_bytes(n_tokens: int, seed: int = 0) -> torch.Tensor:
     """`n_tokens` UTF-8 bytes of the embedded corpus (stdlib code and docs) as token ids 0-255:
     real text with no tokenizer to train, identical for every variant."""
