@@ -14,6 +14,7 @@ phase() {  # name limit_s command...
   local name=$1 limit=$2; shift 2
   local now=$(( $(date +%s) - start ))
   if (( now + 20 > budget )); then echo "== $name: skipped at ${now}s (budget ${budget}s)"; return; fi
+  (( limit > budget - now )) && limit=$(( budget - now ))
   echo "== $name (t=${now}s, limit ${limit}s)"
   timeout "$limit" "$@" > "$out/$name.log" 2>&1; echo "== $name rc=$?"
   grep -v -E "Warning|warn\(|register_constant|^\s*$" "$out/$name.log" | tail -n 14
@@ -21,12 +22,12 @@ phase() {  # name limit_s command...
 python3 -c "import torch, torchao, torchtitan.models.deepseek_v3; print('torch', torch.__version__, 'torchao', torchao.__version__, torch.cuda.get_device_name())" 2>&1 | tail -n 2
 B=bench/train_throughput.py
 phase s4096 170 python3 $B --preset youtu_2b --seq 4096 --batch 4 --compile --fp8 off,tensorwise \
-  --peer torchtitan --steps 5 --warmup 2 --json-out "$out/s4096.json"
+  --peer torchtitan --steps 4 --warmup 2 --json-out "$out/s4096.json"
 phase s32k 110 python3 $B --preset youtu_2b --seq 32768 --batch 1 --compile --ac full,selective \
   --peer none --steps 3 --warmup 1 --json-out "$out/s32k.json"
+phase gputests 60 python3 -m pytest -q -m gpu -p no:cacheprovider tests/train/test_fp8.py
 phase curve 100 python3 $B --preset small --seq 2048 --batch 8 --compile --fp8 off,tensorwise \
   --curve 300 --json-out "$out/curve.json"
-phase gputests 60 python3 -m pytest -q -m gpu -p no:cacheprovider tests/train/test_fp8.py
 phase rowwise 70 python3 $B --preset youtu_2b --seq 4096 --batch 4 --compile --fp8 rowwise \
   --peer none --steps 5 --warmup 2 --json-out "$out/rowwise.json"
 echo "== done at $(( $(date +%s) - start ))s"
