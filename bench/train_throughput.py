@@ -331,12 +331,16 @@ def main() -> None:
         packed = make_batch(cfg, args.batch, args.seq, packed=True)
         results.append(bench_ours(cfg, state, packed, device, name="ours (packed, 4 docs/row)",
                                   ac=args.ac.split(",")[0], **common))
-    peer = None
-    if args.peer == "transformers":
-        peer = bench_hf(cfg, state, batch, device, args.steps, args.warmup, args.compile)
-    elif args.peer == "torchtitan":
-        peer = bench_torchtitan(cfg, state, batch, device, args.steps, args.warmup, args.compile,
-                                args.ac.split(",")[0])
+    peer, peer_error = None, None
+    try:  # a peer that cannot run here (e.g. torchtitan on an older torch) is reported, not fatal
+        if args.peer == "transformers":
+            peer = bench_hf(cfg, state, batch, device, args.steps, args.warmup, args.compile)
+        elif args.peer == "torchtitan":
+            peer = bench_torchtitan(cfg, state, batch, device, args.steps, args.warmup,
+                                    args.compile, args.ac.split(",")[0])
+    except Exception as e:  # noqa: BLE001 (any failure of the peer's own code)
+        peer_error = f"{type(e).__name__}: {e}"
+        print(f"peer {args.peer} failed: {peer_error}")
     if peer is not None:
         results.append(peer)
 
@@ -358,6 +362,9 @@ def main() -> None:
         print(f"{base.name} / {r.name}: {base.tokens_per_s / r.tokens_per_s:.2f}x")
     if peer is not None:
         out["speedup_vs_peer"] = base.tokens_per_s / peer.tokens_per_s
+    if peer_error:
+        out["peer_error"] = peer_error
+        print(f"peer {args.peer}: {peer_error}")
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(out, f)
