@@ -92,7 +92,7 @@ def make_batch(cfg: ModelConfig, batch: int, seq: int, packed: bool, seed: int =
 
 
 def _trainer(cfg: ModelConfig, state: dict, device: torch.device, tmp: str, compile: bool,
-             loss_kernel: str, ac: str, fp8: str) -> Trainer:
+             loss_kernel: str, ac: str, fp8: str, fp8_linears: str = "all") -> Trainer:
     """Our Trainer on a fresh copy of `state` (training updates parameters in place)."""
     with torch.device("meta"):
         model = YoutuForCausalLM(copy.deepcopy(cfg))
@@ -101,16 +101,17 @@ def _trainer(cfg: ModelConfig, state: dict, device: torch.device, tmp: str, comp
         model.lm_head.weight = model.model.embed_tokens.weight
     model.init_rope()
     tcfg = TrainConfig(lr=1e-4, compile=compile, tensorboard=False, spike_factor=0.0,
-                       loss_kernel=loss_kernel, activation_checkpointing=ac, fp8=fp8)
+                       loss_kernel=loss_kernel, activation_checkpointing=ac, fp8=fp8,
+                       fp8_linears=fp8_linears)
     return Trainer(tcfg, model, dist=Dist(device=device), out_dir=tmp)
 
 
 def bench_ours(cfg: ModelConfig, state: dict, batch: PackedBatch, device: torch.device,
                steps: int, warmup: int, compile: bool, name: str, loss_kernel: str = "chunked",
-               ac: str = "off", fp8: str = "off") -> Result:
+               ac: str = "off", fp8: str = "off", fp8_linears: str = "all") -> Result:
     _reset_memory(device)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _trainer(cfg, state, device, tmp, compile, loss_kernel, ac, fp8)
+        trainer = _trainer(cfg, state, device, tmp, compile, loss_kernel, ac, fp8, fp8_linears)
         B, T = batch.input_ids.shape
         span = StageSpan(index=0, name="bench", start_step=0, end_step=steps + warmup, seq_len=T,
                          rows=B, rope_theta=cfg.rope_theta, lr_phase="stable")
@@ -293,6 +294,8 @@ def main() -> None:
     p.add_argument("--ckpt", action="store_true", help="same as --ac full")
     p.add_argument("--fp8", default="off",
                    help="ours: train.fp8 recipes to time, comma-separated (off, tensorwise, rowwise)")
+    p.add_argument("--fp8-linears", default="all", choices=["all", "auto"],
+                   help="ours: train.fp8_linears for every fp8 variant")
     p.add_argument("--packed", action="store_true", help="also time ours on packed rows")
     p.add_argument("--peer", default="transformers", choices=["transformers", "torchtitan", "none"])
     p.add_argument("--curve", type=int, default=0,
@@ -326,7 +329,10 @@ def main() -> None:
     for ac in args.ac.split(","):
         for fp8 in args.fp8.split(","):
             name = "ours" + (f" fp8 {fp8}" if fp8 != "off" else "") + (f" ac {ac}" if ac != "off" else "")
-            results.append(bench_ours(cfg, state, batch, device, name=name, ac=ac, fp8=fp8, **common))
+            if fp8 != "off" and args.fp8_linears != "all":
+                name += f" ({args.fp8_linears} linears)"
+            results.append(bench_ours(cfg, state, batch, device, name=name, ac=ac, fp8=fp8,
+                                      fp8_linears=args.fp8_linears, **common))
     if args.packed:
         packed = make_batch(cfg, args.batch, args.seq, packed=True)
         results.append(bench_ours(cfg, state, packed, device, name="ours (packed, 4 docs/row)",
@@ -356,7 +362,7 @@ def main() -> None:
               f"{r.first_loss:8.4f}")
     out = {"preset": args.preset, "seq": args.seq, "batch": args.batch, "device": name,
            "compile": args.compile, "loss_kernel": args.loss_kernel, "ac": args.ac,
-           "fp8": args.fp8, "peer": args.peer, "results": [r.__dict__ for r in results]}
+           "fp8": args.fp8, "fp8_linears": args.fp8_linears, "peer": args.peer, "results": [r.__dict__ for r in results]}
     base = results[0]
     for r in results[1:]:
         print(f"{base.name} / {r.name}: {base.tokens_per_s / r.tokens_per_s:.2f}x")

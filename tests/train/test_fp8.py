@@ -31,8 +31,8 @@ def test_eligible_linears_skip_lm_head_and_odd_shapes():
 
 def test_fp8_on_cpu_is_a_clear_config_error():
     with pytest.raises(ConfigError, match=r"train.fp8=rowwise needs a CUDA GPU.*--train.fp8=off"):
-        apply_fp8(_tiny().model.layers, "rowwise", torch.device("cpu"))
-    assert apply_fp8(_tiny().model.layers, "off", torch.device("cpu")) == 0
+        apply_fp8(_tiny().model.layers, TrainConfig(fp8="rowwise"), torch.device("cpu"))
+    assert apply_fp8(_tiny().model.layers, TrainConfig(), torch.device("cpu")) == 0
     with pytest.raises(ValueError, match="fp8 must be"):
         TrainConfig(fp8="e4m3")
 
@@ -71,6 +71,24 @@ def test_conversion_swaps_block_linears_only_and_keeps_the_function():
     rel = ((out - ref).norm() / ref.norm()).item()
     assert 0.01 < rel < 0.3, rel
     assert loss == pytest.approx(ref_loss, rel=1e-2)
+
+
+@pytest.mark.parametrize("recipe, kept", [
+    ("tensorwise", {"q_a_proj", "q_b_proj", "kv_b_proj", "o_proj", "gate_proj", "up_proj",
+                    "down_proj"}),
+    ("rowwise", {"gate_proj", "up_proj"}),
+])
+def test_auto_linears_follow_torchao_shape_heuristic_at_2b(recipe, kept):
+    pytest.importorskip("torchao.float8")
+    from torchao.float8.float8_linear import Float8Linear
+
+    with torch.device("meta"):
+        model = YoutuForCausalLM(ModelConfig.youtu_2b())
+    block = model.model.layers[0]
+    assert convert_blocks([block], recipe, "auto") == len(kept)
+    assert {n.split(".")[-1] for n, m in block.named_modules() if isinstance(m, Float8Linear)} == kept
+    with pytest.raises(ConfigError, match="fp8_linears"):
+        convert_blocks([model.model.layers[1]], recipe, "most")
 
 
 def _losses(fp8: str, steps: int = 6) -> list[float]:

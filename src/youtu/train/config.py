@@ -167,6 +167,10 @@ class TrainConfig(LoopConfig):
     fastest), 'rowwise' = one scale per row (more accurate). Master weights, optimizer,
     embeddings and the tied lm_head stay as without it. Meant with `compile = true` (torchao's
     casts are fused by Inductor; eager FP8 is slower than bf16)."""
+    fp8_linears: Literal["all", "auto"] = "all"
+    """With `fp8`: 'all' = every block linear with dims divisible by 16; 'auto' = torchao's
+    shape heuristic (from its H100 tables), which keeps in bf16 the linears FP8 makes slower
+    (at the 2B, rowwise then converts only gate_proj and up_proj)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -176,6 +180,8 @@ class TrainConfig(LoopConfig):
             raise ValueError(f"eval_hook_every must be >= 0, got {self.eval_hook_every}")
         if self.fp8 not in ("off", "tensorwise", "rowwise"):
             raise ValueError(f"fp8 must be 'off', 'tensorwise' or 'rowwise', got {self.fp8!r}")
+        if self.fp8_linears not in ("all", "auto"):
+            raise ValueError(f"fp8_linears must be 'all' or 'auto', got {self.fp8_linears!r}")
         if self.eval_hook_every and not self.eval_hook:
             raise ValueError("eval_hook_every needs eval_hook = true (it schedules the youtu.eval "
                              "hook); set both, or eval_every for the held-out loss alone")

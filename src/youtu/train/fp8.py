@@ -67,38 +67,63 @@ def check_fp8_device(recipe: str, device: torch.device) -> None:
                           "set --train.fp8=off")
 
 
-def convert_blocks(blocks: Iterable[nn.Module], recipe: str) -> int:
+FP8_LINEARS = ("all", "auto")
+"""Which block linears convert: every eligible one, or torchao's shape heuristic
+(`_auto_filter_for_recipe`, from its H100 tables) that keeps in bf16 the ones FP8 makes slower
+(for the 2B: tensorwise skips kv_a_proj_with_mqa; rowwise converts only gate_proj/up_proj)."""
+
+
+def _filter(recipe: str, linears: str):
+    if linears == "all":
+        return fp8_eligible
+    if linears != "auto":
+        raise ConfigError(f"train.fp8_linears: {linears!r} is not one of {', '.join(FP8_LINEARS)}")
+    from torchao.float8.float8_linear_utils import _auto_filter_for_recipe
+
+    return _auto_filter_for_recipe(recipe, filter_fqns=["lm_head"])
+
+
+def convert_blocks(blocks: Iterable[nn.Module], recipe: str, linears: str = "all") -> int:
     """Swap the eligible linears of `blocks` for Float8Linear with `recipe`'s scaling (no
-    device check: `apply_fp8` is the entry point); returns how many were swapped."""
+    device check: `apply_fp8` is the entry point); returns how many were swapped.
+
+    Args:
+        blocks: the transformer blocks.
+        recipe: 'tensorwise' or 'rowwise'.
+        linears: 'all' (every `fp8_eligible` linear) or 'auto' (torchao's shape heuristic).
+    """
     float8, float8_linear = _torchao_float8()
     config = float8.Float8LinearConfig.from_recipe_name(recipe)
+    keep = _filter(recipe, linears)
     converted = 0
     for block in blocks:
-        float8.convert_to_float8_training(block, config=config, module_filter_fn=fp8_eligible)
+        float8.convert_to_float8_training(block, config=config, module_filter_fn=keep)
         converted += sum(isinstance(m, float8_linear) for m in block.modules())
     return converted
 
 
-def apply_fp8(blocks: Iterable[nn.Module], recipe: str, device: torch.device,
-              compiled: bool = True) -> int:
-    """Convert the eligible linears of `blocks` to torchao Float8Linear, in place.
+def apply_fp8(blocks: Iterable[nn.Module], cfg, device: torch.device) -> int:
+    """Convert the block linears to torchao Float8Linear as the config says, in place.
 
     Args:
         blocks: the transformer blocks (the embedding and lm_head live outside them).
-        recipe: 'off' (nothing happens), 'tensorwise' or 'rowwise'.
+        cfg: the loop settings: `fp8` ('off', 'tensorwise', 'rowwise'; TrainConfig only, so
+            SFT's config means 'off'), `fp8_linears`, and `compile` (a warning without it:
+            eager FP8 runs the scaling and casts as separate kernels, slower than bf16).
         device: the run's device (FP8 needs CUDA with compute capability >= 8.9).
-        compiled: whether the blocks will be torch.compile'd (a warning otherwise: eager
-            FP8 runs the scaling and casts as separate kernels and is slower than bf16).
 
     Returns:
         The number of linears converted.
     """
+    recipe = getattr(cfg, "fp8", "off")
     if recipe == "off":
         return 0
     check_fp8_device(recipe, device)
-    converted = convert_blocks(blocks, recipe)
-    if not compiled:
+    linears = getattr(cfg, "fp8_linears", "all")
+    converted = convert_blocks(blocks, recipe, linears)
+    if not cfg.compile:
         logger.warning("train.fp8=%s without train.compile: eager FP8 is slower than bf16 "
                        "(the casts are not fused); set --train.compile=true", recipe)
-    logger.info("fp8 (%s): %d linears in the blocks run in float8", recipe, converted)
+    logger.info("fp8 (%s, %s linears): %d linears in the blocks run in float8", recipe, linears,
+                converted)
     return converted

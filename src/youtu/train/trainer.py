@@ -218,7 +218,7 @@ class Trainer:
             logger.warning("bf16 autocast on CPU is slow on most CPUs; fp32 is the CPU default")
         self.root = CausalLMLoss(self.model, cfg.loss_chunk_tokens, cfg.loss_kernel)
         blocks = list(self.model.model.layers)
-        apply_fp8(blocks, getattr(cfg, "fp8", "off"), dist.device, compiled=cfg.compile)  # train only
+        apply_fp8(blocks, cfg, dist.device)
         parallel.apply_activation_checkpointing(blocks, cfg.activation_checkpointing)
         if cfg.compile:
             parallel.apply_compile(blocks)
