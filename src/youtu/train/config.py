@@ -60,8 +60,8 @@ class LoopConfig:
     activation_checkpointing: bool | Literal["off", "full", "selective"] = "off"
     """Recompute activations in backward: 'full' = each whole block (least memory, one more
     forward of compute), 'selective' = a per-op policy that keeps matmul and attention outputs
-    and recomputes the rest (torchtitan's "op" SAC: most of full's memory saving at long
-    context for a few % of compute), 'off' = none. true / false mean 'full' / 'off'."""
+    and recomputes the rest (torchtitan's "op" SAC; 2B at 32k on an H200: 1.17x the speed of
+    'full' for 62.6 instead of 38.4 GB), 'off' = none. true / false mean 'full' / 'off'."""
     spike_factor: float = 4.0
     """Skip a step whose loss exceeds this multiple of the recent average; 0 = off."""
     max_skipped_steps: int = 10
