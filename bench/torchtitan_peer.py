@@ -1,7 +1,12 @@
 """The torchtitan peer of bench/train_throughput.py: torchtitan's own DeepSeek-V3 model at our
 shape, through its own parallelize / compile / loss / optimizer / clipping path, on one GPU.
 
+    pip install --no-deps torchtitan==0.3.0 tyro docstring-parser typeguard shtab spmd_types==0.2.3
     python bench/train_throughput.py --preset youtu_2b --seq 4096 --batch 4 --compile --peer torchtitan
+
+torchtitan is a peer, not a dependency (its own requirements pin datasets < 4.8 and pull wandb,
+none of which this path imports). 0.3.0 needs a torch newer than 2.11: on 2.11 it fails at
+import (`DataParallelMeshDims` is missing from torch.distributed.fsdp); on 2.13 it runs.
 
 What is torchtitan's and what is set to match us:
 - Model: `torchtitan.models.deepseek_v3` built by its own `build_mla_moe_layers` with
