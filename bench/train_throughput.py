@@ -1,30 +1,36 @@
-"""Training throughput: our trainer step vs transformers' YoutuForCausalLM step, same config,
-same batch, same weights, in the same run.
+"""Training throughput: our trainer step vs a peer (torchtitan or transformers), same config,
+same batch, same initial weights, in the same run.
 
     python bench/train_throughput.py                                   # CPU, tiny model, fp32
-    python bench/train_throughput.py --preset youtu_2b --seq 4096 --batch 4      # one GPU, bf16
-    python bench/train_throughput.py --preset youtu_2b --seq 4096 --batch 4 --compile
-    python bench/train_throughput.py --preset youtu_2b --seq 4096 --batch 4 --compile --loss-kernel compiled
-    python bench/train_throughput.py --preset youtu_2b --seq 32768 --batch 1 --compile --ckpt
+    python bench/train_throughput.py --preset youtu_2b --seq 4096 --batch 4 --compile --peer torchtitan
+    python bench/train_throughput.py --preset youtu_2b --seq 4096 --batch 4 --compile --fp8 off,tensorwise,rowwise --peer none
+    python bench/train_throughput.py --preset youtu_2b --seq 32768 --batch 1 --compile --ac full,selective --peer none
+    python bench/train_throughput.py --preset small --seq 2048 --batch 8 --compile --fp8 off,rowwise --curve 300
 
 Ours is `youtu.train.trainer.Trainer.train_step` (bf16 autocast on CUDA with fp32 master weights,
-cuDNN causal attention, fused chunked lm_head + cross-entropy, fused AdamW, clipping). The peer
-is transformers' `YoutuForCausalLM` with the same fp32 weights under the same bf16 autocast,
-`labels=` loss, fused AdamW and the same clipping. `--packed` also times ours on rows of several
-documents (FlexAttention block mask), which the peer has no equivalent for.
+cuDNN causal attention, fused chunked lm_head + cross-entropy, fused AdamW, clipping), once per
+`--fp8` x `--ac` variant. Peers: `--peer torchtitan` is torchtitan's own DeepSeek-V3 model at our
+shape through its parallelize/compile path (bench/torchtitan_peer.py says what is matched);
+`--peer transformers` is transformers' `YoutuForCausalLM` with the same fp32 weights under the
+same bf16 autocast, `labels=` loss, fused AdamW and clipping. `--packed` also times ours on
+rows of several documents (FlexAttention block mask).
 
-Reports tokens/s, MFU (6N + attention FLOPs per token with full-length attention, the
-convention of DESIGN.md's peer anchor: MFU 0.42 at 26.1k tok/s), peak memory, and the first
-step's loss of each (a parity check: same weights and batch must give the same loss). Prints a
-table, then one JSON line.
+MFU is youtu's one convention (`YoutuForCausalLM.flops_per_token`: 6N + attention over all
+seq_len keys, PaLM's and torchtitan's), the same function the trainer's log line uses. Reports
+tokens/s, MFU, peak memory and the first step's loss of each (a parity check: same weights and
+batch give the same loss). `--curve N` instead trains N steps of each `--fp8` variant from the
+same initial weights on the same data (the UTF-8 bytes of the embedded corpus as token ids)
+and reports the loss curves. Prints a table, then one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import gc
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -34,7 +40,7 @@ from youtu.data.packing import PackedBatch
 from youtu.model import ModelConfig, YoutuForCausalLM
 from youtu.train.config import TrainConfig
 from youtu.train.trainer import Trainer
-from youtu.train.metrics import peak_flops
+from youtu.train.metrics import mfu, peak_flops
 from youtu.train.parallel import Dist, resolve_device
 from youtu.train.schedule import StageSpan
 
@@ -47,6 +53,8 @@ class Result:
     mfu: float | None
     peak_mem_gb: float | None
     first_loss: float
+    fp8: str = "off"
+    ac: str = "off"
 
 
 def _sync(device: torch.device) -> None:
@@ -83,23 +91,27 @@ def make_batch(cfg: ModelConfig, batch: int, seq: int, packed: bool, seed: int =
     return PackedBatch(ids[:, :-1].contiguous(), targets, positions, doc_ids)
 
 
-def bench_ours(cfg: ModelConfig, state: dict, batch: PackedBatch, device: torch.device,
-               steps: int, warmup: int, compile: bool, name: str, loss_kernel: str = "chunked",
-               ckpt: bool = False) -> Result:
-    _reset_memory(device)
+def _trainer(cfg: ModelConfig, state: dict, device: torch.device, tmp: str, compile: bool,
+             loss_kernel: str, ac: str, fp8: str, fp8_linears: str = "all") -> Trainer:
+    """Our Trainer on a fresh copy of `state` (training updates parameters in place)."""
     with torch.device("meta"):
         model = YoutuForCausalLM(copy.deepcopy(cfg))
-    # Copies: training updates the parameters in place, and the peer needs the initial weights.
     model.load_state_dict({k: v.clone() for k, v in state.items()}, assign=True)
     if cfg.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     model.init_rope()
     tcfg = TrainConfig(lr=1e-4, compile=compile, tensorboard=False, spike_factor=0.0,
-                       loss_kernel=loss_kernel, activation_checkpointing=ckpt)
-    import tempfile
+                       loss_kernel=loss_kernel, activation_checkpointing=ac, fp8=fp8,
+                       fp8_linears=fp8_linears)
+    return Trainer(tcfg, model, dist=Dist(device=device), out_dir=tmp)
 
+
+def bench_ours(cfg: ModelConfig, state: dict, batch: PackedBatch, device: torch.device,
+               steps: int, warmup: int, compile: bool, name: str, loss_kernel: str = "chunked",
+               ac: str = "off", fp8: str = "off", fp8_linears: str = "all") -> Result:
+    _reset_memory(device)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(tcfg, model, dist=Dist(device=device), out_dir=tmp)
+        trainer = _trainer(cfg, state, device, tmp, compile, loss_kernel, ac, fp8, fp8_linears)
         B, T = batch.input_ids.shape
         span = StageSpan(index=0, name="bench", start_step=0, end_step=steps + warmup, seq_len=T,
                          rows=B, rope_theta=cfg.rope_theta, lr_phase="stable")
@@ -114,8 +126,10 @@ def bench_ours(cfg: ModelConfig, state: dict, batch: PackedBatch, device: torch.
         dt = (time.perf_counter() - t0) / steps
         trainer.close()
     peak = _peak_gb(device)
-    del trainer, model
-    return _result(name, cfg, batch, device, dt, peak, first)
+    del trainer
+    r = _result(name, cfg, batch, device, dt, peak, first)
+    r.fp8, r.ac = fp8, ac
+    return r
 
 
 def bench_hf(cfg: ModelConfig, state: dict, batch: PackedBatch, device: torch.device,
@@ -166,10 +180,101 @@ def _result(name: str, cfg: ModelConfig, batch: PackedBatch, device: torch.devic
             peak: float | None, first: float) -> Result:
     B, T = batch.input_ids.shape
     tok_s = B * T / dt
+    return Result(name, tok_s, dt * 1e3, bench_mfu(cfg, T, tok_s, peak_flops(device)), peak, first)
+
+
+def bench_mfu(cfg: ModelConfig, seq_len: int, tokens_per_s: float, peak: float | None) -> float | None:
+    """MFU as the trainer logs it: `metrics.mfu` over `flops_per_token(seq_len)`."""
     with torch.device("meta"):
-        flops = YoutuForCausalLM(cfg).flops_per_token(T, causal=False)
-    peak_f = peak_flops(device)
-    return Result(name, tok_s, dt * 1e3, tok_s * flops / peak_f if peak_f else None, peak, first)
+        flops = YoutuForCausalLM(cfg).flops_per_token(seq_len)
+    return mfu(tokens_per_s, flops, peak)
+
+
+def bench_torchtitan(cfg: ModelConfig, state: dict, batch: PackedBatch, device: torch.device,
+                     steps: int, warmup: int, compile: bool, ac: str) -> Result:
+    from torchtitan_peer import bench_torchtitan as run_titan
+
+    _reset_memory(device)
+    r = run_titan(cfg, state, batch.input_ids, batch.targets, device, steps, warmup, compile, ac)
+    out = _result("torchtitan", cfg, batch, device, r.seconds_per_step, r.peak_mem_gb,
+                  r.first_loss)
+    out.ac = ac
+    B, T = batch.input_ids.shape
+    peak = peak_flops(device)  # torchtitan's own FLOP count (norm gains too), for the record
+    out.titan_mfu_own_count = (B * T / r.seconds_per_step * r.flops_per_token / peak
+                               if peak else None)
+    return out
+
+
+@functools.cache
+def corpus_bytes(n_tokens: int, seed: int = 0) -> torch.Tensor:
+    """`n_tokens` UTF-8 bytes of the embedded corpus (stdlib code and docs) as token ids 0-255:
+    real text with no tokenizer to train, identical for every variant."""
+    from youtu.data.sources import embedded_corpus
+
+    chunks, total = [], 0
+    for doc in embedded_corpus(seed, code_chars=n_tokens, prose_chars=n_tokens // 2,
+                               stem_chars=n_tokens // 4):
+        chunks.append(doc.text.encode("utf-8"))
+        total += len(chunks[-1])
+        if total > n_tokens:
+            break
+    data = b"".join(chunks)
+    if len(data) <= n_tokens:
+        raise ValueError(f"the embedded corpus gave {len(data)} bytes, fewer than {n_tokens}")
+    return torch.frombuffer(bytearray(data[:n_tokens + 1]), dtype=torch.uint8).long()
+
+
+def loss_curve(cfg: ModelConfig, state: dict, device: torch.device, *, steps: int, batch: int,
+               seq: int, compile: bool, loss_kernel: str, fp8: str, lr: float) -> list[float]:
+    """Train `steps` steps from `state` on consecutive corpus rows; the loss of every step."""
+    data = corpus_bytes(steps * batch * seq)
+    losses = []
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = _trainer(cfg, state, device, tmp, compile, loss_kernel, "off", fp8)
+        span = StageSpan(index=0, name="curve", start_step=0, end_step=steps, seq_len=seq,
+                         rows=batch, rope_theta=cfg.rope_theta, lr_phase="stable")
+        warmup = max(1, steps // 10)
+        for step in range(steps):
+            rows = data[step * batch * seq:(step + 1) * batch * seq + 1]
+            ids = rows[:-1].view(batch, seq)
+            targets = rows[1:].view(batch, seq).clone()
+            b = PackedBatch(ids, targets, torch.arange(seq).expand(batch, seq).contiguous(),
+                            torch.zeros(batch, seq, dtype=torch.long))
+            step_lr = lr * min(1.0, (step + 1) / warmup)
+            losses.append(trainer.train_step(b, step_lr, span).loss)
+        trainer.close()
+    return losses
+
+
+def _curve_main(args, cfg: ModelConfig, state: dict, device: torch.device) -> None:
+    variants = args.fp8.split(",")
+    curves = {v: loss_curve(cfg, state, device, steps=args.curve, batch=args.batch, seq=args.seq,
+                            compile=args.compile, loss_kernel=args.loss_kernel, fp8=v,
+                            lr=args.curve_lr) for v in variants}
+    base = curves[variants[0]]
+    tail = max(1, args.curve // 6)
+    print(f"\nloss curve: {args.preset}, {args.curve} steps x {args.batch} x {args.seq} bytes of "
+          f"the embedded corpus, lr {args.curve_lr:g}")
+    print(f"{'fp8':12s} {'loss@1':>8s} {'loss@%d' % args.curve:>10s} {'mean last ' + str(tail):>14s} "
+          f"{'max |d| vs ' + variants[0]:>18s}")
+    summary = {}
+    for v, c in curves.items():
+        diff = max(abs(a - b) for a, b in zip(c, base))
+        mean_tail = sum(c[-tail:]) / tail
+        summary[v] = {"first": c[0], "last": c[-1], "mean_tail": mean_tail, "max_abs_diff": diff}
+        print(f"{v:12s} {c[0]:8.4f} {c[-1]:10.4f} {mean_tail:14.4f} {diff:18.4f}")
+    # run-to-run noise of the reference: the step-to-step spread of its last `tail` losses
+    mean = sum(base[-tail:]) / tail
+    noise = (sum((x - mean) ** 2 for x in base[-tail:]) / tail) ** 0.5
+    print(f"step-to-step std of {variants[0]} over the last {tail} steps: {noise:.4f}")
+    out = {"mode": "curve", "preset": args.preset, "steps": args.curve, "batch": args.batch,
+           "seq": args.seq, "lr": args.curve_lr, "summary": summary, "tail_std": noise,
+           "curves": curves}
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(out, f)
+    print(json.dumps({k: v for k, v in out.items() if k != "curves"}))
 
 
 def main() -> None:
@@ -180,17 +285,33 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="auto")
-    p.add_argument("--compile", action="store_true", help="torch.compile both (ours per block)")
+    p.add_argument("--compile", action="store_true", help="torch.compile (ours and the peer per block)")
     p.add_argument("--loss-kernel", default="chunked", choices=["chunked", "compiled"],
                    help="ours: the trainer's loss_kernel")
-    p.add_argument("--ckpt", action="store_true", help="ours: activation checkpointing")
+    p.add_argument("--ac", default="off",
+                   help="ours: activation checkpointing modes to time, comma-separated "
+                        "(off, full, selective); the peer runs the first")
+    p.add_argument("--ckpt", action="store_true", help="same as --ac full")
+    p.add_argument("--fp8", default="off",
+                   help="ours: train.fp8 recipes to time, comma-separated (off, tensorwise, rowwise)")
+    p.add_argument("--fp8-linears", default="all", choices=["all", "auto"],
+                   help="ours: train.fp8_linears for every fp8 variant")
     p.add_argument("--packed", action="store_true", help="also time ours on packed rows")
-    p.add_argument("--no-hf", action="store_true", help="skip the transformers peer")
+    p.add_argument("--peer", default="transformers", choices=["transformers", "torchtitan", "none"])
+    p.add_argument("--curve", type=int, default=0,
+                   help="train this many steps per --fp8 variant and compare the loss curves")
+    p.add_argument("--curve-lr", type=float, default=1e-3)
+    p.add_argument("--json-out", default="", help="also write the JSON result to this file")
     args = p.parse_args()
+    if args.ckpt:
+        args.ac = "full"
 
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
+    # Each variant is a new set of blocks (fp8 swaps module types, AC wraps forward): its own
+    # compile; above dynamo's default of 8 per code object it would silently run eager.
+    torch._dynamo.config.cache_size_limit = 64
     cfg = getattr(ModelConfig, args.preset)()
     torch.manual_seed(0)
     with torch.device(device):  # init where it is fast; keep the copy on the CPU
@@ -198,16 +319,36 @@ def main() -> None:
         ref.init_weights()
     state = {k: v.detach().to("cpu", copy=True) for k, v in ref.state_dict().items()}
     del ref
+    if args.curve:
+        return _curve_main(args, cfg, state, device)
     batch = make_batch(cfg, args.batch, args.seq, packed=False)
 
-    ours = dict(steps=args.steps, warmup=args.warmup, compile=args.compile,
-                loss_kernel=args.loss_kernel, ckpt=args.ckpt)
-    results = [bench_ours(cfg, state, batch, device, name="ours", **ours)]
+    common = dict(steps=args.steps, warmup=args.warmup, compile=args.compile,
+                  loss_kernel=args.loss_kernel)
+    results = []
+    for ac in args.ac.split(","):
+        for fp8 in args.fp8.split(","):
+            name = "ours" + (f" fp8 {fp8}" if fp8 != "off" else "") + (f" ac {ac}" if ac != "off" else "")
+            if fp8 != "off" and args.fp8_linears != "all":
+                name += f" ({args.fp8_linears} linears)"
+            results.append(bench_ours(cfg, state, batch, device, name=name, ac=ac, fp8=fp8,
+                                      fp8_linears=args.fp8_linears, **common))
     if args.packed:
         packed = make_batch(cfg, args.batch, args.seq, packed=True)
-        results.append(bench_ours(cfg, state, packed, device, name="ours (packed, 4 docs/row)", **ours))
-    if not args.no_hf:
-        results.append(bench_hf(cfg, state, batch, device, args.steps, args.warmup, args.compile))
+        results.append(bench_ours(cfg, state, packed, device, name="ours (packed, 4 docs/row)",
+                                  ac=args.ac.split(",")[0], **common))
+    peer, peer_error = None, None
+    try:  # a peer that cannot run here (e.g. torchtitan on an older torch) is reported, not fatal
+        if args.peer == "transformers":
+            peer = bench_hf(cfg, state, batch, device, args.steps, args.warmup, args.compile)
+        elif args.peer == "torchtitan":
+            peer = bench_torchtitan(cfg, state, batch, device, args.steps, args.warmup,
+                                    args.compile, args.ac.split(",")[0])
+    except Exception as e:  # noqa: BLE001 (any failure of the peer's own code)
+        peer_error = f"{type(e).__name__}: {e}"
+        print(f"peer {args.peer} failed: {peer_error}")
+    if peer is not None:
+        results.append(peer)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\ntraining step: {args.preset}, batch {args.batch} x {args.seq}, {name}, "
@@ -215,16 +356,24 @@ def main() -> None:
           f"{', compiled' if args.compile else ''}, {args.steps} timed steps")
     print(f"{'impl':28s} {'tok/s':>10s} {'step ms':>9s} {'MFU':>6s} {'peak GB':>8s} {'loss@1':>8s}")
     for r in results:
-        mfu = f"{100 * r.mfu:.1f}%" if r.mfu is not None else "-"
+        util = f"{100 * r.mfu:.1f}%" if r.mfu is not None else "-"
         mem = f"{r.peak_mem_gb:.1f}" if r.peak_mem_gb is not None else "-"
-        print(f"{r.name:28s} {r.tokens_per_s:10.0f} {r.step_ms:9.1f} {mfu:>6s} {mem:>8s} "
+        print(f"{r.name:28s} {r.tokens_per_s:10.0f} {r.step_ms:9.1f} {util:>6s} {mem:>8s} "
               f"{r.first_loss:8.4f}")
     out = {"preset": args.preset, "seq": args.seq, "batch": args.batch, "device": name,
-           "compile": args.compile, "loss_kernel": args.loss_kernel, "ckpt": args.ckpt, "results": [r.__dict__ for r in results]}
-    hf = next((r for r in results if r.name == "transformers"), None)
-    if hf is not None:
-        out["speedup_vs_transformers"] = results[0].tokens_per_s / hf.tokens_per_s
-        print(f"ours / transformers: {out['speedup_vs_transformers']:.2f}x")
+           "compile": args.compile, "loss_kernel": args.loss_kernel, "ac": args.ac,
+           "fp8": args.fp8, "fp8_linears": args.fp8_linears, "peer": args.peer, "results": [r.__dict__ for r in results]}
+    base = results[0]
+    for r in results[1:]:
+        print(f"{base.name} / {r.name}: {base.tokens_per_s / r.tokens_per_s:.2f}x")
+    if peer is not None:
+        out["speedup_vs_peer"] = base.tokens_per_s / peer.tokens_per_s
+    if peer_error:
+        out["peer_error"] = peer_error
+        print(f"peer {args.peer}: {peer_error}")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(out, f)
     print(json.dumps(out))
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
+import torch
 
 from youtu.train.metrics import (MetricsSink, human_count, human_duration, mfu, peak_flops,
                                  read_metrics, step_line)
@@ -51,3 +53,66 @@ def test_disabled_sink_writes_nothing(tmp_path):
     sink.log(1, {"train/loss": 1.0})
     sink.close()
     assert not (tmp_path / "rank1").exists()
+
+
+class _RandomRows:
+    """A BatchSource of random one-document rows."""
+
+    def __init__(self, vocab: int):
+        self.vocab, self.g = vocab, torch.Generator().manual_seed(0)
+
+    def next_batch(self, stage_index: int, batch_size: int, seq_len: int):
+        from youtu.data.packing import PackedBatch
+
+        ids = torch.randint(0, self.vocab, (batch_size, seq_len + 1), generator=self.g)
+        return PackedBatch(ids[:, :-1].contiguous(), ids[:, 1:].contiguous(),
+                           torch.arange(seq_len).expand(batch_size, seq_len).contiguous(),
+                           torch.zeros(batch_size, seq_len, dtype=torch.long))
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def _bench_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "bench" / "train_throughput.py"
+    spec = importlib.util.spec_from_file_location("train_throughput", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("train_throughput", module)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_trainer_log_and_bench_report_the_same_mfu(tmp_path):
+    """One convention: the MFU the trainer logs for a step equals the one bench/train_throughput
+    reports for the same tokens/s (both through flops_per_token's PaLM/torchtitan count)."""
+    from youtu.model import ModelConfig, YoutuForCausalLM
+    from youtu.train.config import TrainConfig
+    from youtu.train.parallel import Dist
+    from youtu.train.schedule import WSD, StageSpan
+    from youtu.train.trainer import Trainer
+
+    cfg = ModelConfig.tiny(vocab_size=512)
+    seq = 256  # long enough that the attention term is 11% of the FLOPs (causal would show)
+    model = YoutuForCausalLM(cfg)
+    model.init_weights()
+    trainer = Trainer(TrainConfig(tensorboard=False, spike_factor=0.0), model,
+                      dist=Dist(), out_dir=tmp_path)
+    trainer.peak = 1e12  # a CPU has no peak: pretend one
+    span = StageSpan(index=0, name="s", start_step=0, end_step=2, seq_len=seq, rows=2,
+                     rope_theta=cfg.rope_theta, lr_phase="stable")
+    trainer.run([span], WSD(peak_lr=1e-3, warmup_steps=1, decay_start=2, decay_end=2),
+                _RandomRows(cfg.vocab_size), plan_total=2)
+    trainer.close()
+    logged = read_metrics(tmp_path / "metrics.jsonl", "train/mfu")
+    tok_s = read_metrics(tmp_path / "metrics.jsonl", "train/tokens_per_s")
+    bench = _bench_module()
+    for step in (1, 2):
+        assert logged[step] == pytest.approx(bench.bench_mfu(cfg, seq, tok_s[step], 1e12), rel=1e-9)
+    causal = mfu(tok_s[2], model.flops_per_token(seq, causal=True), 1e12)
+    assert abs(logged[2] / causal - 1) > 0.05  # the two conventions are told apart here

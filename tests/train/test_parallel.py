@@ -119,3 +119,77 @@ def test_sigterm_to_one_rank_stops_every_rank_at_one_step_with_a_checkpoint(
     assert ckpt.read_marker(latest)["world_size"] == 2
     _torchrun(tiny_toml, out)  # resumes from it
     _assert_losses_match(read_metrics(folder / "metrics.jsonl", "train/loss"), ref, range(1, 17))
+
+
+# ---- activation checkpointing (one process, CPU) ------------------------------------------------
+
+
+def _ac_model(mode):
+    from youtu.model import ModelConfig, YoutuForCausalLM
+    from youtu.train.parallel import apply_activation_checkpointing
+
+    torch.manual_seed(0)
+    model = YoutuForCausalLM(ModelConfig.tiny(vocab_size=512))
+    model.init_weights()
+    apply_activation_checkpointing(model.model.layers, mode)
+    return model
+
+
+def _loss_and_grads(model, ids):
+    logits = model(ids[:, :-1])
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _backward_matmuls(model, ids) -> int:
+    """aten.mm calls during backward: the gradient matmuls plus whatever the forward recomputes."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.mm.default:
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    logits = model(ids[:, :-1])
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
+    with Count():
+        loss.backward()
+    return Count.n
+
+
+@pytest.mark.parametrize("mode", ["full", "selective", True])
+def test_activation_checkpointing_gives_the_same_loss_and_grads(mode):
+    ids = torch.randint(0, 512, (2, 33), generator=torch.Generator().manual_seed(1))
+    ref_loss, ref_grads = _loss_and_grads(_ac_model("off"), ids)
+    loss, grads = _loss_and_grads(_ac_model(mode), ids)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=0)
+    for name, g in ref_grads.items():  # recomputation repeats the same fp32 ops
+        torch.testing.assert_close(grads[name], g, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_selective_checkpointing_recomputes_every_second_matmul():
+    """off recomputes nothing; full recomputes a block's forward matmuls (q_a, q_b, kv_a, kv_b,
+    o, gate, up; not down_proj, whose output backward never reads: non-reentrant checkpoint
+    stops early); selective keeps every odd one and recomputes q_b, kv_b and gate. So the
+    policy is in effect, neither silently off nor full."""
+    ids = torch.randint(0, 512, (2, 33), generator=torch.Generator().manual_seed(1))
+    counts = {mode: _backward_matmuls(_ac_model(mode), ids) for mode in ("off", "full", "selective")}
+    layers = 4  # ModelConfig.tiny
+    assert counts["full"] - counts["off"] == layers * 7
+    assert counts["selective"] - counts["off"] == layers * 3
+
+
+def test_activation_checkpointing_setting_maps_booleans_and_rejects_others():
+    from youtu.train.config import TrainConfig
+    from youtu.train.parallel import checkpoint_mode
+
+    assert TrainConfig(activation_checkpointing=True).activation_checkpointing == "full"
+    assert TrainConfig(activation_checkpointing=False).activation_checkpointing == "off"
+    assert TrainConfig(activation_checkpointing="selective").activation_checkpointing == "selective"
+    assert checkpoint_mode(True) == "full" and checkpoint_mode("off") == "off"
+    with pytest.raises(ValueError, match="activation_checkpointing"):
+        TrainConfig(activation_checkpointing="some")

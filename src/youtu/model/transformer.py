@@ -209,18 +209,27 @@ class YoutuForCausalLM(nn.Module):
         """Parameter count, the tied embedding counted once (1,961,560,064 for the 2B)."""
         return sum(p.numel() for p in self.parameters())
 
-    def flops_per_token(self, seq_len: int, causal: bool = True) -> float:
-        """Training FLOPs per token (forward + backward) at sequence length `seq_len`.
+    def flops_per_token(self, seq_len: int, causal: bool = False) -> float:
+        """Training FLOPs per token (forward + backward) at sequence length `seq_len`: the one
+        MFU convention of youtu (trainer log line, metrics, benchmarks, README).
 
-            6 * N_matmul + 6 * L * H * (qk_head_dim + v_head_dim) * S
+            6 * N_matmul + 6 * L * H * (qk_head_dim + v_head_dim) * S,   S = seq_len
 
-        N_matmul counts every weight used in a matmul, lm_head included, the embedding lookup
-        excluded (so a tied embedding counts once, as the lm_head). The attention term is 2
-        FLOPs per multiply-add, for QK^T (qk_head_dim) and PV (v_head_dim) over S keys per
-        query, forward + backward = 3x. With `causal` a query sees on average S = seq_len / 2
-        keys (what a causal kernel executes); `causal=False` uses S = seq_len, the
-        nanochat/PaLM convention (12 * L * H * head_dim * T for equal q/v dims), which is what
-        the DESIGN.md peer anchor (MFU 0.42 at 26.1k tok/s for the 2B at 4096) was computed with.
+        This is PaLM's (Chowdhery et al. 2022, appendix B) and torchtitan's
+        (`get_moe_model_nparams_and_flops`) convention, chosen so that our MFU and the peers'
+        (torchtitan's own log, nanochat, the DESIGN.md anchor) are the same quantity. N_matmul
+        counts every weight used in a matmul, lm_head included, the embedding lookup excluded
+        (a tied embedding counts once, as the lm_head). The attention term is 2 FLOPs per
+        multiply-add for QK^T (qk_head_dim) and PV (v_head_dim) over S keys per query,
+        forward + backward = 3x. It counts every query against all `seq_len` keys, although
+        a causal kernel executes only about half of them: at 4096 tokens the 2B's causal count
+        is 13% lower (13.78 vs 15.79 GFLOP/token), at 32k 37% lower. Recomputation under
+        activation checkpointing is not counted (it is overhead, not model FLOPs).
+
+        Args:
+            seq_len: tokens per row.
+            causal: count S = seq_len / 2 keys per query instead (what a causal kernel runs):
+                for reading kernel efficiency only, never for reported MFU.
         """
         cfg = self.config
         n_matmul = sum(m.weight.numel() for m in self.model.layers.modules() if isinstance(m, nn.Linear))

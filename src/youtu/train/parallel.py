@@ -120,19 +120,90 @@ def shutdown(dist: Dist) -> None:
 # ---- wrapping -----------------------------------------------------------------------------------
 
 
-def apply_activation_checkpointing(blocks: Iterable[nn.Module]) -> None:
-    """Recompute each block's forward during backward (non-reentrant torch.utils.checkpoint).
+AC_MODES = ("off", "full", "selective")
+"""`activation_checkpointing` settings: nothing recomputed, each whole block recomputed, or
+a per-op policy (`selective_checkpoint_policy`) that keeps the expensive outputs."""
 
-    The block's `forward` is wrapped in place, so module names and state-dict keys do not change
-    (checkpoint_wrapper would add `_checkpoint_wrapped_module.` to every key).
+
+def _save_ops() -> set:
+    """Ops whose outputs selective checkpointing keeps: matmuls, every SDPA kernel and
+    FlexAttention (the FLOPs), and `max` (the amax of FP8 scaling, which must not change
+    between forward and recompute)."""
+    aten = torch.ops.aten
+    ops = {aten.mm.default, aten.addmm.default, aten.bmm.default, aten.linear.default,
+           aten.max.default, aten._scaled_mm.default,
+           aten._scaled_dot_product_cudnn_attention.default,
+           aten._scaled_dot_product_flash_attention.default,
+           aten._scaled_dot_product_efficient_attention.default,
+           aten._scaled_dot_product_attention_math.default,
+           aten._scaled_dot_product_flash_attention_for_cpu.default,
+           torch._higher_order_ops.flex_attention}
+    return ops
+
+
+def selective_checkpoint_policy():
+    """A fresh per-op policy for `create_selective_checkpoint_contexts` (one per forward: it
+    counts matmuls). Attention and other save-listed outputs are kept; of the matmuls, every
+    second one is recomputed, as torchtitan's "op" SAC does: the MLP and MLA projections
+    alternate between kept and recomputed, which halves the matmul activations at the cost
+    of recomputing half of the forward matmuls (the cheap elementwise ops are all recomputed).
     """
-    from torch.utils.checkpoint import checkpoint
+    from torch.utils.checkpoint import CheckpointPolicy
 
+    save = _save_ops()
+    matmuls = {torch.ops.aten.mm.default, torch.ops.aten.linear.default,
+               torch.ops.aten._scaled_mm.default}
+    counts = {"forward": 0, "recompute": 0}
+
+    def policy(ctx, func, *args, **kwargs) -> CheckpointPolicy:
+        if func in matmuls:
+            key = "recompute" if ctx.is_recompute else "forward"
+            counts[key] += 1
+            if counts[key] % 2 == 0:
+                return CheckpointPolicy.PREFER_RECOMPUTE
+        return CheckpointPolicy.MUST_SAVE if func in save else CheckpointPolicy.PREFER_RECOMPUTE
+
+    return policy
+
+
+def checkpoint_mode(setting: bool | str) -> str:
+    """The AC mode of an `activation_checkpointing` setting: the old booleans map to
+    'off' / 'full'."""
+    if isinstance(setting, bool):
+        return "full" if setting else "off"
+    if setting not in AC_MODES:
+        raise ValueError(f"activation_checkpointing must be one of {AC_MODES} (or true/false), "
+                         f"got {setting!r}")
+    return setting
+
+
+def apply_activation_checkpointing(blocks: Iterable[nn.Module], mode: bool | str = "full") -> None:
+    """Recompute activations during backward (non-reentrant torch.utils.checkpoint).
+
+    Args:
+        blocks: the transformer blocks; each block's `forward` is wrapped in place, so module
+            names and state-dict keys do not change (checkpoint_wrapper would add
+            `_checkpoint_wrapped_module.` to every key).
+        mode: 'off' (nothing), 'full' (keep only each block's input, recompute the whole
+            block: least memory, one more forward of compute) or 'selective' (keep matmul and
+            attention outputs per `selective_checkpoint_policy`, recompute the rest); True /
+            False mean 'full' / 'off'. Apply before `apply_compile` (compile then traces the
+            policy into the block's graph, as torchtitan orders it).
+    """
+    from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts
+
+    mode = checkpoint_mode(mode)
+    if mode == "off":
+        return
+    extra = {}
+    if mode == "selective":
+        extra["context_fn"] = lambda: create_selective_checkpoint_contexts(
+            selective_checkpoint_policy())
     for block in blocks:
         inner = block.forward
 
         def forward(*args, _inner=inner, **kwargs):
-            return checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+            return checkpoint(_inner, *args, use_reentrant=False, **extra, **kwargs)
 
         block.forward = forward
 

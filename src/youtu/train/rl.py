@@ -394,8 +394,7 @@ class Policy:
         self.ref = (PolicyLogprobs(ref_model, rl.loss_chunk_tokens) if ref_model is not None
                     else None)
         blocks = list(model.model.layers)
-        if rl.activation_checkpointing:
-            parallel.apply_activation_checkpointing(blocks)
+        parallel.apply_activation_checkpointing(blocks, rl.activation_checkpointing)
         if rl.compile:
             parallel.apply_compile(blocks)
         if dist.distributed:

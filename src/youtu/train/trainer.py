@@ -38,6 +38,7 @@ from youtu.model.layers import RMSNorm
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel
 from youtu.train.config import LoopConfig
+from youtu.train.fp8 import apply_fp8
 from youtu.train.loss import IGNORE_INDEX, compiled_cross_entropy, fused_linear_cross_entropy
 from youtu.train.metrics import MetricsSink, mfu, peak_flops, step_line
 from youtu.train.parallel import Dist
@@ -219,8 +220,8 @@ class Trainer:
             logger.warning("bf16 autocast on CPU is slow on most CPUs; fp32 is the CPU default")
         self.root = CausalLMLoss(self.model, cfg.loss_chunk_tokens, cfg.loss_kernel)
         blocks = list(self.model.model.layers)
-        if cfg.activation_checkpointing:
-            parallel.apply_activation_checkpointing(blocks)
+        apply_fp8(blocks, cfg, dist.device)
+        parallel.apply_activation_checkpointing(blocks, cfg.activation_checkpointing)
         if cfg.compile:
             parallel.apply_compile(blocks)
         if dist.distributed:
