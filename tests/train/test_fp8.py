@@ -54,7 +54,7 @@ def test_conversion_swaps_block_linears_only_and_keeps_the_function():
     def loss_and_logits():
         logits = model(ids)
         loss = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
-        return float(loss), logits
+        return float(loss.detach()), logits
 
     ref_loss, ref = loss_and_logits()
     n = convert_blocks(model.model.layers, "tensorwise")
