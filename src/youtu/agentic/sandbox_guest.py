@@ -30,8 +30,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
 def install_guard(workdir=None):
-    """Refuse non-Unix sockets, name lookups and file writes outside `workdir` (default:
-    $YOUTU_SANDBOX_WORKDIR)."""
+    """Refuse non-Unix sockets, name lookups, UNIX socket connections (or datagrams) to
+    anything but a socket file inside `workdir`, and file writes outside it (default:
+    $YOUTU_SANDBOX_WORKDIR). socketpair() and servers inside the workdir keep working."""
     root = os.path.realpath(workdir or os.environ.get("YOUTU_SANDBOX_WORKDIR") or os.getcwd())
     allowed_files = {"/dev/null"}
     unix_family = 1  # socket.AF_UNIX; importing socket here would cost start-up time
@@ -43,6 +44,15 @@ def install_guard(workdir=None):
                 raise PermissionError("sandbox: network access is disabled")
         elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr"):
             raise PermissionError("sandbox: network access is disabled")
+        elif event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
+            address = args[1]
+            if getattr(args[0], "family", None) != unix_family or address is None:
+                return
+            name = os.fsdecode(address) if isinstance(address, (str, bytes)) else ""
+            real = os.path.realpath(name) if name and not name.startswith("\0") else ""
+            if not (real == root or real.startswith(root + os.sep)):
+                raise PermissionError("sandbox: UNIX sockets outside the working directory "
+                                      "are disabled")
         elif event == "open":
             path, mode, flags = args
             if isinstance(path, int):
