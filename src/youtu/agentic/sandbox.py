@@ -195,7 +195,8 @@ def _world_executable(path: str) -> bool:
 @functools.cache
 def _python() -> str:
     """The interpreter sandboxes run: ours if a dropped uid can reach it, else the system one."""
-    if os.geteuid() != 0 or _world_executable(sys.executable):
+    if os.access(sys.executable, os.X_OK) and (os.geteuid() != 0
+                                                or _world_executable(sys.executable)):
         return sys.executable
     for cand in ("/usr/bin/python3", "/usr/local/bin/python3"):
         if os.path.exists(cand) and _world_executable(cand):
@@ -207,8 +208,8 @@ def _binds() -> list[str]:
     """Host paths bound read-only into every sandbox: system folders, the interpreters'
     prefixes (a virtualenv and its base) and the boot folder; none nested in another."""
     exe = os.path.realpath(_python())
-    cands = [*_SYSTEM_PATHS, sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(exe)),
-             _boot_dir()]
+    ours = [sys.prefix, sys.base_prefix] if _python() == sys.executable else []  # a venv + base
+    cands = [*_SYSTEM_PATHS, *ours, os.path.dirname(os.path.dirname(exe)), _boot_dir()]
     paths = sorted({os.path.abspath(p) for p in cands if os.path.lexists(p)})
     out: list[str] = []
     for p in paths:  # sorted: a parent comes before what it holds
