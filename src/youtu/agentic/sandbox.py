@@ -266,8 +266,11 @@ def _new_uid() -> int:
 def _plan(workdir: str, limits: SandboxLimits, namespaces: str, pid_ns: bool,
           uid: int | None) -> dict:
     """What the guest must set up: see `sandbox_guest.isolate`."""
-    nproc = limits.max_procs + 1  # + the guest (PID 1 of the namespace, or the exec'd command)
-    if uid is None and namespaces == "none":  # RLIMIT_NPROC counts all of this user's processes
+    # + the guest's init (PID 1); in a user namespace the guest's parent counts too (RLIMIT_NPROC
+    # counts the processes of the uid in that namespace only); without namespaces it counts all
+    # of this user's processes
+    nproc = limits.max_procs + 1 + (namespaces == "user")
+    if uid is None and namespaces == "none":
         nproc += len(_user_processes(os.getuid()))
     isolated = namespaces != "none"
     return {"workdir": os.path.realpath(workdir),
