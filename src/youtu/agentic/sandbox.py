@@ -155,7 +155,14 @@ def _private_dir(prefix: str) -> Path:
     """A fresh folder of this process (mkdtemp: new name, created atomically, owned by us),
     world-readable so that a dropped uid can use it, removed at exit."""
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=_shared_tmp()))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    owner = os.getpid()
+
+    def remove() -> None:  # not from a fork that inherited the cache and still shares the folder
+        if os.getpid() == owner and folder.exists():
+            folder.chmod(0o700)  # read-only (0555) for the sandboxes: rmtree needs to write
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove)
     return folder
 
 
