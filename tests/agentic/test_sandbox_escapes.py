@@ -204,6 +204,24 @@ def remount_read_write() -> str | None:
 
 
 @attempt
+def capabilities_in_a_session() -> str | None:
+    """Session requests run Python in a fork of the guest, without exec: no capability may be
+    left there (a user namespace's creator holds all of them), so no remount from ctypes."""
+    code = ("import ctypes\n"
+            "caps = dict(l.split(':') for l in open('/proc/self/status') if l.startswith('Cap'))\n"
+            "print(int(caps['CapEff'], 16), int(caps['CapPrm'], 16))\n"
+            "libc = ctypes.CDLL(None)\n"
+            "print(libc.mount(None, b'/', None, 32 | 4096, None),"  # MS_REMOUNT | MS_BIND, rw
+            " libc.mount(None, b'/etc', None, 32 | 4096, None))\n")
+    with Sandbox(SandboxLimits(timeout_s=5)) as box:
+        res = box.run_python(code)
+    lines = res.stdout.split("\n")
+    if lines[:2] != ["0 0", "-1 -1"]:
+        return f"capabilities or a remount left in a session: {res.stdout!r} {res.stderr[-200:]}"
+    return None
+
+
+@attempt
 def read_private_files() -> str | None:
     """A 0600 file of the host user, in a folder anyone may traverse."""
     folder = tempfile.mkdtemp(prefix="youtu-esc-")
