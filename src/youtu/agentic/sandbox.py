@@ -16,8 +16,8 @@ test_sandbox_escapes.py):
 
 - rlimits: CPU seconds (RLIMIT_CPU), address space (RLIMIT_AS), file size (RLIMIT_FSIZE),
   process count (RLIMIT_NPROC), no core dumps, 256 open files. Memory is bounded per process:
-  the whole sandbox holds at most `memory_mb * max_procs` (`SandboxLimits.tree_memory_mb`);
-  this host's cgroup v2 has no memory controller to delegate, so no tighter budget is set;
+  the whole sandbox holds at most `memory_mb * max_procs` (`SandboxLimits.tree_memory_mb`; no
+  cgroup budget, see below);
 - new network, mount and PID namespaces (as root, or unprivileged user namespaces): no network
   interface but a down loopback (abstract UNIX sockets are per network namespace); a fresh
   root filesystem holding only the system folders, the interpreter and the boot folder
@@ -41,6 +41,12 @@ Fail closed: where the host gives no namespaces, untrusted code is refused with 
 or YOUTU_SANDBOX_ALLOW_UNISOLATED=1) opts into rlimits and the audit hook alone, which
 `/bin/sh`, `python3 -I` or ctypes go around. The boot folder (guest module + sitecustomize) is
 a fresh `mkdtemp` of this process, never a path another user could have planted.
+
+Considered: bubblewrap builds the same namespaces and root (checked: Debian's bwrap 0.8.0 is not
+setuid, so it needs the same unprivileged user namespaces as this path and covers no host this
+path does not), and would be a system package pip cannot declare; a cgroup v2 memory budget
+for the whole tree needs a delegated cgroup with the memory controller, which neither this host
+(v2 without memory) nor the usual container (its cgroup belongs to the runtime) lends.
 """
 
 from __future__ import annotations

@@ -13,9 +13,13 @@ Three entry points, copied by the host into a read-only boot folder:
   its own wall-clock timeout and process-group kill, without paying namespace setup and
   interpreter start-up per step (a fork costs ~1 ms, a fresh sandbox ~15 ms).
 - `isolate(plan)`: the process-level setup, run first by both `--serve` and `--exec ARGV...`
-  while still privileged: chown the workdir to the sandbox uid, new network + mount namespaces,
-  the workdir bound onto a fixed path and every other mount read-only, rlimits, then the drop
-  to the sandbox uid. The host passes the plan as JSON in $YOUTU_SANDBOX_PLAN. Doing this here,
+  while still privileged: chown the workdir to the sandbox uid, new network + mount (+ user)
+  + PID namespaces, a fork that becomes PID 1 (this process stays outside as its parent and
+  ends as the command did), a fresh read-only root with the workdir at a fixed path, rlimits,
+  then the drop to the sandbox uid (root) or of every capability (user namespace). With a PID
+  namespace, `--exec` runs the command under that PID 1, which reaps orphans and whose exit
+  kills whatever the command left. The host passes the plan (marshal, hex) in
+  $YOUTU_SANDBOX_PLAN. Doing this here,
   not in a `preexec_fn`, lets the host start sandboxes with vfork instead of copying its own
   (large, sympy-laden) address space: 7 ms per start on the 2-core box.
 """
