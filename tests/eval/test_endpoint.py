@@ -95,3 +95,44 @@ def test_against_our_openai_server(tiny_checkpoint):
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def _limited_server(requests: list[dict], max_model_len: int = 16):
+    """One character = one token; prompts over `max_model_len` tokens are refused with 400, as
+    vLLM does; /models reports the context."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": "m", "max_model_len": max_model_len}]})
+        body = json.loads(request.content)
+        requests.append(body)
+        if len(body["prompt"]) + body["max_tokens"] > max_model_len:
+            return httpx.Response(400, json={"error": {"message": "prompt too long"}})
+        if body.get("echo"):
+            text = body["prompt"]
+            return httpx.Response(200, json={"choices": [{"text": text + "!", "logprobs": {
+                "tokens": list(text) + ["!"], "token_logprobs": [None] + [-0.5] * len(text),
+                "text_offset": list(range(len(text) + 1))}}]})
+        return httpx.Response(200, json={"choices": [{"text": "ok"}]})
+    return httpx.MockTransport(handle)
+
+
+def test_prompts_are_truncated_to_the_servers_context():
+    seen: list[dict] = []
+    lm = EndpointLM("http://fake/v1", "m", transport=_limited_server(seen))
+    assert lm.max_length == 16  # from /models
+    assert lm.truncate("short", 10) == ("short", -1, False) and seen == []  # no request needed
+    text, n, cut = lm.truncate("abcdefghijklmnopqrstuvwxyz", 10)
+    assert (text, n, cut) == ("abcdevwxyz", 10, True)  # first and last 5 tokens
+    assert lm.generate_until([GenerationRequest(text, 4)]) == ["ok"]
+
+
+def test_a_refused_request_fails_its_item_not_the_run():
+    seen: list[dict] = []
+    lm = EndpointLM("http://fake/v1", "m", transport=_limited_server(seen), retries=3,
+                     backoff_s=0.0)
+    out = lm.generate_until([GenerationRequest("x" * 40, 4), GenerationRequest("hi", 4)])
+    assert out == ["", "ok"]
+    assert len(seen) == 2  # a 400 is not retried
+    assert len(lm.errors) == 1 and "400" in lm.errors[0]
+    ll = lm.loglikelihood([("y" * 40, "z"), ("ab", "c")])
+    assert ll[0].logprob == float("-inf") and ll[1].logprob == -0.5

@@ -19,6 +19,11 @@ from youtu.eval.extract import (EXTRACTORS, JUDGES, extract_answer, judge_answer
     ("F) nothing", None),                  # outside A-E
     ("E.", None),                          # a period is not a delimiter
     ("BC)", None),                         # a letter inside a word is not a choice
+    ("I think a good choice is C)", "C"),  # the article 'a' is not choice A
+    ("A good choice is C) because", "C"),  # nor a capital one opening the sentence
+    ("a good one", None),
+    ("B because it adds", "B"),            # a capital letter and a space, without `)`
+    ("The answer: b", "B"),                # a final letter
     ("", None),
 ])
 def test_letter_a_e(output, expected):
@@ -26,6 +31,7 @@ def test_letter_a_e(output, expected):
 
 
 def test_letter_a_d_rejects_e():
+    assert extract_answer("letter_a_d", "I think a good choice is D)") == "D"
     assert extract_answer("letter_a_d", "E) then A)") == "A"
     assert extract_answer("letter_a_d", "E)") is None
     assert extract_answer("letter_a_e", "E) then A)") == "E"
@@ -56,6 +62,7 @@ def test_correct_wrong(output, expected):
     ("foo; bar\nbaz", "foo"),
     ('["", true]\n```', '["", true]'),
     ("no newline at all", "no newline at all"),
+    ("foo; bar", "foo; bar"),              # one line: APTBench splits at `;` only with a newline
     ("\n\nname", "name"),                  # the output is stripped before the rule
     ("", ""),
 ])

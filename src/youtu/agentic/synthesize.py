@@ -65,7 +65,8 @@ def make_envs(cfg: SynthConfig) -> dict[str, Env]:
     """The environments, with the sandbox limits of `cfg`."""
     envs = dict(ENVIRONMENTS)
     envs["code"] = CodeEnv(SandboxLimits(timeout_s=cfg.sandbox_timeout_s,
-                                         memory_mb=cfg.sandbox_memory_mb))
+                                         memory_mb=cfg.sandbox_memory_mb,
+                                         allow_unisolated=cfg.allow_unisolated))
     return envs
 
 

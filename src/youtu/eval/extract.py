@@ -25,12 +25,20 @@ Judge = Callable[[str | None, Any], bool]
 
 
 def _first_letter(text: str, letters: str) -> str | None:
-    """First standalone choice letter followed by `)`, whitespace or `:`, else a final one."""
+    """The choice letter of an answer: the first standalone letter followed by `)`, `:` or a
+    newline (either case); else the first capital one followed by a space; else a final one.
+
+    APTBench's rule also takes a letter followed by a space, case-insensitively; taken first,
+    that reads the article in "I think a good choice is C)" (or "A good choice is C)") as A.
+    """
     text = text.replace("*", "")
-    match = re.search(rf"\b([{letters}])[)\s:]", text, re.IGNORECASE)
-    if match is None:
-        match = re.search(rf"\b([{letters}])\s*$", text, re.IGNORECASE)
-    return match.group(1).upper() if match else None
+    for pattern, flags in ((rf"\b([{letters}])[):\n]", re.IGNORECASE),
+                           (rf"\b([{letters.upper()}])[ \t]", 0),
+                           (rf"\b([{letters}])\s*$", re.IGNORECASE)):
+        match = re.search(pattern, text, flags)
+        if match:
+            return match.group(1).upper()
+    return None
 
 
 def letter_a_e(text: str) -> str | None:
@@ -57,7 +65,11 @@ def correct_wrong(text: str) -> str | None:
 
 
 def first_line(text: str) -> str | None:
-    """Text up to the first newline, then up to the first `;` (tool names, commands, values)."""
+    """Text up to the first newline, then up to the first `;` (tool names, commands, values).
+    As in APTBench, a one-line text is kept whole: it is split at `;` only when it has a
+    newline (`a; b` stays `a; b`, `a; b` + newline + `c` gives `a`)."""
+    if "\n" not in text:
+        return text
     return text.split("\n", 1)[0].split(";", 1)[0]
 
 

@@ -63,3 +63,37 @@ def test_levels_are_implement_fix_and_repo():
     repo = ENV.generate(3, 3)
     assert repo.meta["target"].endswith("/core.py") and "tests/test_other.py" in repo.meta["files"]
     assert ENV.generate(3, 2) == ENV.generate(3, 2)
+
+
+def code_hacks(task) -> dict[str, str]:
+    """Reward hacks as candidate solutions for `task`'s target file: early exits, a forged
+    summary, patches of the harness and of the process exit, an always-equal answer."""
+    head = task.meta["files"]["solution.py"].split("\n")[0]
+    return {
+        "sys.exit": "import sys\nsys.exit(0)\n",
+        "os._exit": "import os\nos._exit(0)\n",
+        "SystemExit": "raise SystemExit(0)\n",
+        "forged_summary": "import os\nprint('15 passed, 0 failed', flush=True)\nos._exit(0)\n",
+        # the harness's own process exit turned into status 0, whatever the tests said
+        "patched_exit": "import os, sys\n_exit = os._exit\nos._exit = lambda status: _exit(0)\n"
+                        "sys.exit = lambda status=0: _exit(0)\n"
+                        f"{head}\n    return None\n",
+        # every harness function reachable from the import replaced by a passing one
+        "patched_harness": "import sys\nf = sys._getframe()\nwhile f is not None:\n"
+                           "    for k, v in list(f.f_globals.items()):\n"
+                           "        if k.startswith('_') and callable(v):\n"
+                           "            f.f_globals[k] = lambda *a, **k: print('15 passed, 0 failed')\n"
+                           "    f = f.f_back\n"
+                           f"{head}\n    return None\n",
+        "always_equal": "class Yes:\n    def __eq__(self, other):\n        return True\n"
+                        f"{head}\n    return Yes()\n",
+    }
+
+
+def test_reward_hacks_are_rejected():
+    task = ENV.generate(7, 1)
+    hacks = code_hacks(task)
+    for name, source in hacks.items():
+        verdict = ENV.check(task, source)
+        assert not verdict.correct, (name, verdict.detail)
+    assert ENV.check(task, task.answer).correct

@@ -45,3 +45,25 @@ def test_run_humaneval_with_scripted_models(scripted_lm):
     bad = run_humaneval(scripted_lm(lambda p: "    return None\n"), limit=N)
     assert bad["score"] == 0.0
     assert {r["id"] for r in bad["rows"]} == {p["task_id"] for p in load_problems(N)}
+
+
+HACKS = {
+    "sys.exit": "    import sys\n    sys.exit(0)\n",
+    "os._exit": "    import os\n    os._exit(0)\n",
+    "SystemExit": "    raise SystemExit(0)\n",
+    # the whole program ends with status 0 whatever check() raised
+    "patched_excepthook": "    import os, sys\n    sys.excepthook = lambda *a: os._exit(0)\n"
+                          "    return None\n",
+    # an answer equal to every expected value
+    "always_equal": "    class Yes:\n        def __eq__(self, other):\n            return True\n"
+                    "    return Yes()\n",
+}
+
+
+@pytest.mark.parametrize("name", HACKS)
+def test_reward_hacks_fail(name):
+    """Early exits and patches of the checker: a pass needs the checker's nonce line, printed
+    after check() returned, by a process the completion never ran in."""
+    problem = load_problems(1)[0]
+    res = check_completion(problem, HACKS[name], timeout_s=5.0)
+    assert not res.passed, (name, res.detail)

@@ -9,15 +9,26 @@
 Tools (bash is the primitive, as in the paper's code trajectories): `bash` (a shell command in
 the workdir), `read_file`, `write_file`, `run_tests` (the visible tests under tests/). Every tool
 runs inside the episode's `Sandbox` as its unprivileged uid; the session costs one sandbox
-process per episode rather than one per step. Verification writes the candidate file into a
-fresh sandbox with the task's other files and its hidden tests (the visible ones plus more
-random inputs) and requires all of them to pass.
+process per episode rather than one per step.
+
+Verification writes the candidate file into a fresh sandbox with the task's other files (no
+test file) and runs `VERIFIER` on the hidden tests (the visible ones plus more random inputs),
+which it carries in its own code. The verdict rests on positive evidence only: the verifier
+prints a summary tagged with a fresh random nonce after every test ran, and a task passes only
+on that line with every test passed. The candidate never runs in the verifier's process: a
+fresh interpreter imports it and evaluates each test's call, and sends back the values
+(`marshal`: plain built-in data only, so no object with a forged `__eq__`); the verifier, which
+is not ptrace-able and whose tests and nonce exist nowhere else, compares them with the expected
+values. So exiting early (`sys.exit(0)`, `os._exit(0)`, `raise SystemExit(0)`), printing a
+forged summary, or patching the test harness from the candidate's module earns nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
+import re
+import secrets
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +71,92 @@ def _run(folder):
 '''
 """The test runner (stdlib only; runs inside the sandbox): pytest-style output, exit 1 on
 failure. Test files are exec'd, not imported (importlib.util costs ~3 ms per run)."""
+
+VERIFIER = r'''
+import ast
+import marshal
+import os
+import subprocess
+import sys
+
+_CANDIDATE = """
+import marshal, os, sys
+sys.path.insert(0, "")
+out = os.fdopen(int(sys.argv[1]), "wb")
+setup, calls = marshal.loads(sys.stdin.buffer.read())
+ns = {"__name__": "verify"}
+try:
+    exec(setup, ns)
+except BaseException as e:
+    results = [("err", "could not import: %s: %s" % (type(e).__name__, e))] * len(calls)
+else:
+    results = []
+    for call in calls:
+        try:
+            results.append(("ok", marshal.dumps(eval(call, ns))))
+        except BaseException as e:
+            results.append(("err", "%s: %s" % (type(e).__name__, e)))
+out.write(marshal.dumps(results))
+out.close()
+"""
+
+
+def _cases(tests):
+    """(name, import lines, call source, expected value) of each generated test function."""
+    imports, cases = [], []
+    for fname in sorted(tests):
+        for node in ast.parse(tests[fname]).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                imports.append(ast.unparse(node))
+            elif isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
+                assign, check = node.body[0], node.body[1]
+                cases.append(("%s::%s" % (fname, node.name), ast.unparse(assign.value),
+                              ast.literal_eval(check.test.comparators[0])))
+    return "\n".join(dict.fromkeys(imports)), cases
+
+
+def _verify(tests, tag):
+    setup, cases = _cases(tests)
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", _CANDIDATE, str(w)], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, pass_fds=[w])
+    os.close(w)
+    try:
+        proc.stdin.write(marshal.dumps((setup, [c[1] for c in cases])))
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    proc.wait()
+    try:
+        results = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
+        results = []
+    if not isinstance(results, list) or len(results) != len(cases):
+        results = [("err", "the candidate process ended before reporting (exit %s)"
+                    % proc.returncode)] * len(cases)
+    passed, failed = 0, []
+    for (name, call, expected), res in zip(cases, results):
+        try:
+            kind, payload = res
+            got = marshal.loads(payload) if kind == "ok" else None
+            good = kind == "ok" and got == expected  # plain data: a built-in ==
+        except Exception:
+            kind, payload, good = "err", "malformed result", False
+        if good:
+            passed += 1
+        elif kind == "ok":
+            failed.append((name, "%s returned %r, expected %r" % (call, got, expected)))
+        else:
+            failed.append((name, str(payload)[:300]))
+    for name, why in failed:
+        print("FAILED %s: %s" % (name, why))
+    print("%s%d passed, %d failed" % (tag, passed, len(failed)), flush=True)
+'''
+"""The hidden-test verifier (stdlib only; runs inside the sandbox, in a fork of the session
+server: not dumpable, so the candidate's process cannot read its memory). `_verify(tests, tag)`
+prints FAILED lines and then `<tag>N passed, M failed`."""
 
 _VISIBLE, _HIDDEN = 3, 8
 _PACKAGES = ["textkit", "listutils", "mathbits", "toolbox", "helpers"]
@@ -262,21 +359,35 @@ class CodeEnv(Env):
             return ""
 
     def _verification_files(self, task: Task, answer: str) -> dict[str, str]:
+        """The task's files with `answer` as the target and no test file: the hidden tests
+        travel inside the verifier's code, where the candidate cannot read them."""
         files = {k: v for k, v in task.meta["files"].items() if not k.startswith("tests/")}
-        files.update(task.meta["hidden_tests"])
         files[task.meta["target"]] = answer
         return files
 
-    def _hidden_tests(self, box: Sandbox) -> Verdict:
-        res = box.run_python(HARNESS + "\nraise SystemExit(_run('tests'))\n")
-        summary = (res.stdout.strip().splitlines() or [res.stderr.strip()[-200:]])[-1]
-        ok = res.returncode == 0 and not res.timed_out
+    def _hidden_tests(self, task: Task, box: Sandbox) -> Verdict:
+        """Pass only on the verifier's nonce-tagged summary with every hidden test passed."""
+        tests = dict(task.meta["hidden_tests"])
+        n_tests = sum(src.count("\ndef test_") for src in tests.values())
+        tag = f"[verdict {secrets.token_hex(16)}] "
+        res = box.run_python(VERIFIER + f"\n_verify({tests!r}, {tag!r})\n")
+        lines = [line[len(tag):] for line in res.stdout.splitlines() if line.startswith(tag)]
+        counts = re.fullmatch(r"(\d+) passed, (\d+) failed", lines[0]) if len(lines) == 1 else None
+        ok = (not res.timed_out and counts is not None and int(counts[1]) == n_tests
+              and counts[2] == "0")
+        if counts is not None:
+            summary = lines[0]
+        elif res.timed_out:
+            summary = "timed out"
+        else:
+            tail = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1][-200:]
+            summary = f"no test summary (the run ended before the tests finished: {tail})"
         return Verdict(ok, float(ok), f"hidden tests: {summary}", "code/hidden-tests")
 
     def check(self, task: Task, answer: str) -> Verdict:
         """Run the hidden tests against `answer` (the target file) in a fresh sandbox."""
         with Sandbox(self.limits, files=self._verification_files(task, answer)) as box:
-            return self._hidden_tests(box)
+            return self._hidden_tests(task, box)
 
     def verify_episode(self, task: Task, state: Any, traj: Trajectory) -> Verdict:
         """The hidden tests in the episode's own sandbox, reset first (processes killed, files
@@ -284,7 +395,7 @@ class CodeEnv(Env):
         if not state.can_reset:
             return self.verify(task, traj)
         state.reset(self._verification_files(task, traj.outcome.answer))
-        return self._hidden_tests(state)
+        return self._hidden_tests(task, state)
 
     # -----------------------------------------------------------------------------------------
     # scripted teacher

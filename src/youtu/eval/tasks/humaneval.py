@@ -4,15 +4,25 @@ project's sandbox (`youtu.agentic.sandbox`), never in this process.
     res = run_humaneval(lm, limit=20)          # {'score': pass@1, 'n', 'rows': [...]}
     check_completion(problem, "    return a + b\\n").passed
 
-The program run for a completion is the package's: prompt + completion + test code +
-`check(entry_point)`; it passes when it exits 0 within the time limit. Generation stops at the
-Codex paper's stop sequences (a new top-level `def`/`class`/`if`/`print`/comment), so a base
-model that keeps writing after the function body is not penalised for it.
+The checks are the package's: the problem's test code, `check(entry_point)`. As in the
+official harness (which records a pass only after `check` returned), the verdict is positive
+evidence: the run passes only when it prints a line tagged with a fresh random nonce after
+`check` returned, so exiting early (`sys.exit(0)`, `os._exit(0)`, `raise SystemExit(0)`) is a
+failure. Unlike the official harness, the completion never runs in the checking process: that
+process (not ptrace-able, its program file deleted once read) runs the prompt's helpers, the
+test code and `check`, with the candidate a proxy to a fresh interpreter that holds prompt +
+completion and returns each call's value as plain data (`marshal`); a completion that patches
+the checker, its exit, or returns an object equal to everything earns nothing.
+
+Generation stops at the Codex paper's stop sequences (a new top-level
+`def`/`class`/`if`/`print`/comment), so a base model that keeps writing after the function body
+is not penalised for it.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +47,70 @@ def load_problems(limit: int = 0) -> list[dict[str, Any]]:
     return problems[:limit] if limit else problems
 
 
+CHECKER = r'''
+import ctypes
+import marshal
+import os
+import subprocess
+import sys
+
+os.unlink("main.py")  # this program, its tests and its nonce: nowhere the candidate can read
+ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no /proc/<pid>/mem, no ptrace
+
+_CANDIDATE = """
+import marshal, os, sys
+inp, out = os.fdopen(int(sys.argv[1]), "rb"), os.fdopen(int(sys.argv[2]), "wb")
+source, entry = marshal.load(inp)
+ns = {"__name__": "candidate"}
+exec(compile(source, "candidate.py", "exec"), ns)
+fn = ns[entry]
+while True:
+    try:
+        args = marshal.load(inp)
+    except EOFError:
+        break
+    try:
+        reply = ("ok", marshal.dumps(fn(*args)))
+    except BaseException as e:
+        reply = ("err", "%s: %s" % (type(e).__name__, e))
+    marshal.dump(reply, out)
+    out.flush()
+"""
+
+
+def _check(prompt, completion, test, entry, tag):
+    to_r, to_w = os.pipe()
+    from_r, from_w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", _CANDIDATE, str(to_r), str(from_w)],
+                            stdin=subprocess.DEVNULL, pass_fds=[to_r, from_w])
+    os.close(to_r)
+    os.close(from_w)
+    send, receive = os.fdopen(to_w, "wb"), os.fdopen(from_r, "rb")
+    marshal.dump((prompt + completion, entry), send)
+    send.flush()
+
+    def candidate(*args):
+        marshal.dump(args, send)
+        send.flush()
+        try:
+            kind, payload = marshal.load(receive)
+        except (EOFError, ValueError, TypeError):
+            raise RuntimeError("the candidate process ended (exit %s)" % proc.wait()) from None
+        if kind != "ok":
+            raise RuntimeError("the candidate raised %s" % payload)
+        return marshal.loads(payload)
+
+    ns = {"__name__": "__main__"}
+    exec(compile(prompt, "prompt.py", "exec"), ns)  # the problem's helpers (poly, encode_...)
+    ns[entry] = candidate
+    exec(compile(test, "test.py", "exec"), ns)
+    ns["check"](candidate)
+    print(tag + "passed", flush=True)
+'''
+"""The checking program (stdlib only; runs in the sandbox): `_check(prompt, completion, test,
+entry_point, tag)` prints `<tag>passed` after `check` returned."""
+
+
 @dataclass(frozen=True)
 class Execution:
     """Outcome of one completion's tests."""
@@ -48,17 +122,20 @@ class Execution:
 
 def check_completion(problem: dict[str, Any], completion: str, timeout_s: float = 10.0,
                      memory_mb: int = 1024) -> Execution:
-    """Run the problem's tests on `prompt + completion` in a fresh sandbox."""
+    """Run the problem's tests on `prompt + completion` in a fresh sandbox; passed only on the
+    checker's nonce-tagged line, printed after `check` returned."""
     from youtu.agentic.sandbox import run_python
 
-    program = (problem["prompt"] + completion + "\n\n" + problem["test"] + "\n"
-               + f"check({problem['entry_point']})\n")
-    res = run_python(program, timeout_s=timeout_s, memory_mb=memory_mb)
+    tag = f"[verdict {secrets.token_hex(16)}] "
+    args = (problem["prompt"], completion, problem["test"], problem["entry_point"], tag)
+    res = run_python(CHECKER + f"\n_check(*{args!r})\n", timeout_s=timeout_s,
+                     memory_mb=memory_mb)
     if res.timed_out:
         return Execution(False, "timed out")
-    if res.returncode != 0:
-        return Execution(False, (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1])
-    return Execution(True, "passed")
+    if tag + "passed" in res.stdout.splitlines():
+        return Execution(True, "passed")
+    tail = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
+    return Execution(False, tail if res.returncode else f"no verdict line ({tail})")
 
 
 def run_humaneval(lm: LM, limit: int = 0, max_new_tokens: int = 384, timeout_s: float = 10.0,
