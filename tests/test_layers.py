@@ -24,6 +24,7 @@ ALLOWED = {
     "eval": BASE | {"model", "tokenizer", "agentic"},
     "serve": BASE | {"model", "tokenizer", "agentic"},
     "train": BASE | {"model", "tokenizer", "data", "agentic", "serve", "eval"},
+    "rl": BASE | {"train", "serve", "agentic", "model", "tokenizer", "data"},
 }
 
 

@@ -56,7 +56,7 @@ COMMANDS: dict[str, Command] = {
                      ("model", "data", "train")),
     "sft": Command("youtu.train.sft:main", "supervised fine-tuning with loss masks",
                    ("model", "data", "sft")),
-    "rl": Command("youtu.train.rl:main", "GRPO with verifiable rewards", ("rl",)),
+    "rl": Command("youtu.rl.loop:main", "GRPO with verifiable rewards", ("rl",)),
     "eval": Command("youtu.eval.runner:main", "APTBench-format tasks, probes, general tasks, "
                     "report", ("eval",), ("eval.checkpoint",)),
     "serve": Command("youtu.serve.server:main", "OpenAI-compatible HTTP server", ("serve",),

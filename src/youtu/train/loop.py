@@ -36,7 +36,6 @@ from youtu.train import parallel
 from youtu.train.config import LoopConfig
 from youtu.train.schedule import StageSpan, plan_stages, select_stages, total_steps, wsd_for_plan
 from youtu.train.trainer import BatchSource, HeldOut, Trainer
-from youtu.train.trainer import build_optimizer  # noqa: F401  (youtu.train.rl imports it from here)
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig

@@ -1,6 +1,6 @@
 """Reward functions for RL: a registry of verifiable rewards that users can extend.
 
-    from youtu.train.rewards import register_reward, score
+    from youtu.rl.rewards import register_reward, score
 
     @register_reward("short")
     def short_answer(sample: RewardInput) -> float:      # any function of the finished episode
@@ -106,7 +106,7 @@ def get_reward(name: str) -> RewardFn:
     if name not in REWARDS:
         raise ValueError(f"unknown reward {name!r}; registered rewards: "
                          f"{', '.join(sorted(REWARDS))} "
-                         "(add one with youtu.train.rewards.register_reward in a module named "
+                         "(add one with youtu.rl.rewards.register_reward in a module named "
                          "in rl.reward_modules)")
     return REWARDS[name]
 

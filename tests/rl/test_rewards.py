@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from youtu.train import rewards
-from youtu.train.rewards import (REWARDS, RewardInput, get_reward, register_reward, score,
+from youtu.rl import rewards
+from youtu.rl.rewards import (REWARDS, RewardInput, get_reward, register_reward, score,
                                  tool_call_errors)
-from youtu.train.rl_envs import DigitAddEnv
+from youtu.rl.envs import DigitAddEnv
 
 
 def _call(name, **args):
