@@ -26,6 +26,15 @@ def test_command_help(capsys):
         assert f"usage: youtu {name}" in capsys.readouterr().out
 
 
+def test_every_command_target_is_a_main_of_its_domain():
+    import importlib
+
+    for name, cmd in COMMANDS.items():
+        module, func = cmd.target.split(":")
+        assert callable(getattr(importlib.import_module(module), func)), name
+        assert func == "main" or func.endswith("_main"), f"{name}: {cmd.target}"
+
+
 def test_print_config_resolves_overrides(capsys):
     assert main(["train", str(ROOT / "configs/tiny.toml"), "--model.kv_lora_rank=48",
                  "--print-config"]) == 0

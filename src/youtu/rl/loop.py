@@ -284,7 +284,7 @@ def rl(cfg: RLConfig, init_checkpoint: str | Path, out_dir: str | Path, *, seed:
         init_checkpoint: an HF model folder with tokenizer files (the SFT checkpoint).
         out_dir: checkpoints and metrics.
         seed: the run's seed (tasks, sampling, minibatch order).
-        device: 'auto', 'cpu', 'cuda', ... (`train.parallel.resolve_device`).
+        device: 'auto', 'cpu', 'cuda', ... (`youtu.model.device.resolve_device`).
         record: the config written as run.toml beside every checkpoint (the command passes the
             resolved run config); None = none.
 

@@ -164,7 +164,7 @@ def _save_hf(model: YoutuForCausalLM, full_state: dict[str, torch.Tensor], folde
 
 def save_checkpoint(out: str | Path, name: str, *, model: YoutuForCausalLM, root: nn.Module,
                     optimizer: torch.optim.Optimizer, dist: Dist, state: dict[str, Any],
-                    rank_state: dict[str, Any], run_cfg: RunConfig | None,
+                    rank_state: dict[str, Any], run_cfg: object | None,
                     tokenizer_dir: str | Path | None, keep_last: int | None = None) -> Path:
     """Write checkpoint `<out>/<name>` atomically (collective under torchrun: every rank calls).
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -45,9 +45,6 @@ from youtu.train.loss import IGNORE_INDEX, compiled_cross_entropy, fused_linear_
 from youtu.train.metrics import MetricsSink, mfu, peak_flops, step_line
 from youtu.train.parallel import Dist
 from youtu.train.schedule import WSD, StageSpan
-
-if TYPE_CHECKING:
-    from youtu.config import RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -275,18 +272,19 @@ class Trainer:
         model: a plain model on CPU, initialised (or loaded); moved to `dist.device` here.
         dist: process placement (`parallel.init_distributed`).
         out_dir: checkpoints, metrics.jsonl and TensorBoard events go here.
-        run_cfg: the resolved run config (written beside every checkpoint); None in tests.
+        record: the config written as run.toml beside every checkpoint (the command passes
+            the resolved run config: the trainer reads nothing from it); None in tests.
         tokenizer_dir: tokenizer files copied into every checkpoint; None = none.
         namespace: metric key prefix ('train', 'sft').
     """
 
     def __init__(self, cfg: LoopConfig, model: YoutuForCausalLM, *, dist: Dist, out_dir: str | Path,
-                 run_cfg: RunConfig | None = None, tokenizer_dir: str | Path | None = None,
+                 record: object | None = None, tokenizer_dir: str | Path | None = None,
                  namespace: str = "train"):
         self.cfg = cfg
         self.dist = dist
         self.out_dir = Path(out_dir)
-        self.run_cfg = run_cfg
+        self.record = record
         self.tokenizer_dir = tokenizer_dir
         self.ns = namespace
         self.model = model.to(dist.device)
@@ -320,7 +318,7 @@ class Trainer:
             self.out_dir, name, model=self.model, root=self.root, optimizer=self.optimizer,
             dist=self.dist, state=self.state(stage),
             rank_state={"sampler": source.state_dict(), "rng": ckpt.rng_state()},
-            run_cfg=self.run_cfg, tokenizer_dir=self.tokenizer_dir, keep_last=keep_last)
+            run_cfg=self.record, tokenizer_dir=self.tokenizer_dir, keep_last=keep_last)
         logger.info("checkpoint %s (step %d, %.1fs)", path, self.step, time.perf_counter() - t0)
         self.last_checkpoint = path
         return path
@@ -404,9 +402,12 @@ class Trainer:
         # Rows of one document each need no document mask: plain causal attention (cuDNN on
         # GPU) instead of a block-sparse / dense mask.
         doc_ids = doc_ids.to(dev) if bool(doc_ids.any()) else None
-        counts = torch.tensor([(targets != IGNORE_INDEX).sum().item(), 0.0], dtype=torch.float64,
-                              device=dev)
-        n_targets = int(self.dist.all_reduce_sum(counts.clone())[0].item())
+        # Counted on the CPU batch: no device sync on one process (the all-reduce under
+        # torchrun is the one sync, and it carries the count all ranks need for the divisor).
+        n_targets = int((batch.targets[mine] != IGNORE_INDEX).sum())
+        if self.dist.distributed:
+            counts = torch.tensor([n_targets], dtype=torch.float64, device=dev)
+            n_targets = int(self.dist.all_reduce_sum(counts)[0].item())
         denom = max(n_targets, 1)
         loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
         # Per-domain loss of a mixed batch from the per-token losses the forward returns anyway.
