@@ -102,7 +102,8 @@ def test_malformed_tool_calls_are_fed_back_not_taken_as_the_answer():
     assert [m["role"] for m in run.messages] == ["system", "user", "assistant", "user",
                                                  "assistant", "tool", "assistant", "tool",
                                                  "assistant"]
-    assert "could not be read" in run.messages[3]["content"] and "lookup" in run.messages[3]["content"]
+    note = run.messages[3]["content"]
+    assert "could not be read" in note and "lookup" in note
     assert "unknown tool 'web_search'" in run.messages[5]["content"]
     assert run.messages[7]["content"] == "value of x is 42" and log == [{"key": "x"}]
     assert backend.seen[1][-1] == run.messages[3]  # the model saw the error before retrying

@@ -1,4 +1,5 @@
-"""`train()` and `sft()` on the sections of a run config, as `youtu train` / `youtu sft` call them."""
+"""`train()` and `sft()` on the sections of a run config, as `youtu train` / `youtu sft` call
+them."""
 
 from __future__ import annotations
 

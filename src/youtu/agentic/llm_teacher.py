@@ -6,7 +6,9 @@
 For each task the teacher runs up to `samples_per_task` episodes (rejection sampling): the model
 sees the task and the environment's tools, its tool calls run through `env.call_tool` (the code
 environment's sandbox included), and the episode ends at a reply without tool calls. The loop is
-the agent runtime's (`toolloop.py`): a malformed call is answered with an error observation. The
+the agent runtime's (`toolloop.py`): a malformed call (unparsed `<tool_call>` text, a tool not
+offered) is answered with an error observation, and the episode is then rejected like a wrong
+answer (`stats["malformed_calls"]`, `stats["unknown_tool"]`): kept text never holds a broken call. The
 environment's verifier judges it; the first verified episode is kept. Requests run
 `concurrency` at a time (asyncio + httpx) with a timeout and retries with exponential backoff on
 timeouts, connection errors, 429/5xx and malformed replies (bad JSON, no choices, structured
@@ -143,16 +145,20 @@ class LLMTeacher:
 
             run = await run_tool_loop(_HTTPBackend(self, client, stats), msgs, tools=tools,
                                       call_tool=call_tool, max_steps=self.cfg.max_turns)
-            stats["malformed_calls"] += run.malformed
             if run.stop != "final":
                 stats["out_of_turns"] += 1
                 return None
-            answer = await asyncio.to_thread(env.final_answer, task, state, run.final_content)
             names = {t["function"]["name"] for t in tools}
             if any(c["function"]["name"] not in names
                    for m in msgs for c in m.get("tool_calls") or []):
-                stats["unknown_tool"] += 1  # it recovered, but the record holds the bad call
+                stats["unknown_tool"] += 1
                 return None
+            if run.malformed:
+                # The model read the error and went on, but the episode holds the broken call:
+                # training text must not teach it. The next sample tries again.
+                stats["malformed_calls"] += 1
+                return None
+            answer = await asyncio.to_thread(env.final_answer, task, state, run.final_content)
             try:
                 traj = from_openai(msgs, tools, domain=env.name, task=task, source="llm")
             except ValueError as e:  # e.g. an empty final reply after tool results

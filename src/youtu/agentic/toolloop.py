@@ -11,8 +11,9 @@ on one event loop; a synchronous backend or tool is wrapped by its caller.
 
 A reply whose tool call is malformed - `<tool_call>` text that did not parse into a call, a
 call to a tool that was not offered, arguments that are not a JSON object - is not an answer:
-the loop feeds the error back to the model as an observation (a tool result for a call, a user
-message for unparsed text) and lets it try again, within the same step limit.
+the loop feeds the error back to the model as an observation (a tool result for a call it
+could read, a user message for what it could not: the server's `tool_call_errors` or unparsed
+text) and lets it try again, within the same step limit.
 """
 
 from __future__ import annotations
@@ -74,8 +75,12 @@ class ToolLoopRun:
         return (last.get("content") or "") if last["role"] == "assistant" else ""
 
 
-def unparsed_call_error(message: dict[str, Any]) -> str | None:
-    """The parse error of `<tool_call>` text left in a reply without parsed calls, or None."""
+def call_errors(message: dict[str, Any], reported: list[str] | None = None) -> str | None:
+    """What was wrong with the tool calls of a reply, or None: the server's report (`reported`,
+    the `tool_call_errors` youtu.serve's backends attach), else the parse error of `<tool_call>`
+    text left in a reply that has no parsed call (servers that drop what they cannot parse)."""
+    if reported:
+        return "; ".join(str(e) for e in reported)
     content = message.get("content") or ""
     if message.get("tool_calls") or TOOL_CALL not in content:
         return None
@@ -95,7 +100,8 @@ def _arguments(call: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     return args, ""
 
 
-async def observe(call: dict[str, Any], offered: set[str], call_tool: ToolCaller) -> tuple[str, bool]:
+async def observe(call: dict[str, Any], offered: set[str],
+                  call_tool: ToolCaller) -> tuple[str, bool]:
     """(observation, whether the call was malformed) for one parsed tool call."""
     name = call["function"]["name"]
     if name not in offered:
@@ -133,7 +139,8 @@ async def run_tool_loop(backend: ChatBackend, messages: list[dict[str, Any]], *,
             on_step(msg)
 
     while steps < max_steps:
-        budget = max_reply_tokens if max_tokens is None else min(max_reply_tokens, max_tokens - used)
+        budget = (max_reply_tokens if max_tokens is None
+                  else min(max_reply_tokens, max_tokens - used))
         if budget <= 0:
             stop = "token_limit"
             break
@@ -145,20 +152,14 @@ async def run_tool_loop(backend: ChatBackend, messages: list[dict[str, Any]], *,
         steps += 1
         used += reply.completion_tokens
         msg = {**reply.message, "content": reply.message.get("content") or ""}
+        reported = msg.pop("tool_call_errors", None)  # a report, not a field to send back
         add(msg)
         if reply.finish_reason == "length":  # cut off: whatever it was doing is incomplete
             stop = "token_limit" if max_tokens is not None and used >= max_tokens else "length"
             break
         calls = msg.get("tool_calls") or []
-        error = unparsed_call_error(msg) if offered else None
-        if error is not None:
-            malformed += 1
-            add({"role": "user", "content": (
-                f"error: your tool call could not be read ({error}). Write each call as "
-                '<tool_call>{"name": "<tool>", "arguments": {...}}</tool_call> with one of '
-                f"the offered tools ({', '.join(sorted(offered))}), or give the final answer.")})
-            continue
-        if not calls:
+        error = call_errors(msg, reported) if offered else None
+        if not calls and error is None:
             stop = "final"
             break
         for call in calls:
@@ -166,4 +167,10 @@ async def run_tool_loop(backend: ChatBackend, messages: list[dict[str, Any]], *,
             malformed += bad
             add({"role": "tool", "tool_call_id": call["id"], "name": call["function"]["name"],
                  "content": observation})
+        if error is not None:  # after the results of the calls that were read, if any
+            malformed += 1
+            add({"role": "user", "content": (
+                f"error: a tool call could not be read ({error}). Write each call as "
+                '<tool_call>{"name": "<tool>", "arguments": {...}}</tool_call> with one of '
+                f"the offered tools ({', '.join(sorted(offered))}), or give the final answer.")})
     return ToolLoopRun(messages, stop, steps, used, malformed)

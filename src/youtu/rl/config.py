@@ -10,7 +10,7 @@ rest is rollouts, the GRPO loss, checkpoints and logging, counted in rounds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from youtu.train.config import OptimizerConfig
 
@@ -24,6 +24,12 @@ class RLConfig(OptimizerConfig):
     dynamic loss scaling), which the Youtu-LLM paper found RL needed for a stable
     rollout/training match. Steps here are rounds (one rollout + update each).
     """
+
+    REMOVED_KEYS: ClassVar[dict[str, str]] = {
+        k: "RL never read it (RLConfig no longer inherits the pre-training loop's keys); delete "
+           "it from the [rl] section (an older run.toml has it)"
+        for k in ("spike_factor", "max_skipped_steps", "heldout_tokens", "loss_kernel")}
+    """Keys of the old `RLConfig(LoopConfig)`, refused with a message that says why."""
 
     lr: float = 1e-6
     """Peak learning rate (RL moves a trained policy: ~1e-6 at 2B; the tiny CPU demo uses 1e-3)."""

@@ -28,7 +28,8 @@ from youtu.rl.loss import Mismatch, linear_token_logprobs, logprob_mismatch, pol
 from youtu.rl.rollout import RolloutBatch
 from youtu.train import parallel
 from youtu.train.schedule import WSD
-from youtu.train.trainer import autocast, autocast_dtype, build_optimizer, clip_and_step, parallelize
+from youtu.train.trainer import (autocast, autocast_dtype, build_optimizer, clip_and_step,
+                                 parallelize)
 
 if TYPE_CHECKING:
     from youtu.rl.config import RLConfig
@@ -96,7 +97,6 @@ def batch_logprobs(model: nn.Module, batch: RolloutBatch, temperature: float,
             out[done:done + n, :width] = sequence_logprobs(model, micro, temperature)
         done += n
     return out
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,8 +199,6 @@ def _accumulate_gradients(root: nn.Module, batch: RolloutBatch, rows: list[int],
             totals[key] = totals.get(key, 0.0) + getattr(stats, key) * stats.tokens
         totals["tokens"] += stats.tokens
         totals["ratio_max"] = max(totals["ratio_max"], stats.ratio_max)
-
-
 
 
 def _finite(opt_step: int):

@@ -126,6 +126,10 @@ def load_reward_modules(modules: Sequence[str]) -> None:
         try:
             importlib.import_module(name)
         except ImportError as e:
+            if getattr(e, "name", None) == "youtu.train.rewards":
+                raise ConfigError(f"rl.reward_modules: {name!r} imports youtu.train.rewards, "
+                                  "which moved to youtu.rl.rewards: change the import to `from "
+                                  "youtu.rl.rewards import register_reward`") from e
             raise ConfigError(f"rl.reward_modules: cannot import {name!r} ({e}); give a module "
                               "path such as 'mypkg.rewards' that Python can import: install "
                               "the package or add its folder to PYTHONPATH") from e

@@ -1,8 +1,8 @@
 """Training configuration (owned by youtu.train): pre-/mid-training and SFT.
 
 `OptimizerConfig` is AdamW, the LR schedule's shape and clipping, shared with RL
-(`youtu.rl.config.RLConfig`). `LoopConfig` adds what pre-training, mid-training and SFT share (optimizer, schedule shape,
-precision, checkpoints, logging): they run the same step, schedule and checkpoint code.
+(`youtu.rl.config.RLConfig`). `LoopConfig` adds what pre-training, mid-training and SFT share
+(batching, precision, checkpoints, logging): they run the same step, schedule and checkpoint code.
 `TrainConfig` adds the curriculum (`stages`, one `StageConfig` each, owned by youtu.data) and
 which of them this invocation runs; `SFTConfig` adds the conversation data and a step budget.
 

@@ -194,7 +194,8 @@ def autocast_dtype(precision: str, device: torch.device,
         return cuda_auto if device.type == "cuda" else None
     dtype = PRECISIONS[precision]
     if dtype is not None and device.type == "cpu":
-        logger.warning("%s autocast on CPU is slow on most CPUs; fp32 is the CPU default", precision)
+        logger.warning("%s autocast on CPU is slow on most CPUs; fp32 is the CPU default",
+                       precision)
     return dtype
 
 
