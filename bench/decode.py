@@ -1,25 +1,29 @@
 """Decode throughput of the youtu engine vs transformers' `generate`, same weights, same run.
 
-    PYTHONPATH=src python bench/decode.py --preset small --device cpu --new-tokens 32
-    PYTHONPATH=src python bench/decode.py --preset youtu_2b --device cuda --cuda-graph
+    PYTHONPATH=src python bench/decode.py --preset small --device cpu --new-tokens 32 --long-lens ""
+    PYTHONPATH=src python bench/decode.py --preset youtu_2b --device cuda
 
-For each batch size (default 1 and 32, with 128- and 512-token prompts: the DESIGN.md anchors)
-both stacks generate greedily from the same random prompts with EOS ignored:
-  peer   transformers' YoutuForCausalLM.generate (sdpa, DynamicCache; in transformers 5.24 it
+Rows: batch 1 with a 128-token prompt and batch 32 with 512-token prompts (the DESIGN.md
+anchors), then batch 1 at long contexts (--long-lens, default 8k, 32k and ~128k, with
+--long-new-tokens). Both stacks generate greedily from the same random prompts, EOS ignored:
+  peer   transformers' YoutuForCausalLM.generate (sdpa, DynamicCache; in transformers 5.x it
          holds the latent + rope key per token too, as measured here, not expanded K/V)
-  ours   youtu.serve.engine.Engine (continuous batching over the latent cache; with
-         --cuda-graph the decode step replays CUDA graphs)
-Decode tokens/s = batch x (new_tokens - 1) / (time(generate new_tokens) - time(generate 1)),
-i.e. prefill excluded; median of --reps, the two stacks' repetitions interleaved (on a shared
-machine the load moves between runs). Cache bytes per token: ours from the LatentCache slab,
-the peer's measured from the DynamicCache tensors it returned. The greedy tokens of the two
-stacks are compared (share of positions that agree; bf16 drifts on near-ties). Last line: JSON.
+  ours   youtu.serve.engine.Engine with its defaults (on CUDA: CUDA graphs, the compiled
+         decode step, the fused split-K latent attention kernel)
+Decode tokens/s excludes prefill. Ours: the engine's decode steps are timed directly (the
+first step prefills every prompt and samples the first token; the rest decode), so a long
+prefill adds no noise. The peer's: batch x (new - 1) / (time(generate new) - time(generate 1)).
+Median of --reps (long rows: --long-reps), the two stacks' repetitions interleaved. Cache bytes
+per token: ours from the LatentCache slab, the peer's measured from the DynamicCache it
+returned. The greedy tokens are compared (share of leading positions that agree; random bf16
+weights give near-flat logits, so near-ties flip early). Last line: JSON with `rows`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -98,24 +102,67 @@ def peer_cache_bytes_per_token(out, batch: int, tokens: int) -> float:
     return total / (batch * tokens) if total else float("nan")
 
 
+def ours_run(engine: Engine, prompts: list[list[int]], new: int, device: str):
+    """(tokens, prefill seconds, decode seconds) of one engine generation: step 1 admits and
+    prefills every prompt (the engine has a row per prompt) and samples each first token."""
+    handles = [engine.submit(p, greedy(new)) for p in prompts]
+    sync(device)
+    t0 = time.perf_counter()
+    engine.step()
+    sync(device)
+    t1 = time.perf_counter()
+    while not all(h.done for h in handles):
+        engine.step()
+    sync(device)
+    t2 = time.perf_counter()
+    return [h.result().token_ids for h in handles], t1 - t0, t2 - t1
+
+
 @torch.inference_mode()
 def bench_pair(engine: Engine, peer, prompts: list[list[int]], new: int, device: str, reps: int):
-    """Median seconds of (ours new tokens, ours 1 token, peer new, peer 1), repetitions
-    interleaved so both stacks see the same machine load; plus both stacks' tokens."""
+    """Median seconds of ours (prefill, decode) and the peer's (generate new, generate 1),
+    repetitions interleaved so both stacks see the same machine load; both stacks' tokens."""
     ids = torch.tensor(prompts, device=device)
-    ours_tokens = [o.token_ids for o in engine.generate(prompts, greedy(new))]  # warm-up, capture
-    runs = {"ours_full": lambda: engine.generate(prompts, greedy(new)),
-            "ours_pre": lambda: engine.generate(prompts, greedy(1))}
-    peer_out = None
+    if engine.graphs is not None:
+        engine.graphs.capture_all()  # compiles and captures outside the timed region
+    short = [p[:8] for p in prompts]
+    engine.generate(short, greedy(4))  # warm-up: prefill kernels, sampling
+    times: dict[str, list[float]] = {"ours_prefill": [], "ours_decode": []}
+    peer_out, ours_tokens = None, []
     if peer is not None:
-        peer_out = peer_generate(peer, ids, new)
-        runs.update(peer_full=lambda: peer_generate(peer, ids, new),
-                    peer_pre=lambda: peer_generate(peer, ids, 1))
-    times: dict[str, list[float]] = {k: [] for k in runs}
+        peer_generate(peer, ids[:, :8], 2)  # warm-up
+        times.update(peer_full=[], peer_pre=[])
     for _ in range(reps):
-        for key, fn in runs.items():
-            times[key].append(timed(fn, device))
+        ours_tokens, pre, dec = ours_run(engine, prompts, new, device)
+        times["ours_prefill"].append(pre)
+        times["ours_decode"].append(dec)
+        if peer is not None:
+            t = time.perf_counter()
+            sync(device)
+            peer_out = peer_generate(peer, ids, new)
+            sync(device)
+            times["peer_full"].append(time.perf_counter() - t)
+            times["peer_pre"].append(timed(lambda: peer_generate(peer, ids, 1), device))
     return ours_tokens, peer_out, {k: statistics.median(v) for k, v in times.items()}
+
+
+@torch.inference_mode()
+def profile_steps(model, cfg, compiled: bool, steps: int = 16) -> None:
+    """Kernels of `steps` batch-1 decode steps (128-token prompt) by total GPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    engine = Engine(model, max_batch=1, max_seq_len=512, eos_ids=[], compile=compiled)
+    prompt = torch.randint(0, cfg.vocab_size - 256, (128,)).tolist()
+    engine.generate([prompt], greedy(steps + 8))  # capture + warm-up
+    h = engine.submit(prompt, greedy(steps + 1))
+    engine.step()
+    sync("cuda")
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        while not h.done:
+            engine.step()
+        sync("cuda")
+    print(f"# profile: {steps} batch-1 decode steps, kernels by GPU time")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=22, max_name_column_width=60))
 
 
 def agreement(a: list[list[int]], b: list[list[int]]) -> float:
@@ -139,10 +186,18 @@ def main() -> None:
     ap.add_argument("--prompt-lens", default="128,512", help="one per batch size")
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--cuda-graph", action="store_true")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the graphed decode step")
+    ap.add_argument("--long-lens", default="8192,32768,131000",
+                    help="batch-1 long-context prompt lengths ('' = none)")
+    ap.add_argument("--long-new-tokens", type=int, default=32)
+    ap.add_argument("--long-reps", type=int, default=1)
+    ap.add_argument("--no-cuda-graph", action="store_true", help="eager decode (CUDA default: graphs)")
+    ap.add_argument("--no-compile", action="store_true", help="graphs without torch.compile")
     ap.add_argument("--no-peer", action="store_true", help="skip transformers")
+    ap.add_argument("--peer-max-len", type=int, default=0,
+                    help="skip transformers on prompts longer than this (0 = never skip)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the rows, profile 16 batch-1 decode steps (kernels by GPU time)")
     args = ap.parse_args()
 
     if args.threads:
@@ -152,38 +207,61 @@ def main() -> None:
     lens = [int(x) for x in args.prompt_lens.split(",")]
     if len(lens) != len(batches):
         raise SystemExit("--prompt-lens needs one length per batch size")
+    long_lens = [int(x) for x in args.long_lens.split(",") if x]
+    cuda = args.device.startswith("cuda")
+    graphs = cuda and not args.no_cuda_graph
+    compiled = graphs and not args.no_compile
     cfg, ours, peer = build_models(args.preset, args.device, dtype, not args.no_peer)
     hw = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    # YOUTU_COMMIT: the commit of a copied tree (the device machine runs a copy, not a checkout)
+    commit = os.environ.get("YOUTU_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        cwd=Path(__file__).parent).stdout.strip()
     print(f"# decode, {args.preset} ({ours.num_params() / 1e6:.0f}M params) {dtype}, {args.new_tokens} "
           f"new tokens, greedy; {hw}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"commit {commit}, cuda_graph={args.cuda_graph}, compile={args.compile}")
+          f"commit {commit}, cuda_graph={graphs}, compile={compiled}")
+    cases = [(b, n, args.new_tokens, args.reps, False) for b, n in zip(batches, lens)]
+    cases += [(1, n, args.long_new_tokens, args.long_reps, True) for n in long_lens]
     rows = []
-    for batch, plen in zip(batches, lens):
-        g = torch.Generator().manual_seed(batch)
+    for batch, plen, new, reps, long in cases:
+        g = torch.Generator().manual_seed(batch + plen)
         prompts = torch.randint(0, cfg.vocab_size - 256, (batch, plen), generator=g).tolist()
-        engine = Engine(ours, max_batch=batch, max_seq_len=plen + args.new_tokens, eos_ids=[],
-                        use_cuda_graph=args.cuda_graph, compile=args.compile)
-        toks, peer_out, t = bench_pair(engine, peer, prompts, args.new_tokens, args.device, args.reps)
-        decoded = batch * (args.new_tokens - 1)
-        row = {"batch": batch, "prompt_len": plen, "new_tokens": args.new_tokens,
-               "ours_tok_s": decoded / max(t["ours_full"] - t["ours_pre"], 1e-9),
-               "ours_e2e_tok_s": batch * args.new_tokens / t["ours_full"],
+        engine = Engine(ours, max_batch=batch, max_seq_len=plen + new, eos_ids=[],
+                        use_cuda_graph=graphs, compile=compiled,
+                        prefill_chunk_tokens=8192 if long else 2048)
+        with_peer = peer if not (args.peer_max_len and plen > args.peer_max_len) else None
+        try:
+            toks, peer_out, t = bench_pair(engine, with_peer, prompts, new, args.device, reps)
+        except torch.OutOfMemoryError:
+            if with_peer is None:
+                raise
+            print(f"# transformers ran out of memory at batch {batch} x {plen}; ours alone")
+            torch.cuda.empty_cache()
+            toks, peer_out, t = bench_pair(engine, None, prompts, new, args.device, reps)
+        decoded = batch * (new - 1)
+        row = {"batch": batch, "prompt_len": plen, "new_tokens": new,
+               "ours_tok_s": decoded / max(t["ours_decode"], 1e-9),
+               "ours_e2e_tok_s": batch * new / (t["ours_prefill"] + t["ours_decode"]),
+               "ours_prefill_s": t["ours_prefill"],
                "ours_cache_bytes_per_token": engine.cache.bytes_per_token()}
         del engine
         if peer_out is not None:
             ptoks = peer_out.sequences[:, plen:].tolist()
-            row.update(peer_tok_s=decoded / max(t["peer_full"] - t["peer_pre"], 1e-9),
-                       peer_e2e_tok_s=batch * args.new_tokens / t["peer_full"],
+            gap = t["peer_full"] - t["peer_pre"]  # <= 0 only when noise swamps a tiny run
+            row.update(peer_tok_s=decoded / gap if gap > 0 else float("nan"),
+                       peer_e2e_tok_s=batch * new / t["peer_full"],
                        peer_cache_bytes_per_token=peer_cache_bytes_per_token(
-                           peer_out, batch, plen + args.new_tokens - 1),
+                           peer_out, batch, plen + new - 1),
                        greedy_agreement=agreement(toks, ptoks))
             row["speedup"] = row["ours_tok_s"] / row["peer_tok_s"]
+            del peer_out
         rows.append(row)
-        if args.device.startswith("cuda"):
+        print(json.dumps(row), flush=True)
+        if cuda:
             torch.cuda.empty_cache()
 
+    if args.profile and cuda:
+        profile_steps(ours, cfg, compiled)
     print("| batch | prompt | ours decode tok/s | peer decode tok/s | speedup | ours e2e tok/s | "
           "peer e2e tok/s | cache B/token ours | cache B/token peer | greedy agreement |")
     print("|---" * 10 + "|")
@@ -194,7 +272,7 @@ def main() -> None:
               f"{r.get('peer_cache_bytes_per_token', float('nan')):.0f} | {r.get('greedy_agreement', float('nan')):.3f} |")
     print(json.dumps({"bench": "decode", "preset": args.preset, "device": args.device,
                       "hardware": hw, "dtype": str(dtype).replace("torch.", ""),
-                      "cuda_graph": args.cuda_graph, "compile": args.compile, "threads": torch.get_num_threads(),
+                      "cuda_graph": graphs, "compile": compiled, "threads": torch.get_num_threads(),
                       "commit": commit, "rows": rows}))
 
 

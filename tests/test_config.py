@@ -43,7 +43,7 @@ def test_wrong_type_names_key():
     with pytest.raises(ConfigError, match=r"model\.hidden_size: expected an integer"):
         load_config(None, ["--model.hidden_size=big"])
     with pytest.raises(ConfigError, match=r"export\.format.*valid choices"):
-        load_config(None, ["--export.format=gguf"])
+        load_config(None, ["--export.format=onnx"])
 
 
 def test_validation_error_becomes_config_error():

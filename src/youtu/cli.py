@@ -20,6 +20,8 @@ import typing
 from dataclasses import dataclass
 
 from youtu.config import ConfigError, RunConfig, dump_toml, load_config
+from youtu.errors import RunError
+from youtu.fsutil import WriteFailed
 
 DEFAULT_CONFIG = "configs/tiny.toml"
 
@@ -217,15 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"youtu: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as e:
-        # Bad input found while running (a corrupt shard, a missing source file): the message
-        # names it; the traceback is for developers.
+    except (ValueError, FileNotFoundError, WriteFailed, RunError) as e:
+        # Bad input found while running (a corrupt shard, a missing source file), a failed
+        # write (disk full) or a dead worker: one line naming it; YOUTU_TRACEBACK=1 shows where
+        # it was raised.
         if os.environ.get("YOUTU_TRACEBACK"):
             raise
-        print(f"youtu: error: {e}\n(set YOUTU_TRACEBACK=1 to see where it was raised)",
-              file=sys.stderr)
+        print(f"youtu: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("youtu: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        # A training run stopped by SIGTERM / SIGINT has checkpointed and says so (its exit
+        # code is 128 + the signal: 143, 130); a bare Ctrl-C elsewhere is 130.
+        print(f"youtu: {e or 'interrupted'}", file=sys.stderr)
+        return getattr(e, "exit_code", 130)
     return int(result or 0)

@@ -202,7 +202,16 @@ def _train(cfg: RunConfig, data_dir: Path, tokenizer_dir: Path, out: Path,
 
     return _checkpoint_result(train(cfg.train, cfg.model, data_dir, tokenizer_dir, out,
                                     seed=cfg.seed, device=cfg.device, init=init,
-                                    eval_hook=eval_hook(cfg), record=cfg))
+                                    eval_hook=eval_hook(cfg), record=cfg,
+                                    verify_checksums=cfg.data.verify_checksums))
+
+
+def _sft(cfg: RunConfig, init: Path, data_dir: Path, synth_dir: Path, out: Path) -> dict[str, Any]:
+    from youtu.train.sft import sft
+
+    return _checkpoint_result(sft(cfg.sft, init_checkpoint=init, out_dir=out, data_dir=data_dir,
+                                  trajectories_dir=synth_dir, seed=cfg.seed, device=cfg.device,
+                                  record=cfg, verify_checksums=cfg.data.verify_checksums))
 
 
 def _checkpoint_result(path: Path) -> dict[str, Any]:
@@ -214,7 +223,6 @@ def run_pipeline(cfg: RunConfig) -> Path:
     from youtu.eval.report import write_report
     from youtu.eval.runner import evaluate
     from youtu.train.plots import plot_training
-    from youtu.train.sft import sft
 
     run = cfg.run_dir
     stage_names = [s.name for s in cfg.train.stages]
@@ -262,10 +270,7 @@ def run_pipeline(cfg: RunConfig) -> Path:
                         weights(d_noagent, stage_names[-1]), clear=(d_noagent,), everywhere=True)
     agent_ckpt, noagent_ckpt = Path(agent["checkpoint"]), Path(noagent["checkpoint"])
     sft_res = steps.run("sft", config_hash([h_model, cfg.train.stages, cfg.sft]),
-                        lambda: _checkpoint_result(sft(cfg.sft, init_checkpoint=agent_ckpt,
-                                                       out_dir=d_sft, data_dir=d_data,
-                                                       trajectories_dir=d_synth, seed=cfg.seed,
-                                                       device=cfg.device, record=cfg)),
+                        lambda: _sft(cfg, agent_ckpt, d_data, d_synth, d_sft),
                         weights(d_sft, "sft"), clear=(d_sft,), everywhere=True)
     sft_ckpt = Path(sft_res["checkpoint"])
 

@@ -118,3 +118,31 @@ def test_youtu_lm_eval_command_line(tiny_checkpoint, task_dir, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "youtu_local_mc" in proc.stdout
+
+
+def _samples(out: dict, task: str) -> list:
+    return [[r[0] for r in s["resps"]] for s in sorted(out["samples"][task], key=lambda s: s["doc_id"])]
+
+
+def test_documented_model_args_make_hf_and_youtu_agree(tiny_checkpoint, task_dir):
+    """The parity setting in the plugin's docstring: `--model hf` with its defaults (BOS only as
+    lm-eval's rolling prefix, as our saved tokenizer config says: add_bos_token false) and
+    `--model youtu` with add_bos=False give the same numbers on all three request types."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    import youtu.eval.lm_eval_plugin as plugin
+
+    tasks = ["youtu_local_mc", "youtu_local_ppl", "youtu_local_gen"]
+    runs = {}
+    for model, args in plugin.PARITY_MODEL_ARGS.items():
+        runs[model] = lm_eval.simple_evaluate(
+            model=model, model_args=f"pretrained={tiny_checkpoint},{args}", batch_size=2,
+            device="cpu", tasks=tasks, log_samples=True,
+            task_manager=TaskManager(include_path=str(task_dir), include_defaults=False))
+    hf, ours = runs["hf"], runs["youtu"]
+    for task in ("youtu_local_mc", "youtu_local_ppl"):
+        got, want = _samples(ours, task), _samples(hf, task)
+        flat = lambda rows: [float(x[0] if isinstance(x, (list, tuple)) else x) for r in rows for x in r]
+        assert flat(got) == pytest.approx(flat(want), abs=1e-4), task
+    assert _samples(ours, "youtu_local_gen") == _samples(hf, "youtu_local_gen")

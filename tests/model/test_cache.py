@@ -41,3 +41,15 @@ def test_write_and_read_address_rows_and_slots():
 def test_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="max_batch"):
         LatentCache(ModelConfig.tiny(), max_batch=0, max_seq_len=4)
+
+
+def test_write_rows_stores_latent_and_rope_rows_where_write_does():
+    cfg = ModelConfig.tiny()
+    a, b = LatentCache(cfg, 3, 10), LatentCache(cfg, 3, 10)
+    latent, rope = torch.randn(2, 4, cfg.kv_lora_rank), torch.randn(2, 4, cfg.qk_rope_head_dim)
+    rows, pos = torch.tensor([2, 0]), torch.tensor([[0, 1, 2, 3], [5, 6, 7, 8]])
+    a.write(1, rows, pos, latent, rope)
+    b.write_rows(1, rows, pos, torch.cat((latent, rope), dim=-1))
+    assert torch.equal(a.kv, b.kv)
+    assert torch.equal(b.kv[1, 0, 5:9, cfg.kv_lora_rank:], rope[1])
+    assert b.kv[1, 1].abs().sum() == 0 and b.kv[0].abs().sum() == 0  # only those slots

@@ -162,9 +162,10 @@ def test_export_youtu_and_deepseek_v3(model, tmp_path, monkeypatch):
     ids = _ids()
     expected = model(ids)
 
-    cfg = load_config(None, [f'--export.checkpoint="{src}"', f'--export.out="{tmp_path / "yt"}"',
-                             "--export.dtype=float32"])
+    # no --export.dtype: the checkpoint's (fp32) is kept; bf16 used to move the logits by 0.17
+    cfg = load_config(None, [f'--export.checkpoint="{src}"', f'--export.out="{tmp_path / "yt"}"'])
     assert export_main(cfg) == 0
+    assert {t.dtype for t in load_file(tmp_path / "yt" / "model.safetensors").values()} == {torch.float32}
     assert _max_diff(AutoModelForCausalLM.from_pretrained(tmp_path / "yt").eval()(ids).logits, expected) < TOL
 
     out = tmp_path / "ds3"
@@ -174,7 +175,14 @@ def test_export_youtu_and_deepseek_v3(model, tmp_path, monkeypatch):
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "deepseek_v3" and config["architectures"] == ["DeepseekV3ForCausalLM"]
     assert config["first_k_dense_replace"] == config["num_hidden_layers"] == 2
-    assert isinstance(config["n_routed_experts"], int) and config["tie_word_embeddings"] is False
+    assert config["tie_word_embeddings"] is False
+    # no placeholder experts: llama.cpp aborted on n_routed_experts=1 with n_group=1
+    moe_keys = {"n_routed_experts", "num_experts_per_tok", "n_group", "topk_group",
+                "n_shared_experts", "moe_intermediate_size", "routed_scaling_factor"}
+    assert not moe_keys & set(config), moe_keys & set(config)
+    from transformers import AutoConfig
+    hf_cfg = AutoConfig.from_pretrained(out)  # what vLLM / SGLang read: integer defaults, unused
+    assert isinstance(hf_cfg.n_routed_experts, int) and hf_cfg.first_k_dense_replace == 2
     assert "lm_head.weight" in load_file(out / "model.safetensors")
     assert (out / "tokenizer.json").is_file() and (out / "tokenizer_config.json").is_file()
     ds3 = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()

@@ -251,13 +251,17 @@ def test_load_engine_from_checkpoint(checkpoint, tok, model, prompts, references
 
 
 @pytest.mark.gpu
-def test_cuda_graph_decode_equals_eager_and_full_forward(model, prompts, references):
+@pytest.mark.parametrize("compile", [False, True], ids=["graphs", "graphs+compile"])
+def test_cuda_graph_decode_equals_eager_and_full_forward(model, prompts, references, compile):
+    """CUDA graphs (on by default on CUDA) == the eager engine on CUDA (fused decode kernel,
+    no graphs) == the CPU full-forward argmax; fp32 tiny model, batch and length buckets crossed."""
     import copy
 
     gpu_model = copy.deepcopy(model).cuda()
     params = [_greedy(n) for n in NEW_TOKENS]
-    eager = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[])
-    graphed = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], use_cuda_graph=True)
+    eager = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], use_cuda_graph=False)
+    graphed = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], compile=compile)
+    assert graphed.graphs is not None and graphed.graphs.compile == compile  # the CUDA default
     a = [o.token_ids for o in eager.generate(prompts, params)]
     b = [o.token_ids for o in graphed.generate(prompts, params)]
     assert b == a == references
@@ -265,3 +269,77 @@ def test_cuda_graph_decode_equals_eager_and_full_forward(model, prompts, referen
     long = graphed.generate([prompts[0]], _greedy(280))[0]  # crosses the 256-slot length bucket
     assert long.token_ids == eager.generate([prompts[0]], _greedy(280))[0].token_ids
     assert any(key[1] > 256 for key in graphed.graphs.graphs)
+    # seeded sampling on the GPU: reproducible whatever else is batched, graphs or not
+    seeded = SamplingParams(temperature=1.0, max_tokens=10, seed=42)
+    [alone] = eager.generate([prompts[1]], seeded)
+    crowd = graphed.generate(prompts[:3], [SamplingParams(max_tokens=7), seeded, _greedy(5)])
+    assert crowd[1].token_ids == alone.token_ids
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_decode_forwards_do_not_sync_with_the_host(model, prompts):
+    """The eager decode forward as the engine calls it (attended length known on the host) and
+    the graphed step (`decode_step`) raise under CUDA's sync debug mode only if an op waits on
+    the device (`cache.check`, `int(positions.max())`, `.item()`, a boolean-mask index...)."""
+    import copy
+
+    from youtu.serve.graphs import decode_step
+
+    gpu_model = copy.deepcopy(model).cuda()
+    engine = Engine(gpu_model, max_batch=2, max_seq_len=64, eos_ids=[], use_cuda_graph=False)
+    engine.generate([prompts[0]], _greedy(3))  # fills row 0 and compiles the kernels
+    ids = torch.tensor([[5], [7]], device="cuda")
+    pos = torch.tensor([[len(prompts[0]) + 3], [9]], device="cuda")
+    rows = torch.tensor([0, 1], device="cuda")
+    engine.cache.attend_len = 64
+    decode_step(gpu_model, engine.cache, ids, pos, rows, 64)  # warm-up outside the check
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        gpu_model.hidden_states(ids, positions=pos, cache=engine.cache, cache_rows=rows)
+        decode_step(gpu_model, engine.cache, ids, pos, rows, 64)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+        engine.cache.attend_len = None
+
+
+# ---- RL rollouts: a compute-dtype sampler copy refreshed in place, a budgeted cache ---------
+
+def test_sampler_copy_is_cast_once_and_the_engine_cache_follows_its_dtype(model):
+    from youtu.serve.engine import cache_budget_bytes, sampler_copy
+
+    sampler = sampler_copy(model, torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in sampler.parameters())
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the master is untouched
+    assert sampler.lm_head.weight is sampler.model.embed_tokens.weight  # still tied
+    per_token = model.kv_cache_bytes_per_token(torch.bfloat16)
+    engine = Engine(sampler, max_batch=16, max_seq_len=64, eos_ids=[],
+                    cache_memory_bytes=5 * 64 * per_token + 100)
+    assert engine.cache.dtype == torch.bfloat16 and engine.max_batch == 5
+    assert engine.cache.bytes_per_token() == per_token  # half the fp32 cache
+    assert cache_budget_bytes("cpu", 0.5) == 0  # no cap on the CPU
+    with pytest.raises(ValueError, match="fraction"):
+        cache_budget_bytes("cpu", 0)
+
+
+def test_refresh_sampler_updates_the_engine_in_place(model, prompts):
+    import copy
+
+    from youtu.serve.engine import refresh_sampler, sampler_copy
+
+    policy = copy.deepcopy(model)
+    sampler = sampler_copy(policy, torch.float32)
+    engine = Engine(sampler, max_batch=2, max_seq_len=64, eos_ids=[])
+    before = engine.generate([prompts[0]], _greedy(12))[0].token_ids
+    storage = sampler.model.layers[0].mlp.up_proj.weight.data_ptr()
+    with torch.no_grad():  # an optimizer step on the policy
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    assert engine.generate([prompts[0]], _greedy(12))[0].token_ids == before  # not yet
+    refresh_sampler(sampler, policy)
+    assert sampler.model.layers[0].mlp.up_proj.weight.data_ptr() == storage  # same storage
+    after = engine.generate([prompts[0]], _greedy(12))[0].token_ids
+    assert after == reference_greedy(policy, prompts[0], 12) != before
+    with pytest.raises(ValueError, match="sampler_copy"):
+        refresh_sampler(sampler, torch.nn.Linear(2, 2))

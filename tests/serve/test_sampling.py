@@ -90,40 +90,58 @@ def test_greedy_takes_argmax_of_penalised_logits():
     seen = torch.tensor([[False, True, False]])
     batch = _batch(SamplingParams(temperature=0, repetition_penalty=2.0))
     lp = process_logits(logits, batch, seen)
-    token = sample(lp, batch.greedy, [None])
+    token = sample(lp, batch)
     assert token.tolist() == [2]  # 3.0 / 2 = 1.5 < 2.0
     torch.testing.assert_close(token_logprobs(lp, token), lp[0, 2:3])
 
 
-def test_sampling_follows_the_distribution():
+@pytest.mark.parametrize("seeded", [False, True], ids=["shared-generator", "seeded-rows"])
+def test_sampling_follows_the_distribution(seeded):
     probs = torch.tensor([0.6, 0.25, 0.1, 0.05])
-    lp = probs.log().expand(4000, 4).contiguous()
-    gen = torch.Generator().manual_seed(0)
-    tokens = sample(lp, torch.zeros(4000, dtype=torch.bool), [None] * 4000, gen)
-    freq = torch.bincount(tokens, minlength=4).float() / 4000
+    n = 4000
+    lp = probs.log().expand(n, 4).contiguous()
+    # seeded: one request's first 4000 draws (its counter runs) under one seed
+    batch = _batch(*[SamplingParams(seed=7 if seeded else None)] * n)
+    tokens = sample(lp, batch, torch.arange(n), torch.Generator().manual_seed(0))
+    freq = torch.bincount(tokens, minlength=4).float() / n
     # 4 standard errors of a binomial proportion at n = 4000
-    tol = 4 * torch.sqrt(probs * (1 - probs) / 4000)
+    tol = 4 * torch.sqrt(probs * (1 - probs) / n)
     assert torch.all((freq - probs).abs() < tol), freq
+
+
+def test_seeded_noise_is_uniform_and_independent_across_tokens_seeds_and_steps():
+    from youtu.serve.sampling import seeded_exponential
+
+    e = seeded_exponential(torch.tensor([0, 1, 2**32 - 1]), torch.tensor([0, 0, 5]), 20000)
+    assert e.shape == (3, 20000) and (e > 0).all()
+    u = torch.exp(-e)  # back to uniforms: mean 1/2, variance 1/12 (6e4 draws: se ~1.2e-3)
+    assert abs(u.mean().item() - 0.5) < 5e-3 and abs(u.var().item() - 1 / 12) < 3e-3
+    # neighbouring tokens, seeds and counters are uncorrelated
+    for a, b in ((u[0, :-1], u[0, 1:]), (u[0], u[1]), (u[0], u[2])):
+        assert abs(torch.corrcoef(torch.stack((a, b)))[0, 1].item()) < 0.03
+    again = seeded_exponential(torch.tensor([1]), torch.tensor([0]), 20000)
+    assert torch.equal(again[0], e[1])  # a pure function of (seed, counter, token)
 
 
 def test_seeded_rows_do_not_depend_on_the_batch():
     logits = torch.randn(5, V)
     lp = logits.log_softmax(-1)
 
-    def draw(rows: list[int], seed_row: int) -> int:
-        gens = [torch.Generator().manual_seed(123) if r == seed_row else None for r in rows]
-        out = sample(lp[rows], torch.zeros(len(rows), dtype=torch.bool), gens,
+    def draw(rows: list[int], seed_row: int, counter: int = 3) -> int:
+        batch = _batch(*[SamplingParams(seed=123 if r == seed_row else None) for r in rows])
+        out = sample(lp[rows], batch, torch.full((len(rows),), counter),
                      torch.Generator().manual_seed(len(rows)))
         return out[rows.index(seed_row)].item()
 
     assert draw([2], 2) == draw([0, 1, 2, 3, 4], 2) == draw([4, 2], 2)
+    assert len({draw([2], 2, c) for c in range(8)}) > 1  # the counter moves the draw
 
 
 def test_never_samples_filtered_tokens():
     logits = torch.randn(200, V)
     batch = _batch(*[SamplingParams(top_k=4, temperature=1.5)] * 200)
     lp = process_logits(logits, batch)
-    tokens = sample(lp, batch.greedy, [None] * 200, torch.Generator().manual_seed(1))
+    tokens = sample(lp, batch, generator=torch.Generator().manual_seed(1))
     top4 = logits.topk(4, dim=-1).indices
     assert (top4 == tokens[:, None]).any(-1).all()
     assert torch.isfinite(token_logprobs(lp, tokens)).all()

@@ -293,3 +293,215 @@ def test_stop_strings_cut_the_text(scripted, tok, live_server):
         streamed = "".join(c.choices[0].delta.content or ""
                            for c in client.chat.completions.create(stream=True, **kw))
         assert streamed.strip() == "alpha beta" and "S" not in streamed
+
+
+# ---- hardening: limits, the event loop, disconnects, hostile input -----------------------------
+
+
+def test_oversized_bodies_get_413_before_being_read(real_engine, tok, live_server):
+    with live_server(create_app(real_engine, tok, _cfg(max_request_bytes=64 * 1024))) as server:
+        big = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 200_000}]}
+        r = httpx.post(server.url + "/v1/chat/completions", json=big)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+        assert "max_request_bytes" in r.json()["error"]["message"]
+
+        def chunked():  # no Content-Length: refused once the bytes read pass the limit
+            yield b'{"model": "tiny-chat", "messages": [{"role": "user", "content": "'
+            for _ in range(50):
+                yield b"y" * 4096
+            yield b'"}]}'
+
+        r = httpx.post(server.url + "/v1/chat/completions", content=chunked())
+        assert r.status_code == 413 and r.json()["error"]["type"] == "invalid_request_error"
+        ok = _client(server).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        assert ok.usage.completion_tokens >= 1
+        assert 'status="413"' in httpx.get(server.url + "/metrics").text
+
+
+def test_tokenization_runs_off_the_event_loop(real_engine, tok, live_server, monkeypatch):
+    import threading
+    import time
+
+    import youtu.serve.server as server_mod
+
+    real_build = server_mod.build_chat_prompt
+    entered = threading.Event()
+
+    def slow_build(tok_, messages, *a):  # stands in for tokenizing a huge conversation
+        if messages[0]["content"] == "slow":
+            entered.set()
+            time.sleep(3.0)
+        return real_build(tok_, messages, *a)
+
+    monkeypatch.setattr(server_mod, "build_chat_prompt", slow_build)
+    with live_server(create_app(real_engine, tok, _cfg())) as server:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "slow"}], "max_tokens": 2}
+        slow = threading.Thread(target=httpx.post, args=(server.url + "/v1/chat/completions",),
+                                kwargs={"json": body, "timeout": 30})
+        slow.start()
+        assert entered.wait(10)
+        start = time.monotonic()
+        assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+        other = _client(server).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "fast"}], max_tokens=2)
+        waited = time.monotonic() - start
+        slow.join(30)
+        assert other.usage.completion_tokens >= 1
+        assert waited < 2.0, f"other clients waited {waited:.1f} s behind one slow request"
+
+
+def test_abandoned_non_streaming_request_is_cancelled(real_engine, tok, live_server):
+    import time
+
+    with live_server(create_app(real_engine, tok, _cfg())) as server:
+        aborted = real_engine.metrics()["requests_abort_total"]
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 980, "ignore_eos": True}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(server.url + "/v1/chat/completions", json=body, timeout=0.5)
+        deadline = time.monotonic() + 10
+        while real_engine.metrics()["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        m = real_engine.metrics()
+        assert m["running"] == 0 and m["free_rows"] == real_engine.max_batch
+        assert m["requests_abort_total"] == aborted + 1  # cancelled, not run to its length
+
+
+def _post(server, body, **kw):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(server.url + "/v1/chat/completions", content=raw,
+                      headers={"content-type": "application/json", **kw.pop("headers", {})}, **kw)
+
+
+@pytest.mark.parametrize("case", ["seed_too_big", "lone_surrogate", "tool_calls_not_a_list",
+                                  "tool_call_without_name", "deep_nesting", "logit_bias",
+                                  "response_format", "tool_without_id", "legacy_functions"])
+def test_hostile_and_unsupported_requests_get_openai_4xx(real_engine, tok, live_server, case):
+    msgs = [{"role": "user", "content": "hi"}]
+    bodies = {
+        "seed_too_big": ({"model": MODEL, "messages": msgs, "seed": 2**70}, "seed"),
+        "lone_surrogate": (b'{"model": "tiny-chat", "messages": [{"role": "user", "content": '
+                           b'"a\\ud800b"}]}', "surrogate"),
+        "tool_calls_not_a_list": ({"model": MODEL, "messages": msgs + [
+            {"role": "assistant", "content": None, "tool_calls": "get_weather"}]}, "tool_calls"),
+        "tool_call_without_name": ({"model": MODEL, "messages": msgs + [
+            {"role": "assistant", "tool_calls": [{"id": "c", "function": {"arguments": 3}}]}]},
+            "tool_calls[0]"),
+        "deep_nesting": (b'{"model": "tiny-chat", "messages": ' + b"[" * 100_000 + b"]" * 100_000
+                         + b"}", "nested"),
+        "logit_bias": ({"model": MODEL, "messages": msgs, "logit_bias": {"5": 10}}, "logit_bias"),
+        "response_format": ({"model": MODEL, "messages": msgs,
+                             "response_format": {"type": "json_object"}}, "response_format"),
+        "tool_without_id": ({"model": MODEL, "messages": msgs + [
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "content": "42"}]}, "tool_call_id"),
+        "legacy_functions": ({"model": MODEL, "messages": msgs, "functions": [{"name": "f"}]},
+                             "functions"),
+    }
+    body, needle = bodies[case]
+    with live_server(create_app(real_engine, tok, _cfg())) as server:
+        r = _post(server, body)
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert needle in err["message"] and err["type"] == "invalid_request_error"
+        if case in ("logit_bias", "response_format", "legacy_functions"):
+            assert err["param"] == case.replace("legacy_", "") and err["code"] == "unsupported_parameter"
+        assert _post(server, {"model": MODEL, "messages": msgs, "max_tokens": 1}).status_code == 200
+
+
+def test_neutral_values_of_unsupported_parameters_are_accepted(real_engine, tok, live_server):
+    with live_server(create_app(real_engine, tok, _cfg())) as server:
+        reply = _client(server).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2, seed=2**63 + 5,
+            response_format={"type": "text"}, logit_bias={})
+        assert reply.usage.completion_tokens >= 1
+
+
+def test_auth_covers_metrics_and_survives_a_non_ascii_key(real_engine, tok, live_server):
+    with live_server(create_app(real_engine, tok, _cfg(api_key="s3cret"))) as server:
+        assert httpx.get(server.url + "/metrics").status_code == 401
+        ok = httpx.get(server.url + "/metrics", headers={"authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and "youtu_running" in ok.text
+        r = httpx.get(server.url + "/v1/models",
+                      headers={"authorization": "Bearer schlüssel".encode("utf-8")})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_the_role_chunk_waits_for_admission(model, tok, live_server):
+    import threading
+    import time
+
+    engine = Engine(model, max_batch=1, max_seq_len=1024, eos_ids=[tok.eos_id], detokenize=tok.decode)
+    long = {"model": MODEL, "messages": [{"role": "user", "content": "a"}], "max_tokens": 980,
+            "ignore_eos": True, "stream": True}
+    short = {"model": MODEL, "messages": [{"role": "user", "content": "b"}], "max_tokens": 2,
+             "stream": True}
+    with live_server(create_app(engine, tok, _cfg())) as server, httpx.Client(timeout=30) as http:
+        first_line: dict = {}
+
+        def read_short():
+            with http.stream("POST", server.url + "/v1/chat/completions", json=short) as r:
+                first_line["text"] = next(line for line in r.iter_lines() if line)
+                first_line["aborted"] = engine.metrics()["requests_abort_total"]
+
+        with http.stream("POST", server.url + "/v1/chat/completions", json=long) as r:
+            lines = r.iter_lines()
+            assert '"role": "assistant"' in next(line for line in lines if line)
+            aborted = engine.metrics()["requests_abort_total"]
+            reader = threading.Thread(target=read_short)
+            reader.start()
+            time.sleep(0.5)
+            assert not first_line, "the role chunk came while the only row was still busy"
+        reader.join(20)  # leaving the long stream cancels it, which admits the short one
+        assert '"role": "assistant"' in first_line["text"]
+        assert first_line["aborted"] == aborted + 1
+
+
+# ---- malformed and unoffered tool calls: the same reply streaming or not -----------------------
+
+BROKEN_CALL = '<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>'
+UNOFFERED_CALL = '<tool_call>{"name": "rm_rf", "arguments": {"path": "/"}}</tool_call>'
+
+
+@pytest.mark.parametrize("text,error", [(BROKEN_CALL, "tool call 0"),
+                                        (UNOFFERED_CALL, "not one of the offered tools"),
+                                        ("Let me look.\n\n" + BROKEN_CALL, "tool call 0")],
+                         ids=["malformed", "unoffered", "after_text"])
+def test_bad_tool_calls_come_back_as_text_and_an_error_in_both_modes(scripted, tok, live_server,
+                                                                     text, error):
+    engine = Engine(scripted(lambda h, thinking: "<think>\n\n</think>\n\n" + text), max_batch=2,
+                    max_seq_len=512, eos_ids=[tok.eos_id], detokenize=tok.decode)
+    with live_server(create_app(engine, tok, _cfg(max_new_tokens=200))) as server:
+        client = _client(server)
+        kw = dict(model=MODEL, messages=[{"role": "user", "content": "weather?"}],
+                  tools=[WEATHER_TOOL], extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        plain = client.chat.completions.create(**kw)
+        msg = plain.choices[0].message
+        assert not msg.tool_calls and msg.content == text
+        assert error in msg.model_extra["tool_call_errors"][0]
+        assert plain.choices[0].finish_reason == "stop"
+
+        chunks = list(client.chat.completions.create(stream=True, **kw))
+        content = "".join(c.choices[0].delta.content or "" for c in chunks)
+        errors = [e for c in chunks for e in (c.choices[0].delta.model_extra or {}).get("tool_call_errors", [])]
+        assert not [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
+        assert content == msg.content and errors == msg.model_extra["tool_call_errors"]
+        assert chunks[-1].choices[0].finish_reason == plain.choices[0].finish_reason
+
+
+def test_engine_and_endpoint_backends_report_bad_calls_alike(scripted, tok, live_server):
+    from youtu.serve.client import EngineChat, OpenAIChat
+
+    engine = Engine(scripted(lambda h, thinking: "<think>\n\n</think>\n\n" + UNOFFERED_CALL),
+                    max_batch=2, max_seq_len=512, eos_ids=[tok.eos_id], detokenize=tok.decode)
+    msgs = [{"role": "user", "content": "weather?"}]
+    local = EngineChat(engine, tok, temperature=0).complete(msgs, tools=[WEATHER_TOOL], thinking=False)
+    with live_server(create_app(engine, tok, _cfg(max_new_tokens=200))) as server:
+        remote = OpenAIChat(server.url + "/v1", temperature=0).complete(
+            msgs, tools=[WEATHER_TOOL], thinking=False)
+    assert local.message["tool_call_errors"] == remote.message["tool_call_errors"]
+    assert "rm_rf" in local.message["tool_call_errors"][0] and not remote.message.get("tool_calls")
+    assert local.message["content"] == remote.message["content"] == UNOFFERED_CALL
+    assert local.finish_reason == remote.finish_reason == "stop"

@@ -39,7 +39,8 @@ def test_keep_last_prunes_periodic_but_not_stage_checkpoints(reference_run):
 
 def _fake_checkpoint(folder, step):
     folder.mkdir(parents=True)
-    (folder / ckpt.STATE_FILE).write_bytes(b"x")
+    for name in (ckpt.STATE_FILE, "config.json", "model.safetensors"):
+        (folder / name).write_bytes(b"x")
     (folder / ckpt.MARKER).write_text(f'{{"step": {step}, "stage": "s"}}')
 
 

@@ -11,8 +11,9 @@ from youtu.train.sft import sft
 
 def run_train(cfg, data_dir: Path, tokenizer_dir: Path, out_dir: Path, **kw) -> Path:
     return train(cfg.train, cfg.model, data_dir, tokenizer_dir, out_dir, seed=cfg.seed,
-                 device=cfg.device, record=cfg, **kw)
+                 device=cfg.device, record=cfg, verify_checksums=cfg.data.verify_checksums, **kw)
 
 
 def run_sft(cfg, **kw) -> Path:
-    return sft(cfg.sft, seed=cfg.seed, device=cfg.device, record=cfg, **kw)
+    return sft(cfg.sft, seed=cfg.seed, device=cfg.device, record=cfg,
+               verify_checksums=cfg.data.verify_checksums, **kw)

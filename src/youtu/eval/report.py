@@ -155,6 +155,54 @@ def write_report(results: dict[str, dict[str, Any]], out_dir: str | Path, title:
             _bar_chart(out / f"{stem}.png", plotted, labels, table, heading,
                        rates.pop() if len(rates) == 1 else None)
             lines += ["", f"![{heading}]({stem}.png)", ""]
+    lines += paired_section(results)
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+PAIRED_GROUPS = (("probe", "agentic probes"), ("cloze", "agentic cloze"), ("aptbench", "APTBench"))
+
+
+def paired_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown lines: each model's item accuracy with its 95% Wilson interval, and each later
+    model's paired difference from the first one (95% interval, exact McNemar p) per group of
+    per-item predictions. Empty when fewer than two result sets carry item predictions."""
+    from youtu.eval.stats import paired_difference, wilson_interval
+    from youtu.eval.stats import item_outcomes
+
+    labels = list(results)
+    lines: list[str] = []
+    for group, title in PAIRED_GROUPS:
+        items = {label: item_outcomes(res, group) for label, res in results.items()}
+        base = labels[0]
+        if len(labels) < 2 or not items[base] or not any(items[lb] for lb in labels[1:]):
+            continue
+        if not lines:
+            lines += ["## Item-level accuracy with 95% intervals and paired differences", "",
+                      f"Every model answers the same items; differences are paired by item "
+                      f"against **{base}** (95% interval of the mean per-item difference; exact "
+                      f"McNemar p on the items where the two disagree). A difference whose "
+                      f"interval excludes 0 is beyond noise.", ""]
+        lines += [f"### {title}", "",
+                  f"| model | items | accuracy | 95% interval | vs {base} | 95% interval | "
+                  f"gained / lost | p |", "|---|---|---|---|---|---|---|---|"]
+        for label in labels:
+            outcome = items[label]
+            if not outcome:
+                continue
+            k, n = sum(outcome.values()), len(outcome)
+            lo, hi = wilson_interval(k, n)
+            row = [label, str(n), f"{100 * k / n:.1f}", f"[{100 * lo:.1f}, {100 * hi:.1f}]"]
+            if label == base:
+                row += ["", "", "", ""]
+            else:
+                d = paired_difference(items[base], outcome)
+                mark = " *" if d.significant else ""
+                row += [f"{100 * d.diff:+.1f}{mark}", f"[{100 * d.lo:+.1f}, {100 * d.hi:+.1f}]",
+                        f"{d.gained} / {d.lost}", f"{d.p_value:.3g}"]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    if lines:
+        lines += ["Percent; * = the paired 95% interval excludes 0.", ""]
+    return lines

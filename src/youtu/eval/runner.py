@@ -33,18 +33,12 @@ from youtu.errors import ConfigError
 from youtu.eval.aptbench import aptbench_dir, load_task_specs, read_items, run_tasks
 from youtu.eval.config import EvalConfig, split_compare
 from youtu.eval.harness import LM, load_lm
+from youtu.model.checkpoints import latest_checkpoint  # the one finder (train and serve use it)
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
 
 logger = logging.getLogger(__name__)
-
-
-def latest_checkpoint(folder: str | Path) -> Path | None:
-    """The most recently written model folder (config.json + weights) under `folder`."""
-    found = [p.parent for p in Path(folder).rglob("config.json")
-             if any(p.parent.glob("*.safetensors"))]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
 def _fingerprint(cfg: EvalConfig, checkpoint: str) -> str:
@@ -302,7 +296,7 @@ def main(cfg: RunConfig) -> int:
     if not checkpoint:
         if ev.backend == "openai":
             raise ConfigError("backend 'openai' needs the served model name: youtu eval <name>")
-        found = latest_checkpoint(cfg.run_dir)
+        found = latest_checkpoint(cfg.run_dir, recursive=True)
         if found is None:
             raise ConfigError(f"no checkpoint under {cfg.run_dir}; pass one: youtu eval <folder>")
         checkpoint = str(found)

@@ -83,12 +83,18 @@ class LatentCache:
               latent: torch.Tensor, k_rope: torch.Tensor) -> None:
         """Store latent [B, T, C] and rope key [B, T, R] of token (b, t) at
         (rows[b], positions[b, t]) of `layer`."""
+        self.write_rows(layer, rows, positions, torch.cat((latent, k_rope), dim=-1))
+
+    def write_rows(self, layer: int, rows: torch.Tensor, positions: torch.Tensor,
+                   kv: torch.Tensor) -> None:
+        """Store cache rows kv [B, T, C + R] (latent | rope key) at (rows[b], positions[b, t])
+        of `layer`: one scatter, no host sync."""
         slab = self.kv[layer]  # [N, S, C + R]
-        b_idx = rows[:, None].expand_as(positions)
-        slab[b_idx, positions] = torch.cat((latent, k_rope), dim=-1).to(slab.dtype)
+        slab[rows[:, None].expand_as(positions), positions] = kv.to(slab.dtype)
 
     def read(self, layer: int, rows: torch.Tensor, length: int) -> torch.Tensor:
-        """Slots 0..length-1 of each row in `rows`: [B, length, C + R]."""
+        """Slots 0..length-1 of each row in `rows`: [B, length, C + R] (a gathered copy: the
+        expanded prefill and the plain decode path; CUDA decode reads `kv` in place)."""
         return self.kv[layer, :, :length].index_select(0, rows)
 
     def __repr__(self) -> str:

@@ -137,8 +137,10 @@ class ExportConfig:
     checkpoint: str = ""
     """Source checkpoint folder (ours or any HF Youtu folder)."""
     out: str = ""
-    """Destination folder."""
-    format: Literal["youtu", "deepseek_v3"] = "youtu"
-    """'youtu' (transformers' YoutuForCausalLM) or 'deepseek_v3' (vLLM / SGLang / llama.cpp)."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
-    """Weight dtype written."""
+    """Destination folder (for 'gguf': a `.gguf` file, or a folder to hold `model.gguf`)."""
+    format: Literal["youtu", "deepseek_v3", "gguf"] = "youtu"
+    """'youtu' (transformers' YoutuForCausalLM), 'deepseek_v3' (vLLM / SGLang) or 'gguf'
+    (llama.cpp, llama-cpp-python, Ollama)."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weight dtype written; auto = the checkpoint's (an fp32 model written as bf16 moved the
+    tiny model's logits by 0.17)."""

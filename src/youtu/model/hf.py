@@ -12,8 +12,11 @@ Youtu-LLM-2B(-Base) release (whose base checkpoint carries a redundant `lm_head.
 legacy remote-code config (`model_type: youtu_llm`, `rope_theta` + an identity YaRN block).
 
 The `deepseek_v3` export is the same weights under a DeepSeek-V3 config made dense
-(first_k_dense_replace = num_hidden_layers, so no layer is MoE) with an untied lm_head, which
-vLLM, SGLang, llama.cpp and transformers' DeepseekV3ForCausalLM all run.
+(first_k_dense_replace = num_hidden_layers, so no layer is MoE, and no MoE field) with an
+untied lm_head, which vLLM, SGLang, llama.cpp's converter and transformers'
+DeepseekV3ForCausalLM all run. `--export.format=gguf` writes one GGUF file for llama.cpp
+(`youtu.model.gguf`). Every export keeps the checkpoint's dtype unless `--export.dtype` says
+otherwise.
 """
 
 from __future__ import annotations
@@ -161,13 +164,12 @@ def config_to_deepseek_v3(cfg: ModelConfig) -> dict[str, Any]:
         num_key_value_heads=cfg.num_attention_heads,
         q_lora_rank=cfg.q_lora_rank or None,
         hidden_act="silu", attention_bias=False, attention_dropout=0.0, rope_interleave=True,
-        # Dense: every layer < first_k_dense_replace uses the plain MLP. The MoE fields must still
-        # be valid integers (vLLM and llama.cpp read them unconditionally), so: one expert, top-1.
-        first_k_dense_replace=cfg.num_hidden_layers, moe_layer_freq=1,
-        n_routed_experts=1, num_experts_per_tok=1, n_shared_experts=0, n_group=1, topk_group=1,
-        moe_intermediate_size=cfg.intermediate_size, routed_scaling_factor=1.0,
-        norm_topk_prob=True, topk_method="noaux_tc", scoring_func="sigmoid",
-        num_nextn_predict_layers=0, ep_size=1, use_cache=True,
+        # Dense: every layer < first_k_dense_replace uses the plain MLP, so no MoE field is
+        # written. Each runtime fills its own defaults for them and builds no expert: vLLM and
+        # SGLang (DeepseekV3Config: 256 experts, only used in the expert name mapping), llama.cpp
+        # (leading_dense_block_count = all layers; a one-expert placeholder made it abort with
+        # GGML_ASSERT(n_expert_groups < n_expert)), transformers (DeepseekV3MLP in every layer).
+        first_k_dense_replace=cfg.num_hidden_layers, num_nextn_predict_layers=0, use_cache=True,
         # Legacy top-level RoPE keys: what vLLM, SGLang and llama.cpp's converter read;
         # transformers 5 converts them to rope_parameters.
         rope_theta=cfg.rope_theta, rope_scaling=_rope_dict(cfg), initializer_range=cfg.init_std)
@@ -322,23 +324,44 @@ def copy_tokenizer_files(src: str | Path, dst: str | Path) -> list[str]:
     return copied
 
 
+def checkpoint_dtype(folder: str | Path) -> torch.dtype:
+    """The dtype the checkpoint's weights are stored in (of its first floating tensor)."""
+    files = _checkpoint_files(Path(folder))
+    name, path = next(iter(files.items()))
+    with safe_open(path, framework="pt") as f:
+        for name in f.keys():
+            dtype = f.get_slice(name).get_dtype()
+            if dtype in ("F32", "BF16", "F16"):
+                return {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}[dtype]
+    return torch.float32
+
+
 def export_main(cfg: RunConfig) -> int:
-    """`youtu export <checkpoint> <out> [--export.format=deepseek_v3] [--export.dtype=...]`."""
+    """`youtu export <checkpoint> <out> [--export.format=deepseek_v3|gguf] [--export.dtype=...]`."""
     ex = cfg.export
     if not ex.checkpoint or not ex.out:
         raise ConfigError("export needs a source and a destination: youtu export <checkpoint> <out>")
     if Path(ex.out).resolve() == Path(ex.checkpoint).resolve():
         raise ConfigError(f"export.out must differ from export.checkpoint ({ex.out})")
-    dtype = _DTYPES[ex.dtype]
     try:
+        dtype = checkpoint_dtype(ex.checkpoint) if ex.dtype == "auto" else _DTYPES[ex.dtype]
         model = load_pretrained(ex.checkpoint, dtype=dtype)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"export.checkpoint: {e}") from e
+    dtype_name = str(dtype).removeprefix("torch.")
+    if ex.format == "gguf":
+        from youtu.model.gguf import gguf_path, save_gguf
+
+        out = gguf_path(ex.out)
+        save_gguf(model, ex.checkpoint, out, dtype)
+        logger.info("exported %s (gguf, %s, %.1fM params) to %s", ex.checkpoint, dtype_name,
+                    model.num_params() / 1e6, out)
+        return 0
     if ex.format == "deepseek_v3":
         save_deepseek_v3(model, ex.out, dtype)
     else:
         save_pretrained(model, ex.out, dtype)
     copied = copy_tokenizer_files(ex.checkpoint, ex.out)
     logger.info("exported %s (%s, %s, %.1fM params) to %s; tokenizer files: %s", ex.checkpoint,
-                ex.format, ex.dtype, model.num_params() / 1e6, ex.out, ", ".join(copied) or "none")
+                ex.format, dtype_name, model.num_params() / 1e6, ex.out, ", ".join(copied) or "none")
     return 0

@@ -22,8 +22,10 @@ schema (`youtu.agentic.trajectory.Trajectory`), so agent runs can feed synthesis
 - a run stopped by a limit ends with an assistant note naming the limit (the schema wants an
   assistant reply last, and every tool call answered: tool calls of a reply cut at a limit never
   ran and are dropped); its outcome is unverified and `provenance.stop` says which limit.
-- an episode that still breaks the schema (the model called a tool it was not offered) is not
-  appended; it goes to `<agent_out>.rejected` for inspection and the command returns 1.
+- a call to a tool that was not offered, or one that does not parse, is answered with an error
+  (the engine and our server report it in `tool_call_errors`); it stays in the record as the
+  model's text, never as a call. An episode that still breaks the schema is not appended; it
+  goes to `<agent_out>.rejected` for inspection and the command returns 1.
 """
 
 from __future__ import annotations

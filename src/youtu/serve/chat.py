@@ -5,7 +5,10 @@
     printf 'hello\\n/think\\nhi again\\n' | youtu chat runs/tiny/sft       # scripted
 
 Commands: /think (toggle thinking; /think on|off), /reset (forget the conversation), /help,
-/quit (or end of input). Reasoning is shown as `[thinking] ...` before the answer. With tools
+/quit (or end of input, Ctrl-D). On a terminal the prompt has readline line editing and a
+history kept in ~/.youtu_chat_history; Ctrl-C stops the reply being generated (what came so far
+stays in the conversation) and never ends the session. Reasoning is shown as
+`[thinking] ...` before the answer. With tools
 configured (`serve.tools`: python, search; the env tools need `youtu agent`), tool calls are
 executed and their results fed back until the model answers without calling a tool (at most
 `MAX_TOOL_ROUNDS` rounds per message).
@@ -13,7 +16,10 @@ executed and their results fed back until the model answers without calling a to
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from youtu.errors import ConfigError
@@ -25,7 +31,48 @@ if TYPE_CHECKING:
     from youtu.config import RunConfig
 
 MAX_TOOL_ROUNDS = 8
-HELP = "commands: /think [on|off]  /reset  /help  /quit"
+HELP = "commands: /think [on|off]  /reset  /help  /quit   (Ctrl-C stops a reply)"
+HISTORY_FILE = "~/.youtu_chat_history"
+HISTORY_LINES = 1000
+
+
+def _line_reader(stdin: TextIO, stdout: TextIO) -> tuple[Callable[[str], str | None],
+                                                         Callable[[], None]]:
+    """(read(prompt) -> line or None at end of input, close()). On the process's terminal
+    `input()` with readline (editing, history file); otherwise plain lines from `stdin`."""
+    if stdin is sys.stdin and stdin.isatty():
+        history = Path(os.path.expanduser(HISTORY_FILE))
+        try:
+            import readline
+        except ImportError:  # no readline on this platform: input() still works
+            readline = None  # type: ignore[assignment]
+        if readline is not None:
+            readline.set_history_length(HISTORY_LINES)
+            try:
+                readline.read_history_file(history)
+            except OSError:
+                pass  # first session, or an unreadable file: start empty
+
+        def read_tty(prompt: str) -> str | None:
+            try:
+                return input(prompt)
+            except EOFError:
+                return None
+
+        def close() -> None:
+            if readline is not None:
+                try:
+                    readline.write_history_file(history)
+                except OSError:
+                    pass  # a read-only home must not fail the chat
+        return read_tty, close
+
+    def read(prompt: str) -> str | None:
+        stdout.write(prompt)
+        stdout.flush()
+        line = stdin.readline()
+        return line or None
+    return read, lambda: None
 
 
 class _Printer:
@@ -72,58 +119,84 @@ def run_chat(backend: ChatBackend, *, tools: ToolSet | None = None, thinking: bo
     tool_names = ", ".join(tools.tools) if tools and tools.tools else "none"
     stdout.write(f"youtu chat ({backend.model}; thinking {'on' if thinking else 'off'}; "
                  f"tools: {tool_names}). {HELP}\n")
-    while True:
-        stdout.write("you> ")
-        stdout.flush()
-        line = stdin.readline()
-        if not line:
-            stdout.write("\n")
-            break
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("/"):
-            cmd, _, arg = line.partition(" ")
-            if cmd in ("/quit", "/exit"):
-                break
-            if cmd == "/reset":
-                messages = fresh()
-                stdout.write("(conversation cleared)\n")
-            elif cmd == "/think":
-                thinking = {"on": True, "off": False}.get(arg.strip(), not thinking)
-                stdout.write(f"(thinking {'on' if thinking else 'off'})\n")
-            elif cmd == "/help":
-                stdout.write(HELP + "\n")
-            else:
-                stdout.write(f"unknown command {cmd}; {HELP}\n")
-            continue
-        messages.append({"role": "user", "content": line})
-        for _ in range(MAX_TOOL_ROUNDS):
-            stdout.write("assistant> ")
+    read, close = _line_reader(stdin, stdout)
+    try:
+        while True:
             try:
-                reply = backend.complete(messages, tools=tools.schemas if tools else None,
-                                         max_tokens=max_tokens, thinking=thinking, on_text=printer)
-            except APIError as e:
+                line = read("you> ")
+            except KeyboardInterrupt:
+                stdout.write("\n(Ctrl-C stops a reply; /quit or Ctrl-D leaves)\n")
+                continue
+            if line is None:
+                stdout.write("\n")
+                break
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("/"):
+                cmd, _, arg = line.partition(" ")
+                if cmd in ("/quit", "/exit"):
+                    break
+                if cmd == "/reset":
+                    messages = fresh()
+                    stdout.write("(conversation cleared)\n")
+                elif cmd == "/think":
+                    thinking = {"on": True, "off": False}.get(arg.strip(), not thinking)
+                    stdout.write(f"(thinking {'on' if thinking else 'off'})\n")
+                elif cmd == "/help":
+                    stdout.write(HELP + "\n")
+                else:
+                    stdout.write(f"unknown command {cmd}; {HELP}\n")
+                continue
+            messages.append({"role": "user", "content": line})
+            try:
+                _answer(backend, messages, tools, max_tokens, thinking, printer, stdout)
+            except KeyboardInterrupt:  # outside the backend (a tool, the printer): stop the turn
                 printer.end()
-                stdout.write(f"error: {e.message}\n")
-                messages.pop()
-                break
-            printer.end()
-            msg = {**reply.message, "content": reply.message.get("content") or ""}
-            messages.append(msg)
-            if reply.finish_reason == "length":
-                stdout.write("(reply cut at the token limit)\n")
-            calls = msg.get("tool_calls") or []
-            if not calls or tools is None:
-                break
-            for call in calls:
-                fn = call["function"]
-                result = tools.call(fn["name"], fn["arguments"])
-                shown = result if len(result) <= 300 else result[:300] + " ..."
-                stdout.write(f"[tool {fn['name']}({fn['arguments']})]\n{shown}\n")
-                messages.append({"role": "tool", "tool_call_id": call["id"], "name": fn["name"],
-                                 "content": result})
+                stdout.write("(stopped)\n")
+                if messages[-1]["role"] == "user":
+                    messages.pop()
+    finally:
+        close()
     return messages
+
+
+def _answer(backend: ChatBackend, messages: list[dict[str, Any]], tools: ToolSet | None,
+            max_tokens: int, thinking: bool, printer: _Printer, stdout: TextIO) -> None:
+    """One user turn: replies and tool rounds, appended to `messages`."""
+    for _ in range(MAX_TOOL_ROUNDS):
+        stdout.write("assistant> ")
+        try:
+            reply = backend.complete(messages, tools=tools.schemas if tools else None,
+                                     max_tokens=max_tokens, thinking=thinking, on_text=printer)
+        except APIError as e:
+            printer.end()
+            stdout.write(f"error: {e.message}\n")
+            messages.pop()
+            return
+        printer.end()
+        msg = {**reply.message, "content": reply.message.get("content") or ""}
+        if reply.finish_reason == "abort":  # Ctrl-C: keep the text so far, run no tool call
+            msg.pop("tool_calls", None)
+            if msg["content"] or msg.get("reasoning_content"):
+                messages.append(msg)
+            else:
+                messages.pop()
+            stdout.write("(stopped)\n")
+            return
+        messages.append(msg)
+        if reply.finish_reason == "length":
+            stdout.write("(reply cut at the token limit)\n")
+        calls = msg.get("tool_calls") or []
+        if not calls or tools is None:
+            return
+        for call in calls:
+            fn = call["function"]
+            result = tools.call(fn["name"], fn["arguments"])
+            shown = result if len(result) <= 300 else result[:300] + " ..."
+            stdout.write(f"[tool {fn['name']}({fn['arguments']})]\n{shown}\n")
+            messages.append({"role": "tool", "tool_call_id": call["id"], "name": fn["name"],
+                             "content": result})
 
 
 def main(cfg: RunConfig) -> int:
@@ -145,5 +218,11 @@ def main(cfg: RunConfig) -> int:
                                      seed=cfg.seed)
     backend = EngineChat(engine, tok, temperature=s.temperature, top_p=s.top_p, seed=cfg.seed,
                          model=s.checkpoint or "local")
-    run_chat(backend, tools=tools, thinking=s.enable_thinking, max_tokens=s.max_new_tokens)
+    # Steps run on the engine's own thread, so Ctrl-C lands in this one between steps (never
+    # inside a forward) and only cancels the reply.
+    engine.start()
+    try:
+        run_chat(backend, tools=tools, thinking=s.enable_thinking, max_tokens=s.max_new_tokens)
+    finally:
+        engine.shutdown()
     return 0

@@ -7,7 +7,10 @@ OpenAI-compatible endpoint (our server, vLLM, SGLang), behind one small interfac
     reply.message   # OpenAI assistant message: content, reasoning_content, tool_calls
 
 Both return the same OpenAI message dict the server would, so an agent run against the local
-engine and one against a remote server produce the same trajectory format.
+engine and one against a remote server produce the same trajectory format; a tool call that
+did not parse or names a tool not offered comes back as content plus `tool_call_errors`
+(`protocol.assistant_message`) from both. Ctrl-C during `EngineChat.complete` cancels the
+request and returns what was generated so far with finish_reason 'abort'.
 """
 
 from __future__ import annotations
@@ -78,19 +81,30 @@ class EngineChat:
         text = TextStream(self.tok.decode)
         split = ChatStreamSplitter(prompt.prefix, prompt.tools_active)
         completion = None
-        for delta in self.engine.submit(prompt.ids, params):
-            parts = split.feed(text.push([t for t in delta.token_ids if t not in stop_ids]))
-            if delta.completion is not None:
-                completion = delta.completion
-                parts += split.feed(text.finish()) + split.finish()
-            if on_text is not None:
-                for kind, piece in parts:
-                    on_text(kind, piece)
+        handle = self.engine.submit(prompt.ids, params)
+        deltas = iter(handle)
+        interrupted = False
+        while completion is None:
+            try:
+                for delta in deltas:
+                    parts = split.feed(text.push([t for t in delta.token_ids if t not in stop_ids]))
+                    if delta.completion is not None:
+                        completion = delta.completion
+                        parts += split.feed(text.finish()) + split.finish()
+                    if on_text is not None and not interrupted:
+                        for kind, piece in parts:
+                            on_text(kind, piece)
+            except KeyboardInterrupt:
+                # Ctrl-C stops this reply, not the caller: cancel (the row is freed at the next
+                # step) and keep what was generated; the reply finishes with 'abort'.
+                interrupted = True
+                handle.cancel()
+                deltas = iter(handle)
         assert completion is not None
         if completion.finish_reason == "error":
             raise RuntimeError(f"generation failed: {completion.error}")
         message, finish = assistant_message(prompt.prefix + text.final_text, prompt.tools_active,
-                                            completion.finish_reason)
+                                            completion.finish_reason, prompt.tool_names)
         return Reply(message, len(completion.token_ids), finish)
 
 
@@ -138,6 +152,8 @@ class OpenAIChat:
                                       "function": {"name": c["function"]["name"],
                                                    "arguments": c["function"]["arguments"]}}
                                      for c in raw["tool_calls"]]
+        if raw.get("tool_call_errors"):  # our server's report of calls that did not parse
+            message["tool_call_errors"] = list(raw["tool_call_errors"])
         if on_text is not None:
             if reasoning:
                 on_text("reasoning", reasoning)

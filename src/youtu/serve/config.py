@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# Below this many parameters `cpu_threads = 0` means one thread (see ServeConfig.cpu_threads).
+SMALL_MODEL_PARAMS = 100_000_000
+
 
 @dataclass(kw_only=True)
 class ServeConfig:
@@ -22,6 +25,15 @@ class ServeConfig:
     """Required Bearer key; empty = the YOUTU_API_KEY environment variable, else no auth."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Weight and cache dtype; auto = bfloat16 on CUDA, float32 on CPU."""
+    max_request_bytes: int = 4 * 2**20
+    """Largest request body the server reads, in bytes; larger ones get HTTP 413 unread. 4 MiB
+    holds a 128k-token conversation (~4 bytes a token) with room for tool schemas; a 10 MiB body
+    once froze every client for 15-30 s and a 120 MB one grew the server to 23 GB."""
+    cpu_threads: int = 0
+    """Torch intra-op threads for serve, chat and agent on CPU; 0 = auto: 1 for models under
+    `SMALL_MODEL_PARAMS` (their matmuls are too small to split, and OpenMP threads spin-waiting
+    on a shared host made tiny-model decode 5-9 tok/s with the default threads vs 238-328 with
+    one, on 2 cores), else torch's default (one per core)."""
 
     # ---- engine
     max_batch: int = 32
@@ -34,12 +46,12 @@ class ServeConfig:
     """Most requests waiting for a cache row; more get HTTP 503."""
     prefill_chunk_tokens: int = 2048
     """Most tokens (rows x padded prompt length) per prefill forward."""
-    use_cuda_graph: bool = False
-    """Capture the decode step in CUDA graphs (CUDA only)."""
-    compile_decode: bool = False
-    """Also fuse the graphed decode step with torch.compile (needs use_cuda_graph). Measured at
-    2B on an H200, batch 1: 6.1 -> 3.8 ms per step, but ~80 s of compiling per graph bucket,
-    paid the first time a bucket is used."""
+    use_cuda_graph: bool = True
+    """Capture the decode step in CUDA graphs (CUDA only; ignored on the CPU)."""
+    compile_decode: bool = True
+    """Also fuse the graphed decode step's elementwise work with torch.compile (needs
+    use_cuda_graph): compiled once for batch 1 and once for all larger batches, shared by all
+    layers."""
 
     # ---- request defaults (a request's own values win)
     max_new_tokens: int = 1024
@@ -83,6 +95,10 @@ class ServeConfig:
                      "agent_max_steps", "agent_max_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_request_bytes < 1024:
+            raise ValueError(f"max_request_bytes must be >= 1024, got {self.max_request_bytes}")
+        if self.cpu_threads < 0:
+            raise ValueError(f"cpu_threads must be >= 0 (0 = auto), got {self.cpu_threads}")
         if self.max_seq_len < 2:
             raise ValueError(f"max_seq_len must be >= 2, got {self.max_seq_len}")
         if self.cache_memory_mb < 0:
@@ -92,7 +108,13 @@ class ServeConfig:
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.compile_decode and not self.use_cuda_graph:
-            raise ValueError("compile_decode needs use_cuda_graph = true")
+            raise ValueError("compile_decode needs use_cuda_graph = true (or set compile_decode = false)")
         for tool in self.tools:
             if tool not in ("python", "search", "env"):
                 raise ValueError(f"tools: unknown tool {tool!r}; choose from python, search, env")
+
+    def threads_for(self, num_params: int) -> int:
+        """Intra-op CPU threads to set for a model of `num_params`; 0 = leave torch's default."""
+        if self.cpu_threads:
+            return self.cpu_threads
+        return 1 if num_params < SMALL_MODEL_PARAMS else 0

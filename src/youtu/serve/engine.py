@@ -19,8 +19,13 @@ Design (vLLM's, at the scale of one file):
   fit (prompt longer than the context) is refused with `RequestError` at submission.
 - Sampling is `youtu.serve.sampling` (pure functions); the engine only stacks per-request
   settings. Stop strings need a `detokenize` callback (the engine sees token ids only).
-- With `use_cuda_graph` (CUDA only) the decode forward is captured per (batch bucket, attended
-  length bucket) with static input buffers; padding entries write to one scratch cache row.
+- On CUDA the decode step is captured in CUDA graphs (`graphs.py`) per (batch bucket, attended
+  length bucket), its elementwise work fused by torch.compile, and attention runs as a fused
+  split-K kernel over the latent slab read in place (`youtu.model.decode_attention`); padding
+  entries write to one scratch cache row. Neither the graphed nor the eager decode step syncs
+  with the host before the sampled tokens are read back (the engine knows every length).
+- RL rollouts sample from a compute-dtype copy of the trained policy (`sampler_copy`, cast
+  once) refreshed in place each round (`refresh_sampler`): the graphs read the same storage.
 
 Threading: `submit()`, `cancel()` and `stream()` may be called from any thread; `step()` runs on
 one thread at a time (the background loop from `start()`, or `generate()` when no loop runs).
@@ -34,6 +39,7 @@ Request types (`Completion`, `StreamDelta`, `RequestHandle`, `AsyncStream`) live
 from __future__ import annotations
 
 import collections
+import copy
 import itertools
 import logging
 import queue
@@ -60,7 +66,8 @@ if TYPE_CHECKING:
     from youtu.tokenizer import Tokenizer
 
 __all__ = ["AsyncStream", "Completion", "Engine", "EngineFullError", "RequestError", "RequestHandle",
-           "SamplingParams", "StreamDelta", "engine_from_config", "load_engine", "rows_for_budget"]
+           "SamplingParams", "StreamDelta", "cache_budget_bytes", "engine_from_config", "load_engine",
+           "refresh_sampler", "rows_for_budget", "sampler_copy"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +95,47 @@ def rows_for_budget(bytes_per_token: int, max_batch: int, max_seq_len: int,
     return rows
 
 
+def sampler_copy(model: torch.nn.Module, dtype: torch.dtype) -> YoutuForCausalLM:
+    """A frozen copy of `model` for sampling, cast once to the compute dtype (an RL policy
+    keeps fp32 master weights; casting them under autocast on every token costs a weight-sized
+    cast per matmul). Build the engine on it: its cache is then in `dtype` too.
+
+    Make it before sharding (FSDP2) or wrapping the blocks' forwards (activation checkpointing,
+    compile): a deep copy of a wrapped block keeps a forward bound to the original. Afterwards
+    `refresh_sampler` gathers shards (DTensors) into it."""
+    sampler = copy.deepcopy(model).requires_grad_(False).eval()
+    if hasattr(sampler, "tie_weights"):
+        sampler.tie_weights()
+    return sampler.to(dtype)
+
+
+@torch.no_grad()
+def refresh_sampler(sampler: torch.nn.Module, model: torch.nn.Module) -> None:
+    """Copy `model`'s current weights into `sampler` in place (cast to its dtype): the engine
+    and its CUDA graphs read the same storage, so the next rollout is on-policy. FSDP2
+    shards (DTensors) are gathered with `full_tensor()` (a collective: call on every rank)."""
+    theirs = dict(model.named_parameters())
+    mine = dict(sampler.named_parameters())
+    if theirs.keys() != mine.keys():
+        missing = sorted(theirs.keys() ^ mine.keys())[:3]
+        raise ValueError(f"sampler and model parameters differ (e.g. {missing}); build the "
+                         f"sampler with sampler_copy(model, dtype)")
+    for name, p in theirs.items():
+        mine[name].copy_(p.full_tensor() if hasattr(p, "full_tensor") else p)
+
+
+def cache_budget_bytes(device: torch.device | str, fraction: float) -> int:
+    """A latent-cache budget: `fraction` of the device memory free now (CUDA); 0 (= no cap)
+    on the CPU. For rollouts next to a training state: size after the optimizer exists."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 0
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free * fraction)
+
+
 class Engine:
     """Continuous-batching generation over a preallocated latent cache.
 
@@ -100,9 +148,11 @@ class Engine:
         max_queue: most requests waiting for a row; more are refused with `EngineFullError`.
         prefill_chunk_tokens: most tokens (rows x padded length) in one prefill forward.
         detokenize: ids -> text, needed for stop strings.
-        use_cuda_graph: capture the decode step in CUDA graphs (CUDA only).
-        compile: fuse the captured decode forward with torch.compile first (needs
-            use_cuda_graph; compiles once per graph bucket).
+        use_cuda_graph: capture the decode step in CUDA graphs; None = on for CUDA models
+            (True on a CPU model is an error).
+        compile: fuse the graphed step's elementwise work with torch.compile (needs
+            use_cuda_graph; batch 1 and larger batches compile once each); None = on with
+            CUDA graphs.
         seed: seed of the generator shared by requests without their own seed.
     """
 
@@ -110,7 +160,7 @@ class Engine:
                  eos_ids: list[int] | tuple[int, ...] | set[int], cache_memory_bytes: int = 0,
                  max_queue: int = 1024, prefill_chunk_tokens: int = 2048,
                  detokenize: Callable[[list[int]], str] | None = None,
-                 use_cuda_graph: bool = False, compile: bool = False, seed: int = 0):
+                 use_cuda_graph: bool | None = None, compile: bool | None = None, seed: int = 0):
         if max_batch < 1 or max_seq_len < 2:
             raise ValueError(f"Engine needs max_batch >= 1 and max_seq_len >= 2, got "
                              f"{max_batch} and {max_seq_len}")
@@ -122,6 +172,10 @@ class Engine:
         self.model = model.eval()
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
+        if use_cuda_graph is None:
+            use_cuda_graph = self.device.type == "cuda"
+        if compile is None:
+            compile = use_cuda_graph
         if use_cuda_graph and self.device.type != "cuda":
             raise ValueError("use_cuda_graph needs the model on a CUDA device")
         if compile and not use_cuda_graph:
@@ -185,9 +239,6 @@ class Engine:
             raise RequestError("stop strings need an engine built with a detokenize callback")
         request_id = request_id or f"req-{next(self._ids)}"
         handle = RequestHandle(self, request_id, keep_deltas=sink is None)
-        gen = None
-        if params.seed is not None:
-            gen = torch.Generator(device=self.device).manual_seed(params.seed)
         stop_ids = frozenset(params.stop_token_ids) | (frozenset() if params.ignore_eos else self.eos_ids)
         if sink is not None:
             def deliver(delta: StreamDelta) -> None:
@@ -195,7 +246,7 @@ class Engine:
                 sink(delta)
         else:
             deliver = handle._push
-        seq = SequenceState(request_id, prompt, params, deliver, gen, stop_ids,
+        seq = SequenceState(request_id, prompt, params, deliver, None, stop_ids,
                         submitted_at=time.monotonic())
         with self._lock:
             if self._pending >= self.max_queue:
@@ -447,8 +498,14 @@ class Engine:
         if self.graphs is not None:
             logits = self.graphs.run(ids, positions, rows, max(s.length for s in seqs))
         else:
-            hidden = self.model.hidden_states(ids[:, None], positions=positions[:, None],
-                                              cache=self.cache, cache_rows=rows)
+            # The engine knows every length: the model then neither checks positions nor
+            # reads max(positions) back from the device.
+            self.cache.attend_len = max(s.length for s in seqs)
+            try:
+                hidden = self.model.hidden_states(ids[:, None], positions=positions[:, None],
+                                                  cache=self.cache, cache_rows=rows)
+            finally:
+                self.cache.attend_len = None
             logits = self._logits(hidden[:, -1])
         assert logits.shape[0] == n
         self._sample_and_append(seqs, logits)
@@ -458,10 +515,13 @@ class Engine:
         if key != self._batch_key:
             self._batch_key, self._batch = key, SamplingBatch.from_params([s.params for s in seqs], self.device)
         batch = self._batch
-        rows = torch.tensor([s.row for s in seqs], device=self.device)
+        rows = (torch.tensor([s.row for s in seqs], device=self.device)
+                if self._seen is not None else None)
         seen = self._seen[rows] if (self._seen is not None and batch.any_penalty) else None
         logprobs = process_logits(logits, batch, seen)
-        tokens = sample(logprobs, batch.greedy, [s.generator for s in seqs], self._default_gen)
+        counters = (torch.tensor([len(s.tokens) for s in seqs], device=self.device)
+                    if batch.any_seeded else None)
+        tokens = sample(logprobs, batch, counters, self._default_gen)
         chosen = token_logprobs(logprobs, tokens)
         if self._seen is not None:
             self._seen[rows, tokens] = True
@@ -471,7 +531,9 @@ class Engine:
             values, ids = top_logprobs(logprobs, n_top)
             top = list(zip(ids.tolist(), values.tolist()))
         self._record_rate(len(seqs))
-        for i, (seq, token, lp) in enumerate(zip(seqs, tokens.tolist(), chosen.tolist())):
+        # One device-to-host read per step (the step's only sync): ids < 2**53 are exact in fp64.
+        token_list, lp_list = torch.stack((tokens.double(), chosen.double())).tolist()
+        for i, (seq, token, lp) in enumerate(zip(seqs, map(int, token_list), lp_list)):
             seq.tokens.append(token)
             seq.logprobs.append(lp)
             delta = StreamDelta([token], [lp])
@@ -561,16 +623,17 @@ def load_engine(checkpoint: str | Path, device: str | torch.device = "cpu",
 
 
 def resolve_checkpoint(checkpoint: str, run_dir: Path) -> Path:
-    """`checkpoint`, or when empty the newest checkpoint folder (one with config.json) under
-    `run_dir`. Raises FileNotFoundError naming what to pass."""
+    """`checkpoint`, or when empty the newest complete model folder under `run_dir`
+    (youtu.model.checkpoints' rule). Raises FileNotFoundError naming what to pass."""
     if checkpoint:
         return Path(checkpoint)
-    found = sorted((p.parent for p in Path(run_dir).glob("**/config.json")
-                    if (p.parent / "tokenizer.json").is_file()), key=lambda p: p.stat().st_mtime)
-    if not found:
+    from youtu.model.checkpoints import latest_checkpoint  # the one finder (train, eval)
+
+    found = latest_checkpoint(run_dir, recursive=True)
+    if found is None:
         raise FileNotFoundError(f"no checkpoint given and none found under {run_dir}; pass one: "
                                 f"youtu serve <checkpoint> (or --serve.checkpoint=...)")
-    return found[-1]
+    return found
 
 
 def engine_from_config(s: ServeConfig, *, run_dir: str | Path, device: str = "auto",
@@ -580,9 +643,19 @@ def engine_from_config(s: ServeConfig, *, run_dir: str | Path, device: str = "au
     device = resolve_device(device)
     dtype_name = s.dtype if s.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
     folder = resolve_checkpoint(s.checkpoint, run_dir)
+    graphs = s.use_cuda_graph and device.type == "cuda"  # the setting is ignored on the CPU
     logger.info("loading %s on %s (%s)", folder, device, dtype_name)
+    if device.type == "cpu" and (Path(folder) / "config.json").is_file():
+        # serve.cpu_threads: with the default threads tiny-model decode ran 30x slower
+        from youtu.model.hf import read_config
+        from youtu.model.transformer import YoutuForCausalLM
+
+        with torch.device("meta"):  # parameter count without allocating the weights
+            threads = s.threads_for(YoutuForCausalLM(read_config(folder)).num_params())
+        if threads:
+            torch.set_num_threads(threads)
     return load_engine(folder, device=device, dtype=getattr(torch, dtype_name),
                        max_batch=s.max_batch, max_seq_len=s.max_seq_len,
                        cache_memory_bytes=s.cache_memory_mb * 2**20, max_queue=s.max_queue,
                        prefill_chunk_tokens=s.prefill_chunk_tokens,
-                       use_cuda_graph=s.use_cuda_graph, compile=s.compile_decode, seed=seed)
+                       use_cuda_graph=graphs, compile=graphs and s.compile_decode, seed=seed)

@@ -1,28 +1,37 @@
-"""CUDA-graph capture of the engine's decode step (gpt-fast / vLLM style), CUDA only.
+"""CUDA-graph decode: one captured decode step per (batch bucket, attended-length bucket).
 
-    engine = Engine(model, max_batch=32, max_seq_len=4096, eos_ids=[eos], use_cuda_graph=True)
+    engine = Engine(model, max_batch=32, max_seq_len=4096, eos_ids=[eos])   # graphs on on CUDA
+    logits = engine.graphs.run(ids, positions, rows, max_len)    # [n, V], a static buffer
 
-A decode step at batch 1 of a 2B model launches ~600 small kernels; replaying them as one graph
-removes the per-kernel CPU launch cost, which dominates at small batch. A graph has static
-shapes, so one is captured (lazily, on first use) per (batch bucket, attended-length bucket):
-batch buckets are powers of two up to `max_batch`, length buckets powers of two from 256 up to
-`max_seq_len` (the cache's `attend_len` fixes how many slots attention reads). Inputs go through
-static buffers; the entries of a bucket beyond the real batch point at one scratch cache row
-(slot 0), so they never touch a live sequence. All graphs share one memory pool.
+The step is `decode_step`: embedding and RoPE tables, then per layer a pure "inputs" part
+(input norm, MLA projections, RoPE, the W_uk absorption), the cache write and the fused split-K
+attention over the latent slab read in place (`youtu.model.decode_attention`), and a pure
+"output" part (W_uv, o_proj, residual, norm, SwiGLU MLP, residual); then the final norm and
+lm_head. Batch buckets are powers of two up to max_batch; length buckets powers of two from 256
+up to max_seq_len: the attended length sizes the attention kernel's split grid (a batch-1 step at
+8k wants ~256 splits, at 300 slots ~10), not any tensor the other parts see. Padding entries of a
+batch bucket point at one scratch cache row (slot 0), so they never touch a live sequence. All
+graphs share one memory pool.
 
-With `compile`, the captured forward is first fused by `torch.compile` (one specialisation per
-bucket): eager decode at 2B batch 1 launches ~1,000 small kernels per step (norms, RoPE,
-SwiGLU, casts), which at 1-3 us each cost more than the weight reads (~0.9 ms on an H200).
+With `compile`, the two pure parts are fused by `torch.compile`, shared by all layers (they read
+no cache and no layer index): two compiles each in all (batch 1, then a symbolic batch for every
+other bucket), where compiling the whole forward cost ~80 s per bucket at 2B. Eager decode at 2B batch 1 launches
+~1,000 small kernels per step (norms, RoPE, SwiGLU, casts) at 1-3 us each, more than the weight
+reads (~0.9 ms on an H200): fusing them is where compile pays.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
+    from youtu.model.cache import LatentCache
+    from youtu.model.transformer import DecoderLayer, YoutuForCausalLM
     from youtu.serve.engine import Engine
 
 # Smallest attended-length bucket: below this the attention read is negligible next to weights.
@@ -38,8 +47,49 @@ def buckets(limit: int, start: int = 1) -> list[int]:
     return out + [limit]
 
 
+def layer_inputs(layer: DecoderLayer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pure part of a layer before attention: (q_abs [B, T, H, C+R], new cache rows)."""
+    return layer.self_attn.absorbed_inputs(layer.input_layernorm(x), cos, sin)
+
+
+def layer_output(layer: DecoderLayer, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    """The pure part after attention: `DecoderLayer.forward`'s two residual branches."""
+    x = x + layer.self_attn.absorbed_output(attn)
+    return x + layer.mlp(layer.post_attention_layernorm(x))
+
+
+def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
+                positions: torch.Tensor, rows: torch.Tensor, max_len: int,
+                inputs_fn: Callable = layer_inputs, output_fn: Callable = layer_output
+                ) -> torch.Tensor:
+    """Logits [B, V] of one decode token per row, ids/positions [B, 1], rows [B]; no host sync.
+
+    Equal to `model(ids, positions=positions, cache=cache, cache_rows=rows)[:, -1]` (the
+    engine's eager path; tests compare the two); `inputs_fn` / `output_fn` are the compiled
+    versions of `layer_inputs` / `layer_output` under `compile`.
+    """
+    x = model.model.embed_tokens(ids)  # [B, 1, D]
+    cos, sin = model._rope(positions, x.dtype)
+    lengths = positions.reshape(-1) + 1  # once per step, not per layer
+    for layer in model.model.layers:
+        q_abs, new_kv = inputs_fn(layer, x, cos, sin)
+        attn = layer.self_attn.absorbed_attend(q_abs, new_kv, cache, positions, rows, max_len,
+                                               lengths=lengths)
+        x = output_fn(layer, x, attn)
+    return F.linear(model.model.norm(x)[:, -1], model.lm_head.weight)  # [B, V]
+
+
+@functools.cache
+def _compiled() -> tuple[Callable, Callable]:
+    # The layers share one compile (their modules differ only in parameters, which dynamo
+    # passes as inputs). Automatic dynamic shapes: batch 1 compiles static, the first larger
+    # batch once more with a symbolic batch, which then serves every bucket.
+    return torch.compile(layer_inputs), torch.compile(layer_output)
+
+
 class DecodeGraphs:
-    """Captured decode forwards of one engine, keyed by (batch bucket, length bucket)."""
+    """Captured decode steps of one engine, keyed by (batch bucket, length bucket)."""
 
     def __init__(self, engine: Engine, scratch_row: int, compile: bool = False):
         self.engine = engine
@@ -52,47 +102,39 @@ class DecodeGraphs:
         self.rows = torch.full((n,), scratch_row, dtype=torch.long, device=device)
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.pool = torch.cuda.graph_pool_handle()
-        self.forward = self._forward
-        if compile:
-            # One specialisation per bucket (b and attend_len are static inside a graph).
-            import torch._dynamo as dynamo
+        self.compile = compile
+        self.parts = _compiled() if compile else (layer_inputs, layer_output)
 
-            limit = len(self.batch_buckets) * len(self.len_buckets) + 8
-            dynamo.config.cache_size_limit = max(dynamo.config.cache_size_limit, limit)
-            self.forward = torch.compile(self._forward, dynamic=False)
-
-    def _forward(self, b: int) -> torch.Tensor:
-        model = self.engine.model
-        hidden = model.hidden_states(self.ids[:b], positions=self.positions[:b],
-                                     cache=self.engine.cache, cache_rows=self.rows[:b])
-        return F.linear(hidden[:, -1], model.lm_head.weight)  # [b, V]
+    def forward(self, b: int, length: int) -> torch.Tensor:
+        """The decode step on the first b entries of the static buffers."""
+        return decode_step(self.engine.model, self.engine.cache, self.ids[:b], self.positions[:b],
+                           self.rows[:b], length, *self.parts)
 
     def _capture(self, b: int, length: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         # Warm-up runs on a side stream (required before capture) repeat the step the static
         # buffers already hold, so the cache writes they do are the ones the replay does.
-        cache = self.engine.cache
-        cache.attend_len = length
-        try:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):  # the first call compiles when `compile` is on
-                    self.forward(b)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):
-                out = self.forward(b)
-        finally:
-            cache.attend_len = None
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):  # the first call compiles when `compile` is on
+                self.forward(b, length)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            out = self.forward(b, length)
         return graph, out
+
+    def bucket(self, n: int, max_len: int) -> tuple[int, int]:
+        """The (batch, length) bucket of n sequences whose longest holds max_len tokens."""
+        return (next(x for x in self.batch_buckets if x >= n),
+                next(x for x in self.len_buckets if x >= max_len))
 
     def run(self, ids: torch.Tensor, positions: torch.Tensor, rows: torch.Tensor,
             max_len: int) -> torch.Tensor:
         """Logits [n, V] for n sequences whose longest holds `max_len` tokens (incl. this one).
         The result is a view of a static buffer: use it before the next call."""
         n = ids.shape[0]
-        b = next(x for x in self.batch_buckets if x >= n)
-        length = next(x for x in self.len_buckets if x >= max_len)
+        b, length = self.bucket(n, max_len)
         self.ids[:n, 0] = ids
         self.positions[:n, 0] = positions
         self.rows[:n] = rows

@@ -5,9 +5,14 @@
     message, finish = assistant_message(prompt.prefix + text, tools=prompt.tools_active, ...)
 
 Requests accept the fields the OpenAI Python client and vLLM clients send; fields we do not
-implement are refused when set to a value that would change the output (e.g. a non-zero
-`presence_penalty`) and ignored otherwise (`user`, `metadata`, ...). Errors use OpenAI's body:
-`{"error": {"message", "type", "param", "code"}}`.
+implement are refused by name (HTTP 400, `param` = the field) when set to a value that would
+change the output (a non-zero `presence_penalty`, any `logit_bias`, a `response_format` other
+than text, ...: `UNSUPPORTED`) and ignored otherwise (`user`, `metadata`, ...). Errors use
+OpenAI's body: `{"error": {"message", "type", "param", "code"}}`.
+
+A reply whose tool call does not parse, or calls a tool that was not offered, is returned the
+same way streaming or not (`assistant_message`): no `tool_calls` for it, the model's text as
+`content`, and the parse errors in the non-standard message field `tool_call_errors`.
 """
 
 from __future__ import annotations
@@ -47,6 +52,38 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+# torch.Generator.manual_seed takes [-2**63, 2**64 - 1]; a choice's seed is `seed + index` mod 2**64.
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+# Parameters we do not implement: name -> (values that change nothing, what to do instead).
+# Any other value is refused by name rather than silently ignored.
+UNSUPPORTED: dict[str, tuple[tuple[Any, ...], str]] = {
+    "logit_bias": ((None, {}), "token biasing is not implemented; use stop or stop_token_ids"),
+    "response_format": ((None, {"type": "text"}), "structured output (json_object, json_schema) "
+                        "is not implemented; ask for JSON in the prompt or use tools"),
+    "functions": ((None, []), "the legacy functions API is not supported; send tools"),
+    "function_call": ((None, "none", "auto"), "the legacy function_call is not supported; send "
+                      "tool_choice"),
+    "prediction": ((None,), "predicted outputs are not supported"),
+    "audio": ((None,), "audio output is not supported"),
+    "modalities": ((None, ["text"]), "only the text modality is supported"),
+    "web_search_options": ((None,), "web search is not supported"),
+    "guided_json": ((None,), "guided decoding is not implemented"),
+    "guided_regex": ((None,), "guided decoding is not implemented"),
+    "guided_choice": ((None,), "guided decoding is not implemented"),
+    "guided_grammar": ((None,), "guided decoding is not implemented"),
+    "structured_outputs": ((None,), "guided decoding is not implemented"),
+    "min_tokens": ((None, 0), "min_tokens is not implemented"),
+    "use_beam_search": ((None, False), "beam search is not implemented"),
+    "length_penalty": ((None, 1, 1.0), "length_penalty (beam search) is not implemented"),
+    "include_stop_str_in_output": ((None, False), "stop strings are never included in the output"),
+    "skip_special_tokens": ((None, True), "special tokens are always skipped in the text"),
+    "truncate_prompt_tokens": ((None,), "prompt truncation is not implemented; shorten the prompt"),
+    "add_generation_prompt": ((None, True), "the generation prompt is always added"),
+    "continue_final_message": ((None, False), "continuing the final message is not implemented"),
+}
+
+
 class _SamplingFields(BaseModel):
     """Sampling fields shared by chat and completions (OpenAI + the vLLM extras)."""
 
@@ -64,7 +101,7 @@ class _SamplingFields(BaseModel):
     stop: str | list[str] | None = None
     stop_token_ids: list[int] | None = None
     ignore_eos: bool = False
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     n: int = Field(1, ge=1, le=16)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -85,6 +122,15 @@ class _SamplingFields(BaseModel):
             if getattr(self, name) not in (None, 0, 0.0):
                 raise ValueError(f"{name} is not supported; use repetition_penalty")
         return self
+
+
+def refuse_unsupported(body: dict[str, Any]) -> None:
+    """Raise a 400 `APIError` naming the first `UNSUPPORTED` parameter set to a value that
+    would change the output."""
+    for name, (neutral, hint) in UNSUPPORTED.items():
+        if name in body and body[name] not in neutral:
+            raise APIError(400, f"{name} is not supported by this server: {hint}", param=name,
+                           code="unsupported_parameter")
 
 
 class ChatCompletionRequest(_SamplingFields):
@@ -111,6 +157,22 @@ class ChatCompletionRequest(_SamplingFields):
                         raise ValueError(f"messages[{i}].content: only text parts are supported")
             elif content is not None and not isinstance(content, str):
                 raise ValueError(f"messages[{i}].content must be a string or a list of text parts")
+            if m["role"] == "tool" and not (isinstance(m.get("tool_call_id"), str)
+                                            and m["tool_call_id"]):
+                raise ValueError(f"messages[{i}]: a tool message needs the tool_call_id of the "
+                                 "call it answers")
+            calls = m.get("tool_calls")
+            if calls is not None:
+                if m["role"] != "assistant" or not isinstance(calls, list):
+                    raise ValueError(f"messages[{i}].tool_calls must be a list, on an assistant "
+                                     "message")
+                for k, call in enumerate(calls):
+                    fn = call.get("function") if isinstance(call, dict) else None
+                    if not (isinstance(fn, dict) and isinstance(fn.get("name"), str) and fn["name"]
+                            and isinstance(fn.get("arguments", "{}"), (str, dict))):
+                        raise ValueError(f"messages[{i}].tool_calls[{k}] must be {{'id': ..., "
+                                         "'type': 'function', 'function': {'name': <string>, "
+                                         "'arguments': <JSON string>}}")
         # "developer" is the newer OpenAI name of the system role.
         return [{**m, "role": "system"} if m["role"] == "developer" else m for m in msgs]
 
@@ -177,6 +239,10 @@ class CompletionRequest(_SamplingFields):
                 for x in p]
 
 
+def _wrap_seed(seed: int) -> int:
+    return seed - 2**64 if seed > SEED_MAX else seed
+
+
 def sampling_params(req: _SamplingFields, max_tokens: int, *, default_temperature: float,
                     default_top_p: float, logprobs: int = 0, prompt_logprobs: bool = False,
                     seed_offset: int = 0) -> SamplingParams:
@@ -192,7 +258,7 @@ def sampling_params(req: _SamplingFields, max_tokens: int, *, default_temperatur
             stop=list(req.stop or []),  # type: ignore[arg-type]
             stop_token_ids=list(req.stop_token_ids or []),
             ignore_eos=req.ignore_eos,
-            seed=None if req.seed is None else req.seed + seed_offset,
+            seed=None if req.seed is None else _wrap_seed(req.seed + seed_offset),
             top_logprobs=logprobs,
             prompt_logprobs=prompt_logprobs,
         )
@@ -211,6 +277,8 @@ class ChatPrompt:
     """Assistant text the prompt already holds (think pre-fill, forced `<tool_call>`)."""
     tools_active: bool
     """Whether the reply is parsed for tool calls."""
+    tool_names: frozenset[str] = frozenset()
+    """Names of the tools the prompt offers; calls to any other name are refused."""
 
 
 def build_chat_prompt(tok: Tokenizer, messages: list[dict], tools: list[dict] | None,
@@ -241,29 +309,52 @@ def build_chat_prompt(tok: Tokenizer, messages: list[dict], tools: list[dict] | 
             head = '{"name": ' + json.dumps(tool_choice["function"]["name"]) + ', "arguments":'
             ids += tok.encode(head)
             prefix += head
-    return ChatPrompt(ids, prefix, bool(tools))
+    names = frozenset(t["function"]["name"] for t in tools or [])
+    return ChatPrompt(ids, prefix, bool(tools), names)
 
 
-def assistant_message(text: str, tools_active: bool,
-                      finish_reason: str | None) -> tuple[dict, str]:
+def assistant_message(text: str, tools_active: bool, finish_reason: str | None,
+                      tool_names: frozenset[str] | set[str] | None = None) -> tuple[dict, str]:
     """Assistant text (prompt prefix + generated, special tokens kept) -> (OpenAI message,
-    finish_reason). The think block becomes `reasoning_content`; with tools active, parsed
-    calls become `tool_calls` and the reply finishes with 'tool_calls'."""
+    finish_reason). The server's two modes and `EngineChat` all build the reply here.
+
+    The think block becomes `reasoning_content`. With tools active, parsed calls to offered
+    tools (`tool_names`; None = any name) become `tool_calls` and the reply finishes with
+    'tool_calls'. A call that does not parse, or names a tool that was not offered, is never
+    passed on as a call: its error goes to the message's `tool_call_errors` (a list of
+    strings, absent when there is none), and when no valid call remains, `content` is the
+    reply as the model wrote it (the `<tool_call>` text included, so a client or agent loop
+    can show it and feed the error back) and the finish is the engine's ('stop' or 'length').
+    Without tools, call-like text is plain content.
+    """
     parsed = parse_tool_calls(text)
     message: dict[str, Any] = {"role": "assistant", "content": parsed.content}
     if parsed.reasoning:
         message["reasoning_content"] = parsed.reasoning
     finish = finish_reason or "stop"
-    if tools_active and parsed.tool_calls:
-        message["tool_calls"] = parsed.tool_calls
+    body = text.replace(EOS, "")
+    if END_THINK in body:
+        body = body.split(END_THINK, 1)[1]
+    elif parsed.reasoning is not None:
+        body = ""
+    if not tools_active:  # no tools offered: call-like text is plain content
+        message["content"] = body.strip()
+        return message, finish
+    calls, errors = [], [e for e in parsed.errors if e.startswith(("tool call", "stray"))]
+    for call in parsed.tool_calls:
+        name = call["function"]["name"]
+        if tool_names is not None and name not in tool_names:
+            offered = ", ".join(sorted(tool_names)) or "none"
+            errors.append(f"tool call {name!r}: not one of the offered tools ({offered})")
+        else:
+            calls.append(call)
+    if calls:
+        message["tool_calls"] = calls
         message["content"] = parsed.content or None
         if finish == "stop":
             finish = "tool_calls"
-    elif not tools_active:  # no tools offered: call-like text is plain content
-        body = text.replace(EOS, "")
-        if END_THINK in body:
-            body = body.split(END_THINK, 1)[1]
-        elif parsed.reasoning is not None:
-            body = ""
+    elif errors:
         message["content"] = body.strip()
+    if errors:
+        message["tool_call_errors"] = errors
     return message, finish

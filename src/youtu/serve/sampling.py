@@ -3,7 +3,7 @@
     params = SamplingParams(temperature=0.7, top_p=0.95, seed=1)
     batch = SamplingBatch.from_params([params], device="cpu")
     logprobs = process_logits(logits, batch, seen)          # [B, V]
-    tokens = sample(logprobs, batch.greedy, [torch.Generator().manual_seed(1)])
+    tokens = sample(logprobs, batch, counters=torch.zeros(1, dtype=torch.long))
 
 Every function works on a batch of rows with per-row settings (a continuous batch mixes
 requests with different parameters), takes its inputs as arguments and returns new tensors.
@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 import torch
 
 NEG_INF = float("-inf")
+# Seeds are hashed as 32-bit words (a request's seed is taken modulo 2**32).
+SEED_MODULUS = 2**32
+_MASK32 = 0xFFFFFFFF
 
 
 @dataclass(kw_only=True)
@@ -92,6 +95,10 @@ class SamplingBatch:
     """[B] float; 1 = off."""
     greedy: torch.Tensor
     """[B] bool."""
+    seeds: torch.Tensor
+    """[B] long request seeds; -1 = unseeded (noise from the engine's shared generator)."""
+    all_greedy: bool
+    any_seeded: bool
     any_top_k_top_p: bool
     any_min_p: bool
     any_penalty: bool
@@ -106,6 +113,7 @@ class SamplingBatch:
         top_p = [1.0 if g else p.top_p for p, g in zip(params, greedy)]
         min_p = [0.0 if g else p.min_p for p, g in zip(params, greedy)]
         penalty = [p.repetition_penalty for p in params]
+        seeds = [-1 if p.seed is None else p.seed % SEED_MODULUS for p in params]
 
         def f32(xs):
             return torch.tensor(xs, dtype=torch.float32, device=device)
@@ -117,6 +125,9 @@ class SamplingBatch:
             min_p=f32(min_p),
             repetition_penalty=f32(penalty),
             greedy=torch.tensor(greedy, dtype=torch.bool, device=device),
+            seeds=torch.tensor(seeds, dtype=torch.long, device=device),
+            all_greedy=all(greedy),
+            any_seeded=any(s >= 0 and not g for s, g in zip(seeds, greedy)),
             any_top_k_top_p=any(k > 0 for k in top_k) or any(p < 1.0 for p in top_p),
             any_min_p=any(m > 0 for m in min_p),
             any_penalty=any(r != 1.0 for r in penalty),
@@ -192,27 +203,66 @@ def process_logits(logits: torch.Tensor, batch: SamplingBatch,
 # sampling
 
 
-def sample(logprobs: torch.Tensor, greedy: torch.Tensor,
-           generators: list[torch.Generator | None],
-           default_generator: torch.Generator | None = None) -> torch.Tensor:
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2**32 for x in [0, 2**32) held in int64, without int64 overflow: the 32-bit
+    constant is split into 16-bit halves (x * half < 2**48)."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & _MASK32
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer finaliser (Wellons' lowbias32: full avalanche, bias ~1.7e-4)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def seeded_exponential(seeds: torch.Tensor, counters: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Exp(1) noise [B, V] that is a pure function of (seed, counter, token id).
+
+    A counter-based generator (as Philox is, in the spirit of Salmon et al. 2011): row b's noise
+    at its counters[b]-th sampled token depends on nothing else, so a seeded request draws the
+    same tokens whatever shares its batch, and all seeded rows of a step take one vectorised
+    pass instead of one RNG kernel per row.
+
+    Args:
+        seeds: [B] long in [0, 2**32).
+        counters: [B] long, tokens the row has sampled so far.
+        vocab: V.
+    """
+    row = _mix32(_mix32(seeds & _MASK32) ^ (counters & _MASK32))  # [B]
+    tok = torch.arange(vocab, device=seeds.device, dtype=torch.long)
+    bits = _mix32(_mix32((row[:, None] + tok * 0x9E3779B9) & _MASK32) ^ row[:, None])  # [B, V]
+    u = ((bits >> 8).to(torch.float32) + 0.5) * (1.0 / 2**24)  # (0, 1), 24 bits
+    return -torch.log(u)
+
+
+def sample(logprobs: torch.Tensor, batch: SamplingBatch, counters: torch.Tensor | None = None,
+           generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw one token per row from `logprobs` [B, V]; greedy rows take the argmax.
 
     Sampling is the exponential race argmax(p / E), E ~ Exp(1) i.i.d. (equivalent to a
-    categorical draw, no host sync). Rows with a generator draw their noise from it, so a seeded
-    request is reproducible whatever else shares the batch; the others share `default_generator`.
+    categorical draw, no host sync). Seeded rows (`batch.seeds` >= 0) take their noise from
+    `seeded_exponential` at `counters` ([B] long: tokens each row has sampled so far), so a
+    seeded request is reproducible whatever else shares the batch; the others share
+    `generator`. One noise kernel for the unseeded rows, one vectorised pass for the seeded.
 
     Returns:
         [B] long token ids.
     """
     argmax = logprobs.argmax(dim=-1)
-    if bool(greedy.all()):
+    if batch.all_greedy:
         return argmax
-    noise = torch.empty_like(logprobs).exponential_(generator=default_generator)
-    for i, gen in enumerate(generators):
-        if gen is not None:
-            noise[i].exponential_(generator=gen)
+    noise = torch.empty_like(logprobs).exponential_(generator=generator)
+    if batch.any_seeded:
+        if counters is None:
+            raise ValueError("seeded rows need counters (tokens sampled so far per row)")
+        seeded = seeded_exponential(batch.seeds.clamp_min(0), counters, logprobs.shape[-1])
+        noise = torch.where((batch.seeds >= 0)[:, None], seeded, noise)
     drawn = (logprobs.exp() / noise).argmax(dim=-1)
-    return torch.where(greedy, argmax, drawn)
+    return torch.where(batch.greedy, argmax, drawn)
 
 
 def token_logprobs(logprobs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

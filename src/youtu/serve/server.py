@@ -9,12 +9,18 @@ Endpoints: POST /v1/chat/completions (SSE streaming or not; `tools` + `tool_choi
 as in vLLM; the think block comes back as `reasoning_content`), POST /v1/completions (prompt
 strings or token ids, `echo` + `logprobs` for scoring prompts), GET /v1/models, GET /health,
 GET /metrics (Prometheus text: requests, tokens, tokens/s, queue, cache). With an API key set,
-/v1/* needs `Authorization: Bearer <key>`. Every error is a 4xx/5xx with OpenAI's body
-`{"error": {"message", "type", "param", "code"}}`; the server keeps serving. A client that
-disconnects mid-stream cancels its request, which frees its cache row at the next step.
+/v1/* and /metrics need `Authorization: Bearer <key>` (/health stays open for probes). Every
+error is a 4xx/5xx with OpenAI's body `{"error": {"message", "type", "param", "code"}}`; the
+server keeps serving. A body over `serve.max_request_bytes` is refused with 413 before it is
+read in full. A client that disconnects, streaming or not, cancels its request, which frees its
+cache row at the next step. A stream's first chunk (the role) is sent once the engine admitted
+the request, so time to first chunk measures queueing and prefill.
 
 The layer is thin: it renders prompts (`youtu.tokenizer.chat`), maps parameters
-(`protocol.py`), and turns engine deltas into OpenAI JSON (`textstream.py` for text).
+(`protocol.py`), and turns engine deltas into OpenAI JSON (`textstream.py` for text); the HTTP
+boundary (size limit, parsing, error answers) is `guard.py`. Parsing, validation and
+tokenization run in worker threads, so a large request never stalls the event loop that
+streams every other client's tokens.
 """
 
 from __future__ import annotations
@@ -33,12 +39,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from youtu.serve.engine import (AsyncStream, Completion, Engine, EngineFullError, RequestError,
                                 StreamDelta)
+from youtu.serve.guard import HTTPGuard, install_error_handlers, parse_request
 from youtu.serve.protocol import (APIError, ChatCompletionRequest, CompletionRequest,
                                   assistant_message, build_chat_prompt, sampling_params)
 from youtu.serve.textstream import ChatStreamSplitter, TextStream
@@ -59,6 +64,7 @@ class _Choice:
         self.split = ChatStreamSplitter(prefix, tools)
         self.ids: list[int] = []
         self.pending_logprobs: list[dict] = []
+        self.content = ""  # content streamed so far
 
 
 async def _merge(streams: list[AsyncStream]) -> AsyncIterator[tuple[int, StreamDelta]]:
@@ -121,7 +127,9 @@ class OpenAIServer:
             return
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip(), self.api_key):
+        # Bytes, not str: compare_digest refuses non-ASCII str (HTTP headers arrive as latin-1).
+        given = key.strip().encode("latin-1", "replace")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, self.api_key.encode()):
             raise APIError(401, "missing or incorrect API key; send 'Authorization: Bearer <key>'",
                            code="invalid_api_key")
 
@@ -220,7 +228,8 @@ class OpenAIServer:
     async def chat(self, req: ChatCompletionRequest, request: Request) -> Any:
         self.check_model(req.model)
         thinking = self.cfg.enable_thinking if req.enable_thinking is None else req.enable_thinking
-        prompt = build_chat_prompt(self.tok, req.messages, req.tools, req.tool_choice, thinking)
+        prompt = await asyncio.to_thread(build_chat_prompt, self.tok, req.messages, req.tools,
+                                         req.tool_choice, thinking)
         max_tokens = self.max_tokens(len(prompt.ids), req.max_completion_tokens or req.max_tokens)
         n_top = (req.top_logprobs or 0) if req.logprobs else 0
         params = [sampling_params(req, max_tokens, default_temperature=self.cfg.temperature,
@@ -239,7 +248,8 @@ class OpenAIServer:
             state.text.push(self.visible_ids(c.token_ids, stop_ids))
             state.text.finish()
             message, finish = assistant_message(prompt.prefix + state.text.final_text,
-                                                prompt.tools_active, c.finish_reason)
+                                                prompt.tools_active, c.finish_reason,
+                                                prompt.tool_names)
             logprobs = None
             if req.logprobs:
                 logprobs = {"content": [self.chat_logprob(t, lp, c.top_logprobs[k] if c.top_logprobs else None)
@@ -260,10 +270,12 @@ class OpenAIServer:
         stop = list(req.stop or [])  # type: ignore[arg-type]
         states = [_Choice(self.tok, stop, prompt.prefix, prompt.tools_active) for _ in streams]
         finals: list[Completion] = []
-        for i in range(len(streams)):
-            yield chunk(i, {"role": "assistant", "content": ""})
+        started = [False] * len(streams)
         async for i, d in _merge(streams):
             st = states[i]
+            if not started[i]:  # the engine admitted the request and ran its prefill
+                started[i] = True
+                yield chunk(i, {"role": "assistant", "content": ""})
             if req.logprobs:
                 st.pending_logprobs += [self.chat_logprob(t, lp, d.top_logprobs[k] if d.top_logprobs else None)
                                         for k, (t, lp) in enumerate(zip(d.token_ids, d.logprobs))]
@@ -273,6 +285,8 @@ class OpenAIServer:
                 parts += st.split.feed(st.text.finish()) + st.split.finish()
             for kind, t in parts:
                 key = "reasoning_content" if kind == "reasoning" else "content"
+                if key == "content":
+                    st.content += t
                 yield chunk(i, {key: t}, logprobs=st.pending_logprobs or None)
                 st.pending_logprobs = []
             if d.finish_reason is None:
@@ -284,12 +298,23 @@ class OpenAIServer:
                 continue
             finish = d.finish_reason
             if st.split.saw_tool_call:
-                message, finish = assistant_message(prompt.prefix + st.text.final_text, True, finish)
+                # The held-back call text is parsed as the non-streaming reply is; a call that
+                # does not parse comes out as the text the model wrote plus `tool_call_errors`.
+                message, finish = assistant_message(prompt.prefix + st.text.final_text, True,
+                                                    finish, prompt.tool_names)
                 calls = message.get("tool_calls") or []
+                delta: dict[str, Any] = {}
                 if calls:
-                    yield chunk(i, {"tool_calls": [{"index": k, **c} for k, c in enumerate(calls)]})
-                elif st.split.buf:  # the call did not parse: show the text as it was
-                    yield chunk(i, {"content": st.split.buf})
+                    delta["tool_calls"] = [{"index": k, **c} for k, c in enumerate(calls)]
+                elif message.get("content"):  # the rest of the text, as the plain reply has it
+                    full = message["content"]
+                    rest = full[len(st.content):] if full.startswith(st.content) else st.split.buf
+                    if rest.strip():
+                        delta["content"] = rest
+                if message.get("tool_call_errors"):
+                    delta["tool_call_errors"] = message["tool_call_errors"]
+                if delta:
+                    yield chunk(i, delta)
             yield chunk(i, {}, finish, logprobs=st.pending_logprobs or None)
         if req.stream_options and req.stream_options.include_usage:
             yield _sse({"id": rid, "object": "chat.completion.chunk", "created": created,
@@ -301,7 +326,7 @@ class OpenAIServer:
 
     async def completions(self, req: CompletionRequest, request: Request) -> Any:
         self.check_model(req.model)
-        prompts = req.prompts(self.tok)
+        prompts = await asyncio.to_thread(req.prompts, self.tok)
         for ids in prompts:
             if not ids:
                 raise APIError(400, "a prompt is empty", param="prompt")
@@ -410,10 +435,6 @@ class OpenAIServer:
         return "\n".join(lines) + "\n"
 
 
-def _error_response(e: APIError) -> JSONResponse:
-    return JSONResponse(e.body(), status_code=e.status)
-
-
 def create_app(engine: Engine, tokenizer: Tokenizer, cfg: ServeConfig) -> FastAPI:
     """The FastAPI app serving `engine` (its background loop runs while the app does)."""
     server = OpenAIServer(engine, tokenizer, cfg)
@@ -428,33 +449,9 @@ def create_app(engine: Engine, tokenizer: Tokenizer, cfg: ServeConfig) -> FastAP
 
     app = FastAPI(title="youtu", lifespan=lifespan)
     app.state.server = server
+    app.add_middleware(HTTPGuard, counter=server.http_status, max_bytes=cfg.max_request_bytes)
 
-    @app.middleware("http")
-    async def count_status(request: Request, call_next):
-        response = await call_next(request)
-        server.http_status[(request.url.path, response.status_code)] += 1
-        return response
-
-    @app.exception_handler(APIError)
-    async def api_error(request: Request, e: APIError):
-        return _error_response(e)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, e: RequestValidationError):
-        errors = e.errors()
-        first = errors[0] if errors else {}
-        if first.get("type") == "json_invalid":
-            return _error_response(APIError(400, f"the request body is not valid JSON: "
-                                            f"{first.get('ctx', {}).get('error', '')}"))
-        loc = ".".join(str(x) for x in first.get("loc", ())[1:])
-        msg = "; ".join(f"{'.'.join(str(x) for x in err.get('loc', ())[1:]) or 'body'}: {err.get('msg')}"
-                        for err in errors)
-        return _error_response(APIError(400, msg, param=loc or None))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, e: StarletteHTTPException):
-        kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
-        return _error_response(APIError(e.status_code, str(e.detail), type=kind))
+    install_error_handlers(app)
 
     @app.get("/health")
     async def health():
@@ -463,7 +460,8 @@ def create_app(engine: Engine, tokenizer: Tokenizer, cfg: ServeConfig) -> FastAP
         return {"status": "ok"}
 
     @app.get("/metrics")
-    async def metrics():
+    async def metrics(request: Request):
+        server.check_auth(request)
         return PlainTextResponse(server.metrics_text())
 
     @app.get("/v1/models")
@@ -474,31 +472,14 @@ def create_app(engine: Engine, tokenizer: Tokenizer, cfg: ServeConfig) -> FastAP
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         server.check_auth(request)
-        return await server.chat(await _parse(request, ChatCompletionRequest), request)
+        return await server.chat(await parse_request(request, ChatCompletionRequest), request)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
         server.check_auth(request)
-        return await server.completions(await _parse(request, CompletionRequest), request)
+        return await server.completions(await parse_request(request, CompletionRequest), request)
 
     return app
-
-
-async def _parse(request: Request, model: type) -> Any:
-    """Body -> request model, after auth (FastAPI's own parsing would run before the auth check)."""
-    from pydantic import ValidationError
-
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise APIError(400, f"the request body is not valid JSON: {e}") from e
-    if not isinstance(body, dict):
-        raise APIError(400, "the request body must be a JSON object")
-    try:
-        return model.model_validate(body)
-    except ValidationError as e:
-        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from e
 
 
 def main(cfg: RunConfig) -> int:

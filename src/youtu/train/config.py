@@ -11,6 +11,7 @@ which of them this invocation runs; `SFTConfig` adds the conversation data and a
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -104,10 +105,19 @@ class LoopConfig(OptimizerConfig):
     tensorboard: bool = True
     """Also write TensorBoard events when tensorboard is installed (JSONL is always written)."""
     resume: bool = True
-    """Continue from the newest complete checkpoint in the output folder when there is one."""
+    """Continue from the newest complete checkpoint in the output folder that loads (each one
+    skipped is logged); false refuses a folder that already holds checkpoints."""
+    preempt_signal: str = "SIGUSR1"
+    """The signal that means "preempted" (Slurm: `sbatch --signal=USR1@120`): finish the step,
+    checkpoint, `scontrol requeue` the job, exit. SIGTERM and SIGINT always checkpoint and
+    stop (exit 143 / 130); '' = no preemption signal."""
 
     def __post_init__(self):
         super().__post_init__()
+        name = "SIG" + self.preempt_signal.upper().removeprefix("SIG")
+        if self.preempt_signal and name not in signal.Signals.__members__:
+            raise ValueError(f"preempt_signal {self.preempt_signal!r} is not a signal name "
+                             "(e.g. 'SIGUSR1', 'SIGUSR2'; '' = none)")
         for name in ("micro_batch_tokens", "loss_chunk_tokens", "max_skipped_steps",
                      "checkpoint_every", "eval_every", "heldout_tokens", "max_steps", "stop_after"):
             if getattr(self, name) < 0:

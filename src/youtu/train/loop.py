@@ -32,7 +32,7 @@ import torch
 from youtu.errors import ConfigError
 from youtu.model import ModelConfig, YoutuForCausalLM
 from youtu.train import checkpoint as ckpt
-from youtu.train import parallel
+from youtu.train import parallel, runfolder
 from youtu.train.config import LoopConfig, TrainConfig
 from youtu.train.schedule import StageSpan, plan_stages, select_stages, total_steps, wsd_for_plan
 from youtu.train.trainer import BatchSource, HeldOut, Trainer
@@ -62,7 +62,7 @@ def _start_state(trainer: Trainer, source: BatchSource, spans: list[StageSpan],
     resume), else `init` (full state or weights only), else the previous stage's end checkpoint
     when starting mid-curriculum, else step 0 of the first selected stage."""
     first = spans[0]
-    latest = ckpt.latest_checkpoint(out_dir) if trainer.cfg.resume else None
+    latest = runfolder.resume_from(out_dir, resume=trainer.cfg.resume, dist=trainer.dist)
     if latest is not None and ckpt.read_marker(latest)["step"] >= first.start_step:
         trainer.restore(latest, source)
     elif init:
@@ -73,7 +73,7 @@ def _start_state(trainer: Trainer, source: BatchSource, spans: list[StageSpan],
             trainer.restore(init, source)
         else:
             logger.info("initial weights from %s (fresh optimizer and data cursor)", init)
-            parallel.load_full_model_state(trainer.model, ckpt.load_weights(init), trainer.dist)
+            ckpt.load_full_model_state(trainer.model, ckpt.load_weights(init), trainer.dist)
             trainer.step = first.start_step
     elif first.index > 0:
         prev = out_dir / ckpt.stage_dirname(plan[first.index - 1].name)
@@ -92,7 +92,7 @@ def _start_state(trainer: Trainer, source: BatchSource, spans: list[StageSpan],
 def train(cfg: TrainConfig, model_cfg: ModelConfig, data_dir: str | Path,
           tokenizer_dir: str | Path, out_dir: str | Path, *, seed: int = 0, device: str = "auto",
           init: str | Path | None = None, eval_hook: EvalHook | None = None,
-          record: object | None = None) -> Path:
+          record: object | None = None, verify_checksums: bool = True) -> Path:
     """Run the curriculum stages of `cfg` (all, or `run_stages`) and return the final checkpoint.
 
     Args:
@@ -109,6 +109,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, data_dir: str | Path,
             `youtu train` command and the pipeline pass youtu.eval's): training imports no
             evaluation code.
         record: the config written as run.toml beside every checkpoint; None = none.
+        verify_checksums: check each shard's sha256 on opening (`data.verify_checksums`).
 
     Returns:
         The last checkpoint written (the last selected stage's end, or the `stop_after` one).
@@ -120,11 +121,12 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, data_dir: str | Path,
     out_dir = Path(out_dir)
     dist = parallel.init_distributed(device)
     try:
+        runfolder.lock(out_dir, dist)  # one run per folder: a second one stops here
         tok = Tokenizer.load(tokenizer_dir)
         if tok.vocab_size != model_cfg.vocab_size:
             raise ConfigError(f"the tokenizer in {tokenizer_dir} has {tok.vocab_size} ids but "
                               f"model.vocab_size is {model_cfg.vocab_size}; make them agree")
-        shards = ShardSet.open(data_dir, tok.fingerprint)
+        shards = ShardSet.open(data_dir, tok.fingerprint, verify_checksums=verify_checksums)
         rope = {"base_rope_theta": model_cfg.rope_theta,
                 "base_rope_scaling": model_cfg.rope_scaling}
         full = total_steps(plan_stages(cfg.stages, **rope))
@@ -154,7 +156,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, data_dir: str | Path,
             heldout = {}
             held_dir = Path(cfg.heldout_dir) if cfg.heldout_dir else Path(data_dir) / "heldout"
             if cfg.heldout_tokens and (held_dir / "manifest.json").is_file():
-                heldout = heldout_sets(ShardSet.open(held_dir, tok.fingerprint), tok,
+                held = ShardSet.open(held_dir, tok.fingerprint, verify_checksums=verify_checksums)
+                heldout = heldout_sets(held, tok,
                                        tokens=cfg.heldout_tokens, seq_len=spans[0].seq_len,
                                        rows_per_batch=_eval_rows(cfg, spans[0].seq_len))
             elif cfg.heldout_tokens and dist.is_main:
@@ -169,6 +172,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, data_dir: str | Path,
             final = ckpt.latest_checkpoint(out_dir)
         return final
     finally:
+        runfolder.unlock(out_dir, dist)
         parallel.shutdown(dist)
 
 
@@ -226,7 +230,8 @@ def main(cfg: RunConfig, eval_hook: EvalHook | None = None) -> int:
     data_dir = Path(cfg.data.dir) if cfg.data.dir else cfg.run_dir / "data"
     tokenizer_dir = Path(cfg.tokenizer.path) if cfg.tokenizer.path else cfg.run_dir / "tokenizer"
     final = train(cfg.train, cfg.model, data_dir, tokenizer_dir, cfg.run_dir / "train",
-                  seed=cfg.seed, device=cfg.device, eval_hook=eval_hook, record=cfg)
+                  seed=cfg.seed, device=cfg.device, eval_hook=eval_hook, record=cfg,
+                  verify_checksums=cfg.data.verify_checksums)
     if int(os.environ.get("RANK", "0")) == 0:
         print(final)
     return 0

@@ -1,12 +1,11 @@
-"""Process groups, FSDP2 sharding, activation checkpointing, compile, distributed checkpoints.
+"""Process groups, FSDP2 sharding, activation checkpointing, compile.
 
 Single process: everything here is a no-op and the model stays a plain module. Under torchrun
 (`torchrun --nproc-per-node N -m youtu train ...`; multi-node through torchrun's rendezvous),
 `init_distributed` joins the process group (NCCL on GPU, gloo on CPU) and `apply_fsdp` shards
 every transformer block and then the root with `torch.distributed.fsdp.fully_shard` (FSDP2).
-Training state goes through `torch.distributed.checkpoint` (DCP, one file per rank, FQN-keyed);
-the Hugging Face folder is written from a full state dict gathered on rank 0. DCP state written
-by N processes loads on any M (one process included): `load_sharded` reshards on read.
+Reading and writing training state (DCP shards, full state dicts gathered on rank 0) is
+checkpoint.py's.
 
 Model code stays single-device (STYLE.md): these functions act on modules from the outside.
 """
@@ -16,10 +15,8 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -171,96 +168,3 @@ def set_gradient_sync(root: nn.Module, sync: bool) -> None:
 
     if isinstance(root, FSDPModule):
         root.set_requires_gradient_sync(sync)
-
-
-# ---- state -------------------------------------------------------------------------------------
-
-
-def full_model_state(model: nn.Module, dist: Dist) -> dict[str, torch.Tensor]:
-    """The full, unsharded fp32 state dict on CPU (collective under FSDP: every rank calls it;
-    only rank 0 gets the tensors, the others an empty dict)."""
-    if not dist.distributed:
-        return {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
-                                                                cpu_offload=True))
-
-
-def save_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Write model and optimizer shards with DCP (collective): FQN-keyed, each tensor stored
-    with its global shape and this rank's chunk, so any number of processes can read it back."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict
-
-    model_sd, optim_sd = get_state_dict(model, optimizer)
-    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(folder))
-
-
-def _dcp_load(state: dict[str, Any], folder: Path) -> None:
-    """dcp.load in place; without a process group it reads every shard itself (no_dist), which
-    is what a single process resuming a torchrun checkpoint means (DCP warns each time)."""
-    import torch.distributed.checkpoint as dcp
-
-    no_dist = not (tdist.is_available() and tdist.is_initialized())
-    with warnings.catch_warnings():
-        if no_dist:
-            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.load(state, checkpoint_id=str(folder), no_dist=no_dist)
-
-
-def load_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
-    """Read model (and optimizer) state written by `save_sharded` into the live modules,
-    resharded to this run's layout: DCP plans reads from the saved chunks into whatever each
-    rank holds now (its FSDP2 shard under torchrun, the full tensor in a single process, where
-    `dcp.load` runs without a process group). The number of processes that wrote the shards
-    does not matter.
-    """
-    from torch.distributed.checkpoint.state_dict import (get_state_dict, set_model_state_dict,
-                                                         set_state_dict)
-
-    if optimizer is None:
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
-        model_sd = get_model_state_dict(model)
-        state = {"model": model_sd}
-        _dcp_load(state, folder)
-        set_model_state_dict(model, state["model"])
-        return
-    # get_state_dict creates the optimizer's moments first (a zero-gradient step at lr 0) so
-    # that DCP has tensors to read into.
-    model_sd, optim_sd = get_state_dict(model, optimizer)
-    state = {"model": model_sd, "optim": optim_sd}
-    _dcp_load(state, folder)
-    set_state_dict(model, optimizer, model_state_dict=state["model"],
-                   optim_state_dict=state["optim"])
-
-
-def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimizer state of a single-process run keyed by parameter FQN (not by position),
-    so that a torchrun run can shard it onto its own parameters (`load_full_optimizer_state`)."""
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-
-    return get_optimizer_state_dict(model, optimizer)
-
-
-def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer,
-                              state: dict[str, Any], dist: Dist) -> None:
-    """Load an FQN-keyed full optimizer state (`full_optimizer_state`) into this run's
-    optimizer; under FSDP every rank passes the same full state and keeps its own shard of each
-    moment (no communication)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-    set_optimizer_state_dict(model, optimizer, state,
-                             options=StateDictOptions(full_state_dict=dist.distributed))
-
-
-def load_full_model_state(model: nn.Module, state: dict[str, torch.Tensor], dist: Dist) -> None:
-    """Load a full (unsharded) state dict into a possibly sharded model; every rank passes the
-    same full dict (each keeps its shard)."""
-    if not dist.distributed:
-        model.load_state_dict(state)
-        return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))

@@ -30,7 +30,7 @@ import torch
 from youtu.data.packing import IGNORE_INDEX, PackedBatch, pack_examples
 from youtu.errors import ConfigError
 from youtu.train import checkpoint as ckpt
-from youtu.train import parallel
+from youtu.train import parallel, runfolder
 from youtu.train.trainer import HeldOut, Trainer
 from youtu.train.schedule import WSD, StageSpan
 
@@ -210,7 +210,7 @@ def sft_schedule(cfg: SFTConfig, steps: int) -> WSD:
 def sft(cfg: SFTConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
         data_dir: str | Path | None = None, conversations: str | Path | None = None,
         trajectories_dir: str | Path | None = None, seed: int = 0, device: str = "auto",
-        record: object | None = None) -> Path:
+        record: object | None = None, verify_checksums: bool = True) -> Path:
     """Fine-tune the model in `init_checkpoint` on conversations and trajectories.
 
     Args:
@@ -223,6 +223,7 @@ def sft(cfg: SFTConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
         seed: the run's seed (batch order).
         device: 'auto', 'cpu', 'cuda', ... (`youtu.model.device.resolve_device`).
         record: the config written as run.toml beside every checkpoint; None = none.
+        verify_checksums: check each shard's sha256 on opening (`data.verify_checksums`).
 
     Returns:
         The final checkpoint (`<out_dir>/stage_sft`).
@@ -236,12 +237,14 @@ def sft(cfg: SFTConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
                           "run `youtu train` first or set --sft.init")
     tok = Tokenizer.load(init_checkpoint)
     examples = collect_examples(cfg, tok, data_dir=data_dir, conversations=conversations,
-                                trajectories_dir=trajectories_dir)
+                                trajectories_dir=trajectories_dir,
+                                verify_checksums=verify_checksums)
     train_ex = [e for e in examples if not is_heldout(e[0], cfg.heldout_fraction)]
     held_ex = [e for e in examples if is_heldout(e[0], cfg.heldout_fraction)]
     rows = cfg.batch_tokens // cfg.seq_len
     dist = parallel.init_distributed(device)
     try:
+        runfolder.lock(out_dir, dist)  # one run per folder: a second one stops here
         if dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             ckpt.clean_temp(out_dir)
@@ -260,7 +263,8 @@ def sft(cfg: SFTConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
                          lr_phase="decay")
         heldout = heldout_batches(held_ex, cfg.seq_len, max(1, rows), tok.pad_id)
         try:
-            latest = ckpt.latest_checkpoint(out_dir) if cfg.resume else None
+            latest = runfolder.resume_from(out_dir, resume=cfg.resume, dist=dist,
+                                           setting="sft.resume")
             if latest is not None:
                 trainer.restore(latest, source)
             elif heldout:  # the baseline the fine-tuning is judged against
@@ -274,6 +278,7 @@ def sft(cfg: SFTConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
             trainer.close()
         return final
     finally:
+        runfolder.unlock(out_dir, dist)
         parallel.shutdown(dist)
 
 
@@ -283,7 +288,8 @@ def _fmt(scores: dict[str, float]) -> str:
 
 def collect_examples(cfg: SFTConfig, tok: Tokenizer, *, data_dir: str | Path | None,
                      conversations: str | Path | None,
-                     trajectories_dir: str | Path | None) -> list[Example]:
+                     trajectories_dir: str | Path | None,
+                     verify_checksums: bool = True) -> list[Example]:
     """Every SFT example of the configured sources, in source order. Examples longer than
     `seq_len` are kept (pack_examples truncates them, logged); examples with no trained token
     inside the first `seq_len` are dropped."""
@@ -291,7 +297,7 @@ def collect_examples(cfg: SFTConfig, tok: Tokenizer, *, data_dir: str | Path | N
     if data_dir is not None and (Path(data_dir) / "manifest.json").is_file():
         from youtu.data.shards import ShardSet
 
-        shards = ShardSet.open(data_dir, tok.fingerprint)
+        shards = ShardSet.open(data_dir, tok.fingerprint, verify_checksums=verify_checksums)
         if "chat" in shards:
             examples += [(ids, mask, "chat") for ids, mask in shards.examples("chat")]
     if conversations:
@@ -324,7 +330,8 @@ def main(cfg: RunConfig) -> int:
     traj = Path(cfg.sft.trajectories) if cfg.sft.trajectories else cfg.run_dir / "synth"
     final = sft(cfg.sft, init_checkpoint=init, out_dir=cfg.run_dir / "sft", data_dir=data_dir,
                 conversations=cfg.sft.conversations or None, trajectories_dir=traj,
-                seed=cfg.seed, device=cfg.device, record=cfg)
+                seed=cfg.seed, device=cfg.device, record=cfg,
+                verify_checksums=cfg.data.verify_checksums)
     if int(os.environ.get("RANK", "0")) == 0:
         print(final)
     return 0

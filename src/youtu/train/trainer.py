@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from youtu.errors import ConfigError
 from youtu.model import YoutuForCausalLM
 from youtu.model.config import RopeScaling
 from youtu.model.layers import RMSNorm
@@ -45,6 +46,7 @@ from youtu.train.loss import IGNORE_INDEX, compiled_cross_entropy, fused_linear_
 from youtu.train.metrics import MetricsSink, mfu, peak_flops, step_line
 from youtu.train.parallel import Dist
 from youtu.train.schedule import WSD, StageSpan
+from youtu.train.stopsignal import StopSignals
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +306,9 @@ class Trainer:
         self.guard = {"skipped": 0, "ema": 0.0, "history": 0}
         self.tokens_total = 0
         self.last_checkpoint: Path | None = None
+        self._checkpoint_step = -1  # the step `last_checkpoint` holds
         self._step_times: list[float] = []
+        self._stop = StopSignals(cfg.preempt_signal)  # SIGTERM/SIGINT: checkpoint, then stop
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -321,7 +325,7 @@ class Trainer:
             rank_state={"sampler": source.state_dict(), "rng": ckpt.rng_state()},
             run_cfg=self.record, tokenizer_dir=self.tokenizer_dir, keep_last=keep_last)
         logger.info("checkpoint %s (step %d, %.1fs)", path, self.step, time.perf_counter() - t0)
-        self.last_checkpoint = path
+        self.last_checkpoint, self._checkpoint_step = path, self.step
         return path
 
     def restore(self, path: str | Path, source: BatchSource) -> dict[str, Any]:
@@ -336,7 +340,7 @@ class Trainer:
         self.guard = dict(shared["guard"])
         self.tokens_total = int(shared.get("tokens_total", 0))
         source.load_state_dict(rank_state["sampler"])
-        self.last_checkpoint = Path(path)
+        self.last_checkpoint, self._checkpoint_step = Path(path), self.step
         logger.info("resumed from %s at step %d (stage %s)", path, self.step, shared["stage"])
         return shared
 
@@ -356,9 +360,7 @@ class Trainer:
         resumed run rebuilds the model from the run config and lands here again, so the same
         settings apply."""
         cfg = self.model.config
-        if span.seq_len > cfg.max_position_embeddings:
-            raise ValueError(f"stage {span.name!r}: seq_len {span.seq_len} exceeds the model's "
-                             f"max_position_embeddings {cfg.max_position_embeddings}")
+        self.check_stage(span)
         scaling = self.stage_rope_scaling(span)
         if span.rope_theta != cfg.rope_theta or scaling != cfg.rope_scaling:
             logger.info("stage %s: RoPE theta %.4g -> %.4g, YaRN %s -> %s", span.name,
@@ -367,6 +369,16 @@ class Trainer:
             cfg.rope_theta, cfg.rope_scaling = span.rope_theta, scaling
             self.model.init_rope()  # also the softmax scale (YaRN mscale_all_dim)
         self.guard["history"] = 0
+
+    def check_stage(self, span: StageSpan) -> None:
+        """Raise ConfigError when `span`'s settings cannot run on this model and world size
+        (`run` checks every stage before its first step, not when the stage begins)."""
+        limit = self.model.config.max_position_embeddings
+        if span.seq_len > limit:
+            raise ConfigError(f"stage {span.name!r}: seq_len {span.seq_len} exceeds the model's "
+                              f"max_position_embeddings {limit}; lower the stage's seq_len or "
+                              "raise model.max_position_embeddings")
+        self.rows_per_process(span)
 
     # ---- one step ------------------------------------------------------------------------------
 
@@ -378,8 +390,8 @@ class Trainer:
         """(rows each process draws per step, rows per micro-batch)."""
         world = self.dist.world_size
         if span.rows % world:
-            raise ValueError(f"stage {span.name!r}: {span.rows} rows per step (batch_tokens / "
-                             f"seq_len) do not split over {world} processes")
+            raise ConfigError(f"stage {span.name!r}: {span.rows} rows per step (batch_tokens / "
+                              f"seq_len) do not split over {world} processes")
         rows = span.rows // world
         micro = rows
         if self.cfg.micro_batch_tokens:
@@ -524,6 +536,10 @@ class Trainer:
         cfg = self.cfg
         heldout = heldout or {}
         stop = min(spans[-1].end_step, cfg.stop_after or spans[-1].end_step)
+        for span in spans:  # every stage's settings, before the first step
+            if self.step < span.end_step:
+                self.check_stage(span)
+        self._stop.install()
         for span in spans:
             if self.step >= span.end_step:
                 continue
@@ -533,6 +549,9 @@ class Trainer:
             self.rows_per_process(span)  # fail early on a batch that does not split
             flops = self.model.flops_per_token(span.seq_len)
             while self.step < min(span.end_step, stop):
+                if self._stop.should_stop(self.dist):  # a signal came: checkpoint, then stop
+                    raise self._stop.stopped(self._checkpoint_now(span, source), self.step,
+                                             self.dist)
                 batch = source.next_batch(span.index, span.rows, span.seq_len)
                 stats = self.train_step(batch, schedule.lr(self.step), span)
                 self._record(stats, span, flops, plan_total, stop, source)
@@ -557,6 +576,13 @@ class Trainer:
             path = self.save(ckpt.stage_dirname(span.name), span.name, source, cfg.keep_last)
             if eval_hook is not None and self.dist.is_main:
                 self.metrics.log(self.step, eval_hook(path, self.step) or {})
+        self._stop.uninstall()
+        return self.last_checkpoint
+
+    def _checkpoint_now(self, span: StageSpan, source: BatchSource) -> Path | None:
+        """A checkpoint of the current step: the one just written, else a new periodic one."""
+        if self._checkpoint_step != self.step:
+            self.save(ckpt.step_dirname(self.step), span.name, source, self.cfg.keep_last)
         return self.last_checkpoint
 
     def _record(self, stats: StepStats, span: StageSpan, flops_per_token: float, plan_total: int,
@@ -592,4 +618,5 @@ class Trainer:
                                       tokens_per_s=tok_s, mfu=util, eta_s=(stop - self.step) * sec))
 
     def close(self) -> None:
+        self._stop.uninstall()
         self.metrics.close()

@@ -1,0 +1,223 @@
+"""Fused absorbed-MLA decode attention for CUDA (Triton), split over the cache length.
+
+    out = mla_decode_attention(q, kv, rows, lengths, scale, max_len, rope_dim=R)   # [G, H, C]
+
+Each query group g (one decode token of one sequence) holds H head queries in latent space,
+q[g] [H, C + R] (W_uk^T q_nope | rotated q_rope), and attends to slots 0..lengths[g]-1 of cache
+row rows[g] of one layer's slab kv [N, S, C + R], read in place (no gather copy). The values
+are the latent part of the same rows, so one read of a cached row serves every head and both
+matrix products (the MQA shape of absorbed MLA, DeepSeek-V2 sec. 2.1; FlashInfer's and FlashMLA's
+design).
+
+Flash-decoding (Dao et al. 2023): a sequence's slots are cut into splits, one program per
+(group, split) computes the softmax-normalised partial output and its log-sum-exp over its
+slots, and a second kernel combines the splits. A batch-1 decode at 32k has 16 query rows:
+without splitting it would run on one of the H200's 132 SMs. Splits are sized so that the
+grid holds ~4 programs per SM; splits past a group's length write an empty partial
+(lse = -inf) that the combine ignores, so ragged batches are exact.
+
+The kernels compile on first use; `triton` is imported lazily so this module imports on a
+CPU-only install (the model's CPU path never calls it).
+
+Shape legend: G query groups (batch x query tokens), H heads, N cache rows, S slots per row,
+C kv_lora_rank (latent, 512 for the 2B), R qk_rope_head_dim (64), P splits.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+# Programs per SM the split count aims for: enough in flight to hide HBM latency
+# (an H200 has 132 SMs).
+PROGRAMS_PER_SM = 4
+# Slots one program loads per loop iteration (a [BLOCK_N, C + R] tile of the slab).
+BLOCK_N_HALF = 32
+BLOCK_N_FP32 = 16  # fp32 tiles are twice the bytes; 16 keeps two pipeline stages in shared memory
+# Fewest slots per split: its fp32 partial output [H, C] is then ~1/5 of the bytes it reads.
+MIN_SPLIT_SLOTS = 128
+# The combine kernel's tile: BLOCK_P splits x COMBINE_BLOCK_C latent values.
+COMBINE_BLOCK_P = 16
+COMBINE_BLOCK_C = 128
+
+
+@functools.cache
+def available(device: torch.device) -> bool:
+    """Whether the fused kernel can run on `device` (CUDA with triton installed)."""
+    if device.type != "cuda":
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.cache
+def _kernels():
+    """Build the two Triton kernels (imported here so CPU installs never need triton)."""
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError as e:  # pragma: no cover - CUDA installs of torch ship triton
+        raise ImportError("the fused MLA decode kernel needs triton (it ships with CUDA builds "
+                          "of torch: pip install triton)") from e
+
+    @triton.jit
+    def split_kernel(Q, KV, Rows, Lens, O, LSE, scale_log2, H, chunk,
+                     s_qg, s_qh, s_kn, s_ks, s_og, s_op, s_oh, s_lg, s_lp,
+                     C: tl.constexpr, R: tl.constexpr, BLOCK_H: tl.constexpr,
+                     BLOCK_N: tl.constexpr, IEEE: tl.constexpr):
+        g = tl.program_id(0)
+        split = tl.program_id(1)
+        length = tl.load(Lens + g).to(tl.int32)
+        row = tl.load(Rows + g).to(tl.int64)
+        start = split * chunk
+        end = tl.minimum(start + chunk, length)
+        offs_h = tl.arange(0, BLOCK_H)
+        offs_c = tl.arange(0, C)
+        offs_r = tl.arange(0, R)
+        mask_h = offs_h < H
+        q_ptr = Q + g.to(tl.int64) * s_qg + offs_h[:, None] * s_qh
+        q_lat = tl.load(q_ptr + offs_c[None, :], mask=mask_h[:, None], other=0.0)  # [BH, C]
+        q_rope = tl.load(q_ptr + C + offs_r[None, :], mask=mask_h[:, None], other=0.0)  # [BH, R]
+        m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_H, C], dtype=tl.float32)
+        kv_ptr = KV + row * s_kn
+        for s0 in range(start, end, BLOCK_N):
+            offs_n = s0 + tl.arange(0, BLOCK_N)
+            mask_n = offs_n < end
+            slot = kv_ptr + offs_n[:, None].to(tl.int64) * s_ks
+            k_lat = tl.load(slot + offs_c[None, :], mask=mask_n[:, None], other=0.0)  # [BN, C]
+            k_rope = tl.load(slot + C + offs_r[None, :], mask=mask_n[:, None], other=0.0)  # [BN, R]
+            if IEEE:
+                s = tl.dot(q_lat, tl.trans(k_lat), input_precision="ieee")
+                s += tl.dot(q_rope, tl.trans(k_rope), input_precision="ieee")
+            else:
+                s = tl.dot(q_lat, tl.trans(k_lat))
+                s += tl.dot(q_rope, tl.trans(k_rope))
+            s = tl.where(mask_n[None, :], s * scale_log2, float("-inf"))  # [BH, BN], log2 units
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            alpha = tl.exp2(m_i - m_new)
+            p = tl.exp2(s - m_new[:, None])
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            if IEEE:
+                acc = acc * alpha[:, None] + tl.dot(p.to(k_lat.dtype), k_lat, input_precision="ieee")
+            else:
+                acc = acc * alpha[:, None] + tl.dot(p.to(k_lat.dtype), k_lat)
+            m_i = m_new
+        nonempty = l_i > 0
+        out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
+        lse = tl.where(nonempty, m_i + tl.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
+        o_ptr = O + g.to(tl.int64) * s_og + split * s_op + offs_h[:, None] * s_oh + offs_c[None, :]
+        tl.store(o_ptr, out, mask=mask_h[:, None])
+        tl.store(LSE + g * s_lg + split * s_lp + offs_h, lse, mask=mask_h)
+
+    @triton.jit
+    def combine_kernel(O, LSE, Out, P, s_og, s_op, s_oh, s_lg, s_lp, s_outg, s_outh,
+                       BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+        # One program per (group, head, BLOCK_C slice of the latent): the splits are read
+        # BLOCK_P at a time as [BLOCK_P, BLOCK_C] tiles (a serial loop over 512 splits cost
+        # ~200 us per layer at 32k).
+        g = tl.program_id(0)
+        h = tl.program_id(1)
+        offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+        lse_ptr = LSE + g * s_lg + h
+        m = float("-inf")
+        for p0 in range(0, P, BLOCK_P):
+            offs_p = p0 + tl.arange(0, BLOCK_P)
+            m = tl.maximum(m, tl.max(tl.load(lse_ptr + offs_p * s_lp, mask=offs_p < P,
+                                             other=float("-inf")), axis=0))
+        # m is finite: split 0 always holds slot 0
+        total = tl.zeros([BLOCK_C], dtype=tl.float32)
+        norm = 0.0
+        base = O + g.to(tl.int64) * s_og + h * s_oh
+        for p0 in range(0, P, BLOCK_P):
+            offs_p = p0 + tl.arange(0, BLOCK_P)
+            w = tl.exp2(tl.load(lse_ptr + offs_p * s_lp, mask=offs_p < P, other=float("-inf")) - m)
+            tile = tl.load(base + offs_p[:, None] * s_op + offs_c[None, :],
+                           mask=(offs_p < P)[:, None] & (w > 0)[:, None], other=0.0)
+            total += tl.sum(w[:, None] * tile, axis=0)
+            norm += tl.sum(w, axis=0)
+        tl.store(Out + g * s_outg + h * s_outh + offs_c, (total / norm).to(Out.dtype.element_ty))
+
+    return split_kernel, combine_kernel
+
+
+def num_splits(groups: int, max_len: int, block_n: int, sms: int) -> int:
+    """Splits per group: ~PROGRAMS_PER_SM programs per SM, at least MIN_SPLIT_SLOTS slots per
+    split (a split writes a [H, C] fp32 partial: with one 32-slot tile per split that is as many
+    bytes as the slots it read)."""
+    want = max(1, (PROGRAMS_PER_SM * sms) // max(groups, 1))
+    return max(1, min(want, math.ceil(max_len / max(block_n, MIN_SPLIT_SLOTS))))
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def supports(latent: int, rope: int, heads: int) -> bool:
+    """Shapes the kernel takes: power-of-two latent and rope parts of at least 16 (tl.dot's
+    smallest K; the 2B's 512 + 64, the tiny preset's 32 + 16) and at most 128 heads."""
+    def pow2(n: int) -> bool:
+        return n >= 16 and n & (n - 1) == 0
+
+    return pow2(latent) and pow2(rope) and heads <= 128
+
+
+def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
+                         lengths: torch.Tensor, scale: float, max_len: int, rope_dim: int,
+                         splits: int | None = None) -> torch.Tensor:
+    """Absorbed MLA attention of decode queries against one layer's latent slab, in place.
+
+    Args:
+        q: [G, H, C + R] queries in latent space (CUDA, the slab's dtype).
+        kv: [N, S, C + R] one layer's cache slab (`LatentCache.kv[layer]`), last dim contiguous.
+        rows: [G] cache row of each group.
+        lengths: [G] slots each group attends to (1..max_len): slots 0..lengths[g]-1.
+        scale: softmax scale.
+        max_len: an upper bound on `lengths` known on the host (it sizes the grid; a CUDA
+            graph bucket's attended length). Slots at or past it are never read.
+        rope_dim: R, the rope part at the end of each row.
+        splits: override the number of splits (benchmarks); None = `num_splits`.
+
+    Returns:
+        [G, H, C] attention outputs in latent space (q's dtype); the caller maps them out
+        through W_uv.
+    """
+    G, H, D = q.shape
+    N, S, W = kv.shape
+    latent = D - rope_dim
+    if W != D or kv.stride(-1) != 1 or q.stride(-1) != 1:
+        raise ValueError(f"q [G, H, {D}] and kv [N, S, {W}] need equal, contiguous last dims")
+    if not supports(latent, rope_dim, H):
+        raise ValueError(f"the fused decode kernel needs power-of-two latent/rope dims >= 16, "
+                         f"got {latent} + {rope_dim}")
+    split_kernel, combine_kernel = _kernels()
+    block_n = BLOCK_N_FP32 if q.dtype == torch.float32 else BLOCK_N_HALF
+    block_h = max(16, 1 << (H - 1).bit_length())  # tl.dot needs >= 16 rows
+    max_len = max(1, min(max_len, S))
+    sms = _sm_count(q.device.index or 0) if q.is_cuda else 8  # CPU: TRITON_INTERPRET=1 tests
+    P = splits or num_splits(G, max_len, block_n, sms)
+    chunk = math.ceil(math.ceil(max_len / P) / block_n) * block_n
+    P = math.ceil(max_len / chunk)
+    o_part = torch.empty(G, P, H, latent, device=q.device, dtype=torch.float32)
+    lse = torch.empty(G, P, H, device=q.device, dtype=torch.float32)
+    out = torch.empty(G, H, latent, device=q.device, dtype=q.dtype)
+    split_kernel[(G, P)](
+        q, kv, rows, lengths, o_part, lse, scale * math.log2(math.e), H, chunk,
+        q.stride(0), q.stride(1), kv.stride(0), kv.stride(1),
+        o_part.stride(0), o_part.stride(1), o_part.stride(2), lse.stride(0), lse.stride(1),
+        C=latent, R=rope_dim, BLOCK_H=block_h, BLOCK_N=block_n, IEEE=q.dtype == torch.float32,
+        num_warps=4, num_stages=2)
+    block_c = min(latent, COMBINE_BLOCK_C)
+    combine_kernel[(G, H, latent // block_c)](
+        o_part, lse, out, P, o_part.stride(0), o_part.stride(1), o_part.stride(2),
+        lse.stride(0), lse.stride(1), out.stride(0), out.stride(1),
+        BLOCK_C=block_c, BLOCK_P=min(COMBINE_BLOCK_P, max(2, 1 << (P - 1).bit_length())),
+        num_warps=4)
+    return out

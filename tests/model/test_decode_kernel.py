@@ -1,0 +1,121 @@
+"""The fused absorbed-MLA decode kernel (`youtu.model.decode_attention`) against the plain path.
+
+GPU tests (`-m gpu`, on the H200): the kernel equals the plain SDPA path (dense boolean mask over
+gathered rows) on ragged batches, the 2B's shapes in bf16, lengths 1..40k, batch 1..64; slots past
+each length hold garbage that must not leak in; the model's decode forward with the kernel equals
+the 'sdpa' reference for one and several query tokens. CPU: the module imports without triton.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from youtu.model import decode_attention
+from youtu.model.attention import absorbed_mask
+
+
+def test_importable_and_declines_cpu_and_odd_shapes():
+    assert not decode_attention.available(torch.device("cpu"))
+    assert decode_attention.supports(512, 64, 16) and decode_attention.supports(32, 16, 4)
+    assert not decode_attention.supports(500, 64, 16) and not decode_attention.supports(512, 8, 16)
+    # ~4 programs per SM; a long single sequence splits, a full batch does not
+    assert decode_attention.num_splits(1, 131072, 32, 132) == 528
+    assert decode_attention.num_splits(1, 32768, 32, 132) == 256  # >= 128 slots per split
+    assert decode_attention.num_splits(64, 32768, 32, 132) == 8
+    assert decode_attention.num_splits(1, 10, 32, 132) == 1
+
+
+def _plain(q, kv, rows, lengths, scale, C):
+    """Today's plain path: gather the rows, SDPA with the absorbed boolean mask."""
+    B, H, D = q.shape
+    S = int(lengths.max())
+    mask = absorbed_mask((lengths - 1)[:, None], S, H)  # [B, 1, H, S]
+    k = kv.index_select(0, rows)[:, None, :S]  # [B, 1, S, D]
+    return F.scaled_dot_product_attention(q[:, None], k, k[..., :C], attn_mask=mask,
+                                          scale=scale)[:, 0]
+
+
+def _rel(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+CASES = {  # batch -> lengths (ragged; slot counts not multiples of the kernel's tiles)
+    "b1-40k": [40_000],
+    "b1-1": [1],
+    "b3-mixed": [1, 777, 12_345],
+    "b64-ragged": None,  # 64 random lengths in 1..40k
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", list(CASES))
+@torch.no_grad()
+def test_kernel_equals_plain_sdpa_on_ragged_batches(case):
+    g = torch.Generator(device="cuda").manual_seed(len(case))
+    lengths = CASES[case]
+    if lengths is None:
+        lengths = torch.randint(1, 40_001, (64,), generator=g, device="cuda").tolist()
+        lengths[0], lengths[1] = 1, 40_000
+    B, H, C, R = len(lengths), 16, 512, 64
+    N, S = B + 3, max(lengths) + 5
+    lengths = torch.tensor(lengths, device="cuda")
+    rows = torch.randperm(N, generator=g, device="cuda")[:B]  # rows need not be 0..B-1
+    kv = torch.randn(N, S, C + R, generator=g, device="cuda", dtype=torch.bfloat16)
+    # garbage past each length (a reused row's stale slots): must not leak into the output
+    past = torch.arange(S, device="cuda")[None] >= lengths[:, None]
+    kv[rows] = torch.where(past[..., None], torch.full_like(kv[rows], 30.0), kv[rows])
+    q = torch.randn(B, H, C + R, generator=g, device="cuda", dtype=torch.bfloat16)
+    scale = 192 ** -0.5 * 4  # sharper than uniform: the softmax is not near-flat
+    out = decode_attention.mla_decode_attention(q, kv, rows, lengths, scale, S, R)
+    plain = _plain(q, kv, rows, lengths, scale, C)
+    ref = _plain(q.double(), kv.double(), rows, lengths, scale, C)  # fp64 ground truth
+    assert out.shape == (B, H, C) and out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert _rel(out, plain) < 1e-2, _rel(out, plain)
+    assert _rel(out, ref) < 1e-2 and _rel(out, ref) < 3 * _rel(plain, ref) + 1e-3
+    # a bound on the grid (CUDA-graph length bucket) far above every length changes nothing
+    wide = decode_attention.mla_decode_attention(q, kv, rows, lengths, scale, S, R, splits=997)
+    assert _rel(wide, out) < 1e-2
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_kernel_in_fp32_matches_float64():
+    g = torch.Generator(device="cuda").manual_seed(5)
+    B, H, C, R, S = 5, 4, 32, 16, 300  # the tiny preset's shapes
+    lengths = torch.tensor([1, 17, 300, 64, 65], device="cuda")
+    kv = torch.randn(B, S, C + R, generator=g, device="cuda")
+    q = torch.randn(B, H, C + R, generator=g, device="cuda")
+    rows = torch.arange(B, device="cuda").flip(0)
+    out = decode_attention.mla_decode_attention(q, kv, rows, lengths, 0.3, S, R)
+    ref = _plain(q.double(), kv.double(), rows, lengths, 0.3, C)
+    assert _rel(out, ref) < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("T", [1, 4])
+@torch.no_grad()
+def test_model_decode_with_the_kernel_equals_the_sdpa_reference(T):
+    """The decode forward (one token, and T=4 speculative-style tokens) through the model:
+    impl 'auto' (kernel) vs 'sdpa' (plain path), ragged rows, bf16."""
+    from youtu.model import LatentCache, ModelConfig, YoutuForCausalLM
+
+    cfg = ModelConfig.small(vocab_size=4096)
+    cfg.num_hidden_layers = 2
+    torch.manual_seed(0)
+    model = YoutuForCausalLM(cfg).cuda().to(torch.bfloat16).eval()
+    model.init_weights()
+    lens = [700, 33, 1]
+    caches = [LatentCache(cfg, 4, 1024, device="cuda", dtype=torch.bfloat16) for _ in range(2)]
+    rows = torch.tensor([3, 0, 1], device="cuda")
+    outs = []
+    for impl, cache in zip(("auto", "sdpa"), caches):
+        model.set_attention_impl(impl)
+        for b, n in enumerate(lens):
+            ids = torch.randint(0, 4096, (1, n), generator=torch.Generator().manual_seed(b)).cuda()
+            model(ids, cache=cache, cache_rows=rows[b:b + 1])
+        nxt = torch.randint(0, 4096, (3, T), generator=torch.Generator().manual_seed(9)).cuda()
+        pos = torch.tensor(lens, device="cuda")[:, None] + torch.arange(T, device="cuda")
+        outs.append(model(nxt, positions=pos, cache=cache, cache_rows=rows).float())
+    assert _rel(outs[0], outs[1]) < 2e-2, _rel(outs[0], outs[1])
