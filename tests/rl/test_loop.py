@@ -244,6 +244,9 @@ def test_resume_continues_exactly(tmp_path, policy_dir):
     half = run_rl(rl_config(tmp_path / "b", policy_dir, *common, "--rl.stop_after=2"), policy_dir,
               tmp_path / "b")
     assert half.name == "step_00000002"
+    with pytest.raises(ConfigError, match="rl.resume"):  # the trainer's run-folder rule
+        run_rl(rl_config(tmp_path / "b", policy_dir, *common, "--rl.resume=false"), policy_dir,
+               tmp_path / "b")
     resumed = run_rl(rl_config(tmp_path / "b", policy_dir, *common), policy_dir, tmp_path / "b")
     a, b = load_pretrained(straight).state_dict(), load_pretrained(resumed).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -131,7 +131,8 @@ class RLConfig(OptimizerConfig):
     tensorboard: bool = True
     """Also write TensorBoard events when tensorboard is installed (JSONL is always written)."""
     resume: bool = True
-    """Continue from the newest complete checkpoint in the output folder when there is one."""
+    """Continue from the newest checkpoint in the output folder that loads (each one skipped is
+    logged); false refuses a folder that already holds checkpoints."""
 
     def __post_init__(self):
         super().__post_init__()

@@ -43,7 +43,7 @@ from youtu.rl.policy import Policy, update
 from youtu.rl.rewards import get_reward, load_reward_modules, score
 from youtu.rl.rollout import Episode, collate, rollout
 from youtu.train import checkpoint as ckpt
-from youtu.train import parallel
+from youtu.train import parallel, runfolder
 from youtu.train.metrics import MetricsSink, human_count, human_duration
 from youtu.train.schedule import WSD
 from youtu.train.trainer import autocast
@@ -204,10 +204,12 @@ class RLRun:
         self.sink = MetricsSink(out_dir, enabled=dist.is_main, tensorboard=cfg.tensorboard)
 
     def resume(self) -> int:
-        """Restore the newest checkpoint of `out_dir` (when `rl.resume`); the round to start at."""
+        """Restore the newest loadable checkpoint of `out_dir` (the trainer's rule,
+        `train.runfolder.resume_from`); the round to start at."""
         if self.dist.is_main:
             ckpt.clean_temp(self.out_dir)
-        latest = ckpt.latest_checkpoint(self.out_dir) if self.cfg.resume else None
+        latest = runfolder.resume_from(self.out_dir, resume=self.cfg.resume, dist=self.dist,
+                                       setting="rl.resume")
         if latest is None:
             return 0
         policy = self.policy
@@ -295,11 +297,21 @@ def rl(cfg: RLConfig, init_checkpoint: str | Path, out_dir: str | Path, *, seed:
     init_checkpoint, out_dir = Path(init_checkpoint), Path(out_dir)
     if not (init_checkpoint / "config.json").is_file():
         raise ConfigError(f"rl.init: {init_checkpoint} is not a model folder (no config.json)")
-    run = RLRun(cfg, init_checkpoint, out_dir, seed=seed, dist=parallel.init_distributed(device),
-                record=record)
+    dist = parallel.init_distributed(device)
+    runfolder.lock(out_dir, dist)  # one run per folder: a second one stops here
+    try:
+        return _run(RLRun(cfg, init_checkpoint, out_dir, seed=seed, dist=dist, record=record))
+    finally:
+        runfolder.unlock(out_dir, dist)
+
+
+def _run(run: RLRun) -> Path:
+    """The rounds of `run` from where its folder left off; the last checkpoint written."""
+    cfg, out_dir = run.cfg, run.out_dir
     start = run.resume()
     final_name = ckpt.stage_dirname(STAGE)
     if start >= run.rounds and (out_dir / final_name).is_dir():
+        run.sink.close()
         return out_dir / final_name
     last = min(run.rounds, cfg.stop_after or run.rounds)
     if start == 0:
