@@ -62,12 +62,12 @@ def test_space_separated_values_short_keys_and_switches():
 
 
 def test_bad_input_while_running_is_one_line(capsys, monkeypatch):
-    import youtu.model.hf
+    import youtu.model.export
 
     def fail(cfg):
         raise ValueError("shard_00003.bin is truncated; run `youtu data prepare` again")
 
-    monkeypatch.setattr(youtu.model.hf, "export_main", fail)
+    monkeypatch.setattr(youtu.model.export, "export_main", fail)
     monkeypatch.delenv("YOUTU_TRACEBACK", raising=False)
     assert main(["export", "a", "b"]) == 1
     err = capsys.readouterr().err

@@ -67,7 +67,7 @@ COMMANDS: dict[str, Command] = {
                     ("serve.checkpoint",)),
     "agent": Command("youtu.serve.agent:main", "run a task with tools in an agent loop",
                      ("serve",), ("serve.agent_task",)),
-    "export": Command("youtu.model.hf:export_main", "write a checkpoint as an HF folder "
+    "export": Command("youtu.model.export:export_main", "write a checkpoint as an HF folder "
                       "(youtu or deepseek_v3)", ("export",), ("export.checkpoint", "export.out")),
 }
 
