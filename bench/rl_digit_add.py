@@ -29,7 +29,7 @@ from youtu.model import ModelConfig, YoutuForCausalLM
 from youtu.model.hf import save_pretrained
 from youtu.tokenizer.train import train_from_texts
 from youtu.train.metrics import read_metrics
-from youtu.train.rl_envs import DigitAddEnv
+from youtu.rl.envs import DigitAddEnv
 
 
 def tiny_policy(folder: Path, seed: int) -> None:

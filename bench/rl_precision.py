@@ -8,7 +8,7 @@ and the trainer must agree on the policy's probabilities. This measures that agr
 stack: a model (random init of a preset, its output sharpened to a language model's typical
 next-token entropy by scaling the final norm gain) samples episodes through the serving
 `Engine` (absorbed MLA over the latent cache) under each precision's autocast; the RL training
-forward (`youtu.train.rl.PolicyLogprobs`: expanded MLA, chunked lm_head) recomputes their
+forward (`youtu.rl.policy.PolicyLogprobs`: expanded MLA, chunked lm_head) recomputes their
 log-probs under the same autocast. Reported per precision: mean and max |log p_train -
 log p_sampler| over sampled tokens, the k3 KL(sampler || trainer), the ratio range, and the
 time of the two passes. fp32 is the reference ("peer"): the table gives each row's mean gap as
@@ -25,8 +25,9 @@ import torch
 
 from youtu.model import ModelConfig, YoutuForCausalLM
 from youtu.serve.engine import Engine, SamplingParams
-from youtu.train.rl import PolicyLogprobs, autocast
-from youtu.train.rl_loss import logprob_mismatch
+from youtu.rl.policy import PolicyLogprobs
+from youtu.train.trainer import autocast
+from youtu.rl.loss import logprob_mismatch
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -26,6 +26,15 @@ def test_command_help(capsys):
         assert f"usage: youtu {name}" in capsys.readouterr().out
 
 
+def test_every_command_target_is_a_main_of_its_domain():
+    import importlib
+
+    for name, cmd in COMMANDS.items():
+        module, func = cmd.target.split(":")
+        assert callable(getattr(importlib.import_module(module), func)), name
+        assert func == "main" or func.endswith("_main"), f"{name}: {cmd.target}"
+
+
 def test_print_config_resolves_overrides(capsys):
     assert main(["train", str(ROOT / "configs/tiny.toml"), "--model.kv_lora_rank=48",
                  "--print-config"]) == 0
@@ -53,12 +62,12 @@ def test_space_separated_values_short_keys_and_switches():
 
 
 def test_bad_input_while_running_is_one_line(capsys, monkeypatch):
-    import youtu.model.hf
+    import youtu.model.export
 
     def fail(cfg):
         raise ValueError("shard_00003.bin is truncated; run `youtu data prepare` again")
 
-    monkeypatch.setattr(youtu.model.hf, "export_main", fail)
+    monkeypatch.setattr(youtu.model.export, "export_main", fail)
     monkeypatch.delenv("YOUTU_TRACEBACK", raising=False)
     assert main(["export", "a", "b"]) == 1
     err = capsys.readouterr().err

@@ -204,7 +204,7 @@ def test_data_prepare_command_reads_the_synthesized_trajectories(tmp_path, capsy
     agent domain, with their markup as special tokens."""
     from youtu.agentic.synthesize import synthesize
     from youtu.data.shards import ShardSet
-    from youtu.pipeline import data_prepare_main
+    from youtu.commands import data_prepare_main
     from youtu.tokenizer.train import train_from_texts
 
     cfg = load_config(ROOT / "configs/tiny.toml", [

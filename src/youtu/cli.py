@@ -41,24 +41,24 @@ COMMANDS: dict[str, Command] = {
     "run": Command("youtu.pipeline:main", "the whole recipe: synth -> tokenizer -> data -> "
                    "pretrain (with and without the agentic stage) -> SFT -> eval -> report",
                    ("model", "tokenizer", "data", "synth", "train", "sft", "eval")),
-    "tokenizer train": Command("youtu.data.tokenizer_commands:train_main",
+    "tokenizer train": Command("youtu.commands:tokenizer_train_main",
                                "train the multi-stage BPE tokenizer",
                                ("tokenizer", "data")),
-    "tokenizer eval": Command("youtu.data.tokenizer_commands:eval_main",
+    "tokenizer eval": Command("youtu.commands:tokenizer_eval_main",
                               "bytes/token per domain vs "
                               "reference tokenizers", ("tokenizer", "data")),
-    "data prepare": Command("youtu.pipeline:data_prepare_main", "read, filter, dedup and "
+    "data prepare": Command("youtu.commands:data_prepare_main", "read, filter, dedup and "
                             "tokenize sources (+ youtu synth's trajectories) into token shards",
                             ("tokenizer", "data", "synth", "eval")),
     "data inspect": Command("youtu.data.inspect:main", "show the shard tree, counts and samples",
                             ("data", "train")),
     "synth": Command("youtu.agentic.synthesize:main", "synthesize verified agentic trajectories",
                      ("synth",)),
-    "train": Command("youtu.train.loop:main", "curriculum pre-/mid-training (torchrun-ready)",
+    "train": Command("youtu.commands:train_main", "curriculum pre-/mid-training (torchrun-ready)",
                      ("model", "data", "train")),
     "sft": Command("youtu.train.sft:main", "supervised fine-tuning with loss masks",
                    ("model", "data", "sft")),
-    "rl": Command("youtu.train.rl:main", "GRPO with verifiable rewards", ("rl",)),
+    "rl": Command("youtu.rl.loop:main", "GRPO with verifiable rewards", ("rl",)),
     "eval": Command("youtu.eval.runner:main", "APTBench-format tasks, probes, general tasks, "
                     "report", ("eval",), ("eval.checkpoint",)),
     "serve": Command("youtu.serve.server:main", "OpenAI-compatible HTTP server", ("serve",),
@@ -67,7 +67,7 @@ COMMANDS: dict[str, Command] = {
                     ("serve.checkpoint",)),
     "agent": Command("youtu.serve.agent:main", "run a task with tools in an agent loop",
                      ("serve",), ("serve.agent_task",)),
-    "export": Command("youtu.model.hf:export_main", "write a checkpoint as an HF folder "
+    "export": Command("youtu.model.export:export_main", "write a checkpoint as an HF folder "
                       "(youtu or deepseek_v3)", ("export",), ("export.checkpoint", "export.out")),
 }
 

@@ -22,7 +22,8 @@ from youtu.eval.config import EvalConfig
 from youtu.model.config import ExportConfig, ModelConfig
 from youtu.serve.config import ServeConfig
 from youtu.tokenizer.config import TokenizerConfig
-from youtu.train.config import RLConfig, SFTConfig, TrainConfig
+from youtu.rl.config import RLConfig
+from youtu.train.config import SFTConfig, TrainConfig
 
 
 @dataclass(kw_only=True)

@@ -103,6 +103,9 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     for k, v in data.items():
         key = f"{prefix}.{k}" if prefix else k
         if k not in fields:
+            gone = getattr(cls, "REMOVED_KEYS", {}).get(k)
+            if gone:  # a key an older version had: say what became of it
+                raise ConfigError(f"config key '{key}' is gone: {gone}")
             close = difflib.get_close_matches(k, list(fields), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             section = f"[{prefix}]" if prefix else "the top level"

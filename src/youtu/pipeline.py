@@ -26,7 +26,6 @@ Layout of `runs/<name>/`: `run.toml`, `pipeline.json` (step manifest), `synth/`,
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import logging
 import os
@@ -36,13 +35,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from youtu.commands import AGENT, agent_documents, eval_hook, train_tokenizer
 from youtu.config import RunConfig
 from youtu.configlib import config_hash, save_config, to_dict
 from youtu.errors import ConfigError
 
 logger = logging.getLogger(__name__)
-
-AGENT = "agent"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,28 +180,8 @@ def _synth(cfg: RunConfig, out: Path) -> dict[str, Any]:
     return {"trajectories": stats.get("kept", stats.get("total")), "stats": str(out / "stats.json")}
 
 
-def _agent_documents(synth_dir: Path):
-    from youtu.agentic.render import render_text
-    from youtu.agentic.trajectory import load_trajectories
-    from youtu.data.document import TRUSTED_SPECIAL, Document
-
-    # Rendered by us from validated trajectories: their chat/tool markup are special tokens
-    # (text from any other source never becomes one).
-    for traj in load_trajectories(synth_dir):
-        if traj.outcome.verified:
-            yield Document(text=render_text(traj), domain=AGENT, source=f"synth/{traj.domain}",
-                           meta={"id": traj.id, TRUSTED_SPECIAL: True})
-
-
 def _tokenizer(cfg: RunConfig, synth_dir: Path, out: Path) -> dict[str, Any]:
-    from youtu.data.tokenizer_commands import tokenizer_documents
-    from youtu.tokenizer.train import train_tokenizer
-
-    # The corpus plus the trajectories: a tokenizer stage over the `agent` domain (the 2B
-    # recipe has one) learns its merges from them; stages that do not name it ignore them.
-    documents = itertools.chain(tokenizer_documents(cfg),
-                                ((d.domain, d.text) for d in _agent_documents(synth_dir)))
-    tok = train_tokenizer(cfg.tokenizer, documents, out)
+    tok = train_tokenizer(cfg, out, synth_dir=synth_dir)
     return {"fingerprint": tok.fingerprint, "vocab_size": tok.vocab_size}
 
 
@@ -213,26 +191,27 @@ def _data(cfg: RunConfig, tokenizer_dir: Path, synth_dir: Path, out: Path) -> di
     from youtu.tokenizer import Tokenizer
 
     manifest = prepare(cfg.data, Tokenizer.load(tokenizer_dir), out,
-                       extra=_agent_documents(synth_dir),
+                       extra=agent_documents(synth_dir),
                        eval_texts=decontamination_texts(cfg.eval))
     return {"tokens": manifest["totals"]["tokens"]}
 
 
-def data_prepare_main(cfg: RunConfig) -> int:
-    """`youtu data prepare`: the `[data]` sources plus the trajectories of `youtu synth`
-    (`synth.out`, default `<run_dir>/synth`) as the agent domain, decontaminated against the
-    eval items, as `youtu run`'s data step does."""
-    from youtu.data.prepare import main as prepare_main
-    from youtu.eval.runner import decontamination_texts
+def _train(cfg: RunConfig, data_dir: Path, tokenizer_dir: Path, out: Path,
+           init: Path | None = None) -> dict[str, Any]:
+    from youtu.train.loop import train
 
-    synth_dir = Path(cfg.synth.out) if cfg.synth.out else cfg.run_dir / "synth"
-    if synth_dir.is_dir():
-        extra = _agent_documents(synth_dir)
-    else:
-        logger.warning("no trajectories at %s: no agent-domain shards (run `youtu synth` first "
-                       "or set --synth.out; stages that mix 'agent' need them)", synth_dir)
-        extra = ()
-    return prepare_main(cfg, extra=extra, eval_texts=decontamination_texts(cfg.eval))
+    return _checkpoint_result(train(cfg.train, cfg.model, data_dir, tokenizer_dir, out,
+                                    seed=cfg.seed, device=cfg.device, init=init,
+                                    eval_hook=eval_hook(cfg), record=cfg,
+                                    verify_checksums=cfg.data.verify_checksums))
+
+
+def _sft(cfg: RunConfig, init: Path, data_dir: Path, synth_dir: Path, out: Path) -> dict[str, Any]:
+    from youtu.train.sft import sft
+
+    return _checkpoint_result(sft(cfg.sft, init_checkpoint=init, out_dir=out, data_dir=data_dir,
+                                  trajectories_dir=synth_dir, seed=cfg.seed, device=cfg.device,
+                                  record=cfg, verify_checksums=cfg.data.verify_checksums))
 
 
 def _checkpoint_result(path: Path) -> dict[str, Any]:
@@ -243,9 +222,7 @@ def run_pipeline(cfg: RunConfig) -> Path:
     """Run (or resume) every step of the recipe for `cfg`; returns the report's path."""
     from youtu.eval.report import write_report
     from youtu.eval.runner import evaluate
-    from youtu.train.loop import train
     from youtu.train.plots import plot_training
-    from youtu.train.sft import sft
 
     run = cfg.run_dir
     stage_names = [s.name for s in cfg.train.stages]
@@ -280,24 +257,20 @@ def run_pipeline(cfg: RunConfig) -> Path:
 
     h_model = config_hash([h_data, cfg.model, to_dict(cfg.train) | {"stages": None}, cfg.seed])
     base = steps.run("pretrain", config_hash([h_model, cfg.train.stages[:-1]]),
-                     lambda: _checkpoint_result(train(_with_stages(cfg, stage_names[:-1]),
-                                                      d_data, d_tok, d_train)),
+                     lambda: _train(_with_stages(cfg, stage_names[:-1]), d_data, d_tok, d_train),
                      weights(d_train, stage_names[-2]), clear=(d_train,), everywhere=True)
     base_ckpt = Path(base["checkpoint"])
     agent = steps.run("agent stage", config_hash([h_model, cfg.train.stages]),
-                      lambda: _checkpoint_result(train(_with_stages(cfg, stage_names[-1:]),
-                                                       d_data, d_tok, d_agent, init=base_ckpt)),
+                      lambda: _train(_with_stages(cfg, stage_names[-1:]), d_data, d_tok, d_agent,
+                                     init=base_ckpt),
                       weights(d_agent, stage_names[-1]), clear=(d_agent,), everywhere=True)
     noagent = steps.run("ablation stage", config_hash([h_model, ablated.train.stages]),
-                        lambda: _checkpoint_result(train(_with_stages(ablated, stage_names[-1:]),
-                                                         d_data, d_tok, d_noagent,
-                                                         init=base_ckpt)),
+                        lambda: _train(_with_stages(ablated, stage_names[-1:]), d_data, d_tok,
+                                       d_noagent, init=base_ckpt),
                         weights(d_noagent, stage_names[-1]), clear=(d_noagent,), everywhere=True)
     agent_ckpt, noagent_ckpt = Path(agent["checkpoint"]), Path(noagent["checkpoint"])
     sft_res = steps.run("sft", config_hash([h_model, cfg.train.stages, cfg.sft]),
-                        lambda: _checkpoint_result(sft(cfg, init_checkpoint=agent_ckpt,
-                                                       out_dir=d_sft, data_dir=d_data,
-                                                       trajectories_dir=d_synth)),
+                        lambda: _sft(cfg, agent_ckpt, d_data, d_synth, d_sft),
                         weights(d_sft, "sft"), clear=(d_sft,), everywhere=True)
     sft_ckpt = Path(sft_res["checkpoint"])
 

@@ -114,6 +114,34 @@ def test_retries_on_timeouts_server_errors_and_malformed_replies(fake_openai):
     assert stats["retries"] == 4
 
 
+def test_a_malformed_tool_call_is_fed_back_and_the_sample_rejected_not_the_task(fake_openai):
+    """Issue 19: Hermes text whose <tool_call> does not parse is the model's mistake: it gets
+    the parse error as an observation (not a server retry that ends in an abandoned task), the
+    episode holding it is rejected, and the next sample is judged."""
+    tasks = _tasks(1)
+    solve = _solver({tasks[0].prompt: tasks[0].answer})
+    seen = []
+
+    def reply(body: dict, n: int):
+        msgs = body["messages"]
+        seen.append(msgs[-1])
+        if n == 1:
+            return {"role": "assistant", "content": '<tool_call>{"name": "calculator", '
+                    '"arguments": {"expression": }</tool_call>'}
+        if msgs[-1]["role"] == "user" and "could not be read" in msgs[-1]["content"]:
+            return {"role": "assistant", "content": "",
+                    "tool_calls": [_call("calculator", {"expression": "1+1"})]}
+        return solve(body, n)
+
+    server = fake_openai(reply)
+    trajs, stats = LLMTeacher(_cfg(server.url, rewrite_cot=False)).solve_many(MATH, tasks)
+    assert len(trajs) == 1 and trajs[0].outcome.verified and trajs[0].provenance["sample"] == 1
+    assert stats["malformed_calls"] == 1 and stats["request_errors"] == 0
+    assert stats.get("malformed", 0) == 0  # not mistaken for a broken server reply
+    assert "calculator" in seen[1]["content"]  # the error names the offered tools
+    assert all("<tool_call>" not in (m.get("content") or "") for m in trajs[0].messages)
+
+
 def test_gives_up_after_retries_and_rejects_wrong_answers(fake_openai):
     tasks = _tasks(2)
     dead = fake_openai(lambda body, n: ("raw", 500, "down"))

@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 from youtu import cli
 from youtu.config import ConfigError, load_config
 from youtu.model import ModelConfig, YoutuForCausalLM
-from youtu.model.hf import (config_from_hf, config_to_hf, export_main, load_pretrained,
-                            save_pretrained)
+from youtu.model.export import export_main
+from youtu.model.hf import config_from_hf, config_to_hf, load_pretrained, save_pretrained
 
 TOL = 1e-4
 VARIANTS = ["qlora", "noqlora", "yarn"]

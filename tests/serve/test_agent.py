@@ -69,6 +69,46 @@ def test_run_agent_limits(scripted, tok):
     assert run.stop == "token_limit" and run.completion_tokens >= 40 and run.steps < 10
 
 
+class _Scripted:
+    """A chat backend replaying fixed assistant messages (what a server returns)."""
+
+    model = "scripted"
+
+    def __init__(self, messages):
+        self.replies, self.seen = list(messages), []
+
+    def complete(self, messages, *, tools=None, max_tokens=1024, thinking=True, on_text=None):
+        from youtu.serve.client import Reply
+
+        self.seen.append([dict(m) for m in messages])
+        msg = self.replies.pop(0)
+        return Reply(msg, 5, "tool_calls" if msg.get("tool_calls") else "stop")
+
+
+def test_malformed_tool_calls_are_fed_back_not_taken_as_the_answer():
+    """Issue 19: unparsed <tool_call> text and a call to a tool that was not offered each get an
+    error observation, and the model's next try counts; neither ends the run as 'final'."""
+    log = []
+    call = lambda name, k: {"id": f"c{k}", "type": "function",  # noqa: E731
+                            "function": {"name": name, "arguments": '{"key": "x"}'}}
+    backend = _Scripted([
+        {"role": "assistant", "content": '<tool_call>{"name": "lookup", "arguments": {"key": }'
+                                         "</tool_call>"},
+        {"role": "assistant", "content": "", "tool_calls": [call("web_search", 1)]},
+        {"role": "assistant", "content": "", "tool_calls": [call("lookup", 2)]},
+        {"role": "assistant", "content": "The answer is \\boxed{42}."}])
+    run = run_agent(backend, "What is x?", ToolSet([_echo_tool(log)]), max_steps=6)
+    assert run.stop == "final" and run.steps == 4 and run.malformed == 2
+    assert [m["role"] for m in run.messages] == ["system", "user", "assistant", "user",
+                                                 "assistant", "tool", "assistant", "tool",
+                                                 "assistant"]
+    note = run.messages[3]["content"]
+    assert "could not be read" in note and "lookup" in note
+    assert "unknown tool 'web_search'" in run.messages[5]["content"]
+    assert run.messages[7]["content"] == "value of x is 42" and log == [{"key": "x"}]
+    assert backend.seen[1][-1] == run.messages[3]  # the model saw the error before retrying
+
+
 @pytest.fixture
 def math_task():
     env = ENVIRONMENTS["math"]
@@ -93,7 +133,7 @@ def _env_script(tok, env, task):
 def test_agent_main_writes_a_checked_trajectory(scripted, tok, math_task, tmp_path, monkeypatch):
     env, task = math_task
     engine = _engine(scripted(_env_script(tok, env, task)), tok)
-    monkeypatch.setattr("youtu.serve.engine.engine_from_config", lambda cfg: (engine, tok))
+    monkeypatch.setattr("youtu.serve.engine.engine_from_config", lambda *a, **k: (engine, tok))
     out = tmp_path / "traj.jsonl"
     cfg = replace(RunConfig(), ["--serve.agent_env=math", "--serve.agent_seed=1000001",
                                 f"--serve.agent_out={out}", "--serve.temperature=0"])
@@ -181,7 +221,7 @@ def test_a_full_context_stops_the_run_instead_of_raising(scripted, tok):
 
 def _patch_engine(monkeypatch, scripted, tok, script):
     engine = _engine(scripted(script), tok)
-    monkeypatch.setattr("youtu.serve.engine.engine_from_config", lambda cfg: (engine, tok))
+    monkeypatch.setattr("youtu.serve.engine.engine_from_config", lambda *a, **k: (engine, tok))
 
 
 def test_agent_main_step_limit_writes_a_valid_unverified_trajectory(scripted, tok, math_task,
@@ -213,10 +253,12 @@ def test_agent_main_step_limit_writes_a_valid_unverified_trajectory(scripted, to
     assert not (out.parent / "traj.jsonl.rejected").exists()
 
 
-def test_agent_main_keeps_a_schema_breaking_episode_out_of_the_file(scripted, tok, tmp_path,
-                                                                    monkeypatch, capsys):
+def test_agent_main_feeds_back_a_tool_that_was_not_offered(scripted, tok, tmp_path,
+                                                           monkeypatch):
+    """A call to a tool never offered is no call (the engine reports it in tool_call_errors):
+    the model reads the error and answers; the episode is written, the bad call only as text."""
     def wrong_tool(before, thinking):
-        if tok.special("<tool_response>") in before:
+        if "could not be read" in tok.decode(before):
             return "<think>\n\n</think>\n\nNo luck."
         return '<think>\n\n</think>\n\n<tool_call>{"name": "browse", "arguments": {}}</tool_call>'
 
@@ -224,12 +266,26 @@ def test_agent_main_keeps_a_schema_breaking_episode_out_of_the_file(scripted, to
     out = tmp_path / "traj.jsonl"
     cfg = replace(RunConfig(), ["--serve.agent_task=What is x?", f"--serve.agent_out={out}",
                                 "--serve.temperature=0"])
+    assert agent_mod.main(cfg) == 0
+    [traj] = list(load_trajectories(out.parent))  # validates the line
+    assert [m["role"] for m in traj.messages] == ["system", "user", "assistant", "user",
+                                                  "assistant"]
+    assert "'browse'" in traj.messages[3]["content"] and traj.messages[4]["content"] == "No luck."
+    assert not any(m.get("tool_calls") for m in traj.messages)
+
+
+def test_agent_main_keeps_a_schema_breaking_episode_out_of_the_file(scripted, tok, tmp_path,
+                                                                    monkeypatch, capsys):
+    _patch_engine(monkeypatch, scripted, tok, lambda before, thinking: "<think>\n\n</think>\n\nOk.")
+    monkeypatch.setattr(agent_mod, "validation_errors", lambda traj: ["a made-up schema error"])
+    out = tmp_path / "traj.jsonl"
+    cfg = replace(RunConfig(), ["--serve.agent_task=What is x?", f"--serve.agent_out={out}",
+                                "--serve.temperature=0"])
     assert agent_mod.main(cfg) == 1
     assert not out.exists()
     rejected = tmp_path / "traj.jsonl.rejected"
     [line] = rejected.read_text().splitlines()
-    with pytest.raises(ValueError, match="unknown tool 'browse'"):
-        Trajectory.from_dict(json.loads(line))
+    assert json.loads(line)["messages"][-1]["content"] == "Ok."
     err = capsys.readouterr().err
     assert "breaks the trajectory schema" in err and str(rejected) in err
 

@@ -38,7 +38,7 @@ def test_cpu_threads_are_set_from_config_for_serve_chat_and_agent(checkpoint, se
     try:
         cfg = replace(RunConfig(), [f"--serve.checkpoint={checkpoint}", "--device=cpu",
                                     f"--serve.cpu_threads={setting}", "--serve.max_seq_len=256"])
-        engine_from_config(cfg)  # the one loader of `youtu serve`, `chat` and `agent`
+        engine_from_config(cfg.serve, run_dir=cfg.run_dir, device=cfg.device)  # the one loader
         assert torch.get_num_threads() == expected  # 0 = auto: one thread for a tiny model
     finally:
         torch.set_num_threads(before)

@@ -58,7 +58,7 @@ def test_cli_main_uses_run_dir(tmp_path, prose_texts, stem_texts, monkeypatch):
                              '{name="s", vocab_size=68, domains=["stem"], max_chars=20000}]',
                              f'--tokenizer.files={{commonsense=["{folder}/prose.jsonl"], '
                              f'stem=["{folder}/stem.jsonl"]}}'])
-    from youtu.data.tokenizer_commands import eval_main, train_main
+    from youtu.commands import tokenizer_eval_main as eval_main, tokenizer_train_main as train_main
 
     assert train_main(cfg) == 0
     assert (tmp_path / "t" / "tokenizer" / "tokenizer.json").is_file()

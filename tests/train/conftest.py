@@ -219,7 +219,7 @@ def reference_run(tmp_path_factory, tiny_toml, data_dir, tokenizer_dir):
     (run dir, losses by step)."""
     import torch
 
-    from youtu.train.loop import train
+    from .train_helpers import run_train
     from youtu.train.metrics import read_metrics
 
     out = tmp_path_factory.mktemp("reference")
@@ -227,7 +227,7 @@ def reference_run(tmp_path_factory, tiny_toml, data_dir, tokenizer_dir):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
+        run_train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
     finally:
         torch.set_num_threads(before)
     return cfg.run_dir / "train", read_metrics(cfg.run_dir / "train" / "metrics.jsonl", "train/loss")

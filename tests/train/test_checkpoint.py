@@ -11,7 +11,8 @@ from youtu.config import load_config
 from youtu.model.hf import load_pretrained
 from youtu.tokenizer import Tokenizer
 from youtu.train import checkpoint as ckpt
-from youtu.train.loop import train
+
+from .train_helpers import run_train
 
 
 def test_checkpoint_is_a_loadable_hf_folder(reference_run):
@@ -74,13 +75,13 @@ def test_interrupted_write_is_ignored_and_the_previous_checkpoint_used(
 
     monkeypatch.setattr(ckpt.torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, data_dir, tokenizer_dir, out)
+        run_train(cfg, data_dir, tokenizer_dir, out)
     partial = out / ".tmp-stage_general"
     assert (partial / "model.safetensors").is_file() and not (partial / ckpt.MARKER).exists()
     assert ckpt.latest_checkpoint(out) == out / "stage_stem"
 
     monkeypatch.setattr(ckpt.torch, "save", real_save)
-    final = train(cfg, data_dir, tokenizer_dir, out)  # resumes from stage_stem, cleans .tmp-
+    final = run_train(cfg, data_dir, tokenizer_dir, out)  # resumes from stage_stem, cleans .tmp-
     assert not partial.exists()
     assert final == out / "stage_agent"
     from youtu.train.metrics import read_metrics

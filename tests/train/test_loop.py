@@ -16,16 +16,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from youtu.commands import eval_hook
 from youtu.config import ConfigError
 from youtu.data.mixture import CurriculumSampler
 from youtu.data.shards import ShardSet
 from youtu.tokenizer import Tokenizer
 from youtu.train.checkpoint import latest_checkpoint, read_marker
-from youtu.train.loop import build_model, train
+from youtu.train.loop import build_model, main
 from youtu.train.trainer import Trainer, TrainingDiverged
 from youtu.train.metrics import read_metrics
 from youtu.train.parallel import Dist
 from youtu.train.schedule import plan_stages
+
+from .train_helpers import run_train
 
 GOLDEN = Path(__file__).with_name("golden_tiny_losses.json")
 
@@ -63,7 +66,7 @@ def test_kill_and_resume_is_bit_identical(reference_run, tiny_toml, tmp_path, da
     from youtu.config import load_config
 
     cfg = load_config(tiny_toml, [f"--out_dir={out}"])
-    final = train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
+    final = run_train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
     losses = read_metrics(cfg.run_dir / "train" / "metrics.jsonl", "train/loss")
     assert losses == ref_losses  # exact: every step, before and after the kill
     _assert_same_weights(final, ref_dir / "stage_agent")
@@ -122,7 +125,7 @@ def _golden_run(make_cfg, out: Path) -> dict[int, float]:
                           lr_phase="decay", rope_theta=4e4)]
     plan = plan_stages(stages, cfg.model.rope_theta)
     sched = wsd_for_plan(plan, peak_lr=1e-2, warmup_steps=3, decay="1-sqrt", min_lr_ratio=0.1)
-    trainer = Trainer(cfg.train, build_model(cfg), dist=Dist(), out_dir=out)
+    trainer = Trainer(cfg.train, build_model(cfg.model, cfg.seed), dist=Dist(), out_dir=out)
     trainer.run(plan, sched, _PatternBatches(cfg.model.vocab_size), plan_total=12)
     trainer.close()
     return read_metrics(out / "metrics.jsonl", "train/loss")
@@ -212,10 +215,10 @@ def test_stage_checkpoints_carry_yarn_and_it_survives_resume(reference_run, make
     init = f"--train.init={ref_dir / 'stage_general'}"
     first = make_cfg(stages, init, "--train.stop_after=14")
     out = first.run_dir / "train"
-    stopped = train(first, data_dir, tokenizer_dir, out)
+    stopped = run_train(first, data_dir, tokenizer_dir, out)
     assert stopped.name == "step_00000014"
     assert read_config(stopped).rope_scaling.factor == 2.0
-    final = train(make_cfg(stages, init), data_dir, tokenizer_dir, out)  # resumes at 14
+    final = run_train(make_cfg(stages, init), data_dir, tokenizer_dir, out)  # resumes at 14
     losses = read_metrics(out / "metrics.jsonl", "train/loss")
     assert losses == {k: v for k, v in ref_losses.items() if k > 12}
     _assert_same_weights(final, ref_dir / "stage_agent")
@@ -224,7 +227,7 @@ def test_stage_checkpoints_carry_yarn_and_it_survives_resume(reference_run, make
 def test_run_stages_from_a_stage_checkpoint(reference_run, make_cfg, data_dir, tokenizer_dir):
     ref_dir, ref_losses = reference_run
     cfg = make_cfg('--train.run_stages=["general", "agent"]', f"--train.init={ref_dir / 'stage_stem'}")
-    final = train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
+    final = run_train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
     losses = read_metrics(cfg.run_dir / "train" / "metrics.jsonl", "train/loss")
     assert losses == {k: v for k, v in ref_losses.items() if k > 8}
     _assert_same_weights(final, ref_dir / "stage_agent")
@@ -233,14 +236,15 @@ def test_run_stages_from_a_stage_checkpoint(reference_run, make_cfg, data_dir, t
 def test_run_stages_needs_the_previous_stage(make_cfg, data_dir, tokenizer_dir):
     cfg = make_cfg('--train.run_stages=["general"]')
     with pytest.raises(ConfigError, match="stage_stem.*does not exist"):
-        train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
+        run_train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
 
 
 def _trainer(cfg, data_dir, out_dir):
     tok = Tokenizer.load(cfg.tokenizer.path)
     sampler = CurriculumSampler(ShardSet.open(data_dir, tok.fingerprint), cfg.train.stages, seed=0)
     plan = plan_stages(cfg.train.stages, cfg.model.rope_theta)
-    return Trainer(cfg.train, build_model(cfg), dist=Dist(), out_dir=out_dir), sampler, plan
+    model = build_model(cfg.model, cfg.seed)
+    return Trainer(cfg.train, model, dist=Dist(), out_dir=out_dir), sampler, plan
 
 
 def test_enter_stage_keeps_the_models_yarn_settings_and_refreshes_the_softmax_scale(
@@ -330,13 +334,15 @@ def test_eval_hook_runs_every_n_steps_and_at_stage_ends(make_cfg, data_dir, toke
     # max_steps=8: stages of 2 steps end at 2, 4, 6, 8; the hook also runs at 3 (6 is an end)
     cfg = make_cfg("--train.max_steps=8", "--train.checkpoint_every=0", "--train.eval_hook=true",
                    "--train.eval_hook_every=3")
-    train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
+    run_train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train", eval_hook=eval_hook(cfg))
     assert calls == [(2, "stage_commonsense"), (3, "step_00000003"), (4, "stage_stem"),
                      (6, "stage_general"), (8, "stage_agent")]
     scores = read_metrics(cfg.run_dir / "train" / "metrics.jsonl", "eval/probe/fake")
     assert scores == {2: 0.02, 3: 0.03, 4: 0.04, 6: 0.06, 8: 0.08}
     with pytest.raises(ConfigError, match="eval_hook_every needs eval_hook = true"):
         make_cfg("--train.eval_hook_every=3")
+    with pytest.raises(ConfigError, match="needs an evaluator"):  # training imports no eval
+        main(cfg)
 
 
 def test_nan_step_is_skipped_counted_and_stops_the_run(make_cfg, data_dir, tmp_path):
@@ -377,14 +383,14 @@ def test_spike_guard_arms_after_history(make_cfg, tmp_path, data_dir):
 def test_seq_len_beyond_the_model_is_an_error(make_cfg, data_dir, tokenizer_dir):
     cfg = make_cfg("--model.max_position_embeddings=48")
     with pytest.raises(ValueError, match="seq_len 64 exceeds the model's max_position_embeddings 48"):
-        train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
+        run_train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
 
 
 def test_vocab_mismatch_is_an_error(make_cfg, data_dir, tokenizer_dir):
     cfg = make_cfg("--model.vocab_size=1024", "--model.bos_token_id=768",
                    "--model.eos_token_id=769", "--model.pad_token_id=769")
     with pytest.raises(ConfigError, match="has 576 ids but model.vocab_size is 1024"):
-        train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
+        run_train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
 
 
 def test_loss_falls_in_every_stage_on_the_embedded_corpus_and_sft_helps(tmp_path):
@@ -403,7 +409,7 @@ def test_loss_falls_in_every_stage_on_the_embedded_corpus_and_sft_helps(tmp_path
     from youtu.data.prepare import prepare
     from youtu.data.sources import embedded_corpus
     from youtu.tokenizer.train import train_from_texts
-    from youtu.train.sft import sft
+    from .train_helpers import run_sft
 
     from .conftest import chat_conversation
 
@@ -428,7 +434,7 @@ def test_loss_falls_in_every_stage_on_the_embedded_corpus_and_sft_helps(tmp_path
     for st in cfg.train.stages:  # a quarter of the tiny recipe: 45 steps of 4096 tokens
         st.tokens //= 8
         st.batch_tokens //= 2
-    final = train(cfg, data, data / "tokenizer", tmp_path / "train")
+    final = run_train(cfg, data, data / "tokenizer", tmp_path / "train")
     losses = read_metrics(tmp_path / "train" / "metrics.jsonl", "train/loss")
     plan = plan_stages(cfg.train.stages, cfg.model.rope_theta)
     for span in plan:
@@ -444,7 +450,7 @@ def test_loss_falls_in_every_stage_on_the_embedded_corpus_and_sft_helps(tmp_path
     convs.write_text("".join(json.dumps(c) + "\n" for c in chats))
     sft_cfg = load_config(Path(__file__).parents[2] / "configs" / "tiny.toml",
                           overrides + ["--sft.steps=30", "--sft.batch_tokens=4096"])
-    sft(sft_cfg, init_checkpoint=final, out_dir=tmp_path / "sft", conversations=convs)
+    run_sft(sft_cfg, init_checkpoint=final, out_dir=tmp_path / "sft", conversations=convs)
     held = read_metrics(tmp_path / "sft" / "metrics.jsonl", "heldout/loss/chat")
     print(f"SFT held-out chat loss: {held[0]:.3f} before -> {held[30]:.3f} after 30 steps")
     assert held[30] < held[0], held
@@ -488,10 +494,10 @@ def test_max_steps_runs_the_curriculum_in_miniature_in_two_calls(make_cfg, data_
     their checkpoint, all in N steps."""
     base = make_cfg("--train.max_steps=8", '--train.run_stages=["commonsense", "stem", "general"]')
     out = base.run_dir / "train"
-    first = train(base, data_dir, tokenizer_dir, out)
+    first = run_train(base, data_dir, tokenizer_dir, out)
     assert first == out / "stage_general" and ckpt_step(first) == 6
     last = make_cfg("--train.max_steps=8", '--train.run_stages=["agent"]')
-    final = train(last, data_dir, tokenizer_dir, out, init=first)
+    final = run_train(last, data_dir, tokenizer_dir, out, init=first)
     assert final == out / "stage_agent" and ckpt_step(final) == 8
     losses = read_metrics(out / "metrics.jsonl", "train/loss")
     lrs = read_metrics(out / "metrics.jsonl", "train/lr")

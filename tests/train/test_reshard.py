@@ -19,10 +19,12 @@ import torch
 from safetensors.torch import load_file
 
 from youtu.train import checkpoint as ckpt
-from youtu.train.loop import build_model, train
+from youtu.train.loop import build_model
 from youtu.train.metrics import read_metrics
 from youtu.train.parallel import Dist
 from youtu.train.trainer import Trainer
+
+from .train_helpers import run_train
 
 RTOL = 1e-5
 """The 2-process losses differ from 1-process ones by fp32 summation order only (measured gaps
@@ -67,7 +69,8 @@ def test_two_process_checkpoint_loads_into_one_process_exactly(two_process_check
     # The premise of the RNG rule: ranks are seeded alike and draw nothing per rank.
     assert torch.equal(r0["rng"]["torch"], r1["rng"]["torch"])
 
-    trainer = Trainer(make_cfg().train, build_model(make_cfg()), dist=Dist(), out_dir=tmp_path)
+    cfg = make_cfg()
+    trainer = Trainer(cfg.train, build_model(cfg.model, cfg.seed), dist=Dist(), out_dir=tmp_path)
     source = _Cursor()
     shared = trainer.restore(two_process_checkpoint, source)
     assert shared["step"] == trainer.step == 6 and source.state == r0["sampler"]
@@ -100,7 +103,7 @@ def test_two_processes_resume_on_one(two_process_checkpoint, reference_run, make
     cfg = make_cfg("--train.stop_after=10")
     out = cfg.run_dir / "train"
     _seed_run(out, two_process_checkpoint)
-    final = train(cfg, data_dir, tokenizer_dir, out)
+    final = run_train(cfg, data_dir, tokenizer_dir, out)
     assert final == out / ckpt.step_dirname(10)
     # crosses the stem -> general boundary (seq_len 32 -> 64, RoPE theta change) at step 8
     losses = read_metrics(out / "metrics.jsonl", "train/loss")
@@ -125,14 +128,14 @@ def test_format_1_optimizer_state_keyed_by_position_still_loads(reference_run, m
     # Checkpoints written before format 2 kept Optimizer.state_dict() (keyed by position).
     ref_dir, _ = reference_run
     cfg = make_cfg()
-    new = Trainer(cfg.train, build_model(cfg), dist=Dist(), out_dir=tmp_path / "a")
+    new = Trainer(cfg.train, build_model(cfg.model, cfg.seed), dist=Dist(), out_dir=tmp_path / "a")
     new.restore(ref_dir / ckpt.stage_dirname("stem"), _Cursor())
     old_dir = tmp_path / "old"
     shutil.copytree(ref_dir / ckpt.stage_dirname("stem"), old_dir)
     blob = ckpt.load_trainer_state(old_dir)
     torch.save({**blob, "format": 1, "optimizer": new.optimizer.state_dict()},
                old_dir / ckpt.STATE_FILE)
-    old = Trainer(cfg.train, build_model(cfg), dist=Dist(), out_dir=tmp_path / "b")
+    old = Trainer(cfg.train, build_model(cfg.model, cfg.seed), dist=Dist(), out_dir=tmp_path / "b")
     old.restore(old_dir, _Cursor())
     pairs = list(zip(new.root.parameters(), old.root.parameters()))
     assert len(pairs) == len(new.optimizer.state) == len(old.optimizer.state)
@@ -168,7 +171,7 @@ def test_whole_curriculum_hopping_between_process_counts(two_process_checkpoint,
     from youtu.config import load_config
 
     cfg = load_config(tiny_toml, [f"--out_dir={out}", "--train.stop_after=10"])
-    train(cfg, data_dir, tokenizer_dir, train_dir)
+    run_train(cfg, data_dir, tokenizer_dir, train_dir)
     _torchrun(tiny_toml, out, 2)
     losses = read_metrics(train_dir / "metrics.jsonl", "train/loss")
     assert _max_rel_gap(losses, ref, range(7, 17)) < RTOL

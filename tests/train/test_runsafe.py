@@ -22,10 +22,11 @@ from youtu.cli import main as cli_main
 from youtu.config import load_config
 from youtu.errors import ConfigError
 from youtu.train import checkpoint as ckpt
-from youtu.train.loop import train
 from youtu.train.metrics import read_metrics as _read_metrics
 from youtu.train.parallel import Dist
 from youtu.train.trainer import Trainer
+
+from .train_helpers import run_train
 
 def read_metrics(path: Path, key: str) -> dict[int, float]:
     return _read_metrics(path, key) if path.is_file() else {}
@@ -122,7 +123,7 @@ def test_sigterm_mid_run_checkpoints_exits_143_and_resumes_exactly(
     assert read_marker_step(ckpt.latest_checkpoint(folder)) == stopped_at  # nothing lost
 
     cfg = load_config(tiny_toml, [f"--out_dir={out}"])
-    final = train(cfg, data_dir, tokenizer_dir, folder)
+    final = run_train(cfg, data_dir, tokenizer_dir, folder)
     assert read_metrics(folder / "metrics.jsonl", "train/loss") == ref_losses  # bit-equal
     for k, v in ckpt.load_weights(ref_dir / "stage_agent").items():
         assert torch.equal(ckpt.load_weights(final)[k], v), k
@@ -153,7 +154,7 @@ def test_sigint_finishes_the_step_checkpoints_and_gives_the_signal_back(
     before = signal.getsignal(signal.SIGINT)
     _signal_after_step(monkeypatch, 3, signal.SIGINT)
     with pytest.raises(KeyboardInterrupt) as stop:  # stopsignal.Stopped
-        train(cfg, data_dir, tokenizer_dir, out)
+        run_train(cfg, data_dir, tokenizer_dir, out)
     assert stop.value.exit_code == 130 and "stopped by SIGINT after step 3" in str(stop.value)
     assert stop.value.checkpoint == out / ckpt.step_dirname(3)
     assert ckpt.check_loadable(stop.value.checkpoint) is None
@@ -174,7 +175,7 @@ def test_the_preemption_signal_checkpoints_and_requeues_the_slurm_job(
     cfg = make_cfg("--train.preempt_signal=SIGUSR2")
     _signal_after_step(monkeypatch, 6, signal.SIGUSR2)
     with pytest.raises(KeyboardInterrupt) as stop:  # stopsignal.Stopped
-        train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
+        run_train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
     assert stop.value.exit_code == 128 + signal.SIGUSR2
     assert "(Slurm job 4242 requeued)" in str(stop.value)
     assert calls.read_text() == "requeue 4242\n"
@@ -238,7 +239,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before_and_says_so(
     out = _folder_with(ref_dir, cfg, "stage_stem", "stage_general")  # steps 8 and 12
     _damage(out / "stage_general", "truncated trainer_state.pt")
     with caplog.at_level(logging.WARNING, logger="youtu.train.runfolder"):
-        final = train(cfg, data_dir, tokenizer_dir, out)
+        final = run_train(cfg, data_dir, tokenizer_dir, out)
     assert "skipping checkpoint" in caplog.text and "stage_general: trainer_state.pt is " \
         "truncated" in caplog.text
     assert f"resuming from {out / 'stage_stem'}" in caplog.text
@@ -257,7 +258,7 @@ def test_no_silent_restart_when_the_only_checkpoint_does_not_load(
     weights = (out / "stage_stem" / "model.safetensors").read_bytes()
     with pytest.raises(ConfigError, match="holds checkpoints but none can be resumed from: "
                                           "stage_stem .*--train.init=<folder>"):
-        train(cfg, data_dir, tokenizer_dir, out)
+        run_train(cfg, data_dir, tokenizer_dir, out)
     assert (out / "stage_stem" / "model.safetensors").read_bytes() == weights  # left alone
     assert not read_metrics(out / "metrics.jsonl", "train/loss")  # no step ran
 
@@ -269,7 +270,7 @@ def test_resume_false_in_a_used_folder_is_refused_and_keeps_the_old_run(
     out = _folder_with(ref_dir, cfg, "stage_stem")
     with pytest.raises(ConfigError, match="train.resume=false, but .* holds checkpoints of an "
                                           "earlier run \\(stage_stem\\)"):
-        train(cfg, data_dir, tokenizer_dir, out)
+        run_train(cfg, data_dir, tokenizer_dir, out)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["stage_stem"]
     assert ckpt.check_loadable(out / "stage_stem") is None
 
@@ -347,7 +348,7 @@ def test_a_later_stages_seq_len_is_refused_before_the_first_step(make_cfg, data_
     out = cfg.run_dir / "train"
     with pytest.raises(ConfigError, match="stage 'general': seq_len 64 exceeds the model's "
                                           "max_position_embeddings 48"):
-        train(cfg, data_dir, tokenizer_dir, out)
+        run_train(cfg, data_dir, tokenizer_dir, out)
     assert not read_metrics(out / "metrics.jsonl", "train/loss")  # not 8 steps first
     assert ckpt.latest_checkpoint(out) is None
 
@@ -364,9 +365,9 @@ def test_verify_checksums_false_is_honoured_by_train(make_cfg, data_dir, tokeniz
     raw[4] ^= 1  # same size: only the checksum can tell
     shard.write_bytes(bytes(raw))
     with pytest.raises(ConfigError, match="fails its sha256 checksum"):
-        train(make_cfg("--train.stop_after=1"), data, tokenizer_dir, tmp_path / "a")
+        run_train(make_cfg("--train.stop_after=1"), data, tokenizer_dir, tmp_path / "a")
     cfg = make_cfg("--train.stop_after=1", "--data.verify_checksums=false")
-    assert train(cfg, data, tokenizer_dir, tmp_path / "b") == tmp_path / "b" / "step_00000001"
+    assert run_train(cfg, data, tokenizer_dir, tmp_path / "b") == tmp_path / "b" / "step_00000001"
 
 
 def test_an_edited_manifest_is_named_not_the_shard(data_dir, tmp_path):
@@ -390,15 +391,15 @@ def test_a_signal_stop_on_cuda_checkpoints_and_resumes(make_cfg, data_dir, token
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     whole = make_cfg("--device=cuda")
-    train(whole, data_dir, tokenizer_dir, tmp_path / "whole")
+    run_train(whole, data_dir, tokenizer_dir, tmp_path / "whole")
     ref = read_metrics(tmp_path / "whole" / "metrics.jsonl", "train/loss")
     out = tmp_path / "stopped"
     with monkeypatch.context() as m:
         _signal_after_step(m, 5, signal.SIGTERM)
         with pytest.raises(KeyboardInterrupt) as stop:
-            train(whole, data_dir, tokenizer_dir, out)
+            run_train(whole, data_dir, tokenizer_dir, out)
     assert stop.value.exit_code == 143 and read_marker_step(stop.value.checkpoint) == 5
-    train(whole, data_dir, tokenizer_dir, out)
+    run_train(whole, data_dir, tokenizer_dir, out)
     losses = read_metrics(out / "metrics.jsonl", "train/loss")
     assert sorted(losses) == sorted(ref)
     for step in ref:

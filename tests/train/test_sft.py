@@ -14,9 +14,10 @@ from youtu.data.packing import IGNORE_INDEX
 from youtu.tokenizer import Tokenizer
 from youtu.tokenizer.chat import encode_chat
 from youtu.train.metrics import read_metrics
-from youtu.train.sft import SFTBatches, encode_trajectories, is_heldout, main, sft
+from youtu.train.sft import SFTBatches, encode_trajectories, is_heldout, main
 
 from .conftest import chat_conversation
+from .train_helpers import run_sft
 
 
 def test_loss_mask_token_by_token_on_a_conversation_with_tools(tokenizer_dir):
@@ -118,7 +119,7 @@ def test_sft_lowers_heldout_loss(reference_run, make_cfg, data_dir, tmp_path):
                    "--sft.warmup_steps=2", "--sft.lr=3e-3", "--sft.heldout_fraction=0.15",
                    "--sft.tensorboard=false")
     out = tmp_path / "sft"
-    final = sft(cfg, init_checkpoint=ref_dir / "stage_agent", out_dir=out, data_dir=data_dir,
+    final = run_sft(cfg, init_checkpoint=ref_dir / "stage_agent", out_dir=out, data_dir=data_dir,
                 conversations=convs)
     assert final == out / "stage_sft" and (final / "tokenizer.json").is_file()
     held = read_metrics(out / "metrics.jsonl", "heldout/loss/chat")

@@ -5,11 +5,14 @@
 
 For each task the teacher runs up to `samples_per_task` episodes (rejection sampling): the model
 sees the task and the environment's tools, its tool calls run through `env.call_tool` (the code
-environment's sandbox included), and the episode ends at a reply without tool calls. The
+environment's sandbox included), and the episode ends at a reply without tool calls. The loop is
+the agent runtime's (`toolloop.py`): a malformed call (unparsed `<tool_call>` text, a tool not
+offered) is answered with an error observation, and the episode is then rejected like a wrong
+answer (`stats["malformed_calls"]`, `stats["unknown_tool"]`): kept text never holds a broken call. The
 environment's verifier judges it; the first verified episode is kept. Requests run
 `concurrency` at a time (asyncio + httpx) with a timeout and retries with exponential backoff on
-timeouts, connection errors, 429/5xx and malformed replies (bad JSON, no choices, tool calls
-whose arguments are not a JSON object). Replies may use structured `tool_calls` or carry Hermes
+timeouts, connection errors, 429/5xx and malformed replies (bad JSON, no choices, structured
+tool calls whose arguments are not a JSON object). Replies may use structured `tool_calls` or carry Hermes
 `<tool_call>` / `<think>` text in `content` (servers without a tool parser): both are read.
 
 A task whose request still fails after its retries (or is refused with a 4xx) is abandoned, not
@@ -34,6 +37,7 @@ import logging
 import os
 import re
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -41,6 +45,7 @@ import httpx
 from youtu.agentic.config import LLMTeacherConfig
 from youtu.agentic.envs.base import Env
 from youtu.agentic.render import from_openai
+from youtu.agentic.toolloop import run_tool_loop
 from youtu.agentic.trajectory import (Outcome, Task, Trajectory, format_phases, parse_phases,
                                       trajectory_id)
 from youtu.tokenizer.chat import parse_tool_calls
@@ -135,20 +140,12 @@ class LLMTeacher:
         stack = contextlib.ExitStack()
         state = await asyncio.to_thread(stack.enter_context, env.episode(task))
         try:
-            for _ in range(self.cfg.max_turns):
-                reply = await self.chat(client, msgs, tools, stats)
-                msgs.append(reply)
-                if not reply.get("tool_calls"):
-                    answer = await asyncio.to_thread(env.final_answer, task, state,
-                                                     reply["content"])
-                    break
-                for call in reply["tool_calls"]:
-                    args = json.loads(call["function"]["arguments"])
-                    obs = await asyncio.to_thread(env.call_tool, task, state,
-                                                  call["function"]["name"], args)
-                    msgs.append({"role": "tool", "tool_call_id": call["id"],
-                                 "name": call["function"]["name"], "content": obs})
-            else:
+            async def call_tool(name: str, arguments: dict[str, Any]) -> str:
+                return await asyncio.to_thread(env.call_tool, task, state, name, arguments)
+
+            run = await run_tool_loop(_HTTPBackend(self, client, stats), msgs, tools=tools,
+                                      call_tool=call_tool, max_steps=self.cfg.max_turns)
+            if run.stop != "final":
                 stats["out_of_turns"] += 1
                 return None
             names = {t["function"]["name"] for t in tools}
@@ -156,6 +153,12 @@ class LLMTeacher:
                    for m in msgs for c in m.get("tool_calls") or []):
                 stats["unknown_tool"] += 1
                 return None
+            if run.malformed:
+                # The model read the error and went on, but the episode holds the broken call:
+                # training text must not teach it. The next sample tries again.
+                stats["malformed_calls"] += 1
+                return None
+            answer = await asyncio.to_thread(env.final_answer, task, state, run.final_content)
             try:
                 traj = from_openai(msgs, tools, domain=env.name, task=task, source="llm")
             except ValueError as e:  # e.g. an empty final reply after tool results
@@ -278,6 +281,24 @@ class LLMTeacher:
         return new
 
 
+@dataclass
+class _Reply:
+    message: dict[str, Any]
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+
+
+class _HTTPBackend:
+    """The teacher's chat endpoint as the tool loop's backend (`max_tokens` is the teacher's
+    own `synth.llm.max_tokens`, sent with every request)."""
+
+    def __init__(self, teacher: LLMTeacher, client: httpx.AsyncClient, stats: Counter):
+        self.teacher, self.client, self.stats = teacher, client, stats
+
+    async def complete(self, messages, *, tools, max_tokens):
+        return _Reply(await self.teacher.chat(self.client, messages, tools, self.stats))
+
+
 def _wire(m: dict[str, Any]) -> dict[str, Any]:
     """A message as sent to the server: earlier reasoning is not sent back (it is ours)."""
     return {k: v for k, v in m.items() if k != "reasoning_content"}
@@ -296,6 +317,11 @@ def _assistant_message(resp: httpx.Response) -> dict[str, Any]:
     calls = msg.get("tool_calls") or []
     if not calls and ("<tool_call>" in content or "<think>" in content or "</think>" in content):
         parsed = parse_tool_calls(content)  # raw Hermes / Youtu text from a server without parsers
+        if parsed.errors and "<tool_call>" in content:
+            # A call the model wrote badly is the model's mistake, not the server's: the text
+            # stays, and the tool loop feeds the parse error back to the model.
+            return {"role": "assistant", "content": content.strip(),
+                    "reasoning_content": reasoning.strip()}
         if parsed.errors:
             raise _Malformed("; ".join(parsed.errors))
         content, calls = parsed.content, parsed.tool_calls

@@ -478,7 +478,7 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
 
 def main(cfg: RunConfig, extra: Iterable[Document] = (), eval_texts: Iterable[str] = ()) -> int:
     """`youtu data prepare`: shards into `data.dir` (default `<run_dir>/data`) with the tokenizer
-    at `tokenizer.path` (default `<run_dir>/tokenizer`). The command (youtu.pipeline's
+    at `tokenizer.path` (default `<run_dir>/tokenizer`). The command (youtu.commands'
     `data_prepare_main`) passes the synthesized trajectories as `extra` and the eval items as
     `eval_texts`, which this package cannot read itself."""
     from youtu.tokenizer import Tokenizer

@@ -52,11 +52,10 @@ def _fingerprint(cfg: EvalConfig, checkpoint: str) -> str:
 
 def open_model(cfg: EvalConfig, checkpoint: str, device: str = "auto") -> LM:
     """The harness backend `cfg` names, on `device` ('auto' = cuda if available)."""
-    import torch
+    from youtu.model.device import resolve_device
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return load_lm(checkpoint, backend=cfg.backend, device=device, dtype=cfg.dtype,
+    return load_lm(checkpoint, backend=cfg.backend, device=str(resolve_device(device)),
+                   dtype=cfg.dtype,
                    batch_size=cfg.batch_size, max_length=cfg.max_length, base_url=cfg.base_url,
                    api_key=os.environ.get(cfg.api_key_env, ""),
                    add_bos={"auto": None, "yes": True, "no": False}[cfg.add_bos],

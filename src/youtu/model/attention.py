@@ -33,6 +33,7 @@ no fused kernel takes at head dim 576); CPU and impl 'sdpa' keep the gather + SD
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -59,16 +60,17 @@ AttentionImpl = Literal["auto", "sdpa"]
 """'auto': cuDNN / FlexAttention on CUDA where they apply, else SDPA. 'sdpa': always plain SDPA
 with PyTorch's own backend choice and a dense mask (the reference path)."""
 
-_compiled_flex = None
+@functools.cache
+def _compiled_flex():
+    """FlexAttention compiled once per process (eager flex_attention materializes the full
+    score matrix)."""
+    return torch.compile(flex_attention, dynamic=False)
 
 
 def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: BlockMask,
           scale: float) -> torch.Tensor:
-    """FlexAttention, compiled once (eager flex_attention materializes the full score matrix)."""
-    global _compiled_flex
-    if _compiled_flex is None:
-        _compiled_flex = torch.compile(flex_attention, dynamic=False)
-    return _compiled_flex(q, k, v, block_mask=block_mask, scale=scale)
+    """FlexAttention through the compiled kernel."""
+    return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale)
 
 
 def doc_block_mask(doc_ids: torch.Tensor) -> BlockMask:

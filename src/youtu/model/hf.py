@@ -1,4 +1,5 @@
-"""Hugging Face interop: config.json <-> ModelConfig, safetensors save/load, `youtu export`.
+"""Hugging Face interop: config.json <-> ModelConfig, safetensors save/load (the `youtu export`
+command is `youtu.model.export`).
 
     from youtu.model.hf import load_pretrained, save_pretrained
     save_pretrained(model, "runs/tiny/final", dtype=torch.bfloat16)
@@ -14,9 +15,7 @@ legacy remote-code config (`model_type: youtu_llm`, `rope_theta` + an identity Y
 The `deepseek_v3` export is the same weights under a DeepSeek-V3 config made dense
 (first_k_dense_replace = num_hidden_layers, so no layer is MoE, and no MoE field) with an
 untied lm_head, which vLLM, SGLang, llama.cpp's converter and transformers'
-DeepseekV3ForCausalLM all run. `--export.format=gguf` writes one GGUF file for llama.cpp
-(`youtu.model.gguf`). Every export keeps the checkpoint's dtype unless `--export.dtype` says
-otherwise.
+DeepseekV3ForCausalLM all run.
 """
 
 from __future__ import annotations
@@ -26,18 +25,15 @@ import logging
 import math
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from youtu.errors import ConfigError
 from youtu.model.config import ModelConfig, RopeScaling
 from youtu.model.transformer import YoutuForCausalLM
 
-if TYPE_CHECKING:
-    from youtu.config import RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -322,46 +318,3 @@ def copy_tokenizer_files(src: str | Path, dst: str | Path) -> list[str]:
             shutil.copy2(Path(src) / name, Path(dst) / name)
             copied.append(name)
     return copied
-
-
-def checkpoint_dtype(folder: str | Path) -> torch.dtype:
-    """The dtype the checkpoint's weights are stored in (of its first floating tensor)."""
-    files = _checkpoint_files(Path(folder))
-    name, path = next(iter(files.items()))
-    with safe_open(path, framework="pt") as f:
-        for name in f.keys():
-            dtype = f.get_slice(name).get_dtype()
-            if dtype in ("F32", "BF16", "F16"):
-                return {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}[dtype]
-    return torch.float32
-
-
-def export_main(cfg: RunConfig) -> int:
-    """`youtu export <checkpoint> <out> [--export.format=deepseek_v3|gguf] [--export.dtype=...]`."""
-    ex = cfg.export
-    if not ex.checkpoint or not ex.out:
-        raise ConfigError("export needs a source and a destination: youtu export <checkpoint> <out>")
-    if Path(ex.out).resolve() == Path(ex.checkpoint).resolve():
-        raise ConfigError(f"export.out must differ from export.checkpoint ({ex.out})")
-    try:
-        dtype = checkpoint_dtype(ex.checkpoint) if ex.dtype == "auto" else _DTYPES[ex.dtype]
-        model = load_pretrained(ex.checkpoint, dtype=dtype)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"export.checkpoint: {e}") from e
-    dtype_name = str(dtype).removeprefix("torch.")
-    if ex.format == "gguf":
-        from youtu.model.gguf import gguf_path, save_gguf
-
-        out = gguf_path(ex.out)
-        save_gguf(model, ex.checkpoint, out, dtype)
-        logger.info("exported %s (gguf, %s, %.1fM params) to %s", ex.checkpoint, dtype_name,
-                    model.num_params() / 1e6, out)
-        return 0
-    if ex.format == "deepseek_v3":
-        save_deepseek_v3(model, ex.out, dtype)
-    else:
-        save_pretrained(model, ex.out, dtype)
-    copied = copy_tokenizer_files(ex.checkpoint, ex.out)
-    logger.info("exported %s (%s, %s, %.1fM params) to %s; tokenizer files: %s", ex.checkpoint,
-                ex.format, dtype_name, model.num_params() / 1e6, ex.out, ", ".join(copied) or "none")
-    return 0

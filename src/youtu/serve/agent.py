@@ -5,10 +5,12 @@
     youtu agent "Summarise the docs on RoPE" --serve.tools='["search"]' --serve.docs=docs/ \\
         --serve.agent_endpoint=http://127.0.0.1:8000/v1                  # any OpenAI server
 
-The loop: system prompt (the environment's, or one asking for Agentic-CoT phases) + task ->
-model reply -> run its tool calls (sandboxed Python, local document search, or the tools of a
-synthesis environment) -> tool results -> ... until a reply without tool calls, the step limit,
-the token budget or a full context. The episode is validated and appended in the project's
+The loop (`youtu.agentic.toolloop`, the one the synthesis teacher runs too): system prompt (the
+environment's, or one asking for Agentic-CoT phases) + task -> model reply -> run its tool calls
+(sandboxed Python, local document search, or the tools of a synthesis environment) -> tool
+results -> ... until a reply without tool calls, the step limit, the token budget or a full
+context. A malformed tool call (unparsed `<tool_call>` text, a tool not offered) is answered
+with an error observation and the model tries again. The episode is validated and appended in the project's
 schema (`youtu.agentic.trajectory.Trajectory`), so agent runs can feed synthesis and training:
 
 - phases: each assistant reasoning becomes Agentic-CoT blocks. Blocks the model wrote itself
@@ -20,12 +22,15 @@ schema (`youtu.agentic.trajectory.Trajectory`), so agent runs can feed synthesis
 - a run stopped by a limit ends with an assistant note naming the limit (the schema wants an
   assistant reply last, and every tool call answered: tool calls of a reply cut at a limit never
   ran and are dropped); its outcome is unverified and `provenance.stop` says which limit.
-- an episode that still breaks the schema (the model called a tool it was not offered) is not
-  appended; it goes to `<agent_out>.rejected` for inspection and the command returns 1.
+- a call to a tool that was not offered, or one that does not parse, is answered with an error
+  (the engine and our server report it in `tool_call_errors`); it stays in the record as the
+  model's text, never as a call. An episode that still breaks the schema is not appended; it
+  goes to `<agent_out>.rejected` for inspection and the command returns 1.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -34,10 +39,10 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from youtu.agentic.toolloop import ContextFull, ToolLoopRun, run_tool_loop
 from youtu.agentic.trajectory import (PHASES, Outcome, Phase, Task, Trajectory, format_phases,
                                       parse_phases, trajectory_id, validation_errors)
 from youtu.errors import ConfigError
@@ -59,34 +64,32 @@ AGENT_SYSTEM = (
 _TAGGED = re.compile(r"<(%s)>.*?</\1>" % "|".join(PHASES), re.S)
 
 
-@dataclass
-class AgentRun:
-    messages: list[dict[str, Any]]
-    stop: str
-    """'final' (a reply without tool calls), 'step_limit', 'token_limit' (the run's budget ran
-    out), 'length' (a reply hit its token limit) or 'context' (the conversation filled the
-    context before the next reply)."""
-    steps: int
-    completion_tokens: int
+AgentRun = ToolLoopRun
+"""A finished agent run (messages, stop reason, steps, tokens): the shared tool loop's result."""
 
-    def stop_note(self) -> str:
-        """Why a run without a final reply ended, in words ('' for a final reply)."""
-        why = {"final": "", "step_limit": f"the step limit ({self.steps} model calls)",
-               "token_limit": f"the token budget ({self.completion_tokens} tokens generated)",
-               "length": "a reply cut at its token limit",
-               "context": "the conversation filling the model's context"}[self.stop]
-        return f"[agent stopped by {why} before a final answer]" if why else ""
 
-    @property
-    def final_content(self) -> str:
-        last = self.messages[-1]
-        return (last.get("content") or "") if last["role"] == "assistant" else ""
+class _EngineLoopBackend:
+    """A `youtu.serve.client` backend (engine in-process or an OpenAI endpoint) as the tool
+    loop's async backend: the same thinking mode for every reply, and a context overflow
+    reported as the loop's `ContextFull`."""
+
+    def __init__(self, backend: ChatBackend, thinking: bool):
+        self.backend, self.thinking = backend, thinking
+
+    async def complete(self, messages, *, tools, max_tokens):
+        try:
+            return self.backend.complete(messages, tools=tools, max_tokens=max_tokens,
+                                         thinking=self.thinking)
+        except APIError as e:
+            if e.code != "context_length_exceeded":
+                raise
+            raise ContextFull(e.message) from e
 
 
 def run_agent(backend: ChatBackend, task: str, tools: ToolSet, *, system: str = AGENT_SYSTEM,
               max_steps: int = 8, max_tokens: int = 8192, max_reply_tokens: int = 1024,
               thinking: bool = True, on_step: Callable[[dict[str, Any]], None] | None = None) -> AgentRun:
-    """Run the tool loop until a final reply or a limit.
+    """Run the tool loop (`youtu.agentic.toolloop`) until a final reply or a limit.
 
     Args:
         backend: where replies come from (`EngineChat` or `OpenAIChat`).
@@ -97,46 +100,19 @@ def run_agent(backend: ChatBackend, task: str, tools: ToolSet, *, system: str = 
         max_tokens: most generated tokens over the whole run.
         max_reply_tokens: most tokens of one reply.
         thinking: ask for a think block in each reply.
-        on_step: called with every message appended (assistant replies and tool results).
+        on_step: called with every message appended (assistant replies, tool results and the
+            error notes that answer a malformed tool call).
     """
     messages: list[dict[str, Any]] = ([{"role": "system", "content": system}] if system else [])
     messages.append({"role": "user", "content": task})
-    used, steps, stop = 0, 0, "step_limit"
-    while steps < max_steps:
-        if used >= max_tokens:
-            stop = "token_limit"
-            break
-        try:
-            reply = backend.complete(messages, tools=tools.schemas or None,
-                                     max_tokens=min(max_reply_tokens, max_tokens - used),
-                                     thinking=thinking)
-        except APIError as e:
-            if e.code != "context_length_exceeded":
-                raise
-            stop = "context"
-            break
-        steps += 1
-        used += reply.completion_tokens
-        msg = {**reply.message, "content": reply.message.get("content") or ""}
-        messages.append(msg)
-        if on_step:
-            on_step(msg)
-        calls = msg.get("tool_calls") or []
-        if reply.finish_reason == "length":  # cut off: whatever it was doing is incomplete
-            stop = "token_limit" if used >= max_tokens else "length"
-            break
-        if not calls:
-            stop = "final"
-            break
-        for call in calls:
-            fn = call["function"]
-            observation = tools.call(fn["name"], fn["arguments"])
-            result = {"role": "tool", "tool_call_id": call["id"], "name": fn["name"],
-                      "content": observation}
-            messages.append(result)
-            if on_step:
-                on_step(result)
-    return AgentRun(messages, stop, steps, used)
+
+    async def call_tool(name: str, arguments: dict[str, Any]) -> str:
+        return tools.call(name, arguments)
+
+    return asyncio.run(run_tool_loop(_EngineLoopBackend(backend, thinking), messages,
+                                     tools=tools.schemas or None, call_tool=call_tool,
+                                     max_steps=max_steps, max_tokens=max_tokens,
+                                     max_reply_tokens=max_reply_tokens, on_step=on_step))
 
 
 def record_phases(messages: list[dict[str, Any]]) -> list[Phase]:
@@ -232,7 +208,8 @@ def main(cfg: RunConfig) -> int:
     else:
         from youtu.serve.engine import engine_from_config
 
-        engine, tok = engine_from_config(cfg)
+        engine, tok = engine_from_config(cfg.serve, run_dir=cfg.run_dir, device=cfg.device,
+                                     seed=cfg.seed)
         backend = EngineChat(engine, tok, temperature=s.temperature, top_p=s.top_p, seed=cfg.seed)
 
     task = env.generate(s.agent_seed) if env is not None else free_task(s.agent_task)

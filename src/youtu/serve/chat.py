@@ -214,7 +214,8 @@ def main(cfg: RunConfig) -> int:
         tools = build_tools(s.tools, docs=s.docs) if s.tools else None
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from e
-    engine, tok = engine_from_config(cfg)
+    engine, tok = engine_from_config(cfg.serve, run_dir=cfg.run_dir, device=cfg.device,
+                                     seed=cfg.seed)
     backend = EngineChat(engine, tok, temperature=s.temperature, top_p=s.top_p, seed=cfg.seed,
                          model=s.checkpoint or "local")
     # Steps run on the engine's own thread, so Ctrl-C lands in this one between steps (never

@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from youtu.model.cache import LatentCache
+from youtu.model.device import resolve_device
 from youtu.serve.graphs import DecodeGraphs
 from youtu.serve.requests import (AsyncStream, Completion, EngineFullError, RequestError,
                                   RequestHandle, SequenceState, StreamDelta)
@@ -60,8 +61,8 @@ from youtu.serve.sampling import (SamplingBatch, SamplingParams, process_logits,
                                   token_logprobs, top_logprobs)
 
 if TYPE_CHECKING:
-    from youtu.config import RunConfig
     from youtu.model.transformer import YoutuForCausalLM
+    from youtu.serve.config import ServeConfig
     from youtu.tokenizer import Tokenizer
 
 __all__ = ["AsyncStream", "Completion", "Engine", "EngineFullError", "RequestError", "RequestHandle",
@@ -635,19 +636,13 @@ def resolve_checkpoint(checkpoint: str, run_dir: Path) -> Path:
     return found
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
-def engine_from_config(cfg: RunConfig) -> tuple[Engine, Tokenizer]:
-    """The engine `youtu serve` / `chat` / `agent` use: `[serve]` settings, `device`, `seed`."""
-    s = cfg.serve
-    device = resolve_device(cfg.device)
+def engine_from_config(s: ServeConfig, *, run_dir: str | Path, device: str = "auto",
+                       seed: int = 0) -> tuple[Engine, Tokenizer]:
+    """The engine `youtu serve` / `chat` / `agent` use: the `[serve]` section, on `device`,
+    sampling from `seed`; `serve.checkpoint` empty = the newest checkpoint under `run_dir`."""
+    device = resolve_device(device)
     dtype_name = s.dtype if s.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
-    folder = resolve_checkpoint(s.checkpoint, cfg.run_dir)
+    folder = resolve_checkpoint(s.checkpoint, run_dir)
     graphs = s.use_cuda_graph and device.type == "cuda"  # the setting is ignored on the CPU
     logger.info("loading %s on %s (%s)", folder, device, dtype_name)
     if device.type == "cpu" and (Path(folder) / "config.json").is_file():
@@ -663,4 +658,4 @@ def engine_from_config(cfg: RunConfig) -> tuple[Engine, Tokenizer]:
                        max_batch=s.max_batch, max_seq_len=s.max_seq_len,
                        cache_memory_bytes=s.cache_memory_mb * 2**20, max_queue=s.max_queue,
                        prefill_chunk_tokens=s.prefill_chunk_tokens,
-                       use_cuda_graph=graphs, compile=graphs and s.compile_decode, seed=cfg.seed)
+                       use_cuda_graph=graphs, compile=graphs and s.compile_decode, seed=seed)

@@ -493,7 +493,8 @@ def main(cfg: RunConfig) -> int:
 
     folder = resolve_checkpoint(cfg.serve.checkpoint, cfg.run_dir)
     cfg = replace(cfg, [f"--serve.checkpoint={json.dumps(str(folder))}"])
-    engine, tok = engine_from_config(cfg)
+    engine, tok = engine_from_config(cfg.serve, run_dir=cfg.run_dir, device=cfg.device,
+                                     seed=cfg.seed)
     if engine.graphs is not None and not cfg.serve.compile_decode:
         engine.graphs.capture_all()  # compiled buckets are captured lazily: ~80 s each at 2B
     serve_cfg = cfg.serve

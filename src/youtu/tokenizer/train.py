@@ -216,7 +216,7 @@ def iter_documents(cfg: TokenizerConfig, seed: int = 0,
         cfg: the `[tokenizer]` section.
         seed: passed to a `module:function` corpus hook as `func(seed)`.
         data_documents: the run's `[data]` documents ((domain, text) pairs or Documents), read
-            when `corpus = "data"`; the commands pass them (youtu.data.tokenizer_commands), this
+            when `corpus = "data"`; the commands pass them (youtu.commands), this
             package does not import youtu.data.
     """
     if cfg.corpus == "data":

@@ -246,7 +246,7 @@ def _needed_bytes(out: Path, model: nn.Module, dist: Dist) -> int:
 
 def save_checkpoint(out: str | Path, name: str, *, model: YoutuForCausalLM, root: nn.Module,
                     optimizer: torch.optim.Optimizer, dist: Dist, state: dict[str, Any],
-                    rank_state: dict[str, Any], run_cfg: RunConfig | None,
+                    rank_state: dict[str, Any], run_cfg: object | None,
                     tokenizer_dir: str | Path | None, keep_last: int | None = None) -> Path:
     """Write checkpoint `<out>/<name>` atomically (collective under torchrun: every rank calls).
 
@@ -315,7 +315,7 @@ def save_checkpoint(out: str | Path, name: str, *, model: YoutuForCausalLM, root
 def _write_main(tmp: Path, model: YoutuForCausalLM, root: nn.Module,
                 optimizer: torch.optim.Optimizer, dist: Dist, full_state: dict[str, torch.Tensor],
                 state: dict[str, Any], ranks: list[dict[str, Any]], name: str,
-                run_cfg: RunConfig | None, tokenizer_dir: str | Path | None) -> None:
+                run_cfg: object | None, tokenizer_dir: str | Path | None) -> None:
     """Rank 0's files of a checkpoint, into the temp folder, fsynced; checkpoint.json last."""
     _save_hf(model, full_state, tmp, dist)
     if tokenizer_dir is not None:

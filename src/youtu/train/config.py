@@ -1,7 +1,8 @@
-"""Training configuration (owned by youtu.train): pre-/mid-training, SFT, RL.
+"""Training configuration (owned by youtu.train): pre-/mid-training and SFT.
 
-`LoopConfig` holds what pre-training, mid-training and SFT share (optimizer, schedule shape,
-precision, checkpoints, logging): they run the same step, schedule and checkpoint code.
+`OptimizerConfig` is AdamW, the LR schedule's shape and clipping, shared with RL
+(`youtu.rl.config.RLConfig`). `LoopConfig` adds what pre-training, mid-training and SFT share
+(batching, precision, checkpoints, logging): they run the same step, schedule and checkpoint code.
 `TrainConfig` adds the curriculum (`stages`, one `StageConfig` each, owned by youtu.data) and
 which of them this invocation runs; `SFTConfig` adds the conversation data and a step budget.
 
@@ -18,8 +19,9 @@ from youtu.data.config import StageConfig
 
 
 @dataclass(kw_only=True)
-class LoopConfig:
-    """Optimizer, schedule shape, precision, checkpoints and logging: shared by train and SFT."""
+class OptimizerConfig:
+    """AdamW, the LR schedule's shape and gradient clipping: the settings every training phase
+    (pre-/mid-training, SFT, RL) reads, so their keys and checks are the same everywhere."""
 
     lr: float = 3e-3
     """Peak learning rate (the WSD plateau)."""
@@ -43,6 +45,24 @@ class LoopConfig:
     """AdamW epsilon."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value; 0 = no clipping."""
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("weight_decay and grad_clip must be >= 0")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"beta1/beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+
+
+@dataclass(kw_only=True)
+class LoopConfig(OptimizerConfig):
+    """The optimizer plus batching, precision, checkpoints and logging: shared by train and SFT."""
+
     micro_batch_tokens: int = 0
     """Tokens per forward/backward per process (gradient accumulation up to the batch);
     0 = the whole per-process batch in one forward."""
@@ -96,28 +116,20 @@ class LoopConfig:
     stop (exit 143 / 130); '' = no preemption signal."""
 
     def __post_init__(self):
+        super().__post_init__()
         name = "SIG" + self.preempt_signal.upper().removeprefix("SIG")
         if self.preempt_signal and name not in signal.Signals.__members__:
             raise ValueError(f"preempt_signal {self.preempt_signal!r} is not a signal name "
                              "(e.g. 'SIGUSR1', 'SIGUSR2'; '' = none)")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        for name in ("warmup_steps", "micro_batch_tokens", "loss_chunk_tokens",
-                     "max_skipped_steps", "checkpoint_every", "eval_every", "heldout_tokens",
-                     "max_steps", "stop_after"):
+        for name in ("micro_batch_tokens", "loss_chunk_tokens", "max_skipped_steps",
+                     "checkpoint_every", "eval_every", "heldout_tokens", "max_steps", "stop_after"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("log_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.weight_decay < 0 or self.grad_clip < 0 or self.spike_factor < 0:
-            raise ValueError("weight_decay, grad_clip and spike_factor must be >= 0")
-        if self.spike_factor and self.spike_factor <= 1.0:
+        if self.spike_factor < 0 or (self.spike_factor and self.spike_factor <= 1.0):
             raise ValueError(f"spike_factor must be > 1 (or 0 = off), got {self.spike_factor}")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"beta1/beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
         if isinstance(self.activation_checkpointing, bool):  # the old boolean setting
             self.activation_checkpointing = "full" if self.activation_checkpointing else "off"
         if self.activation_checkpointing not in ("off", "full", "selective"):
@@ -254,117 +266,3 @@ class SFTConfig(LoopConfig):
                              f"({self.seq_len}), and seq_len >= 8")
         if not 0.0 <= self.heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
-
-
-@dataclass(kw_only=True)
-class RLConfig(LoopConfig):
-    """GRPO-style RL with verifiable rewards (`youtu rl`).
-
-    Inherits the optimizer, precision, checkpoint and logging keys of the trainer; the LR is
-    constant after warmup unless `decay_fraction` > 0. `precision` adds 'fp16' (with dynamic
-    loss scaling), which the Youtu-LLM paper found RL needed for a stable rollout/training match.
-    """
-
-    lr: float = 1e-6
-    """Peak learning rate (RL moves a trained policy: ~1e-6 at 2B; the tiny CPU demo uses 1e-3)."""
-    warmup_steps: int = 0
-    """Linear warmup, in optimizer steps."""
-    weight_decay: float = 0.0
-    """AdamW decoupled weight decay on matrices."""
-    spike_factor: float = 0.0
-    """Unused by RL (its loss is an advantage-weighted surrogate, not comparable across steps)."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """Compute dtype of rollouts and training forwards: 'auto' = fp16 on CUDA (the paper's
-    choice), fp32 on CPU. Master weights and optimizer stay fp32; fp16 uses dynamic loss scaling."""
-    loss_scale_init: float = 65536.0
-    """fp16 only: initial loss scale of the GradScaler (halved on overflow, doubled when stable)."""
-    steps: int = 20
-    """Rollout-and-update rounds."""
-    decay_fraction: float = 0.0
-    """Fraction of the optimizer steps at the end spent decaying the LR to lr * min_lr_ratio."""
-    init: str = ""
-    """Policy checkpoint to start from; empty = the final checkpoint of `youtu sft` in the run."""
-    env: str = "math"
-    """Task environment: a `youtu.agentic.envs.ENVIRONMENTS` name (math, code, tools,
-    research) or an RL smoke task from `youtu.train.rl_envs` (digit_add)."""
-    difficulty: int = 1
-    """Task difficulty passed to `env.generate`."""
-    rewards: dict[str, float] = field(default_factory=lambda: {"env": 1.0})
-    """{reward name: weight} over `youtu.train.rewards.REWARDS`; the episode reward is the
-    weighted sum ('env' = the task environment's verifier)."""
-    reward_modules: list[str] = field(default_factory=list)
-    """Python modules imported before `rewards` is checked, e.g. ["mypkg.rewards"]: their import
-    registers custom rewards (`youtu.train.rewards.register_reward`) that `rewards` can name."""
-    prompts_per_step: int = 8
-    """Tasks per round, over all processes (each is rolled out `group_size` times)."""
-    group_size: int = 8
-    """Rollouts per task (G); advantages are relative to the group."""
-    normalize_std: bool = True
-    """Divide advantages by the group's reward std (GRPO); False = mean-centred only (Dr. GRPO)."""
-    max_turns: int = 1
-    """Policy turns per episode; > 1 offers the environment's tools (multi-turn tool episodes)."""
-    max_new_tokens: int = 256
-    """Most tokens sampled per turn."""
-    max_seq_len: int = 2048
-    """Token budget of a whole episode (prompt, turns, tool results): the engine's context."""
-    enable_thinking: bool = True
-    """Chat template thinking mode for prompts."""
-    system_prompt: str = ""
-    """Optional system message before every task."""
-    temperature: float = 1.0
-    """Rollout sampling temperature; the training forward uses the same one. Rollouts sample
-    the full tempered distribution (no top-k/top-p), so training can reproduce its log-probs."""
-    clip_low: float = 0.2
-    """Importance ratio lower bound 1 - clip_low."""
-    clip_high: float = 0.28
-    """Importance ratio upper bound 1 + clip_high (DAPO's clip-higher)."""
-    kl_coef: float = 0.0
-    """Weight of the k3 KL to the frozen initial policy; 0 = no reference model."""
-    aggregation: Literal["token", "sequence"] = "token"
-    """Loss mean over all policy tokens (DAPO) or of per-sequence means (GRPO)."""
-    epochs: int = 1
-    """Passes over each round's rollouts."""
-    minibatches: int = 1
-    """Optimizer steps per pass (the round's episodes split into this many parts)."""
-    old_logprobs: Literal["recompute", "sampler"] = "recompute"
-    """Denominator of the importance ratio: 'recompute' = a training forward before the update
-    (verl's default), 'sampler' = the log-probs the engine recorded while sampling."""
-    mismatch_threshold: float = 0.02
-    """Mean |log p_train - log p_sampler| (nats) over policy tokens above which a round is
-    flagged as a rollout/training mismatch."""
-    mismatch_action: Literal["warn", "raise"] = "warn"
-    """What a flagged round does: log a warning, or stop the run."""
-    rollout_batch: int = 64
-    """Sequences decoded together by the engine (its cache rows)."""
-    eval_tasks: int = 32
-    """Held-out tasks (seeds >= 1,000,000) scored at the start, every `eval_every` rounds and at
-    the end; 0 = no evaluation."""
-    eval_temperature: float = 0.0
-    """Sampling temperature of the held-out evaluation (0 = greedy)."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ("steps", "prompts_per_step", "group_size", "max_turns", "max_new_tokens",
-                     "epochs", "minibatches", "rollout_batch", "difficulty"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_seq_len <= self.max_new_tokens:
-            raise ValueError(f"max_seq_len ({self.max_seq_len}) must exceed max_new_tokens "
-                             f"({self.max_new_tokens}): the prompt needs room too")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0 (RL samples; log-probs need a tempered "
-                             f"distribution), got {self.temperature}")
-        if self.eval_temperature < 0 or self.eval_tasks < 0:
-            raise ValueError("eval_temperature and eval_tasks must be >= 0")
-        if self.clip_low < 0 or self.clip_low >= 1 or self.clip_high < 0:
-            raise ValueError(f"clip_low must be in [0, 1) and clip_high >= 0, got "
-                             f"{self.clip_low}, {self.clip_high}")
-        if self.kl_coef < 0 or self.mismatch_threshold <= 0 or self.loss_scale_init <= 0:
-            raise ValueError("kl_coef must be >= 0; mismatch_threshold and loss_scale_init > 0")
-        if not 0.0 <= self.decay_fraction <= 1.0:
-            raise ValueError(f"decay_fraction must be in [0, 1], got {self.decay_fraction}")
-        if not self.rewards:
-            raise ValueError("rewards must name at least one reward, e.g. {env = 1.0}")
-        if self.prompts_per_step * self.group_size % self.minibatches:
-            raise ValueError(f"minibatches ({self.minibatches}) must divide the "
-                             f"{self.prompts_per_step * self.group_size} episodes of a round")

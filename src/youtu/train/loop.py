@@ -23,32 +23,34 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from youtu.errors import ConfigError
-from youtu.model import YoutuForCausalLM
+from youtu.model import ModelConfig, YoutuForCausalLM
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel, runfolder
-from youtu.train.config import LoopConfig
+from youtu.train.config import LoopConfig, TrainConfig
 from youtu.train.schedule import StageSpan, plan_stages, select_stages, total_steps, wsd_for_plan
 from youtu.train.trainer import BatchSource, HeldOut, Trainer
-from youtu.train.trainer import build_optimizer  # noqa: F401  (youtu.train.rl imports it from here)
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
 
 logger = logging.getLogger(__name__)
 
+EvalHook = Callable[[Path, int], dict[str, float]]
+"""eval_hook(checkpoint folder, step) -> scalars to log (`eval/<key>`)."""
 
-def build_model(cfg: RunConfig) -> YoutuForCausalLM:
-    """The model from `cfg.model`, initialised from `cfg.seed` (identical on every process)."""
-    torch.manual_seed(cfg.seed)
+
+def build_model(cfg: ModelConfig, seed: int) -> YoutuForCausalLM:
+    """The model of `cfg`, initialised from `seed` (identical on every process)."""
+    torch.manual_seed(seed)
     # A copy: stages change the model's RoPE settings in place, run.toml must keep the original.
-    model = YoutuForCausalLM(copy.deepcopy(cfg.model))
+    model = YoutuForCausalLM(copy.deepcopy(cfg))
     model.init_weights()
     return model
 
@@ -87,17 +89,27 @@ def _start_state(trainer: Trainer, source: BatchSource, spans: list[StageSpan],
                           "set train.init_weights_only=true")
 
 
-def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str | Path,
-          init: str | Path | None = None) -> Path:
-    """Run the curriculum stages of `cfg.train` (all, or `run_stages`) and return the final
-    checkpoint.
+def train(cfg: TrainConfig, model_cfg: ModelConfig, data_dir: str | Path,
+          tokenizer_dir: str | Path, out_dir: str | Path, *, seed: int = 0, device: str = "auto",
+          init: str | Path | None = None, eval_hook: EvalHook | None = None,
+          record: object | None = None, verify_checksums: bool = True) -> Path:
+    """Run the curriculum stages of `cfg` (all, or `run_stages`) and return the final checkpoint.
 
     Args:
-        cfg: the run config (reads `model`, `train`, `seed`, `device`).
+        cfg: the `[train]` section.
+        model_cfg: the `[model]` section (the model is built from it and `seed`).
         data_dir: token shards (`youtu data prepare`), built with the tokenizer below.
         tokenizer_dir: tokenizer folder (its files are copied into every checkpoint).
         out_dir: checkpoints, metrics.jsonl, TensorBoard events.
-        init: checkpoint to start from (overrides `cfg.train.init`).
+        seed: the run's seed (weights, data order).
+        device: 'auto', 'cpu', 'cuda', ... (`youtu.model.device.resolve_device`).
+        init: checkpoint to start from (overrides `cfg.init`).
+        eval_hook: called as eval_hook(checkpoint, step) on stage-end checkpoints (and every
+            `cfg.eval_hook_every` steps); returns scalars to log. The caller builds it (the
+            `youtu train` command and the pipeline pass youtu.eval's): training imports no
+            evaluation code.
+        record: the config written as run.toml beside every checkpoint; None = none.
+        verify_checksums: check each shard's sha256 on opening (`data.verify_checksums`).
 
     Returns:
         The last checkpoint written (the last selected stage's end, or the `stop_after` one).
@@ -106,27 +118,26 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
     from youtu.data.shards import ShardSet
     from youtu.tokenizer import Tokenizer
 
-    tcfg = cfg.train
     out_dir = Path(out_dir)
-    dist = parallel.init_distributed(cfg.device)
+    dist = parallel.init_distributed(device)
     try:
         runfolder.lock(out_dir, dist)  # one run per folder: a second one stops here
         tok = Tokenizer.load(tokenizer_dir)
-        if tok.vocab_size != cfg.model.vocab_size:
+        if tok.vocab_size != model_cfg.vocab_size:
             raise ConfigError(f"the tokenizer in {tokenizer_dir} has {tok.vocab_size} ids but "
-                              f"model.vocab_size is {cfg.model.vocab_size}; make them agree")
-        shards = ShardSet.open(data_dir, tok.fingerprint,
-                               verify_checksums=cfg.data.verify_checksums)
-        rope = {"base_rope_theta": cfg.model.rope_theta, "base_rope_scaling": cfg.model.rope_scaling}
-        full = total_steps(plan_stages(tcfg.stages, **rope))
-        plan = plan_stages(tcfg.stages, **rope, max_steps=tcfg.max_steps)
-        spans = select_stages(plan, tcfg.run_stages)
+                              f"model.vocab_size is {model_cfg.vocab_size}; make them agree")
+        shards = ShardSet.open(data_dir, tok.fingerprint, verify_checksums=verify_checksums)
+        rope = {"base_rope_theta": model_cfg.rope_theta,
+                "base_rope_scaling": model_cfg.rope_scaling}
+        full = total_steps(plan_stages(cfg.stages, **rope))
+        plan = plan_stages(cfg.stages, **rope, max_steps=cfg.max_steps)
+        spans = select_stages(plan, cfg.run_stages)
         # A shrunk plan (max_steps) shrinks its warmup alike, or it would run into the decay.
-        warmup = round(tcfg.warmup_steps * total_steps(plan) / full)
-        schedule = wsd_for_plan(plan, peak_lr=tcfg.lr, warmup_steps=warmup,
-                                decay=tcfg.decay, min_lr_ratio=tcfg.min_lr_ratio)
+        warmup = round(cfg.warmup_steps * total_steps(plan) / full)
+        schedule = wsd_for_plan(plan, peak_lr=cfg.lr, warmup_steps=warmup,
+                                decay=cfg.decay, min_lr_ratio=cfg.min_lr_ratio)
         # One global stream on every process (see BatchSource), not rank-strided streams.
-        sampler = CurriculumSampler(shards, tcfg.stages, seed=cfg.seed)
+        sampler = CurriculumSampler(shards, cfg.stages, seed=seed)
         if dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             ckpt.clean_temp(out_dir)
@@ -137,25 +148,24 @@ def train(cfg: RunConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_d
                    if s.yarn_factor > 1 else "")
                 + f", {s.lr_phase})" for s in plan))
         dist.barrier()
-        trainer = Trainer(tcfg, build_model(cfg), dist=dist, out_dir=out_dir, run_cfg=cfg,
-                          tokenizer_dir=tokenizer_dir, namespace="train")
+        trainer = Trainer(cfg, build_model(model_cfg, seed), dist=dist, out_dir=out_dir,
+                          record=record, tokenizer_dir=tokenizer_dir, namespace="train")
         try:
-            _start_state(trainer, sampler, spans, plan, out_dir, init or tcfg.init,
-                         tcfg.init_weights_only)
+            _start_state(trainer, sampler, spans, plan, out_dir, init or cfg.init,
+                         cfg.init_weights_only)
             heldout = {}
-            held_dir = Path(tcfg.heldout_dir) if tcfg.heldout_dir else Path(data_dir) / "heldout"
-            if tcfg.heldout_tokens and (held_dir / "manifest.json").is_file():
-                held = ShardSet.open(held_dir, tok.fingerprint,
-                                     verify_checksums=cfg.data.verify_checksums)
+            held_dir = Path(cfg.heldout_dir) if cfg.heldout_dir else Path(data_dir) / "heldout"
+            if cfg.heldout_tokens and (held_dir / "manifest.json").is_file():
+                held = ShardSet.open(held_dir, tok.fingerprint, verify_checksums=verify_checksums)
                 heldout = heldout_sets(held, tok,
-                                       tokens=tcfg.heldout_tokens, seq_len=spans[0].seq_len,
-                                       rows_per_batch=_eval_rows(tcfg, spans[0].seq_len))
-            elif tcfg.heldout_tokens and dist.is_main:
+                                       tokens=cfg.heldout_tokens, seq_len=spans[0].seq_len,
+                                       rows_per_batch=_eval_rows(cfg, spans[0].seq_len))
+            elif cfg.heldout_tokens and dist.is_main:
                 logger.warning("no held-out shards at %s: held-out loss / bits per byte are not "
                                "reported (set train.heldout_dir)", held_dir)
             final = trainer.run(spans, schedule, sampler, plan_total=total_steps(plan),
-                                heldout=heldout, eval_hook=eval_hook(cfg),
-                                eval_hook_every=tcfg.eval_hook_every)
+                                heldout=heldout, eval_hook=eval_hook,
+                                eval_hook_every=cfg.eval_hook_every)
         finally:
             trainer.close()
         if final is None:
@@ -209,28 +219,19 @@ def heldout_sets(shards, tok, *, tokens: int, seq_len: int, rows_per_batch: int,
     return out
 
 
-def eval_hook(cfg: RunConfig):
-    """`youtu.eval`'s evaluate on a checkpoint (each stage end, and every
-    `train.eval_hook_every` steps) when `train.eval_hook` is on; None otherwise. Scores go to
-    the metrics as `eval/<key>`; the evaluation's files to `<checkpoints>/eval/<checkpoint>`."""
-    if not cfg.train.eval_hook:
-        return None
-    from youtu.eval.runner import evaluate
-
-    def hook(path: Path, step: int) -> dict[str, float]:
-        scores = evaluate(cfg.eval, path, path.parent / "eval" / path.name, device=cfg.device)
-        return {f"eval/{k}": float(v) for k, v in scores["scores"].items()
-                if isinstance(v, (int, float))}
-
-    return hook
-
-
-def main(cfg: RunConfig) -> int:
+def main(cfg: RunConfig, eval_hook: EvalHook | None = None) -> int:
     """`youtu train`: data from `data.dir` (default `<run_dir>/data`), tokenizer from
-    `tokenizer.path` (default `<run_dir>/tokenizer`), checkpoints to `<run_dir>/train`."""
+    `tokenizer.path` (default `<run_dir>/tokenizer`), checkpoints to `<run_dir>/train`.
+    `eval_hook`: the evaluator `train.eval_hook` asks for (`youtu.commands.train_main` passes
+    youtu.eval's)."""
+    if cfg.train.eval_hook and eval_hook is None:
+        raise ConfigError("train.eval_hook = true needs an evaluator: run `youtu train` (it "
+                          "passes youtu.eval's), or pass eval_hook= to youtu.train.loop.main")
     data_dir = Path(cfg.data.dir) if cfg.data.dir else cfg.run_dir / "data"
     tokenizer_dir = Path(cfg.tokenizer.path) if cfg.tokenizer.path else cfg.run_dir / "tokenizer"
-    final = train(cfg, data_dir, tokenizer_dir, cfg.run_dir / "train")
+    final = train(cfg.train, cfg.model, data_dir, tokenizer_dir, cfg.run_dir / "train",
+                  seed=cfg.seed, device=cfg.device, eval_hook=eval_hook, record=cfg,
+                  verify_checksums=cfg.data.verify_checksums)
     if int(os.environ.get("RANK", "0")) == 0:
         print(final)
     return 0

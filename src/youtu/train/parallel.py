@@ -23,6 +23,8 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
+from youtu.model.device import resolve_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -72,20 +74,6 @@ class Dist:
         box = [obj]
         tdist.broadcast_object_list(box, src=0)
         return box[0]
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> cuda:<local_rank> when CUDA is available, else cpu; other names as given."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but CUDA is not available; use "
-                             "--device=cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
 
 
 def init_distributed(device: str = "auto", timeout_s: int = 1800) -> Dist:

@@ -207,18 +207,23 @@ def sft_schedule(cfg: SFTConfig, steps: int) -> WSD:
                decay_end=steps, decay=cfg.decay, min_lr_ratio=cfg.min_lr_ratio)
 
 
-def sft(cfg: RunConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
+def sft(cfg: SFTConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
         data_dir: str | Path | None = None, conversations: str | Path | None = None,
-        trajectories_dir: str | Path | None = None) -> Path:
+        trajectories_dir: str | Path | None = None, seed: int = 0, device: str = "auto",
+        record: object | None = None, verify_checksums: bool = True) -> Path:
     """Fine-tune the model in `init_checkpoint` on conversations and trajectories.
 
     Args:
-        cfg: the run config (reads `sft`, `seed`, `device`).
+        cfg: the `[sft]` section.
         init_checkpoint: HF folder with tokenizer files (a `youtu train` checkpoint).
         out_dir: checkpoints and metrics.
         data_dir: token shards whose `chat` domain (if any) is used.
         conversations: a JSONL file / folder of {"messages", "tools"} objects.
         trajectories_dir: agentic trajectory JSONL folder.
+        seed: the run's seed (batch order).
+        device: 'auto', 'cpu', 'cuda', ... (`youtu.model.device.resolve_device`).
+        record: the config written as run.toml beside every checkpoint; None = none.
+        verify_checksums: check each shard's sha256 on opening (`data.verify_checksums`).
 
     Returns:
         The final checkpoint (`<out_dir>/stage_sft`).
@@ -226,39 +231,39 @@ def sft(cfg: RunConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
     from youtu.model.hf import load_pretrained
     from youtu.tokenizer import Tokenizer
 
-    scfg = cfg.sft
     init_checkpoint, out_dir = Path(init_checkpoint), Path(out_dir)
     if not (init_checkpoint / "config.json").is_file():
         raise ConfigError(f"sft.init: {init_checkpoint} is not a model folder (no config.json); "
                           "run `youtu train` first or set --sft.init")
     tok = Tokenizer.load(init_checkpoint)
     examples = collect_examples(cfg, tok, data_dir=data_dir, conversations=conversations,
-                                trajectories_dir=trajectories_dir)
-    train_ex = [e for e in examples if not is_heldout(e[0], scfg.heldout_fraction)]
-    held_ex = [e for e in examples if is_heldout(e[0], scfg.heldout_fraction)]
-    rows = scfg.batch_tokens // scfg.seq_len
-    dist = parallel.init_distributed(cfg.device)
+                                trajectories_dir=trajectories_dir,
+                                verify_checksums=verify_checksums)
+    train_ex = [e for e in examples if not is_heldout(e[0], cfg.heldout_fraction)]
+    held_ex = [e for e in examples if is_heldout(e[0], cfg.heldout_fraction)]
+    rows = cfg.batch_tokens // cfg.seq_len
+    dist = parallel.init_distributed(device)
     try:
         runfolder.lock(out_dir, dist)  # one run per folder: a second one stops here
         if dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             ckpt.clean_temp(out_dir)
             logger.info("SFT: %d training / %d held-out examples, %d steps of %dx%d", len(train_ex),
-                        len(held_ex), min(scfg.steps, scfg.max_steps or scfg.steps), rows,
-                        scfg.seq_len)
+                        len(held_ex), min(cfg.steps, cfg.max_steps or cfg.steps), rows,
+                        cfg.seq_len)
         dist.barrier()
         model = load_pretrained(init_checkpoint)
         model.train()
-        trainer = Trainer(scfg, model, dist=dist, out_dir=out_dir, run_cfg=cfg,
+        trainer = Trainer(cfg, model, dist=dist, out_dir=out_dir, record=record,
                           tokenizer_dir=init_checkpoint, namespace="sft")
-        source = SFTBatches(train_ex, seed=cfg.seed, pad_id=tok.pad_id)
-        steps = min(scfg.steps, scfg.max_steps or scfg.steps)
+        source = SFTBatches(train_ex, seed=seed, pad_id=tok.pad_id)
+        steps = min(cfg.steps, cfg.max_steps or cfg.steps)
         span = StageSpan(index=0, name="sft", start_step=0, end_step=steps,
-                         seq_len=scfg.seq_len, rows=rows, rope_theta=model.config.rope_theta,
+                         seq_len=cfg.seq_len, rows=rows, rope_theta=model.config.rope_theta,
                          lr_phase="decay")
-        heldout = heldout_batches(held_ex, scfg.seq_len, max(1, rows), tok.pad_id)
+        heldout = heldout_batches(held_ex, cfg.seq_len, max(1, rows), tok.pad_id)
         try:
-            latest = runfolder.resume_from(out_dir, resume=scfg.resume, dist=dist,
+            latest = runfolder.resume_from(out_dir, resume=cfg.resume, dist=dist,
                                            setting="sft.resume")
             if latest is not None:
                 trainer.restore(latest, source)
@@ -267,7 +272,7 @@ def sft(cfg: RunConfig, *, init_checkpoint: str | Path, out_dir: str | Path,
                 trainer.metrics.log(0, scores)
                 if dist.is_main:
                     logger.info("SFT held-out before: %s", _fmt(scores))
-            final = trainer.run([span], sft_schedule(scfg, steps), source, plan_total=steps,
+            final = trainer.run([span], sft_schedule(cfg, steps), source, plan_total=steps,
                                 heldout=heldout)
         finally:
             trainer.close()
@@ -281,32 +286,31 @@ def _fmt(scores: dict[str, float]) -> str:
     return ", ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in sorted(scores.items()))
 
 
-def collect_examples(cfg: RunConfig, tok: Tokenizer, *, data_dir: str | Path | None,
+def collect_examples(cfg: SFTConfig, tok: Tokenizer, *, data_dir: str | Path | None,
                      conversations: str | Path | None,
-                     trajectories_dir: str | Path | None) -> list[Example]:
+                     trajectories_dir: str | Path | None,
+                     verify_checksums: bool = True) -> list[Example]:
     """Every SFT example of the configured sources, in source order. Examples longer than
     `seq_len` are kept (pack_examples truncates them, logged); examples with no trained token
     inside the first `seq_len` are dropped."""
-    scfg = cfg.sft
     examples: list[Example] = []
     if data_dir is not None and (Path(data_dir) / "manifest.json").is_file():
         from youtu.data.shards import ShardSet
 
-        shards = ShardSet.open(data_dir, tok.fingerprint,
-                               verify_checksums=cfg.data.verify_checksums)
+        shards = ShardSet.open(data_dir, tok.fingerprint, verify_checksums=verify_checksums)
         if "chat" in shards:
             examples += [(ids, mask, "chat") for ids, mask in shards.examples("chat")]
     if conversations:
         examples += list(encode_conversations(tok, read_conversations(conversations),
-                                              enable_thinking=scfg.enable_thinking))
+                                              enable_thinking=cfg.enable_thinking))
     if trajectories_dir and Path(trajectories_dir).exists():
-        examples += list(encode_trajectories(tok, trajectories_dir, verified_only=scfg.verified_only,
-                                             enable_thinking=scfg.enable_thinking))
-    too_long = sum(len(ids) > scfg.seq_len for ids, _, _ in examples)
+        examples += list(encode_trajectories(tok, trajectories_dir, verified_only=cfg.verified_only,
+                                             enable_thinking=cfg.enable_thinking))
+    too_long = sum(len(ids) > cfg.seq_len for ids, _, _ in examples)
     if too_long:
         logger.warning("%d SFT example(s) are longer than sft.seq_len=%d and will be truncated",
-                       too_long, scfg.seq_len)
-    examples = [e for e in examples if any(e[1][1:scfg.seq_len])]
+                       too_long, cfg.seq_len)
+    examples = [e for e in examples if any(e[1][1:cfg.seq_len])]
     if not examples:
         raise ConfigError("no SFT examples: give sft.conversations (JSONL of {\"messages\": ...}), "
                           "sft.trajectories (a `youtu synth` folder), or chat shards in the data "
@@ -324,8 +328,10 @@ def main(cfg: RunConfig) -> int:
                           "or set --sft.init=<checkpoint folder>")
     data_dir = Path(cfg.data.dir) if cfg.data.dir else cfg.run_dir / "data"
     traj = Path(cfg.sft.trajectories) if cfg.sft.trajectories else cfg.run_dir / "synth"
-    final = sft(cfg, init_checkpoint=init, out_dir=cfg.run_dir / "sft", data_dir=data_dir,
-                conversations=cfg.sft.conversations or None, trajectories_dir=traj)
+    final = sft(cfg.sft, init_checkpoint=init, out_dir=cfg.run_dir / "sft", data_dir=data_dir,
+                conversations=cfg.sft.conversations or None, trajectories_dir=traj,
+                seed=cfg.seed, device=cfg.device, record=cfg,
+                verify_checksums=cfg.data.verify_checksums)
     if int(os.environ.get("RANK", "0")) == 0:
         print(final)
     return 0

@@ -13,6 +13,10 @@ gradient norm is clipped; a NaN/inf or spiking loss skips the update (counted, f
 loss is a fused, chunked lm_head + cross-entropy (loss.py) on the model's final hidden states.
 Precision: fp32 on CPU; bf16 autocast with fp32 master weights on CUDA (FSDP2's mixed precision
 under torchrun).
+
+The pieces of the step are small functions that RL (`youtu.rl`) runs too: the precision rule
+(`autocast_dtype`, `autocast`), `build_optimizer`, `parallelize` (activation checkpointing,
+compile, FSDP2 root) and `clip_and_step` (clip, then step with an optional fp16 GradScaler).
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -37,16 +41,13 @@ from youtu.model.config import RopeScaling
 from youtu.model.layers import RMSNorm
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel
-from youtu.train.config import LoopConfig
+from youtu.train.config import LoopConfig, OptimizerConfig
 from youtu.train.fp8 import apply_fp8
 from youtu.train.loss import IGNORE_INDEX, compiled_cross_entropy, fused_linear_cross_entropy
 from youtu.train.metrics import MetricsSink, mfu, peak_flops, step_line
 from youtu.train.parallel import Dist
 from youtu.train.schedule import WSD, StageSpan
 from youtu.train.stopsignal import StopSignals
-
-if TYPE_CHECKING:
-    from youtu.config import RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def _add_by_domain(acc: torch.Tensor, token_loss: torch.Tensor, targets: torch.T
     acc.index_add_(0, dom.clamp(min=0), values)
 
 
-def param_groups(root: nn.Module, cfg: LoopConfig) -> list[dict[str, Any]]:
+def param_groups(root: nn.Module, cfg: OptimizerConfig) -> list[dict[str, Any]]:
     """AdamW groups: matrices decay; norm gains and the embedding (= tied lm_head) decay only
     when configured."""
     no_decay: set[int] = set()
@@ -173,18 +174,94 @@ def param_groups(root: nn.Module, cfg: LoopConfig) -> list[dict[str, Any]]:
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(root: nn.Module, cfg: LoopConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW, fused (one kernel for all parameters) on CUDA and CPU, foreach elsewhere."""
-    fused = device.type in ("cuda", "cpu")
+def build_optimizer(root: nn.Module, cfg: OptimizerConfig, device: torch.device, *,
+                    fused: bool | None = None) -> torch.optim.Optimizer:
+    """AdamW, fused (one kernel for all parameters) on CUDA and CPU, foreach elsewhere or when
+    `fused=False` (fused AdamW wants a scalar overflow flag, FSDP's sharded GradScaler gives
+    one of shape [1])."""
+    kind = {"foreach": True} if fused is False else {"fused": device.type in ("cuda", "cpu")}
     return torch.optim.AdamW(param_groups(root, cfg), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                             eps=cfg.eps, fused=fused)
+                             eps=cfg.eps, **kind)
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 on CUDA under 'auto', None (fp32) on CPU; 'fp32'/'bf16' force it."""
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    return torch.bfloat16
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""Autocast dtype of each `precision` setting other than 'auto' (None = plain fp32)."""
+
+
+def autocast_dtype(precision: str, device: torch.device,
+                   cuda_auto: torch.dtype = torch.bfloat16) -> torch.dtype | None:
+    """The precision rule of every training phase: 'auto' = `cuda_auto` on CUDA (bf16 for
+    pre-training and SFT; RL passes fp16) and fp32 elsewhere; 'fp32'/'bf16'/'fp16' force it.
+    Master weights and optimizer state stay fp32 whatever this returns."""
+    if precision == "auto":
+        return cuda_auto if device.type == "cuda" else None
+    dtype = PRECISIONS[precision]
+    if dtype is not None and device.type == "cpu":
+        logger.warning("%s autocast on CPU is slow on most CPUs; fp32 is the CPU default",
+                       precision)
+    return dtype
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+    """Autocast to `dtype` on `device`, or nothing for fp32 (None)."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def parallelize(root: nn.Module, blocks: list[nn.Module], dist: Dist, *,
+                activation_checkpointing: bool | str, compile: bool,
+                param_dtype: torch.dtype | None) -> None:
+    """Per-block activation checkpointing ('off' / 'full' / 'selective'; True = 'full') and
+    torch.compile, then (under torchrun) FSDP2 over the blocks with `root` (the model + its loss
+    head) as the root, so the tied lm_head is gathered inside the root's forward."""
+    parallel.apply_activation_checkpointing(blocks, activation_checkpointing)
+    if compile:
+        parallel.apply_compile(blocks)
+    if dist.distributed:
+        parallel.apply_fsdp(root, blocks, dist, param_dtype=param_dtype)
+
+
+def clip_gradients(root: nn.Module, max_norm: float) -> float:
+    """Clip the global gradient norm of `root` to `max_norm` (0 = measure only); returns the
+    norm before clipping (of all shards under FSDP)."""
+    params = [p for p in root.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params], norm_type=2.0)
+    if hasattr(norm, "full_tensor"):  # DTensor under FSDP: the norm of all shards
+        norm = norm.full_tensor()
+    if max_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+    return float(norm)
+
+
+def clip_and_step(root: nn.Module, optimizer: torch.optim.Optimizer, max_norm: float, *,
+                  scaler: torch.amp.GradScaler | None = None,
+                  accept: Callable[[float], bool] | None = None) -> tuple[float, bool]:
+    """Unscale (with a GradScaler), clip, step, zero the gradients.
+
+    Args:
+        root: the module whose parameters the optimizer updates.
+        optimizer: its optimizer.
+        max_norm: gradient clipping threshold; 0 = none.
+        scaler: fp16 dynamic loss scaling; it skips an overflowing step and lowers the scale.
+        accept: called with the pre-clip gradient norm; False skips the update (the trainer's
+            NaN / spike guard). None = always step.
+
+    Returns:
+        (pre-clip gradient norm, whether the optimizer stepped).
+    """
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    norm = clip_gradients(root, max_norm)
+    stepped = accept is None or accept(norm)
+    if stepped:
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return norm, stepped
 
 
 # ---- the trainer ------------------------------------------------------------------------------
@@ -198,34 +275,30 @@ class Trainer:
         model: a plain model on CPU, initialised (or loaded); moved to `dist.device` here.
         dist: process placement (`parallel.init_distributed`).
         out_dir: checkpoints, metrics.jsonl and TensorBoard events go here.
-        run_cfg: the resolved run config (written beside every checkpoint); None in tests.
+        record: the config written as run.toml beside every checkpoint (the command passes
+            the resolved run config: the trainer reads nothing from it); None in tests.
         tokenizer_dir: tokenizer files copied into every checkpoint; None = none.
         namespace: metric key prefix ('train', 'sft').
     """
 
     def __init__(self, cfg: LoopConfig, model: YoutuForCausalLM, *, dist: Dist, out_dir: str | Path,
-                 run_cfg: RunConfig | None = None, tokenizer_dir: str | Path | None = None,
+                 record: object | None = None, tokenizer_dir: str | Path | None = None,
                  namespace: str = "train"):
         self.cfg = cfg
         self.dist = dist
         self.out_dir = Path(out_dir)
-        self.run_cfg = run_cfg
+        self.record = record
         self.tokenizer_dir = tokenizer_dir
         self.ns = namespace
         self.model = model.to(dist.device)
         # The model's own YaRN settings (beta, mscale) are kept when a stage changes the factor.
         self._base_rope_scaling = copy.deepcopy(model.config.rope_scaling)
         self.amp_dtype = autocast_dtype(cfg.precision, dist.device)
-        if cfg.precision == "bf16" and dist.device.type == "cpu":
-            logger.warning("bf16 autocast on CPU is slow on most CPUs; fp32 is the CPU default")
         self.root = CausalLMLoss(self.model, cfg.loss_chunk_tokens, cfg.loss_kernel)
         blocks = list(self.model.model.layers)
-        apply_fp8(blocks, cfg, dist.device)
-        parallel.apply_activation_checkpointing(blocks, cfg.activation_checkpointing)
-        if cfg.compile:
-            parallel.apply_compile(blocks)
-        if dist.distributed:
-            parallel.apply_fsdp(self.root, blocks, dist, param_dtype=self.amp_dtype)
+        apply_fp8(blocks, cfg, dist.device)  # before checkpointing, compile and FSDP wrap them
+        parallelize(self.root, blocks, dist, activation_checkpointing=cfg.activation_checkpointing,
+                    compile=cfg.compile, param_dtype=self.amp_dtype)
         self.optimizer = build_optimizer(self.root, cfg, dist.device)
         self.metrics = MetricsSink(self.out_dir, enabled=dist.is_main, tensorboard=cfg.tensorboard)
         self.peak = peak_flops(dist.device)
@@ -251,7 +324,7 @@ class Trainer:
             self.out_dir, name, model=self.model, root=self.root, optimizer=self.optimizer,
             dist=self.dist, state=self.state(stage),
             rank_state={"sampler": source.state_dict(), "rng": ckpt.rng_state()},
-            run_cfg=self.run_cfg, tokenizer_dir=self.tokenizer_dir, keep_last=keep_last)
+            run_cfg=self.record, tokenizer_dir=self.tokenizer_dir, keep_last=keep_last)
         logger.info("checkpoint %s (step %d, %.1fs)", path, self.step, time.perf_counter() - t0)
         self.last_checkpoint, self._checkpoint_step = path, self.step
         return path
@@ -310,10 +383,9 @@ class Trainer:
 
     # ---- one step ------------------------------------------------------------------------------
 
-    def _autocast(self):
-        if self.amp_dtype is None or self.dist.distributed:  # FSDP casts parameters itself
-            return nullcontext()
-        return torch.autocast(self.dist.device.type, dtype=self.amp_dtype)
+    def _autocast(self) -> AbstractContextManager:
+        # FSDP's mixed-precision policy casts the parameters itself
+        return autocast(self.dist.device, None if self.dist.distributed else self.amp_dtype)
 
     def rows_per_process(self, span: StageSpan) -> tuple[int, int]:
         """(rows each process draws per step, rows per micro-batch)."""
@@ -344,9 +416,12 @@ class Trainer:
         # Rows of one document each need no document mask: plain causal attention (cuDNN on
         # GPU) instead of a block-sparse / dense mask.
         doc_ids = doc_ids.to(dev) if bool(doc_ids.any()) else None
-        counts = torch.tensor([(targets != IGNORE_INDEX).sum().item(), 0.0], dtype=torch.float64,
-                              device=dev)
-        n_targets = int(self.dist.all_reduce_sum(counts.clone())[0].item())
+        # Counted on the CPU batch: no device sync on one process (the all-reduce under
+        # torchrun is the one sync, and it carries the count all ranks need for the divisor).
+        n_targets = int((batch.targets[mine] != IGNORE_INDEX).sum())
+        if self.dist.distributed:
+            counts = torch.tensor([n_targets], dtype=torch.float64, device=dev)
+            n_targets = int(self.dist.all_reduce_sum(counts)[0].item())
         denom = max(n_targets, 1)
         loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
         # Per-domain loss of a mixed batch from the per-token losses the forward returns anyway.
@@ -372,11 +447,9 @@ class Trainer:
         if by_domain is not None:
             per_domain = self.dist.all_reduce_sum(by_domain).tolist()
             domain_loss = {d: total / n for d, (total, n) in zip(names, per_domain) if n}
-        grad_norm = self._clip()
-        skipped = self._guard(loss, grad_norm)
-        if not skipped:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm, stepped = clip_and_step(self.root, self.optimizer, self.cfg.grad_clip,
+                                           accept=lambda norm: not self._guard(loss, norm))
+        skipped = not stepped
         self.step += 1
         tokens = rows * span.seq_len * self.dist.world_size
         self.tokens_total += tokens
@@ -385,16 +458,6 @@ class Trainer:
                          target_tokens=n_targets, skipped=skipped,
                          seconds=time.perf_counter() - t0, domain_tokens=domain,
                          domain_loss=domain_loss)
-
-    def _clip(self) -> float:
-        params = [p for p in self.root.parameters() if p.grad is not None]
-        grads = [p.grad for p in params]
-        norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
-        if hasattr(norm, "full_tensor"):  # DTensor under FSDP: the norm of all shards
-            norm = norm.full_tensor()
-        if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grads_with_norm_(params, self.cfg.grad_clip, norm)
-        return float(norm)
 
     def _guard(self, loss: float, grad_norm: float) -> bool:
         """True = skip this update. Counts skips; raises after `max_skipped_steps` of them."""

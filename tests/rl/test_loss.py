@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from youtu.train.rl_loss import (group_advantages, kl_k3, linear_token_logprobs,
+from youtu.rl.loss import (group_advantages, kl_k3, linear_token_logprobs,
                                  logprob_mismatch, policy_loss, token_logprobs)
 
 

@@ -10,8 +10,8 @@ import torch
 from youtu.serve.sampling import SamplingParams
 from youtu.tokenizer.chat import encode_chat
 from youtu.tokenizer.train import train_from_texts
-from youtu.train.rl_envs import DigitAddEnv
-from youtu.train.rl_rollout import call_tools, collate, rollout
+from youtu.rl.envs import DigitAddEnv
+from youtu.rl.rollout import call_tools, collate, rollout
 
 
 @pytest.fixture(scope="module")

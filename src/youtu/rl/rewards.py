@@ -1,6 +1,6 @@
 """Reward functions for RL: a registry of verifiable rewards that users can extend.
 
-    from youtu.train.rewards import register_reward, score
+    from youtu.rl.rewards import register_reward, score
 
     @register_reward("short")
     def short_answer(sample: RewardInput) -> float:      # any function of the finished episode
@@ -106,7 +106,7 @@ def get_reward(name: str) -> RewardFn:
     if name not in REWARDS:
         raise ValueError(f"unknown reward {name!r}; registered rewards: "
                          f"{', '.join(sorted(REWARDS))} "
-                         "(add one with youtu.train.rewards.register_reward in a module named "
+                         "(add one with youtu.rl.rewards.register_reward in a module named "
                          "in rl.reward_modules)")
     return REWARDS[name]
 
@@ -126,6 +126,10 @@ def load_reward_modules(modules: Sequence[str]) -> None:
         try:
             importlib.import_module(name)
         except ImportError as e:
+            if getattr(e, "name", None) == "youtu.train.rewards":
+                raise ConfigError(f"rl.reward_modules: {name!r} imports youtu.train.rewards, "
+                                  "which moved to youtu.rl.rewards: change the import to `from "
+                                  "youtu.rl.rewards import register_reward`") from e
             raise ConfigError(f"rl.reward_modules: cannot import {name!r} ({e}); give a module "
                               "path such as 'mypkg.rewards' that Python can import: install "
                               "the package or add its folder to PYTHONPATH") from e

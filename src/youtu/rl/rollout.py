@@ -27,7 +27,7 @@ import torch
 
 from youtu.agentic.envs import ToolError
 from youtu.tokenizer.chat import encode_chat, parse_tool_calls
-from youtu.train.rewards import RewardInput
+from youtu.rl.rewards import RewardInput
 
 
 

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from youtu.train import rewards
-from youtu.train.rewards import (REWARDS, RewardInput, get_reward, register_reward, score,
+from youtu.errors import ConfigError
+from youtu.rl import rewards
+from youtu.rl.rewards import (REWARDS, RewardInput, get_reward, register_reward, score,
                                  tool_call_errors)
-from youtu.train.rl_envs import DigitAddEnv
+from youtu.rl.envs import DigitAddEnv
 
 
 def _call(name, **args):
@@ -182,3 +183,11 @@ def test_env_reward_without_env_is_a_clear_error():
     sample.env = None
     with pytest.raises(ValueError, match="needs the episode's environment"):
         get_reward("env")(sample)
+
+
+def test_a_reward_module_on_the_old_import_path_is_told_where_it_moved(tmp_path, monkeypatch):
+    (tmp_path / "old_style_rewards.py").write_text(
+        "from youtu.train.rewards import register_reward\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="moved to youtu.rl.rewards"):
+        rewards.load_reward_modules(["old_style_rewards"])

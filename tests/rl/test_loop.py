@@ -22,10 +22,11 @@ from youtu.tokenizer.chat import encode_chat
 from youtu.tokenizer.train import train_from_texts
 from youtu.train import parallel
 from youtu.train.metrics import read_metrics
-from youtu.train.rl import Policy, check_mismatch, rl, rl_schedule, update
-from youtu.train.rl_envs import DigitAddEnv
-from youtu.train.rl_loss import group_advantages
-from youtu.train.rl_rollout import collate, rollout
+from youtu.rl.loop import check_mismatch, rl, rl_schedule
+from youtu.rl.policy import Policy, update
+from youtu.rl.envs import DigitAddEnv
+from youtu.rl.loss import group_advantages
+from youtu.rl.rollout import collate, rollout
 
 
 def tiny_config(vocab_size: int) -> ModelConfig:
@@ -89,6 +90,11 @@ def rl_args(out: Path, policy_dir: Path, *overrides: str) -> list[str]:
 
 def rl_config(out: Path, policy_dir: Path, *overrides: str):
     return load_config(None, rl_args(out, policy_dir, *overrides))
+
+
+def run_rl(cfg, init: Path, out: Path) -> Path:
+    """`rl()` on the `[rl]` section of a run config, as `youtu rl` calls it."""
+    return rl(cfg.rl, init, out, seed=cfg.seed, device=cfg.device, record=cfg)
 
 
 def _metric_rows(run: Path) -> list[dict]:
@@ -234,11 +240,14 @@ def test_several_minibatches_move_the_ratio_and_kl(tmp_path, policy_dir):
 def test_resume_continues_exactly(tmp_path, policy_dir):
     common = ("--rl.steps=4", "--rl.eval_tasks=0", "--rl.prompts_per_step=4",
               "--rl.group_size=4", "--rl.checkpoint_every=2")
-    straight = rl(rl_config(tmp_path / "a", policy_dir, *common), policy_dir, tmp_path / "a")
-    half = rl(rl_config(tmp_path / "b", policy_dir, *common, "--rl.stop_after=2"), policy_dir,
+    straight = run_rl(rl_config(tmp_path / "a", policy_dir, *common), policy_dir, tmp_path / "a")
+    half = run_rl(rl_config(tmp_path / "b", policy_dir, *common, "--rl.stop_after=2"), policy_dir,
               tmp_path / "b")
     assert half.name == "step_00000002"
-    resumed = rl(rl_config(tmp_path / "b", policy_dir, *common), policy_dir, tmp_path / "b")
+    with pytest.raises(ConfigError, match="rl.resume"):  # the trainer's run-folder rule
+        run_rl(rl_config(tmp_path / "b", policy_dir, *common, "--rl.resume=false"), policy_dir,
+               tmp_path / "b")
+    resumed = run_rl(rl_config(tmp_path / "b", policy_dir, *common), policy_dir, tmp_path / "b")
     a, b = load_pretrained(straight).state_dict(), load_pretrained(resumed).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     init = load_pretrained(policy_dir).state_dict()
@@ -248,7 +257,7 @@ def test_resume_continues_exactly(tmp_path, policy_dir):
 def test_fp16_trains_with_loss_scaling(tmp_path, policy_dir):
     cfg = rl_config(tmp_path, policy_dir, "--rl.steps=2", "--rl.eval_tasks=0",
                     "--rl.precision=fp16", "--rl.prompts_per_step=4", "--rl.loss_scale_init=1024")
-    rl(cfg, policy_dir, tmp_path / "rl")
+    run_rl(cfg, policy_dir, tmp_path / "rl")
     rows = _metric_rows(tmp_path / "rl")
     assert all(r["rl/loss_scale"] == 1024.0 for r in rows)
     # fp16 rollouts and fp16 training agree far better than the fp32/fp16 gap would allow.
@@ -267,7 +276,7 @@ def test_shipped_tiny_rl_section_runs_on_the_math_env_with_tools(tmp_path, polic
                              "--rl.max_seq_len=1536",
                              "--rl.tensorboard=false"])
     assert cfg.rl.env == "math" and set(cfg.rl.rewards) == {"env", "format_think"}
-    final = rl(cfg, policy_dir, tmp_path / "rl")
+    final = run_rl(cfg, policy_dir, tmp_path / "rl")
     rows = _metric_rows(tmp_path / "rl")
     assert {"eval/rl/reward", "eval/rl/env", "eval/rl/format_think"} <= set(rows[0])
     assert rows[1]["rl/reward"] == 0.0  # a digit_add policy does not solve math
@@ -278,14 +287,14 @@ def test_shipped_tiny_rl_section_runs_on_the_math_env_with_tools(tmp_path, polic
 def test_custom_reward_module_from_the_command_line(tmp_path, policy_dir, monkeypatch):
     """`youtu rl --rl.reward_modules='["pkg.mod"]' --rl.rewards='{mine = 1.0}'`: the module is
     imported before the weights are checked, and its reward scores the episodes."""
-    from youtu.train import rewards
+    from youtu.rl import rewards
 
     monkeypatch.setattr(rewards, "REWARDS", dict(rewards.REWARDS))
     pkg = tmp_path / "src" / "my_rl_rewards"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "custom.py").write_text(
-        "from youtu.train.rewards import register_reward\n\n\n"
+        "from youtu.rl.rewards import register_reward\n\n\n"
         "@register_reward('three_eighths')\n"
         "def three_eighths(sample):\n"
         "    return 0.375 if sample.completion is not None else 0.0\n")
@@ -304,15 +313,15 @@ def test_custom_reward_module_from_the_command_line(tmp_path, policy_dir, monkey
 
 def test_config_errors_name_the_fix(tmp_path, policy_dir):
     with pytest.raises(ConfigError, match="unknown reward 'nope'.*rl.reward_modules"):
-        rl(rl_config(tmp_path, policy_dir, "--rl.rewards={nope = 1.0}"), policy_dir, tmp_path)
+        run_rl(rl_config(tmp_path, policy_dir, "--rl.rewards={nope = 1.0}"), policy_dir, tmp_path)
     with pytest.raises(ConfigError, match="cannot import 'no_such_rewards_mod'.*PYTHONPATH"):
-        rl(rl_config(tmp_path, policy_dir, '--rl.reward_modules=["no_such_rewards_mod"]'),
+        run_rl(rl_config(tmp_path, policy_dir, '--rl.reward_modules=["no_such_rewards_mod"]'),
            policy_dir, tmp_path)
     with pytest.raises(ConfigError, match="unknown environment"):
-        rl(rl_config(tmp_path, policy_dir, "--rl.env=chess"), policy_dir, tmp_path)
+        run_rl(rl_config(tmp_path, policy_dir, "--rl.env=chess"), policy_dir, tmp_path)
     with pytest.raises(ConfigError, match="minibatches"):
         rl_config(tmp_path, policy_dir, "--rl.minibatches=3")
     with pytest.raises(ConfigError, match="temperature"):
         rl_config(tmp_path, policy_dir, "--rl.temperature=0")
     with pytest.raises(ConfigError, match="not a model folder"):
-        rl(rl_config(tmp_path, policy_dir), tmp_path / "missing", tmp_path)
+        run_rl(rl_config(tmp_path, policy_dir), tmp_path / "missing", tmp_path)
