@@ -180,6 +180,7 @@ def _stages(cfg: DataConfig, units, work: Path, out_dir: Path, tasks: int,
     d, w = cfg.dedup, str(work)
     near = d.near and bool(d.near_domains)
     exact_cfg = ExactDedupConfig(content_getter=steps.exact_content,
+                                 document_priority=steps.exact_priority,
                                  hash_config=HashConfig(64, "sha1"))
     mh_cfg = steps.minhash_config(d)
     filt = [steps.SourceReader(units), steps.Classify(cfg),

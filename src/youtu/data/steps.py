@@ -305,6 +305,13 @@ def exact_content(doc: DTDocument) -> str:
     return exact_key(doc.text, doc.metadata["domain"])
 
 
+def exact_priority(doc: DTDocument) -> int:
+    """datatrove ExactDedupConfig.document_priority (the highest is kept): earlier read units
+    first, so of identical documents the first in read order survives (within a unit datatrove
+    keeps the lowest index)."""
+    return 65535 - min(int(doc.id.split("/", 1)[0]), 65534)
+
+
 class WhitespaceWords(WordTokenizer):
     """Words as `str.split` finds them (our shingles' words; datatrove's English default needs
     NLTK). Only `word_tokenize` is used by MinHash."""
