@@ -230,7 +230,8 @@ def _load_stats(logs: Path, stages: list[str]) -> tuple[Counter, list[dict]]:
         for f in files:
             for step in json.loads(f.read_text()):
                 s = steps.setdefault(step["name"], {"step": step["name"], "in": 0, "out": 0,
-                                                    "dropped": Counter(), "seconds": 0.0})
+                                                    "dropped": Counter(), "seconds": 0.0,
+                                                    "forwarded_seen": False})
                 t = step.get("time_stats") or {}
                 s["seconds"] += t.get("total", 0.0) if isinstance(t, dict) else 0.0
                 for label, m in (step.get("stats") or {}).items():
@@ -240,8 +241,12 @@ def _load_stats(logs: Path, stages: list[str]) -> tuple[Counter, list[dict]]:
                         s["in"] += value
                     elif label == "forwarded":
                         s["out"] += value
+                        s["forwarded_seen"] = True
                     elif label.startswith("dropped_"):
                         s["dropped"][label.removeprefix("dropped_")] += value
+        for s in steps.values():
+            if not s.pop("forwarded_seen"):
+                s["out"] = s["in"]  # writers, signatures: every document passes on
         progress.append({"stage": name, "tasks_finished": len(files),
                          "steps": [{**s, "dropped": dict(s["dropped"]),
                                     "seconds": round(s["seconds"], 3)} for s in steps.values()]})
