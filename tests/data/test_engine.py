@@ -197,3 +197,11 @@ def test_slurm_job_scripts_and_a_simulated_slurm_run(tmp_path, tokenizer, monkey
     local = prepare(_source_cfg(tmp_path), tokenizer, tmp_path / "local")
     assert manifest["domains"] == local["domains"]
     assert _shard_bytes(tmp_path / "slurm") == _shard_bytes(tmp_path / "local")
+
+
+def test_slurm_needs_a_partition(tmp_path, tokenizer):
+    from youtu.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.executor.partition"):
+        prepare(_source_cfg(tmp_path, executor=ExecutorConfig(kind="slurm")), tokenizer,
+                tmp_path / "out")

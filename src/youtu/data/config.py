@@ -251,8 +251,9 @@ class ExecutorConfig:
     tasks: int = 0
     """Tasks of each parallel stage (reading/filtering, exact-dedup filtering, tokenizing); the
     inputs are split between them by unit (a file, a saved dataset, one part of the embedded
-    corpus, a chunk of extra documents). 0 = max(data.workers, 1) for local, 16 for slurm. The
-    output depends on it (each task writes its own shards): changing it rebuilds everything."""
+    corpus, a chunk of extra documents). 0 = one per unit, at most 8 (local) or 64 (slurm); never
+    from data.workers, so the shards do not depend on the process count. The output depends on
+    it (each task writes its own shards): changing it rebuilds everything."""
     logging_dir: str = ""
     """datatrove logging folder (per stage: task logs, stats, completion markers, Slurm
     scripts); empty = `<data.dir>/.pipeline/logs`."""

@@ -48,21 +48,19 @@ from typing import TYPE_CHECKING, Any
 from youtu.data.config import RESERVED_NAMES, DataConfig
 from youtu.data.dedup import load_eval_texts
 from youtu.data.document import Document
-from youtu.data.domain import NaiveBayesClassifier, classify_rules
 from youtu.data.encode import HELDOUT, TRAIN, ShardWriter, is_heldout, tokenize_documents
 from youtu.data.engine import Stage, run_local, submit_slurm
 from youtu.data.filters import FilterStats
 from youtu.data.shards import (ShardError, build_manifest, place_shard, verify_shard,
                                write_manifest)
-from youtu.data.sources import embedded_corpus
 from youtu.errors import ConfigError
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
     from youtu.tokenizer import Tokenizer
 
-__all__ = ["prepare", "main", "is_heldout", "tokenize_documents", "classifier", "TRAIN",
-           "HELDOUT", "HELDOUT_DIR", "WORK_DIR"]
+__all__ = ["prepare", "main", "finalize", "is_heldout", "tokenize_documents", "TRAIN", "HELDOUT",
+           "HELDOUT_DIR", "WORK_DIR"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +75,6 @@ AUTO_TASKS = {"local": 8, "slurm": 64}
 """Tasks per parallel stage when `data.executor.tasks = 0`, at most one per read unit. Fixed
 (not `data.workers`): the output depends on the task count, never on the number of processes."""
 _SHARD_FILE = re.compile(r"^shard_(\d{5})\.(bin|idx|mask|json)$")
-
-
-def classifier(cfg: DataConfig):
-    """The domain classifier for sources with domain 'auto'."""
-    if cfg.classifier == "rules":
-        return classify_rules
-    # Fit on ~300k chars per domain of the labelled embedded corpus (always available, whatever
-    # the run's caps): about a second's work.
-    sample = embedded_corpus(cfg.seed, code_chars=300_000, prose_chars=300_000,
-                             stem_chars=300_000)
-    return NaiveBayesClassifier.fit((d.text, d.domain) for d in sample).predict
 
 
 # ---------------------------------------------------------------------------------------------

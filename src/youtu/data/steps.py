@@ -43,7 +43,7 @@ from youtu.data.config import RESERVED_NAMES, DataConfig, DedupConfig, QualityCo
 from youtu.data.dedup import Decontaminator, exact_key, namespace
 from youtu.data.document import Document
 from youtu.data.filters import detect_language, profile, quality_reason
-from youtu.data.sources import embedded_corpus, iter_source, read_jsonl
+from youtu.data.sources import embedded_corpus, iter_source
 
 # ---------------------------------------------------------------------------------------------
 # documents
@@ -178,6 +178,19 @@ def task_file_reader(folder: str) -> TaskFileReader:
 # classification and filters
 
 
+def classifier(cfg: DataConfig):
+    """The domain classifier for sources with domain 'auto'."""
+    from youtu.data.domain import NaiveBayesClassifier, classify_rules
+
+    if cfg.classifier == "rules":
+        return classify_rules
+    # Fit on ~300k chars per domain of the labelled embedded corpus (always available, whatever
+    # the run's caps): about a second's work, once per task.
+    sample = embedded_corpus(cfg.seed, code_chars=300_000, prose_chars=300_000,
+                             stem_chars=300_000)
+    return NaiveBayesClassifier.fit((d.text, d.domain) for d in sample).predict
+
+
 class Classify(PipelineStep):
     """Labels documents of domain 'auto' (rules or naive Bayes) and counts what comes in per
     domain (`input/<domain>`)."""
@@ -197,8 +210,6 @@ class Classify(PipelineStep):
                 md = doc.metadata
                 if md["domain"] == "auto":
                     if self._classify is None:
-                        from youtu.data.prepare import classifier
-
                         self._classify = classifier(self.cfg)
                     md["domain"] = self._classify(doc.text)
                 if md["domain"] in RESERVED_NAMES:
