@@ -99,3 +99,15 @@ def test_load_eval_texts(tmp_path):
         list(load_eval_texts([str(tmp_path / "c.jsonl")]))
     with pytest.raises(ValueError, match="decontam_paths"):
         list(load_eval_texts([str(tmp_path / "nope")]))
+
+
+def test_saved_decontamination_index_matches_the_built_one(tmp_path):
+    decon = Decontaminator([QUESTION, "what is the capital city of the country france"], n=13)
+    decon.save(tmp_path / "index.npz")
+    loaded = Decontaminator.load(tmp_path / "index.npz")
+    assert loaded.items == decon.items == 2
+    for text in ("blah " + " ".join(QUESTION.split()[5:18]) + " blah",
+                 "Quiz: what is the capital city of the country france? Paris.",
+                 " ".join(QUESTION.split()[5:16]), "nothing to see here at all, really"):
+        assert loaded.contaminated(text) == decon.contaminated(text)
+    assert loaded.contaminated("Quiz: what is the capital city of the country france?")

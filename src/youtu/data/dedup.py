@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\w+")
 _HASH_MULT = np.uint64(1_000_003)
+_HASH_MULT2 = np.uint64(0x9E3779B97F4A7C15)  # odd: an independent second rolling hash
 DECONTAM_MIN_WORDS = 8
 """Eval items shorter than this many words are too short to be evidence of contamination
 ("What is 2 + 2?" occurs in plenty of clean text); GPT-3 (Brown et al. 2020, App. C) likewise
@@ -63,20 +64,12 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _rolling(ids: np.ndarray, n: int) -> np.ndarray:
+def _rolling(ids: np.ndarray, n: int, mult: np.uint64) -> np.ndarray:
     """Polynomial hash of every window of `n` ids (uint64, wrap-around intended)."""
     h = np.zeros(len(ids) - n + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for k in range(n):
-            h = h * _HASH_MULT + ids[k:k + len(h)]
-    return h
-
-
-def _hash_tuple(ids: tuple[int, ...]) -> int:
-    """`_rolling` of one window, in Python ints (the same value mod 2**64)."""
-    h = 0
-    for i in ids:
-        h = (h * int(_HASH_MULT) + i) & 0xFFFF_FFFF_FFFF_FFFF
+            h = h * mult + ids[k:k + len(h)]
     return h
 
 
@@ -84,29 +77,55 @@ class Decontaminator:
     """Flags documents sharing a word n-gram with any eval item (lowercased `\\w+` words).
 
     Items of at least `n` words contribute all their n-grams; items of 8..n-1 words contribute
-    themselves whole; shorter items are ignored (see DECONTAM_MIN_WORDS). Matching uses a
-    64-bit rolling hash over eval-vocabulary ids, then confirms the words of a hit exactly."""
+    themselves whole; shorter items are ignored (see DECONTAM_MIN_WORDS). An n-gram is its two
+    64-bit rolling hashes over eval-vocabulary ids (independent multipliers: a false match
+    needs both to collide, ~2^-128 per pair), kept sorted: built with numpy in about a second
+    for the default eval sets' ~730k 13-grams, saved once and loaded by every pipeline task
+    (`save` / `load`) instead of being rebuilt per task."""
 
     def __init__(self, eval_texts: Iterable[str], n: int = 13) -> None:
         self.n = n
         self.vocab: dict[str, int] = {}
-        self.grams: dict[int, set[tuple[int, ...]]] = {}  # window length -> id tuples
         self.items = 0
+        parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         for text in eval_texts:
             words = _words(text)
             if len(words) < DECONTAM_MIN_WORDS:
                 continue
             self.items += 1
-            ids = [self.vocab.setdefault(w, len(self.vocab) + 1) for w in words]
+            ids = np.fromiter((self.vocab.setdefault(w, len(self.vocab) + 1) for w in words),
+                              dtype=np.uint64, count=len(words))
             length = min(n, len(ids))
-            grams = self.grams.setdefault(length, set())
-            for i in range(len(ids) - length + 1):
-                grams.add(tuple(ids[i:i + length]))
-        self._hashes = {length: np.array(sorted({_hash_tuple(t) for t in g}), dtype=np.uint64)
-                        for length, g in self.grams.items()}
+            parts.setdefault(length, []).append((_rolling(ids, length, _HASH_MULT),
+                                                 _rolling(ids, length, _HASH_MULT2)))
+        self.keys: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for length, p in parts.items():
+            h1 = np.concatenate([a for a, _ in p])
+            h2 = np.concatenate([b for _, b in p])
+            order = np.lexsort((h2, h1))
+            self.keys[length] = (h1[order], h2[order])
 
     def __bool__(self) -> bool:
         return self.items > 0
+
+    def save(self, path: str | Path) -> None:
+        """Write the index (`.npz`: vocabulary and hashes) for `Decontaminator.load`."""
+        arrays = {f"h{k}_{length}": h for length, pair in self.keys.items()
+                  for k, h in enumerate(pair, 1)}
+        words = np.array(sorted(self.vocab, key=self.vocab.__getitem__), dtype=object)
+        with open(path, "wb") as f:
+            np.savez(f, words=words.astype(str), meta=np.array([self.n, self.items]), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Decontaminator:
+        """The index `save` wrote."""
+        with np.load(path) as z:
+            self = cls((), int(z["meta"][0]))
+            self.items = int(z["meta"][1])
+            self.vocab = {w: i for i, w in enumerate(z["words"].tolist(), 1)}
+            lengths = sorted({int(k.split("_")[1]) for k in z.files if k.startswith("h1_")})
+            self.keys = {n: (z[f"h1_{n}"], z[f"h2_{n}"]) for n in lengths}
+        return self
 
     def contaminated(self, text: str) -> bool:
         """True if `text` contains an n-gram (or a whole short item) of the eval set."""
@@ -114,16 +133,23 @@ class Decontaminator:
             return False
         ids = np.fromiter((self.vocab.get(w, 0) for w in _words(text)), dtype=np.uint64)
         unknown = np.concatenate([[0], np.cumsum(ids == 0)])
-        for length, hashes in self._hashes.items():
+        for length, (h1s, h2s) in self.keys.items():
             if len(ids) < length:
                 continue
-            h = _rolling(ids, length)
             clean = (unknown[length:] - unknown[:-length]) == 0  # windows of eval words only
-            # `hashes` is sorted once: a binary search per window, not np.isin's per-call sort
-            # of both arrays (the APTBench items alone hold millions of 13-grams).
-            found = hashes[np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)] == h
-            for start in np.flatnonzero(clean & found):
-                if tuple(int(i) for i in ids[start:start + length]) in self.grams[length]:
+            if not clean.any():
+                continue
+            h1 = _rolling(ids, length, _HASH_MULT)
+            # Sorted once: a binary search per window, not np.isin's per-call sort of both
+            # arrays (the APTBench items alone hold ~730k 13-grams).
+            lo = np.searchsorted(h1s, h1, "left")
+            hi = np.searchsorted(h1s, h1, "right")
+            hit = clean & (hi > lo)
+            if not hit.any():
+                continue
+            h2 = _rolling(ids, length, _HASH_MULT2)
+            for w in np.flatnonzero(hit):
+                if (h2s[lo[w]:hi[w]] == h2[w]).any():
                     return True
         return False
 

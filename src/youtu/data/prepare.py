@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from youtu.data.config import RESERVED_NAMES, DataConfig
-from youtu.data.dedup import load_eval_texts
+from youtu.data.dedup import Decontaminator, load_eval_texts
 from youtu.data.document import Document
 from youtu.data.encode import HELDOUT, TRAIN, ShardWriter, is_heldout, tokenize_documents
 from youtu.data.engine import Stage, run_local, submit_slurm
@@ -82,9 +82,9 @@ _SHARD_FILE = re.compile(r"^shard_(\d{5})\.(bin|idx|mask|json)$")
 
 
 def _write_inputs(folder: Path, extra: Iterable[Document], eval_items: Iterable[str]
-                  ) -> tuple[list[str], str, str]:
-    """Extra documents as JSONL chunks and eval items as a JSONL of strings; returns (extra
-    files, sha256 of the extra documents, sha256 of the eval items)."""
+                  ) -> tuple[list[str], str, str, list[str]]:
+    """Extra documents as JSONL chunks; returns (extra files, sha256 of the extra documents,
+    sha256 of the eval items, the eval items)."""
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("extra_*.jsonl"):
         old.unlink()
@@ -105,11 +105,9 @@ def _write_inputs(folder: Path, extra: Iterable[Document], eval_items: Iterable[
             flush()
     if chunk:
         flush()
-    items = [json.dumps(t, ensure_ascii=False) + "\n" for t in eval_items]
-    text = "".join(items)
-    (folder / "eval_items.jsonl").write_text(text, encoding="utf-8")
-    return files, digest.hexdigest(), hashlib.sha256(text.encode("utf-8", "surrogatepass")
-                                                     ).hexdigest()
+    items = list(eval_items)
+    eval_sha = hashlib.sha256(json.dumps(items).encode("utf-8", "surrogatepass")).hexdigest()
+    return files, digest.hexdigest(), eval_sha, items
 
 
 def _input_files(cfg: DataConfig) -> list[tuple[str, int, int]]:
@@ -154,7 +152,7 @@ def _recheck_shards(work: Path, logs: Path) -> None:
 
 
 def _stages(cfg: DataConfig, units, work: Path, out_dir: Path, tasks: int,
-            items_file: str) -> list[Stage]:
+            decontam_index: str) -> list[Stage]:
     from datatrove.pipeline.dedup.exact_dedup import (ExactDedupConfig, ExactDedupFilter,
                                                       ExactDedupSignature, ExactFindDedups)
     from datatrove.pipeline.dedup.minhash import (MinhashDedupBuckets, MinhashDedupCluster,
@@ -174,7 +172,7 @@ def _stages(cfg: DataConfig, units, work: Path, out_dir: Path, tasks: int,
             steps.LanguageFilter(cfg.quality.languages)]
     if cfg.quality.enabled:
         filt.append(steps.QualityFilter(cfg.quality))
-    filt += [steps.DecontamFilter(items_file, d.decontam_ngram), steps.Tally("filtered"),
+    filt += [steps.DecontamFilter(decontam_index), steps.Tally("filtered"),
              JsonlWriter(f"{w}/filtered", output_filename="${rank}.jsonl.gz")]
     stages = [Stage("filter", filt, tasks)]
     source = f"{w}/filtered"
@@ -404,8 +402,8 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
     root = out_dir / WORK_DIR
     inputs = root / "inputs"
     items = load_eval_texts(cfg.dedup.decontam_paths, cfg.dedup.decontam_field)
-    extra_files, extra_sha, eval_sha = _write_inputs(inputs, extra,
-                                                     [*items, *eval_texts])
+    extra_files, extra_sha, eval_sha, eval_items = _write_inputs(inputs, extra,
+                                                                 [*items, *eval_texts])
     units = plan_units(cfg, extra_files)
     kind = cfg.executor.kind
     tasks = cfg.executor.tasks or max(1, min(AUTO_TASKS[kind], len(units)))
@@ -416,7 +414,11 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
             shutil.rmtree(old)  # work of another configuration
     logs = (Path(cfg.executor.logging_dir) if cfg.executor.logging_dir else root / "logs") / key
     work.mkdir(parents=True, exist_ok=True)
-    stages = _stages(cfg, units, work, out_dir, tasks, str(inputs / "eval_items.jsonl"))
+    index = work / "decontam.npz"
+    if not index.is_file():  # built once here, loaded by every filtering task
+        Decontaminator(eval_items, cfg.dedup.decontam_ngram).save(index.with_suffix(".tmp"))
+        index.with_suffix(".tmp").replace(index)
+    stages = _stages(cfg, units, work, out_dir, tasks, str(index))
     names = [s.name for s in stages]
     logger.info("data prepare: %d read unit(s), %d task(s) per stage, stages %s, logs in %s",
                 len(units), tasks, " -> ".join(names), logs)

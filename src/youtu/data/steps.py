@@ -16,7 +16,7 @@ manifest's filter statistics.
 Why ours and not datatrove's Gopher/C4/FineWeb filter classes: ours apply a rule set per domain
 profile (prose, code, stem, synthetic; see `youtu.data.filters`), split words on whitespace, and
 need no model data, while datatrove's apply one rule set to every document and split words with
-NLTK/spaCy (English: NLTK's punkt, not installed here and fetched from the network on first use).
+a per-language tokenizer (English: spaCy, a large dependency this project does not carry).
 The thresholds are the same papers' (Gopher, C4's lorem ipsum, FineWeb's terminal punctuation).
 Decontamination is ours too: datatrove's n-gram decontamination indexes lighteval tasks, ours
 takes any eval items (APTBench, HumanEval, files).
@@ -269,21 +269,20 @@ class QualityFilter(_YoutuFilter):
 
 
 class DecontamFilter(_YoutuFilter):
-    """Drops documents sharing a word n-gram (13) with an eval item; the items are read from a
-    JSONL of strings the coordinator wrote (`Decontaminator` is built once per task)."""
+    """Drops documents sharing a word n-gram (13) with an eval item; the index is the one the
+    coordinator built and saved once (`Decontaminator.save`), loaded by each task."""
 
     name = "youtu decontamination"
     stage = "decontam"
 
-    def __init__(self, items_file: str, n: int):
+    def __init__(self, index_file: str):
         super().__init__()
-        self.items_file, self.n = items_file, n
+        self.index_file = index_file
         self._decon: Decontaminator | None = None
 
     def filter(self, doc: DTDocument) -> bool | tuple[bool, str]:
         if self._decon is None:
-            lines = Path(self.items_file).read_text(encoding="utf-8").splitlines()
-            self._decon = Decontaminator((json.loads(x) for x in lines if x), self.n)
+            self._decon = Decontaminator.load(self.index_file)
         if self._decon.contaminated(doc.text):
             return self.drop(doc, "ngram_overlap")
         return True
@@ -325,7 +324,7 @@ def exact_priority(doc: DTDocument) -> int:
 
 class WhitespaceWords(WordTokenizer):
     """Words as `str.split` finds them (our shingles' words; datatrove's English default needs
-    NLTK). Only `word_tokenize` is used by MinHash."""
+    spaCy). Only `word_tokenize` is used by MinHash."""
 
     def word_tokenize(self, text: str) -> list[str]:
         return text.split()
