@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from datatrove.executor.local import LocalPipelineExecutor
+from tqdm import tqdm
 
 from youtu.data.config import ExecutorConfig
 from youtu.errors import ConfigError
@@ -111,6 +112,8 @@ def _run_local(stage: Stage, logging_dir: Path, pool: _Pool | None) -> int:
         return 0
     executor.save_executor_as_json()
     t0 = time.perf_counter()
+    bar = tqdm(total=len(todo), desc=f"data {stage.name}", unit="task", disable=None,
+               leave=False)
     if pool is None or len(todo) == 1 and stage.tasks == 1:
         for rank in todo:
             try:
@@ -120,12 +123,15 @@ def _run_local(stage: Stage, logging_dir: Path, pool: _Pool | None) -> int:
                 raise  # bad input: its own message names the file and the fix
             except Exception as e:
                 raise DataPipelineError(_failure(stage, rank, logging_dir, e)) from e
+            finally:
+                bar.update()
     else:
         blob = dill.dumps(executor)
         futures = {pool.get().submit(_worker_task, blob, rank): rank for rank in todo}
         try:
             for fut in cf.as_completed(futures):
                 fut.result()
+                bar.update()
         except cf.process.BrokenProcessPool as e:
             pool.close(kill=True)
             raise DataPipelineError(
@@ -140,6 +146,7 @@ def _run_local(stage: Stage, logging_dir: Path, pool: _Pool | None) -> int:
             rank = next((r for f, r in futures.items() if f.done() and f.exception()), -1)
             pool.close(kill=True)
             raise DataPipelineError(_failure(stage, rank, logging_dir, e)) from e
+    bar.close()
     logger.info("data prepare: stage %s: %d task(s) in %.1fs", stage.name, len(todo),
                 time.perf_counter() - t0)
     return len(todo)
