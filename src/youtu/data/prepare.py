@@ -10,7 +10,7 @@ dedup -> token shards, as a datatrove pipeline (local processes or Slurm job arr
 Stages (each a datatrove executor over `tasks` tasks; `youtu.data.engine` runs them):
 
     filter      our readers (`steps.SourceReader`) -> domain -> language -> quality ->
-                13-gram decontamination -> filtered/<rank>.jsonl.gz + exact-dedup signatures
+                13-gram decontamination -> filtered/<rank>.jsonl + exact-dedup signatures
     exact_find  datatrove ExactFindDedups (1 task): duplicates across all tasks
     exact       filtered/ -> datatrove ExactDedupFilter -> deduped/ + MinHash signatures
     minhash_buckets   datatrove MinhashDedupBuckets (one task per LSH band)
@@ -173,14 +173,14 @@ def _stages(cfg: DataConfig, units, work: Path, out_dir: Path, tasks: int,
     if cfg.quality.enabled:
         filt.append(steps.QualityFilter(cfg.quality))
     filt += [steps.DecontamFilter(decontam_index), steps.Tally("filtered"),
-             JsonlWriter(f"{w}/filtered", output_filename="${rank}.jsonl.gz")]
+             JsonlWriter(f"{w}/filtered", output_filename="${rank}.jsonl", compression=None)]
     stages = [Stage("filter", filt, tasks)]
     source = f"{w}/filtered"
     if d.exact:
         filt.append(ExactDedupSignature(f"{w}/exact/sigs", config=exact_cfg))
         exact = [steps.task_file_reader(source),
                  ExactDedupFilter(f"{w}/exact/dups", config=exact_cfg), steps.Tally("exact"),
-                 JsonlWriter(f"{w}/deduped", output_filename="${rank}.jsonl.gz")]
+                 JsonlWriter(f"{w}/deduped", output_filename="${rank}.jsonl", compression=None)]
         stages += [Stage("exact_find", [ExactFindDedups(f"{w}/exact/sigs", f"{w}/exact/dups",
                                                         config=exact_cfg)], 1),
                    Stage("exact", exact, tasks)]

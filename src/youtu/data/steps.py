@@ -154,7 +154,7 @@ class SourceReader(BaseReader):
 
 
 class TaskFileReader(JsonlReader):
-    """Reads exactly the file an earlier stage's task of the same rank wrote (`{rank}.jsonl.gz`):
+    """Reads exactly the file an earlier stage's task of the same rank wrote (`{rank}.jsonl`):
     datatrove's default file sharding would shift every rank after a task that wrote nothing,
     and dedup filters match documents by their index in the task's stream."""
 
@@ -162,7 +162,7 @@ class TaskFileReader(JsonlReader):
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1
             ) -> DocumentsPipeline:
-        name = f"{rank:05d}.jsonl.gz"
+        name = f"{rank:05d}.jsonl"
         if not self.data_folder.exists(name):
             return
         for doc in self.read_files_shard([name]):
@@ -171,7 +171,8 @@ class TaskFileReader(JsonlReader):
 
 
 def task_file_reader(folder: str) -> TaskFileReader:
-    return TaskFileReader(folder, compression="gzip", text_key="text", id_key="id")
+    # Uncompressed: written once and read once on local disk, gzip would cost more than it saves.
+    return TaskFileReader(folder, compression=None, text_key="text", id_key="id")
 
 
 # ---------------------------------------------------------------------------------------------
