@@ -15,7 +15,7 @@ on `youtu.data.engine.run_local`, with documents generated inside each task (no 
 Reported: recall per true-similarity bucket (a copy is found when it lands in the same cluster
 as its source), precision (of the documents removed, the share that has a planted
 near-duplicate kept in its cluster), wall time per stage, and peak RSS of the coordinator and of
-the largest worker process: nothing holds all signatures in memory (stage 2 streams the sorted
+the largest task of each stage: nothing holds all signatures in memory (stage 2 streams the sorted
 signature files of one band; stage 3 keeps only documents that have a duplicate). Last line JSON.
 """
 
@@ -82,6 +82,21 @@ def _rss_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
 
 
+class RecordRSS:
+    """Last step of a stage: writes the task process' peak RSS (MB) to `<folder>/<rank>`
+    (pool workers are the forkserver's children, not ours: RUSAGE_CHILDREN cannot see them)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def __call__(self, data, rank: int = 0, world_size: int = 1):
+        for _ in data or ():
+            pass
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        (Path(self.folder) / f"{rank:05d}").write_text(str(_rss_mb(resource.RUSAGE_SELF)))
+        return None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--docs", type=int, default=1_000_000)
@@ -105,12 +120,14 @@ def main() -> None:
     tasks = args.tasks or 4 * max(args.workers, 1)
     gen = Synthetic(args.docs, args.seed, args.dup_rate, args.words)
     stages = [
-        Stage("signatures", [gen, MinhashSignature(str(work / "sigs"), mh, ["commonsense"])],
-              tasks),
+        Stage("signatures", [gen, MinhashSignature(str(work / "sigs"), mh, ["commonsense"]),
+                             RecordRSS(str(work / "rss" / "signatures"))], tasks),
         Stage("buckets", [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"),
-                                              config=mh)], mh.num_buckets),
+                                              config=mh), RecordRSS(str(work / "rss" / "buckets"))],
+              mh.num_buckets),
         Stage("cluster", [MinhashDedupCluster(str(work / "buckets"), str(work / "remove"),
-                                              config=mh, save_cluster_id=True)], 1)]
+                                              config=mh, save_cluster_id=True),
+                          RecordRSS(str(work / "rss" / "cluster"))], 1)]
     load = os.getloadavg()[0]
     seconds = {}
     for stage in stages:
@@ -163,8 +180,10 @@ def main() -> None:
         "recall_jaccard_ge_0.85": round(sum(found[b] for b in strong)
                                         / max(sum(planted[b] for b in strong), 1), 4),
         "precision": round(true_pos / max(len(removed), 1), 4),
-        "peak_rss_mb": {"coordinator": round(_rss_mb(resource.RUSAGE_SELF)),
-                        "largest_worker": round(_rss_mb(resource.RUSAGE_CHILDREN))},
+        "peak_rss_mb": {"coordinator_incl_evaluation": round(_rss_mb(resource.RUSAGE_SELF)),
+                        **{stage.name: round(max(float(f.read_text()) for f in
+                                                 (work / "rss" / stage.name).iterdir()))
+                           for stage in stages}},
         "signature_bytes_on_disk": sum(f.stat().st_size for f in (work / "sigs").rglob("*.sig")),
     }
     print(f"MinHash dedup of {args.docs:,} synthetic documents ({args.words} words, "
