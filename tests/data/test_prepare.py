@@ -108,6 +108,10 @@ def test_rerun_skips_finished_tasks_and_rebuilds_damaged_shards(tmp_path, tokeni
     fourth = prepare(cfg, tokenizer, out)
     kept = len(fourth["domains"]["commonsense"]["shards"])
     assert kept < n and not (out / "commonsense" / f"shard_{kept:05d}.bin").exists()
+    assert fourth["build"]["tasks_run"]["filter"] == 1  # an edited source: a new key
+    work = out / ".pipeline"  # the old key's work and logs are gone
+    assert len([p for p in work.iterdir() if p.name not in ("inputs", "logs")]) == 1
+    assert len(list((work / "logs").iterdir())) == 1
     ShardSet.open(out, tokenizer.fingerprint)
 
 

@@ -409,9 +409,10 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, out_dir: str | Path,
     tasks = cfg.executor.tasks or max(1, min(AUTO_TASKS[kind], len(units)))
     key = _key(cfg, tasks, tokenizer.fingerprint, extra_sha, eval_sha)
     work = root / key
-    for old in root.iterdir():
+    for old in [*root.iterdir(), *((root / "logs").iterdir() if (root / "logs").is_dir()
+                                    else ())]:
         if old.is_dir() and old.name not in ("inputs", "logs", key):
-            shutil.rmtree(old)  # work of another configuration
+            shutil.rmtree(old)  # work (and default logs) of another configuration
     logs = (Path(cfg.executor.logging_dir) if cfg.executor.logging_dir else root / "logs") / key
     work.mkdir(parents=True, exist_ok=True)
     index = work / "decontam.npz"
