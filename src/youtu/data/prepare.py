@@ -24,7 +24,9 @@ Work files live in `<out>/.pipeline/<key>/`, where the key hashes everything the
 on (the `[data]` settings except workers and executor placement, the task count, the tokenizer,
 the extra documents, the eval items): a re-run with the same key skips every finished task
 (datatrove completion markers) and gives byte-identical shards; another key starts afresh.
-A task that fails, or a worker that dies, stops the command with one error line.
+A task that fails, or a worker that dies, stops the command with one error line. The shard
+files are hard links to the tasks' own (`.pipeline/<key>/shards/`): deleting `.pipeline` frees
+the intermediate JSONL and signatures but not the shards, and makes the next run start over.
 
 With `data.heldout_fraction = f > 0`, a share f of the kept documents of every domain (chosen by
 a keyed hash of each text, see `encode.is_heldout`) goes to `<out>/heldout/`: the same layout
