@@ -1,185 +1,230 @@
-"""Data pipeline throughput: documents -> token shards in tokens/s, with the time split into
-reading (incl. generating the embedded corpus), filtering (language id, quality, decontamination,
-exact + near dedup), tokenization and writing; then the curriculum sampler's time per training
-batch against the training step it feeds.
+"""Data pipeline throughput: the datatrove pipeline (`youtu.data.prepare` now) against the
+one-process pipeline it replaced (`prepare` at --baseline, default c08b2c5), same input, same
+tokenizer, same machine, in the same run; and the new one at several worker counts.
 
-    python bench/data_throughput.py                                   # configs/tiny.toml [data]
-    python bench/data_throughput.py --tokenizer runs/tiny/tokenizer --workers 2 --batches 100
+    python bench/data_throughput.py                               # tiny embedded + JSONL corpus
+    python bench/data_throughput.py --workers 1 2 4 8 16 --jsonl-docs 64000 --tasks 16
 
-Reading and filtering run in the main process while the tokenizer workers run concurrently, so
-the time shares are of busy seconds (main-process seconds + the sum over worker processes), and
-tokens/s is over wall time. The sampler is timed per `next_batch` for each stage of `[train]`;
-the step it feeds is (a) the tiny model's forward + backward on this CPU for the same batch and
-(b) the DESIGN.md anchor for Youtu-2B on one H200 (26.1k tokens/s at 4 x 4096, peer number), for
-which the sampler is timed at 4 x 4096. Prints a table; the last line is JSON.
+Inputs: (a) `configs/tiny.toml`'s `[data]` (the embedded corpus), (b) a generated JSONL corpus
+of English-like documents in `--jsonl-files` files (so tasks have units to share), with exact
+and near duplicates planted. Measured per run: wall seconds, documents read per second, and the
+kept documents per domain and split, compared as multisets of token sequences (the shards'
+own content: both pipelines tokenize with the same tokenizer). The baseline runs from a
+`git archive` of the old source tree in a subprocess, with its `data.workers` tokenizer
+processes; the new one with `data.workers` task processes. Prints a table; last line JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
-import statistics
+import random
 import subprocess
+import sys
+import tarfile
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
-H200_TOKENS_PER_S = 26_100  # DESIGN.md: 2B, bs 4 x 4096, bf16, one H200 (the peer's number)
+ROOT = Path(__file__).resolve().parents[1]
+RUN = """
+import json, sys, time
+from youtu.config import load_config
+from youtu.data.config import DataConfig, SourceConfig
+from youtu.data.prepare import prepare
+from youtu.tokenizer import Tokenizer
+if __name__ == "__main__":
+    spec = json.loads(sys.argv[1])
+    cfg = load_config(spec["config"]).data
+    cfg.workers = spec["workers"]
+    if spec.get("jsonl"):
+        cfg.embedded.enabled = False
+        cfg.heldout_fraction = 0.0
+        cfg.sources = [SourceConfig(path=spec["jsonl"], domain="commonsense", name="gen")]
+    cfg.dedup.near = spec.get("near", True)
+    if spec.get("tasks") and hasattr(cfg, "executor"):
+        cfg.executor.tasks = spec["tasks"]
+    t = time.perf_counter()
+    m = prepare(cfg, Tokenizer.load(spec["tokenizer"]), spec["out"])
+    print("RESULT " + json.dumps({"wall_s": time.perf_counter() - t,
+                                  "read": sum(v["read"] for v in m["sources"].values())}))
+"""
+WORDS = ("the be to of and that have with it for not on as you do at this but his by from they "
+         "we say her she or an will my one all would there their what so up out if about who get "
+         "which go me when make can like time no just him know take people into year your good "
+         "some could them see other than then now look only come its over think also back after "
+         "use two how our work first well way even new want because any these give day most us "
+         "river town market bridge water stone field winter harbour engine letter garden "
+         "mountain village station window summer library music doctor teacher island forest "
+         "farmer street paper council school history morning evening weather road light").split()
 
 
 def _commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+                              text=True, check=True, cwd=ROOT).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def _tokenizer(path: str, data_cfg):
-    from youtu.data.sources import embedded_corpus
-    from youtu.tokenizer import Tokenizer
-    from youtu.tokenizer.train import train_from_texts
-
-    if path:
-        return Tokenizer.load(path)
-    sample = embedded_corpus(data_cfg.seed, code_chars=400_000, prose_chars=400_000,
-                             stem_chars=200_000)
-    return train_from_texts((d.text for d in sample), vocab_size=4096)
+def _sentence(rng: random.Random) -> str:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(8, 18))]
+    return " ".join(words).capitalize() + "."
 
 
-def _time_batches(sampler, stage: int, batch: int, seq_len: int, n: int) -> float:
-    """Median seconds per next_batch over n calls (after one warm-up)."""
-    sampler.next_batch(stage, batch, seq_len)
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        sampler.next_batch(stage, batch, seq_len)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def make_jsonl(folder: Path, docs: int, files: int, seed: int = 0) -> dict:
+    """`docs` documents of ~150 words in `files` JSONL files; 5% exact and 5% near duplicates
+    (one word in ~60 replaced) of earlier documents, planted across files."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    texts: list[str] = []
+    planted = Counter()
+    for i in range(docs):
+        r = rng.random()
+        if texts and r < 0.05:
+            texts.append(rng.choice(texts))
+            planted["exact"] += 1
+        elif texts and r < 0.10:
+            words = rng.choice(texts).split(" ")
+            for _ in range(max(1, len(words) // 60)):
+                words[rng.randrange(len(words))] = rng.choice(WORDS)
+            texts.append(" ".join(words))
+            planted["near"] += 1
+        else:
+            paras = ["\n".join(_sentence(rng) for _ in range(rng.randint(2, 4)))
+                     for _ in range(rng.randint(3, 5))]
+            texts.append("\n\n".join(paras))
+    for k in range(files):
+        with open(folder / f"part_{k:04d}.jsonl", "w") as f:
+            for t in texts[k::files]:
+                f.write(json.dumps({"text": t}) + "\n")
+    return dict(planted)
 
 
-def _train_step_s(model_cfg, batch) -> float:
-    """Median seconds of forward + backward of the config's model on `batch` (fp32, CPU)."""
-    import torch
-    import torch.nn.functional as F
+def kept_documents(folder: Path) -> dict[str, Counter]:
+    """Per split/domain: a multiset of sha1s of each stored document's token ids."""
+    import numpy as np
 
-    from youtu.model import YoutuForCausalLM
+    out: dict[str, Counter] = {}
+    for manifest in [folder / "manifest.json", folder / "heldout" / "manifest.json"]:
+        if not manifest.is_file():
+            continue
+        m = json.loads(manifest.read_text())
+        for domain, info in m["domains"].items():
+            c = out.setdefault(f"{m.get('split', 'train')}/{domain}", Counter())
+            for rec in info["shards"]:
+                stem = manifest.parent / rec["name"]
+                tokens = np.fromfile(stem.with_suffix(".bin"), dtype="<u4")
+                offsets = np.fromfile(stem.with_suffix(".idx"), dtype="<u8", offset=16)
+                for a, b in zip(offsets[:-1], offsets[1:]):
+                    c[hashlib.sha1(tokens[a:b].tobytes()).hexdigest()] += 1
+    return out
 
-    torch.manual_seed(0)
-    model = YoutuForCausalLM(model_cfg)
-    model.init_weights()
-    times = []
-    for i in range(3):
-        t = time.perf_counter()
-        logits = model(batch.input_ids, positions=batch.positions, doc_ids=batch.doc_ids)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(),
-                               ignore_index=-100)
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-        if i:  # the first step warms up allocators
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+
+def run(src: Path, spec: dict) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(src), "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, "-c", RUN, json.dumps(spec)], capture_output=True,
+                          text=True, env=env, cwd=ROOT)
+    if proc.returncode:
+        raise SystemExit(f"run failed ({src}): {proc.stderr[-3000:]}")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="configs/tiny.toml")
     p.add_argument("--tokenizer", default="", help="tokenizer folder; default: train a 4096 one")
-    p.add_argument("--workers", type=int, default=None, help="override data.workers")
-    p.add_argument("--batches", type=int, default=50, help="sampler batches timed per stage")
-    p.add_argument("--out", default="", help="shard folder (default: a temp folder)")
-    p.add_argument("--no-step", action="store_true", help="skip the CPU training-step timing")
+    p.add_argument("--baseline", default="c08b2c5", help="commit of the pipeline to compare to")
+    p.add_argument("--baseline-workers", type=int, default=2)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--tasks", type=int, default=8, help="data.executor.tasks of the new runs")
+    p.add_argument("--jsonl-docs", type=int, default=8000)
+    p.add_argument("--jsonl-files", type=int, default=16)
+    p.add_argument("--skip-embedded", action="store_true")
     args = p.parse_args()
 
-    from youtu.config import load_config
-    from youtu.data.mixture import CurriculumSampler
-    from youtu.data.prepare import prepare
-    from youtu.data.shards import ShardSet
+    tmp = Path(tempfile.mkdtemp(prefix="youtu-data-bench-"))
+    archive = tmp / "old.tar"
+    subprocess.run(["git", "archive", "-o", str(archive), args.baseline, "src"], check=True,
+                   cwd=ROOT)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp / "old", filter="data")
+    old_src, new_src = tmp / "old" / "src", ROOT / "src"
+    tok_dir = args.tokenizer
+    if not tok_dir:
+        sys.path.insert(0, str(new_src))
+        from youtu.config import load_config
+        from youtu.data.sources import embedded_corpus
+        from youtu.tokenizer.train import train_from_texts
 
-    cfg = load_config(args.config)
-    if args.workers is not None:
-        cfg.data.workers = args.workers
-    tok = _tokenizer(args.tokenizer, cfg.data)
-    out = Path(args.out or tempfile.mkdtemp(prefix="youtu-data-bench-"))
-    load_before = os.getloadavg()[0]
+        seed = load_config(str(ROOT / args.config)).data.seed
+        sample = embedded_corpus(seed, code_chars=400_000, prose_chars=400_000,
+                                 stem_chars=200_000)
+        tok_dir = str(train_from_texts((d.text for d in sample), vocab_size=4096)
+                      .save(tmp / "tokenizer"))
+    inputs = {} if args.skip_embedded else {"embedded (tiny.toml)": None}
+    planted = make_jsonl(tmp / "jsonl", args.jsonl_docs, args.jsonl_files)
+    inputs[f"jsonl ({args.jsonl_docs} docs, {args.jsonl_files} files)"] = str(tmp / "jsonl")
+    load = os.getloadavg()[0]
+    results = []
+    for name, jsonl in inputs.items():
+        base = {"config": str(ROOT / args.config), "tokenizer": tok_dir, "jsonl": jsonl}
+        out = tmp / f"old-{len(results)}"
+        old = run(old_src, {**base, "workers": args.baseline_workers, "out": str(out)})
+        old_kept = kept_documents(out)
+        row = {"input": name, "docs_read": old["read"],
+               "baseline": {"workers": args.baseline_workers, "wall_s": round(old["wall_s"], 2),
+                            "docs_per_s": round(old["read"] / old["wall_s"], 1),
+                            "kept": {k: sum(v.values()) for k, v in old_kept.items()}},
+               "datatrove": []}
+        for w in args.workers:
+            out = tmp / f"new-{len(results)}-{w}"
+            new = run(new_src, {**base, "workers": w, "tasks": args.tasks, "out": str(out)})
+            kept = kept_documents(out)
+            diff = {k: {"only_baseline": sum((old_kept.get(k, Counter()) - kept.get(k, Counter()))
+                                             .values()),
+                        "only_datatrove": sum((kept.get(k, Counter()) - old_kept.get(k, Counter()))
+                                              .values())}
+                    for k in sorted(set(old_kept) | set(kept))}
+            row["datatrove"].append({
+                "workers": w, "tasks": args.tasks, "wall_s": round(new["wall_s"], 2),
+                "docs_per_s": round(new["read"] / new["wall_s"], 1),
+                "ratio_vs_baseline": round(old["wall_s"] / new["wall_s"], 3),
+                "kept": {k: sum(v.values()) for k, v in kept.items()}, "diff": diff})
+        # The same comparison with MinHash dedup off: every other filter is the same code.
+        out_a, out_b = tmp / f"old-{len(results)}-exact", tmp / f"new-{len(results)}-exact"
+        run(old_src, {**base, "workers": args.baseline_workers, "out": str(out_a), "near": False})
+        run(new_src, {**base, "workers": args.workers[0], "tasks": args.tasks, "out": str(out_b),
+                      "near": False})
+        a, b = kept_documents(out_a), kept_documents(out_b)
+        row["near_off"] = {k: {"baseline": sum(a.get(k, Counter()).values()),
+                               "datatrove": sum(b.get(k, Counter()).values()),
+                               "identical_multiset": a.get(k) == b.get(k)}
+                           for k in sorted(set(a) | set(b))}
+        results.append(row)
 
-    manifest = prepare(cfg.data, tok, out)
-    build = manifest["build"]
-    t = time.perf_counter()
-    rerun = prepare(cfg.data, tok, out)["build"]
-    rerun_wall = time.perf_counter() - t
-    tokens, docs = manifest["totals"]["tokens"], manifest["totals"]["docs"]
-    chars = sum(d["chars"] for d in manifest["domains"].values())
-    sec = build["seconds"]
-    parts = {"read (I/O + embedded generation)": sec["read"],
-             "filter": sum(sec["filter"].values()),
-             "tokenize (workers)": sec["tokenize_worker_sum"],
-             "write shards (workers)": sec["write_worker_sum"]}
-    busy = sum(parts.values())
-
-    t = time.perf_counter()
-    shards = ShardSet.open(out, tok.fingerprint, verify_checksums=True)
-    open_s = time.perf_counter() - t
-    stages = list(cfg.train.stages)
-    sampler = CurriculumSampler(shards, [s for s in stages if all(d in shards for d in s.mix
-                                                                   if s.mix[d] > 0)], seed=0)
-    sampler_rows = []
-    for i, stage in enumerate(sampler.stages):
-        rows = max(stage.batch_tokens // stage.seq_len, 1)
-        sampler_rows.append((stage.name, rows, stage.seq_len,
-                             _time_batches(sampler, i, rows, stage.seq_len, args.batches)))
-    big = _time_batches(CurriculumSampler(shards, sampler.stages, seed=1), 0, 4, 4096,
-                        max(args.batches // 5, 5))
-    h200_step = 4 * 4096 / H200_TOKENS_PER_S
-
-    step_s = None
-    if not args.no_step and sampler_rows:
-        first = sampler.stages[0]
-        batch = sampler.next_batch(0, first.batch_tokens // first.seq_len, first.seq_len)
-        step_s = _train_step_s(cfg.model, batch)
-
-    print(f"documents -> shards ({args.config} [data], workers={cfg.data.workers}, "
-          f"load avg {load_before:.1f} on {os.cpu_count()} cores)")
-    print(f"| {'what':40s} | {'value':>14s} |")
-    print(f"|{'-' * 42}|{'-' * 16}|")
-    rows = [("documents kept", f"{docs:,}"), ("chars kept", f"{chars:,}"),
-            ("tokens", f"{tokens:,}"), ("wall s", f"{build['wall_s']:.2f}"),
-            ("tokens/s (wall)", f"{tokens / build['wall_s']:,.0f}"),
-            ("tokens/s per tokenizer worker", f"{tokens / max(sec['tokenize_worker_sum'], 1e-9):,.0f}"),
-            ("re-run wall s (all shards skipped)", f"{rerun_wall:.2f}"),
-            ("re-run shards skipped", f"{rerun['shards_skipped']}")]
-    rows += [(f"share: {k}", f"{v / busy:6.1%} {v:6.2f}s") for k, v in parts.items()]
-    rows += [(f"  filter: {k}", f"{v:.2f}s") for k, v in sec["filter"].items()]
-    rows += [("ShardSet.open incl. sha256 s", f"{open_s:.3f}")]
-    rows += [(f"sampler ms/batch {n} ({b}x{s})", f"{ms * 1e3:.2f}") for n, b, s, ms in sampler_rows]
-    rows += [("sampler ms/batch 4x4096", f"{big * 1e3:.2f}"),
-             ("H200 2B step s (DESIGN anchor)", f"{h200_step:.3f}"),
-             ("sampler share of H200 2B step", f"{big / h200_step:.4%}")]
-    if step_s is not None:
-        n, b, s, ms = sampler_rows[0]
-        rows += [(f"tiny CPU step s fwd+bwd ({b}x{s})", f"{step_s:.3f}"),
-                 ("sampler share of tiny CPU step", f"{ms / step_s:.4%}")]
-    for k, v in rows:
-        print(f"| {k:40s} | {v:>14s} |")
-    result = {
-        "bench": "data_throughput", "commit": _commit(), "config": args.config,
-        "workers": cfg.data.workers, "load_avg": round(load_before, 1), "docs": docs,
-        "tokens": tokens, "chars": chars, "wall_s": build["wall_s"],
-        "tokens_per_s": round(tokens / build["wall_s"]),
-        "tokens_per_s_per_worker": round(tokens / max(sec["tokenize_worker_sum"], 1e-9)),
-        "shares": {k: round(v / busy, 4) for k, v in parts.items()},
-        "seconds": sec, "rerun_wall_s": round(rerun_wall, 3),
-        "rerun_shards_skipped": rerun["shards_skipped"], "open_s": round(open_s, 4),
-        "sampler_ms_per_batch": {n: round(ms * 1e3, 3) for n, _, _, ms in sampler_rows},
-        "sampler_ms_4x4096": round(big * 1e3, 3),
-        "sampler_share_h200_2b_step": round(big / h200_step, 6),
-        "tiny_cpu_step_s": None if step_s is None else round(step_s, 4),
-        "sampler_share_tiny_cpu_step": None if step_s is None else
-        round(sampler_rows[0][3] / step_s, 6),
-    }
-    print(json.dumps(result))
+    print(f"data prepare, baseline {args.baseline} vs datatrove (commit {_commit()}), load avg "
+          f"{load:.1f} on {os.cpu_count()} cores")
+    print("| input | pipeline | workers | wall s | docs/s | x baseline | kept (split/domain) |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for row in results:
+        b = row["baseline"]
+        print(f"| {row['input']} | baseline | {b['workers']} | {b['wall_s']} | {b['docs_per_s']} "
+              f"| 1.000 | {b['kept']} |")
+        for r in row["datatrove"]:
+            print(f"| {row['input']} | datatrove | {r['workers']} | {r['wall_s']} | "
+                  f"{r['docs_per_s']} | {r['ratio_vs_baseline']} | {r['kept']} |")
+        for r in row["datatrove"][:1]:
+            print(f"  kept-document difference vs baseline: {r['diff']}")
+        print(f"  with MinHash dedup off (all other filters equal): {row['near_off']}")
+    print(json.dumps({"bench": "data_throughput", "commit": _commit(), "baseline": args.baseline,
+                      "load_avg": round(load, 1), "cores": os.cpu_count(),
+                      "planted": planted, "results": results}))
 
 
-if __name__ == "__main__":  # required: prepare() starts worker processes with spawn
+if __name__ == "__main__":
     main()

@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
     ("--data.shard_chars=10", "shard_chars"),
     ("--data.heldout_fraction=-0.1", "data.heldout_fraction"),
     ("--data.heldout_fraction=1.0", "data.heldout_fraction"),
+    ("--data.executor.tasks=-1", "data.executor.tasks"),
+    ("--data.executor.kind=ray", "'local', 'slurm'"),
+    ("--data.executor.cpus_per_task=0", "cpus_per_task"),
 ])
 def test_bad_values_name_the_field(override, match):
     from youtu.config import RunConfig

@@ -49,3 +49,17 @@ def test_tree_shows_the_heldout_counts(heldout_prepared):
     held_text = render_tree(ShardSet.open(folder / "heldout", None), [])
     assert "held-out split (data.heldout_fraction 0.2)" in held_text
     assert f"{held['domains']['agent']['docs']:,d} docs" in held_text
+
+
+def test_tree_shows_every_pipeline_step_with_documents_in_and_out(prepared):
+    folder, manifest = prepared
+    text = render_tree(ShardSet.open(folder, None), [])
+    quality = next(s for st in manifest["build"]["stages"] for s in st["steps"]
+                   if s["step"].endswith("youtu quality"))
+    line = next(x for x in text.splitlines() if "youtu quality" in x)
+    assert f"{quality['in']:,d} -> {quality['out']:,d}" in line
+    assert "dropped: " in line and "too_short" in line
+    for stage in ("filter", "exact_find", "exact", "minhash_buckets", "minhash_cluster",
+                  "shards"):
+        assert f"  {stage}  (" in text
+    assert "MinHash stage 4" in text and "exact-deduplication stage 3" in text

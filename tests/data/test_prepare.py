@@ -62,8 +62,11 @@ def test_embedded_prepare_manifest_and_shards(prepared, tokenizer):
     quality = manifest["filters"]["quality"]
     assert quality["removed_docs"] > 0 and quality["removed_tokens_est"] > 0
     assert sum(r["docs"] for r in quality["reasons"].values()) == quality["removed_docs"]
-    assert set(manifest["build"]["seconds"]) == {"read", "filter", "tokenize_worker_sum",
-                                                 "write_worker_sum"}
+    stages = {s["stage"]: s for s in manifest["build"]["stages"]}
+    assert list(stages) == ["filter", "exact_find", "exact", "minhash_buckets",
+                            "minhash_cluster", "shards"]
+    step = next(s for s in stages["filter"]["steps"] if s["step"].endswith("youtu quality"))
+    assert step["in"] - step["out"] == quality["removed_docs"] == sum(step["dropped"].values())
     assert (folder / "tokenizer" / "tokenizer.json").is_file()
 
 
@@ -82,27 +85,33 @@ def _no_quality():
     return QualityConfig(enabled=False)
 
 
-def test_rerun_skips_finished_shards_and_rebuilds_damaged_ones(tmp_path, tokenizer, caplog):
+def test_rerun_skips_finished_tasks_and_rebuilds_damaged_shards(tmp_path, tokenizer, caplog):
     cfg = _cfg(tmp_path, quality=_no_quality())
     out = tmp_path / "out"
     first = prepare(cfg, tokenizer, out)
     n = len(first["domains"]["commonsense"]["shards"])
-    assert n >= 3 and first["build"]["shards_written"] == n
+    assert n >= 3 and first["build"]["tasks_run"]["shards"] == 1
     again = prepare(cfg, tokenizer, out)
-    assert again["build"]["shards_written"] == 0 and again["build"]["shards_skipped"] == n
+    assert set(again["build"]["tasks_run"].values()) == {0}
     assert again["domains"] == first["domains"]
-    (out / "commonsense" / "shard_00001.bin").unlink()
+    (out / "commonsense" / "shard_00001.bin").unlink()  # the folder's link: restored
+    assert prepare(cfg, tokenizer, out)["domains"] == first["domains"]
     bad = out / "commonsense" / "shard_00002.bin"
-    bad.write_bytes(b"\x00" * bad.stat().st_size)  # same size, wrong bytes
+    bad.write_bytes(b"\x00" * bad.stat().st_size)  # same size, wrong bytes: the task redone
     third = prepare(cfg, tokenizer, out)
-    assert third["build"]["shards_written"] == 2 and third["build"]["shards_skipped"] == n - 2
+    assert third["build"]["tasks_run"] == {**again["build"]["tasks_run"], "shards": 1}
     assert third["domains"] == first["domains"]
-    assert any("rebuilding commonsense/shard_00002" in r.getMessage() for r in caplog.records)
+    assert any("redoing tokenizing task 0" in r.getMessage() and "sha256" in r.getMessage()
+               for r in caplog.records)
     # Fewer documents now: shards past the new end are removed, the folder stays consistent.
     _jsonl(tmp_path / "docs.jsonl", TEXTS[:3])
     fourth = prepare(cfg, tokenizer, out)
     kept = len(fourth["domains"]["commonsense"]["shards"])
     assert kept < n and not (out / "commonsense" / f"shard_{kept:05d}.bin").exists()
+    assert fourth["build"]["tasks_run"]["filter"] == 1  # an edited source: a new key
+    work = out / ".pipeline"  # the old key's work and logs are gone
+    assert len([p for p in work.iterdir() if p.name not in ("inputs", "logs")]) == 1
+    assert len(list((work / "logs").iterdir())) == 1
     ShardSet.open(out, tokenizer.fingerprint)
 
 
@@ -111,7 +120,6 @@ def test_worker_processes_write_the_same_shards(tmp_path, tokenizer):
     cfg2 = _cfg(tmp_path, quality=_no_quality(), workers=2)
     a = prepare(cfg0, tokenizer, tmp_path / "a")
     b = prepare(cfg2, tokenizer, tmp_path / "b")
-    assert b["build"]["shards_written"] == len(b["domains"]["commonsense"]["shards"])
     assert [s["sha256"] for s in a["domains"]["commonsense"]["shards"]] == \
         [s["sha256"] for s in b["domains"]["commonsense"]["shards"]]
 
@@ -305,7 +313,7 @@ def test_heldout_split_depends_on_the_documents_only(heldout_prepared, tokenizer
         assert set(_docs(again, domain)) == set(_docs(held, domain))
 
 
-def test_heldout_rerun_skips_finished_shards_and_fraction_zero_removes_the_split(tmp_path,
+def test_heldout_rerun_skips_finished_tasks_and_fraction_zero_removes_the_split(tmp_path,
                                                                                 tokenizer):
     from .conftest import heldout_cfg
 
@@ -316,10 +324,10 @@ def test_heldout_rerun_skips_finished_shards_and_fraction_zero_removes_the_split
     n_shards = sum(len(d["shards"]) for d in first["domains"].values())
     held_manifest = json.loads((out / "heldout" / "manifest.json").read_text())
     n_held = sum(len(d["shards"]) for d in held_manifest["domains"].values())
-    assert n_held >= 1 and first["build"]["shards_written"] == n_shards + n_held
+    assert n_held >= 1 and n_shards >= 1 and first["build"]["tasks_run"]["shards"] >= 1
     again = prepare(cfg, tokenizer, out)
-    assert again["build"]["shards_written"] == 0
-    assert again["build"]["shards_skipped"] == n_shards + n_held
+    assert set(again["build"]["tasks_run"].values()) == {0}
+    assert again["domains"] == first["domains"]
     assert json.loads((out / "heldout" / "manifest.json").read_text())["domains"] == \
         held_manifest["domains"]
     off = prepare(heldout_cfg(source, heldout_fraction=0.0), tokenizer, out)

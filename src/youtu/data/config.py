@@ -13,8 +13,9 @@ from youtu.errors import ConfigError
 
 DOMAINS = ("commonsense", "stem", "code", "agent", "chat")
 """Domain names used everywhere; a source may also name its own (any lowercase word)."""
-RESERVED_NAMES = ("heldout", "tokenizer")
-"""Subfolders of a shard folder that are not domains (the held-out split, the tokenizer)."""
+RESERVED_NAMES = ("heldout", "tokenizer", ".pipeline")
+"""Subfolders of a shard folder that are not domains (the held-out split, the tokenizer, the
+datatrove pipeline's work folder)."""
 
 
 def check_domain(name: str, key: str, allow_auto: bool = False) -> None:
@@ -206,7 +207,8 @@ class DedupConfig:
     """Drop documents whose whitespace-normalised text was already seen (sha1). Pretraining
     domains are deduplicated against each other, `chat` (SFT) only against itself."""
     near: bool = True
-    """Drop near-duplicates found with MinHash LSH (datasketch)."""
+    """Drop near-duplicates: datatrove's sharded MinHash dedup (signatures per task, LSH buckets
+    per band, union-find clusters; one document kept per cluster)."""
     near_domains: list[str] = field(default_factory=lambda: ["commonsense", "code"])
     """Domains near-dedup applies to. Generated stem problems and agent trajectories are
     templated by construction (their diversity is in numbers and tool outputs), so near-dedup
@@ -235,6 +237,50 @@ class DedupConfig:
 
 
 @dataclass(kw_only=True)
+class ExecutorConfig:
+    """How `youtu data prepare` runs its datatrove pipeline (`[data.executor]`).
+
+    `local` runs every stage's tasks in `data.workers` processes of this machine (0 = in this
+    process); `slurm` submits each stage as a Slurm job array (`sbatch`, one array task per
+    datatrove task, each stage depending on the one before) and returns at once: the manifest
+    appears when the last job (which writes it) finishes. Either way finished tasks leave
+    completion markers in the logging folder and are not redone by a re-run."""
+
+    kind: Literal["local", "slurm"] = "local"
+    """'local' (processes on this machine; what CI tests) or 'slurm' (job arrays via sbatch)."""
+    tasks: int = 0
+    """Tasks of each parallel stage (reading/filtering, exact-dedup filtering, tokenizing); the
+    inputs are split between them by unit (a file, a saved dataset, one part of the embedded
+    corpus, a chunk of extra documents). 0 = one per unit, at most 8 (local) or 64 (slurm); never
+    from data.workers, so the shards do not depend on the process count. The output depends on
+    it (each task writes its own shards): changing it rebuilds everything."""
+    logging_dir: str = ""
+    """datatrove logging folder (per stage: task logs, stats, completion markers, Slurm
+    scripts); empty = `<data.dir>/.pipeline/logs`."""
+    partition: str = ""
+    """Slurm partition (required for kind = 'slurm')."""
+    time: str = "04:00:00"
+    """Slurm time limit per array task (HH:MM:SS)."""
+    cpus_per_task: int = 1
+    """Slurm CPUs per task."""
+    mem_per_cpu_gb: int = 2
+    """Slurm memory per CPU, in GB."""
+    env_command: str = ""
+    """Shell line run in each Slurm job before the task (e.g. `source /path/venv/bin/activate`);
+    empty = activate the virtual environment this process runs in, if any."""
+    qos: str = ""
+    """Slurm QOS; empty = none."""
+    sbatch_args: dict[str, str] = field(default_factory=dict)
+    """Extra `#SBATCH --key=value` lines, e.g. {account = "proj"}."""
+
+    def __post_init__(self):
+        if self.tasks < 0:
+            raise ValueError(f"data.executor.tasks must be >= 0 (0 = auto), got {self.tasks}")
+        if self.cpus_per_task < 1 or self.mem_per_cpu_gb < 1:
+            raise ValueError("data.executor.cpus_per_task and mem_per_cpu_gb must be >= 1")
+
+
+@dataclass(kw_only=True)
 class DataConfig:
     """Where documents come from and how they become token shards."""
 
@@ -254,7 +300,10 @@ class DataConfig:
     """Domain classifier for sources with domain 'auto': 'rules' (transparent, no training) or
     'bayes' (naive Bayes trained at prepare time on the embedded corpus' labelled documents)."""
     workers: int = 2
-    """Tokenizer worker processes; 0 = tokenize in this process."""
+    """Processes running the pipeline's tasks at once (local executor; 0 = every task in this
+    process); under Slurm, the most array tasks of a stage running at once (0 = no limit)."""
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    """Where the datatrove pipeline runs (`[data.executor]`: local or slurm)."""
     shard_chars: int = 50_000_000
     """Characters of text per shard (~12M tokens at ~4 chars/token, a 48 MB .bin)."""
     verify_checksums: bool = True

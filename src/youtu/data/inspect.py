@@ -72,6 +72,20 @@ def render_tree(shards: ShardSet, stages: list[StageConfig]) -> str:
         reasons = ", ".join(f"{r} {v['docs']}" for r, v in sorted(info["reasons"].items()))
         lines.append(f"  {stage:<10s} {info['removed_docs']:>7,d} docs "
                      f"{_n(info['removed_tokens_est']):>8s} tokens  ({reasons})")
+    build = m.get("build", {})
+    if build.get("stages"):  # manifests from before the datatrove pipeline have none
+        lines += ["", f"pipeline ({build.get('executor', 'local')} executor, "
+                  f"{build.get('workers', 0)} workers, {build.get('wall_s', 0):.1f}s; documents "
+                  f"in -> out per step):"]
+        for st in build["stages"]:
+            lines.append(f"  {st['stage']}  ({st['tasks_finished']} task(s))")
+            for step in st["steps"]:
+                name = step["step"].split(": ", 1)[-1]
+                into = f"{step['in']:>8,d}" if step["in"] else f"{'':>8s}"
+                flow = f"{into} -> {step['out']:<8,d}" if step["out"] or step["in"] else " " * 20
+                why = ", ".join(f"{r} {n}" for r, n in sorted(step["dropped"].items()))
+                lines.append(f"    {name:<34s} {flow} {step['seconds']:7.2f}s"
+                             + (f"  dropped: {why}" if why else ""))
     if stages:
         lines += ["", "curriculum (tokens asked per domain; epochs = cumulative demand / tokens "
                   "held):"]

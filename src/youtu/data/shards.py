@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -83,6 +85,25 @@ def write_shard(folder: Path, domain: str, index: int, docs: Sequence[Sequence[i
         files["mask"] = _write_atomic(stem.with_suffix(".mask"), mask.tobytes())
     record = {**record, "name": shard_stem(domain, index), "domain": domain, "index": index,
               "docs": len(docs), "tokens": int(offsets[-1]), "sha256": files}
+    _write_atomic(stem.with_suffix(".json"), json.dumps(record, indent=1).encode())
+    return record
+
+
+def place_shard(src: Path, record: dict, dest: Path, index: int) -> dict:
+    """Put a finished shard written elsewhere (a pipeline task's folder) into `dest` as shard
+    `index` of its domain: hard links (a copy where links are not possible), then its record,
+    renamed, written last. Returns the new record."""
+    stem = dest / shard_stem(record["domain"], index)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in record["sha256"]:
+        target = stem.with_suffix(f".{suffix}")
+        target.unlink(missing_ok=True)
+        source = (src / record["name"]).with_suffix(f".{suffix}")
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+    record = {**record, "name": shard_stem(record["domain"], index), "index": index}
     _write_atomic(stem.with_suffix(".json"), json.dumps(record, indent=1).encode())
     return record
 

@@ -1,0 +1,207 @@
+"""The data pipeline's executors: failures stop the run with one error (never a hang), finished
+tasks are not redone, kill -9 + re-run == an uninterrupted run, and the Slurm job scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from youtu.data.config import (DataConfig, DedupConfig, EmbeddedConfig, ExecutorConfig,
+                               QualityConfig, SourceConfig)
+from youtu.data.engine import DataPipelineError, Stage, run_local
+from youtu.data.prepare import prepare
+
+from .data_helpers import prose
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _boom(data, rank: int, world_size: int):
+    if rank == 1:
+        raise RuntimeError("disk on fire")
+    return data
+
+
+def _die(data, rank: int, world_size: int):
+    if rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would
+    time.sleep(0.2)
+    return data
+
+
+def _fail_once(data, rank: int, world_size: int):
+    flag = Path(os.environ["YOUTU_TEST_FLAG"])
+    if rank == 2 and not flag.exists():
+        flag.touch()
+        raise RuntimeError("transient")
+    return data
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_failing_task_stops_the_run_naming_the_task_and_its_log(tmp_path, workers):
+    with pytest.raises(DataPipelineError) as e:
+        run_local([Stage("boom", [_boom], 3)], workers, tmp_path)
+    msg = str(e.value)
+    assert "task 1 of stage 'boom' failed: RuntimeError: disk on fire" in msg and "\n" not in msg
+    assert (tmp_path / "boom" / "logs" / "task_00001.log").is_file()
+
+
+def test_a_killed_worker_stops_the_run_instead_of_hanging(tmp_path):
+    t = time.perf_counter()
+    with pytest.raises(DataPipelineError, match="worker process of stage 'die' died"):
+        run_local([Stage("die", [_die], 4)], 2, tmp_path)
+    assert time.perf_counter() - t < 60  # datatrove's own multiprocess.Pool would wait forever
+
+
+def test_finished_tasks_are_not_redone(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOUTU_TEST_FLAG", str(tmp_path / "flag"))
+    with pytest.raises(DataPipelineError, match="task 2 of stage 'once'"):
+        run_local([Stage("once", [_fail_once], 4)], 0, tmp_path / "logs")
+    done = sorted(p.name for p in (tmp_path / "logs" / "once" / "completions").iterdir())
+    assert done == ["00000", "00001"]
+    assert run_local([Stage("once", [_fail_once], 4)], 0, tmp_path / "logs") == {"once": 2}
+    assert run_local([Stage("once", [_fail_once], 4)], 0, tmp_path / "logs") == {"once": 0}
+
+
+def _source_cfg(tmp_path: Path, **kw) -> DataConfig:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    for k in range(3):  # three files: three read units, one per task
+        texts = [prose(i) for i in range(20 * k, 20 * k + 20)] + [prose(20 * k)]  # 1 exact dup
+        (src / f"{k}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    base = dict(embedded=EmbeddedConfig(enabled=False), workers=0, shard_chars=4000,
+                heldout_fraction=0.1, executor=ExecutorConfig(tasks=3),
+                quality=QualityConfig(enabled=False), dedup=DedupConfig(near=True),
+                sources=[SourceConfig(path=str(src), domain="commonsense", name="town")])
+    return DataConfig(**{**base, **kw})
+
+
+def _shard_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("shard_*"))
+            if ".pipeline" not in p.parts}
+
+
+def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, tokenizer):
+    cfg = _source_cfg(tmp_path)
+    tokenizer.save(tmp_path / "tok")
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from tests.data.test_engine import _source_cfg
+        from youtu.data import steps
+        from youtu.data.prepare import prepare
+        from youtu.tokenizer import Tokenizer
+        run = steps.Tally.run
+        def killing(self, data, rank=0, world_size=1):
+            if self.label == "exact" and rank == 1:  # stage 3 of 6, after its task 0
+                os.kill(os.getpid(), signal.SIGKILL)
+            return run(self, data, rank, world_size)
+        steps.Tally.run = killing
+        prepare(_source_cfg(__import__("pathlib").Path({str(tmp_path)!r})),
+                Tokenizer.load({str(tmp_path / "tok")!r}), {str(tmp_path / "killed")!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not (tmp_path / "killed" / "manifest.json").exists()
+    resumed = prepare(cfg, tokenizer, tmp_path / "killed")
+    # Stages 1-2 and task 0 of stage 3 had finished: not redone.
+    assert resumed["build"]["tasks_run"] == {"filter": 0, "exact_find": 0, "exact": 2,
+                                             "minhash_buckets": 9, "minhash_cluster": 1,
+                                             "shards": 3}
+    clean = prepare(cfg, tokenizer, tmp_path / "clean")
+    assert clean["build"]["tasks_run"]["filter"] == 3
+    a, b = _shard_bytes(tmp_path / "killed"), _shard_bytes(tmp_path / "clean")
+    assert a == b and len(a) >= 8
+    assert resumed["domains"] == clean["domains"] and resumed["filters"] == clean["filters"]
+    assert clean["filters"]["dedup"]["reasons"]["exact"]["docs"] == 3
+
+
+def test_cli_task_failure_is_one_error_line(tmp_path, tokenizer):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{not json\n')
+    (tmp_path / "run.toml").write_text(textwrap.dedent(f"""
+        [data]
+        workers = 2
+        [data.embedded]
+        enabled = false
+        [[data.sources]]
+        path = {str(bad)!r}
+    """))
+    tokenizer.save(tmp_path / "tok")
+    proc = subprocess.run(
+        [sys.executable, "-m", "youtu", "data", "prepare", str(tmp_path / "run.toml"),
+         f"--out_dir={tmp_path}", "--name=r", f"--tokenizer.path={tmp_path / 'tok'}",
+         f"--synth.out={tmp_path / 'nosynth'}"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("youtu: error:"), proc.stderr[-3000:]
+    assert "bad.jsonl:2: not valid JSON" in errors[0] and "Traceback" not in proc.stderr
+
+
+def test_slurm_job_scripts_and_a_simulated_slurm_run(tmp_path, tokenizer, monkeypatch):
+    """Submission with `sbatch` faked; then every array task is run as Slurm would run it
+    (`SLURM_ARRAY_TASK_ID` set, the pickled executor loaded): the shards equal a local run."""
+    import dill
+    from datatrove.executor import slurm
+
+    launched: list[tuple[str, tuple]] = []
+
+    def fake_sbatch(contents, job_id_retriever, *args):
+        launched.append((contents, args))
+        return str(100 + len(launched))
+
+    monkeypatch.setattr(slurm, "launch_slurm_job", fake_sbatch)
+    ex = ExecutorConfig(kind="slurm", tasks=3, partition="cpu", time="01:00:00",
+                        env_command="source /opt/venv/bin/activate",
+                        sbatch_args={"account": "proj"})
+    cfg = _source_cfg(tmp_path, executor=ex, workers=8)
+    out = prepare(cfg, tokenizer, tmp_path / "slurm")
+    assert set(out) == {"slurm_job_id", "logging_dir"}
+    logs = Path(out["logging_dir"])
+    stages = ["filter", "exact_find", "exact", "minhash_buckets", "minhash_cluster", "shards",
+              "finalize"]
+    jobs = [(c, a) for c, a in launched if "launch_pickled_pipeline" in c]
+    assert len(jobs) == len(stages)  # plus one stats-merge job per stage
+    for i, (name, (contents, args)) in enumerate(zip(stages, jobs)):
+        script = (logs / name / "launch_script.slurm").read_text()
+        assert script == contents
+        assert "#SBATCH --partition=cpu" in script and "#SBATCH --account=proj" in script
+        assert "#SBATCH --time=01:00:00" in script and "source /opt/venv/bin/activate" in script
+        tasks = {"exact_find": 1, "minhash_buckets": 9, "minhash_cluster": 1,
+                 "finalize": 1}.get(name, 3)
+        assert f"#SBATCH --array=0-{tasks - 1}%8" in script
+        assert f"launch_pickled_pipeline {logs / name / 'executor.pik'}" in script
+        if i:  # each stage waits for the one before
+            assert any(a.startswith("--dependency=afterok:") for a in args)
+    assert not (tmp_path / "slurm" / "manifest.json").exists()
+
+    monkeypatch.setenv("SLURM_NODELIST", "node1")  # what Slurm sets in every job
+    monkeypatch.setattr(slurm, "expand_slurm_nodelist", lambda nodes: [nodes])  # scontrol
+    for name in stages:
+        executor = dill.loads((logs / name / "executor.pik").read_bytes())
+        for task in range(executor.tasks):
+            monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+            executor.run()
+    manifest = json.loads((tmp_path / "slurm" / "manifest.json").read_text())
+    local = prepare(_source_cfg(tmp_path), tokenizer, tmp_path / "local")
+    assert manifest["domains"] == local["domains"]
+    assert _shard_bytes(tmp_path / "slurm") == _shard_bytes(tmp_path / "local")
+
+
+def test_slurm_needs_a_partition(tmp_path, tokenizer):
+    from youtu.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.executor.partition"):
+        prepare(_source_cfg(tmp_path, executor=ExecutorConfig(kind="slurm")), tokenizer,
+                tmp_path / "out")
