@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import time
 
 import pytest
 
@@ -87,3 +88,20 @@ def test_unit_conversion_is_exact_to_four_decimals():
     assert convert_units(1, "in", "cm") == "2.54"
     assert convert_units(1, "lb", "kg") == "0.4536"
     assert convert_units(2, "week", "h") == "336"
+
+
+def test_a_runaway_query_is_stopped_within_its_budget():
+    env = ToolsEnv()
+    env.sql_budget_s = 0.2
+    task = TASKS[0]
+    # 30 orders: a 7-way cross join has 30**7 = 2.2e10 rows, hours of work if let run
+    join = ", ".join(f"orders o{i}" for i in range(7))
+    with env.episode(task) as state:
+        t0 = time.monotonic()
+        out = env.call_tool(task, state, "sql_query", {"query": f"SELECT COUNT(*) FROM {join}"})
+        elapsed = time.monotonic() - t0
+        assert out.startswith("error: query stopped after its 0.2 s budget"), out
+        assert elapsed < 1.0, elapsed
+        # the connection is usable afterwards and small queries are unaffected
+        assert env.call_tool(task, state, "sql_query",
+                             {"query": "SELECT COUNT(*) FROM orders"}).endswith("\n30")

@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import random
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -160,6 +161,8 @@ class ToolsEnv(Env):
 
     name = "tools"
     version = "1"
+    sql_budget_s: float = 1.0
+    """Wall-clock budget of one sql_query call, seconds (checked by a progress handler)."""
     system_prompt = ("You are an assistant with tools. Call tools when they help (several at "
                      "once when the calls are independent), check the results, and end with "
                      "the final answer in \\boxed{}. If no available tool can do what is asked, "
@@ -239,15 +242,27 @@ class ToolsEnv(Env):
         return f"error: unknown tool {name!r}"
 
     def _sql(self, db: sqlite3.Connection, query: str) -> str:
+        deadline = time.monotonic() + self.sql_budget_s
+        # SQLite calls the handler every 1,000 VM instructions (~10 us); a nonzero return
+        # aborts the statement with "interrupted", so a runaway cross join costs the host at
+        # most the budget instead of hours (a 7-way join of 12-row tables is 3.6e7 rows).
+        db.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
         try:
             cur = db.execute(query)
+            rows = cur.fetchmany(21) if cur.description is not None else []
+        except sqlite3.OperationalError as e:
+            if str(e) == "interrupted":
+                return (f"error: query stopped after its {self.sql_budget_s:g} s budget; "
+                        "narrow it (a WHERE clause, a LIMIT, fewer joins)")
+            return f"error: {e}"
         except sqlite3.Error as e:
             return f"error: {e}"
+        finally:
+            db.set_progress_handler(None, 0)
         if cur.description is None:
             db.commit()
             return f"ok: {cur.rowcount} row(s) changed"
         header = " | ".join(d[0] for d in cur.description)
-        rows = cur.fetchmany(21)
         lines = [header, *(" | ".join(str(v) for v in r) for r in rows[:20])]
         if len(rows) > 20:
             lines.append("... (more rows)")
