@@ -44,6 +44,7 @@ from tqdm import tqdm
 from youtu.agentic.config import SynthConfig
 from youtu.agentic.envs import ENVIRONMENTS, Env
 from youtu.agentic.envs.code import CodeEnv
+from youtu.agentic.envs.swe import SWEEnv
 from youtu.agentic.render import render_text
 from youtu.agentic.sandbox import SandboxLimits
 from youtu.agentic.trajectory import Trajectory
@@ -61,8 +62,8 @@ Job = tuple[str, int, int, int]
 def make_envs(cfg: SynthConfig) -> dict[str, Env]:
     """The environments, with the sandbox limits of `cfg`."""
     envs = dict(ENVIRONMENTS)
-    envs["code"] = CodeEnv(SandboxLimits(timeout_s=cfg.sandbox_timeout_s,
-                                         memory_mb=cfg.sandbox_memory_mb))
+    limits = SandboxLimits(timeout_s=cfg.sandbox_timeout_s, memory_mb=cfg.sandbox_memory_mb)
+    envs["code"], envs["swe"] = CodeEnv(limits), SWEEnv(limits)
     return envs
 
 
