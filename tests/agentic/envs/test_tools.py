@@ -105,3 +105,50 @@ def test_a_runaway_query_is_stopped_within_its_budget():
         # the connection is usable afterwards and small queries are unaffected
         assert env.call_tool(task, state, "sql_query",
                              {"query": "SELECT COUNT(*) FROM orders"}).endswith("\n30")
+
+
+def _wrong_candidates(task) -> list[str]:
+    """Wrong answers built here, without the environment's comparator: a number off by one,
+    by 1% and negated; another weekday; list parts swapped or dropped; not 'none'."""
+    from fractions import Fraction
+
+    out = []
+    for part in [p.strip() for p in task.answer.split(";")]:
+        try:
+            w = Fraction(part)
+        except ValueError:
+            w = None
+        if w is not None:
+            out += [str(float(w + 1)), str(float(w * Fraction(101, 100))) if w else "0.01"]
+            out += [str(float(-w))] if w else []
+        elif part in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
+                      "Sunday"):
+            out += ["Sunday" if part != "Sunday" else "Monday"]
+        elif part == "none":
+            out += ["yes", "done", "0"]
+    parts = [p.strip() for p in task.answer.split(";")]
+    if len(parts) == 2 and parts[0] != parts[1]:
+        out += [f"{parts[1]}; {parts[0]}", parts[0]]
+    return out
+
+
+def _accepted_wrong(env, tasks) -> list[tuple[str, str]]:
+    return [(t.answer, w) for t in tasks for w in _wrong_candidates(t) if env.check(t, w).correct]
+
+
+def test_checker_rejects_wrong_answers_built_independently():
+    assert sum(len(_wrong_candidates(t)) for t in TASKS) > 100
+    assert _accepted_wrong(ENV, TASKS) == []
+
+
+def test_the_independent_near_misses_catch_a_lenient_checker(monkeypatch):
+    import youtu.agentic.envs.tools as tools
+
+    def lenient(got, want):  # 2% tolerance instead of 1e-4
+        g, w = tools._number(got), tools._number(want)
+        if w is not None and g is not None:
+            return abs(g - w) <= 0.02 * max(1.0, abs(w))
+        return tools.normalize_text(got) == tools.normalize_text(want)
+
+    monkeypatch.setattr(tools, "_same_value", lenient)
+    assert _accepted_wrong(ENV, TASKS)
