@@ -1,0 +1,135 @@
+"""Diversity of synthesized agentic trajectories: duplicates, near-duplicates, distinct reasoning
+skeletons, the share of tokens from real-content environments, and synthesis throughput.
+
+    python bench/synth_diversity.py --tasks 50000 --workers 2
+    python bench/synth_diversity.py --tasks 3200 --out /tmp/synth   # quick look
+
+Runs `youtu.agentic.synthesize` with the scripted teachers on `--tasks` tasks split like the
+default `[synth] mix`, with dedup off (so duplicates are counted, not dropped), then measures
+per domain:
+
+- exact duplicates: trajectories whose task (prompt + answer) was seen before, and those whose
+  whole conversation was (share of trajectories);
+- near-duplicates: share whose rendered text has estimated Jaccard >= 0.8 with an earlier one of
+  the same domain (the data pipeline's MinHash LSH, `youtu.data.dedup.NearDedup`, 5-word
+  shingles, 128 permutations);
+- distinct reasoning skeletons: the reasoning of all assistant turns with numbers, quoted and
+  back-quoted spans and capitalised words masked; distinct skeletons / trajectories;
+- tokens (cl100k_base) per domain and the share from `REAL_CONTENT` environments;
+- trajectories per second per core: verified trajectories / worker-seconds.
+
+Targets (issue 20): exact < 1%, near < 5%, skeletons >= 60%, real-content tokens >= 40%.
+Prints a table; the last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+_MASKS = [(re.compile(r"`[^`]*`"), "`X`"), (re.compile(r"'[^']*'|\"[^\"]*\""), "S"),
+          (re.compile(r"\d+(\.\d+)?"), "N"), (re.compile(r"\b[A-Z][\w.]*"), "W")]
+
+
+def skeleton(reasoning: str) -> str:
+    """Reasoning text with its values masked: what remains is the argument's shape."""
+    for pattern, repl in _MASKS:
+        reasoning = pattern.sub(repl, reasoning)
+    return " ".join(reasoning.split())
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def measure(folder: Path) -> dict[str, dict[str, float]]:
+    """Per-domain duplicate, near-duplicate and skeleton rates of the trajectories in `folder`."""
+    from youtu.agentic.render import render_text
+    from youtu.agentic.trajectory import load_trajectories
+    from youtu.data.dedup import NearDedup
+
+    seen_task: dict[str, set] = defaultdict(set)
+    seen_conv: dict[str, set] = defaultdict(set)
+    skeletons: dict[str, set] = defaultdict(set)
+    near: dict[str, NearDedup] = {}
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for traj in load_trajectories(folder, validate=False):
+        d, c = traj.domain, counts[traj.domain]
+        c["n"] += 1
+        task_key = (traj.task.prompt, traj.task.answer,
+                    traj.task.meta.get("files", {}).get("tests/test_solution.py", ""))
+        c["task_dup"] += task_key in seen_task[d]
+        seen_task[d].add(task_key)
+        conv = traj.content_hash()
+        c["conv_dup"] += conv in seen_conv[d]
+        seen_conv[d].add(conv)
+        near.setdefault(d, NearDedup(threshold=0.8))
+        c["near_dup"] += near[d].seen_before(render_text(traj))
+        skeletons[d].add(skeleton("\n".join(m.get("reasoning_content", "")
+                                            for m in traj.messages if m["role"] == "assistant")))
+    return {d: {"trajectories": c["n"], "task_dup": c["task_dup"] / c["n"],
+                "conv_dup": c["conv_dup"] / c["n"], "near_dup": c["near_dup"] / c["n"],
+                "skeletons": len(skeletons[d]) / c["n"]} for d, c in counts.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", type=int, default=50_000, help="tasks in all (split like the mix)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", default="", help="synthesis folder (default: a temporary one)")
+    args = ap.parse_args()
+
+    from youtu.agentic.config import SynthConfig
+    from youtu.agentic.envs import REAL_CONTENT
+    from youtu.agentic.synthesize import synthesize
+
+    base = SynthConfig().mix
+    scale = args.tasks / sum(base.values())
+    mix = {d: max(1, round(n * scale)) for d, n in base.items()}
+    cfg = SynthConfig(mix=mix, workers=args.workers, dedup=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out or tmp)
+        t0 = time.perf_counter()
+        stats = synthesize(cfg, out)
+        wall = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        rates = measure(out)
+        measure_s = time.perf_counter() - t1
+    doms = stats["domains"]
+    total_tokens = sum(d["tokens"].get("total", 0) for d in doms.values())
+    real_tokens = sum(doms[d]["tokens"].get("total", 0) for d in REAL_CONTENT if d in doms)
+    print(f"synth_diversity | commit {_commit()} | {sum(mix.values())} tasks | "
+          f"{args.workers} workers | synth {wall:.0f} s wall | measure {measure_s:.0f} s")
+    print(f"{'domain':9} {'tasks':>6} {'kept':>6} {'task dup':>9} {'conv dup':>9} "
+          f"{'near dup':>9} {'skeletons':>10} {'tokens':>10} {'traj/s/core':>12}")
+    rows = {}
+    for d, s in doms.items():
+        r = rates.get(d, {"task_dup": 0, "conv_dup": 0, "near_dup": 0, "skeletons": 0})
+        per_core = s["verified"] / max(s["worker_seconds"], 1e-9)
+        rows[d] = {**{k: round(v, 4) for k, v in r.items()}, "attempted": s["attempted"],
+                   "verified": s["verified"], "tokens": s["tokens"].get("total", 0),
+                   "traj_per_s_per_core": round(per_core, 1),
+                   "real_content": d in REAL_CONTENT}
+        print(f"{d:9} {s['attempted']:>6} {s['verified']:>6} {100 * r['task_dup']:>8.2f}% "
+              f"{100 * r['conv_dup']:>8.2f}% {100 * r['near_dup']:>8.2f}% "
+              f"{100 * r['skeletons']:>9.1f}% {s['tokens'].get('total', 0):>10} {per_core:>12.1f}")
+    share = real_tokens / max(total_tokens, 1)
+    print(f"real-content environments {', '.join(REAL_CONTENT)}: {100 * share:.1f}% of "
+          f"{total_tokens} tokens")
+    print(json.dumps({"bench": "synth_diversity", "commit": _commit(), "tasks": sum(mix.values()),
+                      "workers": args.workers, "wall_s": round(wall, 1),
+                      "real_content_token_share": round(share, 4), "domains": rows}))
+
+
+if __name__ == "__main__":
+    main()
