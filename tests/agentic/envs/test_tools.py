@@ -109,7 +109,7 @@ def test_a_runaway_query_is_stopped_within_its_budget():
 
 def _wrong_candidates(task) -> list[str]:
     """Wrong answers built here, without the environment's comparator: a number off by one,
-    by 1% and negated; another weekday; list parts swapped or dropped; not 'none'."""
+    by 1% (at least 1e-3) and negated; another weekday; list parts swapped or dropped; not 'none'."""
     from fractions import Fraction
 
     out = []
@@ -119,7 +119,8 @@ def _wrong_candidates(task) -> list[str]:
         except ValueError:
             w = None
         if w is not None:
-            out += [str(float(w + 1)), str(float(w * Fraction(101, 100))) if w else "0.01"]
+            # 1% off, but at least 1e-3: the tools print 4 decimals
+            out += [str(float(w + 1)), str(float(w + max(abs(w) / 100, Fraction(1, 1000))))]
             out += [str(float(-w))] if w else []
         elif part in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
                       "Sunday"):
@@ -152,3 +153,45 @@ def test_the_independent_near_misses_catch_a_lenient_checker(monkeypatch):
 
     monkeypatch.setattr(tools, "_same_value", lenient)
     assert _accepted_wrong(ENV, TASKS)
+
+
+def test_real_content_time_zones_schema_and_every_kind_at_every_difficulty():
+    from youtu.agentic.envs.tools_world import convert_time, episode_db, tables, utc_offset
+
+    # daylight saving from the tz database: New York is UTC-5 in January, UTC-4 in July
+    assert convert_time("2024-01-15 12:00", "America/New_York", "UTC") == "2024-01-15 17:00 UTC"
+    assert convert_time("2024-07-15 12:00", "America/New_York", "UTC") == "2024-07-15 16:00 UTC"
+    assert utc_offset("Asia/Kathmandu", "2024-03-01") == "+05:45"
+    assert utc_offset("Australia/Adelaide", "2024-01-10") == "+10:30"  # southern summer
+    db = episode_db(5)
+    sizes = {name: len(rows) for name, rows in tables(db).items()}
+    assert len(sizes) == 8 and sum(sizes.values()) > 1500, sizes
+    assert episode_db(5).execute("SELECT * FROM sales").fetchall() == \
+        db.execute("SELECT * FROM sales").fetchall()  # deterministic
+    with ENV.episode(TASKS[0]) as state:
+        out = ENV.call_tool(TASKS[0], state, "convert_time", {
+            "time": "2024-01-01 10:00", "from_tz": "Berlin", "to_tz": "Asia/Tokyo"})
+        assert out.startswith("error") and "IANA" in out
+    kinds = {(t.meta["kind"], t.difficulty) for t in (ENV.generate(s, 1 + s % 3)
+                                                       for s in range(300))}
+    assert kinds == {(k, d) for k in ("single", "parallel", "multi_step", "irrelevance")
+                     for d in (1, 2, 3)}
+
+
+def test_mistakes_come_from_a_catalogue_and_their_wrong_answers_are_rejected():
+    kinds = set()
+    for seed in range(150):
+        task = ENV.generate(seed, 1 + seed % 3)
+        traj = ENV.solve(task, random.Random(seed), mistake_rate=1.0)
+        assert traj.outcome.verified, traj.outcome.detail
+        for slip in traj.provenance["mistakes"]:
+            kinds.add(slip["kind"])
+            if slip["answer"] is not None:
+                assert not ENV.check(task, slip["answer"]).correct
+    assert {"wrong_tool", "wrong_argument", "premature_answer"} <= kinds
+    from youtu.agentic.envs.tools import mistake_for
+
+    drawn = {(mistake_for(t, random.Random(k)) or {}).get("kind")
+             for t in (ENV.generate(s, 1 + s % 3) for s in range(400)) for k in range(4)}
+    assert {"wrong_tool", "wrong_argument", "stale_observation", "arithmetic_slip",
+            "premature_answer"} <= drawn, drawn

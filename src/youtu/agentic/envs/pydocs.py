@@ -152,9 +152,17 @@ class PyDocsEnv(Env):
             b.think("reflection", f"{path[0]} is {'among' if found else 'not in'} the results"
                     + ("" if found else "; its id is its qualified name, so open it directly")
                     + ".")
+        premature = None
         for k, q in enumerate(path):
             b.think("action", rng.choice([f"Open {q}.", f"Read the document of {q}."]))
             doc = b.call("open", {"doc_id": q})
+            if premature is not None:  # the turn holding the premature answer is closed now
+                early, prev = premature
+                b.mistake("premature_answer", answer=early, note=f"answered for {prev}, one "
+                          "hop short")
+                b.think("reflection", f"{early} was the {_DOCS_OF[m['fact']]} of {prev}, not "
+                        f"of {q}: that answer was premature.")
+                premature = None
             if k + 1 < len(path):
                 nxt = path[k + 1]
                 line = next((s for s in doc.split(". ") if nxt.rsplit(".", 1)[-1] in s), nxt)
@@ -162,13 +170,8 @@ class PyDocsEnv(Env):
                 if slip == "premature_answer" and k == 0:
                     early = _fact(c, q, m["fact"], m["param"])
                     if early is not None and normalize_text(early) != normalize_text(task.answer):
-                        b.think("action", f"Answer with {early} from this document.",
-                                mistake=True)
-                        b.mistake("premature_answer", answer=early,
-                                  note=f"answered for {q}, one hop short")
-                        b.think("reflection", f"{early} is the {_DOCS_OF[m['fact']]} of {q}; "
-                                f"the question asks about {nxt}, so keep following the links.",
-                                mistake=True)
+                        b.think("summary", f"So the answer is {early}.", mistake=True)
+                        premature = (early, q)
             else:
                 b.think("reflection", f"The {_DOCS_OF[m['fact']]} of {q}: {task.answer}.")
         b.think("summary", " -> ".join(path) + f"; answer: {task.answer}.")

@@ -136,7 +136,8 @@ class SWEEnv(CodeEnv):
                 break
         # the file: the faulty function among others of the module (locate: ones the witness
         # input is valid for, so that it can be tried on each candidate)
-        others = [f for f in pool if f.name != fn.name
+        # (not ones calling the faulty function: their tests would fail, or hang, with it)
+        others = [f for f in pool if f.name != fn.name and fn.name not in _called(f)
                   and (kind != "locate" or _valid(f, bug.witness))]
         rng.shuffle(others)
         if kind == "locate" and not others:  # nothing to tell it apart from
@@ -247,6 +248,10 @@ class SWEEnv(CodeEnv):
 def ast_doc(fn: Function) -> str | None:
     """The function's docstring (where its doctests live)."""
     return ast.get_docstring(fn.node, clean=True)
+
+
+def _called(f: Function) -> set[str]:
+    return {n.id for n in ast.walk(f.node) if isinstance(n, ast.Name)}
 
 
 def _valid(f: Function, args: tuple) -> bool:

@@ -145,7 +145,8 @@ def teach(task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -
         b.think("action", f"Write the corrected module to {wrong}.", mistake=True)
         b.call("write_file", {"path": wrong, "content": m["reference"]}, mistake=True)
         again = b.call("bash", {"command": _probe(m)}, mistake=True)
-        b.mistake("stale_observation", note=f"wrote the fix to {wrong}; {path} is unchanged")
+        b.mistake("stale_observation", answer=m["files"][path],  # the target is still faulty
+                  note=f"wrote the fix to {wrong}; {path} is unchanged")
         b.think("reflection", f"Still {_last(again)[:120]}: the import reads {path}, which I "
                 "did not change. The fix must go into that file.")
     faulty = m["files"][path]

@@ -24,6 +24,7 @@ import contextlib
 import datetime as dt
 import json
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from youtu.agentic.envs.base import Env, function_schema, normalize_text
 from youtu.agentic.envs.math import calculate
+from youtu.agentic.envs.tools_world import (CITY_ZONES, PRODUCTS, REAL_RECIPES, SCHEMA,
+                                            convert_time, episode_db, tables, utc_offset)
+from youtu.agentic.envs.tools_world import Group as _Group
+from youtu.agentic.envs.tools_world import Recipe as _Recipe
+from youtu.agentic.envs.tools_world import fixed as _fixed
+from youtu.agentic.envs.tools_world import last as _last
 from youtu.agentic.trajectory import Step, Task, Trajectory, Verdict
 
 if TYPE_CHECKING:
@@ -50,6 +57,18 @@ _UNITS: dict[str, tuple[str, Fraction]] = {
     "gal": ("volume", Fraction("3.785411784")),
     "s": ("time", Fraction(1)), "min": ("time", Fraction(60)), "h": ("time", Fraction(3600)),
     "day": ("time", Fraction(86400)), "week": ("time", Fraction(604800)),
+    "nmi": ("length", Fraction(1852)),
+    "m2": ("area", Fraction(1)), "km2": ("area", Fraction(10**6)), "ha": ("area", Fraction(10**4)),
+    "acre": ("area", Fraction("4046.8564224")), "ft2": ("area", Fraction("0.09290304")),
+    "m/s": ("speed", Fraction(1)), "km/h": ("speed", Fraction(1000, 3600)),
+    "mph": ("speed", Fraction("0.44704")), "kn": ("speed", Fraction(1852, 3600)),
+    "Pa": ("pressure", Fraction(1)), "kPa": ("pressure", Fraction(1000)),
+    "bar": ("pressure", Fraction(100000)), "atm": ("pressure", Fraction(101325)),
+    # psi = lbf / in^2 = 0.45359237 kg * 9.80665 m/s^2 / 0.0254^2 m^2 (exact by definition)
+    "psi": ("pressure", Fraction("0.45359237") * Fraction("9.80665") / Fraction("0.0254") ** 2),
+    "J": ("energy", Fraction(1)), "kJ": ("energy", Fraction(1000)),
+    "cal": ("energy", Fraction("4.184")), "kcal": ("energy", Fraction(4184)),
+    "kWh": ("energy", Fraction(3600000)), "Btu": ("energy", Fraction("1055.05585262")),
 }
 _TEMPS = ("C", "F", "K")
 _UNIT_NAMES = {"mi": "miles", "km": "kilometers", "lb": "pounds", "kg": "kilograms",
@@ -57,10 +76,14 @@ _UNIT_NAMES = {"mi": "miles", "km": "kilometers", "lb": "pounds", "kg": "kilogra
                "g": "grams", "gal": "gallons", "l": "liters", "yd": "yards", "h": "hours",
                "min": "minutes", "week": "weeks", "day": "days", "C": "degrees Celsius",
                "F": "degrees Fahrenheit", "K": "kelvin", "mm": "millimeters", "ml": "milliliters",
-               "s": "seconds"}
-_PRODUCTS = [("hammer", "tools"), ("drill", "tools"), ("saw", "tools"), ("wrench", "tools"),
-             ("apple", "food"), ("bread", "food"), ("cheese", "food"), ("coffee", "food"),
-             ("notebook", "office"), ("pen", "office"), ("stapler", "office"), ("lamp", "office")]
+               "s": "seconds", "nmi": "nautical miles", "m2": "square meters",
+               "km2": "square kilometers", "ha": "hectares", "acre": "acres",
+               "ft2": "square feet", "m/s": "meters per second", "km/h": "kilometers per hour",
+               "mph": "miles per hour", "kn": "knots", "Pa": "pascals", "kPa": "kilopascals",
+               "bar": "bar", "atm": "atmospheres", "psi": "pounds per square inch",
+               "J": "joules", "kJ": "kilojoules", "cal": "calories", "kcal": "kilocalories",
+               "kWh": "kilowatt-hours", "Btu": "British thermal units"}
+_PRODUCTS = PRODUCTS
 _IRRELEVANT = [  # requests no offered tool can serve (templates x fillers: thousands of prompts)
     ("Write a {form} about {topic}.", {"form": ["haiku", "limerick", "short poem", "toast"],
                                        "topic": ["autumn leaves", "the sea", "coffee", "trains",
@@ -130,20 +153,8 @@ def _sql_authorizer(action: int, arg1: Any, arg2: Any, db: Any, trigger: Any) ->
 
 
 def _shop(seed: int) -> sqlite3.Connection:
-    """The episode's shop database: 12 products, 30 orders, all drawn from `seed`."""
-    rng = random.Random(f"shop/{seed}")
-    db = sqlite3.connect(":memory:", check_same_thread=False)
-    db.execute("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT, category TEXT, "
-               "price INTEGER, stock INTEGER)")
-    db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, product_id INTEGER, "
-               "quantity INTEGER, day INTEGER)")
-    db.executemany("INSERT INTO products VALUES (?, ?, ?, ?, ?)",
-                   [(i + 1, n, c, rng.randint(2, 90), rng.randint(0, 60))
-                    for i, (n, c) in enumerate(_PRODUCTS)])
-    db.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)",
-                   [(i + 1, rng.randint(1, len(_PRODUCTS)), rng.randint(1, 9), rng.randint(1, 7))
-                    for i in range(30)])
-    db.commit()
+    """The episode's database (tools_world.episode_db), read/write, no schema changes."""
+    db = episode_db(seed)
     db.set_authorizer(_sql_authorizer)
     return db
 
@@ -185,9 +196,16 @@ class ToolsEnv(Env):
             function_schema("date_diff", "Days from start to end (end - start).",
                             {"start": {**s, "description": "YYYY-MM-DD"}, "end": s}),
             function_schema("weekday", "The day of the week of a date.", {"date": s}),
-            function_schema("sql_query", "Run SQL on the shop database: products(id, name, "
-                            "category, price, stock), orders(id, product_id, quantity, day).",
+            function_schema("sql_query", f"Run SQL (SQLite) on the company database: {SCHEMA}.",
                             {"query": s}),
+            function_schema("convert_time", "Convert a local time between IANA time zones "
+                            "(daylight saving applied).",
+                            {"time": {**s, "description": "YYYY-MM-DD HH:MM"},
+                             "from_tz": {**s, "description": "e.g. Europe/Berlin"},
+                             "to_tz": s}),
+            function_schema("utc_offset", "The UTC offset of a time zone on a date.",
+                            {"zone": {**s, "description": "IANA name"},
+                             "date": {**s, "description": "YYYY-MM-DD"}}),
             function_schema("kv_get", "Read a key from the key-value store.", {"key": s}),
             function_schema("kv_set", "Write a key in the key-value store.",
                             {"key": s, "value": s}),
@@ -227,6 +245,10 @@ class ToolsEnv(Env):
             return _WEEKDAYS[_date(a["date"]).weekday()]
         if name == "sql_query":
             return self._sql(state["db"], str(a["query"]))
+        if name == "convert_time":
+            return convert_time(a["time"], a["from_tz"], a["to_tz"])
+        if name == "utc_offset":
+            return utc_offset(a["zone"], a["date"])
         if name == "kv_get":
             key = str(a["key"])
             return kv[key] if key in kv else f"error: no key {key!r}"
@@ -275,16 +297,14 @@ class ToolsEnv(Env):
     def generate(self, seed: int, difficulty: int = 1) -> Task:
         level = self._difficulty(difficulty)
         rng = random.Random(f"tools/{seed}/{difficulty}")
-        if rng.random() < 0.15:
-            kind, builder = "irrelevance", _irrelevance
-        elif level == 1:
-            kind, builder = "single", rng.choice(_SINGLE)
-        elif level == 2:
-            kind, builder = rng.choice([("parallel", _parallel),
-                                        ("multi_step", rng.choice(_MULTI))])
+        # every kind at every difficulty; the difficulty sets joins, calls per turn, chain length
+        kind = rng.choices(KINDS, weights=[3, 2, 3, 1])[0]
+        if kind == "irrelevance":
+            recipe = _irrelevance(rng, level)
+        elif rng.random() < 0.6:  # company database, time zones (tools_world)
+            recipe = rng.choice(REAL_RECIPES[kind])(rng, level)
         else:
-            kind, builder = "multi_step", rng.choice(_MULTI_HARD)
-        recipe = builder(rng)
+            recipe = rng.choice(_LEGACY[kind][level])(rng)
         task = Task(id=f"tools-{seed}-{difficulty}", env=self.name, seed=seed,
                     difficulty=difficulty, prompt=recipe.prompt, answer="",
                     meta={"kind": kind, "groups": [], "plan": [g.plan for g in recipe.groups],
@@ -295,7 +315,8 @@ class ToolsEnv(Env):
                 for name, args in group.calls(task.steps):
                     obs = self.call_tool(task, state, name, args)
                     assert not obs.startswith("error"), (name, args, obs)
-                    task.steps.append(Step(description=_describe(name, args), tool=name,
+                    task.steps.append(Step(description=_describe(name, args, group.plan),
+                                           tool=name,
                                            arguments=args, result=obs))
                     results.append(len(task.steps) - 1)
                 task.meta["groups"].append(results)
@@ -305,6 +326,7 @@ class ToolsEnv(Env):
         others = [t["function"]["name"] for t in self.tools if t["function"]["name"] not in used]
         offered = used | set(rng.sample(others, 3 if kind == "irrelevance" else 2))
         task.meta["tools"] = sorted(offered)
+        task.meta["real"] = bool(used & _REAL_TOOLS)
         task.near_misses = _near_misses(task)
         return task
 
@@ -349,66 +371,15 @@ class ToolsEnv(Env):
     # scripted teacher
 
     def teach(self, task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -> str:
-        kind = task.meta["kind"]
-        if kind == "irrelevance":
-            names = ", ".join(task.meta["tools"])
-            b.think("analysis", f"The request: {task.prompt} The available tools are: {names}.")
-            b.think("plan", "None of these tools can do this, so I should not call any of them.")
-            b.think("summary", "No tool applies; I say so instead of calling a tool.")
-            return ("None of the available tools can do this for you "
-                    f"(I only have: {names}). \\boxed{{none}}")
-        b.think("analysis", f"The request: {task.prompt} Relevant tools: "
-                f"{', '.join(sorted({s.tool for s in task.steps}))}.")
-        b.think("plan", "\n".join(f"{i + 1}. {text}" for i, text in enumerate(task.meta["plan"])))
-        slip = _mistake_for(task, rng) if mistake else None
-        for gi, group in enumerate(task.meta["groups"]):
-            steps = [task.steps[k] for k in group]
-            if slip is not None and slip["group"] == gi:
-                b.think("action", slip["action"], mistake=True)
-                obs = b.call(slip["tool"], slip["arguments"], mistake=True)
-                b.mistake(slip["kind"], answer=slip.get("answer"), note=slip["why"])
-                b.think("reflection", slip["reflection"].format(obs=obs))
-            b.think("action", " and ".join(s.description for s in steps) + ".")
-            results = b.call_parallel([(s.tool, s.arguments) for s in steps])
-            assert results == [s.result for s in steps], (results, steps)
-            b.think("reflection", "Got " + "; ".join(f"{s.tool} -> {r.splitlines()[-1]}"
-                                                     for s, r in zip(steps, results)) + ".")
-        b.think("summary", f"All steps are done; the answer is {task.answer}.")
-        return f"Done. \\boxed{{{task.answer}}}"
+        from youtu.agentic.envs.tools_teacher import teach
+
+        return teach(self, task, b, rng, mistake)
 
 
 # ---------------------------------------------------------------------------------------------
 # task recipes. A recipe is the prompt, groups of calls run in order (the calls of one group
 # are independent: one parallel turn; a group may use the results of earlier steps), the answer
 # as a function of the executed steps, and extra meta.
-
-Calls = list[tuple[str, dict[str, Any]]]
-
-
-@dataclass
-class _Group:
-    plan: str
-    """The plan line for this group (no values: they are not known when planning)."""
-    calls: Callable[[list[Step]], Calls]
-
-
-@dataclass
-class _Recipe:
-    prompt: str
-    groups: list[_Group]
-    answer: Callable[[list[Step]], str]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def _fixed(plan: str, *calls: tuple[str, dict[str, Any]]) -> _Group:
-    """A group whose calls do not depend on earlier results."""
-    return _Group(plan, lambda steps: list(calls))
-
-
-def _last(steps: list[Step]) -> str:
-    """The value of the last step (the last line: SQL results come under a header)."""
-    return steps[-1].result.splitlines()[-1]
-
 
 def _value(step: Step) -> str:
     v = step.result.splitlines()[-1]
@@ -417,9 +388,13 @@ def _value(step: Step) -> str:
 
 def _conversion(rng: random.Random) -> tuple[str, dict[str, Any]]:
     pairs = [("mi", "km"), ("km", "mi"), ("lb", "kg"), ("kg", "lb"), ("ft", "m"), ("gal", "l"),
-             ("C", "F"), ("F", "C"), ("oz", "g"), ("in", "cm"), ("week", "h")]
+             ("C", "F"), ("F", "C"), ("oz", "g"), ("in", "cm"), ("week", "h"), ("nmi", "km"),
+             ("acre", "ha"), ("ha", "acre"), ("ft2", "m2"), ("km2", "acre"), ("mph", "km/h"),
+             ("kn", "m/s"), ("km/h", "mph"), ("psi", "kPa"), ("bar", "psi"), ("atm", "Pa"),
+             ("kcal", "kJ"), ("kWh", "Btu"), ("cal", "J"), ("K", "C"), ("yd", "m")]
     a, b = rng.choice(pairs)
-    value = rng.choice([1.5, 2, 3.2, 5, 7.5, 10, 12.5, 20, 26.2, 42, 100])
+    value = rng.choice([1.5, 2, 3.2, 5, 7.5, 10, 12.5, 20, 26.2, 42, 100,
+                        round(rng.uniform(0.5, 500), rng.choice([0, 1, 2]))])
     return (f"{value} {_UNIT_NAMES[a]} in {_UNIT_NAMES[b]}",
             {"value": value, "from_unit": a, "to_unit": b})
 
@@ -480,14 +455,18 @@ def _single_calc(rng: random.Random) -> _Recipe:
                    _last)
 
 
-def _parallel(rng: random.Random) -> _Recipe:
-    (t1, a1), (t2, a2) = _conversion(rng), _conversion(rng)
-    while a2 == a1:
-        t2, a2 = _conversion(rng)
-    return _Recipe(f"Two quick conversions: {t1}, and {t2}. Answer as 'first; second'.",
-                   [_fixed("Run both conversions at once", ("convert_units", a1),
-                           ("convert_units", a2))],
-                   lambda s: f"{s[0].result}; {s[1].result}")
+def _parallel(rng: random.Random, n: int = 2) -> _Recipe:
+    convs: list[tuple[str, dict[str, Any]]] = []
+    while len(convs) < n:
+        t, a = _conversion(rng)
+        if a not in [c[1] for c in convs]:
+            convs.append((t, a))
+    texts = [t for t, _ in convs]
+    return _Recipe(f"{n} quick conversions: {', '.join(texts[:-1])}, and {texts[-1]}. Answer "
+                   "in that order, separated by '; '.",
+                   [_fixed("Run the conversions at once", *[("convert_units", a)
+                                                            for _, a in convs])],
+                   lambda s: "; ".join(x.result for x in s))
 
 
 def _multi_weekday(rng: random.Random) -> _Recipe:
@@ -554,31 +533,57 @@ def _multi_revenue_budget(rng: random.Random) -> _Recipe:
         lambda s: s[2].result, {"sql": q})
 
 
-def _irrelevance(rng: random.Random) -> _Recipe:
-    template, fillers = rng.choice(_IRRELEVANT)
+def _irrelevance(rng: random.Random, level: int = 1) -> _Recipe:
+    # harder: requests that sound like an offered tool's job but are not (no currency rates,
+    # no ephemeris, no nutrition table, no schema changes)
+    bank = _IRRELEVANT if level == 1 or rng.random() < 0.3 else _NEAR_IRRELEVANT
+    template, fillers = rng.choice(bank)
     prompt = template.format(**{k: rng.choice(v) for k, v in fillers.items()})
     return _Recipe(prompt, [], lambda s: "none")
 
 
+_NEAR_IRRELEVANT = [
+    ("Convert {n} {cur} to {cur2} at today's rate.", {"n": ["20", "150", "3.5", "1000"],
+                                                      "cur": ["US dollars", "euros", "yen"],
+                                                      "cur2": ["pounds", "rupees", "pesos"]}),
+    ("At what time does the sun set in {city} on {day}?", {"city": sorted(CITY_ZONES)[:12],
+                                                           "day": ["2024-06-21", "2025-01-03"]}),
+    ("How many kilocalories are there in {food}?", {"food": ["an apple", "a bowl of rice",
+                                                             "100 g of cheese"]}),
+    ("Add a '{col}' column to the {table} table.", {"col": ["email", "discount", "notes"],
+                                                    "table": ["customers", "products"]}),
+    ("Which flights leave {city} for {city2} tomorrow?", {"city": ["Berlin", "Tokyo", "Lima"],
+                                                          "city2": ["Oslo", "Cairo", "Seoul"]}),
+    ("What is the current stock price of {co}?", {"co": ["a car maker", "the company",
+                                                        "our main supplier"]}),
+]
+
+
+KINDS = ("single", "parallel", "multi_step", "irrelevance")
 _SINGLE = [_single_convert, _single_date, _single_weekday, _single_sql, _single_kv, _single_calc]
 _MULTI = [_multi_weekday, _multi_store_stock, _multi_convert_stored]
 _MULTI_HARD = [_multi_restock, _multi_revenue_budget, _multi_convert_stored, _multi_store_stock]
+_LEGACY = {"single": {1: _SINGLE, 2: _SINGLE, 3: _SINGLE},
+           "parallel": {k: [lambda rng, n=k + 1: _parallel(rng, n)] for k in (1, 2, 3)},
+           "multi_step": {1: _MULTI, 2: _MULTI + _MULTI_HARD, 3: _MULTI_HARD}}
+"""The original recipes (shop tables, key-value store, dates, units) by kind and difficulty."""
+_REQUIRED = {t["function"]["name"]: t["function"]["parameters"]["required"]
+             for t in ToolsEnv().tools}
+_REAL_TOOLS = {"sql_query", "convert_time", "utc_offset", "convert_units"}
+"""Tools over real content: the company database, the tz database, NIST unit factors."""
 
 
-def _describe(name: str, args: dict[str, Any]) -> str:
+def _describe(name: str, args: dict[str, Any], plan: str) -> str:
+    """The step in words, as intent: the values to pass are for the agent to work out (the
+    evaluation probes and cloze items show descriptions before asking for the call)."""
     if name == "convert_units":
-        return (f"Convert {args['value']} {args['from_unit']} to {args['to_unit']} "
-                "with convert_units")
-    if name == "sql_query":
-        return f"Query the database: {args['query']}"
-    return f"Call {name}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
+        return (f"Convert the quantity from {_UNIT_NAMES.get(args['from_unit'], 'its unit')} to "
+                f"{_UNIT_NAMES.get(args['to_unit'], 'the target unit')}")
+    return plan
 
 
 def _snapshot(state: dict[str, Any]) -> dict[str, Any]:
-    db = state["db"]
-    return {"kv": dict(state["kv"]),
-            "products": db.execute("SELECT * FROM products ORDER BY id").fetchall(),
-            "orders": db.execute("SELECT * FROM orders ORDER BY id").fetchall()}
+    return {"kv": dict(state["kv"]), "tables": tables(state["db"])}
 
 
 def _number(text: str) -> float | None:
@@ -595,8 +600,16 @@ def _same_value(got: str, want: str) -> bool:
             return False
         if w.is_integer() and "." not in want and "/" not in want:
             return g == w  # counts, sums, days: exact (a relative 1e-4 let 25201 pass for 25200)
+        if "/" in want:  # an exact fraction (the calculator's): its decimal to 6 digits
+            return abs(g - w) <= 1e-6 * abs(w)
         return abs(g - w) <= 1e-4  # tools print 4 decimals
-    return normalize_text(got) == normalize_text(want)
+    got_n, want_n = normalize_text(got), normalize_text(want)
+    if _LOCAL_TIME.fullmatch(want.strip()):  # convert_time output: the zone name is optional
+        return got_n in (want_n, normalize_text(want.strip().rsplit(" ", 1)[0]))
+    return got_n == want_n
+
+
+_LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} \S+")
 
 
 def _near_misses(task: Task) -> list[str]:
@@ -607,53 +620,103 @@ def _near_misses(task: Task) -> list[str]:
             out += [_fmt(Fraction(str(w)) + 1), _fmt(Fraction(str(w)) * Fraction(101, 100)),
                     _fmt(-Fraction(str(w)))] if w else ["1", "-1"]
         elif ";" in part:
-            a, b = part.split(";")
-            out += [f"{b.strip()}; {a.strip()}", a.strip()]
+            items = [x.strip() for x in part.split(";")]
+            out += ["; ".join([items[1], items[0], *items[2:]]), "; ".join(items[:-1])]
         elif part in _WEEKDAYS:
             out.append(_WEEKDAYS[(_WEEKDAYS.index(part) + 1) % 7])
         elif part in _CITIES:
             out.append(_CITIES[(_CITIES.index(part) + 1) % len(_CITIES)])
         elif part == "none":
             out += ["yes", "done"]
+        elif _LOCAL_TIME.fullmatch(part) or re.fullmatch(r"[+-]\d{2}:\d{2}", part):
+            hour = re.search(r"(\d{2}):\d{2}", part)
+            shifted = f"{(int(hour.group(1)) + 1) % 24:02d}"
+            out.append(part[:hour.start(1)] + shifted + part[hour.end(1):])
         else:
             out.append(part + "x")
     return [o for o in out if o != task.answer and not _same_value(o, task.answer)]
 
 
-def _mistake_for(task: Task, rng: random.Random) -> dict[str, Any] | None:
-    """A controlled mistake with a really observed failure, or None if the task has none."""
-    for gi, group in enumerate(task.meta["groups"]):
+def mistake_for(task: Task, rng: random.Random) -> dict[str, Any] | None:
+    """A controlled mistake drawn from the catalogue (tools_teacher's docstring) among those
+    the task allows, or None if it allows none."""
+    from youtu.agentic.envs.tools_teacher import wrong_tool
+
+    options: list[dict[str, Any]] = []
+    groups = task.meta["groups"]
+    for gi, group in enumerate(groups):
         step = task.steps[group[0]]
+        a = step.arguments
         if step.tool == "convert_units":
-            a = step.arguments
-            if rng.random() < 0.5:
-                wrong = {**a, "from_unit": _UNIT_NAMES[a["from_unit"]]}
-                return {"group": gi, "kind": "bad_argument", "tool": "convert_units",
-                        "arguments": wrong, "action": f"Convert {a['value']} "
-                        f"{_UNIT_NAMES[a['from_unit']]}.", "why": "unit names must be symbols",
-                        "reflection": "The tool refused: {obs}. The unit must be given as its "
-                        f"symbol, '{a['from_unit']}'."}
-            swapped = {**a, "from_unit": a["to_unit"], "to_unit": a["from_unit"]}
+            options.append({"group": gi, "kind": "wrong_argument", "tool": "convert_units",
+                            "arguments": {**a, "from_unit": _UNIT_NAMES[a["from_unit"]]},
+                            "action": f"Convert {a['value']} {_UNIT_NAMES[a['from_unit']]}.",
+                            "why": "unit names must be symbols",
+                            "reflection": "The tool refused: {obs}. The unit must be given as "
+                            f"its symbol, '{a['from_unit']}'."})
             wrong_value = convert_units(float(a["value"]), a["to_unit"], a["from_unit"])
-            last_group = gi == len(task.meta["groups"]) - 1
-            if len(group) == 1 and last_group and wrong_value != step.result:
-                return {"group": gi, "kind": "swapped_arguments", "tool": "convert_units",
-                        "arguments": swapped, "answer": wrong_value,
-                        "action": f"Convert {a['value']} between {a['from_unit']} and "
-                                  f"{a['to_unit']}.",
-                        "why": "from_unit and to_unit were swapped",
-                        "reflection": "Got {obs}, but that converts " f"{a['value']} {a['to_unit']}"
-                        f" to {a['from_unit']}: I swapped from_unit and to_unit."}
-        if step.tool == "sql_query" and "sql" in task.meta and "stock" in task.meta["sql"]:
-            bad = task.meta["sql"].replace("stock", "quantity_in_stock", 1)
-            return {"group": gi, "kind": "bad_column", "tool": "sql_query",
-                    "arguments": {"query": bad}, "action": "Query the stock column.",
-                    "why": "guessed a column name", "reflection": "The database says: {obs}. The "
-                    "schema in the tool description names the column 'stock'."}
+            if len(group) == 1 and gi == len(groups) - 1 and wrong_value != step.result:
+                options.append({
+                    "group": gi, "kind": "swapped_arguments", "tool": "convert_units",
+                    "arguments": {**a, "from_unit": a["to_unit"], "to_unit": a["from_unit"]},
+                    "answer": wrong_value, "why": "from_unit and to_unit were swapped",
+                    "action": f"Convert {a['value']} between {a['from_unit']} and {a['to_unit']}.",
+                    "reflection": "Got {obs}, but that converts " f"{a['value']} {a['to_unit']} "
+                    f"to {a['from_unit']}: I swapped from_unit and to_unit."})
+        if step.tool == "sql_query" and "stock" in a["query"]:
+            options.append({"group": gi, "kind": "wrong_argument", "tool": "sql_query",
+                            "arguments": {"query": a["query"].replace("stock",
+                                                                      "quantity_in_stock", 1)},
+                            "action": "Query the stock column.", "why": "guessed a column name",
+                            "reflection": "The database says: {obs}. The schema in the tool "
+                            "description names the column 'stock'."})
+        if step.tool == "sql_query" and "customers" in a["query"]:
+            options.append({"group": gi, "kind": "wrong_argument", "tool": "sql_query",
+                            "arguments": {"query": a["query"].replace("customers", "clients", 1)},
+                            "action": "Query the clients table.", "why": "guessed a table name",
+                            "reflection": "{obs}: there is no such table; the schema calls it "
+                            "'customers'."})
         if step.tool == "kv_get":
-            wrong_key = step.arguments["key"].replace(":", "_")
-            return {"group": gi, "kind": "bad_key", "tool": "kv_get",
-                    "arguments": {"key": wrong_key}, "action": f"Read {wrong_key}.",
-                    "why": "misspelled the key", "reflection": "Got {obs}. Keys use ':' as the "
-                    f"separator: '{step.arguments['key']}'."}
-    return None
+            wrong_key = a["key"].replace(":", "_")
+            options.append({"group": gi, "kind": "wrong_argument", "tool": "kv_get",
+                            "arguments": {"key": wrong_key}, "action": f"Read {wrong_key}.",
+                            "why": "misspelled the key", "reflection": "Got {obs}. Keys use ':' "
+                            f"as the separator: '{a['key']}'."})
+        if step.tool == "convert_time":
+            options.append({"group": gi, "kind": "wrong_argument", "tool": "convert_time",
+                            "arguments": {**a, "from_tz": a["from_tz"].split("/")[-1]},
+                            "action": f"Convert from {a['from_tz'].split('/')[-1]}.",
+                            "why": "a city instead of an IANA zone name",
+                            "reflection": "{obs}. Zones are IANA names such as "
+                            f"'{a['from_tz']}'."})
+        if step.tool == "weekday" and gi > 0 and gi == len(groups) - 1:
+            dates = re.findall(r"\d{4}-\d{2}-\d{2}", task.prompt)
+            if dates and _WEEKDAYS[_date(dates[0]).weekday()] != step.result:
+                options.append({"group": gi, "kind": "stale_observation", "tool": "weekday",
+                                "arguments": {"date": dates[0]},
+                                "action": f"Look up the weekday of {dates[0]}.",
+                                "answer": _WEEKDAYS[_date(dates[0]).weekday()],
+                                "why": "used the date from the request, not the computed one",
+                                "reflection": "{obs} is the weekday of " f"{dates[0]}, the date "
+                                "I started from; the previous step gave " f"{a['date']}."})
+        if step.tool == "calculator" and len(group) == 1 and gi == len(groups) - 1:
+            right = _number(step.result)
+            if right is not None:
+                slipped = _fmt(Fraction(str(right)) + rng.choice([1, -1, 10]))
+                options.append({"group": gi, "kind": "arithmetic_slip", "tool": "",
+                                "answer": slipped,
+                                "action": f"By hand: {a['expression']} is about {slipped}. "
+                                "Check it with the calculator.",
+                                "why": "mental arithmetic slip",
+                                "reflection": "The calculator gives {obs}, not " f"{slipped}: my "
+                                "mental arithmetic slipped."})
+        spare = wrong_tool(task, gi, rng, _REQUIRED)
+        if spare is not None:
+            options.append(spare)
+    if len(groups) > 1:
+        options.append({"group": -1, "kind": "premature_answer", "tool": "", "why": ""})
+    if not options:
+        return None
+    kinds = sorted({o["kind"] for o in options})  # each kind as likely, whatever its count
+    kind = rng.choice(kinds)
+    return rng.choice([o for o in options if o["kind"] == kind])
