@@ -32,16 +32,23 @@ _UP = ["the base class of {}", "the class that {} directly inherits from",
 _ASK = {
     "default": ["What is the default value of the parameter `{p}` of {x}?",
                 "If the `{p}` argument of {x} is left out, which value does it take?",
-                "{X} has a parameter `{p}`. What is its default?"],
+                "{X} has a parameter `{p}`. What is its default?",
+                "What does `{p}` default to in {x}?"],
     "required": ["How many required parameters does {x} take (self excluded)?",
                  "Counting only parameters without a default (and not self), how many does {x} "
-                 "need?"],
+                 "need?", "How many arguments must a caller of {x} pass at least (self excluded)?",
+                 "What is the number of required parameters of {x}?"],
     "methods": ["How many public methods does {x} define itself (inherited ones excluded)?",
-                "Not counting inherited ones, how many public methods are defined by {x}?"],
-    "module": ["In which module is {x} defined?", "Which module defines {x}?"],
+                "Not counting inherited ones, how many public methods are defined by {x}?",
+                "How many methods without a leading underscore does {x} itself define?"],
+    "module": ["In which module is {x} defined?", "Which module defines {x}?",
+               "Name the module where {x} is defined.", "{X} lives in which module?"],
     "base": ["What is the fully qualified name of the first base class of {x}?",
-             "{X} inherits from one class first. Give that class's fully qualified name."],
+             "{X} inherits from one class first. Give that class's fully qualified name.",
+             "Which class (fully qualified) is listed first among the bases of {x}?"],
 }
+_LEADS = ["", "", "Python question: ", "Check the docs: ", "Standard library: ",
+          "From the API documentation: ", "Look it up: "]
 _DOCS_OF = {"default": "signature", "required": "parameter count", "methods": "method list",
             "module": "defining module", "base": "bases"}
 
@@ -87,7 +94,8 @@ class PyDocsEnv(Env):
             desc = rng.choice(_UP).format(desc)
         if method:
             desc = f"the `{path[-1].rsplit('.', 1)[1]}` method of {desc}"
-        question = rng.choice(_ASK[fact]).format(x=desc, X=_cap(desc), p=param)
+        question = rng.choice(_LEADS) + rng.choice(_ASK[fact]).format(x=desc, X=_cap(desc),
+                                                                      p=param)
         steps = [Step(f"Search for {path[0]}", "search", {"query": path[0]},
                       self._search(path[0]))]
         steps += [Step(f"Open the document of {q}", "open", {"doc_id": q}, c.docs[q])

@@ -36,9 +36,9 @@ from youtu.agentic.trajectory import Step, Task, Verdict
 if TYPE_CHECKING:
     from youtu.agentic.teachers import TrajectoryBuilder
 
-WORLD_SPAN = 200
-"""Task seeds per generated world (a world has ~190 documents; more seeds per world repeat
-its 1-hop questions)."""
+WORLD_SPAN = 50
+"""Task seeds per generated world (a world has ~190 documents; at 200 seeds per world 11% of
+50k tasks repeated, mostly 1-hop questions)."""
 
 _SYLLABLES = ["ka", "lo", "mer", "vin", "tor", "sa", "rel", "do", "qua", "bri", "zen", "fal",
               "mo", "ni", "ther", "gal", "var", "den", "ost", "lu", "pra", "ke", "sol", "an"]
@@ -70,6 +70,8 @@ ATTRIBUTES = {
     "institute": [("founded", "In what year was {} founded?")],
     "invention": [("year", "In what year was {} invented?")],
 }
+_LEADS = ["", "", "Research question: ", "Using the collection, answer: ", "Look this up: ",
+          "I need a fact checked. ", "From the documents: "]
 _ATTR_NAMES = {"population": "population", "founded": "founding year", "length_km": "length in km",
                "birth_year": "birth year", "job": "profession", "industry": "industry",
                "year": "year of invention"}
@@ -256,7 +258,7 @@ class ResearchEnv(Env):
         for rel in rels:
             desc = RELATIONS[rel][2].format(desc)
         question = dict(ATTRIBUTES[target.type])[attr].format(desc)
-        question = question[0].upper() + question[1:]
+        question = rng.choice(_LEADS) + question[0].upper() + question[1:]
         answer = _answer_text(target.attrs[attr])
         path = [anchor]
         for rel in rels:

@@ -103,9 +103,36 @@ _IRRELEVANT = [  # requests no offered tool can serve (templates x fillers: thou
     ("What will the weather be in {city} {when}?", {"city": ["Oslo", "Lima", "Perth", "Riga"],
                                                     "when": ["tomorrow", "this weekend"]}),
     ("Play some {genre} music.", {"genre": ["relaxing", "jazz", "classical", "upbeat"]}),
-    ("Remind me to {task} at {time}.", {"task": ["call mum", "water the plants", "stretch"],
-                                        "time": ["6 pm", "noon", "9:30"]}),
+    ("Remind me to {task} at {time}.", {"task": ["call mum", "water the plants", "stretch",
+                                                 "take the pills", "pay the rent"],
+                                        "time": ["6 pm", "noon", "9:30", "7 am", "midnight"]}),
+    ("Summarise the plot of {book} in {n} sentences.", {
+        "book": ["Moby-Dick", "Pride and Prejudice", "Don Quixote", "War and Peace", "Dune",
+                 "The Odyssey", "Frankenstein"], "n": ["two", "three", "five"]}),
+    ("Order {n} {item} from {shop} for delivery {when}.", {
+        "n": ["two", "a dozen", "three"], "item": ["pizzas", "bagels", "coffees", "roses"],
+        "shop": ["the corner shop", "an online store", "the bakery"],
+        "when": ["today", "tomorrow morning", "on Saturday"]}),
+    ("Draw a picture of {thing} in the style of {artist}.", {
+        "thing": ["a lighthouse", "a cat", "a city at night", "a forest"],
+        "artist": ["Monet", "Hokusai", "Van Gogh", "Klimt", "Frida Kahlo"]}),
+    ("Call {who} and tell them {msg}.", {"who": ["the plumber", "my sister", "the dentist",
+                                                  "the bank"],
+                                         "msg": ["I'm running late", "to reschedule",
+                                                 "the door code changed"]}),
+    ("Who won the {event} in {year}?", {"event": ["World Cup", "Tour de France", "Eurovision",
+                                                  "Nobel Prize in Physics"],
+                                        "year": ["1998", "2006", "2014", "2019", "2022"]}),
+    ("Recommend a {genre} film similar to {film}.", {
+        "genre": ["sci-fi", "comedy", "thriller", "animated"],
+        "film": ["Alien", "Amelie", "Heat", "Spirited Away", "Arrival"]}),
 ]
+_LEADS = ["", "", "", "Hi! ", "Quick one: ", "Please help: ", "For a report: ", "Can you check: ",
+          "I need this: ", "Question: "]
+"""Ways a user opens a request (the request itself is the recipe's)."""
+_TAILS = ["", "", "", " Thanks!", " Thank you.", " It's urgent.", " No rush.", " Keep it short.",
+          " This is for a colleague.", " I'll wait."]
+"""... and closes it."""
 _CITIES = ["Lisbon", "Oslo", "Quito", "Hanoi", "Accra", "Tartu", "Cusco", "Hobart", "Izmir",
            "Nagoya", "Porto", "Tromso"]
 _WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -306,7 +333,8 @@ class ToolsEnv(Env):
         else:
             recipe = rng.choice(_LEGACY[kind][level])(rng)
         task = Task(id=f"tools-{seed}-{difficulty}", env=self.name, seed=seed,
-                    difficulty=difficulty, prompt=recipe.prompt, answer="",
+                    difficulty=difficulty, answer="",
+                    prompt=rng.choice(_LEADS) + recipe.prompt + rng.choice(_TAILS),
                     meta={"kind": kind, "groups": [], "plan": [g.plan for g in recipe.groups],
                           **recipe.meta})
         with self.episode(task) as state:  # run the gold calls for their results
@@ -548,14 +576,23 @@ _NEAR_IRRELEVANT = [
                                                       "cur2": ["pounds", "rupees", "pesos"]}),
     ("At what time does the sun set in {city} on {day}?", {"city": sorted(CITY_ZONES)[:12],
                                                            "day": ["2024-06-21", "2025-01-03"]}),
-    ("How many kilocalories are there in {food}?", {"food": ["an apple", "a bowl of rice",
-                                                             "100 g of cheese"]}),
-    ("Add a '{col}' column to the {table} table.", {"col": ["email", "discount", "notes"],
-                                                    "table": ["customers", "products"]}),
+    ("How many kilocalories are there in {food}?", {"food": [
+        "an apple", "a bowl of rice", "100 g of cheese", "a croissant", "a banana", "a latte",
+        "two eggs", "a slice of pizza", "a cup of lentils", "an avocado"]}),
+    ("Add a '{col}' column to the {table} table.", {
+        "col": ["email", "discount", "notes", "phone", "rating", "vat_id", "region"],
+        "table": ["customers", "products", "employees", "suppliers", "sales"]}),
+    ("Create a new table for {what} in the database.", {"what": [
+        "invoices", "refunds", "warehouse bins", "loyalty points", "coupons", "returns"]}),
+    ("How long does it take to fly from {city} to {city2}?", {
+        "city": sorted(CITY_ZONES)[12:20], "city2": sorted(CITY_ZONES)[20:]}),
     ("Which flights leave {city} for {city2} tomorrow?", {"city": ["Berlin", "Tokyo", "Lima"],
                                                           "city2": ["Oslo", "Cairo", "Seoul"]}),
-    ("What is the current stock price of {co}?", {"co": ["a car maker", "the company",
-                                                        "our main supplier"]}),
+    ("What is the current stock price of {co}?", {"co": [
+        "a car maker", "the company", "our main supplier", "the largest airline",
+        "a chip designer", "our logistics partner"]}),
+    ("What is the exchange rate between the {a} and the {b} right now?", {
+        "a": ["euro", "yen", "rand", "real", "rupee"], "b": ["dollar", "pound", "franc", "won"]}),
 ]
 
 
