@@ -15,7 +15,8 @@ per domain:
   shingles, 128 permutations);
 - distinct reasoning skeletons: the reasoning of all assistant turns with numbers, quoted and
   back-quoted spans and capitalised words masked; distinct skeletons / trajectories;
-- tokens (cl100k_base) per domain and the share from `REAL_CONTENT` environments;
+- tokens (cl100k_base) per domain and the share from real content: the `REAL_CONTENT`
+  environments, and tools episodes over the company database, time zones or unit tables;
 - trajectories per second per core: verified trajectories / worker-seconds.
 
 Targets (issue 20): exact < 1%, near < 5%, skeletons >= 60%, real-content tokens >= 40%.
@@ -52,11 +53,17 @@ def _commit() -> str:
         return "unknown"
 
 
-def measure(folder: Path) -> dict[str, dict[str, float]]:
-    """Per-domain duplicate, near-duplicate and skeleton rates of the trajectories in `folder`."""
+def measure(folder: Path, token_counter: str) -> dict[str, dict[str, float]]:
+    """Per-domain duplicate, near-duplicate and skeleton rates of the trajectories in `folder`,
+    and their tokens: all, and those of real-content episodes (`REAL_CONTENT` environments, and
+    tools episodes whose calls use the database, time zones or unit tables: `meta["real"]`)."""
+    from youtu.agentic.envs import REAL_CONTENT
     from youtu.agentic.render import render_text
+    from youtu.agentic.synthesize import _token_counter
     from youtu.agentic.trajectory import load_trajectories
     from youtu.data.dedup import NearDedup
+
+    count = _token_counter(token_counter)
 
     seen_task: dict[str, set] = defaultdict(set)
     seen_conv: dict[str, set] = defaultdict(set)
@@ -73,13 +80,19 @@ def measure(folder: Path) -> dict[str, dict[str, float]]:
         conv = traj.content_hash()
         c["conv_dup"] += conv in seen_conv[d]
         seen_conv[d].add(conv)
-        near.setdefault(d, NearDedup(threshold=0.8))
-        c["near_dup"] += near[d].seen_before(render_text(traj))
+        if d not in near:  # (not setdefault: building the LSH costs ~70 ms)
+            near[d] = NearDedup(threshold=0.8)
+        text = render_text(traj)
+        c["near_dup"] += near[d].seen_before(text)
+        tokens = count(text)
+        c["tokens"] += tokens
+        c["real_tokens"] += tokens if (d in REAL_CONTENT or traj.task.meta.get("real")) else 0
         skeletons[d].add(skeleton("\n".join(m.get("reasoning_content", "")
                                             for m in traj.messages if m["role"] == "assistant")))
     return {d: {"trajectories": c["n"], "task_dup": c["task_dup"] / c["n"],
                 "conv_dup": c["conv_dup"] / c["n"], "near_dup": c["near_dup"] / c["n"],
-                "skeletons": len(skeletons[d]) / c["n"]} for d, c in counts.items()}
+                "skeletons": len(skeletons[d]) / c["n"], "tokens": c["tokens"],
+                "real_tokens": c["real_tokens"]} for d, c in counts.items()}
 
 
 def main() -> None:
@@ -87,6 +100,10 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=50_000, help="tasks in all (split like the mix)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="", help="synthesis folder (default: a temporary one)")
+    ap.add_argument("--sandbox-cap", type=int, default=0,
+                    help="at most this many tasks for each sandboxed domain (code, swe: ~1 "
+                         "trajectory/s/core); the token share is then also given re-weighted "
+                         "to the default mix")
     args = ap.parse_args()
 
     from youtu.agentic.config import SynthConfig
@@ -96,6 +113,8 @@ def main() -> None:
     base = SynthConfig().mix
     scale = args.tasks / sum(base.values())
     mix = {d: max(1, round(n * scale)) for d, n in base.items()}
+    if args.sandbox_cap:
+        mix.update({d: min(mix[d], args.sandbox_cap) for d in ("code", "swe")})
     cfg = SynthConfig(mix=mix, workers=args.workers, dedup=False)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
@@ -103,32 +122,39 @@ def main() -> None:
         stats = synthesize(cfg, out)
         wall = time.perf_counter() - t0
         t1 = time.perf_counter()
-        rates = measure(out)
+        rates = measure(out, cfg.token_counter)
         measure_s = time.perf_counter() - t1
     doms = stats["domains"]
-    total_tokens = sum(d["tokens"].get("total", 0) for d in doms.values())
-    real_tokens = sum(doms[d]["tokens"].get("total", 0) for d in REAL_CONTENT if d in doms)
+    total_tokens = sum(r["tokens"] for r in rates.values())
+    real_tokens = sum(r["real_tokens"] for r in rates.values())
     print(f"synth_diversity | commit {_commit()} | {sum(mix.values())} tasks | "
           f"{args.workers} workers | synth {wall:.0f} s wall | measure {measure_s:.0f} s")
     print(f"{'domain':9} {'tasks':>6} {'kept':>6} {'task dup':>9} {'conv dup':>9} "
           f"{'near dup':>9} {'skeletons':>10} {'tokens':>10} {'traj/s/core':>12}")
     rows = {}
     for d, s in doms.items():
-        r = rates.get(d, {"task_dup": 0, "conv_dup": 0, "near_dup": 0, "skeletons": 0})
+        r = rates.get(d, {"task_dup": 0, "conv_dup": 0, "near_dup": 0, "skeletons": 0,
+                          "tokens": 0, "real_tokens": 0})
         per_core = s["verified"] / max(s["worker_seconds"], 1e-9)
         rows[d] = {**{k: round(v, 4) for k, v in r.items()}, "attempted": s["attempted"],
-                   "verified": s["verified"], "tokens": s["tokens"].get("total", 0),
-                   "traj_per_s_per_core": round(per_core, 1),
-                   "real_content": d in REAL_CONTENT}
+                   "verified": s["verified"], "traj_per_s_per_core": round(per_core, 1)}
         print(f"{d:9} {s['attempted']:>6} {s['verified']:>6} {100 * r['task_dup']:>8.2f}% "
               f"{100 * r['conv_dup']:>8.2f}% {100 * r['near_dup']:>8.2f}% "
-              f"{100 * r['skeletons']:>9.1f}% {s['tokens'].get('total', 0):>10} {per_core:>12.1f}")
+              f"{100 * r['skeletons']:>9.1f}% {r['tokens']:>10} {per_core:>12.1f}")
     share = real_tokens / max(total_tokens, 1)
-    print(f"real-content environments {', '.join(REAL_CONTENT)}: {100 * share:.1f}% of "
-          f"{total_tokens} tokens")
+    # per-trajectory token means weighted by the default mix's task counts (= share at 50k
+    # uncapped, if the capped domains' per-trajectory means hold)
+    weight = {d: base[d] * r["tokens"] / r["trajectories"] for d, r in rates.items()}
+    mix_share = sum(weight[d] * r["real_tokens"] / max(r["tokens"], 1) for d, r in rates.items()) \
+        / max(sum(weight.values()), 1e-9)
+    print(f"real content ({', '.join(REAL_CONTENT)}, tools over the database / time zones / "
+          f"units): {100 * share:.1f}% of {total_tokens} tokens; {100 * mix_share:.1f}% at the "
+          "default mix's proportions")
     print(json.dumps({"bench": "synth_diversity", "commit": _commit(), "tasks": sum(mix.values()),
                       "workers": args.workers, "wall_s": round(wall, 1),
-                      "real_content_token_share": round(share, 4), "domains": rows}))
+                      "mix": mix, "real_content_token_share": round(share, 4),
+                      "real_content_token_share_default_mix": round(mix_share, 4),
+                      "domains": rows}))
 
 
 if __name__ == "__main__":
