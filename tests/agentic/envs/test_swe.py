@@ -88,3 +88,11 @@ def test_scripted_teacher_verifies_every_shape(mistake):
             for slip in traj.provenance["mistakes"]:
                 if slip["answer"] is not None:
                     assert not ENV.check(task, slip["answer"]).correct
+
+
+def test_a_mutant_that_spins_forever_is_reported_as_not_terminating():
+    fn = function("bisect", "bisect_left")
+    spinning = fn.source.replace("lo = mid + 1", "lo = mid - 1")
+    assert spinning != fn.source
+    mutant = load(spinning, fn.name, fn.module, fn.imports)
+    assert bounded(mutant, ([0, 4, 6, 18], 6))[0] == "does not terminate"

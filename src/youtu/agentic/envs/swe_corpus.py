@@ -221,8 +221,8 @@ def load(source: str, name: str, module: str, imports: tuple[str, ...]) -> Calla
     return ns[name]
 
 
-class _OutOfBudget(Exception):
-    pass
+class _OutOfBudget(BaseException):
+    """Not an Exception: `_outcome` must not report it as the function raising."""
 
 
 def bounded(fn: Callable, args: tuple, max_lines: int = 20_000) -> tuple[str, str]:
