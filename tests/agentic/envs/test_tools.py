@@ -195,3 +195,21 @@ def test_mistakes_come_from_a_catalogue_and_their_wrong_answers_are_rejected():
              for t in (ENV.generate(s, 1 + s % 3) for s in range(400)) for k in range(4)}
     assert {"wrong_tool", "wrong_argument", "stale_observation", "arithmetic_slip",
             "premature_answer"} <= drawn, drawn
+
+
+def test_a_write_to_any_table_the_gold_steps_leave_alone_is_rejected():
+    task = next(t for t in TASKS if t.meta["kind"] == "single")
+    traj = ENV.solve(task, random.Random(0))
+    assert traj.outcome.verified
+    extra = copy.deepcopy(traj)
+    k = next(i for i, m in enumerate(extra.messages) if m.get("tool_calls"))
+    write = {"id": "call_99", "type": "function", "function": {
+        "name": "sql_query", "arguments": json.dumps(
+            {"query": "UPDATE customers SET city = 'Atlantis' WHERE id = 3"})}}
+    extra.messages[k]["tool_calls"].append(write)
+    extra.messages.insert(k + 1 + len(extra.messages[k]["tool_calls"]) - 1, {
+        "role": "tool", "tool_call_id": "call_99", "name": "sql_query",
+        "content": "ok: 1 row(s) changed"})
+    extra.tools = ENV.tools
+    verdict = ENV.verify(task, extra)
+    assert not verdict.correct and "state" in verdict.detail, verdict.detail
