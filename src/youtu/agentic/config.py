@@ -1,7 +1,7 @@
 """Synthesis configuration (owned by youtu.agentic): the `[synth]` section of a run config.
 
     [synth]
-    mix = {math = 800, code = 250, tools = 900, research = 400, swe = 250, pydocs = 600}
+    mix = {math = 800, code = 250, tools = 900, research = 400, swe = 100, pydocs = 700}
     mistake_rate = 0.35
     workers = 2
 
@@ -18,8 +18,9 @@ _EVAL_SEED_MIN = 1_000_000  # = youtu.agentic.envs.EVAL_SEED_MIN (not imported: 
 
 
 def _tiny_mix() -> dict[str, int]:
-    # swe costs ~4 sandbox runs a task (like code); pydocs is as cheap as research
-    return {"math": 800, "code": 250, "tools": 900, "research": 400, "swe": 250, "pydocs": 600}
+    # swe runs ~8 sandboxed commands a task (~1 trajectory/s/core): few, so the toy run stays
+    # fast; pydocs is as cheap as research
+    return {"math": 800, "code": 250, "tools": 900, "research": 400, "swe": 100, "pydocs": 700}
 
 
 @dataclass(kw_only=True)
