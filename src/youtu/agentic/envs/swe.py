@@ -20,7 +20,10 @@ APTBench issue_fix's three shapes:
   file and pass once the original function is restored.
 
 Tools, sandboxing and the hidden-test run are `CodeEnv`'s (the same public Sandbox API and
-verdict); this module only builds tasks and teaches them.
+verdict); this module only builds tasks and teaches them. Expected values come from the host's
+standard library and the files import the module's helpers in the sandbox, so the sandbox's
+interpreter (ours, or the system python3 where a dropped uid cannot reach ours) must be the
+same minor Python version as the host's; on the development machine they are 3.11.7 and 3.11.2.
 """
 
 from __future__ import annotations
@@ -151,10 +154,9 @@ class SWEEnv(CodeEnv):
         fill = {"call": call, "got": got, "want": want, "module": module, "fn": fn.name,
                 "args": ", ".join(repr(a) for a in bug.witness)}
         files = {"pylib/__init__.py": "", path: faulty}
-        regression = [_test(f.name, str(i), a, bounded(load(f.source, f.name, module,
-                                                            f.imports), a))
-                      for f in funcs if f.name != fn.name for i, a in
-                      enumerate(cases(f, random.Random(f"{seed}/{f.name}"), 2))]
+        regression = [_test(f.name, str(i), a, want) for f in funcs if f.name != fn.name
+                      for i, (a, want) in enumerate(_expected(f, random.Random(f"{seed}/{f.name}"),
+                                                              2))]
         if regression:
             files[f"tests/test_{module}.py"] = _test_file(
                 module, [f.name for f in funcs if f.name != fn.name], regression)
@@ -171,8 +173,8 @@ class SWEEnv(CodeEnv):
             original = load(fn.source, fn.name, module, fn.imports)
             body = [_test(fn.name, f"witness{i}", a, bounded(original, a))
                     for i, a in enumerate(bug.differing)] + [
-                _test(fn.name, str(i), a, bounded(original, a))
-                for i, a in enumerate(cases(fn, random.Random(f"hidden/{seed}"), _HIDDEN_CASES))]
+                _test(fn.name, str(i), a, want) for i, (a, want) in
+                enumerate(_expected(fn, random.Random(f"hidden/{seed}"), _HIDDEN_CASES))]
             doc = ast_doc(fn)
             if doc and ">>>" in doc and _doctests_pass(fn, doc, fn.source):
                 body.append(_doctest_test(fn, doc))
@@ -248,6 +250,13 @@ class SWEEnv(CodeEnv):
 def ast_doc(fn: Function) -> str | None:
     """The function's docstring (where its doctests live)."""
     return ast.get_docstring(fn.node, clean=True)
+
+
+def _expected(f: Function, rng: random.Random, n: int) -> list[tuple[tuple, tuple[str, str]]]:
+    """Up to `n` generated inputs of `f` with the original's outcome (those it finishes)."""
+    original = load(f.source, f.name, f.module, f.imports)
+    out = [(a, bounded(original, a)) for a in cases(f, rng, n)]
+    return [(a, w) for a, w in out if w[0] != "does not terminate"]
 
 
 def _called(f: Function) -> set[str]:
