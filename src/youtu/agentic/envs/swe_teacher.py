@@ -173,7 +173,7 @@ def teach(task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -
 def _locate(task: Task, b: TrajectoryBuilder, rng: random.Random, slip: str, fill: dict,
             defs: list[str]) -> str:
     m, fn = task.meta, task.meta["function"]
-    names = [d for d in defs if d in m["functions"]]
+    names = [d for d in defs if d in m["functions"]] or list(m["functions"])
     if slip == "premature_answer":
         guess = rng.choice([n for n in names if n != fn])
         b.think("action", f"The symptom looks like {guess}; check only that one.", mistake=True)
