@@ -10,9 +10,10 @@ The collection is `pydocs_corpus.build_corpus()` (~4,000 documents written from 
 the same BM25 `search` and `open` tools as the research environment. A question at difficulty
 h needs h documents: one hop names an API object and asks a fact its document states
 (a parameter default, the number of required parameters, the methods a class defines, the
-module defining it, its base class); each further hop goes up one base class ("the parent class
-of the base class of `http.client.HTTPException`"), and some questions end at a method of the
-last class. Answers are the introspected values, checked exactly after normalisation.
+module defining it, its base class, how many functions or classes a module lists); each further
+hop follows a link the current document states: a base class, the defining module, a class's
+first method, a method's class, a module's first function or class ("the first class listed
+in the module that defines the base class of `http.client.HTTPException`"). Answers are the introspected values, checked exactly after normalisation.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ _ASK = {
                 "How many methods without a leading underscore does {x} itself define?"],
     "module": ["In which module is {x} defined?", "Which module defines {x}?",
                "Name the module where {x} is defined.", "{X} lives in which module?"],
+    "functions": ["How many functions does the documentation of {x} list?",
+                  "Count the functions listed for {x}.", "How many functions does {x} list?"],
+    "classes": ["How many classes does the documentation of {x} list?",
+                "Count the classes listed for {x}.", "How many classes does {x} list?"],
     "base": ["What is the fully qualified name of the first base class of {x}?",
              "{X} inherits from one class first. Give that class's fully qualified name.",
              "Which class (fully qualified) is listed first among the bases of {x}?"],
@@ -50,7 +55,8 @@ _ASK = {
 _LEADS = ["", "", "Python question: ", "Check the docs: ", "Standard library: ",
           "From the API documentation: ", "Look it up: "]
 _DOCS_OF = {"default": "signature", "required": "parameter count", "methods": "method list",
-            "module": "defining module", "base": "bases"}
+            "module": "defining module", "base": "bases", "functions": "function list",
+            "classes": "class list"}
 
 
 def _cap(text: str) -> str:
@@ -87,13 +93,10 @@ class PyDocsEnv(Env):
             made = _chain(c, rng, hops)
             if made is not None:
                 break
-        path, fact, param, answer = made
-        method = len(path) > 1 and path[-1] in c.functions  # the chain ends at a method
+        path, rels, fact, param, answer = made
         desc = f"`{path[0]}`"
-        for _ in path[1:len(path) - method]:
-            desc = rng.choice(_UP).format(desc)
-        if method:
-            desc = f"the `{path[-1].rsplit('.', 1)[1]}` method of {desc}"
+        for rel in rels:
+            desc = rng.choice(_LINK[rel]).format(desc)
         question = rng.choice(_LEADS) + rng.choice(_ASK[fact]).format(x=desc, X=_cap(desc),
                                                                       p=param)
         steps = [Step(f"Search for {path[0]}", "search", {"query": path[0]},
@@ -102,7 +105,8 @@ class PyDocsEnv(Env):
                   for q in path]
         task = Task(id=f"pydocs-{seed}-{difficulty}", env=self.name, seed=seed,
                     difficulty=difficulty, prompt=question, answer=answer, steps=steps,
-                    meta={"path": path, "fact": fact, "param": param, "hops": hops,
+                    meta={"path": path, "relations": rels, "fact": fact, "param": param,
+                          "hops": hops,
                           "plan": [f"Find the document of {path[0]}"]
                           + [f"Follow the link to {q}" for q in path[1:]]
                           + [f"Read the {_DOCS_OF[fact]}"]})
@@ -188,6 +192,8 @@ class PyDocsEnv(Env):
 
 def _fact(c: Corpus, q: str, fact: str, param: str) -> str | None:
     """The value of `fact` for object `q`, or None if it has none."""
+    if fact in ("functions", "classes"):
+        return str(len(c.modules[q][fact == "classes"])) if q in c.modules else None
     if fact in ("default", "required"):
         f = c.functions.get(q)
         cls = c.classes.get(q)
@@ -203,32 +209,69 @@ def _fact(c: Corpus, q: str, fact: str, param: str) -> str | None:
         return str(len(cls.methods))
     if fact == "module":
         return cls.module
-    return cls.bases[0] if cls.bases else None
+    return cls.bases[0] if (fact == "base" and cls.bases) else None
 
 
-def _chain(c: Corpus, rng: random.Random, hops: int) -> tuple[list[str], str, str, str] | None:
-    """(path of document ids, fact, parameter, answer) or None for this draw."""
-    if hops == 1 and rng.random() < 0.5:
-        q = rng.choice(sorted(c.functions))
-        path = [q]
-    else:
-        q = rng.choice(sorted(c.classes))
-        path = [q]
-        with_method = hops > 1 and rng.random() < 0.3
-        for _ in range(hops - 1 - with_method):
-            bases = c.classes[path[-1]].bases
-            if not bases or bases[0] not in c.classes or bases[0] in path:
-                return None
-            path.append(bases[0])
-        if with_method:
-            methods = [f"{path[-1]}.{n}" for n in c.classes[path[-1]].methods
-                       if f"{path[-1]}.{n}" in c.functions]
-            if not methods:
-                return None
-            path.append(rng.choice(methods))
+_LINK = {  # relation -> how a question names the object it leads to
+    "base": _UP,
+    "module": ["the module that defines {}", "the module {} belongs to"],
+    "method": ["the first method listed for {}", "the alphabetically first public method of {}"],
+    "owner": ["the class that defines {}", "the class {} belongs to"],
+    "first_function": ["the first function listed in {}", "the first function of {}"],
+    "first_class": ["the first class listed in {}", "the first class of {}"],
+}
+
+
+_WEIGHT = {"base": 3, "method": 3, "owner": 3, "first_function": 2, "first_class": 1,
+           "module": 1}
+
+
+def _links(c: Corpus, q: str) -> list[tuple[str, str]]:
+    """(relation, document id) links the document `q` states."""
+    out = []
+    if q in c.classes:
+        cls = c.classes[q]
+        if cls.bases and cls.bases[0] in c.classes:
+            out.append(("base", cls.bases[0]))
+        if cls.module in c.modules:
+            out.append(("module", cls.module))
+        if cls.methods and f"{q}.{cls.methods[0]}" in c.functions:
+            out.append(("method", f"{q}.{cls.methods[0]}"))
+    elif q in c.functions:
+        kind, owner = c.functions[q].module.split(" ", 1)
+        if (kind == "module" and owner in c.modules) or (kind == "class" and owner in c.classes):
+            out.append(("module" if kind == "module" else "owner", owner))
+    elif q in c.modules:
+        funcs, classes = c.modules[q]
+        if funcs and funcs[0] in c.functions:
+            out.append(("first_function", funcs[0]))
+        if classes and classes[0] in c.classes:
+            out.append(("first_class", classes[0]))
+    return out
+
+
+def _chain(c: Corpus, rng: random.Random, hops: int) -> tuple[list[str], list[str], str, str,
+                                                              str] | None:
+    """(path of document ids, relations, fact, parameter, answer) or None for this draw."""
+    pool = rng.choice([c.functions, c.classes, c.classes, c.modules] if hops > 1
+                      else [c.functions, c.classes])
+    path, rels = [rng.choice(sorted(pool))], []
+    for _ in range(hops - 1):
+        links = [(r, t) for r, t in _links(c, path[-1]) if t not in path]
+        if not links:
+            return None
+        # hubs (a module's page, its first class) are reached from everywhere: drawn less often
+        rel, target = rng.choices(links, weights=[_WEIGHT[r] for r, _ in links])[0]
+        path.append(target)
+        rels.append(rel)
     last = path[-1]
     if last == "builtins.object" and hops > 1:
-        return None  # every chain ends there; too easy a target
+        return None  # every base chain ends there; too easy a target
+    if sum(q.startswith("builtins.") for q in path) > 1:
+        return None  # deep chains converge on the builtin exceptions: 16% near-duplicates
+    if last in c.modules:
+        fact = rng.choice(["functions", "classes"])
+        return path, rels, fact, "", str(len(c.modules[last][fact == "classes"]))
     if last in c.functions:
         f = c.functions[last]
         fact = rng.choice(["default", "default", "required"] if f.defaults else ["required"])
@@ -241,7 +284,7 @@ def _chain(c: Corpus, rng: random.Random, hops: int) -> tuple[list[str], str, st
         table = c.functions[last].defaults if last in c.functions else c.classes[last].init_defaults
         param = rng.choice(sorted(table))
     answer = _fact(c, last, fact, param)
-    return (path, fact, param, answer) if answer else None
+    return (path, rels, fact, param, answer) if answer else None
 
 
 def _near(c: Corpus, fact: str, answer: str, rng: random.Random) -> list[str]:

@@ -68,6 +68,8 @@ class Corpus:
     docs: dict[str, str] = field(default_factory=dict)
     classes: dict[str, ClassFacts] = field(default_factory=dict)
     functions: dict[str, FunctionFacts] = field(default_factory=dict)
+    modules: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    """Module -> (document ids of the functions, of the classes) its document lists, in order."""
     index: BM25 | None = None
 
 
@@ -89,6 +91,14 @@ def _defaults(sig: inspect.Signature | None) -> dict[str, str]:
 def _doc(obj: object) -> str:
     text = inspect.getdoc(obj) or ""
     return " ".join(text.split())[:_DOC_CHARS]
+
+
+def _listing(names: list[str], most: int = 12) -> str:
+    """The first `most` names (a module such as os lists 150; every episode opening it would
+    share that text: 7.5% near-duplicate episodes with full listings)."""
+    if not names:
+        return "none"
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
 def _name(cls: type) -> str:
@@ -146,9 +156,9 @@ def build_corpus() -> Corpus:
             members = [(n, getattr(mod, n)) for n in public]
             funcs = [n for n, v in members if inspect.isfunction(v) or inspect.isbuiltin(v)]
             classes = [n for n, v in members if inspect.isclass(v)]
-            c.docs[modname] = (f"{modname}\nModule {modname}. Functions: "
-                               f"{', '.join(funcs) or 'none'}. Classes: "
-                               f"{', '.join(classes) or 'none'}. {_doc(mod)}")
+            c.docs[modname] = (f"{modname}\nModule {modname}. Functions ({len(funcs)}): "
+                               f"{_listing(funcs)}. Classes ({len(classes)}): "
+                               f"{_listing(classes)}. {_doc(mod)}")
             for n, v in members:
                 qual = f"{modname}.{n}"
                 if inspect.isclass(v) and _name(v) not in seen:
@@ -156,5 +166,7 @@ def build_corpus() -> Corpus:
                     _add_class(c, _name(v), v, seen)
                 elif (inspect.isfunction(v) or inspect.isbuiltin(v)) and qual not in c.docs:
                     _add_function(c, qual, v, "Function", f"module {modname}")
+            c.modules[modname] = ([f"{modname}.{n}" for n in funcs],
+                                  [_name(getattr(mod, n)) for n in classes])
     c.index = BM25(c.docs)
     return c

@@ -362,8 +362,12 @@ class ToolsEnv(Env):
         task.meta["answer_kind"] = "list" if ";" in task.answer else "value"
         used = {s.tool for s in task.steps}
         others = [t["function"]["name"] for t in self.tools if t["function"]["name"] not in used]
-        offered = used | set(rng.sample(others, 3 if kind == "irrelevance" else 2))
-        task.meta["tools"] = sorted(offered)
+        # 2-5 distractors, in a random order: the tool block is most of a short episode's text
+        spare = rng.sample(others, min(len(others), rng.randint(3 if kind == "irrelevance"
+                                                                 else 2, 5)))
+        offered = [*sorted(used), *spare]
+        rng.shuffle(offered)
+        task.meta["tools"] = offered
         task.meta["real"] = bool(used & _REAL_TOOLS)
         task.near_misses = _near_misses(task)
         return task
