@@ -100,8 +100,8 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=50_000, help="tasks in all (split like the mix)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="", help="synthesis folder (default: a temporary one)")
-    ap.add_argument("--only", default="", help="comma-separated domains to run (the others'
-                    " counts are dropped; each kept domain's count is as in the full split)")
+    ap.add_argument("--only", default="", help="comma-separated domains to run (the others' "
+                    "counts are dropped; each kept domain's count is as in the full split)")
     ap.add_argument("--sandbox-cap", type=int, default=0,
                     help="at most this many tasks for each sandboxed domain (code, swe: ~1 "
                          "trajectory/s/core); the token share is then also given re-weighted "

@@ -13,7 +13,8 @@ h needs h documents: one hop names an API object and asks a fact its document st
 module defining it, its base class, how many functions or classes a module lists); each further
 hop follows a link the current document states: a base class, the defining module, a class's
 first method, a method's class, a module's first function or class ("the first class listed
-in the module that defines the base class of `http.client.HTTPException`"). Answers are the introspected values, checked exactly after normalisation.
+in the module that defines the base class of `http.client.HTTPException`"). Answers are the
+introspected values, checked exactly after normalisation.
 """
 
 from __future__ import annotations

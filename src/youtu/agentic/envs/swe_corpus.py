@@ -120,7 +120,8 @@ TARGETS: dict[str, dict[str, Inputs]] = {
               "heapify": lambda rng: (_ints(rng, 0, 9, 0, 20),),
               "nlargest": lambda rng: (rng.randint(0, 5), _ints(rng, 0, 8, 0, 20)),
               "nsmallest": lambda rng: (rng.randint(0, 5), _ints(rng, 0, 8, 0, 20)),
-              "merge": lambda rng: (sorted(_ints(rng, 0, 5, 0, 9)), sorted(_ints(rng, 0, 5, 0, 9)))},
+              "merge": lambda rng: (sorted(_ints(rng, 0, 5, 0, 9)),
+                                    sorted(_ints(rng, 0, 5, 0, 9)))},
     "textwrap": {"dedent": lambda rng: (_text(rng),),
                  "indent": lambda rng: (_text(rng), rng.choice(["> ", "  ", "# ", "\t"]))},
     "string": {"capwords": lambda rng: (_words(rng),)},
@@ -174,7 +175,8 @@ class Function:
 
 
 def _free_names(node: ast.FunctionDef) -> set[str]:
-    loads = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    loads = {n.id for n in ast.walk(node)
+             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     stores = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)
               and isinstance(n.ctx, (ast.Store, ast.Del))}
     args = {a.arg for a in ast.walk(node) if isinstance(a, ast.arg)}

@@ -84,7 +84,8 @@ def _compare_script(m: dict, names: list[str]) -> str:
             "        out = list(out) if hasattr(out, '__next__') else out\n"
             "        return repr(out), repr(args)\n    except Exception as e:\n"
             "        return 'raises ' + type(e).__name__, repr(args)\n\n\n"
-            f"for name in {names!r}:\n    a, b = run(getattr(ours, name)), run(getattr(ref, name))\n"
+            f"for name in {names!r}:\n"
+            "    a, b = run(getattr(ours, name)), run(getattr(ref, name))\n"
             "    print(name, 'same' if a == b else 'DIFFERS: ' + a[0] + ' vs ' + b[0])\nEOF")
 
 
@@ -189,9 +190,9 @@ def _locate(task: Task, b: TrajectoryBuilder, rng: random.Random, slip: str, fil
     differs = [line.split()[0] for line in obs.splitlines() if "DIFFERS" in line]
     assert fn in differs, obs
     line = next(x for x in obs.splitlines() if x.startswith(fn + " "))
-    b.think("reflection", f"{line}." + ("" if differs == [fn] else
-                                        f" Also differing: {', '.join(d for d in differs if d != fn)};"
-                                        f" they depend on {fn}."))
+    also = ", ".join(d for d in differs if d != fn)
+    b.think("reflection", f"{line}." + (f" Also differing: {also}; they depend on {fn}."
+                                        if also else ""))
     b.think("summary", rng.choice(_SUMMARY["locate"]).format(**fill))
     return f"The faulty function is `{fn}`. \\boxed{{{fn}}}"
 

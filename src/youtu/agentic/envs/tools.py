@@ -28,7 +28,6 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -641,8 +640,9 @@ def _describe(name: str, args: dict[str, Any], plan: str) -> str:
 
 def _snapshot(state: dict[str, Any], names: set[str] | None = None) -> dict[str, Any]:
     """The key-value store and the tables `names` (default: all) of an episode."""
-    rows = tables(state["db"]) if names is None else {
-        n: state["db"].execute(f"SELECT * FROM {n} ORDER BY rowid").fetchall() for n in sorted(names)}
+    db = state["db"]
+    rows = tables(db) if names is None else {
+        n: db.execute(f"SELECT * FROM {n} ORDER BY rowid").fetchall() for n in sorted(names)}
     return {"kv": dict(state["kv"]), "tables": rows}
 
 

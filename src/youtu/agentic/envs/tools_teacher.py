@@ -50,7 +50,8 @@ _ACTION = {"single": ["{what}.", "Call the tool: {what}.", "{what}, then read th
            "multi_step": ["Next: {what}.", "{what}.", "Step {k}: {what}."]}
 _SEEN = ["{tool} returned {value}.", "The result is {value}.", "Got {value} from {tool}.",
          "{tool} says {value}."]
-_SUMMARY = ["All steps are done; the answer is {answer}.", "Every call succeeded; answer: {answer}.",
+_SUMMARY = ["All steps are done; the answer is {answer}.",
+            "Every call succeeded; answer: {answer}.",
             "The results give {answer}.", "Done after {calls} call(s): {answer}."]
 _FINAL = ["Done. \\boxed{{{answer}}}", "The answer is \\boxed{{{answer}}}.",
           "\\boxed{{{answer}}}", "Result: \\boxed{{{answer}}}"]
