@@ -81,7 +81,11 @@ _TEST_ASK = ["Write tests/test_issue.py with a test that reproduces this issue (
 
 
 def _show(outcome: tuple[str, str]) -> str:
-    return outcome[0] if outcome[0].startswith("raises") else f"`{outcome[0]}`"
+    """An outcome as an issue states it: a `value`, or 'a TypeError'."""
+    if outcome[0].startswith("raises "):
+        name = outcome[0].split(" ", 1)[1]
+        return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
+    return f"`{outcome[0]}`"
 
 
 def _call(fn: str, args: tuple) -> str:
@@ -190,7 +194,8 @@ class SWEEnv(CodeEnv):
             "kind": kind, "module": module, "function": fn.name, "path": path,
             "functions": [f.name for f in funcs], "bug_kind": bug.kind, "bug": bug.what,
             "bug_line": bug.line, "fixed_line": old_line.strip(), "witness": repr(bug.witness),
-            "call": call, "want": bug.want[0], "got": bug.got[0], "files": files,
+            "call": call, "want": bug.want[0], "got": bug.got[0], "want_text": want,
+            "got_text": got, "files": files,
             "target": target, "hidden_tests": hidden, "reference": answer, "good": good,
             "level": level, "plan": []}
         task = Task(id=f"swe-{seed}-{difficulty}", env=self.name, seed=seed,

@@ -315,19 +315,19 @@ def _mutate(fn: Function, k: int, rng: random.Random) -> tuple[str, str, str] | 
     if kind == "comparison_flip":
         old = type(site.ops[0])
         site.ops[0] = _CMP[old]()
-        what = f"the comparison `{_SYM[old]}` in `{before}` became `{_SYM[_CMP[old]]}`"
+        what = f"the comparison `{_SYM[old]}` in `{before}` was changed to `{_SYM[_CMP[old]]}`"
     elif kind == "wrong_operator":
         old = type(site.op)
         site.op = _BIN[old]()
-        what = f"the operator `{_SYM[old]}` in `{before}` became `{_SYM[_BIN[old]]}`"
+        what = f"the operator `{_SYM[old]}` in `{before}` was changed to `{_SYM[_BIN[old]]}`"
     elif kind == "off_by_one":
         delta = rng.choice([1, -1])
         site.value += delta
-        what = f"the constant `{site.value - delta}` became `{site.value}`"
+        what = f"the constant `{site.value - delta}` was changed to `{site.value}`"
     elif kind == "bool_operator":
         old = type(site.op)
         site.op = ast.Or() if old is ast.And else ast.And()
-        what = f"`{_SYM[old]}` in `{before}` became `{_SYM[type(site.op)]}`"
+        what = f"`{_SYM[old]}` in `{before}` was changed to `{_SYM[type(site.op)]}`"
     elif kind == "dropped_not":
         parent = next(p for p in ast.walk(tree) for f, v in ast.iter_fields(p)
                       if v is site or (isinstance(v, list) and any(x is site for x in v)))

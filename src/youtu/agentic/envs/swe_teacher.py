@@ -60,8 +60,8 @@ _SUMMARY = {
     "locate": ["Only {fn} disagrees with `{module}` on the reported input: it is the faulty "
                "function.", "The faulty function is {fn}; the others match the standard "
                "library."],
-    "fix_patch": ["Fixed {fn}: {what}. The reproduction now gives {want} and the tests pass.",
-                  "{fn} is repaired ({what}); {report}."],
+    "fix_patch": ["Fixed {fn} (the bug: {what}). The reproduction now gives {want} and the "
+                  "tests pass.", "{fn} is repaired; the bug was that {what}. {report}."],
     "test_patch": ["tests/test_issue.py reproduces the issue: it fails on the current code "
                    "({report}).", "Added a failing regression test for {fn} ({report})."],
 }
@@ -90,7 +90,9 @@ def _compare_script(m: dict, names: list[str]) -> str:
 
 
 def _last(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+    """The last line a command printed (not the bash tool's '[exit code N]' trailer)."""
+    lines = [line for line in text.strip().splitlines()
+             if line.strip() and not line.startswith("[exit code")]
     return lines[-1] if lines else "(no output)"
 
 
@@ -98,8 +100,8 @@ def teach(task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -
     m = task.meta
     kind, path, fn = m["kind"], m["path"], m["function"]
     fill = {"args": m["witness"].strip("(),") if m["witness"].count(",") == 1 else
-            m["witness"], "path": path, "module": m["module"], "got": m["got"],
-            "want": m["want"], "call": m["call"], "fn": fn, "n": len(m["functions"]),
+            m["witness"], "path": path, "module": m["module"], "got": m["got_text"],
+            "want": m["want_text"], "call": m["call"], "fn": fn, "n": len(m["functions"]),
             "what": m["bug"]}
     b.think("analysis", rng.choice(_ANALYSIS[kind]).format(**fill))
     plan = rng.choice(_PLANS[kind])
@@ -132,7 +134,7 @@ def teach(task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -
                                   "Confirm the reported behaviour."]))
     seen = b.call("bash", {"command": _probe(m)})
     b.think("reflection", f"It prints {_last(seen)[:160]}: the report is right, the expected "
-            f"result is {m['want']}.")
+            f"result is {m['want_text']}.")
     if rng.random() < 0.5:
         b.think("action", f"Ask the real `{m['module']}` for comparison.")
         ref = b.call("bash", {"command": _reference_probe(m)})
@@ -168,7 +170,7 @@ def teach(task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -
     b.think("reflection", f"The test run ends with: {_last(report)}.")
     fill["report"] = _last(report)
     b.think("summary", rng.choice(_SUMMARY["fix_patch"]).format(**fill))
-    return f"Fixed `{fn}` in `{path}`: {m['bug']}. {_last(report)}."
+    return f"Fixed `{fn}` in `{path}` (the bug: {m['bug']}). {_last(report)}."
 
 
 def _locate(task: Task, b: TrajectoryBuilder, rng: random.Random, slip: str, fill: dict,
@@ -207,8 +209,8 @@ def _test_patch(task: Task, b: TrajectoryBuilder, rng: random.Random, slip: str,
         obs = b.call("run_tests", {}, mistake=True)
         b.mistake("wrong_assertion", answer=wrong, note="the test asserts the buggy value")
         b.think("reflection", f"{_last(obs)}: the new test passes on the buggy code, so it "
-                f"asserts {m['got']}; it must expect {m['want']}.")
-    b.think("action", f"Write {m['target']} expecting {m['want']}.")
+                f"asserts {m['got_text']}; it must expect {m['want_text']}.")
+    b.think("action", f"Write {m['target']} expecting {m['want_text']}.")
     b.call("write_file", {"path": m["target"], "content": m["reference"]})
     report = b.call("run_tests", {})
     failed = [line for line in report.splitlines() if line.startswith("FAILED")]
