@@ -46,9 +46,13 @@ def skeleton(reasoning: str) -> str:
 
 
 def _commit() -> str:
+    """The commit of the checkout whose `youtu` is imported (a peer run may import another)."""
+    import youtu
+
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(["git", "-C", str(Path(youtu.__file__).parent), "rev-parse",
+                               "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -57,13 +61,14 @@ def measure(folder: Path, token_counter: str) -> dict[str, dict[str, float]]:
     """Per-domain duplicate, near-duplicate and skeleton rates of the trajectories in `folder`,
     and their tokens: all, and those of real-content episodes (`REAL_CONTENT` environments, and
     tools episodes whose calls use the database, time zones or unit tables: `meta["real"]`)."""
-    from youtu.agentic.envs import REAL_CONTENT
+    from youtu.agentic import envs
     from youtu.agentic.render import render_text
     from youtu.agentic.synthesize import _token_counter
     from youtu.agentic.trajectory import load_trajectories
     from youtu.data.dedup import NearDedup
 
     count = _token_counter(token_counter)
+    real_content = getattr(envs, "REAL_CONTENT", ())  # () on commits before issue 20
 
     seen_task: dict[str, set] = defaultdict(set)
     seen_conv: dict[str, set] = defaultdict(set)
@@ -86,7 +91,7 @@ def measure(folder: Path, token_counter: str) -> dict[str, dict[str, float]]:
         c["near_dup"] += near[d].seen_before(text)
         tokens = count(text)
         c["tokens"] += tokens
-        c["real_tokens"] += tokens if (d in REAL_CONTENT or traj.task.meta.get("real")) else 0
+        c["real_tokens"] += tokens if (d in real_content or traj.task.meta.get("real")) else 0
         skeletons[d].add(skeleton("\n".join(m.get("reasoning_content", "")
                                             for m in traj.messages if m["role"] == "assistant")))
     return {d: {"trajectories": c["n"], "task_dup": c["task_dup"] / c["n"],
@@ -108,15 +113,17 @@ def main() -> None:
                          "to the default mix")
     args = ap.parse_args()
 
+    from youtu.agentic import envs
     from youtu.agentic.config import SynthConfig
-    from youtu.agentic.envs import REAL_CONTENT
     from youtu.agentic.synthesize import synthesize
+
+    real_content = getattr(envs, "REAL_CONTENT", ())
 
     base = SynthConfig().mix
     scale = args.tasks / sum(base.values())
     mix = {d: max(1, round(n * scale)) for d, n in base.items()}
     if args.sandbox_cap:
-        mix.update({d: min(mix[d], args.sandbox_cap) for d in ("code", "swe")})
+        mix.update({d: min(mix[d], args.sandbox_cap) for d in ("code", "swe") if d in mix})
     if args.only:
         mix = {d: n for d, n in mix.items() if d in args.only.split(",")}
     cfg = SynthConfig(mix=mix, workers=args.workers, dedup=False)
@@ -151,7 +158,7 @@ def main() -> None:
     weight = {d: base[d] * r["tokens"] / r["trajectories"] for d, r in rates.items()}
     mix_share = sum(weight[d] * r["real_tokens"] / max(r["tokens"], 1) for d, r in rates.items()) \
         / max(sum(weight.values()), 1e-9)
-    print(f"real content ({', '.join(REAL_CONTENT)}, tools over the database / time zones / "
+    print(f"real content ({', '.join(real_content)}, tools over the database / time zones / "
           f"units): {100 * share:.1f}% of {total_tokens} tokens; {100 * mix_share:.1f}% at the "
           "default mix's proportions")
     print(json.dumps({"bench": "synth_diversity", "commit": _commit(), "tasks": sum(mix.values()),
