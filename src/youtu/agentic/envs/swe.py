@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import ast
 import doctest
+import functools
 import random
 from typing import TYPE_CHECKING, Any
 
 from youtu.agentic.envs.base import Env, normalize_text
 from youtu.agentic.envs.code import CodeEnv
+from youtu.agentic.sandbox import SandboxError, SandboxLimits, run_python
 from youtu.agentic.envs.swe_corpus import (RUNNER, TARGETS, Function, bounded, cases,
                                            changed_lines, header, inject_bug, load,
                                            module_functions)
@@ -58,26 +60,26 @@ _ISSUE = [  # symptom phrasing banks: {call}, {got}, {want}, {module}
     "Unexpected result: {got} for `{call}` (wanted {want}).",
 ]
 _LOCATE = [
-    "One function in pylib/{module}.py misbehaves: on the input {args} it gives {got} where "
+    "One function in {path} misbehaves: on the input {args} it gives {got} where "
     "the standard library's `{module}` gives {want}. Which function is it? Answer with its "
     "name in \\boxed{{}}.",
-    "A user reports that something in pylib/{module}.py is broken: for arguments {args} the "
+    "A user reports that something in {path} is broken: for arguments {args} the "
     "result is {got} rather than {want} (the real `{module}` answer). Find the faulty function "
     "and give its name in \\boxed{{}}.",
-    "Locate the bug. pylib/{module}.py mirrors part of `{module}`; for the arguments {args} "
+    "Locate the bug. {path} mirrors part of `{module}`; for the arguments {args} "
     "one of its functions returns {got} instead of {want}. Reply with the function's name in "
     "\\boxed{{}}.",
 ]
-_FIX_ASK = ["Fix the bug in pylib/{module}.py without changing its behaviour otherwise.",
-            "Please patch pylib/{module}.py so that it behaves like the standard library.",
-            "Make the smallest change to pylib/{module}.py that resolves this.",
-            "Repair `{fn}` in pylib/{module}.py; the other functions there are fine."]
+_FIX_ASK = ["Fix the bug in {path} without changing its behaviour otherwise.",
+            "Please patch {path} so that it behaves like the standard library.",
+            "Make the smallest change to {path} that resolves this.",
+            "Repair `{fn}` in {path}; the other functions there are fine."]
 _TEST_ASK = ["Write tests/test_issue.py with a test that reproduces this issue (it must fail "
              "on the current code and pass once the bug is fixed). Do not fix the code.",
              "Before anyone fixes it, add a regression test in tests/test_issue.py that fails "
              "now and will pass after the fix. Leave pylib/ unchanged.",
              "Capture this report as a failing test: tests/test_issue.py, one test function. "
-             "Do not modify pylib/{module}.py."]
+             "Do not modify {path}."]
 
 
 def _show(outcome: tuple[str, str]) -> str:
@@ -116,7 +118,7 @@ def _doctests_pass(fn: Function, text: str, source: str) -> bool:
 
 
 def _test_file(module: str, names: list[str], body: list[str]) -> str:
-    return (f"from pylib.{module} import {', '.join(sorted(set(names)))}\n{RUNNER}\n\n"
+    return (f"from pylib.{_local(module)} import {', '.join(sorted(set(names)))}\n{RUNNER}\n\n"
             + "\n\n".join(body))
 
 
@@ -134,9 +136,12 @@ class SWEEnv(CodeEnv):
         level = self._difficulty(difficulty)
         rng = random.Random(f"swe/{seed}/{difficulty}")
         kind = rng.choices(KINDS, weights=[3, 5, 3])[0]
+        usable = sandbox_usable(self.limits)
         while True:
             module = rng.choice(sorted(TARGETS))
-            pool = module_functions(module)
+            pool = [f for f in module_functions(module) if f"{module}.{f.name}" in usable]
+            if not pool:
+                continue
             fn = rng.choice(pool)
             bug = inject_bug(fn, rng)
             if bug is not None:
@@ -151,18 +156,19 @@ class SWEEnv(CodeEnv):
             kind = "fix_patch"
         funcs = others[:_FILE_SIZE[level] - 1] + [fn]
         funcs.sort(key=lambda f: f.node.lineno)
-        path = f"pylib/{module}.py"
+        path = f"pylib/{_local(module)}.py"
         good = header(module, funcs) + "\n\n" + "\n\n\n".join(f.source for f in funcs) + "\n"
         faulty = good.replace(fn.source, bug.source, 1)
         call, want, got = _call(fn.name, bug.witness), _show(bug.want), _show(bug.got)
         fill = {"call": call, "got": got, "want": want, "module": module, "fn": fn.name,
+                "path": path,
                 "args": ", ".join(repr(a) for a in bug.witness)}
         files = {"pylib/__init__.py": "", path: faulty}
         regression = [_test(f.name, str(i), a, want) for f in funcs if f.name != fn.name
                       for i, (a, want) in enumerate(_expected(f, random.Random(f"{seed}/{f.name}"),
                                                               2))]
         if regression:
-            files[f"tests/test_{module}.py"] = _test_file(
+            files[f"tests/test_{_local(module)}.py"] = _test_file(
                 module, [f.name for f in funcs if f.name != fn.name], regression)
         hidden: dict[str, str] = {}
         if kind == "locate":
@@ -191,7 +197,8 @@ class SWEEnv(CodeEnv):
                                                           bug.want)])
         old_line, _ = changed_lines(fn.source, bug.source)
         meta: dict[str, Any] = {
-            "kind": kind, "module": module, "function": fn.name, "path": path,
+            "kind": kind, "module": module, "local": _local(module), "function": fn.name,
+            "path": path,
             "functions": [f.name for f in funcs], "bug_kind": bug.kind, "bug": bug.what,
             "bug_line": bug.line, "fixed_line": old_line.strip(), "witness": repr(bug.witness),
             "call": call, "want": bug.want[0], "got": bug.got[0], "want_text": want,
@@ -264,6 +271,28 @@ def _expected(f: Function, rng: random.Random, n: int) -> list[tuple[tuple, tupl
     return [(a, w) for a, w in out if w[0] != "does not terminate"]
 
 
+@functools.cache
+def sandbox_usable(limits: SandboxLimits) -> frozenset[str]:
+    """'module.function' of the corpus functions whose imports resolve in the sandbox's
+    interpreter (one sandboxed run per process): it may be another patch release than ours,
+    and private helpers come and go (3.11.2's http.cookies has no _OctalPatt)."""
+    checks = [(m, f.name, f.imports) for m in sorted(TARGETS) for f in module_functions(m)]
+    code = ("import importlib\nfor m, f, names in %r:\n    try:\n        mod = "
+            "importlib.import_module(m)\n        if all(hasattr(mod, n) for n in names):\n"
+            "            print(m + '.' + f)\n    except Exception:\n        pass\n" % checks)
+    res = run_python(code, timeout_s=max(limits.timeout_s, 30), memory_mb=limits.memory_mb)
+    usable = frozenset(res.stdout.split())
+    if not usable:
+        raise SandboxError("the sandbox could not import the standard library: "
+                           f"{res.stderr[-200:]!r}")
+    return usable
+
+
+def _local(module: str) -> str:
+    """The repository's module name for a standard-library module: urllib.parse -> urllib_parse."""
+    return module.replace(".", "_")
+
+
 def _called(f: Function) -> set[str]:
     return {n.id for n in ast.walk(f.node) if isinstance(n, ast.Name)}
 
@@ -276,7 +305,7 @@ def _valid(f: Function, args: tuple) -> bool:
 
 def _gold_steps(task: Task) -> list[Step]:
     m = task.meta
-    probe = f"python3 -c \"from pylib.{m['module']} import {m['function']}; " \
+    probe = f"python3 -c \"from pylib.{_local(m['module'])} import {m['function']}; " \
             f"print(repr({m['call']}))\""
     steps = [Step("List the repository files", "bash", {"command": "ls -R"}),
              Step(f"Read {m['path']}", "read_file", {"path": m["path"]}, m["files"][m["path"]])]

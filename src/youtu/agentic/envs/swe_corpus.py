@@ -6,9 +6,10 @@ differential tests against the original.
     bug.source, bug.what, bug.witness                     # faulty source, the change, an input
     outcome(fn.source, fn, args)                          # ('2.5', '([1, 3, 2, 8],)')
 
-The functions are the pure Python implementations of modules every CPython install has
-(statistics, colorsys, bisect, heapq, textwrap, string, calendar, posixpath, fnmatch, shlex,
-html, glob, ...), read from the module's own source file with `ast` (so `bisect.bisect_left`
+The functions (87) are the pure Python implementations of modules every CPython install has
+(statistics, colorsys, bisect, heapq, textwrap, string, calendar, posixpath, ntpath, fnmatch,
+shlex, html, glob, urllib.parse, email.utils, ipaddress, quopri, ...), read from the module's
+own source file with `ast` (so `bisect.bisect_left`
 is its Python definition even where `_bisect` replaces it at import). Each comes with a
 generator of valid inputs. A bug is one AST mutation (comparison flipped, off-by-one constant,
 wrong operator, boolean operator swapped, `not` dropped, a branch dropped); a mutant counts
@@ -96,6 +97,45 @@ def _pattern(rng: random.Random) -> str:
                    for _ in range(rng.randint(1, 6)))
 
 
+def _url(rng: random.Random) -> str:
+    host = rng.choice(["example.com", "a.b.org:8080", "[::1]", "user:pw@host.net", ""])
+    path = "/".join(rng.choice(["", "docs", "..", ".", "a b", "x%20y", "index.html"])
+                    for _ in range(rng.randint(0, 3)))
+    query = rng.choice(["", "?q=1", "?a=1&b=two", "?x=%C3%A9&y"])
+    return (rng.choice(["http://", "https://", "ftp://", "", "//"]) + host + "/" + path + query
+            + rng.choice(["", "#top", "#a%20b"]))
+
+
+def _pct(rng: random.Random) -> str:
+    return "".join(rng.choice(["a", "%20", "%2F", "+", "é", "%C3%A9", "~", " ", "%zz", "/", "&"])
+                   for _ in range(rng.randint(0, 7)))
+
+
+def _qs(rng: random.Random) -> str:
+    return "&".join(f"{rng.choice(['a', 'b', 'key', 'x+y'])}={rng.choice(['1', '', 'two', 'a%20b'])}"
+                    for _ in range(rng.randint(0, 4)))
+
+
+def _addr(rng: random.Random) -> str:
+    return rng.choice(["Ann Lee <ann@example.com>", '"Doe, J" <j@x.org>', "bob@host",
+                       "<only@angle.net>", "Name (comment) <n@x.io>", "broken <", ""]) \
+        + rng.choice(["", " ", ", c@d.e"])
+
+
+def _winpath(rng: random.Random) -> str:
+    parts = [rng.choice(["Users", "a", "..", ".", "b.txt", "dir.d", "", "x.tar.gz"])
+             for _ in range(rng.randint(1, 4))]
+    return rng.choice(["C:\\", "c:", "\\\\server\\share\\", "", "\\"]) + \
+        rng.choice(["\\", "/"]).join(parts)
+
+
+def _abspaths(rng: random.Random) -> tuple:
+    base = "/" + "/".join(rng.choice(["usr", "lib", "a", "b"]) for _ in range(rng.randint(0, 2)))
+    return ([base + "/" + "/".join(rng.choice(["x", "y", "lib", "a"])
+                                   for _ in range(rng.randint(0, 3)))
+             for _ in range(rng.randint(1, 3))],)
+
+
 def _year(rng: random.Random) -> int:
     return rng.choice([rng.randint(1582, 2400), rng.choice([1900, 2000, 2100, 2024, 1600])])
 
@@ -125,22 +165,54 @@ TARGETS: dict[str, dict[str, Inputs]] = {
     "textwrap": {"dedent": lambda rng: (_text(rng),),
                  "indent": lambda rng: (_text(rng), rng.choice(["> ", "  ", "# ", "\t"]))},
     "string": {"capwords": lambda rng: (_words(rng),)},
-    "calendar": {"isleap": lambda rng: (_year(rng),),
-                 "leapdays": lambda rng: tuple(sorted([_year(rng), _year(rng)])),
-                 "monthrange": lambda rng: (_year(rng), rng.randint(1, 12)),
-                 "weekday": lambda rng: (_year(rng), rng.randint(1, 12), rng.randint(1, 28))},
     "posixpath": {**{n: (lambda rng: (_path(rng),)) for n in
                      ("normpath", "basename", "dirname", "split", "splitext", "isabs")},
-                  "join": lambda rng: (_path(rng), _path(rng)),
+                  "join": lambda rng: (_path(rng), _path(rng)), "commonpath": _abspaths,
                   "relpath": lambda rng: ("/" + _path(rng).lstrip("/"),
                                           "/" + _path(rng).lstrip("/"))},
     "fnmatch": {"translate": lambda rng: (_pattern(rng),)},
     "shlex": {"quote": lambda rng: (_words(rng),),
               "join": lambda rng: ([rng.choice(_WORDS) for _ in range(rng.randint(0, 4))],)},
+    "glob": {"has_magic": lambda rng: (_pattern(rng),), "escape": lambda rng: (_pattern(rng),)},
+    "urllib.parse": {"urljoin": lambda rng: (_url(rng), rng.choice([_url(rng), "../x", "?q=2",
+                                                                    "#f", "g/h", "/abs"])),
+                     "urldefrag": lambda rng: (_url(rng),), "urlsplit": lambda rng: (_url(rng),),
+                     **{n: (lambda rng: (_pct(rng),)) for n in
+                        ("unquote", "quote", "quote_plus", "unquote_plus")},
+                     "parse_qsl": lambda rng: (_qs(rng),), "parse_qs": lambda rng: (_qs(rng),)},
+    "email.utils": {"parseaddr": lambda rng: (_addr(rng),),
+                    "formataddr": lambda rng: ((rng.choice(["Ann", "Doe, J", "", "Zoë"]),
+                                                rng.choice(["a@b.c", "x@y"])),),
+                    "unquote": lambda rng: (rng.choice(['"a b"', "<x@y>", '"q\\"x"', "plain",
+                                                        '"', ""]),)},
     "html": {"escape": lambda rng: ("".join(rng.choice(["a", "<", ">", "&", "'", '"', " b"])
                                             for _ in range(rng.randint(0, 8))),
-                                    rng.random() < 0.5)},
-    "glob": {"has_magic": lambda rng: (_pattern(rng),), "escape": lambda rng: (_pattern(rng),)},
+                                    rng.random() < 0.5),
+             "unescape": lambda rng: ("".join(rng.choice(["&amp;", "&lt;", "&#62;", "&#x41;",
+                                                          "a", "&bogus;", "&", " ", "&eacute;"])
+                                              for _ in range(rng.randint(0, 6))),)},
+    "quopri": {"needsquoting": lambda rng: (bytes([rng.randrange(256)]), rng.random() < 0.5,
+                                            rng.random() < 0.5),
+               "ishex": lambda rng: (bytes([rng.randrange(40, 110)]),),
+               "unhex": lambda rng: (rng.choice([b"41", b"ff", b"0a", b"7F", b"00", b"a"]),)},
+    "calendar": {"isleap": lambda rng: (_year(rng),),
+                 "leapdays": lambda rng: tuple(sorted([_year(rng), _year(rng)])),
+                 "monthrange": lambda rng: (_year(rng), rng.randint(1, 12)),
+                 "weekday": lambda rng: (_year(rng), rng.randint(1, 12), rng.randint(1, 28)),
+                 **{n: (lambda rng: (_year(rng), rng.randint(1, 12))) for n in
+                    ("_monthlen", "_prevmonth", "_nextmonth")},
+                 "timegm": lambda rng: ((_year(rng), rng.randint(1, 12), rng.randint(1, 28),
+                                         rng.randint(0, 23), rng.randint(0, 59), 0),)},
+    "ntpath": {n: (lambda rng: (_winpath(rng),)) for n in
+               ("split", "splitext", "basename", "dirname", "splitdrive", "isabs")}
+    | {"join": lambda rng: (_winpath(rng), _winpath(rng))},
+    "genericpath": {"commonprefix": _abspaths},
+    "ipaddress": {"_count_righthand_zero_bits": lambda rng: (rng.choice(
+        [0, 1, 8, 12, 1024, rng.randrange(1 << 32)]), rng.choice([8, 16, 32])),
+                  "v4_int_to_packed": lambda rng: (rng.randrange(1 << 32),)},
+    "http.cookies": {"_quote": lambda rng: (_words(rng),),
+                     "_unquote": lambda rng: (rng.choice(['"a\\"b"', '"x\\054y"', "plain",
+                                                          '"\\\\"', '""']),)},
 }
 """module -> function -> generator of valid positional arguments."""
 

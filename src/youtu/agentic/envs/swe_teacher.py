@@ -69,7 +69,7 @@ _SUMMARY = {
 
 def _probe(m: dict, args: str | None = None) -> str:
     call = m["call"] if args is None else f"{m['function']}({args})"
-    return (f"python3 -c \"from pylib.{m['module']} import {m['function']}; "
+    return (f"python3 -c \"from pylib.{m['local']} import {m['function']}; "
             f"print(repr({call}))\"")
 
 
@@ -79,7 +79,7 @@ def _reference_probe(m: dict) -> str:
 
 def _compare_script(m: dict, names: list[str]) -> str:
     return (f"python3 - <<'EOF'\nimport copy\nimport {m['module']} as ref\n"
-            f"import pylib.{m['module']} as ours\nARGS = {m['witness']}\n\n\n"
+            f"import pylib.{m['local']} as ours\nARGS = {m['witness']}\n\n\n"
             "def run(fn):\n    args = copy.deepcopy(ARGS)\n    try:\n        out = fn(*args)\n"
             "        out = list(out) if hasattr(out, '__next__') else out\n"
             "        return repr(out), repr(args)\n    except Exception as e:\n"
@@ -144,7 +144,7 @@ def teach(task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -
     b.think("reflection", f"In {fn}, the line `{m['bug_line']}` is the culprit: {m['bug']}. "
             f"The original reads `{m['fixed_line']}`.")
     if slip == "stale_observation":
-        wrong = f"pylib/{m['module']}_fixed.py"
+        wrong = f"pylib/{m['local']}_fixed.py"
         b.think("action", f"Write the corrected module to {wrong}.", mistake=True)
         b.call("write_file", {"path": wrong, "content": m["reference"]}, mistake=True)
         again = b.call("bash", {"command": _probe(m)}, mistake=True)
