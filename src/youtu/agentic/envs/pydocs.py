@@ -102,8 +102,10 @@ class PyDocsEnv(Env):
                                                                       p=param)
         steps = [Step(f"Search for {path[0]}", "search", {"query": path[0]},
                       self._search(path[0]))]
-        steps += [Step(f"Open the document of {q}", "open", {"doc_id": q}, c.docs[q])
-                  for q in path]
+        # later hops by their link, not their id: the id is read from the previous document
+        steps += [Step(f"Open the document of {path[0]}" if k == 0 else
+                       f"Open the document the '{rels[k - 1]}' link of the previous one names",
+                       "open", {"doc_id": q}, c.docs[q]) for k, q in enumerate(path)]
         task = Task(id=f"pydocs-{seed}-{difficulty}", env=self.name, seed=seed,
                     difficulty=difficulty, prompt=question, answer=answer, steps=steps,
                     meta={"path": path, "relations": rels, "fact": fact, "param": param,
