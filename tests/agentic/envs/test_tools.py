@@ -189,7 +189,7 @@ def test_mistakes_come_from_a_catalogue_and_their_wrong_answers_are_rejected():
             if slip["answer"] is not None:
                 assert not ENV.check(task, slip["answer"]).correct
     assert {"wrong_tool", "wrong_argument", "premature_answer"} <= kinds
-    from youtu.agentic.envs.tools import mistake_for
+    from youtu.agentic.envs.tools_teacher import mistake_for
 
     drawn = {(mistake_for(t, random.Random(k)) or {}).get("kind")
              for t in (ENV.generate(s, 1 + s % 3) for s in range(400)) for k in range(4)}

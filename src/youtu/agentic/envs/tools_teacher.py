@@ -18,8 +18,12 @@ each really executed (or really contradicted by the next observation) before the
 from __future__ import annotations
 
 import random
+import re
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from youtu.agentic.envs.tools import (_REQUIRED, _UNIT_NAMES, _WEEKDAYS, _date, _fmt, _number,
+                                      convert_units)
 from youtu.agentic.trajectory import Task
 
 if TYPE_CHECKING:
@@ -72,8 +76,6 @@ def _value(obs: str) -> str:
 
 def teach(env: ToolsEnv, task: Task, b: TrajectoryBuilder, rng: random.Random,
           mistake: bool) -> str:
-    from youtu.agentic.envs.tools import mistake_for
-
     kind = task.meta["kind"]
     offered = ", ".join(task.meta["tools"])
     needed = sorted({s.tool for s in task.steps})
@@ -147,3 +149,86 @@ def wrong_tool(task: Task, gi: int, rng: random.Random,
             "action": f"Use {tool} for this.", "why": f"called {tool} instead of {step.tool}",
             "reflection": f"{tool} is the wrong tool here (it returned: {{obs}}); the step needs "
                           f"{step.tool}."}
+
+
+def mistake_for(task: Task, rng: random.Random) -> dict[str, Any] | None:
+    """A controlled mistake drawn from the catalogue (tools_teacher's docstring) among those
+    the task allows, or None if it allows none."""
+    options: list[dict[str, Any]] = []
+    groups = task.meta["groups"]
+    for gi, group in enumerate(groups):
+        step = task.steps[group[0]]
+        a = step.arguments
+        if step.tool == "convert_units":
+            options.append({"group": gi, "kind": "wrong_argument", "tool": "convert_units",
+                            "arguments": {**a, "from_unit": _UNIT_NAMES[a["from_unit"]]},
+                            "action": f"Convert {a['value']} {_UNIT_NAMES[a['from_unit']]}.",
+                            "why": "unit names must be symbols",
+                            "reflection": "The tool refused: {obs}. The unit must be given as "
+                            f"its symbol, '{a['from_unit']}'."})
+            wrong_value = convert_units(float(a["value"]), a["to_unit"], a["from_unit"])
+            if len(group) == 1 and gi == len(groups) - 1 and wrong_value != step.result:
+                options.append({
+                    "group": gi, "kind": "swapped_arguments", "tool": "convert_units",
+                    "arguments": {**a, "from_unit": a["to_unit"], "to_unit": a["from_unit"]},
+                    "answer": wrong_value, "why": "from_unit and to_unit were swapped",
+                    "action": f"Convert {a['value']} between {a['from_unit']} and {a['to_unit']}.",
+                    "reflection": "Got {obs}, but that converts " f"{a['value']} {a['to_unit']} "
+                    f"to {a['from_unit']}: I swapped from_unit and to_unit."})
+        if step.tool == "sql_query" and "stock" in a["query"]:
+            options.append({"group": gi, "kind": "wrong_argument", "tool": "sql_query",
+                            "arguments": {"query": a["query"].replace("stock",
+                                                                      "quantity_in_stock", 1)},
+                            "action": "Query the stock column.", "why": "guessed a column name",
+                            "reflection": "The database says: {obs}. The schema in the tool "
+                            "description names the column 'stock'."})
+        if step.tool == "sql_query" and "customers" in a["query"]:
+            options.append({"group": gi, "kind": "wrong_argument", "tool": "sql_query",
+                            "arguments": {"query": a["query"].replace("customers", "clients", 1)},
+                            "action": "Query the clients table.", "why": "guessed a table name",
+                            "reflection": "{obs}: there is no such table; the schema calls it "
+                            "'customers'."})
+        if step.tool == "kv_get":
+            wrong_key = a["key"].replace(":", "_")
+            options.append({"group": gi, "kind": "wrong_argument", "tool": "kv_get",
+                            "arguments": {"key": wrong_key}, "action": f"Read {wrong_key}.",
+                            "why": "misspelled the key", "reflection": "Got {obs}. Keys use ':' "
+                            f"as the separator: '{a['key']}'."})
+        if step.tool == "convert_time":
+            options.append({"group": gi, "kind": "wrong_argument", "tool": "convert_time",
+                            "arguments": {**a, "from_tz": a["from_tz"].split("/")[-1]},
+                            "action": f"Convert from {a['from_tz'].split('/')[-1]}.",
+                            "why": "a city instead of an IANA zone name",
+                            "reflection": "{obs}. Zones are IANA names such as "
+                            f"'{a['from_tz']}'."})
+        if step.tool == "weekday" and gi > 0 and gi == len(groups) - 1:
+            dates = re.findall(r"\d{4}-\d{2}-\d{2}", task.prompt)
+            if dates and _WEEKDAYS[_date(dates[0]).weekday()] != step.result:
+                options.append({"group": gi, "kind": "stale_observation", "tool": "weekday",
+                                "arguments": {"date": dates[0]},
+                                "action": f"Look up the weekday of {dates[0]}.",
+                                "answer": _WEEKDAYS[_date(dates[0]).weekday()],
+                                "why": "used the date from the request, not the computed one",
+                                "reflection": "{obs} is the weekday of " f"{dates[0]}, the date "
+                                "I started from; the previous step gave " f"{a['date']}."})
+        if step.tool == "calculator" and len(group) == 1 and gi == len(groups) - 1:
+            right = _number(step.result)
+            if right is not None:
+                slipped = _fmt(Fraction(str(right)) + rng.choice([1, -1, 10]))
+                options.append({"group": gi, "kind": "arithmetic_slip", "tool": "",
+                                "answer": slipped,
+                                "action": f"By hand: {a['expression']} is about {slipped}. "
+                                "Check it with the calculator.",
+                                "why": "mental arithmetic slip",
+                                "reflection": "The calculator gives {obs}, not " f"{slipped}: my "
+                                "mental arithmetic slipped."})
+        spare = wrong_tool(task, gi, rng, _REQUIRED)
+        if spare is not None:
+            options.append(spare)
+    if len(groups) > 1:
+        options.append({"group": -1, "kind": "premature_answer", "tool": "", "why": ""})
+    if not options:
+        return None
+    kinds = sorted({o["kind"] for o in options})  # each kind as likely, whatever its count
+    kind = rng.choice(kinds)
+    return rng.choice([o for o in options if o["kind"] == kind])
