@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Shrinks budgets only: every step of the recipe still runs for real.
 SHORT = [
     "--synth.mix.math=40", "--synth.mix.code=12", "--synth.mix.tools=40",
-    "--synth.mix.research=30", "--synth.shard_size=20",
+    "--synth.mix.research=30", "--synth.mix.swe=4", "--synth.mix.pydocs=20",
+    "--synth.shard_size=20",
     "--data.embedded.code_chars=250000", "--data.embedded.prose_chars=250000",
     "--data.embedded.stem_chars=120000",
     "--train.max_steps=12", "--train.checkpoint_every=0", "--sft.steps=3",

@@ -15,7 +15,7 @@ from youtu.agentic.render import (from_hermes, from_openai, from_react, from_tex
 
 TRAJS = [ENVIRONMENTS[name].solve(ENVIRONMENTS[name].generate(seed, 1 + seed % 3),
                                   random.Random(seed), 0.6)
-         for name in ("math", "tools", "research", "code") for seed in range(4)]
+         for name in ("math", "tools", "research", "code", "swe", "pydocs") for seed in range(4)]
 
 
 def _same(a, b):

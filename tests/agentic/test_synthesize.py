@@ -15,7 +15,7 @@ from youtu.agentic.synthesize import (_init_worker, _scripted_solver, plan_jobs,
 from youtu.agentic.trajectory import load_trajectories
 from youtu.config import ConfigError
 
-MIX = {"math": 10, "code": 3, "tools": 10, "research": 10}
+MIX = {"math": 10, "code": 3, "tools": 10, "research": 10, "swe": 2, "pydocs": 6}
 
 
 def _files(folder):
@@ -221,3 +221,64 @@ def test_tasks_that_hit_request_errors_are_retried_on_resume(tmp_path, fake_open
     assert side["retry"] == [] and side["verified"] == 4 and len(side["task_keys"]) == 4
     synthesize(_llm_synth(good.url), tmp_path)
     assert len(good.requests) == 2  # complete now: nothing asked again
+
+
+@pytest.fixture(scope="module")
+def youtu_serve(tmp_path_factory):
+    """`youtu serve`'s app (server.create_app over the real Engine) with a tiny random
+    checkpoint, on a free loopback port in a thread."""
+    import threading
+    import time
+
+    import torch
+    import uvicorn
+
+    from youtu.model import ModelConfig, YoutuForCausalLM
+    from youtu.serve.config import ServeConfig
+    from youtu.serve.engine import Engine
+    from youtu.serve.server import create_app
+    from youtu.tokenizer.train import train_from_texts
+
+    texts = [ENVIRONMENTS[d].generate(i, 1).prompt for d in ("math", "tools", "research")
+             for i in range(30)] + ["\\boxed{42} The answer is 7. def f(x): return x"] * 20
+    tok = train_from_texts(texts, vocab_size=1024)
+    torch.manual_seed(0)
+    model = YoutuForCausalLM(ModelConfig.tiny(vocab_size=tok.vocab_size))
+    model.init_weights()
+    engine = Engine(model.eval(), max_batch=4, max_seq_len=2048, eos_ids=[tok.eos_id],
+                    detokenize=tok.decode)
+    app = create_app(engine, tok, ServeConfig(served_model_name="teacher", max_new_tokens=16,
+                                              max_seq_len=2048))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1", app.state.server
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def test_llm_teacher_against_a_real_youtu_serve_in_all_four_domains(tmp_path, youtu_serve):
+    """The whole LLM-teacher path over HTTP to the real server and engine: tool schemas in the
+    requests, replies parsed by the server's chat template, episodes run in each environment
+    (code in its sandbox) and judged by its verifier. A random tiny model solves nothing, so
+    every task is judged and rejected, none is lost to a request error."""
+    url, server = youtu_serve
+    mix = {"math": 2, "code": 1, "tools": 2, "research": 2}
+    cfg = SynthConfig(mix=mix, teacher="llm", shard_size=4, llm=LLMTeacherConfig(
+        base_url=url, api_key_env="", max_retries=0, timeout_s=60.0, samples_per_task=1,
+        max_turns=2, max_tokens=16, temperature=0.0, rewrite_cot=False, concurrency=2))
+    before = server.http_status[("/v1/chat/completions", 200)]
+    stats = synthesize(cfg, tmp_path)
+    for domain, n in mix.items():
+        d = stats["domains"][domain]
+        assert d["attempted"] == n and d["request_errors"] == 0, (domain, d)
+        assert d["verified"] + d["failed"] == n
+    assert server.http_status[("/v1/chat/completions", 200)] - before >= sum(mix.values())
+    assert stats["request_errors"] == 0

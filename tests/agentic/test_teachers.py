@@ -10,11 +10,13 @@ import pytest
 
 from youtu.agentic.envs import ENVIRONMENTS
 from youtu.agentic.envs.code import CodeEnv
+from youtu.agentic.envs.swe import SWEEnv
 from youtu.agentic.sandbox import SandboxLimits
 from youtu.agentic.trajectory import PHASES
 
-ENVS = {**ENVIRONMENTS, "code": CodeEnv(SandboxLimits(timeout_s=5))}
-COUNTS = {"math": 24, "tools": 30, "research": 24, "code": 6}
+ENVS = {**ENVIRONMENTS, "code": CodeEnv(SandboxLimits(timeout_s=5)),
+        "swe": SWEEnv(SandboxLimits(timeout_s=5))}
+COUNTS = {"math": 24, "tools": 30, "research": 24, "code": 6, "swe": 6, "pydocs": 24}
 
 
 @pytest.mark.parametrize("name", sorted(ENVS))

@@ -182,3 +182,23 @@ def test_config_keeps_cloze_seeds_apart_from_the_probes():
     with pytest.raises(ValueError, match="cloze_kinds"):
         EvalConfig(cloze_kinds=["plan"])
     EvalConfig(probe_seed=5_000_000, cloze_seed=3_000_000)
+
+
+def test_tools_contexts_do_not_spell_out_the_gold_call():
+    """The open turn's thinking states the intent of the next step, not the call: argument
+    values the conversation so far does not contain (unit symbols, SQL, zone names) must not
+    appear in it, so choosing the gold call is not copying."""
+    checked = 0
+    for kind in ("action", "args"):
+        for it in build_items(("tools",), (kind,), 12):
+            gold = it.candidates[it.gold]
+            calls = [json.loads(c.split(END_TOOL_CALL)[0])
+                     for c in gold.split(TOOL_CALL)[1:]]
+            earlier = it.head + "".join(it.turns)
+            for call in calls:
+                for value in call["arguments"].values():
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    if len(text) > 2 and text not in earlier:
+                        checked += 1
+                        assert text not in it.tail, (it.id, text, it.tail[-300:])
+    assert checked > 10

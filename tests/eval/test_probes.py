@@ -88,3 +88,19 @@ def test_no_probe_task_can_be_passed_with_a_constant_answer(tmp_path):
 def test_training_seeds_are_refused(tmp_path):
     with pytest.raises(ValueError, match="held out"):
         generate_probes(tmp_path, ["math"], ["planning"], 2, seed=5)
+
+
+def test_every_probe_family_spans_its_difficulties(tmp_path):
+    from youtu.agentic.envs import ENVIRONMENTS
+
+    names = ["math", "tools", "research", "pydocs", "swe"]
+    specs = generate_probes(tmp_path, names, list(PROBE_KINDS), 8)
+    assert {s.category for s in specs} == set(names)
+    for spec in specs:
+        items = read_items(tmp_path / spec.data)
+        levels = {it["difficulty"] for it in items}
+        assert levels == set(range(1, ENVIRONMENTS[spec.category].max_difficulty + 1)), \
+            (spec.key, levels)
+    tools_kinds = {it["task_kind"] for s in specs if s.category == "tools"
+                   for it in read_items(tmp_path / s.data)}
+    assert {"single", "parallel", "multi_step", "irrelevance"} <= tools_kinds

@@ -1,7 +1,7 @@
 """Synthesis configuration (owned by youtu.agentic): the `[synth]` section of a run config.
 
     [synth]
-    mix = {math = 1000, code = 300, tools = 1000, research = 700}
+    mix = {math = 800, code = 250, tools = 900, research = 400, swe = 100, pydocs = 700}
     mistake_rate = 0.35
     workers = 2
 
@@ -13,12 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-_DOMAINS = ("math", "code", "tools", "research")
+_DOMAINS = ("math", "code", "tools", "research", "swe", "pydocs")
 _EVAL_SEED_MIN = 1_000_000  # = youtu.agentic.envs.EVAL_SEED_MIN (not imported: no cycle)
 
 
 def _tiny_mix() -> dict[str, int]:
-    return {"math": 1000, "code": 300, "tools": 1000, "research": 700}
+    # swe runs ~8 sandboxed commands a task (~1 trajectory/s/core): few, so the toy run stays
+    # fast; pydocs is as cheap as research
+    return {"math": 800, "code": 250, "tools": 900, "research": 400, "swe": 100, "pydocs": 700}
 
 
 @dataclass(kw_only=True)
@@ -68,7 +70,7 @@ class SynthConfig:
     out: str = ""
     """Output folder for trajectory shards; empty = `<run_dir>/synth`."""
     mix: dict[str, int] = field(default_factory=_tiny_mix)
-    """Tasks to attempt per domain (math, code, tools, research); kept = verified, deduped.
+    """Tasks to attempt per domain (math, code, tools, research, swe, pydocs); kept = verified, deduped.
     A run resumed in the same folder may grow these counts, not shrink them."""
     seed: int = 0
     """First task seed; domain tasks use seeds seed .. seed + count - 1 (< 1,000,000: higher

@@ -47,6 +47,7 @@ from youtu import fsutil
 from youtu.agentic.config import SynthConfig
 from youtu.agentic.envs import ENVIRONMENTS, Env
 from youtu.agentic.envs.code import CodeEnv
+from youtu.agentic.envs.swe import SWEEnv
 from youtu.agentic.render import render_text
 from youtu.agentic.sandbox import SandboxLimits
 from youtu.agentic.trajectory import Trajectory
@@ -64,9 +65,9 @@ Job = tuple[str, int, int, int]
 def make_envs(cfg: SynthConfig) -> dict[str, Env]:
     """The environments, with the sandbox limits of `cfg`."""
     envs = dict(ENVIRONMENTS)
-    envs["code"] = CodeEnv(SandboxLimits(timeout_s=cfg.sandbox_timeout_s,
-                                         memory_mb=cfg.sandbox_memory_mb,
-                                         allow_unisolated=cfg.allow_unisolated))
+    limits = SandboxLimits(timeout_s=cfg.sandbox_timeout_s, memory_mb=cfg.sandbox_memory_mb,
+                           allow_unisolated=cfg.allow_unisolated)
+    envs["code"], envs["swe"] = CodeEnv(limits), SWEEnv(limits)
     return envs
 
 

@@ -32,7 +32,7 @@ from typing import Any
 PHASES = ("analysis", "plan", "action", "reflection", "summary")
 """Agentic-CoT phases in their canonical order."""
 
-DOMAINS = ("math", "code", "tools", "research")
+DOMAINS = ("math", "code", "tools", "research", "swe", "pydocs")
 """Trajectory domains = environment names. The data pipeline files all of them under `agent`."""
 
 ROLES = ("system", "user", "assistant", "tool")

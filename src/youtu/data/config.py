@@ -209,10 +209,10 @@ class DedupConfig:
     near: bool = True
     """Drop near-duplicates: datatrove's sharded MinHash dedup (signatures per task, LSH buckets
     per band, union-find clusters; one document kept per cluster)."""
-    near_domains: list[str] = field(default_factory=lambda: ["commonsense", "code"])
-    """Domains near-dedup applies to. Generated stem problems and agent trajectories are
-    templated by construction (their diversity is in numbers and tool outputs), so near-dedup
-    would drop most of them; exact dedup still applies."""
+    near_domains: list[str] = field(default_factory=lambda: ["commonsense", "code", "agent"])
+    """Domains near-dedup applies to. Generated stem problems are templated by construction
+    (their diversity is in numbers), so near-dedup would drop most of them; exact dedup still
+    applies. Agent trajectories are diverse enough (bench/synth_diversity.py) to keep it on."""
     threshold: float = 0.8
     """Estimated Jaccard similarity at which two documents are near-duplicates."""
     num_perm: int = 128

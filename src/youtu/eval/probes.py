@@ -4,7 +4,9 @@
     scores = run_tasks(lm, specs, "runs/tiny/eval/probes", out, prefix="probe")["scores"]
     scores["probe/math/planning"], scores["probe/math"]
 
-Each environment task (`env.generate(seed)`, seeds >= 1,000,000, which synthesis refuses) comes
+Each environment task (`env.generate(seed, difficulty)`, seeds >= 1,000,000, which synthesis
+refuses; the difficulty cycles 1..max with the seed, as in synthesis, so every family spans
+every difficulty and task kind: multi-hop research, parallel and multi-step tool calls) comes
 with its gold solution steps (description, tool, arguments, result) and plausible wrong answers
 (`near_misses`). From them, five kinds of few-shot items in the APTBench formats:
 
@@ -112,16 +114,22 @@ def _fill(kind: str, item: dict[str, Any]) -> str:
     return text
 
 
+def difficulty_of(env: Any, seed: int) -> int:
+    """The difficulty probes use for `seed`: 1..env.max_difficulty in turn."""
+    return 1 + seed % env.max_difficulty
+
+
 def make_item(env: Any, kind: str, seed: int, pool: list[dict[str, Any]]) -> dict[str, Any] | None:
     """One probe item of `kind` from the task of `seed`, or None if that task cannot give one.
 
     Args:
         env: The environment.
         kind: A key of `BLOCKS`.
-        seed: Environment seed (>= 1,000,000).
+        seed: Environment seed (>= 1,000,000); it also sets the difficulty (`difficulty_of`).
         pool: Function schemas offered besides the environment's own (distractors).
     """
-    task = env.generate(seed)
+    level = difficulty_of(env, seed)
+    task = env.generate(seed, level)
     rng = random.Random(f"{env.name}/{kind}/{seed}")
     tool_steps = [i for i, s in enumerate(task.steps) if s.tool]
     fields = {"TASK": task.prompt}
@@ -138,7 +146,7 @@ def make_item(env: Any, kind: str, seed: int, pool: list[dict[str, Any]]) -> dic
         gold = _step_text(task.steps[k])
         others = [_step_text(s) for i, s in enumerate(task.steps) if i != k]
         for other_seed in (seed + 1, seed + 2, seed + 3):  # steps of other tasks
-            others += [_step_text(s) for s in env.generate(other_seed).steps]
+            others += [_step_text(s) for s in env.generate(other_seed, level).steps]
         others = [o for o in dict.fromkeys(others) if o != gold]
         choices = rng.sample(others, min(4, len(others))) + [gold]
         rng.shuffle(choices)
@@ -172,7 +180,8 @@ def make_item(env: Any, kind: str, seed: int, pool: list[dict[str, Any]]) -> dic
                 param = rng.choice(sorted(step.arguments))
                 fields["PARAM"] = param
                 answer = json.dumps(step.arguments[param], ensure_ascii=False)
-    return {"uuid": f"{env.name}-{kind}-{seed}", "fields": fields, "answer": answer}
+    return {"uuid": f"{env.name}-{kind}-{seed}", "fields": fields, "answer": answer,
+            "difficulty": level, "task_kind": task.meta.get("kind", task.meta.get("fact", ""))}
 
 
 def _items(env: Any, kind: str, start: int, n: int, pool: list[dict[str, Any]]) -> list[dict]:
@@ -228,7 +237,9 @@ def generate_probes(out_dir: str | Path, envs: dict[str, Any] | list[str], kinds
             data = out / "data" / name / f"{kind}.jsonl"
             data.parent.mkdir(parents=True, exist_ok=True)
             data.write_text("".join(json.dumps({"uuid": it["uuid"], **it["fields"],
-                                                "answer": it["answer"]}, ensure_ascii=False)
+                                                "answer": it["answer"],
+                                                "difficulty": it["difficulty"],
+                                                "task_kind": it["task_kind"]}, ensure_ascii=False)
                                     + "\n" for it in items))
             prompt = out / "prompts" / f"{name}_{kind}.txt"
             prompt.parent.mkdir(parents=True, exist_ok=True)

@@ -66,3 +66,36 @@ def test_tools_search_and_open():
     assert ENV.call_tool(task, None, "open", {"doc_id": first}) == ENV.world(task).docs[first]
     assert ENV.call_tool(task, None, "open", {"doc_id": "d9999"}).startswith("error")
     assert ENV.call_tool(task, None, "search", {"query": ""}).startswith("error")
+
+
+def _wrong_candidates(task) -> list[str]:
+    """The same attribute of other entities of the target's type (values that differ), and
+    integers off by one: built from the world, not by the generator or the checker."""
+    world = ENV.world(task)
+    target = world.entities[task.meta["path"][-1]]
+    attr = task.meta["attribute"]
+    value = target.attrs[attr]
+    out = {str(e.attrs[attr]) for e in world.entities.values()
+           if e.type == target.type and attr in e.attrs and e.attrs[attr] != value}
+    if isinstance(value, int):
+        out |= {str(value + 1), str(value - 1)}
+    return sorted(out)[:12]
+
+
+def _accepted_wrong(tasks) -> list[tuple[str, str]]:
+    return [(t.answer, w) for t in tasks for w in _wrong_candidates(t) if ENV.check(t, w).correct]
+
+
+RESEARCH_TASKS = [ENV.generate(seed, 1 + seed % 4) for seed in range(24)]
+
+
+def test_checker_rejects_wrong_answers_built_independently():
+    assert sum(len(_wrong_candidates(t)) for t in RESEARCH_TASKS) > 100
+    assert _accepted_wrong(RESEARCH_TASKS) == []
+
+
+def test_the_independent_near_misses_catch_a_lenient_checker(monkeypatch):
+    import youtu.agentic.envs.research as research
+
+    monkeypatch.setattr(research, "normalize_text", lambda text: text.strip()[:2].lower())
+    assert _accepted_wrong(RESEARCH_TASKS)

@@ -68,7 +68,31 @@ def test_env_items_come_from_held_out_gold_steps():
     for it in items:
         seed = int(it["id"].split("-")[1])
         assert seed >= 1_000_000
-        step = next(s for s in env.generate(seed).steps if s.tool)
+        step = next(s for s in env.generate(seed, it["difficulty"]).steps if s.tool)
         assert it["name"] == step.tool
         assert call_matches({"name": step.tool, "arguments": step.arguments}, it["name"],
                             it["arguments"])[0]
+
+
+def test_env_items_span_difficulties_and_kinds_and_accept_any_parallel_first_call():
+    from youtu.agentic.envs import ENVIRONMENTS
+
+    env = ENVIRONMENTS["tools"]
+    items = env_items(env, 40)
+    assert {it["difficulty"] for it in items} == {1, 2, 3}
+    assert {"single", "parallel", "multi_step"} <= {it["task_kind"] for it in items}
+    parallel = next(it for it in items if it["alternatives"])
+    alt = parallel["alternatives"][0]
+    call = {"name": alt["name"], "arguments": {k: v[0] for k, v in alt["arguments"].items()}}
+    assert not call_matches(call, parallel["name"], parallel["arguments"])[0]
+
+
+def test_a_parallel_turns_other_call_scores_as_right(scripted_lm):
+    from youtu.agentic.envs import ENVIRONMENTS
+
+    items = [it for it in env_items(ENVIRONMENTS["tools"], 40) if it["alternatives"]][:3]
+    second = [json.dumps({"name": it["alternatives"][0]["name"], "arguments": {
+        k: v[0] for k, v in it["alternatives"][0]["arguments"].items()}}) for it in items]
+    replies = iter(second)
+    res = run_function_calling(scripted_lm(lambda p: next(replies)), items)
+    assert res["score"] == 1.0

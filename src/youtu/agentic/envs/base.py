@@ -82,11 +82,12 @@ class Env(ABC):
         """Every tool of the environment as an OpenAI JSON schema."""
 
     def tools_for(self, task: Task) -> list[dict[str, Any]]:
-        """The tools offered for `task` (default: all)."""
+        """The tools offered for `task` (default: all), in the order `task.meta["tools"]` names."""
         names = task.meta.get("tools")
         if names is None:
             return self.tools
-        return [t for t in self.tools if t["function"]["name"] in names]
+        by_name = {t["function"]["name"]: t for t in self.tools}
+        return [by_name[n] for n in names if n in by_name]
 
     @abstractmethod
     def generate(self, seed: int, difficulty: int = 1) -> Task:

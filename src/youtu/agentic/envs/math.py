@@ -195,10 +195,10 @@ def _fractions(rng: random.Random) -> _Problem:
 
 
 def _gcd_lcm(rng: random.Random) -> _Problem:
-    g = rng.randint(2, 15)
-    a, b = g * rng.randint(2, 16), g * rng.randint(2, 16)
+    g = rng.randint(2, 40)
+    a, b = g * rng.randint(2, 30), g * rng.randint(2, 30)
     while a == b:
-        b = g * rng.randint(2, 16)
+        b = g * rng.randint(2, 30)
     gv, lv = math.gcd(a, b), math.lcm(a, b)
     return _Problem(
         "gcd_lcm", f"Find lcm({a}, {b}) - gcd({a}, {b}).", str(lv - gv), "number",
@@ -212,7 +212,7 @@ def _gcd_lcm(rng: random.Random) -> _Problem:
 
 
 def _modular(rng: random.Random) -> _Problem:
-    a, k, m = rng.randint(2, 19), rng.randint(3, 12), rng.randint(5, 23)
+    a, k, m = rng.randint(2, 60), rng.randint(3, 30), rng.randint(5, 60)
     value = pow(a, k, m)
     wrong = (a * k) % m
     near = [str(v) for v in {(value + 1) % m, wrong, (value - 1) % m} if v != value]
@@ -226,8 +226,8 @@ def _modular(rng: random.Random) -> _Problem:
 
 
 def _percent(rng: random.Random) -> _Problem:
-    base, p, q = rng.randint(2, 400) * 5, rng.choice([5, 10, 12, 15, 20, 25, 30, 40, 50]), \
-        rng.choice([5, 8, 10, 20, 25])
+    base, p, q = rng.randint(2, 2000) * 5, rng.choice([5, 10, 12, 15, 20, 25, 30, 40, 50, 60]), \
+        rng.choice([5, 8, 10, 15, 20, 25, 30])
     value = Fraction(base) * (100 + p) / 100 * (100 - q) / 100
     wrong = Fraction(base) * (100 + p - q) / 100
     return _Problem(
@@ -263,7 +263,7 @@ def _linear(rng: random.Random) -> _Problem:
 
 
 def _system(rng: random.Random) -> _Problem:
-    x, y = _nonzero(rng, -9, 9), _nonzero(rng, -9, 9)
+    x, y = _nonzero(rng, -15, 15), _nonzero(rng, -15, 15)
     while True:
         a, b, c, d = (_nonzero(rng, -6, 6) for _ in range(4))
         if a * d - b * c != 0:
@@ -285,10 +285,10 @@ def _system(rng: random.Random) -> _Problem:
 
 
 def _quadratic(rng: random.Random) -> _Problem:
-    r1, r2 = _nonzero(rng, -9, 9), _nonzero(rng, -9, 9)
+    r1, r2 = _nonzero(rng, -25, 25), _nonzero(rng, -25, 25)
     while r2 == r1 or r2 == -r1:
-        r2 = _nonzero(rng, -9, 9)
-    k = rng.randint(1, 3)
+        r2 = _nonzero(rng, -25, 25)
+    k = rng.randint(1, 6)
     b, c = -k * (r1 + r2), k * r1 * r2
     poly = f"{k}x^2 + {b}x + {c}".replace("+ -", "- ").replace("1x^2", "x^2", 1 if k == 1 else 0)
     roots = sorted([r1, r2])
@@ -322,13 +322,15 @@ def _series(rng: random.Random) -> _Problem:
 
 
 def _combinatorics(rng: random.Random) -> _Problem:
-    n, k = rng.randint(5, 16), rng.randint(2, 5)
-    m, j = rng.randint(4, 14), rng.randint(1, 4)
+    n, k = rng.randint(5, 30), rng.randint(2, 5)
+    m, j = rng.randint(4, 25), rng.randint(1, 4)
+    big, small = rng.choice([("teachers", "students"), ("engineers", "designers"),
+                             ("senators", "deputies"), ("doctors", "nurses")])
     value = math.comb(n, k) * math.comb(m, j)
     wrong = math.perm(n, k) * math.perm(m, j)
     return _Problem(
-        "combinatorics", f"A committee of {k} teachers and {j} students is chosen from {n} "
-        f"teachers and {m} students. How many different committees are possible?", str(value),
+        "combinatorics", f"A committee of {k} {big} and {j} {small} is chosen from {n} "
+        f"{big} and {m} {small}. How many different committees are possible?", str(value),
         "number", [_calc("Ways to choose the teachers", f"binomial({n}, {k})"),
                    _calc("Ways to choose the students", f"binomial({m}, {j})"),
                    _calc("Multiply (independent choices)",
@@ -341,11 +343,13 @@ def _combinatorics(rng: random.Random) -> _Problem:
 
 
 def _probability(rng: random.Random) -> _Problem:
-    r, b = rng.randint(2, 20), rng.randint(2, 20)
+    r, b = rng.randint(2, 60), rng.randint(2, 60)
+    box, things = rng.choice([("bag", "marbles"), ("drawer", "socks"), ("jar", "sweets"),
+                              ("box", "balls")])
     value = Fraction(r * (r - 1), (r + b) * (r + b - 1))
     wrong = Fraction(r, r + b) ** 2
     return _Problem(
-        "probability", f"A bag holds {r} red and {b} blue marbles. Two are drawn without "
+        "probability", f"A {box} holds {r} red and {b} blue {things}. Two are drawn without "
         "replacement. What is the probability that both are red?", str(value), "number",
         [_calc("First draw red", f"{r} / ({r} + {b})"),
          _calc("Second draw red given the first was red", f"({r} - 1) / ({r} + {b} - 1)"),
@@ -357,13 +361,16 @@ def _probability(rng: random.Random) -> _Problem:
 
 
 def _work_rate(rng: random.Random) -> _Problem:
-    a, b = rng.randint(2, 30), rng.randint(2, 30)
+    a, b = rng.randint(2, 80), rng.randint(2, 80)
     while b == a:
-        b = rng.randint(2, 30)
+        b = rng.randint(2, 80)
     value = Fraction(a * b, a + b)
+    x, y, job, unit = rng.choice([("Pipe A", "pipe B", "fills a tank", "hours"),
+                                  ("Printer A", "printer B", "prints the batch", "minutes"),
+                                  ("Ana", "Ben", "paints the fence", "hours")])
     return _Problem(
-        "work_rate", f"Pipe A fills a tank in {a} hours and pipe B fills it in {b} hours. How "
-        "many hours do they take together? Give an exact fraction.", str(value), "number",
+        "work_rate", f"{x} {job} in {a} {unit} and {y} does it in {b} {unit}. How many {unit} "
+        "do they take together? Give an exact fraction.", str(value), "number",
         [_calc("Combined rate in tanks per hour", f"1/{a} + 1/{b}"),
          _calc("Time is the reciprocal of the rate", f"1 / (1/{a} + 1/{b})")],
         [str(Fraction(a + b, 2)), f"{float(value):.2f}", str(a + b)],
@@ -374,7 +381,7 @@ def _work_rate(rng: random.Random) -> _Problem:
 
 def _extraneous(rng: random.Random) -> _Problem:
     while True:
-        b, r = rng.randint(0, 15), rng.randint(1, 40)
+        b, r = rng.randint(0, 100), rng.randint(1, 300)
         s = 2 * b + 1 - r  # the other root of x + a = (x - b)^2
         a = (r - b) ** 2 - r
         if r - b > 0 and s - b < 0 and s + a >= 0 and s != r:
@@ -396,7 +403,7 @@ def _extraneous(rng: random.Random) -> _Problem:
 
 
 def _rectangle(rng: random.Random) -> _Problem:
-    w, d = rng.randint(2, 60), rng.randint(1, 25)
+    w, d = rng.randint(2, 300), rng.randint(1, 80)
     area = w * (w + d)
     return _Problem(
         "constrained_quadratic", f"A rectangle is {d} cm longer than it is wide and its area is "
@@ -411,7 +418,7 @@ def _rectangle(rng: random.Random) -> _Problem:
 
 
 def _error_finding(rng: random.Random) -> _Problem:
-    a, d, n = rng.randint(1, 12), rng.randint(2, 7), rng.randint(6, 20)
+    a, d, n = rng.randint(-20, 60), rng.randint(2, 15), rng.randint(6, 40)
     value = n * (2 * a + (n - 1) * d) // 2
     student = n * (2 * a + n * d) // 2
     return _Problem(
@@ -424,6 +431,10 @@ def _error_finding(rng: random.Random) -> _Problem:
         {"wrong": str(student), "why": f"I trusted the student's last term {a + n * d}; the "
          f"{n}th term is a + ({n} - 1)d", "fix": "recompute the last term"})
 
+
+_LEADS = ["", "", "Problem: ", "Exercise. ", "Quick question: ", "From a worksheet: ",
+          "Homework check. ", "Try this one. "]
+"""Ways a problem is introduced (the problem text itself is the family's)."""
 
 FAMILIES = {
     1: [_fractions, _gcd_lcm, _modular, _percent],
@@ -452,9 +463,10 @@ class MathEnv(Env):
         rng = random.Random(f"math/{seed}/{difficulty}")
         family = rng.choice(FAMILIES[level])
         prob = family(rng)
+        lead = rng.choice(_LEADS)
         task = Task(
             id=f"math-{seed}-{difficulty}", env=self.name, seed=seed, difficulty=difficulty,
-            prompt=prob.prompt, answer=prob.answer, steps=prob.steps,
+            prompt=lead + prob.prompt, answer=prob.answer, steps=prob.steps,
             meta={"family": prob.family, "ability": ABILITIES[level], "kind": prob.kind,
                   "verify": prob.verify, "mistake": prob.mistake})
         # A generic near-miss can coincide with the answer (0.30 is 3/10): keep the wrong ones.
@@ -500,30 +512,6 @@ class MathEnv(Env):
         return out
 
     def teach(self, task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -> str:
-        meta = task.meta
-        b.think("analysis", f"Problem type: {meta['family'].replace('_', ' ')} "
-                f"({meta['ability'].replace('_', ' ')}). {task.prompt} The answer must be exact "
-                f"({meta['kind']}).")
-        b.think("plan", "\n".join(f"{i + 1}. {s.description}" for i, s in enumerate(task.steps))
-                + f"\n{len(task.steps) + 1}. Verify the result by substituting it back.")
-        slip = meta["mistake"] if mistake and meta["mistake"] else None
-        if slip:
-            b.think("action", f"Quick route: I get {slip['wrong']}. Let me verify it.",
-                    mistake=True)
-            checks = [("calculator", {"expression": e})
-                      for e in self.verification_calls(task, slip["wrong"])]
-            residuals = b.call_parallel(checks, mistake=True)
-            b.mistake("wrong_answer", answer=slip["wrong"], note=slip["why"])
-            b.think("reflection", f"The check gives {', '.join(residuals)} instead of 0, so "
-                    f"{slip['wrong']} is wrong: {slip['why']}. Fix: {slip['fix']}. I will follow "
-                    "the plan step by step.")
-        for i, step in enumerate(task.steps):
-            b.think("action", f"Step {i + 1}: {step.description}.")
-            result = b.call(step.tool, step.arguments)
-            assert result == step.result, (result, step.result)
-        b.think("reflection", f"The steps give {task.answer}. Verifying:")
-        checks = b.call_parallel([("calculator", {"expression": e})
-                                  for e in self.verification_calls(task, task.answer)])
-        assert all(c == "0" for c in checks), checks
-        b.think("summary", f"Every check evaluates to 0, so the answer {task.answer} is verified.")
-        return f"The answer is \\boxed{{{task.answer}}}."
+        from youtu.agentic.envs.math_teacher import teach
+
+        return teach(self, task, b, rng, mistake)

@@ -36,9 +36,9 @@ from youtu.agentic.trajectory import Step, Task, Verdict
 if TYPE_CHECKING:
     from youtu.agentic.teachers import TrajectoryBuilder
 
-WORLD_SPAN = 200
-"""Task seeds per generated world (a world has ~190 documents; more seeds per world repeat
-its 1-hop questions)."""
+WORLD_SPAN = 50
+"""Task seeds per generated world (a world has ~190 documents; at 200 seeds per world 11% of
+50k tasks repeated, mostly 1-hop questions)."""
 
 _SYLLABLES = ["ka", "lo", "mer", "vin", "tor", "sa", "rel", "do", "qua", "bri", "zen", "fal",
               "mo", "ni", "ther", "gal", "var", "den", "ost", "lu", "pra", "ke", "sol", "an"]
@@ -70,6 +70,8 @@ ATTRIBUTES = {
     "institute": [("founded", "In what year was {} founded?")],
     "invention": [("year", "In what year was {} invented?")],
 }
+_LEADS = ["", "", "Research question: ", "Using the collection, answer: ", "Look this up: ",
+          "I need a fact checked. ", "From the documents: "]
 _ATTR_NAMES = {"population": "population", "founded": "founding year", "length_km": "length in km",
                "birth_year": "birth year", "job": "profession", "industry": "industry",
                "year": "year of invention"}
@@ -256,7 +258,7 @@ class ResearchEnv(Env):
         for rel in rels:
             desc = RELATIONS[rel][2].format(desc)
         question = dict(ATTRIBUTES[target.type])[attr].format(desc)
-        question = question[0].upper() + question[1:]
+        question = rng.choice(_LEADS) + question[0].upper() + question[1:]
         answer = _answer_text(target.attrs[attr])
         path = [anchor]
         for rel in rels:
@@ -310,16 +312,29 @@ class ResearchEnv(Env):
         w = self.world(task)
         path = [w.entities[i] for i in task.meta["path"]]
         rels = task.meta["relations"]
-        b.think("analysis", f"Question: {task.prompt} It chains {len(rels)} link(s) from "
-                f"{path[0].name} to the {_ATTR_NAMES[task.meta['attribute']]} of the last entity.")
-        b.think("plan", "\n".join(f"{i + 1}. {p}" for i, p in enumerate(task.meta["plan"])))
+        attr = _ATTR_NAMES[task.meta["attribute"]]
+        hops = (f"one document, about {path[0].name}" if not rels else
+                f"{len(rels)} link(s) from {path[0].name}, one document per entity")
+        b.think("analysis", rng.choice([
+            f"Question: {task.prompt} I need the {attr}; it takes {hops}.",
+            f"{task.prompt} Starting point: {path[0].name}. Wanted: a {attr}.",
+            f"To answer \"{task.prompt}\" I will read {hops}, checking names carefully "
+            "(similar names exist).",
+            f"The {attr} is asked for. {task.prompt}"]))
+        plan = task.meta["plan"]
+        b.think("plan", "\n".join(f"{i + 1}. {p}" for i, p in enumerate(plan)) if rng.random() < 0.7
+                else "First " + ", then ".join(p[0].lower() + p[1:] for p in plan) + ".")
+        slip = rng.choice(["wrong_document", "wrong_argument", "premature_answer"]) \
+            if mistake else ""
         slip_at = rng.randrange(len(path)) if mistake else -1
         for k, ent in enumerate(path):
-            b.think("action", f"Search for {ent.name}.")
-            hits = b.call("search", {"query": ent.name})
+            query = ent.name if rng.random() < 0.7 else f"{ent.name} {ent.type}"
+            b.think("action", rng.choice([f"Search for {ent.name}.", f"Look up {ent.name}.",
+                                          f"Find the document on {ent.name}."]))
+            hits = b.call("search", {"query": query})
             ids = [line.split(" | ")[0] for line in hits.splitlines()]
             wrong = next((i for i in ids if i != ent.id and w.entities[i].type == ent.type), None)
-            if k == slip_at and wrong is not None:
+            if k == slip_at and slip == "wrong_document" and wrong is not None:
                 b.think("action", f"Open the top-looking result {wrong}.", mistake=True)
                 text = b.call("open", {"doc_id": wrong}, mistake=True)
                 guess = _guess(w.entities[wrong], task, k == len(path) - 1)
@@ -327,17 +342,44 @@ class ResearchEnv(Env):
                           note=f"opened {w.entities[wrong].name} instead of {ent.name}")
                 b.think("reflection", f"This document is about {text.splitlines()[0]}, not "
                         f"{ent.name}: wrong document. The right one is {ent.id}.")
-            b.think("action", f"Open {ent.id}, the document about {ent.name}.")
-            b.call("open", {"doc_id": ent.id})
+            if k == slip_at and slip == "wrong_argument":
+                b.think("action", f"Open the document titled {ent.name}.", mistake=True)
+                err = b.call("open", {"doc_id": ent.name}, mistake=True)
+                b.mistake("wrong_argument", note="passed a title where open needs a doc id")
+                b.think("reflection", f"{err.split(';')[0]}: open takes the id from the results "
+                        f"({ent.id}), not the title.")
+            b.think("action", rng.choice([f"Open {ent.id}, the document about {ent.name}.",
+                                          f"Read {ent.id}.", f"{ent.id} is {ent.name}; open it."]))
+            doc = b.call("open", {"doc_id": ent.id})
             if k < len(rels):
                 nxt = w.entities[ent.links[rels[k]]]
-                b.think("reflection", f"The document says {RELATIONS[rels[k]][2].format(ent.name)} "
-                        f"is {nxt.name}.")
+                said = next((x for x in doc.split(". ") if nxt.name in x), nxt.name).strip()
+                b.think("reflection", rng.choice([
+                    f"The document says: \"{said.rstrip('.')}.\" So "
+                    f"{RELATIONS[rels[k]][2].format(ent.name)} is {nxt.name}.",
+                    f"{RELATIONS[rels[k]][2].format(ent.name)[0].upper()}"
+                    f"{RELATIONS[rels[k]][2].format(ent.name)[1:]} is {nxt.name}.",
+                    f"Next hop: {nxt.name} (\"{said[:100]}\")."]))
+                early = _guess(ent, task, True) if task.meta["attribute"] in ent.attrs else None
+                if (slip == "premature_answer" and k == slip_at and early is not None
+                        and normalize_text(early) != normalize_text(task.answer)):
+                    b.think("summary", f"The {attr} here is {early}; that is the answer.",
+                            mistake=True)
+                    b.think("action", f"Search for {nxt.name} to double-check.", mistake=True)
+                    b.call("search", {"query": nxt.name}, mistake=True)
+                    b.mistake("premature_answer", answer=early,
+                              note=f"answered with the {attr} of {ent.name}, a hop short")
+                    b.think("reflection", f"No: {early} belongs to {ent.name}; the question "
+                            f"asks about {nxt.name}. Keep following the chain.")
         value = task.answer
-        b.think("reflection", f"The document gives the {_ATTR_NAMES[task.meta['attribute']]} "
-                f"of {path[-1].name}: {value}.")
-        b.think("summary", " -> ".join(e.name for e in path) + f"; answer: {value}.")
-        return f"The answer is \\boxed{{{value}}}."
+        b.think("reflection", rng.choice([
+            f"The document gives the {attr} of {path[-1].name}: {value}.",
+            f"{path[-1].name}: {attr} {value}.", f"Found it: {value}."]))
+        b.think("summary", rng.choice([" -> ".join(e.name for e in path) + f"; answer: {value}.",
+                                       f"Followed {len(path)} document(s); the {attr} is {value}.",
+                                       f"Answer: {value} (from {path[-1].id})."]))
+        return rng.choice([f"The answer is \\boxed{{{value}}}.", f"\\boxed{{{value}}}",
+                           f"It is \\boxed{{{value}}}."])
 
 
 def _guess(ent: Entity, task: Task, last: bool) -> str | None:

@@ -6,15 +6,21 @@ irrelevance cases, verified by re-executing the calls and comparing results and 
     with env.episode(task) as state:                      # a fresh SQLite db + key-value store
         env.call_tool(task, state, "sql_query", {"query": "SELECT COUNT(*) FROM products"})
 
-Tools: calculator, convert_units, date_add, date_diff, weekday, sql_query (an in-memory SQLite
-shop database per episode, read/write, no schema changes), kv_get / kv_set / kv_delete /
-kv_list. Task kinds: `single` (one call), `parallel` (independent calls in one turn),
-`multi_step` (a result feeds the next call, state changes), `irrelevance` (no offered tool
-applies: the right behaviour is to call nothing and say so with \\boxed{none}).
+Tools: calculator, convert_units (exact NIST factors: length, mass, volume, time, area, speed,
+pressure, energy, temperature), date_add, date_diff, weekday, convert_time / utc_offset (IANA
+zones through zoneinfo), sql_query (the 8-table company database of `tools_world`, in memory
+per episode, read/write, no schema changes, a 1 s budget per query), kv_get / kv_set /
+kv_delete / kv_list. Task kinds, each at every difficulty: `single` (one call), `parallel`
+(independent calls in one turn), `multi_step` (a result feeds the next call, state changes),
+`irrelevance` (no offered tool applies: the right behaviour is to call nothing and say so with
+\\boxed{none}). Recipes: `tools_world` (company database, time zones) and `tools_recipes`
+(units, dates, shop tables, key-value store, irrelevance); the scripted teacher and its mistake
+catalogue: `tools_teacher`.
 
 `verify` replays every call of a trajectory on a fresh state, requires each recorded
 observation to equal the replayed one, the final database and key-value store to equal the
-state the gold steps produce, and the answer to match (numbers to 1e-4 relative).
+state the gold steps produce, and the answer to match (integers exactly, decimals to 1e-4:
+the tools print 4 decimals).
 """
 
 from __future__ import annotations
@@ -23,14 +29,17 @@ import contextlib
 import datetime as dt
 import json
 import random
+import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from youtu.agentic.envs.base import Env, function_schema, normalize_text
 from youtu.agentic.envs.math import calculate
+from youtu.agentic.envs.tools_world import (REAL_RECIPES, SCHEMA, convert_time, episode_db,
+                                            tables, utc_offset)
 from youtu.agentic.trajectory import Step, Task, Trajectory, Verdict
 
 if TYPE_CHECKING:
@@ -48,6 +57,18 @@ _UNITS: dict[str, tuple[str, Fraction]] = {
     "gal": ("volume", Fraction("3.785411784")),
     "s": ("time", Fraction(1)), "min": ("time", Fraction(60)), "h": ("time", Fraction(3600)),
     "day": ("time", Fraction(86400)), "week": ("time", Fraction(604800)),
+    "nmi": ("length", Fraction(1852)),
+    "m2": ("area", Fraction(1)), "km2": ("area", Fraction(10**6)), "ha": ("area", Fraction(10**4)),
+    "acre": ("area", Fraction("4046.8564224")), "ft2": ("area", Fraction("0.09290304")),
+    "m/s": ("speed", Fraction(1)), "km/h": ("speed", Fraction(1000, 3600)),
+    "mph": ("speed", Fraction("0.44704")), "kn": ("speed", Fraction(1852, 3600)),
+    "Pa": ("pressure", Fraction(1)), "kPa": ("pressure", Fraction(1000)),
+    "bar": ("pressure", Fraction(100000)), "atm": ("pressure", Fraction(101325)),
+    # psi = lbf / in^2 = 0.45359237 kg * 9.80665 m/s^2 / 0.0254^2 m^2 (exact by definition)
+    "psi": ("pressure", Fraction("0.45359237") * Fraction("9.80665") / Fraction("0.0254") ** 2),
+    "J": ("energy", Fraction(1)), "kJ": ("energy", Fraction(1000)),
+    "cal": ("energy", Fraction("4.184")), "kcal": ("energy", Fraction(4184)),
+    "kWh": ("energy", Fraction(3600000)), "Btu": ("energy", Fraction("1055.05585262")),
 }
 _TEMPS = ("C", "F", "K")
 _UNIT_NAMES = {"mi": "miles", "km": "kilometers", "lb": "pounds", "kg": "kilograms",
@@ -55,32 +76,13 @@ _UNIT_NAMES = {"mi": "miles", "km": "kilometers", "lb": "pounds", "kg": "kilogra
                "g": "grams", "gal": "gallons", "l": "liters", "yd": "yards", "h": "hours",
                "min": "minutes", "week": "weeks", "day": "days", "C": "degrees Celsius",
                "F": "degrees Fahrenheit", "K": "kelvin", "mm": "millimeters", "ml": "milliliters",
-               "s": "seconds"}
-_PRODUCTS = [("hammer", "tools"), ("drill", "tools"), ("saw", "tools"), ("wrench", "tools"),
-             ("apple", "food"), ("bread", "food"), ("cheese", "food"), ("coffee", "food"),
-             ("notebook", "office"), ("pen", "office"), ("stapler", "office"), ("lamp", "office")]
-_IRRELEVANT = [  # requests no offered tool can serve (templates x fillers: thousands of prompts)
-    ("Write a {form} about {topic}.", {"form": ["haiku", "limerick", "short poem", "toast"],
-                                       "topic": ["autumn leaves", "the sea", "coffee", "trains",
-                                                 "a lost umbrella", "mountains"]}),
-    ("Translate '{phrase}' into {language}.", {"phrase": ["good morning", "thank you",
-                                                          "where is the station", "see you soon"],
-                                               "language": ["Japanese", "French", "Swahili",
-                                                            "Portuguese", "Finnish"]}),
-    ("Book a table for {n} at {place} {when}.", {"n": ["two", "four", "six"],
-                                                 "place": ["an Italian restaurant", "a sushi bar",
-                                                           "the hotel bistro"],
-                                                 "when": ["tonight", "on Friday",
-                                                          "tomorrow at 8"]}),
-    ("Send an email to {who} saying {msg}.", {"who": ["my manager", "the landlord", "Dana"],
-                                              "msg": ["I will be late", "the report is done",
-                                                      "thanks for the help"]}),
-    ("What will the weather be in {city} {when}?", {"city": ["Oslo", "Lima", "Perth", "Riga"],
-                                                    "when": ["tomorrow", "this weekend"]}),
-    ("Play some {genre} music.", {"genre": ["relaxing", "jazz", "classical", "upbeat"]}),
-    ("Remind me to {task} at {time}.", {"task": ["call mum", "water the plants", "stretch"],
-                                        "time": ["6 pm", "noon", "9:30"]}),
-]
+               "s": "seconds", "nmi": "nautical miles", "m2": "square meters",
+               "km2": "square kilometers", "ha": "hectares", "acre": "acres",
+               "ft2": "square feet", "m/s": "meters per second", "km/h": "kilometers per hour",
+               "mph": "miles per hour", "kn": "knots", "Pa": "pascals", "kPa": "kilopascals",
+               "bar": "bar", "atm": "atmospheres", "psi": "pounds per square inch",
+               "J": "joules", "kJ": "kilojoules", "cal": "calories", "kcal": "kilocalories",
+               "kWh": "kilowatt-hours", "Btu": "British thermal units"}
 _CITIES = ["Lisbon", "Oslo", "Quito", "Hanoi", "Accra", "Tartu", "Cusco", "Hobart", "Izmir",
            "Nagoya", "Porto", "Tromso"]
 _WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -120,29 +122,26 @@ def _date(text: Any) -> dt.date:
     return dt.date.fromisoformat(text)
 
 
-def _sql_authorizer(action: int, arg1: Any, arg2: Any, db: Any, trigger: Any) -> int:
-    allowed = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_INSERT,
-               sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_FUNCTION,
-               sqlite3.SQLITE_TRANSACTION}
-    return sqlite3.SQLITE_OK if action in allowed else sqlite3.SQLITE_DENY
+_WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
+_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
+            sqlite3.SQLITE_TRANSACTION} | _WRITES
 
 
-def _shop(seed: int) -> sqlite3.Connection:
-    """The episode's shop database: 12 products, 30 orders, all drawn from `seed`."""
-    rng = random.Random(f"shop/{seed}")
-    db = sqlite3.connect(":memory:", check_same_thread=False)
-    db.execute("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT, category TEXT, "
-               "price INTEGER, stock INTEGER)")
-    db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, product_id INTEGER, "
-               "quantity INTEGER, day INTEGER)")
-    db.executemany("INSERT INTO products VALUES (?, ?, ?, ?, ?)",
-                   [(i + 1, n, c, rng.randint(2, 90), rng.randint(0, 60))
-                    for i, (n, c) in enumerate(_PRODUCTS)])
-    db.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)",
-                   [(i + 1, rng.randint(1, len(_PRODUCTS)), rng.randint(1, 9), rng.randint(1, 7))
-                    for i in range(30)])
-    db.commit()
-    db.set_authorizer(_sql_authorizer)
+def _authorizer(written: set[str]) -> Callable[..., int]:
+    """Reads and row writes only (no schema changes); the tables a statement may write are
+    noted in `written` (SQLite authorizes every write with its table name), so the verifier
+    compares those instead of reading all ~1,900 rows twice per episode."""
+    def authorize(action: int, arg1: Any, arg2: Any, db: Any, trigger: Any) -> int:
+        if action in _WRITES:
+            written.add(arg1)
+        return sqlite3.SQLITE_OK if action in _ALLOWED else sqlite3.SQLITE_DENY
+    return authorize
+
+
+def _shop(seed: int, written: set[str]) -> sqlite3.Connection:
+    """The episode's database (tools_world.episode_db), read/write, no schema changes."""
+    db = episode_db(seed)
+    db.set_authorizer(_authorizer(written))
     return db
 
 
@@ -160,6 +159,8 @@ class ToolsEnv(Env):
 
     name = "tools"
     version = "1"
+    sql_budget_s: float = 1.0
+    """Wall-clock budget of one sql_query call, seconds (checked by a progress handler)."""
     system_prompt = ("You are an assistant with tools. Call tools when they help (several at "
                      "once when the calls are independent), check the results, and end with "
                      "the final answer in \\boxed{}. If no available tool can do what is asked, "
@@ -181,9 +182,16 @@ class ToolsEnv(Env):
             function_schema("date_diff", "Days from start to end (end - start).",
                             {"start": {**s, "description": "YYYY-MM-DD"}, "end": s}),
             function_schema("weekday", "The day of the week of a date.", {"date": s}),
-            function_schema("sql_query", "Run SQL on the shop database: products(id, name, "
-                            "category, price, stock), orders(id, product_id, quantity, day).",
+            function_schema("sql_query", f"Run SQL (SQLite) on the company database: {SCHEMA}.",
                             {"query": s}),
+            function_schema("convert_time", "Convert a local time between IANA time zones "
+                            "(daylight saving applied).",
+                            {"time": {**s, "description": "YYYY-MM-DD HH:MM"},
+                             "from_tz": {**s, "description": "e.g. Europe/Berlin"},
+                             "to_tz": s}),
+            function_schema("utc_offset", "The UTC offset of a time zone on a date.",
+                            {"zone": {**s, "description": "IANA name"},
+                             "date": {**s, "description": "YYYY-MM-DD"}}),
             function_schema("kv_get", "Read a key from the key-value store.", {"key": s}),
             function_schema("kv_set", "Write a key in the key-value store.",
                             {"key": s, "value": s}),
@@ -201,7 +209,8 @@ class ToolsEnv(Env):
             state["db"].close()
 
     def new_state(self, task: Task) -> dict[str, Any]:
-        return {"db": _shop(task.seed), "kv": _kv_seed(task.seed)}
+        written: set[str] = set()
+        return {"db": _shop(task.seed, written), "kv": _kv_seed(task.seed), "written": written}
 
     def call_tool(self, task: Task, state: Any, name: str, arguments: dict[str, Any]) -> str:
         try:
@@ -223,6 +232,10 @@ class ToolsEnv(Env):
             return _WEEKDAYS[_date(a["date"]).weekday()]
         if name == "sql_query":
             return self._sql(state["db"], str(a["query"]))
+        if name == "convert_time":
+            return convert_time(a["time"], a["from_tz"], a["to_tz"])
+        if name == "utc_offset":
+            return utc_offset(a["zone"], a["date"])
         if name == "kv_get":
             key = str(a["key"])
             return kv[key] if key in kv else f"error: no key {key!r}"
@@ -239,15 +252,27 @@ class ToolsEnv(Env):
         return f"error: unknown tool {name!r}"
 
     def _sql(self, db: sqlite3.Connection, query: str) -> str:
+        deadline = time.monotonic() + self.sql_budget_s
+        # SQLite calls the handler every 1,000 VM instructions (~10 us); a nonzero return
+        # aborts the statement with "interrupted", so a runaway cross join costs the host at
+        # most the budget instead of hours (a 7-way join of 12-row tables is 3.6e7 rows).
+        db.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
         try:
             cur = db.execute(query)
+            rows = cur.fetchmany(21) if cur.description is not None else []
+        except sqlite3.OperationalError as e:
+            if str(e) == "interrupted":
+                return (f"error: query stopped after its {self.sql_budget_s:g} s budget; "
+                        "narrow it (a WHERE clause, a LIMIT, fewer joins)")
+            return f"error: {e}"
         except sqlite3.Error as e:
             return f"error: {e}"
+        finally:
+            db.set_progress_handler(None, 0)
         if cur.description is None:
             db.commit()
             return f"ok: {cur.rowcount} row(s) changed"
         header = " | ".join(d[0] for d in cur.description)
-        rows = cur.fetchmany(21)
         lines = [header, *(" | ".join(str(v) for v in r) for r in rows[:20])]
         if len(rows) > 20:
             lines.append("... (more rows)")
@@ -259,18 +284,19 @@ class ToolsEnv(Env):
     def generate(self, seed: int, difficulty: int = 1) -> Task:
         level = self._difficulty(difficulty)
         rng = random.Random(f"tools/{seed}/{difficulty}")
-        if rng.random() < 0.15:
-            kind, builder = "irrelevance", _irrelevance
-        elif level == 1:
-            kind, builder = "single", rng.choice(_SINGLE)
-        elif level == 2:
-            kind, builder = rng.choice([("parallel", _parallel),
-                                        ("multi_step", rng.choice(_MULTI))])
+        # every kind at every difficulty; the difficulty sets joins, calls per turn, chain length
+        from youtu.agentic.envs import tools_recipes as recipes  # (it imports this module)
+
+        kind = rng.choices(KINDS, weights=[3, 2, 3, 1])[0]
+        if kind == "irrelevance":
+            recipe = recipes.irrelevance(rng, level)
+        elif rng.random() < 0.6:  # company database, time zones (tools_world)
+            recipe = rng.choice(REAL_RECIPES[kind])(rng, level)
         else:
-            kind, builder = "multi_step", rng.choice(_MULTI_HARD)
-        recipe = builder(rng)
+            recipe = rng.choice(recipes.LEGACY[kind][level])(rng)
         task = Task(id=f"tools-{seed}-{difficulty}", env=self.name, seed=seed,
-                    difficulty=difficulty, prompt=recipe.prompt, answer="",
+                    difficulty=difficulty, answer="",
+                    prompt=rng.choice(recipes.LEADS) + recipe.prompt + rng.choice(recipes.TAILS),
                     meta={"kind": kind, "groups": [], "plan": [g.plan for g in recipe.groups],
                           **recipe.meta})
         with self.episode(task) as state:  # run the gold calls for their results
@@ -279,7 +305,8 @@ class ToolsEnv(Env):
                 for name, args in group.calls(task.steps):
                     obs = self.call_tool(task, state, name, args)
                     assert not obs.startswith("error"), (name, args, obs)
-                    task.steps.append(Step(description=_describe(name, args), tool=name,
+                    task.steps.append(Step(description=_describe(name, args, group.plan),
+                                           tool=name,
                                            arguments=args, result=obs))
                     results.append(len(task.steps) - 1)
                 task.meta["groups"].append(results)
@@ -287,8 +314,13 @@ class ToolsEnv(Env):
         task.meta["answer_kind"] = "list" if ";" in task.answer else "value"
         used = {s.tool for s in task.steps}
         others = [t["function"]["name"] for t in self.tools if t["function"]["name"] not in used]
-        offered = used | set(rng.sample(others, 3 if kind == "irrelevance" else 2))
-        task.meta["tools"] = sorted(offered)
+        # 2-5 distractors, in a random order: the tool block is most of a short episode's text
+        spare = rng.sample(others, min(len(others), rng.randint(3 if kind == "irrelevance"
+                                                                 else 2, 5)))
+        offered = [*sorted(used), *spare]
+        rng.shuffle(offered)
+        task.meta["tools"] = offered
+        task.meta["real"] = bool(used & _REAL_TOOLS)
         task.near_misses = _near_misses(task)
         return task
 
@@ -303,6 +335,7 @@ class ToolsEnv(Env):
                        f"{task.answer!r}", "tools/answer")
 
     def gold_state(self, task: Task) -> dict[str, Any]:
+        """The key-value store and every table after the gold steps."""
         with self.episode(task) as state:
             for step in task.steps:
                 self.call_tool(task, state, step.tool, step.arguments)
@@ -320,8 +353,13 @@ class ToolsEnv(Env):
                 if replay != seen:
                     return Verdict(False, 0.0, f"call {k} ({call['name']}) replays to {replay!r},"
                                    f" the trajectory recorded {seen!r}", "tools/replay")
-            final = _snapshot(state)
-        if final != self.gold_state(task):
+            with self.episode(task) as gold:
+                for step in task.steps:
+                    self.call_tool(task, gold, step.tool, step.arguments)
+                # tables neither episode could have written are the same by construction
+                names = state["written"] | gold["written"]
+                same = _snapshot(state, names) == _snapshot(gold, names)
+        if not same:
             return Verdict(False, 0.0, "final database/key-value state differs from the gold "
                            "state", "tools/replay+state")
         verdict = self.check(task, traj.outcome.answer)
@@ -333,236 +371,33 @@ class ToolsEnv(Env):
     # scripted teacher
 
     def teach(self, task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -> str:
-        kind = task.meta["kind"]
-        if kind == "irrelevance":
-            names = ", ".join(task.meta["tools"])
-            b.think("analysis", f"The request: {task.prompt} The available tools are: {names}.")
-            b.think("plan", "None of these tools can do this, so I should not call any of them.")
-            b.think("summary", "No tool applies; I say so instead of calling a tool.")
-            return ("None of the available tools can do this for you "
-                    f"(I only have: {names}). \\boxed{{none}}")
-        b.think("analysis", f"The request: {task.prompt} Relevant tools: "
-                f"{', '.join(sorted({s.tool for s in task.steps}))}.")
-        b.think("plan", "\n".join(f"{i + 1}. {text}" for i, text in enumerate(task.meta["plan"])))
-        slip = _mistake_for(task, rng) if mistake else None
-        for gi, group in enumerate(task.meta["groups"]):
-            steps = [task.steps[k] for k in group]
-            if slip is not None and slip["group"] == gi:
-                b.think("action", slip["action"], mistake=True)
-                obs = b.call(slip["tool"], slip["arguments"], mistake=True)
-                b.mistake(slip["kind"], answer=slip.get("answer"), note=slip["why"])
-                b.think("reflection", slip["reflection"].format(obs=obs))
-            b.think("action", " and ".join(s.description for s in steps) + ".")
-            results = b.call_parallel([(s.tool, s.arguments) for s in steps])
-            assert results == [s.result for s in steps], (results, steps)
-            b.think("reflection", "Got " + "; ".join(f"{s.tool} -> {r.splitlines()[-1]}"
-                                                     for s, r in zip(steps, results)) + ".")
-        b.think("summary", f"All steps are done; the answer is {task.answer}.")
-        return f"Done. \\boxed{{{task.answer}}}"
+        from youtu.agentic.envs.tools_teacher import teach
+
+        return teach(self, task, b, rng, mistake)
 
 
-# ---------------------------------------------------------------------------------------------
-# task recipes. A recipe is the prompt, groups of calls run in order (the calls of one group
-# are independent: one parallel turn; a group may use the results of earlier steps), the answer
-# as a function of the executed steps, and extra meta.
-
-Calls = list[tuple[str, dict[str, Any]]]
-
-
-@dataclass
-class _Group:
-    plan: str
-    """The plan line for this group (no values: they are not known when planning)."""
-    calls: Callable[[list[Step]], Calls]
+KINDS = ("single", "parallel", "multi_step", "irrelevance")
+_REQUIRED = {t["function"]["name"]: t["function"]["parameters"]["required"]
+             for t in ToolsEnv().tools}
+_REAL_TOOLS = {"sql_query", "convert_time", "utc_offset", "convert_units"}
+"""Tools over real content: the company database, the tz database, NIST unit factors."""
 
 
-@dataclass
-class _Recipe:
-    prompt: str
-    groups: list[_Group]
-    answer: Callable[[list[Step]], str]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def _fixed(plan: str, *calls: tuple[str, dict[str, Any]]) -> _Group:
-    """A group whose calls do not depend on earlier results."""
-    return _Group(plan, lambda steps: list(calls))
-
-
-def _last(steps: list[Step]) -> str:
-    """The value of the last step (the last line: SQL results come under a header)."""
-    return steps[-1].result.splitlines()[-1]
-
-
-def _value(step: Step) -> str:
-    v = step.result.splitlines()[-1]
-    return "0" if v == "None" else v  # SQL SUM over no rows
-
-
-def _conversion(rng: random.Random) -> tuple[str, dict[str, Any]]:
-    pairs = [("mi", "km"), ("km", "mi"), ("lb", "kg"), ("kg", "lb"), ("ft", "m"), ("gal", "l"),
-             ("C", "F"), ("F", "C"), ("oz", "g"), ("in", "cm"), ("week", "h")]
-    a, b = rng.choice(pairs)
-    value = rng.choice([1.5, 2, 3.2, 5, 7.5, 10, 12.5, 20, 26.2, 42, 100])
-    return (f"{value} {_UNIT_NAMES[a]} in {_UNIT_NAMES[b]}",
-            {"value": value, "from_unit": a, "to_unit": b})
-
-
-def _a_date(rng: random.Random) -> str:
-    return (dt.date(2023, 1, 1) + dt.timedelta(days=rng.randint(0, 900))).isoformat()
-
-
-def _single_convert(rng: random.Random) -> _Recipe:
-    text, args = _conversion(rng)
-    return _Recipe(f"What is {text}?", [_fixed("Convert with convert_units",
-                                               ("convert_units", args))],
-                   _last, {"unit": args["to_unit"]})
-
-
-def _single_date(rng: random.Random) -> _Recipe:
-    a, b = sorted([_a_date(rng), _a_date(rng)])
-    return _Recipe(f"How many days are there from {a} to {b}?",
-                   [_fixed("Count the days with date_diff", ("date_diff", {"start": a, "end": b}))],
-                   _last)
-
-
-def _single_weekday(rng: random.Random) -> _Recipe:
-    d = _a_date(rng)
-    return _Recipe(f"What day of the week is {d}?",
-                   [_fixed("Look up the weekday", ("weekday", {"date": d}))], _last)
-
-
-def _single_sql(rng: random.Random) -> _Recipe:
-    cat = rng.choice(["tools", "food", "office"])
-    price = rng.randint(20, 60)
-    q, text = rng.choice([
-        (f"SELECT SUM(stock) FROM products WHERE category = '{cat}'",
-         f"What is the total stock of all products in the '{cat}' category?"),
-        (f"SELECT COUNT(*) FROM products WHERE price > {price}",
-         f"How many products cost more than {price}?"),
-        ("SELECT SUM(o.quantity) FROM orders o JOIN products p ON p.id = o.product_id "
-         f"WHERE p.category = '{cat}'",
-         f"How many units of '{cat}' products were ordered in total?"),
-    ])
-    return _Recipe(text + " Use the shop database.",
-                   [_fixed("Query the shop database", ("sql_query", {"query": q}))], _last,
-                   {"sql": q})
-
-
-def _single_kv(rng: random.Random) -> _Recipe:
-    key = rng.choice(["user:ana:city", "budget:total", "trip:distance_mi"])
-    return _Recipe(f"What value is stored under the key '{key}'?",
-                   [_fixed("Read the key from the key-value store", ("kv_get", {"key": key}))],
-                   _last)
-
-
-def _single_calc(rng: random.Random) -> _Recipe:
-    a, b, c = rng.randint(12, 99), rng.randint(2, 19), rng.randint(100, 999)
-    expr = f"({c} - {a}) * {b} / 4"
-    return _Recipe(f"Compute {expr} exactly.",
-                   [_fixed("Evaluate with the calculator", ("calculator", {"expression": expr}))],
-                   _last)
-
-
-def _parallel(rng: random.Random) -> _Recipe:
-    (t1, a1), (t2, a2) = _conversion(rng), _conversion(rng)
-    while a2 == a1:
-        t2, a2 = _conversion(rng)
-    return _Recipe(f"Two quick conversions: {t1}, and {t2}. Answer as 'first; second'.",
-                   [_fixed("Run both conversions at once", ("convert_units", a1),
-                           ("convert_units", a2))],
-                   lambda s: f"{s[0].result}; {s[1].result}")
-
-
-def _multi_weekday(rng: random.Random) -> _Recipe:
-    d, n = _a_date(rng), rng.randint(10, 400)
-    return _Recipe(f"What day of the week will it be {n} days after {d}?",
-                   [_fixed("Add the days to the date", ("date_add", {"date": d, "days": n})),
-                    _Group("Look up the weekday of the new date",
-                           lambda s: [("weekday", {"date": s[-1].result})])], _last)
-
-
-def _multi_store_stock(rng: random.Random) -> _Recipe:
-    cat = rng.choice(["tools", "food", "office"])
-    q = f"SELECT SUM(stock) FROM products WHERE category = '{cat}'"
-    key = f"stock:{cat}"
-    return _Recipe(f"Look up the total stock of the '{cat}' category in the shop database and "
-                   f"save it in the key-value store under '{key}'. Reply with the number.",
-                   [_fixed("Sum the stock of the category in the database",
-                           ("sql_query", {"query": q})),
-                    _Group("Store the total in the key-value store",
-                           lambda s: [("kv_set", {"key": key, "value": _last(s)})])],
-                   lambda s: _last(s[:1]), {"sql": q})
-
-
-def _multi_convert_stored(rng: random.Random) -> _Recipe:
-    src, dst, unit_a, unit_b = rng.choice([("trip:distance_mi", "trip:distance_km", "mi", "km"),
-                                           ("parcel:weight_lb", "parcel:weight_kg", "lb", "kg")])
-    return _Recipe(
-        f"Read '{src}' from the key-value store, convert it from {_UNIT_NAMES[unit_a]} to "
-        f"{_UNIT_NAMES[unit_b]}, and store the result under '{dst}'. Reply with the converted "
-        "value.",
-        [_fixed("Read the stored value", ("kv_get", {"key": src})),
-         _Group("Convert it", lambda s: [("convert_units", {
-             "value": float(_last(s)), "from_unit": unit_a, "to_unit": unit_b})]),
-         _Group("Store the converted value",
-                lambda s: [("kv_set", {"key": dst, "value": _last(s)})])],
-        lambda s: s[1].result, {"unit": unit_b})
-
-
-def _multi_restock(rng: random.Random) -> _Recipe:
-    name, n = rng.choice(_PRODUCTS)[0], rng.randint(5, 40)
-    update = f"UPDATE products SET stock = stock + {n} WHERE name = '{name}'"
-    read = f"SELECT stock FROM products WHERE name = '{name}'"
-    return _Recipe(f"We received {n} more units of '{name}'. Update its stock in the shop "
-                   "database, then report the new stock.",
-                   [_fixed("Add the units to the product's stock (UPDATE)",
-                           ("sql_query", {"query": update})),
-                    _fixed("Read the new stock back", ("sql_query", {"query": read}))], _last)
-
-
-def _multi_revenue_budget(rng: random.Random) -> _Recipe:
-    day = rng.randint(1, 7)
-    q = ("SELECT SUM(o.quantity * p.price) FROM orders o JOIN products p ON p.id = o.product_id "
-         f"WHERE o.day = {day}")
-    return _Recipe(
-        f"What share of the stored budget ('budget:total') is the revenue of day {day}? Get "
-        "both numbers (they are independent), then compute revenue / budget exactly and store "
-        "the fraction under 'report:share'. Reply with the fraction.",
-        [_fixed("Get the day's revenue from the database and the budget from the store",
-                ("sql_query", {"query": q}), ("kv_get", {"key": "budget:total"})),
-         _Group("Divide revenue by budget with the calculator",
-                lambda s: [("calculator", {"expression": f"{_value(s[0])} / {s[1].result}"})]),
-         _Group("Store the fraction",
-                lambda s: [("kv_set", {"key": "report:share", "value": _last(s)})])],
-        lambda s: s[2].result, {"sql": q})
-
-
-def _irrelevance(rng: random.Random) -> _Recipe:
-    template, fillers = rng.choice(_IRRELEVANT)
-    prompt = template.format(**{k: rng.choice(v) for k, v in fillers.items()})
-    return _Recipe(prompt, [], lambda s: "none")
-
-
-_SINGLE = [_single_convert, _single_date, _single_weekday, _single_sql, _single_kv, _single_calc]
-_MULTI = [_multi_weekday, _multi_store_stock, _multi_convert_stored]
-_MULTI_HARD = [_multi_restock, _multi_revenue_budget, _multi_convert_stored, _multi_store_stock]
-
-
-def _describe(name: str, args: dict[str, Any]) -> str:
+def _describe(name: str, args: dict[str, Any], plan: str) -> str:
+    """The step in words, as intent: the values to pass are for the agent to work out (the
+    evaluation probes and cloze items show descriptions before asking for the call)."""
     if name == "convert_units":
-        return (f"Convert {args['value']} {args['from_unit']} to {args['to_unit']} "
-                "with convert_units")
-    if name == "sql_query":
-        return f"Query the database: {args['query']}"
-    return f"Call {name}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
+        return (f"Convert the quantity from {_UNIT_NAMES.get(args['from_unit'], 'its unit')} to "
+                f"{_UNIT_NAMES.get(args['to_unit'], 'the target unit')}")
+    return plan
 
 
-def _snapshot(state: dict[str, Any]) -> dict[str, Any]:
+def _snapshot(state: dict[str, Any], names: set[str] | None = None) -> dict[str, Any]:
+    """The key-value store and the tables `names` (default: all) of an episode."""
     db = state["db"]
-    return {"kv": dict(state["kv"]),
-            "products": db.execute("SELECT * FROM products ORDER BY id").fetchall(),
-            "orders": db.execute("SELECT * FROM orders ORDER BY id").fetchall()}
+    rows = tables(db) if names is None else {
+        n: db.execute(f"SELECT * FROM {n} ORDER BY rowid").fetchall() for n in sorted(names)}
+    return {"kv": dict(state["kv"]), "tables": rows}
 
 
 def _number(text: str) -> float | None:
@@ -575,8 +410,20 @@ def _number(text: str) -> float | None:
 def _same_value(got: str, want: str) -> bool:
     g, w = _number(got), _number(want)
     if w is not None:
-        return g is not None and abs(g - w) <= 1e-4 * max(1.0, abs(w))
-    return normalize_text(got) == normalize_text(want)
+        if g is None:
+            return False
+        if w.is_integer() and "." not in want and "/" not in want:
+            return g == w  # counts, sums, days: exact (a relative 1e-4 let 25201 pass for 25200)
+        if "/" in want:  # an exact fraction (the calculator's): its decimal to 6 digits
+            return abs(g - w) <= 1e-6 * abs(w)
+        return abs(g - w) <= 1e-4  # tools print 4 decimals
+    got_n, want_n = normalize_text(got), normalize_text(want)
+    if _LOCAL_TIME.fullmatch(want.strip()):  # convert_time output: the zone name is optional
+        return got_n in (want_n, normalize_text(want.strip().rsplit(" ", 1)[0]))
+    return got_n == want_n
+
+
+_LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} \S+")
 
 
 def _near_misses(task: Task) -> list[str]:
@@ -587,53 +434,18 @@ def _near_misses(task: Task) -> list[str]:
             out += [_fmt(Fraction(str(w)) + 1), _fmt(Fraction(str(w)) * Fraction(101, 100)),
                     _fmt(-Fraction(str(w)))] if w else ["1", "-1"]
         elif ";" in part:
-            a, b = part.split(";")
-            out += [f"{b.strip()}; {a.strip()}", a.strip()]
+            items = [x.strip() for x in part.split(";")]
+            out += ["; ".join([items[1], items[0], *items[2:]]), "; ".join(items[:-1])]
         elif part in _WEEKDAYS:
             out.append(_WEEKDAYS[(_WEEKDAYS.index(part) + 1) % 7])
         elif part in _CITIES:
             out.append(_CITIES[(_CITIES.index(part) + 1) % len(_CITIES)])
         elif part == "none":
             out += ["yes", "done"]
+        elif _LOCAL_TIME.fullmatch(part) or re.fullmatch(r"[+-]\d{2}:\d{2}", part):
+            hour = re.search(r"(\d{2}):\d{2}", part)
+            shifted = f"{(int(hour.group(1)) + 1) % 24:02d}"
+            out.append(part[:hour.start(1)] + shifted + part[hour.end(1):])
         else:
             out.append(part + "x")
     return [o for o in out if o != task.answer and not _same_value(o, task.answer)]
-
-
-def _mistake_for(task: Task, rng: random.Random) -> dict[str, Any] | None:
-    """A controlled mistake with a really observed failure, or None if the task has none."""
-    for gi, group in enumerate(task.meta["groups"]):
-        step = task.steps[group[0]]
-        if step.tool == "convert_units":
-            a = step.arguments
-            if rng.random() < 0.5:
-                wrong = {**a, "from_unit": _UNIT_NAMES[a["from_unit"]]}
-                return {"group": gi, "kind": "bad_argument", "tool": "convert_units",
-                        "arguments": wrong, "action": f"Convert {a['value']} "
-                        f"{_UNIT_NAMES[a['from_unit']]}.", "why": "unit names must be symbols",
-                        "reflection": "The tool refused: {obs}. The unit must be given as its "
-                        f"symbol, '{a['from_unit']}'."}
-            swapped = {**a, "from_unit": a["to_unit"], "to_unit": a["from_unit"]}
-            wrong_value = convert_units(float(a["value"]), a["to_unit"], a["from_unit"])
-            last_group = gi == len(task.meta["groups"]) - 1
-            if len(group) == 1 and last_group and wrong_value != step.result:
-                return {"group": gi, "kind": "swapped_arguments", "tool": "convert_units",
-                        "arguments": swapped, "answer": wrong_value,
-                        "action": f"Convert {a['value']} between {a['from_unit']} and "
-                                  f"{a['to_unit']}.",
-                        "why": "from_unit and to_unit were swapped",
-                        "reflection": "Got {obs}, but that converts " f"{a['value']} {a['to_unit']}"
-                        f" to {a['from_unit']}: I swapped from_unit and to_unit."}
-        if step.tool == "sql_query" and "sql" in task.meta and "stock" in task.meta["sql"]:
-            bad = task.meta["sql"].replace("stock", "quantity_in_stock", 1)
-            return {"group": gi, "kind": "bad_column", "tool": "sql_query",
-                    "arguments": {"query": bad}, "action": "Query the stock column.",
-                    "why": "guessed a column name", "reflection": "The database says: {obs}. The "
-                    "schema in the tool description names the column 'stock'."}
-        if step.tool == "kv_get":
-            wrong_key = step.arguments["key"].replace(":", "_")
-            return {"group": gi, "kind": "bad_key", "tool": "kv_get",
-                    "arguments": {"key": wrong_key}, "action": f"Read {wrong_key}.",
-                    "why": "misspelled the key", "reflection": "Got {obs}. Keys use ':' as the "
-                    f"separator: '{step.arguments['key']}'."}
-    return None

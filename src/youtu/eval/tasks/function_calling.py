@@ -118,18 +118,27 @@ def bfcl_items(root: str | Path, limit: int = 0) -> list[dict[str, Any]]:
 
 
 def env_items(env: Any, n: int, seed: int = 1_000_000) -> list[dict[str, Any]]:
-    """Held-out items from an agentic environment: the task prompt and its gold first call."""
+    """Held-out items from an agentic environment: the task prompt and its gold first call,
+    at every difficulty (1..max in turn with the seed) and task kind. Where the first turn holds
+    parallel calls, any of them is a right first call (`alternatives`); tasks whose right
+    behaviour is to call nothing (irrelevance) cannot be asked in this one-call format and are
+    skipped."""
     items = []
     for s in range(seed, seed + 50 * n):
         if len(items) >= n:
             break
-        task = env.generate(s)
+        task = env.generate(s, 1 + s % env.max_difficulty)
         step = next((st for st in task.steps if st.tool), None)
         if step is None:
             continue
+        first_turn = task.meta.get("groups", [[0]])[0]
+        calls = [task.steps[k] for k in first_turn] if task.meta.get("groups") else [step]
         tools = [t["function"] for t in env.tools_for(task)]
         items.append({"id": task.id, "query": task.prompt, "tools": tools, "name": step.tool,
-                      "arguments": {k: [v] for k, v in step.arguments.items()}})
+                      "arguments": {k: [v] for k, v in step.arguments.items()},
+                      "difficulty": task.difficulty, "task_kind": task.meta.get("kind", ""),
+                      "alternatives": [{"name": c.tool, "arguments": {
+                          k: [v] for k, v in c.arguments.items()}} for c in calls[1:]]})
     return items
 
 
@@ -150,6 +159,9 @@ def run_function_calling(lm: LM, items: list[dict[str, Any]],
             fn = parsed.tool_calls[0]["function"]
             call = {"name": fn["name"], "arguments": json.loads(fn["arguments"])}
             ok, detail = call_matches(call, it["name"], it["arguments"])
+            for alt in it.get("alternatives", []):  # another call of the same parallel turn
+                if not ok:
+                    ok, _ = call_matches(call, alt["name"], alt["arguments"])
         rows.append({"id": it["id"], "output": out, "correct": ok, "detail": detail})
     correct = sum(r["correct"] for r in rows)
     return {"score": correct / max(len(rows), 1), "correct": correct, "n": len(rows), "rows": rows}

@@ -1,0 +1,74 @@
+"""Deep research over the installed standard library's documentation: thousands of real
+documents, multi-hop questions whose answers are introspected facts the documents state, and a
+checker that rejects wrong answers built here from introspection (not the generator's list)."""
+
+from __future__ import annotations
+
+import inspect
+import json.decoder
+import random
+
+import pytest
+
+from youtu.agentic.envs.pydocs import PyDocsEnv
+from youtu.agentic.envs.pydocs_corpus import build_corpus
+
+ENV = PyDocsEnv()
+
+
+def test_corpus_is_real_documentation_with_an_index():
+    c = build_corpus()
+    assert len(c.docs) >= 3000
+    doc = c.docs["json.decoder.JSONDecoder"]
+    assert str(inspect.signature(json.decoder.JSONDecoder)) in doc and "raw_decode" in doc
+    assert c.classes["json.decoder.JSONDecodeError"].bases == ["builtins.ValueError"]
+    top = [d for d, _ in c.index.search("JSONDecoder raw_decode")]
+    assert "json.decoder.JSONDecoder.raw_decode" in top
+
+
+@pytest.mark.parametrize("hops", [1, 2, 3, 4])
+def test_questions_need_one_document_per_hop_and_answers_are_in_the_last(hops):
+    c = build_corpus()
+    for seed in range(15):
+        task = ENV.generate(seed, hops)
+        path = task.meta["path"]
+        assert len(path) == hops
+        for a, b in zip(path, path[1:]):  # every hop is a link its document states
+            assert b in c.docs[a] or b.rsplit(".", 1)[1] in c.docs[a]
+        assert task.answer.strip("'") in c.docs[path[-1]]
+        assert ENV.check(task, task.answer).correct
+
+
+def test_checker_rejects_introspected_wrong_answers():
+    """Candidates from introspection, independent of the generator and of the checker: the
+    same fact of every other object on the path, and counts off by one."""
+    c = build_corpus()
+    tried = 0
+    for seed in range(40):
+        task = ENV.generate(seed, 1 + seed % 4)
+        fact, path = task.meta["fact"], task.meta["path"]
+        wrong = set()
+        for q in path[:-1]:
+            if fact == "module" and q in c.classes:
+                wrong.add(c.classes[q].module)
+            if fact == "base" and q in c.classes and c.classes[q].bases:
+                wrong.add(c.classes[q].bases[0])
+        if task.answer.isdigit():
+            wrong |= {str(int(task.answer) + 1), str(int(task.answer) + 10)}
+        wrong.discard(task.answer)
+        for w in wrong:
+            tried += 1
+            assert not ENV.check(task, w).correct, (task.prompt, w)
+    assert tried > 20
+
+
+def test_scripted_teacher_follows_the_links_and_its_mistakes_are_rejected():
+    for seed in range(8):
+        task = ENV.generate(seed, 3)
+        traj = ENV.solve(task, random.Random(seed), mistake_rate=1.0)
+        assert traj.outcome.verified, traj.outcome.detail
+        opened = [c["arguments"]["doc_id"] for c in traj.tool_calls() if c["name"] == "open"]
+        assert opened[-len(task.meta["path"]):] == task.meta["path"]
+        for slip in traj.provenance["mistakes"]:
+            if slip["answer"] is not None:
+                assert not ENV.check(task, slip["answer"]).correct
