@@ -96,3 +96,28 @@ def test_a_mutant_that_spins_forever_is_reported_as_not_terminating():
     assert spinning != fn.source
     mutant = load(spinning, fn.name, fn.module, fn.imports)
     assert bounded(mutant, ([0, 4, 6, 18], 6))[0] == "does not terminate"
+
+
+EXITS = ["import sys\nsys.exit(0)\n", "import os\nos._exit(0)\n", "raise SystemExit(0)\n"]
+
+
+@pytest.mark.parametrize("hack", EXITS)
+def test_early_exits_pass_neither_fix_patch_nor_test_patch(hack):
+    """Both shapes go through the nonce-tagged verifier: a patched module or a test file that
+    exits before the checks run is rejected (the swe tests once did not fit that verifier)."""
+    fix = _of("fix_patch", 1)[0]
+    assert not ENV.check(fix, hack + fix.answer).correct
+    assert not ENV.check(fix, fix.answer + "\n" + hack).correct
+    test = _of("test_patch", 1)[0]
+    assert not ENV.check(test, hack).correct
+    # top-level statements of a test file never run in the verifier: the real test still counts
+    assert ENV.check(test, test.answer + "\n" + hack).correct
+
+
+def test_a_test_file_of_another_shape_is_no_evidence():
+    """test_patch counts only `got = call; assert got == value` tests: one that merely raises
+    on the faulty code (and so 'fails' there) is not a reproduction of the bug."""
+    task = _of("test_patch", 1)[0]
+    raising = "def test_issue():\n    raise AssertionError('fails everywhere')\n"
+    assert not ENV.check(task, raising).correct
+    assert not ENV.check(task, "").correct  # no test at all never passes

@@ -101,18 +101,37 @@ out.close()
 """
 
 
+def _case(node):
+    """(call source, expected value) of `def test_x(): got = <call>; assert got == <literal>`,
+    or None for any other shape (it then counts as a failed test, never as a crash)."""
+    body = node.body
+    if len(body) != 2 or not isinstance(body[0], ast.Assign) or not isinstance(body[1], ast.Assert):
+        return None
+    test = body[1].test
+    if (len(body[0].targets) != 1 or not isinstance(test, ast.Compare) or len(test.ops) != 1
+            or not isinstance(test.ops[0], ast.Eq) or len(test.comparators) != 1):
+        return None
+    try:
+        return ast.unparse(body[0].value), ast.literal_eval(test.comparators[0])
+    except ValueError:
+        return None
+
+
 def _cases(tests):
-    """(name, import lines, call source, expected value) of each generated test function."""
-    imports, cases = [], []
+    """(setup source, cases) of the test files: setup = their imports and helper functions
+    (top-level `def`s not named test*); cases = (name, call source, expected value) per test
+    function, call None for a test of another shape."""
+    setup, cases = [], []
     for fname in sorted(tests):
         for node in ast.parse(tests[fname]).body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                imports.append(ast.unparse(node))
+                setup.append(ast.unparse(node))
             elif isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
-                assign, check = node.body[0], node.body[1]
-                cases.append(("%s::%s" % (fname, node.name), ast.unparse(assign.value),
-                              ast.literal_eval(check.test.comparators[0])))
-    return "\n".join(dict.fromkeys(imports)), cases
+                call, want = _case(node) or (None, None)
+                cases.append(("%s::%s" % (fname, node.name), call, want))
+            elif isinstance(node, ast.FunctionDef):
+                setup.append(ast.unparse(node))
+    return "\n".join(dict.fromkeys(setup)), cases
 
 
 def _verify(tests, tag):
@@ -122,7 +141,7 @@ def _verify(tests, tag):
                             stdout=subprocess.DEVNULL, pass_fds=[w])
     os.close(w)
     try:
-        proc.stdin.write(marshal.dumps((setup, [c[1] for c in cases])))
+        proc.stdin.write(marshal.dumps((setup, [c[1] or "None" for c in cases])))
         proc.stdin.close()
     except BrokenPipeError:
         pass
@@ -144,6 +163,8 @@ def _verify(tests, tag):
             good = kind == "ok" and got == expected  # plain data: a built-in ==
         except Exception:
             kind, payload, good = "err", "malformed result", False
+        if call is None:
+            kind, payload, good = "err", "not a `got = call(...); assert got == value` test", False
         if good:
             passed += 1
         elif kind == "ok":
@@ -367,14 +388,20 @@ class CodeEnv(Env):
 
     def _hidden_tests(self, task: Task, box: Sandbox) -> Verdict:
         """Pass only on the verifier's nonce-tagged summary with every hidden test passed."""
-        tests = dict(task.meta["hidden_tests"])
-        n_tests = sum(src.count("\ndef test_") for src in tests.values())
+        return self.run_verifier(dict(task.meta["hidden_tests"]), box)[0]
+
+    def run_verifier(self, tests: dict[str, str], box: Sandbox) -> tuple[Verdict, tuple[int, int] | None]:
+        """Run `tests` ({path: test file}) through the verifier in `box`: the verdict (pass =
+        the nonce-tagged summary with every test passed, and at least one test) and the
+        (passed, failed) counts when a summary came back."""
+        n_tests = sum(src.count("\ndef test_") + src.startswith("def test_")
+                      for src in tests.values())
         tag = f"[verdict {secrets.token_hex(16)}] "
         res = box.run_python(VERIFIER + f"\n_verify({tests!r}, {tag!r})\n")
         lines = [line[len(tag):] for line in res.stdout.splitlines() if line.startswith(tag)]
         counts = re.fullmatch(r"(\d+) passed, (\d+) failed", lines[0]) if len(lines) == 1 else None
-        ok = (not res.timed_out and counts is not None and int(counts[1]) == n_tests
-              and counts[2] == "0")
+        ok = (not res.timed_out and counts is not None and n_tests > 0
+              and int(counts[1]) == n_tests and counts[2] == "0")
         if counts is not None:
             summary = lines[0]
         elif res.timed_out:
@@ -382,7 +409,8 @@ class CodeEnv(Env):
         else:
             tail = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1][-200:]
             summary = f"no test summary (the run ended before the tests finished: {tail})"
-        return Verdict(ok, float(ok), f"hidden tests: {summary}", "code/hidden-tests")
+        verdict = Verdict(ok, float(ok), f"hidden tests: {summary}", "code/hidden-tests")
+        return verdict, (None if counts is None else (int(counts[1]), int(counts[2])))
 
     def check(self, task: Task, answer: str) -> Verdict:
         """Run the hidden tests against `answer` (the target file) in a fresh sandbox."""

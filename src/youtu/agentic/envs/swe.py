@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from youtu.agentic.envs.base import Env, normalize_text
 from youtu.agentic.envs.code import CodeEnv
-from youtu.agentic.sandbox import SandboxError, SandboxLimits, run_python
+from youtu.agentic.sandbox import Sandbox, SandboxError, SandboxLimits, run_python
 from youtu.agentic.envs.swe_corpus import (RUNNER, TARGETS, Function, bounded, cases,
                                            changed_lines, header, inject_bug, load,
                                            module_functions)
@@ -99,13 +99,22 @@ def _test(fn: str, tag: str, args: tuple, want: tuple[str, str]) -> str:
             f"    assert got == {want!r}, {_call(fn, args)!r} + ' gave ' + repr(got)\n")
 
 
+_DOCTESTS = '''
+def _doctest_failures(name, text):
+    """Failures of the doctests `text` run against this file's globals (the function under test)."""
+    import doctest
+    test = doctest.DocTestParser().get_doctest(text, dict(globals()), name, None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(test, out=lambda s: None)
+    return runner.failures
+'''
+"""Helper of the doctest test: the verifier takes only `got = call; assert got == value` tests,
+with helper functions of the test file evaluated beside the candidate."""
+
+
 def _doctest_test(fn: Function, text: str) -> str:
-    return (f"def test_{fn.name}_doctests():\n    import doctest\n"
-            f"    test = doctest.DocTestParser().get_doctest({text!r}, dict(globals()), "
-            f"{fn.name!r}, None, 0)\n    runner = doctest.DocTestRunner(optionflags="
-            "doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)\n"
-            "    runner.run(test, out=lambda s: None)\n"
-            f"    assert runner.failures == 0, 'the doctests of {fn.name} fail'\n")
+    return (f"def test_{fn.name}_doctests():\n    got = _doctest_failures({fn.name!r}, {text!r})\n"
+            f"    assert got == 0, 'the doctests of {fn.name} fail'\n")
 
 
 def _doctests_pass(fn: Function, text: str, source: str) -> bool:
@@ -118,8 +127,8 @@ def _doctests_pass(fn: Function, text: str, source: str) -> bool:
 
 
 def _test_file(module: str, names: list[str], body: list[str]) -> str:
-    return (f"from pylib.{_local(module)} import {', '.join(sorted(set(names)))}\n{RUNNER}\n\n"
-            + "\n\n".join(body))
+    return (f"from pylib.{_local(module)} import {', '.join(sorted(set(names)))}\n{RUNNER}\n"
+            f"{_DOCTESTS}\n\n" + "\n\n".join(body))
 
 
 class SWEEnv(CodeEnv):
@@ -235,13 +244,21 @@ class SWEEnv(CodeEnv):
             verdict = super().check(task, answer)
             verdict.checker = "swe/hidden-tests"
             return verdict
-        on_faulty = super().check(task, answer)
-        fixed = Task.from_dict(task.to_dict())
-        fixed.meta["files"][task.meta["path"]] = task.meta["good"]
-        on_fixed = super().check(fixed, answer)
-        ok = on_fixed.correct and not on_faulty.correct
+        # test_patch: the answer is a test file; the verifier runs its tests (only the
+        # `got = call; assert got == value` shape counts) on the faulty and on the fixed code.
+        # It must run and fail on the first (a crash is no evidence) and pass on the second.
+        on_faulty, faulty_counts = self._run_tests(task, answer, task.meta["files"][task.meta["path"]])
+        on_fixed, _ = self._run_tests(task, answer, task.meta["good"])
+        ok = on_fixed.correct and faulty_counts is not None and faulty_counts[1] > 0
         return Verdict(ok, float(ok), f"faulty code: {on_faulty.detail}; fixed code: "
                        f"{on_fixed.detail}", "swe/test-fails-then-passes")
+
+    def _run_tests(self, task: Task, tests: str, code: str) -> tuple[Verdict, tuple[int, int] | None]:
+        """The test file `tests` through the verifier, with `code` as the module under test."""
+        files = {k: v for k, v in task.meta["files"].items() if not k.startswith("tests/")}
+        files[task.meta["path"]] = code
+        with Sandbox(self.limits, files=files) as box:
+            return self.run_verifier({task.meta["target"]: tests}, box)
 
     def verify_episode(self, task: Task, state: Any, traj: Trajectory) -> Verdict:
         if task.meta["kind"] == "fix_patch":
