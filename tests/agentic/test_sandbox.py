@@ -13,27 +13,16 @@ import pytest
 
 from youtu.agentic.sandbox import Sandbox, SandboxLimits, isolation, run_command, run_python
 
+from .sandbox_helpers import processes_with
+
 needs_namespaces = pytest.mark.skipif(isolation()["namespaces"] == "none",
                                       reason="host gives no network/mount namespaces")
 
 
-def _processes_with(marker: str) -> list[int]:
-    """Live processes whose command line contains `marker`."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
 def _wait_for_processes_with(marker: str, timeout_s: float = 5.0) -> list[int]:
-    """`_processes_with`, polled: a child started in the background may not have exec'd yet."""
+    """`processes_with`, polled: a child started in the background may not have exec'd yet."""
     deadline = time.monotonic() + timeout_s
-    while not (found := _processes_with(marker)) and time.monotonic() < deadline:
+    while not (found := processes_with(marker)) and time.monotonic() < deadline:
         time.sleep(0.02)
     return found
 
@@ -74,7 +63,7 @@ def test_wall_clock_timeout_kills_the_process_group():
             f"subprocess.Popen(['setsid', 'sleep', '{marker}'])\ntime.sleep(60)")
     res = run_python(code, timeout_s=1.0)
     assert res.timed_out and res.wall_s < 5
-    assert _processes_with(f"sleep\x00{marker}") == []
+    assert processes_with(f"sleep\x00{marker}") == []
 
 
 def test_fork_bomb_is_contained():
@@ -88,7 +77,7 @@ def test_fork_bomb_is_contained():
     marker = f"bomb{uuid.uuid4().hex[:8]}"
     res = run_command(f"{marker}() {{ {marker} | {marker} & }}; {marker}", limits=limits)
     assert res.wall_s < 8
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_huge_allocation_fails():
@@ -182,6 +171,6 @@ def test_reset_is_as_clean_as_a_new_sandbox():
         # guest code cannot reach into the server: it is not ptrace-able (PR_SET_DUMPABLE 0)
         assert "Permission denied" in box.run("cat /proc/$PPID/environ").stderr
         box.reset({"b.txt": "new"})
-        assert _processes_with(f"sleep\x00{marker}") == []
+        assert processes_with(f"sleep\x00{marker}") == []
         assert box.run("ls -A").stdout.split() == ["b.txt"]
         assert box.run_python("print(open('b.txt').read())").stdout == "new\n"

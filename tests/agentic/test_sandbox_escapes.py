@@ -29,6 +29,8 @@ from youtu.agentic import sandbox
 from youtu.agentic.sandbox import (Sandbox, SandboxError, SandboxLimits, isolation, run_command,
                                    run_python)
 
+from .sandbox_helpers import processes_with
+
 NOBODY = 65534
 ATTEMPTS: dict[str, Callable[[], str | None]] = {}
 
@@ -36,18 +38,6 @@ ATTEMPTS: dict[str, Callable[[], str | None]] = {}
 def attempt(fn: Callable[[], str | None]) -> Callable[[], str | None]:
     ATTEMPTS[fn.__name__] = fn
     return fn
-
-
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
 
 
 def _sh_quote(text: str) -> str:
@@ -261,9 +251,9 @@ _DAEMON = ("import os, time\n"
 
 def _daemon_gone(marker: str) -> bool:
     deadline = time.monotonic() + 1.0  # SIGKILL delivery is asynchronous
-    while _processes_with(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.01)
-    return not _processes_with(marker)
+    return not processes_with(marker)
 
 
 @attempt
