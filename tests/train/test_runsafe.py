@@ -353,6 +353,16 @@ def test_a_later_stages_seq_len_is_refused_before_the_first_step(make_cfg, data_
     assert ckpt.latest_checkpoint(out) is None
 
 
+def test_stages_after_stop_after_are_not_checked(make_cfg, data_dir, tokenizer_dir):
+    """A run that stops before stage 'general' (step 8) may use a model that stage could not
+    run on (the torchrun reshard tests stop early on process counts a later stage refuses)."""
+    cfg = make_cfg("--model.max_position_embeddings=48", "--train.stop_after=8",
+                   "--train.checkpoint_every=0")
+    out = cfg.run_dir / "train"
+    run_train(cfg, data_dir, tokenizer_dir, out)
+    assert max(read_metrics(out / "metrics.jsonl", "train/loss")) == 8
+
+
 def _copy_data(data_dir: Path, dst: Path) -> Path:
     shutil.copytree(data_dir, dst, ignore=shutil.ignore_patterns("heldout"))
     return dst

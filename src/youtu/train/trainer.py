@@ -537,8 +537,8 @@ class Trainer:
         cfg = self.cfg
         heldout = heldout or {}
         stop = min(spans[-1].end_step, cfg.stop_after or spans[-1].end_step)
-        for span in spans:  # every stage's settings, before the first step
-            if self.step < span.end_step:
+        for span in spans:  # every stage this run will enter, before the first step
+            if self.step < span.end_step and span.start_step < stop:
                 self.check_stage(span)
         self._stop.install()
         for span in spans:
