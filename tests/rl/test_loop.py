@@ -237,6 +237,27 @@ def test_several_minibatches_move_the_ratio_and_kl(tmp_path, policy_dir):
     assert all(not p.requires_grad for p in policy.ref.parameters())
 
 
+def test_rollouts_sample_from_a_compute_dtype_copy_refreshed_each_round(tmp_path, policy_dir):
+    """The engine's model is a frozen copy cast once to the compute dtype (bf16 here), not the
+    fp32 master weights under autocast; refresh_sampler copies an update into it in place."""
+    from youtu.model.hf import load_pretrained
+
+    model = load_pretrained(policy_dir, dtype=torch.float32)
+    cfg = rl_config(tmp_path, policy_dir, "--rl.precision=bf16")
+    policy = Policy(model, cfg.rl, parallel.Dist())
+    assert policy.sampler is not model and not any(p.requires_grad for p in policy.sampler.parameters())
+    assert {p.dtype for p in policy.sampler.parameters()} == {torch.bfloat16}
+    storage = policy.sampler.model.embed_tokens.weight.data_ptr()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.add_(1.0)
+    policy.refresh_sampler()
+    assert policy.sampler.model.embed_tokens.weight.data_ptr() == storage  # graphs keep reading it
+    torch.testing.assert_close(policy.sampler.model.embed_tokens.weight.float(),
+                               model.model.embed_tokens.weight, rtol=1e-2, atol=1e-2)
+    with pytest.raises(ValueError, match="rollout_cache_fraction"):
+        rl_config(tmp_path, policy_dir, "--rl.rollout_cache_fraction=1.5")
+
+
 def test_resume_continues_exactly(tmp_path, policy_dir):
     common = ("--rl.steps=4", "--rl.eval_tasks=0", "--rl.prompts_per_step=4",
               "--rl.group_size=4", "--rl.checkpoint_every=2")

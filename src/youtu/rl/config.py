@@ -110,6 +110,11 @@ class RLConfig(OptimizerConfig):
     """What a flagged round does: log a warning, or stop the run."""
     rollout_batch: int = 64
     """Sequences decoded together by the engine (its cache rows)."""
+    rollout_cache_fraction: float = 0.5
+    """Cap on the rollout engine's latent cache (CUDA): this fraction of the device memory free
+    once the policy, its sampler copy, the reference and the optimizer exist; rows beyond it are
+    dropped with a warning. AdamW allocates its moments (2x the fp32 weights) at the first
+    update, after this is measured: keep room for them. 0 = no cap."""
     eval_tasks: int = 32
     """Held-out tasks (seeds >= 1,000,000) scored at the start, every `eval_every` rounds and at
     the end; 0 = no evaluation."""
@@ -136,6 +141,9 @@ class RLConfig(OptimizerConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if not 0.0 <= self.rollout_cache_fraction <= 1.0:
+            raise ValueError(f"rollout_cache_fraction must be in [0, 1] (0 = no cap), got "
+                             f"{self.rollout_cache_fraction}")
         for name in ("steps", "prompts_per_step", "group_size", "max_turns", "max_new_tokens",
                      "epochs", "minibatches", "rollout_batch", "difficulty", "log_every",
                      "keep_last"):

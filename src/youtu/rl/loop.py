@@ -17,13 +17,13 @@ One round (`rl.steps` of them):
 5. log `rl/...` metrics, checkpoint, and every `eval_every` rounds score held-out tasks
    (seeds >= 1,000,000) as `eval/rl/reward`.
 
-Precision (`rl.precision`): fp32; bf16 or fp16 autocast over fp32 master weights, the same for
-rollouts and training so both see the same numerics; fp16 adds dynamic loss scaling
+Precision (`rl.precision`): fp32; bf16 or fp16 autocast over fp32 master weights for training;
+rollouts sample from a copy of the policy cast once to the same dtype and refreshed from the
+trained weights every round (its cache in that dtype too, capped by `rl.rollout_cache_fraction`
+of the free GPU memory; CUDA graphs on CUDA); fp16 adds dynamic loss scaling
 (`torch.amp.GradScaler`). The update runs the trainer's step pieces (`youtu.train.trainer`:
 precision rule, optimizer, FSDP2 root, clip + step). Under torchrun the policy is sharded with
-FSDP2 and
-each rank samples its share of the tasks with an unsharded copy whose weights are refreshed from
-the shards every round. Checkpoints, metrics and resume are the trainer's (`train.checkpoint`,
+FSDP2 and each rank samples its share of the tasks with its copy, refreshed from the shards. Checkpoints, metrics and resume are the trainer's (`train.checkpoint`,
 `train.metrics`): an interrupted run continues from its newest checkpoint exactly.
 """
 
@@ -46,7 +46,6 @@ from youtu.train import checkpoint as ckpt
 from youtu.train import parallel, runfolder
 from youtu.train.metrics import MetricsSink, human_count, human_duration
 from youtu.train.schedule import WSD
-from youtu.train.trainer import autocast
 
 if TYPE_CHECKING:
     from youtu.config import RunConfig
@@ -75,8 +74,7 @@ def score_episodes(episodes: list[Episode], env: Any, env_name: str,
 
 
 def evaluate_policy(sampler: Any, tok: Any, env: Any, rl: RLConfig, weights: dict[str, float], *,
-                    dist: parallel.Dist, device: torch.device,
-                    dtype: torch.dtype | None) -> dict[str, float]:
+                    dist: parallel.Dist, device: torch.device) -> dict[str, float]:
     """Mean reward (and each reward term) on `rl.eval_tasks` held-out tasks, one episode each,
     sampled at `rl.eval_temperature` (0 = greedy). Each rank scores its share; the means are
     over all of them."""
@@ -89,11 +87,10 @@ def evaluate_policy(sampler: Any, tok: Any, env: Any, rl: RLConfig, weights: dic
     tasks = [env.generate(HELDOUT_SEED + i, rl.difficulty)
              for i in range(first, min(first + per_rank, rl.eval_tasks))]
     params = SamplingParams(temperature=rl.eval_temperature, max_tokens=rl.max_new_tokens)
-    with autocast(device, dtype):
-        episodes = rollout(sampler, tok, env, tasks, group_size=1, params=params,
-                           max_turns=rl.max_turns, max_seq_len=rl.max_seq_len,
-                           enable_thinking=rl.enable_thinking, seed=HELDOUT_SEED,
-                           system_prompt=rl.system_prompt, index_offset=first)
+    episodes = rollout(sampler, tok, env, tasks, group_size=1, params=params,
+                       max_turns=rl.max_turns, max_seq_len=rl.max_seq_len,
+                       enable_thinking=rl.enable_thinking, seed=HELDOUT_SEED,
+                       system_prompt=rl.system_prompt, index_offset=first)
     score_episodes(episodes, env, rl.env, weights)
     names = sorted(weights)
     sums = torch.tensor([float(len(episodes)), sum(ep.reward for ep in episodes),
@@ -173,7 +170,7 @@ class RLRun:
 
     def __init__(self, cfg: RLConfig, init_checkpoint: Path, out_dir: Path, *, seed: int,
                  dist: parallel.Dist, record: object | None):
-        from youtu.serve.engine import Engine, SamplingParams
+        from youtu.serve.engine import Engine, SamplingParams, cache_budget_bytes
         from youtu.tokenizer import Tokenizer
 
         self.cfg, self.init, self.out_dir, self.seed, self.dist = (cfg, init_checkpoint, out_dir,
@@ -193,8 +190,11 @@ class RLRun:
         self.tok = Tokenizer.load(init_checkpoint)
         self.policy = Policy.load(init_checkpoint, cfg, dist)
         self.per_rank = cfg.prompts_per_step // dist.world_size
+        budget = (cache_budget_bytes(dist.device, cfg.rollout_cache_fraction)
+                  if cfg.rollout_cache_fraction else 0)
         self.engine = Engine(self.policy.sampler, max_batch=cfg.rollout_batch,
                              max_seq_len=cfg.max_seq_len, eos_ids=[self.tok.eos_id],
+                             cache_memory_bytes=budget,
                              detokenize=self.tok.decode, seed=seed,
                              max_queue=max(self.per_rank * cfg.group_size, cfg.eval_tasks) + 1)
         self.params = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_new_tokens)
@@ -236,7 +236,7 @@ class RLRun:
         """Held-out reward after `step` rounds, logged."""
         self.policy.refresh_sampler()
         scores = evaluate_policy(self.engine, self.tok, self.env, self.cfg, self.weights,
-                                 dist=self.dist, device=self.dist.device, dtype=self.policy.amp)
+                                 dist=self.dist, device=self.dist.device)
         if scores:
             self.sink.log(step, scores)
             logger.info("held-out reward at round %d: %.3f (%d tasks)", step,
@@ -251,12 +251,12 @@ class RLRun:
         tasks = [self.env.generate(task_seed(self.seed, step, dist.rank * self.per_rank + i,
                                              cfg.prompts_per_step), cfg.difficulty)
                  for i in range(self.per_rank)]
-        with autocast(device, policy.amp):
-            episodes = rollout(self.engine, self.tok, self.env, tasks, group_size=cfg.group_size,
-                               params=self.params, max_turns=cfg.max_turns,
-                               max_seq_len=cfg.max_seq_len, enable_thinking=cfg.enable_thinking,
-                               seed=self.seed, step=step, system_prompt=cfg.system_prompt,
-                               index_offset=dist.rank * self.per_rank * cfg.group_size)
+        # no autocast: the sampler copy is already in the compute dtype
+        episodes = rollout(self.engine, self.tok, self.env, tasks, group_size=cfg.group_size,
+                           params=self.params, max_turns=cfg.max_turns,
+                           max_seq_len=cfg.max_seq_len, enable_thinking=cfg.enable_thinking,
+                           seed=self.seed, step=step, system_prompt=cfg.system_prompt,
+                           index_offset=dist.rank * self.per_rank * cfg.group_size)
         rewards = score_episodes(episodes, self.env, cfg.env, self.weights)
         advantages = group_advantages(rewards, cfg.group_size, normalize_std=cfg.normalize_std)
         batch = collate(episodes, advantages, self.tok.pad_id).to(device)

@@ -26,6 +26,7 @@ from torch import nn
 from youtu.errors import ConfigError
 from youtu.rl.loss import Mismatch, linear_token_logprobs, logprob_mismatch, policy_loss
 from youtu.rl.rollout import RolloutBatch
+from youtu.serve.engine import refresh_sampler, sampler_copy
 from youtu.train import parallel
 from youtu.train.schedule import WSD
 from youtu.train.trainer import (autocast, autocast_dtype, build_optimizer, clip_and_step,
@@ -217,11 +218,10 @@ def _finite(opt_step: int):
 class Policy:
     """The model being trained, its FSDP root, the rollout copy, the reference and the optimizer.
 
-    Single process: the engine samples from the trained module itself (its weights change in
-    place, so rollouts are always on-policy) under the same autocast as training. Under torchrun
-    the root is FSDP2-sharded and the engine samples from an unsharded copy in the compute dtype,
-    refreshed from the shards before every round: ranks sample different episodes, so sharded
-    forwards (collectives) would not line up.
+    The engine samples from an unsharded copy in the compute dtype (fp16 on CUDA by default),
+    refreshed from the trained weights before every round, so rollouts are on-policy. Under
+    torchrun the root is FSDP2-sharded and the refresh gathers the shards: ranks sample
+    different episodes, so sharded forwards (collectives) would not line up.
     """
 
     def __init__(self, model: nn.Module, rl: RLConfig, dist: parallel.Dist):
@@ -233,11 +233,10 @@ class Policy:
         self.amp = None if dist.distributed else dtype
         """Autocast dtype (None under FSDP, whose mixed-precision policy casts instead)."""
         ref_model = copy.deepcopy(model).requires_grad_(False).eval() if rl.kl_coef > 0 else None
-        self.sampler = model
-        if dist.distributed:
-            self.sampler = copy.deepcopy(model).requires_grad_(False)
-            if dtype is not None:
-                self.sampler.to(dtype)
+        # The engine samples from a frozen copy cast once to the compute dtype (made before the
+        # blocks are wrapped or sharded): sampling from the fp32 master weights under autocast
+        # re-casts every weight on every token, and sizes the cache in fp32.
+        self.sampler = sampler_copy(model, dtype or torch.float32)
         self.root = PolicyLogprobs(model, rl.loss_chunk_tokens)
         self.ref = (PolicyLogprobs(ref_model, rl.loss_chunk_tokens) if ref_model is not None
                     else None)
@@ -271,13 +270,8 @@ class Policy:
                               f"max_position_embeddings={model.config.max_position_embeddings}")
         return cls(model, rl, dist)
 
-    @torch.no_grad()
     def refresh_sampler(self) -> None:
-        """Copy the sharded weights into the rollout copy (a no-op on one process)."""
-        if self.sampler is self.model:
-            return
-        for (name, p), (name2, q) in zip(self.model.named_parameters(),
-                                         self.sampler.named_parameters(), strict=True):
-            assert name == name2, (name, name2)
-            q.copy_(p.full_tensor() if hasattr(p, "full_tensor") else p)
+        """Copy the current weights (gathering FSDP shards) into the rollout copy, in place: the
+        engine's CUDA graphs read the same storage, so the next rollout is on-policy."""
+        refresh_sampler(self.sampler, self.model)
 
