@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 TASK_GROUPS = ("aptbench", "probes", "cloze", "bpb", "math_word", "humaneval",
-               "function_calling", "needle")
+               "function_calling", "needle", "bfcl")
 """Task groups `youtu eval` can run, in the order it runs them."""
+DEFAULT_TASKS = TASK_GROUPS[:-1]
+"""The groups run when `tasks` is not set: all but BFCL, whose package is an optional install
+(`pip install --no-deps bfcl-eval && pip install 'youtu[bfcl]'`)."""
 PROBE_KINDS = ("planning", "action", "feedback", "tool_select", "tool_param")
 """APTBench-style probe kinds built from our environments."""
 CLOZE_KINDS = ("action", "tool", "args", "answer")
@@ -56,9 +59,9 @@ class EvalConfig:
     10 min with 2 threads, 45 s with 1)."""
     out: str = ""
     """Results folder; empty = `<run_dir>/eval/<checkpoint folder name>`."""
-    tasks: list[str] = field(default_factory=lambda: list(TASK_GROUPS))
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     """Task groups to run (subset of: aptbench, probes, cloze, bpb, math_word, humaneval,
-    function_calling, needle)."""
+    function_calling, needle, bfcl)."""
     compare: list[str] = field(default_factory=list)
     """Earlier `youtu eval` results to compare with (e.g. the checkpoint before agentic
     mid-training): each 'label=path' or 'path', where path is a results.json or the folder
@@ -117,6 +120,14 @@ class EvalConfig:
 
     function_calling_items: int = 50
     """Items per source (BFCL from the APTBench folder, our tools environment)."""
+
+    bfcl_categories: list[str] = field(default_factory=lambda: ["simple_python", "multiple",
+                                                                "parallel", "irrelevance"])
+    """BFCL v4 categories by their official names (youtu.eval.tasks.bfcl.CATEGORIES), scored
+    with bfcl-eval's own data and AST checker through the chat template (engine) or the
+    endpoint (openai backend)."""
+    bfcl_limit: int = 50
+    """Entries per BFCL category; 0 = all."""
 
     needle_max_tokens: int = 0
     """Longest haystack: the trained context length; 0 = the model's context limit."""

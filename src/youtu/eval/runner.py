@@ -155,6 +155,38 @@ def _function_calling(lm: LM, cfg: EvalConfig, out: Path) -> dict[str, Any]:
     return {"scores": scores, "details": details}
 
 
+def _bfcl(lm: LM, cfg: EvalConfig, out: Path, checkpoint: str) -> dict[str, Any]:
+    """BFCL through a chat backend: our engine on the harness's own model (youtu backend) or
+    the served model (openai backend); greedy, non-thinking (BFCL's FC mode scores calls)."""
+    from youtu.eval.tasks.bfcl import CATEGORIES, run_bfcl
+
+    unknown = sorted(set(cfg.bfcl_categories) - set(CATEGORIES))
+    if unknown:
+        raise ConfigError(f"eval.bfcl_categories: {unknown} are not BFCL single-turn categories; "
+                          f"valid: {', '.join(CATEGORIES)}")
+    if cfg.backend == "openai":
+        from youtu.serve.client import OpenAIChat
+
+        backend = OpenAIChat(cfg.base_url, api_key=os.environ.get(cfg.api_key_env, ""),
+                             model=checkpoint, temperature=0.0)
+    elif cfg.backend == "youtu":
+        from youtu.serve.client import EngineChat
+        from youtu.serve.engine import Engine
+        from youtu.tokenizer import Tokenizer
+
+        tok = Tokenizer.load(checkpoint)
+        model = lm.model  # the harness's model: no second copy of the weights
+        engine = Engine(model, max_batch=1, max_seq_len=min(4096, model.config.max_position_embeddings),
+                        eos_ids=[tok.eos_id], detokenize=tok.decode)
+        backend = EngineChat(engine, tok, temperature=0.0)
+    else:
+        raise ConfigError("the bfcl task needs eval.backend = 'youtu' or 'openai' (it scores "
+                          "tool calls through a chat template)")
+    res = run_bfcl(backend, cfg.bfcl_categories, limit=cfg.bfcl_limit)
+    return {"scores": res["scores"], "details": {"n": res["n"],
+                                                 "predictions": _save_rows(out, "bfcl", res["rows"])}}
+
+
 def _needle(lm: LM, cfg: EvalConfig, out: Path) -> dict[str, Any]:
     from youtu.eval.tasks.needle import run_needle
 
@@ -263,7 +295,8 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
               "math_word": lambda: _math_word(lm, eval_cfg, out),
               "humaneval": lambda: _humaneval(lm, eval_cfg, out),
               "function_calling": lambda: _function_calling(lm, eval_cfg, out),
-              "needle": lambda: _needle(lm, eval_cfg, out)}
+              "needle": lambda: _needle(lm, eval_cfg, out),
+              "bfcl": lambda: _bfcl(lm, eval_cfg, out, checkpoint)}
     results: dict[str, Any] = {"label": label, "checkpoint": checkpoint, "scores": {},
                                "details": {}, "seconds": {}, "config": to_dict(eval_cfg)}
     threads = torch.get_num_threads()

@@ -111,3 +111,23 @@ def test_bfcl_runs_on_a_checkpoint_and_on_an_openai_endpoint(tiny_checkpoint):
     assert remote["scores"] == local["scores"]
     assert [r["message"].get("content") for r in remote["rows"]] == \
         [r["message"].get("content") for r in local["rows"]]  # the same greedy replies
+
+
+def test_youtu_eval_runs_bfcl_as_a_task_group(tiny_checkpoint, tmp_path):
+    """`youtu eval --eval.tasks='["bfcl"]'`: the group runs through the engine on the harness's
+    model, scores land under bfcl/<category>, per-entry rows in predictions/bfcl.jsonl; it is
+    not in the default groups (its package is optional) and bad categories are named."""
+    from youtu.errors import ConfigError
+    from youtu.eval.config import EvalConfig
+    from youtu.eval.runner import evaluate
+
+    assert "bfcl" not in EvalConfig().tasks
+    cfg = EvalConfig(tasks=["bfcl"], bfcl_categories=["simple_python", "irrelevance"],
+                     bfcl_limit=2)
+    res = evaluate(cfg, tiny_checkpoint, tmp_path / "out", device="cpu")
+    assert res["scores"] == {"bfcl/simple_python": 0.0, "bfcl/irrelevance": 1.0}
+    rows = (tmp_path / "out" / "predictions" / "bfcl.jsonl").read_text().splitlines()
+    assert len(rows) == 4
+    with pytest.raises(ConfigError, match="bfcl_categories.*multi_turn_base"):
+        evaluate(EvalConfig(tasks=["bfcl"], bfcl_categories=["multi_turn_base"]),
+                 tiny_checkpoint, tmp_path / "bad", device="cpu")
