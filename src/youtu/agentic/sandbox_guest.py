@@ -539,7 +539,6 @@ def _wait_as_parent(init, status_fd):
 def _run_as_init(argv):
     """PID 1 of the sandbox: run the command, reap every orphan, and exit with the command's
     status; the kernel then kills every process left in the namespace (daemons included)."""
-    import signal
     _not_dumpable()
     pid = os.fork()
     if pid == 0:

@@ -7,7 +7,7 @@ Field names follow the Hugging Face `youtu` config.json so conversion is a renam
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 

@@ -47,7 +47,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,8 +64,6 @@ from youtu.model.checkpoints import list_checkpoints as model_folders
 from youtu.model.hf import copy_tokenizer_files, load_pretrained, save_pretrained
 from youtu.train.parallel import Dist
 
-if TYPE_CHECKING:
-    from youtu.config import RunConfig
 
 logger = logging.getLogger(__name__)
 
