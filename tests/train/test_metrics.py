@@ -116,3 +116,32 @@ def test_trainer_log_and_bench_report_the_same_mfu(tmp_path):
         assert logged[step] == pytest.approx(bench.bench_mfu(cfg, seq, tok_s[step], 1e12), rel=1e-9)
     causal = mfu(tok_s[2], model.flops_per_token(seq, causal=True), 1e12)
     assert abs(logged[2] / causal - 1) > 0.05  # the two conventions are told apart here
+
+
+def test_a_full_disk_while_logging_is_one_line_naming_the_folder(tmp_path, monkeypatch):
+    """ENOSPC from the metrics file (the disk filled up mid-run) is the one-line WriteFailed the
+    CLI prints, naming the folder, not an OSError traceback."""
+    import errno
+
+    from youtu.fsutil import WriteFailed
+    from youtu.train.metrics import MetricsSink
+
+    sink = MetricsSink(tmp_path, tensorboard=False)
+    sink.log(1, {"train/loss": 1.0})
+
+    class Full:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(sink, "_file", Full())
+    with pytest.raises(WriteFailed) as info:
+        sink.log(2, {"train/loss": 0.9})
+    message = str(info.value)
+    assert str(tmp_path) in message and "\n" not in message
+    sink.close()

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from youtu.fsutil import WriteFailed
+
 logger = logging.getLogger(__name__)
 
 # Dense bf16 tensor-core peaks (vendor datasheets, no sparsity). H100 and H200 share the
@@ -121,8 +123,13 @@ class MetricsSink:
             row[key] = value if math.isfinite(value) else None
             if self._tb is not None:
                 self._tb.add_scalar(key, value, step)
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
+        line = json.dumps(row) + "\n"
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except OSError as e:  # disk full mid-run: one line naming the folder, not a traceback
+            raise WriteFailed.of(self.path.parent, needed_bytes=len(line), error=e,
+                                 what=f"metrics row ({self.path.name})") from e
 
     def close(self) -> None:
         if self._file is not None:
