@@ -149,3 +149,19 @@ def test_plan_units_reads_installed_docs_as_embedded_parts():
     assert [d.text for d in first] == [d.text for d in installed_docs(description_chars=5000,
                                                                        doc_dir="")]
     assert first[0].meta["distribution"] in {d.metadata["Name"] for d in distributions()}
+
+
+def test_prepare_reads_the_part_and_decontaminates_it(tmp_path, tokenizer):
+    from youtu.data.prepare import prepare
+
+    emb = EmbeddedConfig(code_chars=0, prose_chars=0, stem_chars=0, packages_chars=40_000,
+                         doc_dir="")
+    docs = list(installed_docs(description_chars=40_000, doc_dir=""))
+    # An eval item quoted from one of the documents: that document must not reach the shards.
+    target = max(docs, key=lambda d: len(d.text.split()))
+    item = " ".join(target.text.split()[20:60])
+    manifest = prepare(DataConfig(embedded=emb, workers=0), tokenizer, tmp_path / "out",
+                       eval_texts=[item])
+    assert manifest["sources"]["package-docs"]["read"] == len(docs)
+    assert 0 < manifest["sources"]["package-docs"]["commonsense"] < len(docs)
+    assert manifest["filters"]["decontam"]["removed_docs"] >= 1
