@@ -5,13 +5,19 @@ capped, markup stripped, and working without /usr/share/doc."""
 from __future__ import annotations
 
 import gzip
-import importlib.metadata as metadata
 import re
+from importlib import metadata
 
 from youtu.data.config import DataConfig, EmbeddedConfig
-from youtu.data.installed_docs import (DOCSTRING_SLICES, description_documents, distributions,
-                                       docstring_documents, installed_docs, strip_markdown,
-                                       strip_rst)
+from youtu.data.installed_docs import (
+    DOCSTRING_SLICES,
+    description_documents,
+    distributions,
+    docstring_documents,
+    installed_docs,
+    strip_markdown,
+    strip_rst,
+)
 from youtu.data.steps import plan_units
 
 MARKDOWN = """# Fastthing

@@ -21,9 +21,9 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import importlib.metadata as metadata
 import re
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 from youtu.data.document import Document
@@ -148,9 +148,9 @@ def to_prose(text: str, content_type: str = "") -> str:
     packages ship Markdown without saying so) the markup is guessed from the text."""
     kind = content_type.split(";")[0].strip().lower()
     if not kind:
-        if "```" in text or re.search(r"^#{1,6} |\]\(", text, re.M):
+        if "```" in text or re.search(r"^#{1,6} |\]\(", text, re.MULTILINE):
             kind = "text/markdown"
-        elif re.search(r"^\.\. |^[=\-~]{4,}\s*$", text, re.M):
+        elif re.search(r"^\.\. |^[=\-~]{4,}\s*$", text, re.MULTILINE):
             kind = "text/x-rst"
         else:
             kind = "text/plain"
