@@ -126,9 +126,20 @@ class EmbeddedConfig:
     """Cap on generated worked arithmetic/algebra problems (domain stem), in characters."""
     problems_per_doc: int = 8
     """Worked problems per generated stem document (a worksheet)."""
+    packages_chars: int = 0
+    """Cap on the installed Python distributions' descriptions (their METADATA README text)
+    plus the README files under `doc_dir`, markup stripped (domain commonsense), in
+    characters; 0 = off. ~2 MB on a machine with ~150 packages."""
+    package_docstrings_chars: int = 0
+    """Cap on the docstrings and comment blocks of installed third-party modules (domain
+    commonsense), in characters; 0 = off. Tens of MB where torch/jax/scipy are installed."""
+    doc_dir: str = "/usr/share/doc"
+    """The OS documentation folder whose package READMEs join `packages_chars`; "" = skip it.
+    A missing folder (most containers) contributes nothing."""
 
     def __post_init__(self):
-        for key in ("code_chars", "prose_chars", "stem_chars"):
+        for key in ("code_chars", "prose_chars", "stem_chars", "packages_chars",
+                    "package_docstrings_chars"):
             if getattr(self, key) < 0:
                 raise ValueError(f"embedded.{key} must be >= 0, got {getattr(self, key)}")
         if self.problems_per_doc < 1:

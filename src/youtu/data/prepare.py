@@ -132,8 +132,14 @@ def _key(cfg: DataConfig, tasks: int, fingerprint: str, extra_sha: str, eval_sha
     settings = to_dict(cfg)
     for k in ("dir", "workers", "executor", "verify_checksums", "inspect_samples"):
         settings.pop(k, None)
+    e = cfg.embedded
+    installed = ""
+    if e.enabled and (e.packages_chars or e.package_docstrings_chars):
+        from youtu.data.installed_docs import installed_fingerprint
+
+        installed = installed_fingerprint()  # a package installed or upgraded: other docs
     blob = json.dumps([settings, tasks, fingerprint, extra_sha, eval_sha, _input_files(cfg),
-                       sys.version], sort_keys=True)
+                       sys.version] + ([installed] if installed else []), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -389,11 +389,20 @@ def _prose_stream(topics: list[tuple[str, dict]], files: list[Path]
 
 
 def iter_documents(cfg: DataConfig) -> Iterator[Document]:
-    """Every configured document before filtering: the embedded corpus (when enabled), then each
+    """Every configured document before filtering: the embedded corpus (when enabled; with the
+    installed packages' docs in the same units as prepare reads them), then each
     `[[data.sources]]` entry in order. Used by `prepare` and by tokenizer training."""
     e = cfg.embedded
     if e.enabled:
         yield from embedded_corpus(cfg.seed, code_chars=e.code_chars, prose_chars=e.prose_chars,
                                    stem_chars=e.stem_chars, problems_per_doc=e.problems_per_doc)
+        if e.packages_chars or e.package_docstrings_chars:
+            from youtu.data.installed_docs import DOCSTRING_SLICES, installed_docs
+
+            yield from installed_docs(description_chars=e.packages_chars, doc_dir=e.doc_dir)
+            for i in range(DOCSTRING_SLICES if e.package_docstrings_chars else 0):
+                yield from installed_docs(
+                    docstring_chars=e.package_docstrings_chars // DOCSTRING_SLICES,
+                    slice_index=i, slices=DOCSTRING_SLICES)
     for source in cfg.sources:
         yield from iter_source(source)

@@ -43,6 +43,7 @@ from youtu.data.config import RESERVED_NAMES, DataConfig, DedupConfig, QualityCo
 from youtu.data.dedup import Decontaminator, exact_key, namespace
 from youtu.data.document import Document
 from youtu.data.filters import detect_language, profile, quality_reason
+from youtu.data.installed_docs import DOCSTRING_SLICES, installed_docs
 from youtu.data.sources import embedded_corpus, iter_source
 
 # ---------------------------------------------------------------------------------------------
@@ -76,12 +77,14 @@ class ReadUnit:
     """The smallest piece of input one task reads in order: one part of the embedded corpus, a
     configured source (or one file of a source folder), or one file of extra documents."""
 
-    kind: str  # "embedded" | "source" | "extra"
+    kind: str  # "embedded" | "installed" | "source" | "extra"
     args: dict
 
     def documents(self) -> Iterator[Document]:
         if self.kind == "embedded":
             return embedded_corpus(**self.args)
+        if self.kind == "installed":
+            return installed_docs(**self.args)
         if self.kind == "source":
             from youtu.data.config import SourceConfig
 
@@ -94,7 +97,7 @@ class ReadUnit:
 def plan_units(cfg: DataConfig, extra_files: list[str]) -> list[ReadUnit]:
     """The read units of a run, in a fixed order: the embedded corpus' code, prose and stem
     parts (independent generators: each call draws the same documents as the whole corpus
-    does), each configured source (a folder of JSONL/Parquet files unit per file, unless
+    does), the installed packages' descriptions and docstring slices, each configured source (a folder of JSONL/Parquet files unit per file, unless
     `max_docs` caps the source as a whole), then the extra documents' files."""
     units: list[ReadUnit] = []
     e = cfg.embedded
@@ -106,6 +109,15 @@ def plan_units(cfg: DataConfig, extra_files: list[str]) -> list[ReadUnit]:
                 units.append(ReadUnit("embedded", {
                     "seed": cfg.seed, "problems_per_doc": e.problems_per_doc,
                     **{k: (cap if k == key else 0) for k in caps}}))
+        # Installed packages' docs: descriptions as one unit, docstrings as fixed slices.
+        if e.packages_chars:
+            units.append(ReadUnit("installed", {"description_chars": e.packages_chars,
+                                                "doc_dir": e.doc_dir}))
+        if e.package_docstrings_chars:
+            n = DOCSTRING_SLICES
+            units += [ReadUnit("installed", {"docstring_chars": e.package_docstrings_chars // n,
+                                             "slice_index": i, "slices": n})
+                      for i in range(n)]
     for source in cfg.sources:
         args = dataclasses.asdict(source)
         path = Path(source.path)
