@@ -295,7 +295,7 @@ class CodeEnv(Env):
     """Implement or repair Python functions; verified by hidden unit tests in a sandbox."""
 
     name = "code"
-    version = "1"
+    version = "2"
     system_prompt = ("You are a software engineer working in a sandboxed repository. Explore "
                      "with bash, read and write files, run the tests, and finish when they pass. "
                      "Summarise what you changed.")

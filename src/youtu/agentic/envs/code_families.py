@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from youtu.agentic.envs.code_tasks import Family, _ints, _src
+from youtu.agentic.envs.code_spec import Family, _ints, _src
 
 
 def _word(r: random.Random, n: int = 0) -> str:
