@@ -144,3 +144,27 @@ def test_reward_hacks_are_rejected():
         verdict = ENV.check(task, source)
         assert not verdict.correct, (name, verdict.detail)
     assert ENV.check(task, task.answer).correct
+
+
+def test_teacher_mistakes_come_from_the_catalogue_and_reflections_quote_the_observation():
+    from youtu.agentic.envs.code_teacher import _SLIP_KIND
+
+    env = CodeEnv(SandboxLimits(timeout_s=5))
+    kinds, skeletons = set(), set()
+    for i in range(36):
+        task = env.generate(1000 + i, 1 + i % 3)
+        traj = env.solve(task, random.Random(i), mistake_rate=1.0)
+        assert traj.outcome.verified, (task.id, traj.outcome.detail)
+        skeletons.add(tuple(p.name for p in traj.phases))
+        for m in traj.provenance["mistakes"]:
+            kinds.add(m["kind"])
+            k = m["message"]
+            observed = [msg["content"] for msg in traj.messages[k + 1:] if msg["role"] == "tool"][0]
+            lines = [line.removeprefix("FAILED ")[:60] for line in observed.splitlines()
+                     if line.strip() and not line.startswith("[exit code")]
+            reflection = next(p.text for p in traj.phases
+                              if p.message > k and p.name == "reflection")
+            assert any(line in reflection for line in lines), (task.id, m["kind"], reflection)
+    assert kinds == {*_SLIP_KIND, "tests_before_saving", "misread_failure",
+                     "wrong_test_command"}, kinds
+    assert len(skeletons) >= 8  # plan orders, optional steps and mistakes vary the episode
