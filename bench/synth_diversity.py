@@ -109,7 +109,8 @@ def measure(folder: Path, token_counter: str) -> dict[str, dict[str, float]]:
         d, c = traj.domain, counts[traj.domain]
         c["n"] += 1
         task_key = (traj.task.prompt, traj.task.answer,
-                    traj.task.meta.get("files", {}).get("tests/test_solution.py", ""))
+                    traj.task.meta.get("files", {}).get(
+                        traj.task.meta.get("test_file", "tests/test_solution.py"), ""))
         c["task_dup"] += task_key in seen_task[d]
         seen_task[d].add(task_key)
         conv = traj.content_hash()
