@@ -168,3 +168,13 @@ def test_teacher_mistakes_come_from_the_catalogue_and_reflections_quote_the_obse
     assert kinds == {*_SLIP_KIND, "tests_before_saving", "misread_failure",
                      "wrong_test_command"}, kinds
     assert len(skeletons) >= 8  # plan orders, optional steps and mistakes vary the episode
+
+
+def test_rename_keeps_the_layout_and_renames_inside_f_strings_only_names():
+    from youtu.agentic.envs.code_tasks import rename
+
+    src = ('def f(s, k):\n    out = [s.count(ch) for ch in s]  # s stays in comments\n'
+           '    return f"{s[0]}{k}" + "s"\n')
+    assert rename(src, {"s": "text", "f": "g", "count": "nope"}) == (
+        'def g(text, k):\n    out = [text.count(ch) for ch in text]  # s stays in comments\n'
+        '    return f"{text[0]}{k}" + "s"\n')

@@ -87,11 +87,34 @@ class _Rename(ast.NodeTransformer):
 
 
 def rename(source: str, mapping: dict[str, str]) -> str:
-    """`source` with identifiers renamed (definitions, arguments, uses) through the AST."""
+    """`source` with identifiers renamed (definitions, arguments, uses), its layout kept: the
+    names are replaced at the AST's positions, and the result must parse to the AST-renamed
+    tree (else that tree is unparsed, which normalises the layout)."""
     if not mapping:
         return source
-    tree = _Rename(mapping).visit(ast.parse(source))
-    return ast.unparse(tree) + "\n"
+    tree = ast.parse(source)
+    lines = source.split("\n")
+    edits = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in mapping:
+            edits.append((node.lineno, node.col_offset, node.id))
+        elif isinstance(node, ast.arg) and node.arg in mapping:
+            edits.append((node.lineno, node.col_offset, node.arg))
+        elif isinstance(node, ast.FunctionDef) and node.name in mapping:
+            line = lines[node.lineno - 1]
+            edits.append((node.lineno, line.index(node.name, node.col_offset + 4), node.name))
+    for row, col, old in sorted(edits, reverse=True):
+        line = lines[row - 1]
+        if line[col:col + len(old)] == old:
+            lines[row - 1] = line[:col] + mapping[old] + line[col + len(old):]
+    out = "\n".join(lines)
+    want = _Rename(mapping).visit(tree)
+    try:
+        if ast.dump(ast.parse(out)) == ast.dump(want):
+            return out
+    except SyntaxError:
+        pass
+    return ast.unparse(want) + "\n"
 
 
 def _identifiers(source: str) -> set[str]:

@@ -65,7 +65,7 @@ _PLANS = {
          "tests", "Patch it", "Check that every test passes, the other module's too"]],
 }
 _EXPLORE = ["ls -R", "find . -name '*.py' | sort", "ls && ls tests"]
-_SAW = ["{quote}", "The run says: {quote}", "First failure: {quote}", "Observed: {quote}"]
+_SAW = ["Failing: {quote}", "The run says: {quote}", "First failure: {quote}", "Observed: {quote}"]
 _DIAGNOSE = ["So {fn} is wrong here: {why}.", "Reading {fn} with that input in mind: {why}.",
              "That points at the bug: {why}.", "The cause: {why}."]
 _PASS = ["The tests pass: {report}.", "All green: {report}.", "{report}: done.",
@@ -216,6 +216,8 @@ def _wrong_code(task: Task, b: TrajectoryBuilder, rng: random.Random, slip: str)
                                   f"Save my version of {m['function']}.",
                                   "Write the code I have in mind."]), mistake=True)
     _save(b, rng, m["target"], wrong, mistake=True)
+    b.think("action", rng.choice(["Run the tests.", "Test it.", "See if the tests pass now."]),
+            mistake=True)
     report = b.call("run_tests", {}, mistake=True)
     b.mistake(slip, answer=wrong, note=why)
     b.think("reflection", f"Not right: {_quote(report)}. My version was wrong: {why}.")
