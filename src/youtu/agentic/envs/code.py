@@ -6,6 +6,11 @@
         env.call_tool(task, box, "run_tests", {})
     env.check(task, fixed_source)                     # hidden tests in a fresh sandbox
 
+Tasks are drawn from the families of `code_tasks.FAMILIES` (`code_tasks.variant`: names,
+spec phrasing, solution strategy) inside a per-task file layout (module and test file names, a
+module docstring, an unrelated helper); the injected bug is one of the family's bugs that the
+visible tests catch. The scripted teacher is `code_teacher.teach`.
+
 Tools (bash is the primitive, as in the paper's code trajectories): `bash` (a shell command in
 the workdir), `read_file`, `write_file`, `run_tests` (the visible tests under tests/). Every tool
 runs inside the episode's `Sandbox` as its unprivileged uid; the session costs one sandbox
