@@ -57,6 +57,33 @@ def _commit() -> str:
         return "unknown"
 
 
+class _NearDedup:
+    """MinHash (5-word shingles, sha1, 128 permutations) + datasketch's LSH: `seen_before` is
+    True when a text's estimated Jaccard similarity to an earlier one reaches `threshold` (what
+    `youtu.data.dedup.NearDedup` did before the pipeline moved to datatrove's stages)."""
+
+    def __init__(self, threshold: float = 0.8, num_perm: int = 128) -> None:
+        try:
+            from datasketch import MinHashLSH
+        except ImportError as e:
+            raise ImportError("near-duplicate rates need datasketch: pip install datasketch") from e
+        self.num_perm, self._count = num_perm, 0
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+
+    def seen_before(self, text: str) -> bool:
+        from datasketch import MinHash
+
+        words = text.lower().split()
+        shingles = {" ".join(words[i:i + 5]) for i in range(max(len(words) - 4, 1))}
+        m = MinHash(num_perm=self.num_perm, seed=1)
+        m.update_batch([s.encode("utf-8") for s in shingles])
+        if self._lsh.query(m):
+            return True
+        self._lsh.insert(str(self._count), m, check_duplication=False)
+        self._count += 1
+        return False
+
+
 def measure(folder: Path, token_counter: str) -> dict[str, dict[str, float]]:
     """Per-domain duplicate, near-duplicate and skeleton rates of the trajectories in `folder`,
     and their tokens: all, and those of real-content episodes (`REAL_CONTENT` environments, and
@@ -65,7 +92,10 @@ def measure(folder: Path, token_counter: str) -> dict[str, dict[str, float]]:
     from youtu.agentic.render import render_text
     from youtu.agentic.synthesize import _token_counter
     from youtu.agentic.trajectory import load_trajectories
-    from youtu.data.dedup import NearDedup
+    try:
+        from youtu.data.dedup import NearDedup
+    except ImportError:  # the pipeline's dedup moved into datatrove stages (e756c23)
+        NearDedup = _NearDedup
 
     count = _token_counter(token_counter)
     real_content = getattr(envs, "REAL_CONTENT", ())  # () on commits before issue 20
@@ -79,7 +109,8 @@ def measure(folder: Path, token_counter: str) -> dict[str, dict[str, float]]:
         d, c = traj.domain, counts[traj.domain]
         c["n"] += 1
         task_key = (traj.task.prompt, traj.task.answer,
-                    traj.task.meta.get("files", {}).get("tests/test_solution.py", ""))
+                    traj.task.meta.get("files", {}).get(
+                        traj.task.meta.get("test_file", "tests/test_solution.py"), ""))
         c["task_dup"] += task_key in seen_task[d]
         seen_task[d].add(task_key)
         conv = traj.content_hash()

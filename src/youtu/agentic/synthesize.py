@@ -157,7 +157,8 @@ def _pool_job(job: Job) -> tuple[Job, list[dict[str, Any]], dict[str, Any]]:
 
 def _finish(traj: Trajectory, count: Callable[[str], int]) -> dict[str, Any]:
     # A task is its prompt, its answer and (code) its visible tests: same key = same task.
-    tests = traj.task.meta.get("files", {}).get("tests/test_solution.py", "")
+    meta = traj.task.meta
+    tests = meta.get("files", {}).get(meta.get("test_file", "tests/test_solution.py"), "")
     task_key = hashlib.sha256(f"{traj.domain}\0{traj.task.prompt}\0{traj.task.answer}\0{tests}"
                               .encode())
     return {"traj": traj.to_dict(), "task_key": task_key.hexdigest()[:16],

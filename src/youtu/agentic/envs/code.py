@@ -6,6 +6,11 @@
         env.call_tool(task, box, "run_tests", {})
     env.check(task, fixed_source)                     # hidden tests in a fresh sandbox
 
+Tasks are drawn from the families of `code_tasks.FAMILIES` (`code_tasks.variant`: names,
+spec phrasing, solution strategy) inside a per-task file layout (module and test file names, a
+module docstring, an unrelated helper); the injected bug is one of the family's bugs that the
+visible tests catch. The scripted teacher is `code_teacher.teach`.
+
 Tools (bash is the primitive, as in the paper's code trajectories): `bash` (a shell command in
 the workdir), `read_file`, `write_file`, `run_tests` (the visible tests under tests/). Every tool
 runs inside the episode's `Sandbox` as its unprivileged uid; the session costs one sandbox
@@ -30,10 +35,12 @@ import random
 import re
 import secrets
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from youtu.agentic.envs import code_teacher
 from youtu.agentic.envs.base import Env, function_schema
-from youtu.agentic.envs.code_tasks import FAMILIES, Family, call_repr
+from youtu.agentic.envs.code_tasks import FAMILIES, Family, call_repr, rename, variant
 from youtu.agentic.sandbox import Sandbox, SandboxError, SandboxLimits
 from youtu.agentic.trajectory import Step, Task, Trajectory, Verdict
 
@@ -180,7 +187,24 @@ server: not dumpable, so the candidate's process cannot read its memory). `_veri
 prints FAILED lines and then `<tag>N passed, M failed`."""
 
 _VISIBLE, _HIDDEN = 3, 8
-_PACKAGES = ["textkit", "listutils", "mathbits", "toolbox", "helpers"]
+_PACKAGES = ["textkit", "listutils", "mathbits", "toolbox", "helpers", "coreutils", "datatools",
+             "strops", "numkit", "common"]
+_MODULE_DOCS = ["Small helpers used across the project.", "Utility functions.",
+                "Pure functions over plain data (no I/O).", "Helpers for the report generator.",
+                "Data-cleaning routines.", "Shared building blocks; keep them dependency-free.",
+                "Functions used by the command-line tools.", None, None]
+"""The target module's docstring (None: no docstring), drawn per task."""
+_HELPERS = [
+    ("_is_blank", "def _is_blank(s):\n    return not s.strip()\n"),
+    ("_sign", "def _sign(x):\n    return (x > 0) - (x < 0)\n"),
+    ("_pairwise", "def _pairwise(xs):\n    return list(zip(xs, xs[1:]))\n"),
+    ("_mean", "def _mean(xs):\n    return sum(xs) / len(xs) if xs else 0.0\n"),
+    ("_first", "def _first(xs, default=None):\n    return xs[0] if xs else default\n"),
+    ("_squeeze", "def _squeeze(s):\n    return ' '.join(s.split())\n"),
+    ("VERSION", "VERSION = '{v}'\n"),
+    ("__all__", "__all__ = [{names}]\n"),
+]
+"""Unrelated module contents (a helper, a constant) that vary what the target file holds."""
 
 
 def _reference(fam: Family, source: str | None = None) -> Any:
@@ -229,15 +253,54 @@ def _stub(fam: Family) -> str:
 
 
 def _with_doc(fam: Family, source: str) -> str:
-    head, body = source.split("\n", 1)
-    return f'{head}\n    """{fam.doc}"""\n{body}'
+    """`source` with the spec as the docstring of its `def fam.fn` (imports may come first)."""
+    lines = source.split("\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"def {fam.fn}("))
+    return "\n".join(lines[:at + 1] + [f'    """{fam.doc}"""'] + lines[at + 1:])
+
+
+def _layout(rng: random.Random, fns: list[str]) -> tuple[str, str]:
+    """(head, tail) framing a target module: an optional docstring, and an unrelated helper
+    or constant before or after the functions."""
+    doc = rng.choice(_MODULE_DOCS)
+    head = f'"""{doc}"""\n\n' if doc else ""
+    if rng.random() < 0.35:
+        return head, ""
+    name, helper = rng.choice(_HELPERS)
+    helper = helper.format(v=f"{rng.randint(0, 3)}.{rng.randint(0, 12)}.{rng.randint(0, 9)}",
+                           names=", ".join(repr(f) for f in fns))
+    if name == "__all__" or rng.random() < 0.5:
+        return head + helper + "\n\n", ""
+    return head, "\n\n" + helper
+
+
+_PROMPTS = {
+    1: ["Implement `{fn}` in {path}.\n\n{sig}\n    {doc}\n\nThe tests are in tests/. Make them pass.",
+        "{path} has a stub for `{fn}`: {doc} Write it so that the tests under tests/ pass.",
+        "Please fill in `{fn}` ({path}).\n\nSpec: {doc}\n\nSignature: `{sig}`",
+        "Write the body of {fn} in {path}. It should do this: {doc}",
+        "New function needed: `{sig}` in {path}. {doc} Tests are already written."],
+    2: ["Bug report: `{fn}` in {path} returns wrong results for some inputs. Spec: {doc} "
+        "Find and fix the bug; the tests in tests/ show the expected behaviour.",
+        "The tests for `{fn}` fail. It is supposed to do this: {doc} Fix {path}.",
+        "`{fn}` ({path}) is broken on some inputs. Expected behaviour: {doc}",
+        "Users report wrong output from {fn}. Its contract: {doc} Repair it without "
+        "touching the tests.",
+        "CI is red: tests for `{fn}` in {path} fail. Please fix the function ({doc})"],
+    3: ["The `{pkg}` package has failing tests. Find the cause and fix it without changing "
+        "the tests.", "Some tests of `{pkg}` fail after a recent change. Track the bug down "
+        "and fix it.", "`{pkg}`: the test suite is red. Make it green again; the tests are "
+        "right.", "Fix the failing tests in the {pkg} package (the bug is in the library "
+        "code, not in tests/)."],
+}
+"""Task prompts per level: {fn}, {sig}, {doc}, {path}, {pkg}."""
 
 
 class CodeEnv(Env):
     """Implement or repair Python functions; verified by hidden unit tests in a sandbox."""
 
     name = "code"
-    version = "1"
+    version = "2"
     system_prompt = ("You are a software engineer working in a sandboxed repository. Explore "
                      "with bash, read and write files, run the tests, and finish when they pass. "
                      "Summarise what you changed.")
@@ -263,71 +326,89 @@ class CodeEnv(Env):
     def generate(self, seed: int, difficulty: int = 1) -> Task:
         level = self._difficulty(difficulty)
         rng = random.Random(f"code/{seed}/{difficulty}")
-        fam = rng.choice(FAMILIES)
+        fam = variant(rng.choice(FAMILIES), rng)
         seen: set[str] = set()
-        visible = [(args, _reference(fam)(*args)) for args in fam.edge[:2]] + \
+        ref = _reference(fam)
+        visible = [(args, ref(*args)) for args in fam.edge[:2]] + \
             _cases(fam, rng, _VISIBLE, seen | {repr(a) for a in fam.edge})
-        hidden = [(args, _reference(fam)(*args)) for args in fam.edge] + \
-            _cases(fam, rng, _HIDDEN, seen)
-        bugs = [(src, why) for src, why in fam.bugs if _fails(fam, src, visible)]
-        meta: dict[str, Any] = {"family": fam.name, "function": fam.fn,
-                                "bug": bugs[0][1] if bugs else ""}
-        if level == 1:
-            target, module = "solution.py", "solution"
-            files = {target: _stub(fam)}
-            prompt = (f"Implement `{fam.fn}` in solution.py.\n\n{fam.signature}\n    {fam.doc}\n\n"
-                      "The tests are in tests/. Make them pass.")
-            final = _with_doc(fam, fam.reference)
-        else:
-            buggy = bugs[0][0] if bugs else fam.reference
-            if level == 2:
-                target, module = "solution.py", "solution"
-                files = {target: _with_doc(fam, buggy)}
-                prompt = (f"Bug report: `{fam.fn}` in solution.py returns wrong results for some "
-                          f"inputs. Spec: {fam.doc} Find and fix the bug; the tests in tests/ "
-                          "show the expected behaviour.")
-                final = _with_doc(fam, fam.reference)
+        rng.shuffle(visible)
+        hidden = [(args, ref(*args)) for args in fam.edge] + _cases(fam, rng, _HIDDEN, seen)
+        bugs = [(_with_doc(fam, src), why, kind) for src, why, kind in fam.bugs
+                if _fails(fam, src, visible)]
+        injected = rng.choice(bugs) if bugs else (_with_doc(fam, fam.reference), "", "")
+        meta: dict[str, Any] = {"family": fam.name, "function": fam.fn, "signature": fam.signature,
+                                "bug": injected[1], "bug_kind": injected[2], "bugs": bugs,
+                                "visible": [(call_repr(fam.fn, a), repr(e)) for a, e in visible]}
+        good = _with_doc(fam, fam.reference)
+        if level < 3:
+            module = rng.choice(["solution", "solution", "impl", "library", fam.fn])
+            target = f"{module}.py"
+            head, tail = _layout(rng, [fam.fn])
+
+            def frame(body: str) -> str:
+                return head + body + tail
+
+            final = frame(good)
+            if level == 1:
+                files = {target: frame(_stub(fam))}
+                prompt = rng.choice(_PROMPTS[1]).format(fn=fam.fn, sig=fam.signature, doc=fam.doc,
+                                                        path=target)
             else:
-                other = rng.choice([f for f in FAMILIES if f.name != fam.name])
-                pkg = rng.choice(_PACKAGES)
-                target, module = f"{pkg}/core.py", f"{pkg}.core"
-                good = _with_doc(other, other.reference)
-                files = {f"{pkg}/__init__.py": f"from {pkg}.core import {other.fn}, {fam.fn}\n",
-                         target: good + "\n\n" + _with_doc(fam, buggy)}
-                other_cases = [(a, _reference(other)(*a)) for a in other.edge[:2]]
-                files["tests/test_other.py"] = _test_file(f"from {pkg} import {other.fn}",
-                                                          other, other_cases, "")
-                prompt = (f"The `{pkg}` package has failing tests. Find the cause and fix it "
-                          "without changing the tests.")
-                final = good + "\n\n" + _with_doc(fam, fam.reference)
-                meta["other"] = other.name
+                files = {target: frame(injected[0])}
+                prompt = rng.choice(_PROMPTS[2]).format(fn=fam.fn, doc=fam.doc, path=target)
+        else:
+            other = variant(rng.choice([f for f in FAMILIES if f.name != fam.name]), rng)
+            if other.fn == fam.fn:
+                other = replace(other, fn=other.fn + "_",
+                                reference=rename(other.reference, {other.fn: other.fn + "_"}))
+            pkg = rng.choice(_PACKAGES)
+            leaf = rng.choice(["core", "core", "ops", "funcs", "base"])
+            target, module = f"{pkg}/{leaf}.py", f"{pkg}.{leaf}"
+            head, tail = _layout(rng, [other.fn, fam.fn])
+            first = rng.random() < 0.5
+            other_good = _with_doc(other, other.reference)
+
+            def frame(body: str) -> str:
+                return head + "\n\n".join([other_good, body] if first else [body, other_good]) + tail
+
+            files = {f"{pkg}/__init__.py": f"from {module} import {other.fn}, {fam.fn}\n",
+                     target: frame(injected[0])}
+            other_cases = [(a, _reference(other)(*a)) for a in other.edge[:2]]
+            files["tests/test_other.py"] = _test_file(f"from {pkg} import {other.fn}",
+                                                      other, other_cases, "")
+            prompt = rng.choice(_PROMPTS[3]).format(pkg=pkg)
+            final = frame(good)
+            meta["other"] = other.name
         import_line = f"from {module} import {fam.fn}"
-        files["tests/test_solution.py"] = _test_file(import_line, fam, visible, "")
+        test_file = rng.choice(["tests/test_solution.py", f"tests/test_{fam.fn}.py",
+                                f"tests/test_{module.split('.')[-1]}.py"])
+        if test_file == "tests/test_other.py":
+            test_file = "tests/test_solution.py"
+        files[test_file] = _test_file(import_line, fam, visible, "")
         hidden_files = {k: v for k, v in files.items() if k.startswith("tests/")}
         hidden_files["tests/test_hidden.py"] = _test_file(import_line, fam, hidden, "hidden_")
         meta.update({"files": files, "target": target, "hidden_tests": hidden_files,
-                     "reference": final, "module": module, "level": level,
+                     "reference": final, "module": module, "level": level, "test_file": test_file,
                      "plan": ["Explore the repository", "Read the code and the tests",
                               "Run the tests" if level > 1 else "Write the implementation",
                               "Fix the code" if level > 1 else "Run the tests",
                               "Re-run the tests until they pass"]})
+        meta["bugs"] = [(frame(src), why, kind) for src, why, kind in bugs]
         task = Task(id=f"code-{seed}-{difficulty}", env=self.name, seed=seed,
                     difficulty=difficulty, prompt=prompt, answer=final, meta=meta)
         task.steps = self._gold_steps(task)
-        task.near_misses = [_with_doc(fam, src) if level < 3 else
-                            files[target].replace(_with_doc(fam, buggy), _with_doc(fam, src))
-                            for src, _ in bugs]
+        task.near_misses = [src for src, _, _ in meta["bugs"]]
         return task
 
     def _gold_steps(self, task: Task) -> list[Step]:
         m = task.meta
-        n_tests = m["files"]["tests/test_solution.py"].count("def test_")
+        n_tests = m["files"][m["test_file"]].count("def test_")
         n_tests += m["files"].get("tests/test_other.py", "").count("def test_")
         steps = [Step("List the files", "bash", {"command": "ls -R"}),
                  Step(f"Read {m['target']}", "read_file", {"path": m["target"]},
                       m["files"][m["target"]]),
-                 Step("Read the tests", "read_file", {"path": "tests/test_solution.py"},
-                      m["files"]["tests/test_solution.py"])]
+                 Step("Read the tests", "read_file", {"path": m["test_file"]},
+                      m["files"][m["test_file"]])]
         if m["level"] > 1:
             steps.append(Step("Run the tests to see the failure", "run_tests", {}))
         steps += [Step(f"Write the fixed {m['target']}", "write_file",
@@ -429,59 +510,4 @@ class CodeEnv(Env):
     # scripted teacher
 
     def teach(self, task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -> str:
-        m = task.meta
-        target = m["target"]
-        b.think("analysis", f"Task: {task.prompt} The code to change is in {target}; the tests "
-                "define the expected behaviour.")
-        b.think("plan", "\n".join(f"{i + 1}. {p}" for i, p in enumerate(m["plan"])))
-        b.think("action", "Look at the repository layout.")
-        b.call("bash", {"command": "ls -R"})
-        b.think("action", f"Read {target} and the tests together.")
-        b.call_parallel([("read_file", {"path": target}),
-                         ("read_file", {"path": "tests/test_solution.py"})])
-        if m["level"] == 1:
-            if mistake and m["bug"]:
-                bug = next(src for src, why in _family(m["family"]).bugs if why == m["bug"])
-                wrong = _with_doc(_family(m["family"]), bug)
-                b.think("action", f"Write a first implementation of {m['function']}.", mistake=True)
-                b.call("write_file", {"path": target, "content": wrong}, mistake=True)
-                b.think("action", "Run the tests.", mistake=True)
-                report = b.call("run_tests", {}, mistake=True)
-                b.mistake("buggy_implementation", answer=wrong, note=m["bug"])
-                b.think("reflection", f"{_first_failure(report)} The bug: {m['bug']}.")
-            b.think("action", f"Write the implementation of {m['function']}.")
-        else:
-            if mistake:
-                b.think("action", "Run the test file directly with Python.", mistake=True)
-                out = b.call("bash", {"command": "python3 tests/test_solution.py"}, mistake=True)
-                b.mistake("wrong_test_command", note="ran a test file as a script")
-                error = out.splitlines()[-2] if len(out.splitlines()) > 1 else out
-                b.think("reflection", f"That did not run the suite ({error}). "
-                        "Run as a script, tests/ is first on sys.path so the code under test "
-                        "is not importable, and the test functions are never called. The "
-                        "run_tests tool runs the suite from the repository root.")
-            b.think("action", "Run the tests to see what fails.")
-            report = b.call("run_tests", {})
-            b.think("reflection", f"{_first_failure(report)} Looking at {m['function']}: "
-                    f"{m['bug']}.")
-            b.think("action", f"Patch {m['function']} in {target}.")
-        b.call("write_file", {"path": target, "content": m["reference"]})
-        b.think("action", "Re-run the tests.")
-        report = b.call("run_tests", {})
-        assert report.endswith(" 0 failed"), report
-        b.think("reflection", f"The tests pass: {report.splitlines()[-1]}.")
-        what = "implemented" if m["level"] == 1 else "fixed"
-        b.think("summary", f"I {what} {m['function']} in {target}"
-                + (f" ({m['bug']})" if m["level"] > 1 else "") + "; all tests pass.")
-        return f"I {what} `{m['function']}` in `{target}`. {report.splitlines()[-1]}."
-
-
-def _family(name: str) -> Family:
-    return next(f for f in FAMILIES if f.name == name)
-
-
-def _first_failure(report: str) -> str:
-    failed = [line for line in report.splitlines() if line.startswith("FAILED")]
-    summary = report.splitlines()[-1] if report else ""
-    return (f"The tests report {summary}; first failure: {failed[0][7:]}." if failed
-            else f"The tests report: {summary}.")
+        return code_teacher.teach(task, b, rng, mistake)
