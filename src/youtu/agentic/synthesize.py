@@ -442,11 +442,11 @@ def _summarize(cfg: SynthConfig, shard_stats: dict[Job, dict[str, Any]], wall_s:
 def _scripted_solver(cfg: SynthConfig):
     def solve(jobs: list[Job]):
         workers = cfg.workers or os.cpu_count() or 1
-        _token_counter(cfg.token_counter)  # a bad setting fails here, in one line, not in workers
         if workers == 1 or len(jobs) <= 1:
             _init_worker(cfg)
             yield from map(run_scripted_job, jobs)
             return
+        _token_counter(cfg.token_counter)  # a bad setting fails here, in one line, not in workers
         # fork: workers inherit the imported modules (sympy alone takes ~1 s to import).
         # ProcessPoolExecutor, not multiprocessing.Pool: when an initializer raises or a worker
         # is killed (OOM), Pool respawns workers forever and the command hangs; the executor

@@ -168,8 +168,7 @@ def paired_section(results: dict[str, dict[str, Any]]) -> list[str]:
     """Markdown lines: each model's item accuracy with its 95% Wilson interval, and each later
     model's paired difference from the first one (95% interval, exact McNemar p) per group of
     per-item predictions. Empty when fewer than two result sets carry item predictions."""
-    from youtu.eval.stats import paired_difference, wilson_interval
-    from youtu.eval.stats import item_outcomes
+    from youtu.eval.stats import item_outcomes, paired_difference, wilson_interval
 
     labels = list(results)
     lines: list[str] = []
