@@ -193,3 +193,28 @@ def test_activation_checkpointing_setting_maps_booleans_and_rejects_others():
     assert checkpoint_mode(True) == "full" and checkpoint_mode("off") == "off"
     with pytest.raises(ValueError, match="activation_checkpointing"):
         TrainConfig(activation_checkpointing="some")
+
+
+def test_shutdown_meets_at_a_barrier_on_a_clean_exit_only(monkeypatch):
+    # A rank that destroys its gloo group while a peer still works with it can abort (CI saw
+    # "terminate called without an active exception" on rank 1 of test_reshard); a failing
+    # rank must not wait at a barrier its peers never reach.
+    from youtu.train import parallel
+
+    calls: list[str] = []
+    monkeypatch.setattr(parallel.tdist, "is_initialized", lambda: True)
+    monkeypatch.setattr(parallel.tdist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(parallel.tdist, "destroy_process_group", lambda: calls.append("destroy"))
+    dist = parallel.Dist(rank=0, world_size=2, owns_group=True)
+    parallel.shutdown(dist)
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    with pytest.raises(ValueError):
+        try:
+            raise ValueError("a rank failed")
+        finally:
+            parallel.shutdown(dist)
+    assert calls == ["destroy"]
+    calls.clear()
+    parallel.shutdown(parallel.Dist(rank=0, world_size=2, owns_group=False))
+    assert calls == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -100,9 +101,20 @@ def init_distributed(device: str = "auto", timeout_s: int = 1800) -> Dist:
 
 
 def shutdown(dist: Dist) -> None:
-    """Leave the process group (call once, at the end of the command) if `dist` created it."""
+    """Leave the process group (call once, at the end of the command) if `dist` created it.
+
+    On a clean exit every rank meets at a barrier first: a rank that tears down its gloo group
+    while a peer still has work in flight with it can abort in gloo's worker threads
+    ("terminate called without an active exception", seen once in CI on a loaded 2-core
+    machine). Called from a `finally` while an exception propagates, it skips the barrier: the
+    failing rank's peers may never arrive, and torchrun ends them once this rank exits.
+    """
     if dist.distributed and dist.owns_group and tdist.is_initialized():
-        tdist.destroy_process_group()
+        try:
+            if sys.exc_info()[0] is None:
+                tdist.barrier()
+        finally:
+            tdist.destroy_process_group()
 
 
 # ---- wrapping -----------------------------------------------------------------------------------
