@@ -67,10 +67,29 @@ def _compiled_flex():
     return torch.compile(flex_attention, dynamic=False)
 
 
+FLEX_MIN_HEAD_DIM = 16
+"""FlexAttention's Triton kernel needs every head dim >= 16 (torch 2.11 raises "NYI: embedding
+dimension ... must be at least 16"); smaller heads (the tiny preset's v is 8) are zero-padded."""
+
+
+def pad_head_dims(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, minimum: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q/k and v zero-padded on the last dim up to `minimum`: exact (zero q/k columns add
+    nothing to the scores, zero v columns give zero outputs that the caller slices off)."""
+    qk = max(0, minimum - q.shape[-1])
+    if qk:
+        q, k = F.pad(q, (0, qk)), F.pad(k, (0, qk))
+    if v.shape[-1] < minimum:
+        v = F.pad(v, (0, minimum - v.shape[-1]))
+    return q, k, v
+
+
 def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: BlockMask,
           scale: float) -> torch.Tensor:
-    """FlexAttention through the compiled kernel."""
-    return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale)
+    """FlexAttention through the compiled kernel ([B, H, T, Dv] for the given v's Dv)."""
+    dv = v.shape[-1]
+    q, k, v = pad_head_dims(q, k, v, FLEX_MIN_HEAD_DIM)
+    return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale)[..., :dv]
 
 
 def doc_block_mask(doc_ids: torch.Tensor) -> BlockMask:
