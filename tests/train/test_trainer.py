@@ -51,3 +51,38 @@ def test_optimizer_applies_no_decay_to_norms():
     opt.step()
     assert torch.equal(model.model.norm.weight, torch.ones_like(model.model.norm.weight))
     torch.testing.assert_close(model.model.layers[0].mlp.up_proj.weight, before * (1 - 0.5 * 0.1))
+
+
+def test_heldout_eval_compiles_no_graph(make_cfg, tmp_path):
+    # Held-out eval under no_grad, with a short last batch, compiled two more graphs per block
+    # and loss kernel (a static, then a dynamic one) in every run; it now runs eagerly.
+    from types import SimpleNamespace
+
+    from torch._dynamo.utils import counters
+
+    from youtu.train.loop import build_model
+    from youtu.train.parallel import Dist
+    from youtu.train.trainer import HeldOut, Trainer
+
+    torch._dynamo.reset()
+    cfg = make_cfg()
+    trainer = Trainer(cfg.train, build_model(cfg.model, cfg.seed), dist=Dist(), out_dir=tmp_path)
+    for block in trainer.model.model.layers:
+        block.compile(backend="eager")  # dynamo's graph count without inductor's CPU compile time
+    vocab = cfg.model.vocab_size
+
+    def batch(rows: int, seq: int):
+        ids = torch.randint(0, vocab, (rows, seq))
+        return SimpleNamespace(input_ids=ids, targets=ids, doc_ids=torch.zeros_like(ids),
+                               positions=torch.arange(seq).expand(rows, seq))
+
+    train = batch(4, 32)
+    loss, _ = trainer.root(train.input_ids, train.targets, train.positions, None)
+    loss.backward()
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs >= 1
+    out = trainer.evaluate({"stem": HeldOut(batches=[batch(4, 32), batch(1, 32)])})
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert out["heldout/loss/stem"] > 0
+    trainer.close()
+    torch._dynamo.reset()

@@ -486,7 +486,18 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, heldout: dict[str, HeldOut]) -> dict[str, float]:
         """Mean loss (nats/token) and bits per byte per held-out domain. Every process scores
-        every batch (FSDP needs the same forwards everywhere; held-out sets are small)."""
+        every batch (FSDP needs the same forwards everywhere; held-out sets are small).
+
+        Runs the compiled blocks eagerly: under no_grad, and with a short last batch, they
+        would compile two more graphs per block and loss kernel (a static and then a dynamic
+        one; counted with dynamo in `test_heldout_eval_compiles_no_graph`), for a forward over
+        a few hundred thousand tokens. The small recipe's first H200 run spent ~60 s compiling
+        in stage 1 and ~35-40 s at the seq_len change.
+        """
+        with torch.compiler.set_stance("force_eager"):
+            return self._evaluate(heldout)
+
+    def _evaluate(self, heldout: dict[str, HeldOut]) -> dict[str, float]:
         self.root.eval()
         out: dict[str, float] = {}
         dev = self.dist.device
