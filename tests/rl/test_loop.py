@@ -346,3 +346,18 @@ def test_config_errors_name_the_fix(tmp_path, policy_dir):
         rl_config(tmp_path, policy_dir, "--rl.temperature=0")
     with pytest.raises(ConfigError, match="not a model folder"):
         run_rl(rl_config(tmp_path, policy_dir), tmp_path / "missing", tmp_path)
+
+
+@pytest.mark.gpu
+def test_rl_on_cuda_samples_from_the_refreshed_graphed_copy(tmp_path, policy_dir):
+    """On CUDA the rollouts replay CUDA graphs over the bf16 sampler copy: each round's
+    refresh must reach the graphs (in-place copies), or the sampler's log-probs drift from the
+    trainer's after the first update (lr 1e-2 moves the tiny policy far in one step)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    cfg = rl_config(tmp_path, policy_dir, "--device=cuda", "--rl.precision=bf16", "--rl.steps=3",
+                    "--rl.lr=1e-2", "--rl.eval_tasks=0", "--rl.mismatch_action=raise",
+                    "--rl.mismatch_threshold=0.05")
+    run_rl(cfg, policy_dir, tmp_path / "rl")
+    rows = [r for r in _metric_rows(tmp_path / "rl") if "rl/mismatch/mean_abs" in r]
+    assert len(rows) == 3 and max(r["rl/mismatch/mean_abs"] for r in rows) < 0.05
