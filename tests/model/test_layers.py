@@ -96,3 +96,58 @@ def test_attention_scale():
     assert attention_scale(cfg) == pytest.approx(192 ** -0.5 * yarn_mscale(4.0, 0.707) ** 2)
     cfg.rope_scaling = RopeScaling(factor=4.0, mscale_all_dim=0.0)
     assert attention_scale(cfg) == 192 ** -0.5
+
+
+def _storage_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the distinct storages behind `module`'s parameters."""
+    seen = {}
+    for p in module.parameters():
+        st = p.untyped_storage()
+        seen[st.data_ptr()] = st.nbytes()
+    return sum(seen.values())
+
+
+@torch.no_grad()
+def test_fused_gate_up_equals_the_separate_projections_in_place():
+    torch.manual_seed(0)
+    mlp = MLP(16, 40)
+    x = torch.randn(3, 2, 16)
+    before = mlp(x)
+    params = dict(mlp.named_parameters())
+    state = {k: v.clone() for k, v in mlp.state_dict().items()}
+    nbytes = _storage_bytes(mlp)
+    mlp.fuse_()
+    assert mlp.fused and mlp.gate_up.shape == (80, 16)
+    # the same parameter objects, names and values, now views of gate_up: no extra memory
+    assert dict(mlp.named_parameters()) == params
+    assert {k: v for k, v in mlp.state_dict().items()}.keys() == state.keys()
+    assert all(torch.equal(mlp.state_dict()[k], v) for k, v in state.items())
+    assert mlp.gate_proj.weight.untyped_storage().data_ptr() == mlp.gate_up.untyped_storage().data_ptr()
+    assert _storage_bytes(mlp) == nbytes
+    torch.testing.assert_close(mlp.forward_fused(x), before, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(mlp(x), before, atol=1e-6, rtol=1e-5)
+    # in-place updates of a parameter reach the fused weight
+    mlp.up_proj.weight.mul_(-1)
+    torch.testing.assert_close(mlp.forward_fused(x), mlp(x), atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(mlp(x), before, atol=1e-3)
+    gate_up = mlp.gate_up
+    mlp.fuse_()  # idempotent
+    assert mlp.gate_up is gate_up
+    # a cast replaces the parameters' data: the layout is gone and says so
+    mlp.double()
+    assert not mlp.fused
+    mlp.fuse_()
+    assert mlp.fused and mlp.gate_up.dtype == torch.float64
+
+
+def test_training_through_fused_views_still_trains_the_parameters():
+    torch.manual_seed(0)
+    mlp = MLP(8, 12)
+    mlp.fuse_()
+    x = torch.randn(4, 8)
+    mlp(x).pow(2).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mlp.parameters())
+    torch.optim.SGD(mlp.parameters(), lr=0.1).step()
+    assert mlp.fused  # the optimizer updated the views in place
+    with torch.no_grad():
+        torch.testing.assert_close(mlp.forward_fused(x), mlp(x), atol=1e-6, rtol=1e-5)

@@ -182,20 +182,22 @@ def test_cache_is_allocated_from_the_budget(model):
 
 def test_a_failing_forward_fails_its_requests_not_the_engine(model, prompts, references, monkeypatch):
     engine = Engine(model, max_batch=4, max_seq_len=64, eos_ids=[])
-    real = model.hidden_states
+    embed = model.model.embed_tokens
+    real = embed.forward  # every forward (prefill, decode) starts with the embedding
     calls = {"n": 0}
 
     def flaky(*a, **kw):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 3:  # the second decode step
             raise RuntimeError("simulated out of memory")
         return real(*a, **kw)
 
-    monkeypatch.setattr(model, "hidden_states", flaky)
+    monkeypatch.setattr(embed, "forward", flaky)
     outs = engine.generate(prompts[:2], _greedy(5))
     assert [o.finish_reason for o in outs] == ["error", "error"]
     assert "simulated" in outs[0].error
-    monkeypatch.setattr(model, "hidden_states", real)
+    assert [len(o.token_ids) for o in outs] == [2, 2]  # prefill's and the first decode's
+    monkeypatch.setattr(embed, "forward", real)
     assert engine.generate([prompts[0]], _greedy(12))[0].token_ids == references[0]
     assert engine.metrics()["free_rows"] == 4
 
@@ -343,3 +345,137 @@ def test_refresh_sampler_updates_the_engine_in_place(model, prompts):
     assert after == reference_greedy(policy, prompts[0], 12) != before
     with pytest.raises(ValueError, match="sampler_copy"):
         refresh_sampler(sampler, torch.nn.Linear(2, 2))
+
+
+# ---- decode-time weight layout and host/GPU overlap ------------------------------------------
+
+def _storage_bytes(model) -> int:
+    storages = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in model.parameters()}
+    return sum(storages.values())
+
+
+@torch.no_grad()
+def test_fused_decode_equals_unfused_and_keeps_the_checkpoint_layout(model, prompts, references):
+    import copy
+
+    from youtu.serve.graphs import decode_step, decode_weights_fused
+
+    plain = copy.deepcopy(model)
+    keys, nbytes = list(plain.state_dict()), _storage_bytes(plain)
+    unfused = Engine(plain, max_batch=3, max_seq_len=64, eos_ids=[], fuse_weights=False)
+    assert not unfused.fused and not decode_weights_fused(plain)
+    params = [_greedy(n) for n in NEW_TOKENS]
+    a = unfused.generate(prompts, params)
+    fused = Engine(plain, max_batch=3, max_seq_len=64, eos_ids=[])  # the default
+    assert fused.fused and decode_weights_fused(plain)
+    assert list(plain.state_dict()) == keys and _storage_bytes(plain) == nbytes  # no second copy
+    b = fused.generate(prompts, params)
+    assert [o.token_ids for o in b] == [o.token_ids for o in a] == references
+    torch.testing.assert_close(torch.tensor([lp for o in b for lp in o.logprobs]),
+                               torch.tensor([lp for o in a for lp in o.logprobs]), atol=1e-5, rtol=1e-5)
+    # one decode step's logits, fused vs separate projections, on a filled cache row
+    ids, pos, rows = torch.tensor([[5], [9]]), torch.tensor([[20], [3]]), torch.tensor([0, 1])
+    one = decode_step(plain, fused.cache, ids, pos, rows, 21)
+    two = decode_step(plain, fused.cache, ids, pos, rows, 21, fused=True)
+    torch.testing.assert_close(two, one, atol=1e-5, rtol=1e-5)
+
+
+def test_refresh_sampler_refreshes_the_fused_decode_weights(model, prompts):
+    import copy
+
+    from youtu.serve.engine import refresh_sampler, sampler_copy
+    from youtu.serve.graphs import decode_weights_fused
+
+    policy = copy.deepcopy(model)
+    sampler = sampler_copy(policy, torch.float32)
+    engine = Engine(sampler, max_batch=2, max_seq_len=64, eos_ids=[])
+    assert engine.fused
+    gate_up = sampler.model.layers[0].mlp.gate_up
+    q_kv_a = sampler.model.layers[1].self_attn.q_kv_a
+    before = engine.generate([prompts[0]], _greedy(12))[0].token_ids
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "mlp.gate_proj" in name or "q_a_proj" in name or "kv_a_proj" in name:
+                p.add_(torch.randn_like(p) * 0.2)  # only weights the fused tensors hold
+    refresh_sampler(sampler, policy)
+    assert decode_weights_fused(sampler)  # refreshed through the views, layout intact
+    assert sampler.model.layers[0].mlp.gate_up is gate_up
+    torch.testing.assert_close(gate_up[:gate_up.shape[0] // 2],
+                               policy.model.layers[0].mlp.gate_proj.weight)
+    torch.testing.assert_close(q_kv_a[-sampler.config.kv_lora_rank - sampler.config.qk_rope_head_dim:],
+                               policy.model.layers[1].self_attn.kv_a_proj_with_mqa.weight)
+    after = engine.generate([prompts[0]], _greedy(12))[0].token_ids
+    assert after == reference_greedy(policy, prompts[0], 12) != before
+
+
+def _run_recorded(engine: Engine, prompts, params, cancel_after: dict[int, int] | None = None):
+    """Submit every request with a sink; returns per request (deltas' tokens, completion)."""
+    cancel_after = cancel_after or {}
+    deltas = {i: [] for i in range(len(prompts))}
+    handles = []
+    for i, (p, sp) in enumerate(zip(prompts, params)):
+        def sink(d, i=i):
+            deltas[i].append(list(d.token_ids))
+            got = sum(len(t) for t in deltas[i])
+            if i in cancel_after and got == cancel_after[i] and d.finish_reason is None:
+                engine.cancel(handles[i].id)
+        handles.append(engine.submit(p, sp, sink=sink))
+    outs = [h.result() for h in handles]
+    return deltas, outs
+
+
+def test_overlapped_decode_gives_the_same_tokens_stops_and_stream(model, prompts, references, tok):
+    """Launching step N+1 before reading step N back changes nothing a client sees: greedy and
+    seeded tokens, log-probs, top log-probs, EOS / stop ids / stop strings / max_tokens /
+    context limits, repetition penalty, joins into a full batch, cancellation from a callback."""
+    ref = references[2]
+    eos = ref[3]
+    stop = tok.decode(ref)[len(tok.decode(ref[:5])):][:2]
+    params = [_greedy(12, ignore_eos=True, top_logprobs=3),
+              SamplingParams(temperature=1.0, top_k=30, max_tokens=9, seed=7),
+              _greedy(20),                                      # ends on EOS
+              _greedy(30, stop=[stop], ignore_eos=True),        # ends on a stop string
+              SamplingParams(temperature=0.8, max_tokens=14, seed=3, repetition_penalty=1.3),
+              _greedy(40, ignore_eos=True),                     # cancelled after 6 tokens
+              _greedy(60, ignore_eos=True),                     # ends at the context limit
+              _greedy(7, stop_token_ids=[ref[5]], ignore_eos=True)]
+    reqs = [prompts[0], prompts[1], prompts[2], prompts[2], prompts[3], prompts[4],
+            list(range(1, 40)), prompts[2]]
+    runs = {}
+    for overlap in (False, True):
+        engine = Engine(model, max_batch=3, max_seq_len=64, eos_ids=[eos], detokenize=tok.decode,
+                        overlap=overlap)
+        runs[overlap] = _run_recorded(engine, reqs, params, cancel_after={5: 6})
+        assert engine.metrics()["free_rows"] == 3 and not engine.has_work()
+    (d0, o0), (d1, o1) = runs[False], runs[True]
+    assert [o.token_ids for o in o1] == [o.token_ids for o in o0]
+    assert [(o.finish_reason, o.stop_reason) for o in o1] == [(o.finish_reason, o.stop_reason) for o in o0]
+    assert [o.finish_reason for o in o0] == ["length", "length", "stop", "stop", "length", "abort",
+                                             "length", "stop"]
+    assert len(o0[5].token_ids) == 6 and len(o0[6].token_ids) == 64 - 39
+    assert d1 == d0  # the same deltas in the same order
+    for a, b in zip(o0, o1):
+        torch.testing.assert_close(torch.tensor(b.logprobs), torch.tensor(a.logprobs), atol=1e-5, rtol=1e-5)
+    assert [[i for i, _ in t] for t in o1[0].top_logprobs] == [[i for i, _ in t] for t in o0[0].top_logprobs]
+
+
+def test_overlap_runs_no_step_past_a_known_limit(model, prompts, monkeypatch):
+    """max_tokens and the context are known ahead: the overlapped engine launches exactly the
+    steps the synchronous one does (an extra step only follows a token-triggered stop)."""
+    embed = model.model.embed_tokens
+    real = embed.forward
+    calls = {"n": 0}
+
+    def counted(*a, **kw):
+        calls["n"] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(embed, "forward", counted)
+    counts = []
+    for overlap in (False, True):
+        calls["n"] = 0
+        engine = Engine(model, max_batch=2, max_seq_len=16, eos_ids=[], overlap=overlap)
+        outs = engine.generate([prompts[0], list(range(1, 14))], [_greedy(6), _greedy(50)])
+        assert [len(o.token_ids) for o in outs] == [6, 3]
+        counts.append(calls["n"])
+    assert counts[0] == counts[1] == 1 + 5  # one prefill, then decode steps up to token 6
