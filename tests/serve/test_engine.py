@@ -301,6 +301,7 @@ def test_decode_forwards_do_not_sync_with_the_host(model, prompts):
     try:
         gpu_model.hidden_states(ids, positions=pos, cache=engine.cache, cache_rows=rows)
         decode_step(gpu_model, engine.cache, ids, pos, rows, 64)
+        decode_step(gpu_model, engine.cache, ids, pos, rows, 64, fused=True)  # engine default
     finally:
         torch.cuda.set_sync_debug_mode(0)
         engine.cache.attend_len = None
@@ -479,3 +480,60 @@ def test_overlap_runs_no_step_past_a_known_limit(model, prompts, monkeypatch):
         assert [len(o.token_ids) for o in outs] == [6, 3]
         counts.append(calls["n"])
     assert counts[0] == counts[1] == 1 + 5  # one prefill, then decode steps up to token 6
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("compile", [False, True], ids=["graphs", "graphs+compile"])
+def test_fused_and_overlapped_decode_under_cuda_graphs(model, prompts, references, tok, compile):
+    """The CUDA defaults (fused weights, overlap, graphs, optionally compiled) == the eager
+    engine with separate projections and no overlap == the CPU full-forward argmax; the
+    overlapped engine streams what the synchronous one does (seeded rows, stops, cancel)."""
+    import copy
+
+    gpu_model = copy.deepcopy(model).cuda()
+    params = [_greedy(n) for n in NEW_TOKENS]
+    plain = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], use_cuda_graph=False,
+                   fuse_weights=False, overlap=False)
+    a = [o.token_ids for o in plain.generate(prompts, params)]
+    fast = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], compile=compile)
+    assert fast.fused and fast.overlap and fast.graphs is not None and fast.graphs.fused
+    b = [o.token_ids for o in fast.generate(prompts, params)]
+    assert b == a == references
+    long = fast.generate([prompts[0]], _greedy(280))[0]  # crosses the 256-slot length bucket
+    assert long.token_ids == plain.generate([prompts[0]], _greedy(280))[0].token_ids
+    ref = references[2]
+    mixed = [SamplingParams(temperature=1.0, max_tokens=9, seed=7), _greedy(20),
+             _greedy(40, ignore_eos=True), _greedy(7, stop_token_ids=[ref[5]], ignore_eos=True),
+             SamplingParams(temperature=0.8, max_tokens=14, seed=3, repetition_penalty=1.3)]
+    reqs = [prompts[1], prompts[2], prompts[4], prompts[2], prompts[3]]
+    runs = []
+    for engine in (Engine(gpu_model, max_batch=3, max_seq_len=64, eos_ids=[ref[3]], overlap=False,
+                          use_cuda_graph=False),
+                   Engine(gpu_model, max_batch=3, max_seq_len=64, eos_ids=[ref[3]], compile=compile)):
+        deltas, outs = _run_recorded(engine, reqs, mixed, cancel_after={2: 6})
+        runs.append((deltas, [(o.token_ids, o.finish_reason) for o in outs]))
+    assert runs[1] == runs[0]
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_launching_an_overlapped_step_does_not_wait_for_the_gpu(model, prompts):
+    """With a step in flight, launching the next (inputs, graph replay, sampling, the queued
+    copy back) raises under CUDA's sync debug mode only if an op waits on the device."""
+    import copy
+
+    gpu_model = copy.deepcopy(model).cuda()
+    engine = Engine(gpu_model, max_batch=2, max_seq_len=64, eos_ids=[], compile=False)
+    handle = engine.submit(prompts[0], _greedy(30))
+    for _ in range(4):  # prefill, then decode steps: captured, a step in flight
+        engine.step()
+    prev = engine._inflight
+    assert prev is not None and engine.overlap
+    n = len(prev.seqs)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        engine._launch(prev.seqs, list(range(n)), [0] * n, prev)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert len(handle.result().token_ids) == 30
