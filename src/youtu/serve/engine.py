@@ -148,6 +148,10 @@ class _Sampled:
     pinned and filled asynchronously on CUDA."""
     top: tuple[torch.Tensor, torch.Tensor] | None
     """Host copies of the [n, k] top log-probs and ids, when a request asks."""
+    positions: torch.Tensor | None
+    """[n] long on the device: the slots the tokens were sampled at (decode steps only)."""
+    rows: torch.Tensor | None
+    """[n] long on the device: the sequences' cache rows (decode steps only)."""
     ready: torch.cuda.Event | None
     """Recorded after the copies (CUDA); None = the host tensors are already filled."""
 
@@ -576,23 +580,27 @@ class Engine:
         input token in `prev` (on the device), or None when `known[i]` holds it."""
         n = len(seqs)
         extra = [int(j is not None) for j in sources]  # a pending token not yet in s.tokens
-        if prev is not None and sources == list(range(len(prev.seqs))):
-            ids = prev.tokens  # the steady state: the same batch, in order
+        lengths = [s.length + e for s, e in zip(seqs, extra)]
+        if (prev is not None and prev.positions is not None
+                and sources == list(range(len(prev.seqs)))):
+            # The steady state (the same batch, in order): no host-to-device copy at all.
+            ids, positions, rows = prev.tokens, prev.positions + 1, prev.rows
         else:
             ids = self._on_device(known)
             if prev is not None and any(extra):
                 dst = [i for i, j in enumerate(sources) if j is not None]
                 ids[self._on_device(dst)] = prev.tokens[self._on_device([sources[i] for i in dst])]
-        lengths = [s.length + e for s, e in zip(seqs, extra)]
-        positions = self._on_device([n_ - 1 for n_ in lengths])
-        rows = self._on_device([s.row for s in seqs])
+            positions = self._on_device([n_ - 1 for n_ in lengths])
+            rows = self._on_device([s.row for s in seqs])
         if self.graphs is not None:
             logits = self.graphs.run(ids, positions, rows, max(lengths))
         else:
             logits = decode_step(self.model, self.cache, ids[:, None], positions[:, None], rows,
                                  max(lengths), fused=self.fused)
         assert logits.shape[0] == n
-        return self._sample(seqs, logits, [len(s.tokens) + e for s, e in zip(seqs, extra)], rows)
+        step = self._sample(seqs, logits, [len(s.tokens) + e for s, e in zip(seqs, extra)], rows)
+        step.positions, step.rows = positions, rows
+        return step
 
     def _on_device(self, values: list[int]) -> torch.Tensor:
         """A long tensor on the engine's device without waiting for the GPU: a plain host to
@@ -624,7 +632,7 @@ class Engine:
         top = top_logprobs(logprobs, n_top) if n_top else None
         packed = torch.stack((tokens.double(), chosen.double()))
         if self.device.type != "cuda":
-            return _Sampled(seqs, tokens, packed, top, None)
+            return _Sampled(seqs, tokens, packed, top, None, None, None)
         host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
         host.copy_(packed, non_blocking=True)
         if top is not None:
@@ -634,7 +642,7 @@ class Engine:
             top = top_host
         ready = torch.cuda.Event()
         ready.record()
-        return _Sampled(seqs, tokens, host, top, ready)
+        return _Sampled(seqs, tokens, host, top, ready, None, None)
 
     def _append(self, step: _Sampled, drop: set[str] | frozenset[str] = frozenset()) -> None:
         """Read a sampled step back (its one wait on the device), append, stream, check stops.
