@@ -381,6 +381,19 @@ def test_fused_decode_equals_unfused_and_keeps_the_checkpoint_layout(model, prom
     torch.testing.assert_close(two, one, atol=1e-5, rtol=1e-5)
 
 
+def test_weights_replaced_behind_the_engine_fail_loudly(model, prompts):
+    """A cast or an assign-load gives the parameters new storage: the fused layout (and any
+    captured graph) would keep reading the old weights, so requests fail with the fix."""
+    import copy
+
+    own = copy.deepcopy(model)
+    engine = Engine(own, max_batch=2, max_seq_len=64, eos_ids=[])
+    assert engine.generate([prompts[0]], _greedy(3))[0].finish_reason == "length"
+    own.load_state_dict({k: v.clone() for k, v in own.state_dict().items()}, assign=True)
+    [out] = engine.generate([prompts[0]], _greedy(3))
+    assert out.finish_reason == "error" and "in place" in out.error
+
+
 def test_refresh_sampler_refreshes_the_fused_decode_weights(model, prompts):
     import copy
 

@@ -66,7 +66,7 @@ import torch.nn.functional as F
 
 from youtu.model.cache import LatentCache
 from youtu.model.device import resolve_device
-from youtu.serve.graphs import DecodeGraphs, decode_step, fuse_decode_weights
+from youtu.serve.graphs import DecodeGraphs, decode_step, decode_weights_fused, fuse_decode_weights
 from youtu.serve.requests import (AsyncStream, Completion, EngineFullError, RequestError,
                                   RequestHandle, SequenceState, StreamDelta)
 from youtu.serve.sampling import (SamplingBatch, SamplingParams, process_logits, sample,
@@ -480,6 +480,11 @@ class Engine:
         """Write the prompts into their rows and sample each first token. Rows are right-padded
         to the group's longest prompt (pad tokens land in slots the row overwrites before it
         reads them) and cut into chunks of at most `prefill_chunk_tokens` tokens."""
+        if self.fused and not decode_weights_fused(self.model):  # ~5 us a layer, per admission
+            raise RuntimeError("the model's weights were replaced after the Engine was built (a "
+                               "cast, .to(), load_state_dict(assign=True)): decode would read the "
+                               "old ones; update weights in place (refresh_sampler, copy_) or "
+                               "build a new Engine")
         seqs = sorted(seqs, key=lambda s: len(s.prompt))
         groups, group = [], []
         for seq in seqs:
