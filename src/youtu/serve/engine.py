@@ -136,7 +136,7 @@ def refresh_sampler(sampler: torch.nn.Module, model: torch.nn.Module) -> None:
         mine[name].copy_(p.full_tensor() if hasattr(p, "full_tensor") else p)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Sampled:
     """One step's sampled tokens, launched on the device, not yet read by the host."""
 
@@ -148,12 +148,12 @@ class _Sampled:
     pinned and filled asynchronously on CUDA."""
     top: tuple[torch.Tensor, torch.Tensor] | None
     """Host copies of the [n, k] top log-probs and ids, when a request asks."""
-    positions: torch.Tensor | None
-    """[n] long on the device: the slots the tokens were sampled at (decode steps only)."""
-    rows: torch.Tensor | None
-    """[n] long on the device: the sequences' cache rows (decode steps only)."""
     ready: torch.cuda.Event | None
     """Recorded after the copies (CUDA); None = the host tensors are already filled."""
+    positions: torch.Tensor | None = None
+    """[n] long on the device: the slots of this step's input tokens (decode steps only)."""
+    rows: torch.Tensor | None = None
+    """[n] long on the device: the sequences' cache rows (decode steps only)."""
 
 
 def cache_budget_bytes(device: torch.device | str, fraction: float) -> int:
@@ -637,7 +637,7 @@ class Engine:
         top = top_logprobs(logprobs, n_top) if n_top else None
         packed = torch.stack((tokens.double(), chosen.double()))
         if self.device.type != "cuda":
-            return _Sampled(seqs, tokens, packed, top, None, None, None)
+            return _Sampled(seqs=seqs, tokens=tokens, host=packed, top=top, ready=None)
         host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
         host.copy_(packed, non_blocking=True)
         if top is not None:
@@ -647,7 +647,7 @@ class Engine:
             top = top_host
         ready = torch.cuda.Event()
         ready.record()
-        return _Sampled(seqs, tokens, host, top, ready, None, None)
+        return _Sampled(seqs=seqs, tokens=tokens, host=host, top=top, ready=ready)
 
     def _append(self, step: _Sampled, drop: set[str] | frozenset[str] = frozenset()) -> None:
         """Read a sampled step back (its one wait on the device), append, stream, check stops.
