@@ -66,6 +66,7 @@ import torch.nn.functional as F
 
 from youtu.model.cache import LatentCache
 from youtu.model.device import resolve_device
+from youtu.model.transformer import YoutuForCausalLM
 from youtu.serve.graphs import DecodeGraphs, decode_step, decode_weights_fused, fuse_decode_weights
 from youtu.serve.requests import (AsyncStream, Completion, EngineFullError, RequestError,
                                   RequestHandle, SequenceState, StreamDelta)
@@ -73,7 +74,6 @@ from youtu.serve.sampling import (SamplingBatch, SamplingParams, process_logits,
                                   token_logprobs, top_logprobs)
 
 if TYPE_CHECKING:
-    from youtu.model.transformer import YoutuForCausalLM
     from youtu.serve.config import ServeConfig
     from youtu.tokenizer import Tokenizer
 
@@ -227,8 +227,11 @@ class Engine:
         self.max_queue = max_queue
         self.prefill_chunk_tokens = prefill_chunk_tokens
         self.detokenize = detokenize
-        self.fused = fuse_weights and fuse_decode_weights(model)
-        if fuse_weights and not self.fused:
+        # A model that only implements `hidden_states` (a test double, a wrapper) decodes
+        # through it; ours through `decode_step`, which the CUDA graphs capture too.
+        self._stepwise = isinstance(model, YoutuForCausalLM)
+        self.fused = fuse_weights and self._stepwise and fuse_decode_weights(model)
+        if fuse_weights and self._stepwise and not self.fused:
             logger.warning("sharded parameters: decode keeps the separate projections")
         self.overlap = self.device.type == "cuda" if overlap is None else overlap
         self._inflight: _Sampled | None = None  # with overlap: the step launched, not yet read
@@ -599,9 +602,19 @@ class Engine:
             rows = self._on_device([s.row for s in seqs])
         if self.graphs is not None:
             logits = self.graphs.run(ids, positions, rows, max(lengths))
-        else:
+        elif self._stepwise:
             logits = decode_step(self.model, self.cache, ids[:, None], positions[:, None], rows,
                                  max(lengths), fused=self.fused)
+        else:
+            # The engine knows every length: the model then neither checks positions nor
+            # reads max(positions) back from the device.
+            self.cache.attend_len = max(lengths)
+            try:
+                hidden = self.model.hidden_states(ids[:, None], positions=positions[:, None],
+                                                  cache=self.cache, cache_rows=rows)
+            finally:
+                self.cache.attend_len = None
+            logits = self._logits(hidden[:, -1])
         assert logits.shape[0] == n
         step = self._sample(seqs, logits, [len(s.tokens) + e for s, e in zip(seqs, extra)], rows)
         step.positions, step.rows = positions, rows

@@ -13,9 +13,12 @@ up to max_seq_len: the attended length sizes the attention kernel's split grid (
 batch bucket point at one scratch cache row (slot 0), so they never touch a live sequence. All
 graphs share one memory pool.
 
+With `fused` (the engine's default), the step reads the decode-time weight layout of
+`fuse_decode_weights`: gate+up and q_a+kv_a as one GEMV each.
+
 With `compile`, the two pure parts are fused by `torch.compile`, shared by all layers (they read
-no cache and no layer index): two compiles each in all (batch 1, then a symbolic batch for every
-other bucket), where compiling the whole forward cost ~80 s per bucket at 2B. Eager decode at 2B batch 1 launches
+no cache and no layer index): two compiles each per weight layout (batch 1, then a symbolic
+batch for every other bucket), where compiling the whole forward cost ~80 s per bucket at 2B. Eager decode at 2B batch 1 launches
 ~1,000 small kernels per step (norms, RoPE, SwiGLU, casts) at 1-3 us each, more than the weight
 reads (~0.9 ms on an H200): fusing them is where compile pays.
 """
