@@ -151,3 +151,16 @@ def test_training_through_fused_views_still_trains_the_parameters():
     assert mlp.fused  # the optimizer updated the views in place
     with torch.no_grad():
         torch.testing.assert_close(mlp.forward_fused(x), mlp(x), atol=1e-6, rtol=1e-5)
+
+
+def test_fusing_under_inference_mode_leaves_the_weights_updatable():
+    mlp = MLP(8, 12)
+    with torch.inference_mode():  # e.g. an engine built inside a no-grad region
+        mlp.fuse_()
+    assert not mlp.gate_up.is_inference()
+    with torch.no_grad():
+        mlp.gate_up.mul_(0.5)  # in-place updates outside inference mode
+        mlp.gate_proj.weight.add_(1.0)
+    assert mlp.fused and torch.equal(mlp.gate_up[:12], mlp.gate_proj.weight)
+    mlp(torch.randn(2, 8)).sum().backward()  # and the weights still train
+    assert mlp.gate_proj.weight.grad is not None

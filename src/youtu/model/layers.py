@@ -139,7 +139,10 @@ def fuse_rows_(*linears: nn.Linear) -> torch.Tensor:
     parameter's data afterwards (`.to(dtype)`, `load_state_dict(assign=True)`, `deepcopy`)
     unlinks it again: check with `rows_are_fused`.
     """
-    fused = torch.cat([m.weight.detach() for m in linears])
+    # Not an inference tensor even when called under inference_mode (an engine built there):
+    # later in-place updates outside it (refresh_sampler, an optimizer step) must stay legal.
+    with torch.inference_mode(False), torch.no_grad():
+        fused = torch.cat([m.weight.detach() for m in linears])
     start = 0
     for m in linears:
         n = m.weight.shape[0]
