@@ -550,3 +550,35 @@ def test_launching_an_overlapped_step_does_not_wait_for_the_gpu(model, prompts):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert len(handle.result().token_ids) == 30
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_overlap_equals_synchronous_on_random_workloads(model, seed):
+    """Random mixes (prompt lengths, greedy / seeded, limits, stop ids, EOS, cancellation from a
+    callback, fewer rows than requests): overlapped == synchronous, delta for delta."""
+    import random
+
+    rnd = random.Random(seed)
+    n = 10
+    reqs = [[rnd.randrange(1, 700) for _ in range(rnd.randint(1, 20))] for _ in range(n)]
+    params, cancels = [], {}
+    for i in range(n):
+        kw = dict(max_tokens=rnd.randint(0, 15), ignore_eos=rnd.random() < 0.3,
+                  stop_token_ids=rnd.sample(range(700), 40) if rnd.random() < 0.5 else [])
+        if rnd.random() < 0.5:
+            kw.update(temperature=rnd.choice([0.7, 1.0]), seed=rnd.randrange(100))
+        else:
+            kw.update(temperature=0)
+        params.append(SamplingParams(**kw))
+        if rnd.random() < 0.3:
+            cancels[i] = rnd.randint(1, 6)
+    max_batch, eos = rnd.randint(1, 4), rnd.sample(range(700), 30)
+    runs = []
+    for overlap in (False, True):
+        engine = Engine(model, max_batch=max_batch, max_seq_len=40, eos_ids=eos, overlap=overlap)
+        deltas, outs = _run_recorded(engine, reqs, params, cancel_after=cancels)
+        runs.append((deltas, [(o.token_ids, o.finish_reason, o.stop_reason) for o in outs]))
+        engine.step()  # a discarded step in flight, a cancel of a finished request: gone now
+        assert not engine.has_work() and engine.metrics()["free_rows"] == engine.max_batch
+    assert runs[1] == runs[0]
+    assert len({r[1] for r in runs[0][1]}) > 1  # the mix ends in more than one way
