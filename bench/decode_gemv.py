@@ -53,7 +53,7 @@ def time_per_call_us(fn, copies: int) -> float:
     """Median microseconds of one call, `fn` running all `copies` in one CUDA-graph replay."""
     from triton.testing import do_bench_cudagraph
 
-    return do_bench_cudagraph(fn, rep=200, return_mode="median") * 1e3 / copies
+    return do_bench_cudagraph(fn, rep=100, return_mode="median") * 1e3 / copies
 
 
 def bench_linear(out_f: int, in_f: int, batch: int, autotune: bool) -> dict[str, float]:
