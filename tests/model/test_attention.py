@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -237,6 +239,7 @@ def test_fused_down_projections_equal_the_separate_ones(make_config, variant):
     q, kv = attn.absorbed_inputs(x, cos, sin, fused=True)
     torch.testing.assert_close(q, q_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(kv, kv_ref, atol=1e-5, rtol=1e-5)
+    assert copy.deepcopy(attn).q_kv_a is None  # a copy carries no stale fused weight
     attn.kv_a_proj_with_mqa.weight.add_(0.5)  # an in-place update reaches the fused weight
     q, kv = attn.absorbed_inputs(x, cos, sin, fused=True)
     torch.testing.assert_close(kv, attn.absorbed_inputs(x, cos, sin)[1], atol=1e-5, rtol=1e-5)

@@ -164,3 +164,15 @@ def test_fusing_under_inference_mode_leaves_the_weights_updatable():
     assert mlp.fused and torch.equal(mlp.gate_up[:12], mlp.gate_proj.weight)
     mlp(torch.randn(2, 8)).sum().backward()  # and the weights still train
     assert mlp.gate_proj.weight.grad is not None
+
+
+def test_a_copy_of_a_fused_mlp_carries_no_stale_fused_weight():
+    import copy
+
+    mlp = MLP(8, 12)
+    mlp.fuse_()
+    twin = copy.deepcopy(mlp)
+    assert twin.gate_up is None and not twin.fused and mlp.fused  # no second copy of the MLP
+    assert torch.equal(twin.gate_proj.weight, mlp.gate_proj.weight)
+    twin.fuse_()
+    assert twin.fused and twin.gate_up.data_ptr() != mlp.gate_up.data_ptr()

@@ -249,6 +249,10 @@ class MultiHeadLatentAttention(nn.Module):
         q_in = self.q_a_proj if self.q_lora_rank > 0 else self.q_proj
         return q_in, self.kv_a_proj_with_mqa
 
+    def __getstate__(self) -> dict:
+        # As MLP's: a deepcopy's parameters are no views of a copied q_kv_a; fuse_() redoes it.
+        return {**self.__dict__, "q_kv_a": None}
+
     @property
     def fused(self) -> bool:
         """Whether the q and kv down-projections are the row blocks of `q_kv_a`."""

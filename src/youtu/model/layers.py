@@ -184,6 +184,11 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
+    def __getstate__(self) -> dict:
+        # deepcopy / pickle copy the parameters one by one, so a copy's weights are no views
+        # of a copied gate_up: drop it (a stale second copy of the MLP) and let fuse_() redo it.
+        return {**self.__dict__, "gate_up": None}
+
     @property
     def fused(self) -> bool:
         """Whether gate_proj / up_proj are the two halves of `gate_up`."""
