@@ -2,6 +2,8 @@
 
     PYTHONPATH=src python bench/decode.py --preset small --device cpu --new-tokens 32 --long-lens ""
     PYTHONPATH=src python bench/decode.py --preset youtu_2b --device cuda
+    PYTHONPATH=src python bench/decode.py --preset youtu_2b --variants today,fused,fused+overlap \
+        --long-lens 32768 --peer-max-len 32768          # the engine's decode settings, one run
 
 Rows: batch 1 with a 128-token prompt and batch 32 with 512-token prompts (the DESIGN.md
 anchors), then batch 1 at long contexts (--long-lens, default 8k, 32k and ~128k, with
@@ -13,7 +15,11 @@ anchors), then batch 1 at long contexts (--long-lens, default 8k, 32k and ~128k,
 Decode tokens/s excludes prefill. Ours: the engine's decode steps are timed directly (the
 first step prefills every prompt and samples the first token; the rest decode), so a long
 prefill adds no noise. The peer's: batch x (new - 1) / (time(generate new) - time(generate 1)).
-Median of --reps (long rows: --long-reps), the two stacks' repetitions interleaved. Cache bytes
+--variants measures several engine settings (VARIANTS: today's path = separate projections,
+no overlap; fused = gate+up and q_a+kv_a as one GEMV each; fused+overlap = also step N+1
+launched before step N's tokens are read back) on the same weights in the same process, each a
+column of the table; `ours_tok_s` is then the last variant's. Median of --reps (long rows:
+--long-reps), every variant's and the peer's repetitions interleaved. Cache bytes
 per token: ours from the LatentCache slab, the peer's measured from the DynamicCache it
 returned. The greedy tokens are compared (share of leading positions that agree; random bf16
 weights give near-flat logits, so near-ties flip early). Last line: JSON with `rows`.
@@ -80,6 +86,15 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - t0
 
 
+# Engine settings --variants can name (Engine keyword arguments); "default" = the Engine's own.
+VARIANTS = {
+    "default": {},
+    "today": {"fuse_weights": False, "overlap": False},
+    "fused": {"fuse_weights": True, "overlap": False},
+    "fused+overlap": {"fuse_weights": True, "overlap": True},
+}
+
+
 def greedy(n: int) -> SamplingParams:
     return SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
 
@@ -119,23 +134,27 @@ def ours_run(engine: Engine, prompts: list[list[int]], new: int, device: str):
 
 
 @torch.inference_mode()
-def bench_pair(engine: Engine, peer, prompts: list[list[int]], new: int, device: str, reps: int):
-    """Median seconds of ours (prefill, decode) and the peer's (generate new, generate 1),
-    repetitions interleaved so both stacks see the same machine load; both stacks' tokens."""
+def bench_pair(engines: dict[str, Engine], peer, prompts: list[list[int]], new: int, device: str,
+               reps: int):
+    """Median seconds of each engine's (prefill, decode) and the peer's (generate new,
+    generate 1), repetitions interleaved so every stack sees the same machine load; the
+    engines' and the peer's tokens."""
     ids = torch.tensor(prompts, device=device)
-    if engine.graphs is not None:
-        engine.graphs.capture_all()  # compiles and captures outside the timed region
     short = [p[:8] for p in prompts]
-    engine.generate(short, greedy(4))  # warm-up: prefill kernels, sampling
-    times: dict[str, list[float]] = {"ours_prefill": [], "ours_decode": []}
-    peer_out, ours_tokens = None, []
+    for engine in engines.values():
+        if engine.graphs is not None:
+            engine.graphs.capture_all()  # compiles and captures outside the timed region
+        engine.generate(short, greedy(4))  # warm-up: prefill kernels, sampling
+    times: dict[str, list[float]] = {}
+    peer_out, ours_tokens = None, {}
     if peer is not None:
         peer_generate(peer, ids[:, :8], 2)  # warm-up
         times.update(peer_full=[], peer_pre=[])
     for _ in range(reps):
-        ours_tokens, pre, dec = ours_run(engine, prompts, new, device)
-        times["ours_prefill"].append(pre)
-        times["ours_decode"].append(dec)
+        for name, engine in engines.items():
+            ours_tokens[name], pre, dec = ours_run(engine, prompts, new, device)
+            times.setdefault(f"{name}_prefill", []).append(pre)
+            times.setdefault(f"{name}_decode", []).append(dec)
         if peer is not None:
             t = time.perf_counter()
             sync(device)
@@ -196,6 +215,9 @@ def main() -> None:
     ap.add_argument("--peer-max-len", type=int, default=0,
                     help="skip transformers on prompts longer than this (0 = never skip)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument("--variants", default="default",
+                    help=f"engine settings to measure side by side, comma-separated, from "
+                         f"{', '.join(VARIANTS)}; the last one is `ours_tok_s`")
     ap.add_argument("--profile", action="store_true",
                     help="after the rows, profile 16 batch-1 decode steps (kernels by GPU time)")
     args = ap.parse_args()
@@ -208,6 +230,10 @@ def main() -> None:
     if len(lens) != len(batches):
         raise SystemExit("--prompt-lens needs one length per batch size")
     long_lens = [int(x) for x in args.long_lens.split(",") if x]
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise SystemExit(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
     cuda = args.device.startswith("cuda")
     graphs = cuda and not args.no_cuda_graph
     compiled = graphs and not args.no_compile
@@ -219,32 +245,47 @@ def main() -> None:
         cwd=Path(__file__).parent).stdout.strip()
     print(f"# decode, {args.preset} ({ours.num_params() / 1e6:.0f}M params) {dtype}, {args.new_tokens} "
           f"new tokens, greedy; {hw}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"commit {commit}, cuda_graph={graphs}, compile={compiled}")
+          f"commit {commit}, cuda_graph={graphs}, compile={compiled}, variants={','.join(variants)}")
+    if cuda:  # the fused layout must not add a copy of the weights (parameters become views)
+        from youtu.serve.graphs import fuse_decode_weights
+
+        before = torch.cuda.memory_allocated()
+        fuse_decode_weights(ours)
+        print(f"# GPU memory allocated before / after fusing the decode weights: "
+              f"{before / 2**30:.3f} / {torch.cuda.memory_allocated() / 2**30:.3f} GiB")
     cases = [(b, n, args.new_tokens, args.reps, False) for b, n in zip(batches, lens)]
     cases += [(1, n, args.long_new_tokens, args.long_reps, True) for n in long_lens]
     rows = []
     for batch, plen, new, reps, long in cases:
         g = torch.Generator().manual_seed(batch + plen)
         prompts = torch.randint(0, cfg.vocab_size - 256, (batch, plen), generator=g).tolist()
-        engine = Engine(ours, max_batch=batch, max_seq_len=plen + new, eos_ids=[],
-                        use_cuda_graph=graphs, compile=compiled,
-                        prefill_chunk_tokens=8192 if long else 2048)
+        engines = {v: Engine(ours, max_batch=batch, max_seq_len=plen + new, eos_ids=[],
+                             use_cuda_graph=graphs, compile=compiled,
+                             prefill_chunk_tokens=8192 if long else 2048, **VARIANTS[v])
+                   for v in variants}
         with_peer = peer if not (args.peer_max_len and plen > args.peer_max_len) else None
         try:
-            toks, peer_out, t = bench_pair(engine, with_peer, prompts, new, args.device, reps)
+            all_toks, peer_out, t = bench_pair(engines, with_peer, prompts, new, args.device, reps)
         except torch.OutOfMemoryError:
             if with_peer is None:
                 raise
             print(f"# transformers ran out of memory at batch {batch} x {plen}; ours alone")
             torch.cuda.empty_cache()
-            toks, peer_out, t = bench_pair(engine, None, prompts, new, args.device, reps)
+            all_toks, peer_out, t = bench_pair(engines, None, prompts, new, args.device, reps)
         decoded = batch * (new - 1)
+        last = variants[-1]
+        toks = all_toks[last]
         row = {"batch": batch, "prompt_len": plen, "new_tokens": new,
-               "ours_tok_s": decoded / max(t["ours_decode"], 1e-9),
-               "ours_e2e_tok_s": batch * new / (t["ours_prefill"] + t["ours_decode"]),
-               "ours_prefill_s": t["ours_prefill"],
-               "ours_cache_bytes_per_token": engine.cache.bytes_per_token()}
-        del engine
+               "ours_tok_s": decoded / max(t[f"{last}_decode"], 1e-9),
+               "ours_e2e_tok_s": batch * new / (t[f"{last}_prefill"] + t[f"{last}_decode"]),
+               "ours_prefill_s": t[f"{last}_prefill"],
+               "ours_cache_bytes_per_token": engines[last].cache.bytes_per_token()}
+        if len(variants) > 1:
+            row["variants_tok_s"] = {v: decoded / max(t[f"{v}_decode"], 1e-9) for v in variants}
+            # the settings change no greedy token beyond bf16 near-ties (the tests are exact)
+            row["variants_agreement"] = {v: agreement(all_toks[v], all_toks[variants[0]])
+                                         for v in variants[1:]}
+        del engines
         if peer_out is not None:
             ptoks = peer_out.sequences[:, plen:].tolist()
             gap = t["peer_full"] - t["peer_pre"]  # <= 0 only when noise swamps a tiny run
@@ -262,6 +303,15 @@ def main() -> None:
 
     if args.profile and cuda:
         profile_steps(ours, cfg, compiled)
+    if len(variants) > 1:
+        print("| batch | prompt | " + " | ".join(f"{v} tok/s" for v in variants)
+              + " | peer tok/s | " + " | ".join(f"{v} / {variants[0]}" for v in variants[1:]) + " |")
+        print("|---" * (2 + 2 * len(variants)) + "|")
+        for r in rows:
+            vs = r["variants_tok_s"]
+            print(f"| {r['batch']} | {r['prompt_len']} | " + " | ".join(f"{vs[v]:.1f}" for v in variants)
+                  + f" | {r.get('peer_tok_s', float('nan')):.1f} | "
+                  + " | ".join(f"{vs[v] / vs[variants[0]]:.3f}x" for v in variants[1:]) + " |")
     print("| batch | prompt | ours decode tok/s | peer decode tok/s | speedup | ours e2e tok/s | "
           "peer e2e tok/s | cache B/token ours | cache B/token peer | greedy agreement |")
     print("|---" * 10 + "|")
@@ -273,6 +323,7 @@ def main() -> None:
     print(json.dumps({"bench": "decode", "preset": args.preset, "device": args.device,
                       "hardware": hw, "dtype": str(dtype).replace("torch.", ""),
                       "cuda_graph": graphs, "compile": compiled, "threads": torch.get_num_threads(),
+                      "variants": variants,
                       "commit": commit, "rows": rows}))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -250,3 +252,30 @@ def test_long_prefill_on_gpu_matches_the_training_forward():
     ids = torch.randint(0, 4096, (2, 1024), device="cuda")
     cache = LatentCache(cfg, 2, 1024, device="cuda", dtype=torch.bfloat16)
     assert _rel(model(ids, cache=cache).float(), model(ids).float()) < 2e-2
+
+
+@pytest.mark.parametrize("variant", ["qlora", "noqlora"])
+@torch.no_grad()
+def test_fused_down_projections_equal_the_separate_ones(make_config, variant):
+    """q_a (or q_proj) + kv_a_proj_with_mqa as one GEMV: same absorbed inputs, same params."""
+    cfg = make_config(variant)
+    torch.manual_seed(0)
+    attn = MultiHeadLatentAttention(cfg, layer_idx=0)
+    x = torch.randn(2, 3, cfg.hidden_size)
+    positions = torch.arange(3).expand(2, 3) + 5
+    inv_freq, factor = rope_inv_freq(cfg.qk_rope_head_dim, cfg.rope_theta)
+    cos, sin = rope_cos_sin(positions, inv_freq, factor, torch.float32)
+    q_ref, kv_ref = attn.absorbed_inputs(x, cos, sin)
+    names = [n for n, _ in attn.named_parameters()]
+    attn.fuse_()
+    assert attn.fused and [n for n, _ in attn.named_parameters()] == names
+    q_in = attn.q_a_proj if variant == "qlora" else attn.q_proj
+    assert attn.q_kv_a.shape[0] == q_in.out_features + attn.kv_a_proj_with_mqa.out_features
+    q, kv = attn.absorbed_inputs(x, cos, sin, fused=True)
+    torch.testing.assert_close(q, q_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kv, kv_ref, atol=1e-5, rtol=1e-5)
+    assert copy.deepcopy(attn).q_kv_a is None  # a copy carries no stale fused weight
+    attn.kv_a_proj_with_mqa.weight.add_(0.5)  # an in-place update reaches the fused weight
+    q, kv = attn.absorbed_inputs(x, cos, sin, fused=True)
+    torch.testing.assert_close(kv, attn.absorbed_inputs(x, cos, sin)[1], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(kv, kv_ref, atol=1e-3)

@@ -96,3 +96,83 @@ def test_attention_scale():
     assert attention_scale(cfg) == pytest.approx(192 ** -0.5 * yarn_mscale(4.0, 0.707) ** 2)
     cfg.rope_scaling = RopeScaling(factor=4.0, mscale_all_dim=0.0)
     assert attention_scale(cfg) == 192 ** -0.5
+
+
+def _storage_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the distinct storages behind `module`'s parameters."""
+    seen = {}
+    for p in module.parameters():
+        st = p.untyped_storage()
+        seen[st.data_ptr()] = st.nbytes()
+    return sum(seen.values())
+
+
+@torch.no_grad()
+def test_fused_gate_up_equals_the_separate_projections_in_place():
+    torch.manual_seed(0)
+    mlp = MLP(16, 40)
+    x = torch.randn(3, 2, 16)
+    before = mlp(x)
+    params = dict(mlp.named_parameters())
+    state = {k: v.clone() for k, v in mlp.state_dict().items()}
+    nbytes = _storage_bytes(mlp)
+    mlp.fuse_()
+    assert mlp.fused and mlp.gate_up.shape == (80, 16)
+    # the same parameter objects, names and values, now views of gate_up: no extra memory
+    assert dict(mlp.named_parameters()) == params
+    assert {k: v for k, v in mlp.state_dict().items()}.keys() == state.keys()
+    assert all(torch.equal(mlp.state_dict()[k], v) for k, v in state.items())
+    assert mlp.gate_proj.weight.untyped_storage().data_ptr() == mlp.gate_up.untyped_storage().data_ptr()
+    assert _storage_bytes(mlp) == nbytes
+    torch.testing.assert_close(mlp.forward_fused(x), before, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(mlp(x), before, atol=1e-6, rtol=1e-5)
+    # in-place updates of a parameter reach the fused weight
+    mlp.up_proj.weight.mul_(-1)
+    torch.testing.assert_close(mlp.forward_fused(x), mlp(x), atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(mlp(x), before, atol=1e-3)
+    gate_up = mlp.gate_up
+    mlp.fuse_()  # idempotent
+    assert mlp.gate_up is gate_up
+    # a cast replaces the parameters' data: the layout is gone and says so
+    mlp.double()
+    assert not mlp.fused
+    mlp.fuse_()
+    assert mlp.fused and mlp.gate_up.dtype == torch.float64
+
+
+def test_training_through_fused_views_still_trains_the_parameters():
+    torch.manual_seed(0)
+    mlp = MLP(8, 12)
+    mlp.fuse_()
+    x = torch.randn(4, 8)
+    mlp(x).pow(2).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mlp.parameters())
+    torch.optim.SGD(mlp.parameters(), lr=0.1).step()
+    assert mlp.fused  # the optimizer updated the views in place
+    with torch.no_grad():
+        torch.testing.assert_close(mlp.forward_fused(x), mlp(x), atol=1e-6, rtol=1e-5)
+
+
+def test_fusing_under_inference_mode_leaves_the_weights_updatable():
+    mlp = MLP(8, 12)
+    with torch.inference_mode():  # e.g. an engine built inside a no-grad region
+        mlp.fuse_()
+    assert not mlp.gate_up.is_inference()
+    with torch.no_grad():
+        mlp.gate_up.mul_(0.5)  # in-place updates outside inference mode
+        mlp.gate_proj.weight.add_(1.0)
+    assert mlp.fused and torch.equal(mlp.gate_up[:12], mlp.gate_proj.weight)
+    mlp(torch.randn(2, 8)).sum().backward()  # and the weights still train
+    assert mlp.gate_proj.weight.grad is not None
+
+
+def test_a_copy_of_a_fused_mlp_carries_no_stale_fused_weight():
+    import copy
+
+    mlp = MLP(8, 12)
+    mlp.fuse_()
+    twin = copy.deepcopy(mlp)
+    assert twin.gate_up is None and not twin.fused and mlp.fused  # no second copy of the MLP
+    assert torch.equal(twin.gate_proj.weight, mlp.gate_proj.weight)
+    twin.fuse_()
+    assert twin.fused and twin.gate_up.data_ptr() != mlp.gate_up.data_ptr()

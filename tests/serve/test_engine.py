@@ -182,20 +182,22 @@ def test_cache_is_allocated_from_the_budget(model):
 
 def test_a_failing_forward_fails_its_requests_not_the_engine(model, prompts, references, monkeypatch):
     engine = Engine(model, max_batch=4, max_seq_len=64, eos_ids=[])
-    real = model.hidden_states
+    embed = model.model.embed_tokens
+    real = embed.forward  # every forward (prefill, decode) starts with the embedding
     calls = {"n": 0}
 
     def flaky(*a, **kw):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 3:  # the second decode step
             raise RuntimeError("simulated out of memory")
         return real(*a, **kw)
 
-    monkeypatch.setattr(model, "hidden_states", flaky)
+    monkeypatch.setattr(embed, "forward", flaky)
     outs = engine.generate(prompts[:2], _greedy(5))
     assert [o.finish_reason for o in outs] == ["error", "error"]
     assert "simulated" in outs[0].error
-    monkeypatch.setattr(model, "hidden_states", real)
+    assert [len(o.token_ids) for o in outs] == [2, 2]  # prefill's and the first decode's
+    monkeypatch.setattr(embed, "forward", real)
     assert engine.generate([prompts[0]], _greedy(12))[0].token_ids == references[0]
     assert engine.metrics()["free_rows"] == 4
 
@@ -299,6 +301,7 @@ def test_decode_forwards_do_not_sync_with_the_host(model, prompts):
     try:
         gpu_model.hidden_states(ids, positions=pos, cache=engine.cache, cache_rows=rows)
         decode_step(gpu_model, engine.cache, ids, pos, rows, 64)
+        decode_step(gpu_model, engine.cache, ids, pos, rows, 64, fused=True)  # engine default
     finally:
         torch.cuda.set_sync_debug_mode(0)
         engine.cache.attend_len = None
@@ -343,3 +346,239 @@ def test_refresh_sampler_updates_the_engine_in_place(model, prompts):
     assert after == reference_greedy(policy, prompts[0], 12) != before
     with pytest.raises(ValueError, match="sampler_copy"):
         refresh_sampler(sampler, torch.nn.Linear(2, 2))
+
+
+# ---- decode-time weight layout and host/GPU overlap ------------------------------------------
+
+def _storage_bytes(model) -> int:
+    storages = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in model.parameters()}
+    return sum(storages.values())
+
+
+@torch.no_grad()
+def test_fused_decode_equals_unfused_and_keeps_the_checkpoint_layout(model, prompts, references):
+    import copy
+
+    from youtu.serve.graphs import decode_step, decode_weights_fused
+
+    plain = copy.deepcopy(model)
+    keys, nbytes = list(plain.state_dict()), _storage_bytes(plain)
+    unfused = Engine(plain, max_batch=3, max_seq_len=64, eos_ids=[], fuse_weights=False)
+    assert not unfused.fused and not decode_weights_fused(plain)
+    params = [_greedy(n) for n in NEW_TOKENS]
+    a = unfused.generate(prompts, params)
+    fused = Engine(plain, max_batch=3, max_seq_len=64, eos_ids=[])  # the default
+    assert fused.fused and decode_weights_fused(plain)
+    assert list(plain.state_dict()) == keys and _storage_bytes(plain) == nbytes  # no second copy
+    b = fused.generate(prompts, params)
+    assert [o.token_ids for o in b] == [o.token_ids for o in a] == references
+    torch.testing.assert_close(torch.tensor([lp for o in b for lp in o.logprobs]),
+                               torch.tensor([lp for o in a for lp in o.logprobs]), atol=1e-5, rtol=1e-5)
+    # one decode step's logits, fused vs separate projections, on a filled cache row
+    ids, pos, rows = torch.tensor([[5], [9]]), torch.tensor([[20], [3]]), torch.tensor([0, 1])
+    one = decode_step(plain, fused.cache, ids, pos, rows, 21)
+    two = decode_step(plain, fused.cache, ids, pos, rows, 21, fused=True)
+    torch.testing.assert_close(two, one, atol=1e-5, rtol=1e-5)
+
+
+def test_weights_replaced_behind_the_engine_fail_loudly(model, prompts):
+    """A cast or an assign-load gives the parameters new storage: the fused layout (and any
+    captured graph) would keep reading the old weights, so requests fail with the fix."""
+    import copy
+
+    own = copy.deepcopy(model)
+    engine = Engine(own, max_batch=2, max_seq_len=64, eos_ids=[])
+    assert engine.generate([prompts[0]], _greedy(3))[0].finish_reason == "length"
+    own.load_state_dict({k: v.clone() for k, v in own.state_dict().items()}, assign=True)
+    [out] = engine.generate([prompts[0]], _greedy(3))
+    assert out.finish_reason == "error" and "in place" in out.error
+
+
+def test_refresh_sampler_refreshes_the_fused_decode_weights(model, prompts):
+    import copy
+
+    from youtu.serve.engine import refresh_sampler, sampler_copy
+    from youtu.serve.graphs import decode_weights_fused
+
+    policy = copy.deepcopy(model)
+    sampler = sampler_copy(policy, torch.float32)
+    engine = Engine(sampler, max_batch=2, max_seq_len=64, eos_ids=[])
+    assert engine.fused
+    gate_up = sampler.model.layers[0].mlp.gate_up
+    q_kv_a = sampler.model.layers[1].self_attn.q_kv_a
+    before = engine.generate([prompts[0]], _greedy(12))[0].token_ids
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "mlp.gate_proj" in name or "q_a_proj" in name or "kv_a_proj" in name:
+                p.add_(torch.randn_like(p) * 0.2)  # only weights the fused tensors hold
+    refresh_sampler(sampler, policy)
+    assert decode_weights_fused(sampler)  # refreshed through the views, layout intact
+    assert sampler.model.layers[0].mlp.gate_up is gate_up
+    torch.testing.assert_close(gate_up[:gate_up.shape[0] // 2],
+                               policy.model.layers[0].mlp.gate_proj.weight)
+    torch.testing.assert_close(q_kv_a[-sampler.config.kv_lora_rank - sampler.config.qk_rope_head_dim:],
+                               policy.model.layers[1].self_attn.kv_a_proj_with_mqa.weight)
+    after = engine.generate([prompts[0]], _greedy(12))[0].token_ids
+    assert after == reference_greedy(policy, prompts[0], 12) != before
+
+
+def _run_recorded(engine: Engine, prompts, params, cancel_after: dict[int, int] | None = None):
+    """Submit every request with a sink; returns per request (deltas' tokens, completion)."""
+    cancel_after = cancel_after or {}
+    deltas = {i: [] for i in range(len(prompts))}
+    handles = []
+    for i, (p, sp) in enumerate(zip(prompts, params)):
+        def sink(d, i=i):
+            deltas[i].append(list(d.token_ids))
+            got = sum(len(t) for t in deltas[i])
+            if i in cancel_after and got == cancel_after[i] and d.finish_reason is None:
+                engine.cancel(handles[i].id)
+        handles.append(engine.submit(p, sp, sink=sink))
+    outs = [h.result() for h in handles]
+    return deltas, outs
+
+
+def test_overlapped_decode_gives_the_same_tokens_stops_and_stream(model, prompts, references, tok):
+    """Launching step N+1 before reading step N back changes nothing a client sees: greedy and
+    seeded tokens, log-probs, top log-probs, EOS / stop ids / stop strings / max_tokens /
+    context limits, repetition penalty, joins into a full batch, cancellation from a callback."""
+    ref = references[2]
+    eos = ref[3]
+    stop = tok.decode(ref)[len(tok.decode(ref[:5])):][:2]
+    params = [_greedy(12, ignore_eos=True, top_logprobs=3),
+              SamplingParams(temperature=1.0, top_k=30, max_tokens=9, seed=7),
+              _greedy(20),                                      # ends on EOS
+              _greedy(30, stop=[stop], ignore_eos=True),        # ends on a stop string
+              SamplingParams(temperature=0.8, max_tokens=14, seed=3, repetition_penalty=1.3),
+              _greedy(40, ignore_eos=True),                     # cancelled after 6 tokens
+              _greedy(60, ignore_eos=True),                     # ends at the context limit
+              _greedy(7, stop_token_ids=[ref[5]], ignore_eos=True)]
+    reqs = [prompts[0], prompts[1], prompts[2], prompts[2], prompts[3], prompts[4],
+            list(range(1, 40)), prompts[2]]
+    runs = {}
+    for overlap in (False, True):
+        engine = Engine(model, max_batch=3, max_seq_len=64, eos_ids=[eos], detokenize=tok.decode,
+                        overlap=overlap)
+        runs[overlap] = _run_recorded(engine, reqs, params, cancel_after={5: 6})
+        assert engine.metrics()["free_rows"] == 3 and not engine.has_work()
+    (d0, o0), (d1, o1) = runs[False], runs[True]
+    assert [o.token_ids for o in o1] == [o.token_ids for o in o0]
+    assert [(o.finish_reason, o.stop_reason) for o in o1] == [(o.finish_reason, o.stop_reason) for o in o0]
+    assert [o.finish_reason for o in o0] == ["length", "length", "stop", "stop", "length", "abort",
+                                             "length", "stop"]
+    assert len(o0[5].token_ids) == 6 and len(o0[6].token_ids) == 64 - 39
+    assert d1 == d0  # the same deltas in the same order
+    for a, b in zip(o0, o1):
+        torch.testing.assert_close(torch.tensor(b.logprobs), torch.tensor(a.logprobs), atol=1e-5, rtol=1e-5)
+    assert [[i for i, _ in t] for t in o1[0].top_logprobs] == [[i for i, _ in t] for t in o0[0].top_logprobs]
+
+
+def test_overlap_runs_no_step_past_a_known_limit(model, prompts, monkeypatch):
+    """max_tokens and the context are known ahead: the overlapped engine launches exactly the
+    steps the synchronous one does (an extra step only follows a token-triggered stop)."""
+    embed = model.model.embed_tokens
+    real = embed.forward
+    calls = {"n": 0}
+
+    def counted(*a, **kw):
+        calls["n"] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(embed, "forward", counted)
+    counts = []
+    for overlap in (False, True):
+        calls["n"] = 0
+        engine = Engine(model, max_batch=2, max_seq_len=16, eos_ids=[], overlap=overlap)
+        outs = engine.generate([prompts[0], list(range(1, 14))], [_greedy(6), _greedy(50)])
+        assert [len(o.token_ids) for o in outs] == [6, 3]
+        counts.append(calls["n"])
+    assert counts[0] == counts[1] == 1 + 5  # one prefill, then decode steps up to token 6
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("compile", [False, True], ids=["graphs", "graphs+compile"])
+def test_fused_and_overlapped_decode_under_cuda_graphs(model, prompts, references, tok, compile):
+    """The CUDA defaults (fused weights, overlap, graphs, optionally compiled) == the eager
+    engine with separate projections and no overlap == the CPU full-forward argmax; the
+    overlapped engine streams what the synchronous one does (seeded rows, stops, cancel)."""
+    import copy
+
+    gpu_model = copy.deepcopy(model).cuda()
+    params = [_greedy(n) for n in NEW_TOKENS]
+    plain = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], use_cuda_graph=False,
+                   fuse_weights=False, overlap=False)
+    a = [o.token_ids for o in plain.generate(prompts, params)]
+    fast = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], compile=compile)
+    assert fast.fused and fast.overlap and fast.graphs is not None and fast.graphs.fused
+    b = [o.token_ids for o in fast.generate(prompts, params)]
+    assert b == a == references
+    long = fast.generate([prompts[0]], _greedy(280))[0]  # crosses the 256-slot length bucket
+    assert long.token_ids == plain.generate([prompts[0]], _greedy(280))[0].token_ids
+    ref = references[2]
+    mixed = [SamplingParams(temperature=1.0, max_tokens=9, seed=7), _greedy(20),
+             _greedy(40, ignore_eos=True), _greedy(7, stop_token_ids=[ref[5]], ignore_eos=True),
+             SamplingParams(temperature=0.8, max_tokens=14, seed=3, repetition_penalty=1.3)]
+    reqs = [prompts[1], prompts[2], prompts[4], prompts[2], prompts[3]]
+    runs = []
+    for engine in (Engine(gpu_model, max_batch=3, max_seq_len=64, eos_ids=[ref[3]], overlap=False,
+                          use_cuda_graph=False),
+                   Engine(gpu_model, max_batch=3, max_seq_len=64, eos_ids=[ref[3]], compile=compile)):
+        deltas, outs = _run_recorded(engine, reqs, mixed, cancel_after={2: 6})
+        runs.append((deltas, [(o.token_ids, o.finish_reason) for o in outs]))
+    assert runs[1] == runs[0]
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_launching_an_overlapped_step_does_not_wait_for_the_gpu(model, prompts):
+    """With a step in flight, launching the next (inputs, graph replay, sampling, the queued
+    copy back) raises under CUDA's sync debug mode only if an op waits on the device."""
+    import copy
+
+    gpu_model = copy.deepcopy(model).cuda()
+    engine = Engine(gpu_model, max_batch=2, max_seq_len=64, eos_ids=[], compile=False)
+    handle = engine.submit(prompts[0], _greedy(30))
+    for _ in range(4):  # prefill, then decode steps: captured, a step in flight
+        engine.step()
+    prev = engine._inflight
+    assert prev is not None and engine.overlap
+    n = len(prev.seqs)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        engine._launch(prev.seqs, list(range(n)), [0] * n, prev)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert len(handle.result().token_ids) == 30
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_overlap_equals_synchronous_on_random_workloads(model, seed):
+    """Random mixes (prompt lengths, greedy / seeded, limits, stop ids, EOS, cancellation from a
+    callback, fewer rows than requests): overlapped == synchronous, delta for delta."""
+    import random
+
+    rnd = random.Random(seed)
+    n = 10
+    reqs = [[rnd.randrange(1, 700) for _ in range(rnd.randint(1, 20))] for _ in range(n)]
+    params, cancels = [], {}
+    for i in range(n):
+        kw = dict(max_tokens=rnd.randint(0, 15), ignore_eos=rnd.random() < 0.3,
+                  stop_token_ids=rnd.sample(range(700), 40) if rnd.random() < 0.5 else [])
+        if rnd.random() < 0.5:
+            kw.update(temperature=rnd.choice([0.7, 1.0]), seed=rnd.randrange(100))
+        else:
+            kw.update(temperature=0)
+        params.append(SamplingParams(**kw))
+        if rnd.random() < 0.3:
+            cancels[i] = rnd.randint(1, 6)
+    max_batch, eos = rnd.randint(1, 4), rnd.sample(range(700), 30)
+    runs = []
+    for overlap in (False, True):
+        engine = Engine(model, max_batch=max_batch, max_seq_len=40, eos_ids=eos, overlap=overlap)
+        deltas, outs = _run_recorded(engine, reqs, params, cancel_after=cancels)
+        runs.append((deltas, [(o.token_ids, o.finish_reason, o.stop_reason) for o in outs]))
+        engine.step()  # a discarded step in flight, a cancel of a finished request: gone now
+        assert not engine.has_work() and engine.metrics()["free_rows"] == engine.max_batch
+    assert runs[1] == runs[0]
+    assert len({r[1] for r in runs[0][1]}) > 1  # the mix ends in more than one way

@@ -46,7 +46,7 @@ from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex
 from youtu.model import decode_attention
 from youtu.model.cache import LatentCache
 from youtu.model.config import ModelConfig
-from youtu.model.layers import RMSNorm, apply_rope, attention_scale
+from youtu.model.layers import RMSNorm, apply_rope, attention_scale, fuse_rows_, rows_are_fused
 
 # DeepSeek-V2/V3 and transformers build q_a_layernorm / kv_a_layernorm with the default eps,
 # not config.rms_norm_eps; the checkpoints were trained that way.
@@ -221,6 +221,9 @@ class MultiHeadLatentAttention(nn.Module):
         self.kv_b_proj = nn.Linear(cfg.kv_lora_rank, H * (cfg.qk_nope_head_dim + cfg.v_head_dim), bias=False)
         self.o_proj = nn.Linear(H * cfg.v_head_dim, D, bias=False)
         self.impl: AttentionImpl = "auto"
+        # [Q + C + R, D] after fuse_(): the q down-projection's rows (q_proj's without a q
+        # lora), then kv_a_proj_with_mqa's; both read the same normed x, so decode does one GEMV.
+        self.q_kv_a: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 attn_mask: torch.Tensor | BlockMask | DocSegments | None = None,
@@ -261,19 +264,47 @@ class MultiHeadLatentAttention(nn.Module):
             out = self._expanded(q_nope, q_rope, cached_latent, cached_rope[:, :, None, :], attn_mask)
         return self.o_proj(out.reshape(B, T, H * self.v_head_dim))
 
-    def _project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    def _input_projections(self) -> tuple[nn.Linear, nn.Linear]:
+        q_in = self.q_a_proj if self.q_lora_rank > 0 else self.q_proj
+        return q_in, self.kv_a_proj_with_mqa
+
+    def __getstate__(self) -> dict:
+        # As MLP's: a deepcopy's parameters are no views of a copied q_kv_a; fuse_() redoes it.
+        return {**self.__dict__, "q_kv_a": None}
+
+    @property
+    def fused(self) -> bool:
+        """Whether the q and kv down-projections are the row blocks of `q_kv_a`."""
+        return rows_are_fused(self.q_kv_a, *self._input_projections())
+
+    @torch.no_grad()
+    def fuse_(self) -> None:
+        """Make the q down-projection and kv_a_proj_with_mqa views of one weight `q_kv_a` (see
+        `youtu.model.layers.fuse_rows_`); a no-op when they already are."""
+        if not self.fused:
+            self.q_kv_a = fuse_rows_(*self._input_projections())
+
+    def _project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, fused: bool = False
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """q_nope [B, T, H, Dn], rotated q_rope [B, T, H, R], normalized latent [B, T, C] and
-        rotated k_rope [B, T, R] of x [B, T, D]."""
+        rotated k_rope [B, T, R] of x [B, T, D]; `fused`: one GEMV over `q_kv_a` (no gradient)."""
         B, T, _ = x.shape
-        if self.q_lora_rank > 0:
-            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
+        if fused:
+            assert self.q_kv_a is not None, "call fuse_() first"
+            q_in, kv_a = self._input_projections()
+            q, kv = F.linear(x, self.q_kv_a).split([q_in.out_features, kv_a.out_features], dim=-1)
+            if self.q_lora_rank > 0:
+                q = self.q_b_proj(self.q_a_layernorm(q))
         else:
-            q = self.q_proj(x)
-        q = q.view(B, T, self.num_heads, self.qk_head_dim)
+            if self.q_lora_rank > 0:
+                q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
+            else:
+                q = self.q_proj(x)
+            kv = self.kv_a_proj_with_mqa(x)
+        q = q.reshape(B, T, self.num_heads, self.qk_head_dim)
         q_nope, q_rope = q.split([self.qk_nope_head_dim, self.qk_rope_head_dim], dim=-1)
         q_rope = apply_rope(q_rope, cos, sin)
-        latent, k_rope = self.kv_a_proj_with_mqa(x).split([self.kv_lora_rank, self.qk_rope_head_dim], dim=-1)
+        latent, k_rope = kv.split([self.kv_lora_rank, self.qk_rope_head_dim], dim=-1)
         latent = self.kv_a_layernorm(latent)  # [B, T, C]
         k_rope = apply_rope(k_rope[:, :, None, :], cos, sin)[:, :, 0]  # [B, T, R]
         return q_nope, q_rope, latent, k_rope
@@ -285,11 +316,12 @@ class MultiHeadLatentAttention(nn.Module):
                                        self.kv_lora_rank)
         return w.split([self.qk_nope_head_dim, self.v_head_dim], dim=1)  # [H, Dn, C], [H, Dv, C]
 
-    def absorbed_inputs(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    def absorbed_inputs(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                        fused: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent-space queries q_abs [B, T, H, C+R] (W_uk^T q_nope | q_rope) and the new
-        cache rows [B, T, C+R] (latent | k_rope) of x [B, T, D]. No cache access: pure."""
-        q_nope, q_rope, latent, k_rope = self._project(x, cos, sin)
+        cache rows [B, T, C+R] (latent | k_rope) of x [B, T, D]. No cache access: pure.
+        `fused`: the down-projections as one GEMV over `q_kv_a` (after `fuse_`)."""
+        q_nope, q_rope, latent, k_rope = self._project(x, cos, sin, fused)
         w_uk, _ = self._w_uk_uv()
         q_latent = torch.einsum("bthd,hdc->bthc", q_nope, w_uk)
         return torch.cat((q_latent, q_rope), dim=-1), torch.cat((latent, k_rope), dim=-1)

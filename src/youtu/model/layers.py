@@ -129,14 +129,80 @@ class RMSNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
+def fuse_rows_(*linears: nn.Linear) -> torch.Tensor:
+    """Lay the weights of `linears` (same input size) out as consecutive rows of one new
+    [sum(out), in] tensor and make each weight a view of its rows, in place; returns the tensor.
+
+    The parameters keep their identity, names, values and flags: `state_dict()`, optimizers,
+    tied references and in-place updates (`copy_`, an optimizer step) all reach the shared
+    storage, and the old storages are freed, so memory does not grow. Anything that replaces a
+    parameter's data afterwards (`.to(dtype)`, `load_state_dict(assign=True)`, `deepcopy`)
+    unlinks it again: check with `rows_are_fused`.
+    """
+    # Not an inference tensor even when called under inference_mode (an engine built there):
+    # later in-place updates outside it (refresh_sampler, an optimizer step) must stay legal.
+    with torch.inference_mode(False), torch.no_grad():
+        fused = torch.cat([m.weight.detach() for m in linears])
+    start = 0
+    for m in linears:
+        n = m.weight.shape[0]
+        m.weight.data = fused[start:start + n]
+        start += n
+    return fused
+
+
+def rows_are_fused(fused: torch.Tensor | None, *linears: nn.Linear) -> bool:
+    """Whether the weights of `linears` are still the consecutive row blocks of `fused`."""
+    if fused is None:
+        return False
+    start = 0
+    for m in linears:
+        w = m.weight
+        n = w.shape[0]
+        if (w.dtype != fused.dtype or w.device != fused.device or start + n > fused.shape[0]
+                or w.data_ptr() != fused[start].data_ptr() or not w.is_contiguous()):
+            return False
+        start += n
+    return start == fused.shape[0]
+
+
 class MLP(nn.Module):
-    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x)).
+
+    Decode reads each weight once per token, so one [2I, D] GEMV for gate and up (`fuse_`, then
+    `forward_fused`) replaces two half-full ones; training keeps the separate Linears (the fused
+    tensor is no parameter and carries no gradient).
+    """
 
     def __init__(self, hidden_size: int, intermediate_size: int):
         super().__init__()
         self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
         self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+        self.gate_up: torch.Tensor | None = None  # [2I, D] after fuse_(): gate rows, then up rows
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+    def __getstate__(self) -> dict:
+        # deepcopy / pickle copy the parameters one by one, so a copy's weights are no views
+        # of a copied gate_up: drop it (a stale second copy of the MLP) and let fuse_() redo it.
+        return {**self.__dict__, "gate_up": None}
+
+    @property
+    def fused(self) -> bool:
+        """Whether gate_proj / up_proj are the two halves of `gate_up`."""
+        return rows_are_fused(self.gate_up, self.gate_proj, self.up_proj)
+
+    @torch.no_grad()
+    def fuse_(self) -> None:
+        """Make gate_proj and up_proj views of one [2I, D] weight `gate_up` (see `fuse_rows_`);
+        a no-op when they already are."""
+        if not self.fused:
+            self.gate_up = fuse_rows_(self.gate_proj, self.up_proj)
+
+    def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` with one GEMV for gate and up (after `fuse_`; no gradient reaches them)."""
+        assert self.gate_up is not None, "call fuse_() first"
+        gate, up = F.linear(x, self.gate_up).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)

@@ -52,6 +52,16 @@ class ServeConfig:
     """Also fuse the graphed decode step's elementwise work with torch.compile (needs
     use_cuda_graph): compiled once for batch 1 and once for all larger batches, shared by all
     layers."""
+    fuse_decode_weights: bool = True
+    """Decode with gate+up and q_a+kv_a as one GEMV each: the weights are laid out in place
+    (parameters become views of the fused tensors; names, checkpoints and memory unchanged).
+    Expected faster at batch 1 (half-full GEMVs ran at ~half bandwidth on an H200); not yet
+    measured (bench/decode.py --variants)."""
+    overlap_decode: bool = True
+    """Launch each decode step from the previous step's tokens kept on the GPU and read those
+    back while it runs (stops checked one step late, the extra token discarded; same tokens).
+    CUDA only; ignored on the CPU. Expected to hide ~0.5 ms of host work per step; not yet
+    measured."""
 
     # ---- request defaults (a request's own values win)
     max_new_tokens: int = 1024

@@ -13,9 +13,12 @@ up to max_seq_len: the attended length sizes the attention kernel's split grid (
 batch bucket point at one scratch cache row (slot 0), so they never touch a live sequence. All
 graphs share one memory pool.
 
+With `fused` (the engine's default), the step reads the decode-time weight layout of
+`fuse_decode_weights`: gate+up and q_a+kv_a as one GEMV each.
+
 With `compile`, the two pure parts are fused by `torch.compile`, shared by all layers (they read
-no cache and no layer index): two compiles each in all (batch 1, then a symbolic batch for every
-other bucket), where compiling the whole forward cost ~80 s per bucket at 2B. Eager decode at 2B batch 1 launches
+no cache and no layer index): two compiles each per weight layout (batch 1, then a symbolic
+batch for every other bucket), where compiling the whole forward cost ~80 s per bucket at 2B. Eager decode at 2B batch 1 launches
 ~1,000 small kernels per step (norms, RoPE, SwiGLU, casts) at 1-3 us each, more than the weight
 reads (~0.9 ms on an H200): fusing them is where compile pays.
 """
@@ -28,6 +31,9 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+from youtu.model import decode_attention
+from youtu.model.attention import absorbed_mask
 
 if TYPE_CHECKING:
     from youtu.model.cache import LatentCache
@@ -47,52 +53,87 @@ def buckets(limit: int, start: int = 1) -> list[int]:
     return out + [limit]
 
 
-def layer_inputs(layer: DecoderLayer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pure part of a layer before attention: (q_abs [B, T, H, C+R], new cache rows)."""
-    return layer.self_attn.absorbed_inputs(layer.input_layernorm(x), cos, sin)
+def layer_inputs(layer: DecoderLayer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                 fused: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pure part of a layer before attention: (q_abs [B, T, H, C+R], new cache rows).
+    `fused`: q_a + kv_a as one GEMV (`fuse_decode_weights` first)."""
+    return layer.self_attn.absorbed_inputs(layer.input_layernorm(x), cos, sin, fused)
 
 
-def layer_output(layer: DecoderLayer, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-    """The pure part after attention: `DecoderLayer.forward`'s two residual branches."""
+def layer_output(layer: DecoderLayer, x: torch.Tensor, attn: torch.Tensor,
+                 fused: bool = False) -> torch.Tensor:
+    """The pure part after attention: `DecoderLayer.forward`'s two residual branches.
+    `fused`: gate + up as one GEMV."""
     x = x + layer.self_attn.absorbed_output(attn)
-    return x + layer.mlp(layer.post_attention_layernorm(x))
+    h = layer.post_attention_layernorm(x)
+    return x + (layer.mlp.forward_fused(h) if fused else layer.mlp(h))
+
+
+def fuse_decode_weights(model: YoutuForCausalLM) -> bool:
+    """The decode-time weight layout, in place: per layer gate_proj + up_proj become the two
+    halves of one [2I, D] weight and q_a_proj + kv_a_proj_with_mqa one [Q + C + R, D] weight,
+    with the parameters as views of them (`youtu.model.layers.fuse_rows_`): state_dict keys,
+    checkpoints, parameter identity and memory are unchanged, and in-place weight updates
+    (`refresh_sampler`, an optimizer step) update what decode reads. Batch-1 decode is a chain of
+    GEMVs of 2-25 MB that ran at about half the copy bandwidth on an H200 (bench/results/
+    2026-12-04_h200_decode.md); this makes 2 of the 9 per layer fuller and 64 fewer at 2B.
+
+    Returns False (and changes nothing) for sharded parameters (DTensors), which cannot be
+    views of a local tensor; True once every layer is fused (idempotent).
+    """
+    if any(hasattr(p, "full_tensor") for p in model.parameters()):
+        return False
+    for layer in model.model.layers:
+        layer.mlp.fuse_()
+        layer.self_attn.fuse_()
+    return True
+
+
+def decode_weights_fused(model: YoutuForCausalLM) -> bool:
+    """Whether every layer still has the fused layout (a cast or a reload unlinks it)."""
+    return all(layer.mlp.fused and layer.self_attn.fused for layer in model.model.layers)
 
 
 def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
                 positions: torch.Tensor, rows: torch.Tensor, max_len: int,
-                inputs_fn: Callable = layer_inputs, output_fn: Callable = layer_output
-                ) -> torch.Tensor:
+                inputs_fn: Callable = layer_inputs, output_fn: Callable = layer_output,
+                fused: bool = False) -> torch.Tensor:
     """Logits [B, V] of one decode token per row, ids/positions [B, 1], rows [B]; no host sync.
 
-    Equal to `model(ids, positions=positions, cache=cache, cache_rows=rows)[:, -1]` (the
-    engine's eager path; tests compare the two); `inputs_fn` / `output_fn` are the compiled
-    versions of `layer_inputs` / `layer_output` under `compile`.
+    Equal to `model(ids, positions=positions, cache=cache, cache_rows=rows)[:, -1]` (tests
+    compare the two); the engine's decode path, eager and graphed. `inputs_fn` / `output_fn`
+    are the compiled versions of `layer_inputs` / `layer_output` under `compile`; `fused` uses
+    the layout of `fuse_decode_weights`.
     """
     x = model.model.embed_tokens(ids)  # [B, 1, D]
     cos, sin = model._rope(positions, x.dtype)
     lengths = positions.reshape(-1) + 1  # once per step, not per layer
+    # The fused kernel needs no mask; the plain path (CPU) builds it once here, not per layer.
+    mask = (None if decode_attention.available(ids.device)
+            else absorbed_mask(positions, max_len, model.config.num_attention_heads))
     for layer in model.model.layers:
-        q_abs, new_kv = inputs_fn(layer, x, cos, sin)
+        q_abs, new_kv = inputs_fn(layer, x, cos, sin, fused)
         attn = layer.self_attn.absorbed_attend(q_abs, new_kv, cache, positions, rows, max_len,
-                                               lengths=lengths)
-        x = output_fn(layer, x, attn)
+                                               mask, lengths=lengths)
+        x = output_fn(layer, x, attn, fused)
     return F.linear(model.model.norm(x)[:, -1], model.lm_head.weight)  # [B, V]
 
 
 @functools.cache
 def _compiled() -> tuple[Callable, Callable]:
     # The layers share one compile (their modules differ only in parameters, which dynamo
-    # passes as inputs). Automatic dynamic shapes: batch 1 compiles static, the first larger
-    # batch once more with a symbolic batch, which then serves every bucket.
+    # passes as inputs; `fused` is a constant it specialises on). Automatic dynamic shapes:
+    # batch 1 compiles static, the first larger batch once more with a symbolic batch, which
+    # then serves every bucket.
     return torch.compile(layer_inputs), torch.compile(layer_output)
 
 
 class DecodeGraphs:
     """Captured decode steps of one engine, keyed by (batch bucket, length bucket)."""
 
-    def __init__(self, engine: Engine, scratch_row: int, compile: bool = False):
+    def __init__(self, engine: Engine, scratch_row: int, compile: bool = False, fused: bool = False):
         self.engine = engine
+        self.fused = fused
         self.scratch_row = scratch_row
         n, device = engine.max_batch, engine.device
         self.batch_buckets = buckets(n)
@@ -108,7 +149,7 @@ class DecodeGraphs:
     def forward(self, b: int, length: int) -> torch.Tensor:
         """The decode step on the first b entries of the static buffers."""
         return decode_step(self.engine.model, self.engine.cache, self.ids[:b], self.positions[:b],
-                           self.rows[:b], length, *self.parts)
+                           self.rows[:b], length, *self.parts, fused=self.fused)
 
     def _capture(self, b: int, length: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         # Warm-up runs on a side stream (required before capture) repeat the step the static

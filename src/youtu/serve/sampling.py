@@ -115,17 +115,24 @@ class SamplingBatch:
         penalty = [p.repetition_penalty for p in params]
         seeds = [-1 if p.seed is None else p.seed % SEED_MODULUS for p in params]
 
-        def f32(xs):
-            return torch.tensor(xs, dtype=torch.float32, device=device)
+        device = torch.device(device)
+
+        def put(xs, dtype):
+            # A plain copy of pageable host memory to the GPU synchronises the stream: with the
+            # engine's overlap a step is then in flight, and the host would wait for it.
+            t = torch.tensor(xs, dtype=dtype)
+            if device.type != "cuda":
+                return t.to(device)
+            return t.pin_memory().to(device, non_blocking=True)
 
         return cls(
-            temperature=f32(temp),
-            top_k=torch.tensor(top_k, dtype=torch.long, device=device),
-            top_p=f32(top_p),
-            min_p=f32(min_p),
-            repetition_penalty=f32(penalty),
-            greedy=torch.tensor(greedy, dtype=torch.bool, device=device),
-            seeds=torch.tensor(seeds, dtype=torch.long, device=device),
+            temperature=put(temp, torch.float32),
+            top_k=put(top_k, torch.long),
+            top_p=put(top_p, torch.float32),
+            min_p=put(min_p, torch.float32),
+            repetition_penalty=put(penalty, torch.float32),
+            greedy=put(greedy, torch.bool),
+            seeds=put(seeds, torch.long),
             all_greedy=all(greedy),
             any_seeded=any(s >= 0 and not g for s, g in zip(seeds, greedy)),
             any_top_k_top_p=any(k > 0 for k in top_k) or any(p < 1.0 for p in top_p),
