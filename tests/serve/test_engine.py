@@ -498,7 +498,7 @@ def test_overlap_runs_no_step_past_a_known_limit(model, prompts, monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.parametrize("compile", [False, True], ids=["graphs", "graphs+compile"])
 def test_fused_and_overlapped_decode_under_cuda_graphs(model, prompts, references, tok, compile):
-    """The CUDA defaults (fused weights, overlap, graphs, optionally compiled) == the eager
+    """The fast path (fused weights, overlap, graphs, optionally compiled) == the eager
     engine with separate projections and no overlap == the CPU full-forward argmax; the
     overlapped engine streams what the synchronous one does (seeded rows, stops, cancel)."""
     import copy
@@ -508,7 +508,8 @@ def test_fused_and_overlapped_decode_under_cuda_graphs(model, prompts, reference
     plain = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], use_cuda_graph=False,
                    fuse_weights=False, overlap=False)
     a = [o.token_ids for o in plain.generate(prompts, params)]
-    fast = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], compile=compile)
+    fast = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], compile=compile,
+                  overlap=True)
     assert fast.fused and fast.overlap and fast.graphs is not None and fast.graphs.fused
     b = [o.token_ids for o in fast.generate(prompts, params)]
     assert b == a == references
@@ -522,7 +523,8 @@ def test_fused_and_overlapped_decode_under_cuda_graphs(model, prompts, reference
     runs = []
     for engine in (Engine(gpu_model, max_batch=3, max_seq_len=64, eos_ids=[ref[3]], overlap=False,
                           use_cuda_graph=False),
-                   Engine(gpu_model, max_batch=3, max_seq_len=64, eos_ids=[ref[3]], compile=compile)):
+                   Engine(gpu_model, max_batch=3, max_seq_len=64, eos_ids=[ref[3]], compile=compile,
+                          overlap=True)):
         deltas, outs = _run_recorded(engine, reqs, mixed, cancel_after={2: 6})
         runs.append((deltas, [(o.token_ids, o.finish_reason) for o in outs]))
     assert runs[1] == runs[0]
@@ -536,7 +538,8 @@ def test_launching_an_overlapped_step_does_not_wait_for_the_gpu(model, prompts):
     import copy
 
     gpu_model = copy.deepcopy(model).cuda()
-    engine = Engine(gpu_model, max_batch=2, max_seq_len=64, eos_ids=[], compile=False)
+    engine = Engine(gpu_model, max_batch=2, max_seq_len=64, eos_ids=[], compile=False,
+                    overlap=True)
     handle = engine.submit(prompts[0], _greedy(30))
     for _ in range(4):  # prefill, then decode steps: captured, a step in flight
         engine.step()

@@ -57,11 +57,11 @@ class ServeConfig:
     (parameters become views of the fused tensors; names, checkpoints and memory unchanged).
     Expected faster at batch 1 (half-full GEMVs ran at ~half bandwidth on an H200); not yet
     measured (bench/decode.py --variants)."""
-    overlap_decode: bool = True
+    overlap_decode: bool = False
     """Launch each decode step from the previous step's tokens kept on the GPU and read those
     back while it runs (stops checked one step late, the extra token discarded; same tokens).
-    CUDA only; ignored on the CPU. Expected to hide ~0.5 ms of host work per step; not yet
-    measured."""
+    CUDA only; ignored on the CPU. Expected to hide ~0.5 ms of host work per step; off until
+    its CUDA path has run and been measured (bench/decode.py --variants)."""
 
     # ---- request defaults (a request's own values win)
     max_new_tokens: int = 1024

@@ -27,7 +27,7 @@ Design (vLLM's, at the scale of one file):
 - Decode reads the weights in a decode-time layout (`fuse_weights`, `graphs.fuse_decode_weights`):
   gate+up and q_a+kv_a as one GEMV each, the parameters views of the fused tensors (state_dict,
   checkpoints and memory unchanged).
-- With `overlap` (on CUDA by default) step N+1 is launched from step N's sampled tokens kept on
+- With `overlap` (CUDA only; off by default until measured on the GPU) step N+1 is launched from step N's sampled tokens kept on
   the device, and step N's tokens are read back (delivered, stop-checked) while the GPU runs
   N+1: the host's work per step (~0.5 ms at 2B batch 1 on an H200, ~15% of the step) hides
   behind the GPU's. Exact: limits (max_tokens, context) are known ahead, so no step runs past
@@ -190,7 +190,8 @@ class Engine:
             are laid out in place, see `graphs.fuse_decode_weights`; ignored for sharded
             parameters).
         overlap: launch each decode step before reading the previous one's tokens back (see
-            the module docstring); None = on for CUDA models.
+            the module docstring); None = off. CUDA only; off by default until its CUDA path
+            has run and been measured on the GPU (CPU tests cover its bookkeeping).
     """
 
     def __init__(self, model: YoutuForCausalLM, *, max_batch: int, max_seq_len: int,
@@ -233,7 +234,7 @@ class Engine:
         self.fused = fuse_weights and self._stepwise and fuse_decode_weights(model)
         if fuse_weights and self._stepwise and not self.fused:
             logger.warning("sharded parameters: decode keeps the separate projections")
-        self.overlap = self.device.type == "cuda" if overlap is None else overlap
+        self.overlap = bool(overlap)
         self._inflight: _Sampled | None = None  # with overlap: the step launched, not yet read
         # One extra scratch row under CUDA graphs: padding entries of a batch bucket write there.
         rows = self.max_batch + (1 if use_cuda_graph else 0)
