@@ -203,6 +203,7 @@ def bench_torchtitan(cfg: ModelConfig, state: dict, batch: PackedBatch, device: 
     peak = peak_flops(device)  # torchtitan's own FLOP count (norm gains too), for the record
     out.titan_mfu_own_count = (B * T / r.seconds_per_step * r.flops_per_token / peak
                                if peak else None)
+    out.name, out.titan_version = f"torchtitan {r.version}", r.version
     return out
 
 
