@@ -138,8 +138,10 @@ def _titan_config(cfg, seq_len: int, attention_config):
 def _build_v030(cfg, state: dict[str, torch.Tensor], ids: torch.Tensor, labels: torch.Tensor,
                 device: torch.device, compile: bool, ac: str) -> tuple[Callable[[], float], float]:
     """torchtitan 0.3.x's model, parallelize, chunked loss and AdamW; returns (step, flops)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+    )
     from torchtitan.components.loss import ChunkedLossWrapper, CrossEntropyLoss
     from torchtitan.components.optimizer import default_adamw
     from torchtitan.config import CompileConfig, ParallelismConfig, TrainingConfig
@@ -148,7 +150,9 @@ def _build_v030(cfg, state: dict[str, torch.Tensor], ids: torch.Tensor, labels: 
     from torchtitan.distributed.activation_checkpoint import FullAC, SelectiveAC
     from torchtitan.models.common.attention import ScaledDotProductAttention
     from torchtitan.models.deepseek_v3 import parallelize_deepseekv3
-    from torchtitan.models.deepseek_v3.state_dict_adapter import DeepSeekV3StateDictAdapter
+    from torchtitan.models.deepseek_v3.state_dict_adapter import (
+        DeepSeekV3StateDictAdapter,
+    )
 
     B, T = ids.shape
     model_config = _titan_config(cfg, T, ScaledDotProductAttention.Config())
@@ -233,14 +237,19 @@ def _job_config_v022(batch: int, seq_len: int, compile: bool, ac: str, device: t
 def _build_v022(cfg, state: dict[str, torch.Tensor], ids: torch.Tensor, labels: torch.Tensor,
                 device: torch.device, compile: bool, ac: str) -> tuple[Callable[[], float], float]:
     """torchtitan 0.2.2's model, parallelize, loss and AdamW, in its trainer's order."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+    )
     from torchtitan.components.loss import IGNORE_INDEX, build_cross_entropy_loss
     from torchtitan.components.optimizer import build_optimizers_with_moe_load_balancing
     from torchtitan.distributed import ParallelDims
     from torchtitan.distributed import utils as dist_utils
-    from torchtitan.models.deepseek_v3 import (DeepSeekV3Model, DeepSeekV3StateDictAdapter,
-                                               parallelize_deepseekv3)
+    from torchtitan.models.deepseek_v3 import (
+        DeepSeekV3Model,
+        DeepSeekV3StateDictAdapter,
+        parallelize_deepseekv3,
+    )
 
     B, T = ids.shape
     job = _job_config_v022(B, T, compile, ac, device)
