@@ -44,8 +44,8 @@ What is torchtitan's and what is set to match us (both versions):
   eps 1e-8, wd 0.1 on every parameter, fused).
 On CPU both run fp32 (0.2.2 without autocast; 0.3.0 with FSDP params in fp32), as ours does.
 
-CPU parity check (torch 2.13, gloo, eager, fp32), the wheels in a folder of their own (add
-datasets, dill and multiprocess where the environment lacks them), tests/train/test_torchtitan_peer.py:
+CPU parity check (torch 2.13, gloo, eager, fp32; tests/train/test_torchtitan_peer.py), the
+wheels in a folder of their own (add datasets, dill and multiprocess where they are missing):
     pip install --no-deps --target /tmp/tt22 torchtitan==0.2.2 tyro docstring-parser typeguard \
         shtab torchdata triton
     PYTHONPATH=src:/tmp/tt22 python bench/train_throughput.py --peer torchtitan --steps 1 --warmup 1
@@ -164,8 +164,9 @@ def _build_v030(cfg, state: dict[str, torch.Tensor], ids: torch.Tensor, labels: 
     parallelism = ParallelismConfig()
     dims = ParallelDims.from_config(parallelism, world_size=1)
     dims.build_mesh()
+    precision = "bfloat16" if device.type == "cuda" else "float32"
     training = TrainingConfig(local_batch_size=B, seq_len=T, max_norm=1.0,
-                              mixed_precision_param="bfloat16" if device.type == "cuda" else "float32")
+                              mixed_precision_param=precision)
     compile_config = CompileConfig(enable=compile)
     ac_config = {"off": None, "full": FullAC.Config(), "selective": SelectiveAC.Config()}[ac]
     model = parallelize_deepseekv3(model, parallel_dims=dims, training=training,
@@ -223,8 +224,9 @@ def _job_config_v022(batch: int, seq_len: int, compile: bool, ac: str, device: t
 
     job = JobConfig()
     job.job.dump_folder = "/tmp/torchtitan-peer"
+    precision = "bfloat16" if device.type == "cuda" else "float32"
     job.training = Training(local_batch_size=batch, seq_len=seq_len, max_norm=1.0,
-                            mixed_precision_param="bfloat16" if device.type == "cuda" else "float32")
+                            mixed_precision_param=precision)
     job.compile = Compile(enable=compile)  # components: model (per block) and loss
     job.activation_checkpoint = {
         "off": ActivationCheckpoint(mode="none"),
