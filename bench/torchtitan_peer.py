@@ -61,8 +61,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
+from typing import TypeAlias
 
 import torch
+
+Step: TypeAlias = Callable[[], torch.Tensor]
+"""One training step; returns its loss on the device."""
 
 
 @dataclass
@@ -138,7 +142,7 @@ def _titan_config(cfg, seq_len: int, attention_config):
 
 
 def _build_v030(cfg, state: dict[str, torch.Tensor], ids: torch.Tensor, labels: torch.Tensor,
-                device: torch.device, compile: bool, ac: str) -> tuple[Callable[[], float], float]:
+                device: torch.device, compile: bool, ac: str) -> tuple[Step, float]:
     """torchtitan 0.3.x's model, parallelize, chunked loss and AdamW; returns (step, flops)."""
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
@@ -187,7 +191,7 @@ def _build_v030(cfg, state: dict[str, torch.Tensor], ids: torch.Tensor, labels: 
     optimizers = default_adamw(lr=1e-4).build(model_parts=[model])
     global_valid = (labels != -100).sum()
 
-    def step() -> float:
+    def step() -> torch.Tensor:
         optimizers.zero_grad()
         pred = model(ids)
         loss, _ = loss_fn(pred, labels, global_valid)
@@ -195,7 +199,7 @@ def _build_v030(cfg, state: dict[str, torch.Tensor], ids: torch.Tensor, labels: 
         loss.backward()
         dist_utils.clip_grad_norm_([p for p in model.parameters()], 1.0, foreach=True)
         optimizers.step()
-        return float(loss.detach())
+        return loss.detach()
 
     return step, float(titan_flops)
 
@@ -239,7 +243,7 @@ def _job_config_v022(batch: int, seq_len: int, compile: bool, ac: str, device: t
 
 
 def _build_v022(cfg, state: dict[str, torch.Tensor], ids: torch.Tensor, labels: torch.Tensor,
-                device: torch.device, compile: bool, ac: str) -> tuple[Callable[[], float], float]:
+                device: torch.device, compile: bool, ac: str) -> tuple[Step, float]:
     """torchtitan 0.2.2's model, parallelize, loss and AdamW, in its trainer's order."""
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
@@ -285,7 +289,7 @@ def _build_v022(cfg, state: dict[str, torch.Tensor], ids: torch.Tensor, labels: 
     global_valid = (labels != IGNORE_INDEX).sum().float()
     pp_mesh = dims.get_optional_mesh("pp")
 
-    def step() -> float:
+    def step() -> torch.Tensor:
         optimizers.zero_grad()
         with train_context():
             with amp:
@@ -296,7 +300,7 @@ def _build_v022(cfg, state: dict[str, torch.Tensor], ids: torch.Tensor, labels: 
         dist_utils.clip_grad_norm_([p for p in model.parameters()], job.training.max_norm,
                                    foreach=True, pp_mesh=pp_mesh, ep_enabled=dims.ep_enabled)
         optimizers.step()
-        return float(loss.detach())
+        return loss.detach()
 
     return step, float(titan_flops)
 
@@ -333,7 +337,9 @@ def bench_torchtitan(cfg, state: dict[str, torch.Tensor], input_ids: torch.Tenso
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    first = step()
+    # the loss stays on the device between steps (a .item() per step would sync, which its
+    # trainer does only on logging steps)
+    first = float(step())
     for _ in range(warmup - 1):
         step()
     if device.type == "cuda":
