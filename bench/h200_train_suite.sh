@@ -8,6 +8,11 @@
 set -u
 whl=$1; out=$2; budget=${BUDGET_S:-300}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+# WHEEL_DIR: the default wheels of ../shared/device/fetch-wheels.sh plus torchao and the
+# torchtitan 0.2.2 peer's (0.3.0 does not import on torch 2.11; bench/torchtitan_peer.py):
+#   bash ../shared/device/fetch-wheels.sh torchao==0.18.0 torchtitan==0.2.2 tyro==1.0.17 \
+#     docstring-parser==0.18.0 typeguard==4.6.1 shtab==1.13.0 torchdata==0.11.0 \
+#     datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site "$whl"/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD/bench
@@ -21,7 +26,7 @@ phase() {  # name limit_s command...
   timeout "$limit" "$@" > "$out/$name.log" 2>&1; echo "== $name rc=$?"
   grep -v -E "Warning|warn\(|register_constant|^\s*$" "$out/$name.log" | tail -n 14
 }
-python3 -c "import torch, torchao, torchtitan.models.deepseek_v3; print('torch', torch.__version__, 'torchao', torchao.__version__, torch.cuda.get_device_name())" 2>&1 | tail -n 2
+python3 -c "import torch, torchao, torchtitan.models.deepseek_v3; from importlib.metadata import version; print('torch', torch.__version__, 'torchao', torchao.__version__, 'torchtitan', version('torchtitan'), torch.cuda.get_device_name())" 2>&1 | tail -n 2
 B=bench/train_throughput.py
 phase s4096 170 python3 $B --preset youtu_2b --seq 4096 --batch 4 --compile --fp8 off,tensorwise \
   --peer torchtitan --steps 4 --warmup 2 --json-out "$out/s4096.json"

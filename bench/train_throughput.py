@@ -10,7 +10,8 @@ same batch, same initial weights, in the same run.
 Ours is `youtu.train.trainer.Trainer.train_step` (bf16 autocast on CUDA with fp32 master weights,
 cuDNN causal attention, fused chunked lm_head + cross-entropy, fused AdamW, clipping), once per
 `--fp8` x `--ac` variant. Peers: `--peer torchtitan` is torchtitan's own DeepSeek-V3 model at our
-shape through its parallelize/compile path (bench/torchtitan_peer.py says what is matched);
+shape through its parallelize/compile path (0.2.2 or 0.3.0, whichever is installed;
+bench/torchtitan_peer.py says what is matched);
 `--peer transformers` is transformers' `YoutuForCausalLM` with the same fp32 weights under the
 same bf16 autocast, `labels=` loss, fused AdamW and clipping. `--packed` also times ours on
 rows of several documents (FlexAttention block mask).
@@ -196,9 +197,9 @@ def bench_torchtitan(cfg: ModelConfig, state: dict, batch: PackedBatch, device: 
 
     _reset_memory(device)
     r = run_titan(cfg, state, batch.input_ids, batch.targets, device, steps, warmup, compile, ac)
-    out = _result("torchtitan", cfg, batch, device, r.seconds_per_step, r.peak_mem_gb,
-                  r.first_loss)
-    out.ac = ac
+    out = _result(f"torchtitan {r.version}", cfg, batch, device, r.seconds_per_step,
+                  r.peak_mem_gb, r.first_loss)
+    out.ac, out.titan_version = ac, r.version
     B, T = batch.input_ids.shape
     peak = peak_flops(device)  # torchtitan's own FLOP count (norm gains too), for the record
     out.titan_mfu_own_count = (B * T / r.seconds_per_step * r.flops_per_token / peak
