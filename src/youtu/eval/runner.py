@@ -158,12 +158,12 @@ def _function_calling(lm: LM, cfg: EvalConfig, out: Path) -> dict[str, Any]:
 def _bfcl(lm: LM, cfg: EvalConfig, out: Path, checkpoint: str) -> dict[str, Any]:
     """BFCL through a chat backend: our engine on the harness's own model (youtu backend) or
     the served model (openai backend); greedy, non-thinking (BFCL's FC mode scores calls)."""
-    from youtu.eval.tasks.bfcl import CATEGORIES, run_bfcl
+    from youtu.eval.tasks.bfcl import ALL_CATEGORIES, run_bfcl
 
-    unknown = sorted(set(cfg.bfcl_categories) - set(CATEGORIES))
+    unknown = sorted(set(cfg.bfcl_categories) - set(ALL_CATEGORIES))
     if unknown:
-        raise ConfigError(f"eval.bfcl_categories: {unknown} are not BFCL single-turn categories; "
-                          f"valid: {', '.join(CATEGORIES)}")
+        raise ConfigError(f"eval.bfcl_categories: {unknown} are not BFCL categories scored here; "
+                          f"valid: {', '.join(ALL_CATEGORIES)}")
     if cfg.backend == "openai":
         from youtu.serve.client import OpenAIChat
 
