@@ -161,3 +161,38 @@ def test_summaries_follow_bfcl_weighting():
     got = summaries({f"bfcl/{c}": a for c, a in non_live.items()}, {c: 1 for c in non_live})
     assert got == {"bfcl/non_live": pytest.approx((0.5 + 1.0) / 4)}
     assert summaries({"bfcl/multi_turn_base": 1.0}, {"multi_turn_base": 1}) == {}
+
+
+class TextReplay(Replay):
+    """Replay writing its calls as the model writes them (`<tool_call>` text), parsed back by
+    the chat backends' own parser (`youtu.serve.protocol.assistant_message`)."""
+
+    def complete(self, messages, *, tools=None, **kw):
+        from youtu.serve.protocol import assistant_message
+
+        reply = super().complete(messages, tools=tools, **kw).message
+        text = reply["content"] or "\n".join(
+            '<tool_call>{"name": %s, "arguments": %s}</tool_call>'
+            % (json.dumps(c["function"]["name"]), c["function"]["arguments"])
+            for c in reply["tool_calls"])
+        names = {t["function"]["name"] for t in tools}
+        message, finish = assistant_message(text, True, "stop", names)
+        return Reply(message, 9, finish)
+
+
+def test_the_loop_runs_on_parsed_text_and_its_conversation_renders(entries, tiny_checkpoint):
+    """Calls parsed from model text drive the loop to a pass, and the conversation it builds
+    (assistant tool_calls, tool results with their call ids) renders in our chat template."""
+    from youtu.eval.tasks.bfcl import openai_tools
+    from youtu.serve.protocol import build_chat_prompt
+    from youtu.tokenizer import Tokenizer
+
+    entry = entries["multi_turn_base"][0]
+    row = run_multi_turn(TextReplay([entry]), entry)
+    assert row["valid"], row["error"]
+    tools, _ = openai_tools(entry["function"])
+    tok = Tokenizer.load(tiny_checkpoint)
+    text = tok.decode(build_chat_prompt(tok, row["messages"], tools, "auto", False).ids,
+                      skip_special=False)
+    assert '<tool_call>{"name": "mkdir", "arguments": {"dir_name": "temp"}}</tool_call>' in text
+    assert "<tool_response>{\"current_working_directory\": \"document\"}</tool_response>" in text
