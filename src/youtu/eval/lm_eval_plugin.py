@@ -161,7 +161,8 @@ class YoutuLM(TemplateLM):
         return ([self.lm.codec.bos_id] + ids) if add and self.lm.codec.bos_id is not None else ids
 
     def _loglikelihood_tokens(self, requests: list[tuple[tuple[str, str], list[int], list[int]]],
-                              disable_tqdm: bool = False, **kwargs: Any) -> list[tuple[float, bool]]:
+                              disable_tqdm: bool = False,
+                              **kwargs: Any) -> list[tuple[float, bool]]:
         out = self.lm.score_tokens([(ctx, cont) for _, ctx, cont in requests])
         for (key, _, _), res in zip(requests, out):
             if key is not None:

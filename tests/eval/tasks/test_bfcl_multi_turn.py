@@ -27,7 +27,7 @@ def _as_arguments(call: str, classes: list[str]) -> tuple[str, dict]:
     from bfcl_eval.constants.executable_backend_config import CLASS_FILE_PATH_MAPPING
 
     node = ast.parse(call, mode="eval").body
-    name = node.func.id
+    name, params = node.func.id, []
     for cls_name in classes:
         cls = getattr(importlib.import_module(CLASS_FILE_PATH_MAPPING[cls_name]), cls_name)
         if hasattr(cls, name):
@@ -41,8 +41,8 @@ def _as_arguments(call: str, classes: list[str]) -> tuple[str, dict]:
 class Replay:
     """A fake chat backend: in each turn, makes all of that turn's ground-truth calls in one
     reply, then answers in text (which ends the turn). `wrong`: the first call of the first
-    turn gets its first argument changed (a suffix on a string, a flipped bool); `silent`: never calls; `endless`: calls the first ground-truth
-    call forever."""
+    turn gets its first argument changed (a suffix on a string, a flipped bool); `silent`: never
+    calls; `endless`: calls the first ground-truth call forever; `calls`: these calls instead."""
 
     model = "replay"
 
@@ -62,7 +62,7 @@ class Replay:
             return Reply({"role": "assistant", "content": "Done."}, 1, "stop")
         tool_calls = []
         for i, call in enumerate(calls):
-            name, args = _as_arguments(call, entry["involved_classes"]) if "(" in call else (call, {})
+            name, args = _as_arguments(call, entry["involved_classes"])
             if self.wrong and turn == 0 and i == 0:
                 key = next(iter(args))
                 args[key] = not args[key] if isinstance(args[key], bool) else args[key] + "_wrong"
@@ -154,7 +154,8 @@ def test_summaries_follow_bfcl_weighting():
     assert got == {"bfcl/multi_turn": 0.5}
     live = {"live_simple": (1.0, 3), "live_multiple": (0.0, 1), "live_parallel": (0.0, 0),
             "live_parallel_multiple": (0.0, 0)}
-    got = summaries({f"bfcl/{c}": a for c, (a, _) in live.items()}, {c: n for c, (_, n) in live.items()})
+    got = summaries({f"bfcl/{c}": a for c, (a, _) in live.items()},
+                    {c: n for c, (_, n) in live.items()})
     assert got == {"bfcl/live": 0.75}
     non_live = {"simple_python": 1.0, "simple_java": 0.0, "simple_javascript": 0.5,
                 "multiple": 1.0, "parallel": 0.0, "parallel_multiple": 0.0}
@@ -172,9 +173,8 @@ class TextReplay(Replay):
 
         reply = super().complete(messages, tools=tools, **kw).message
         text = reply["content"] or "\n".join(
-            '<tool_call>{"name": %s, "arguments": %s}</tool_call>'
-            % (json.dumps(c["function"]["name"]), c["function"]["arguments"])
-            for c in reply["tool_calls"])
+            f'<tool_call>{{"name": {json.dumps(c["function"]["name"])}, '
+            f'"arguments": {c["function"]["arguments"]}}}</tool_call>' for c in reply["tool_calls"])
         names = {t["function"]["name"] for t in tools}
         message, finish = assistant_message(text, True, "stop", names)
         return Reply(message, 9, finish)
