@@ -176,8 +176,10 @@ def _bfcl(lm: LM, cfg: EvalConfig, out: Path, checkpoint: str) -> dict[str, Any]
 
         tok = Tokenizer.load(checkpoint)
         model = lm.model  # the harness's model: no second copy of the weights
-        engine = Engine(model, max_batch=1, max_seq_len=min(4096, model.config.max_position_embeddings),
-                        eos_ids=[tok.eos_id], detokenize=tok.decode)
+        # BFCL's multi-turn prompts (two APIs' functions + the conversation) run 7k-15k tokens
+        context = min(32768, model.config.max_position_embeddings)
+        engine = Engine(model, max_batch=1, max_seq_len=context, eos_ids=[tok.eos_id],
+                        detokenize=tok.decode)
         backend = EngineChat(engine, tok, temperature=0.0)
     else:
         raise ConfigError("the bfcl task needs eval.backend = 'youtu' or 'openai' (it scores "

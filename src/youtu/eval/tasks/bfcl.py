@@ -1,15 +1,16 @@
-"""Berkeley Function Calling Leaderboard (BFCL v4) with the `bfcl-eval` package's own data and
-AST checker, on our checkpoints or any OpenAI-compatible endpoint.
+"""Berkeley Function Calling Leaderboard (BFCL v4) with the `bfcl-eval` package's own data, AST
+checker and multi-turn backends and checker, on our checkpoints or any OpenAI-compatible endpoint.
 
     from youtu.eval.tasks.bfcl import run_bfcl
     from youtu.serve.client import EngineChat, OpenAIChat
     engine, tok = load_engine("runs/tiny/sft")                    # youtu.serve.engine
     res = run_bfcl(EngineChat(engine, tok, temperature=0), ["simple_python", "irrelevance"])
     res = run_bfcl(OpenAIChat("http://127.0.0.1:8000/v1", temperature=0), ["live_simple"])
+    res = run_bfcl(backend, MULTI_TURN_CATEGORIES, limit=20)   # + "bfcl/multi_turn"
     res["scores"]   # {"bfcl/simple_python": 0.62, "bfcl/irrelevance": 0.81}
 
 The backend is built by the caller (a layer above eval: youtu.eval may not import youtu.serve,
-tests/test_layers.py); anything with `complete(messages, tools=, max_tokens=, thinking=)`
+tests/test_imports.py); anything with `complete(messages, tools=, max_tokens=, thinking=)`
 returning an object with an OpenAI assistant `.message` works.
 
 Install (bfcl-eval's declared dependencies are every vendor SDK its leaderboard calls plus
