@@ -129,8 +129,8 @@ class YoutuLM(TemplateLM):
                           batch_size=_batch_size(batch_size), max_length=int(max_length),
                           base_url=base_url, api_key=api_key, add_bos=add_bos)
         self.max_gen_toks = int(max_gen_toks)
-        self.tokens = isinstance(self.lm, TokenLM)
-        self.bos_text = _bos_text(self.lm) if self.tokens else None
+        self.token_level = isinstance(self.lm, TokenLM)  # our checkpoints and HF folders
+        self.bos_text = _bos_text(self.lm) if self.token_level else None
 
     @property
     def tokenizer_name(self) -> str:
@@ -173,7 +173,7 @@ class YoutuLM(TemplateLM):
 
     def loglikelihood(self, requests: list[Any],
                       disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        if self.tokens:
+        if self.token_level:
             return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
         pairs = [tuple(r.args) for r in requests]
         out = []
@@ -185,7 +185,7 @@ class YoutuLM(TemplateLM):
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
         texts = [r.args[0] for r in requests]
-        if self.tokens:  # lm-eval's hf windows: every token of tok_encode(text), BOS prefix
+        if self.token_level:  # lm-eval's hf windows: every token of tok_encode(text), BOS prefix
             windows, owner = [], []
             for i, text in enumerate(texts):
                 for w in get_rolling_token_windows(token_list=self.tok_encode(text),
@@ -206,7 +206,7 @@ class YoutuLM(TemplateLM):
         reqs = []
         for r in requests:
             context, gen_kwargs = r.args
-            if self.tokens and self.lm.adds_bos and self.bos_text and \
+            if self.token_level and self.lm.adds_bos and self.bos_text and \
                     context.startswith(self.bos_text):
                 # the harness puts BOS first itself; lm-eval's hf adds none to such a text
                 context = context[len(self.bos_text):]
