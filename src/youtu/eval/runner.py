@@ -176,7 +176,7 @@ def _bfcl(lm: LM, cfg: EvalConfig, out: Path, checkpoint: str) -> dict[str, Any]
 
         tok = Tokenizer.load(checkpoint)
         model = lm.model  # the harness's model: no second copy of the weights
-        # BFCL's multi-turn prompts (two APIs' functions + the conversation) run 7k-15k tokens
+        # BFCL's multi-turn prompts (two APIs' functions + the conversation): thousands of tokens
         context = min(32768, model.config.max_position_embeddings)
         engine = Engine(model, max_batch=1, max_seq_len=context, eos_ids=[tok.eos_id],
                         detokenize=tok.decode)
