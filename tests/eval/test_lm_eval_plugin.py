@@ -99,10 +99,12 @@ def test_plugin_matches_harness(tiny_checkpoint, task_dir):
         # lm-eval's default target delimiter puts one space between question and choice
         want = lm.loglikelihood([(doc["question"], " " + c) for c in doc["choices"]])
         assert got == pytest.approx([w.logprob for w in want], abs=1e-5)
+    # rolling, as lm-eval's hf lays it out with BOS: the text encoded with BOS, conditioned on
+    # the BOS prefix (each document fits one window)
     ppl = sorted(out["samples"]["youtu_local_ppl"], key=lambda s: s["doc_id"])
-    want = lm.loglikelihood_rolling([d["question"] for d in DOCS])
-    assert [float(s["resps"][0][0]) for s in ppl] == pytest.approx([w.logprob for w in want],
-                                                                   abs=1e-5)
+    bos = lm.codec.bos_id
+    want = lm.score_tokens([([bos], [bos] + lm.encode(d["question"])) for d in DOCS])
+    assert [float(s["resps"][0][0]) for s in ppl] == pytest.approx([w[0] for w in want], abs=1e-5)
     gen = sorted(out["samples"]["youtu_local_gen"], key=lambda s: s["doc_id"])
     want = lm.generate_until([GenerationRequest(d["question"], 5, until=("\n",)) for d in DOCS])
     assert [s["resps"][0][0] for s in gen] == want
@@ -124,10 +126,12 @@ def _samples(out: dict, task: str) -> list:
     return [[r[0] for r in s["resps"]] for s in sorted(out["samples"][task], key=lambda s: s["doc_id"])]
 
 
-def test_documented_model_args_make_hf_and_youtu_agree(tiny_checkpoint, task_dir):
-    """The parity setting in the plugin's docstring: `--model hf` with its defaults (BOS only as
-    lm-eval's rolling prefix, as our saved tokenizer config says: add_bos_token false) and
-    `--model youtu` with add_bos=False give the same numbers on all three request types."""
+@pytest.mark.parametrize("setting", ["PARITY_MODEL_ARGS", "NO_BOS_MODEL_ARGS"])
+def test_documented_model_args_make_hf_and_youtu_agree(tiny_checkpoint, task_dir, setting):
+    """The parity setting in the plugin's docstring: `--model hf` with add_bos_token=True and
+    `--model youtu` (BOS, as the checkpoints were trained) give the same numbers on all three
+    request types, rolling log-likelihood included (lm-eval's hf scores the text encoded with
+    BOS after its BOS prefix); without BOS on both sides they agree too."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -135,7 +139,7 @@ def test_documented_model_args_make_hf_and_youtu_agree(tiny_checkpoint, task_dir
 
     tasks = ["youtu_local_mc", "youtu_local_ppl", "youtu_local_gen"]
     runs = {}
-    for model, args in plugin.PARITY_MODEL_ARGS.items():
+    for model, args in getattr(plugin, setting).items():
         runs[model] = lm_eval.simple_evaluate(
             model=model, model_args=f"pretrained={tiny_checkpoint},{args}", batch_size=2,
             device="cpu", tasks=tasks, log_samples=True,
@@ -146,3 +150,19 @@ def test_documented_model_args_make_hf_and_youtu_agree(tiny_checkpoint, task_dir
         flat = lambda rows: [float(x[0] if isinstance(x, (list, tuple)) else x) for r in rows for x in r]
         assert flat(got) == pytest.approx(flat(want), abs=1e-4), task
     assert _samples(ours, "youtu_local_gen") == _samples(hf, "youtu_local_gen")
+
+
+def test_a_text_that_starts_with_bos_gets_no_second_bos(tiny_checkpoint):
+    """lm-eval's hf `tok_encode` adds no BOS to a text already starting with it; an explicit
+    add_special_tokens wins; empty contexts are conditioned on BOS alone."""
+    import youtu.eval.lm_eval_plugin as plugin
+
+    model = plugin.YoutuLM(str(tiny_checkpoint), device="cpu")
+    bos = model.lm.codec.bos_id
+    body = model.lm.encode("hello world")
+    assert model.tok_encode("hello world") == [bos] + body
+    assert model.tok_encode("<|begin_of_text|>hello world") == [bos] + body
+    assert model.tok_encode("hello world", add_special_tokens=False) == body
+    assert model.prefix_token_id == bos
+    no_bos = plugin.YoutuLM(str(tiny_checkpoint), device="cpu", add_bos=False)
+    assert no_bos.tok_encode("hello world") == body

@@ -123,9 +123,9 @@ class EvalConfig:
 
     bfcl_categories: list[str] = field(default_factory=lambda: ["simple_python", "multiple",
                                                                 "parallel", "irrelevance"])
-    """BFCL v4 categories by their official names (youtu.eval.tasks.bfcl.CATEGORIES), scored
-    with bfcl-eval's own data and AST checker through the chat template (engine) or the
-    endpoint (openai backend)."""
+    """BFCL v4 categories by their official names (youtu.eval.tasks.bfcl.ALL_CATEGORIES:
+    single-turn and multi_turn_*), scored with bfcl-eval's own data, AST and multi-turn
+    checkers through the chat template (engine) or the endpoint (openai backend)."""
     bfcl_limit: int = 50
     """Entries per BFCL category; 0 = all."""
 

@@ -158,12 +158,12 @@ def _function_calling(lm: LM, cfg: EvalConfig, out: Path) -> dict[str, Any]:
 def _bfcl(lm: LM, cfg: EvalConfig, out: Path, checkpoint: str) -> dict[str, Any]:
     """BFCL through a chat backend: our engine on the harness's own model (youtu backend) or
     the served model (openai backend); greedy, non-thinking (BFCL's FC mode scores calls)."""
-    from youtu.eval.tasks.bfcl import CATEGORIES, run_bfcl
+    from youtu.eval.tasks.bfcl import ALL_CATEGORIES, run_bfcl
 
-    unknown = sorted(set(cfg.bfcl_categories) - set(CATEGORIES))
+    unknown = sorted(set(cfg.bfcl_categories) - set(ALL_CATEGORIES))
     if unknown:
-        raise ConfigError(f"eval.bfcl_categories: {unknown} are not BFCL single-turn categories; "
-                          f"valid: {', '.join(CATEGORIES)}")
+        raise ConfigError(f"eval.bfcl_categories: {unknown} are not BFCL categories scored here; "
+                          f"valid: {', '.join(ALL_CATEGORIES)}")
     if cfg.backend == "openai":
         from youtu.serve.client import OpenAIChat
 
@@ -176,8 +176,10 @@ def _bfcl(lm: LM, cfg: EvalConfig, out: Path, checkpoint: str) -> dict[str, Any]
 
         tok = Tokenizer.load(checkpoint)
         model = lm.model  # the harness's model: no second copy of the weights
-        engine = Engine(model, max_batch=1, max_seq_len=min(4096, model.config.max_position_embeddings),
-                        eos_ids=[tok.eos_id], detokenize=tok.decode)
+        # BFCL's multi-turn prompts (two APIs' functions + the conversation): thousands of tokens
+        context = min(32768, model.config.max_position_embeddings)
+        engine = Engine(model, max_batch=1, max_seq_len=context, eos_ids=[tok.eos_id],
+                        detokenize=tok.decode)
         backend = EngineChat(engine, tok, temperature=0.0)
     else:
         raise ConfigError("the bfcl task needs eval.backend = 'youtu' or 'openai' (it scores "

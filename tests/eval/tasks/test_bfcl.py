@@ -72,7 +72,9 @@ def test_dotted_names_are_sent_openai_safe_and_mapped_back():
 
 
 def test_unsupported_categories_are_refused_by_name():
-    with pytest.raises(ValueError, match="multi_turn_base.*not supported"):
+    with pytest.raises(ValueError, match="memory_kv.*not supported"):
+        run_bfcl(AnswerKey(), ["simple_python", "memory_kv"])
+    with pytest.raises(ValueError, match="multi_turn_base.*not a single-turn category"):
         load_category("multi_turn_base")
 
 
@@ -128,6 +130,6 @@ def test_youtu_eval_runs_bfcl_as_a_task_group(tiny_checkpoint, tmp_path):
     assert res["scores"] == {"bfcl/simple_python": 0.0, "bfcl/irrelevance": 1.0}
     rows = (tmp_path / "out" / "predictions" / "bfcl.jsonl").read_text().splitlines()
     assert len(rows) == 4
-    with pytest.raises(ConfigError, match="bfcl_categories.*multi_turn_base"):
-        evaluate(EvalConfig(tasks=["bfcl"], bfcl_categories=["multi_turn_base"]),
+    with pytest.raises(ConfigError, match="bfcl_categories.*web_search_base"):
+        evaluate(EvalConfig(tasks=["bfcl"], bfcl_categories=["web_search_base"]),
                  tiny_checkpoint, tmp_path / "bad", device="cpu")
