@@ -127,8 +127,11 @@ def _doctests_pass(fn: Function, text: str, source: str) -> bool:
 
 
 def _test_file(module: str, names: list[str], body: list[str]) -> str:
+    # the doctest helper only where a doctest test uses it: ~60 words of boilerplate that every
+    # written test file would otherwise repeat verbatim
+    helper = f"{_DOCTESTS}\n" if any("_doctest_failures(" in t for t in body) else ""
     return (f"from pylib.{_local(module)} import {', '.join(sorted(set(names)))}\n{RUNNER}\n"
-            f"{_DOCTESTS}\n\n" + "\n\n".join(body))
+            f"{helper}\n" + "\n\n".join(body))
 
 
 class SWEEnv(CodeEnv):
