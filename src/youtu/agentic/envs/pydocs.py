@@ -16,9 +16,9 @@ hop follows a link the current document states: a base class, the defining modul
 first method, a method's class, a module's first function or class ("the first class listed
 in the module that defines the base class of `http.client.HTTPException`"). Answers are the
 introspected values, checked exactly after normalisation. Seed s starts at the (s mod N)-th
-object of a fixed shuffle of the N start objects, so a run of fewer than N tasks never asks
-twice from the same start (drawn at random, 11k tasks over ~4,000 objects gave 13%
-near-duplicates: the same documents read again).
+object of a fixed shuffle of the N ~13,000 start objects, so a run of fewer than N tasks asks
+from each start at one difficulty at most (drawn at random, 11k tasks over ~4,000 objects gave
+13% near-duplicates: the same documents read again).
 """
 
 from __future__ import annotations
@@ -103,13 +103,11 @@ class PyDocsEnv(Env):
         hops = self._difficulty(difficulty)
         c = self.corpus
         rng = random.Random(f"pydocs/{seed}/{difficulty}")
-        order = _starts(hops > 1)
-        start = order[seed % len(order)]  # later draws (this start has no such chain): random
-        while True:
-            made = _chain(c, rng, hops, start)
-            if made is not None:
-                break
-            start = rng.choice(order)
+        order, k = _starts(), seed % len(_starts())
+        # a start with no such chain (18% of them have no 4-hop one) hands over to the next
+        # object of the order: that is seed + 1's start, but at another difficulty
+        while (made := _walk(c, rng, hops, order[k])) is None:
+            k = (k + 1) % len(order)
         path, rels, fact, param, answer = made
         desc = f"`{path[0]}`"
         for rel in rels:
@@ -274,18 +272,24 @@ def _links(c: Corpus, q: str) -> list[tuple[str, str]]:
     return out
 
 
-@functools.lru_cache(maxsize=2)
-def _starts(multi_hop: bool) -> list[str]:
-    """The start objects (functions and classes; modules too for multi-hop questions) in a fixed
-    shuffled order. Kinds come in the corpus's proportions (~80% functions and methods):
-    weighting classes up would repeat them, which is what made near-duplicates."""
+@functools.lru_cache(maxsize=1)
+def _starts() -> list[str]:
+    """The start objects (functions, classes, modules) in a fixed shuffled order. Kinds come in
+    the corpus's proportions (~80% functions and methods): weighting classes up would repeat
+    them, which is what made near-duplicates."""
     c = build_corpus()
-    pools = [sorted(c.functions), sorted(c.classes)] + ([sorted(c.modules)] if multi_hop else [])
-    order: list[str] = []
-    for pool in pools:
-        order += pool
-    random.Random(f"pydocs/starts/{multi_hop}").shuffle(order)
+    order = sorted(c.functions) + sorted(c.classes) + sorted(c.modules)
+    random.Random("pydocs/starts").shuffle(order)
     return order
+
+
+def _walk(c: Corpus, rng: random.Random, hops: int, start: str, tries: int = 8,
+          ) -> tuple[list[str], list[str], str, str, str] | None:
+    """A chain from `start` (up to `tries` random walks), or None if none was found."""
+    for _ in range(tries):
+        if (made := _chain(c, rng, hops, start)) is not None:
+            return made
+    return None
 
 
 def _chain(c: Corpus, rng: random.Random, hops: int, start: str,
