@@ -94,7 +94,6 @@ def test_corpus_documents_installed_packages_and_parameter_facts_are_checked():
     assert set(facts) == {"params", "first_param"}
     for fact, task in facts.items():
         qual = task.meta["path"][-1]
-        module_name, _, rest = qual.partition(".")
         obj = None
         for k in range(qual.count("."), 0, -1):  # import the longest importable prefix
             head, *tail = qual.rsplit(".", k)[0], *qual.rsplit(".", k)[1:]

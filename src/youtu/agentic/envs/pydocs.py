@@ -81,10 +81,11 @@ class PyDocsEnv(Env):
     """Multi-hop questions over the standard library's API documentation (search + open)."""
 
     name = "pydocs"
-    version = "1"
+    version = "2"
     system_prompt = ("You are a research agent with the API documentation of the Python "
-                     "standard library and installed packages. Search it, open documents to read them, follow each link the question "
-                     "needs, and give the final answer in \\boxed{}.")
+                     "standard library and installed packages. Search it, open documents to "
+                     "read them, follow each link the question needs, and give the final "
+                     "answer in \\boxed{}.")
     max_difficulty = 4
 
     @property

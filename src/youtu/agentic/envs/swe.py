@@ -138,7 +138,7 @@ class SWEEnv(CodeEnv):
     """Locate, fix or reproduce a bug in real standard-library code (hidden differential tests)."""
 
     name = "swe"
-    version = "1"
+    version = "2"
     system_prompt = ("You are a software engineer. The repository mirrors part of the Python "
                      "standard library under pylib/. Investigate with bash (the real standard "
                      "library is installed, so you can compare against it), read and write "

@@ -160,7 +160,7 @@ class ToolsEnv(Env):
     """Function calling over a registry of real tools with a database and a key-value store."""
 
     name = "tools"
-    version = "1"
+    version = "2"
     sql_budget_s: float = 1.0
     """Wall-clock budget of one sql_query call, seconds (checked by a progress handler)."""
     system_prompt = ("You are an assistant with tools. Call tools when they help (several at "
