@@ -32,6 +32,34 @@ def _bytes(rng: random.Random, most: int = 12) -> bytes:
                  for _ in range(rng.randint(0, most)))
 
 
+def _name(rng: random.Random) -> str:
+    return rng.choice(["ann", "bob", "j.doe", "x", "zoë", "o'neil", "a+b", "q"]) + \
+        rng.choice(["", str(rng.randint(0, 99))])
+
+
+def _address(rng: random.Random) -> str:
+    addr = f"{_name(rng)}@{rng.choice(['example.com', 'x.org', 'host', 'mail.co.uk', ''])}"
+    shape = rng.choice(["{a}", "<{a}>", "{n} <{a}>", '"{n}" <{a}>', "{n} <{a}", "<>", "{n}"])
+    return shape.format(a=addr, n=rng.choice(["Ann Lee", "Doe, J", "Zoë", _name(rng)]))
+
+
+def _iso_date(rng: random.Random) -> str:
+    parts = [f"{rng.randint(1, 9999):04d}", f"{rng.randint(1, 12):02d}",
+             f"{rng.randint(1, 28):02d}", f"T{rng.randint(0, 23):02d}",
+             f":{rng.randint(0, 59):02d}", f":{rng.randint(0, 59):02d}"]
+    keep = rng.randint(1, 6)  # year, month, ... second: the plist forms are prefixes of it
+    return "-".join(parts[:min(keep, 3)]) + "".join(parts[3:keep]) + \
+        rng.choice(["Z", "Z", "Z", "", "z"])
+
+
+def _flags(rng: random.Random) -> bytes:
+    flags = " ".join(rng.sample(["\\Seen", "\\Deleted", "\\Answered", "\\Flagged", "$Junk",
+                                 "\\Draft"], rng.randint(0, 4)))
+    head = rng.choice([f"{rng.randint(1, 999)} (", f"{rng.randint(1, 99)} (UID "
+                       f"{rng.randint(1, 999)} ", "* ("])
+    return (head + rng.choice(["FLAGS ", "FLAGS", "flags "]) + f"({flags}))").encode()
+
+
 def _reply(rng: random.Random, code: str, body: str) -> str:
     return rng.choice([code, code, "500", "15"]) + rng.choice([" ", "-", ""]) + body
 
@@ -90,17 +118,15 @@ def _tar_field(rng: random.Random) -> tuple:
 
 MORE_TARGETS: dict[str, dict[str, Inputs]] = {
     "ftplib": {"parse229": _p229, "parse257": _p257},
-    "smtplib": {"quoteaddr": lambda rng: (rng.choice(["<a@b.c>", "a@b.c", "Ann <ann@x.org>",
-                                                       "", "<>", "bad <"]),),
-                "_addr_only": lambda rng: (rng.choice(["<a@b.c>", "Ann <ann@x.org>", "x@y",
-                                                       ""]),)},
+    "smtplib": {"quoteaddr": lambda rng: (_address(rng),),
+                "_addr_only": lambda rng: (_address(rng),)},
     "getopt": {"getopt": _getopt, "gnu_getopt": _getopt,
                "short_has_arg": lambda rng: (rng.choice("abcz"), rng.choice(["ab:c", "a:b:",
                                                                              "abc"])),
                "long_has_args": lambda rng: (rng.choice(["lo", "long", "arg", "x"]),
                                              rng.choice([["long", "arg="], ["longer"], []]))},
-    "tarfile": {"nts": lambda rng: (rng.choice([b"name\x00junk", b"abc", b"\x00", b"caf\xc3\xa9"]),
-                                    "utf-8", rng.choice(["strict", "replace", "surrogateescape"])),
+    "tarfile": {"nts": lambda rng: (_bytes(rng), "utf-8", rng.choice(["strict", "replace",
+                                                                      "surrogateescape"])),
                 "nti": _tar_field,
                 "itn": lambda rng: (rng.choice([0, 7, 8 ** 7 - 1, 8 ** 7, -1, 2 ** 40, 511]),
                                     rng.choice([8, 12]), rng.choice([1, 2])),
@@ -109,7 +135,8 @@ MORE_TARGETS: dict[str, dict[str, Inputs]] = {
     "email.quoprimime": {
         "header_check": lambda rng: (rng.randrange(256),),
         "body_check": lambda rng: (rng.randrange(256),),
-        "unquote": lambda rng: (rng.choice(["=41", "=3D", "=e9", "=zz", "=4"]),),
+        "unquote": lambda rng: ("=" + "".join(rng.choice("0123456789abcdefABCDEFxz")
+                                              for _ in range(rng.randint(1, 3))),),
         "header_encode": lambda rng: (_bytes(rng), rng.choice(["iso-8859-1", "utf-8"])),
         "decode": lambda rng: ("".join(rng.choice(["a", "=41", "=\n", "=", "\n", " ", "=3d"])
                                        for _ in range(rng.randint(0, 7))),
@@ -133,24 +160,24 @@ MORE_TARGETS: dict[str, dict[str, Inputs]] = {
     "urllib.request": {"parse_http_list": _http_list,
                        "parse_keqv_list": lambda rng: ([rng.choice(['a=1', 'b="x y"', 'c=""'])
                                                         for _ in range(rng.randint(0, 3))],),
-                       "_parse_proxy": lambda rng: (rng.choice(
-                           ["http://joe:pw@proxy.example.com:3128", "proxy.example.com:3128",
-                            "joe:pw@proxy:80", "http://proxy/", "file:/x", "ftp://a@b"]),)},
+                       "_parse_proxy": lambda rng: (
+                           rng.choice(["http://", "https://", "", "file:", "ftp://"])
+                           + rng.choice(["", f"{_name(rng)}:pw@", f"{_name(rng)}@"])
+                           + rng.choice(["proxy.example.com", "10.0.0.1", "p", ""])
+                           + rng.choice(["", f":{rng.randint(1, 65535)}"])
+                           + rng.choice(["", "/", "/x"]),)},
     "difflib": {"_format_range_unified": lambda rng: tuple(sorted([rng.randint(0, 30),
                                                                     rng.randint(0, 30)])),
                 "_format_range_context": lambda rng: tuple(sorted([rng.randint(0, 30),
-                                                                    rng.randint(0, 30)])),
-                "IS_CHARACTER_JUNK": lambda rng: (rng.choice(" \ta#\n"),)},
-    "plistlib": {"_date_from_string": lambda rng: (rng.choice(
-        ["2024-05-01T12:30:00Z", "1999-12-31", "2024-02", "2024", "2024-05-01T12Z"]),)},
+                                                                    rng.randint(0, 30)]))},
+    "plistlib": {"_date_from_string": lambda rng: (_iso_date(rng),)},
     "operator": {"indexOf": lambda rng: ([rng.randint(0, 5) for _ in range(rng.randint(0, 6))],
                                          rng.randint(0, 5)),
                  "countOf": lambda rng: ([rng.randint(0, 3) for _ in range(rng.randint(0, 6))],
                                          rng.randint(0, 3)),
-                 "concat": lambda rng: (rng.choice([[1], "ab", (2,)]), rng.choice([[3], "c",
-                                                                                   (4,)]))},
-    "imaplib": {"ParseFlags": lambda rng: (rng.choice([b"1 (FLAGS (\\Seen \\Deleted))",
-                                                       b"2 (FLAGS ())", b"no flags here",
-                                                       b"3 (UID 5 FLAGS (\\Answered))"]),)},
+                 "concat": lambda rng: tuple(rng.choice([[rng.randint(0, 9)], _text(rng, 3),
+                                                         (rng.randint(0, 9),), rng.randint(0, 9)])
+                                             for _ in range(2))},
+    "imaplib": {"ParseFlags": lambda rng: (_flags(rng),)},
 }
 """module -> function -> generator of valid positional arguments."""
