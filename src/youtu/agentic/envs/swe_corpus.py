@@ -6,10 +6,10 @@ differential tests against the original.
     bug.source, bug.what, bug.witness                     # faulty source, the change, an input
     outcome(fn.source, fn, args)                          # ('2.5', '([1, 3, 2, 8],)')
 
-The functions (87 here, 39 more in `swe_targets`) are the pure Python implementations of
+The functions (87 here, 36 more in `swe_targets`) are the pure Python implementations of
 modules every CPython install has (statistics, colorsys, bisect, heapq, textwrap, string,
 calendar, posixpath, ntpath, fnmatch, shlex, html, glob, urllib.parse, email.utils, ipaddress,
-quopri; ftplib, smtplib, getopt, tarfile, email.quoprimime, xml.sax.saxutils, ...), read from
+quopri; ftplib, getopt, tarfile, email.quoprimime, xml.sax.saxutils, ...), read from
 the module's own source file with `ast` (so `bisect.bisect_left` is its Python definition even
 where `_bisect` replaces it at import). Each comes with a
 generator of valid inputs. A bug is one AST mutation (comparison flipped, off-by-one constant,
@@ -218,7 +218,7 @@ TARGETS: dict[str, dict[str, Inputs]] = {
                                                           '"\\\\"', '""']),)},
 }
 """module -> function -> generator of valid positional arguments."""
-TARGETS.update(MORE_TARGETS)  # parsers and encoders of ftplib, smtplib, getopt, tarfile, ...
+TARGETS.update(MORE_TARGETS)  # parsers and encoders of ftplib, getopt, tarfile, ...
 
 RUNNER = '''
 def _outcome(fn, args):

@@ -1,15 +1,19 @@
 """More real code for the issue-fixing environment: pure Python parsers and encoders of the
-standard library (ftplib, smtplib, getopt, tarfile, email.quoprimime, xml.sax.saxutils, ...),
+standard library (ftplib, getopt, tarfile, email.quoprimime, xml.sax.saxutils, ...),
 each with a generator of valid inputs; `swe_corpus.TARGETS` adds them to its own.
 
     from youtu.agentic.envs.swe_targets import MORE_TARGETS
-    MORE_TARGETS["ftplib"]["parse227"](random.Random(0))   # ('227 Entering Passive Mode (...).',)
+    MORE_TARGETS["ftplib"]["parse229"](random.Random(0))   # ('229- (50494)', ('::1', 21))
 
 Why: with 87 functions of 19 modules, 1,587 swe tasks were 9.2% near-duplicates (MinHash
 Jaccard >= 0.8), mostly tasks on the same function of a one- or two-function module (fnmatch,
 string, bisect), whose file makes most of the episode. A function counts only where
 `swe_corpus.function` can stand it alone and `inject_bug` finds a mutant that really differs;
-functions whose helpers the sandbox's Python lacks are dropped by `swe.sandbox_usable`.
+functions whose helpers the sandbox's Python lacks are dropped by `swe.sandbox_usable`. Not
+here: code whose behaviour changed between patch releases (smtplib.quoteaddr calls
+email.utils.parseaddr, made stricter in 3.11.4): the expected values are the host's, the
+sandbox's interpreter may be older (3.11.2 beside 3.11.7 here), and 1.3% of the swe tasks
+failed their own hidden tests that way.
 """
 
 from __future__ import annotations
@@ -35,12 +39,6 @@ def _bytes(rng: random.Random, most: int = 12) -> bytes:
 def _name(rng: random.Random) -> str:
     return rng.choice(["ann", "bob", "j.doe", "x", "zoë", "o'neil", "a+b", "q"]) + \
         rng.choice(["", str(rng.randint(0, 99))])
-
-
-def _address(rng: random.Random) -> str:
-    addr = f"{_name(rng)}@{rng.choice(['example.com', 'x.org', 'host', 'mail.co.uk', ''])}"
-    shape = rng.choice(["{a}", "<{a}>", "{n} <{a}>", '"{n}" <{a}>', "{n} <{a}", "<>", "{n}"])
-    return shape.format(a=addr, n=rng.choice(["Ann Lee", "Doe, J", "Zoë", _name(rng)]))
 
 
 def _iso_date(rng: random.Random) -> str:
@@ -118,8 +116,6 @@ def _tar_field(rng: random.Random) -> tuple:
 
 MORE_TARGETS: dict[str, dict[str, Inputs]] = {
     "ftplib": {"parse229": _p229, "parse257": _p257},
-    "smtplib": {"quoteaddr": lambda rng: (_address(rng),),
-                "_addr_only": lambda rng: (_address(rng),)},
     "getopt": {"getopt": _getopt, "gnu_getopt": _getopt,
                "short_has_arg": lambda rng: (rng.choice("abcz"), rng.choice(["ab:c", "a:b:",
                                                                              "abc"])),
