@@ -121,3 +121,10 @@ def test_every_default_answer_can_be_boxed():
     for table in [f.defaults for f in build_corpus().functions.values()]:
         for value in table.values():
             assert extract_boxed(f"\\boxed{{{value}}}") == value, value
+
+
+def test_documents_hold_no_memory_addresses():
+    """Signatures with object defaults print `at 0x...`: the text would differ per process."""
+    import re
+
+    assert not [d for d, t in build_corpus().docs.items() if re.search(r" at 0x[0-9a-f]+", t)]

@@ -24,6 +24,7 @@ import functools
 import importlib
 import inspect
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -127,6 +128,16 @@ def _defaults(sig: inspect.Signature | None) -> dict[str, str]:
             and len(repr(p.default)) < 40 and not {"{", "}"} & set(repr(p.default))}
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+"""A default's repr may hold its memory address (`<object object at 0x7f26e0ba4160>`, ~140
+signatures): different in every process, so the documents (and the episodes reading them)
+would not repeat across runs."""
+
+
+def _shown(sig: inspect.Signature) -> str:
+    return _ADDRESS.sub("", str(sig))
+
+
 def _doc(obj: object) -> str:
     text = inspect.getdoc(obj) or ""
     return " ".join(text.split())[:_DOC_CHARS]
@@ -154,7 +165,7 @@ def _add_function(c: Corpus, qual: str, obj: object, kind: str, owner: str) -> N
     c.functions[qual] = FunctionFacts(qual, owner, [p.name for p in params], required,
                                      _defaults(sig))
     names = [p.name for p in params]
-    c.docs[qual] = (f"{qual}{sig}\n{kind} of {owner}. Parameters ({len(names)}): "
+    c.docs[qual] = (f"{qual}{_shown(sig)}\n{kind} of {owner}. Parameters ({len(names)}): "
                     f"{', '.join(names) or 'none'}. Required parameters: {required}. "
                     f"{_doc(obj)}")
 
@@ -167,7 +178,7 @@ def _add_class(c: Corpus, qual: str, cls: type, seen: set[str]) -> None:
     # a C accelerator may carry its Python subclass's name (zoneinfo.ZoneInfo): no self-loops
     bases = [_name(b) for b in cls.__bases__ if _name(b) != qual]
     c.classes[qual] = ClassFacts(qual, cls.__module__, bases, methods, _defaults(init_sig))
-    sig = str(init_sig) if init_sig is not None else "(...)"
+    sig = _shown(init_sig) if init_sig is not None else "(...)"
     c.docs[qual] = (f"{qual}\nclass {cls.__qualname__}{sig}, defined in module {cls.__module__}."
                     f" Bases: {', '.join(bases) or 'none'}. Methods defined here ({len(methods)}): "
                     f"{', '.join(methods) or 'none'}. {_doc(cls)}")
