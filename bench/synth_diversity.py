@@ -3,6 +3,7 @@ skeletons, the share of tokens from real-content environments, and synthesis thr
 
     python bench/synth_diversity.py --tasks 50000 --workers 2
     python bench/synth_diversity.py --tasks 3200 --out /tmp/synth   # quick look
+    python bench/synth_diversity.py --tasks 50000 --only tools --show-pairs 3   # why near-dups
 
 Runs `youtu.agentic.synthesize` with the scripted teachers on `--tasks` tasks split like the
 default `[synth] mix`, with dedup off (so duplicates are counted, not dropped), then measures
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import subprocess
 import tempfile
@@ -71,23 +73,41 @@ class _NearDedup:
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
 
     def seen_before(self, text: str) -> bool:
+        return self.match(text) is not None
+
+    def match(self, text: str) -> int | None:
+        """The index (in insertion order) of an earlier text this one near-duplicates, or None
+        (then this text is inserted as the next index)."""
         from datasketch import MinHash
 
         words = text.lower().split()
         shingles = {" ".join(words[i:i + 5]) for i in range(max(len(words) - 4, 1))}
         m = MinHash(num_perm=self.num_perm, seed=1)
         m.update_batch([s.encode("utf-8") for s in shingles])
-        if self._lsh.query(m):
-            return True
+        hits = self._lsh.query(m)
+        if hits:
+            return min(int(h) for h in hits)
         self._lsh.insert(str(self._count), m, check_duplication=False)
         self._count += 1
-        return False
+        return None
 
 
-def measure(folder: Path, token_counter: str) -> dict[str, dict[str, float]]:
+def _show_pairs(pairs: dict[str, list[tuple[str, str]]], k: int) -> None:
+    """Print `k` near-duplicate pairs per domain as unified diffs of their rendered text."""
+    import difflib
+
+    for d, found in pairs.items():
+        for a, b in random.Random(0).sample(found, min(k, len(found))):
+            print(f"--- near-duplicate pair ({d}): {len(a.split())} and {len(b.split())} words")
+            diff = difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=0)
+            print("\n".join(line[:160] for line in list(diff)[2:42]))
+
+
+def measure(folder: Path, token_counter: str, show_pairs: int = 0) -> dict[str, dict[str, float]]:
     """Per-domain duplicate, near-duplicate and skeleton rates of the trajectories in `folder`,
     and their tokens: all, and those of real-content episodes (`REAL_CONTENT` environments, and
-    tools episodes whose calls use the database, time zones or unit tables: `meta["real"]`)."""
+    tools episodes whose calls use the database, time zones or unit tables: `meta["real"]`).
+    `show_pairs` > 0 prints that many near-duplicate pairs per domain (the texts are kept)."""
     from youtu.agentic import envs
     from youtu.agentic.render import render_text
     from youtu.agentic.synthesize import _token_counter
@@ -96,6 +116,10 @@ def measure(folder: Path, token_counter: str) -> dict[str, dict[str, float]]:
         from youtu.data.dedup import NearDedup
     except ImportError:  # the pipeline's dedup moved into datatrove stages (e756c23)
         NearDedup = _NearDedup
+    if show_pairs:
+        NearDedup = _NearDedup  # (it names the earlier text matched)
+    kept: dict[str, list[str]] = defaultdict(list)
+    pairs: dict[str, list[tuple[str, str]]] = defaultdict(list)
 
     count = _token_counter(token_counter)
     real_content = getattr(envs, "REAL_CONTENT", ())  # () on commits before issue 20
@@ -119,12 +143,22 @@ def measure(folder: Path, token_counter: str) -> dict[str, dict[str, float]]:
         if d not in near:  # (not setdefault: building the LSH costs ~70 ms)
             near[d] = NearDedup(threshold=0.8)
         text = render_text(traj)
-        c["near_dup"] += near[d].seen_before(text)
+        if show_pairs:
+            earlier = near[d].match(text)
+            if earlier is None:
+                kept[d].append(text)
+            else:
+                pairs[d].append((kept[d][earlier], text))
+            c["near_dup"] += earlier is not None
+        else:
+            c["near_dup"] += near[d].seen_before(text)
         tokens = count(text)
         c["tokens"] += tokens
         c["real_tokens"] += tokens if (d in real_content or traj.task.meta.get("real")) else 0
         skeletons[d].add(skeleton("\n".join(m.get("reasoning_content", "")
                                             for m in traj.messages if m["role"] == "assistant")))
+    if show_pairs:
+        _show_pairs(pairs, show_pairs)
     return {d: {"trajectories": c["n"], "task_dup": c["task_dup"] / c["n"],
                 "conv_dup": c["conv_dup"] / c["n"], "near_dup": c["near_dup"] / c["n"],
                 "skeletons": len(skeletons[d]) / c["n"], "tokens": c["tokens"],
@@ -142,6 +176,8 @@ def main() -> None:
                     help="at most this many tasks for each sandboxed domain (code, swe: ~1 "
                          "trajectory/s/core); the token share is then also given re-weighted "
                          "to the default mix")
+    ap.add_argument("--show-pairs", type=int, default=0, metavar="K",
+                    help="print K near-duplicate pairs per domain as diffs (why they match)")
     args = ap.parse_args()
 
     from youtu.agentic import envs
@@ -164,7 +200,7 @@ def main() -> None:
         stats = synthesize(cfg, out)
         wall = time.perf_counter() - t0
         t1 = time.perf_counter()
-        rates = measure(out, cfg.token_counter)
+        rates = measure(out, cfg.token_counter, args.show_pairs)
         measure_s = time.perf_counter() - t1
     doms = stats["domains"]
     total_tokens = sum(r["tokens"] for r in rates.values())

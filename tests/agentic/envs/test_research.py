@@ -99,3 +99,30 @@ def test_the_independent_near_misses_catch_a_lenient_checker(monkeypatch):
 
     monkeypatch.setattr(research, "normalize_text", lambda text: text.strip()[:2].lower())
     assert _accepted_wrong(RESEARCH_TASKS)
+
+
+def test_bm25_scores_match_the_okapi_formula_computed_here():
+    """The index precomputes each term's weight per document; its scores must be the textbook
+    sum over query terms of idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg))."""
+    import math
+    import re
+    from collections import Counter
+
+    docs = build_world(1).docs
+    toks = {d: re.findall(r"[a-z0-9]+", t.lower()) for d, t in docs.items()}
+    avg = sum(len(t) for t in toks.values()) / len(toks)
+    df = Counter(w for t in toks.values() for w in set(t))
+    index = BM25(docs)
+    for query in ["the river city", "founded by", list(docs.values())[7].split("\n")[0]]:
+        want = {}
+        for d, t in toks.items():
+            tf = Counter(t)
+            s = sum(math.log(1 + (len(docs) - df[w] + 0.5) / (df[w] + 0.5)) * tf[w] * 2.5
+                    / (tf[w] + 1.5 * (0.25 + 0.75 * len(t) / avg))
+                    for w in set(re.findall(r"[a-z0-9]+", query.lower())) if tf[w])
+            if s:
+                want[d] = s
+        got = index.search(query, k=10)
+        best = sorted(want.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        assert [d for d, _ in got] == [d for d, _ in best]
+        assert all(math.isclose(g, w, rel_tol=1e-9) for (_, g), (_, w) in zip(got, best))

@@ -121,3 +121,36 @@ def test_a_test_file_of_another_shape_is_no_evidence():
     raising = "def test_issue():\n    raise AssertionError('fails everywhere')\n"
     assert not ENV.check(task, raising).correct
     assert not ENV.check(task, "").correct  # no test at all never passes
+
+
+def test_more_targets_stand_alone_and_yield_real_bugs():
+    """The parsers and encoders of swe_targets: each loads from its module's source and has a
+    mutant that differs from the original on a generated input."""
+    from youtu.agentic.envs.swe_targets import MORE_TARGETS
+
+    names = [(m, n) for m, fns in MORE_TARGETS.items() for n in fns]
+    assert len(names) >= 30
+    for k, (m, n) in enumerate(names[::3]):  # a third of them: ~1 s
+        fn = function(m, n)
+        assert fn is not None, (m, n)
+        bug = inject_bug(fn, random.Random(k))
+        assert bug is not None, (m, n)
+        original = load(fn.source, fn.name, fn.module, fn.imports)
+        assert bounded(load(bug.source, fn.name, fn.module, fn.imports), bug.witness) != \
+            bounded(original, bug.witness)
+
+
+def test_fix_episodes_patch_in_place_without_reprinting_the_file():
+    """Most fix_patch episodes read only the function at issue and patch a line or the
+    function (not the whole file) and still pass the hidden tests."""
+    tasks = [ENV.generate(seed, 2) for seed in range(200, 260)]
+    fixes = [t for t in tasks if t.meta["kind"] == "fix_patch"][:6]
+    partial = 0
+    for k, task in enumerate(fixes):
+        traj = ENV.solve(task, random.Random(k), mistake_rate=0.0)
+        assert traj.outcome.verified, traj.outcome.detail
+        calls = traj.tool_calls()
+        whole = [c for c in calls if c["name"] in ("read_file", "write_file")
+                 and c["arguments"].get("path") == task.meta["path"]]
+        partial += not whole
+    assert partial >= 2

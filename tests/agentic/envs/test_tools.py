@@ -213,3 +213,27 @@ def test_a_write_to_any_table_the_gold_steps_leave_alone_is_rejected():
     extra.tools = ENV.tools
     verdict = ENV.verify(task, extra)
     assert not verdict.correct and "state" in verdict.detail, verdict.detail
+
+
+def test_each_task_words_its_schemas_but_never_changes_names_parameters_or_tables_used():
+    """Three descriptions per tool and a sliced database schema (tools_schemas): the calls a
+    model must make are the same, and sql_query still lists every table the task queries."""
+    import re
+
+    from youtu.agentic.envs.tools_schemas import TABLES
+
+    canonical = {t["function"]["name"]: t["function"] for t in ENV.tools}
+    wordings: dict[str, set] = {}
+    for t in TASKS:
+        for schema in ENV.tools_for(t):
+            f = schema["function"]
+            assert f["parameters"] == canonical[f["name"]]["parameters"]
+            wordings.setdefault(f["name"], set()).add(f["description"].split(" Tables")[0])
+            if f["name"] == "sql_query":
+                listed = set(re.findall(r"(\w+)\(", f["description"]))
+                assert listed <= set(TABLES)
+                used = {tb for s in t.steps if s.tool == "sql_query" for tb in TABLES
+                        if re.search(rf"\b{tb}\b", s.arguments["query"])}
+                assert used <= listed, (t.prompt, used, listed)
+                assert all(f"{tb}({TABLES[tb]})" in f["description"] for tb in listed)
+    assert all(len(w) >= 2 for w in wordings.values()), wordings

@@ -1,6 +1,6 @@
 """Task environments with verifiers: `ENVIRONMENTS[name]` for math, code, tools, research and the
 real-content ones: swe (issue fixing over standard-library code) and pydocs (research over the
-standard library's documentation)."""
+API documentation of the standard library and the installed packages)."""
 
 from __future__ import annotations
 

@@ -1,24 +1,29 @@
 """Deep research over a real corpus: multi-hop questions about the installed Python standard
-library, answered by searching and reading its API documentation.
+library and packages, answered by searching and reading their API documentation.
 
     env = PyDocsEnv()
     task = env.generate(seed=4, difficulty=3)   # a 3-hop question: class -> base -> base -> fact
     env.call_tool(task, None, "search", {"query": "JSONDecoder raw_decode"})
     env.call_tool(task, None, "open", {"doc_id": "json.decoder.JSONDecoder"})
 
-The collection is `pydocs_corpus.build_corpus()` (~4,000 documents written from `inspect`), with
-the same BM25 `search` and `open` tools as the research environment. A question at difficulty
-h needs h documents: one hop names an API object and asks a fact its document states
-(a parameter default, the number of required parameters, the methods a class defines, the
-module defining it, its base class, how many functions or classes a module lists); each further
+The collection is `pydocs_corpus.build_corpus()` (~13,000 documents written from `inspect`),
+with the same BM25 `search` and `open` tools as the research environment. A question at
+difficulty h needs h documents: one hop names an API object and asks a fact its document states
+(a parameter default, the number of parameters or of required ones, the first parameter, the
+methods a class defines, the module defining it, its base class, how many functions or classes
+a module lists); each further
 hop follows a link the current document states: a base class, the defining module, a class's
 first method, a method's class, a module's first function or class ("the first class listed
 in the module that defines the base class of `http.client.HTTPException`"). Answers are the
-introspected values, checked exactly after normalisation.
+introspected values, checked exactly after normalisation. Seed s starts at the (s mod N)-th
+object of a fixed shuffle of the N ~13,000 start objects, so a run of fewer than N tasks asks
+from each start at one difficulty at most (drawn at random, 11k tasks over ~4,000 objects gave
+13% near-duplicates: the same documents read again).
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +41,12 @@ _ASK = {
                 "If the `{p}` argument of {x} is left out, which value does it take?",
                 "{X} has a parameter `{p}`. What is its default?",
                 "What does `{p}` default to in {x}?"],
+    "params": ["How many parameters does {x} take in all (self and *args/**kwargs excluded)?",
+               "Counting every named parameter (not self, not *args or **kwargs), how many "
+               "does {x} have?", "What is the total number of named parameters of {x}?"],
+    "first_param": ["What is the name of the first parameter of {x} (self excluded)?",
+                    "Which parameter comes first in the signature of {x}, not counting self?",
+                    "Name the first parameter {x} takes (after self, if any)."],
     "required": ["How many required parameters does {x} take (self excluded)?",
                  "Counting only parameters without a default (and not self), how many does {x} "
                  "need?", "How many arguments must a caller of {x} pass at least (self excluded)?",
@@ -53,9 +64,11 @@ _ASK = {
              "{X} inherits from one class first. Give that class's fully qualified name.",
              "Which class (fully qualified) is listed first among the bases of {x}?"],
 }
-_LEADS = ["", "", "Python question: ", "Check the docs: ", "Standard library: ",
+_LEADS = ["", "", "Python question: ", "Check the docs: ", "API question: ",
           "From the API documentation: ", "Look it up: "]
-_DOCS_OF = {"default": "signature", "required": "parameter count", "methods": "method list",
+_DOCS_OF = {"default": "signature", "required": "required-parameter count",
+            "params": "parameter count", "first_param": "first parameter",
+            "methods": "method list",
             "module": "defining module", "base": "bases", "functions": "function list",
             "classes": "class list"}
 
@@ -68,10 +81,11 @@ class PyDocsEnv(Env):
     """Multi-hop questions over the standard library's API documentation (search + open)."""
 
     name = "pydocs"
-    version = "1"
-    system_prompt = ("You are a research agent with the Python standard library's documentation."
-                     " Search it, open documents to read them, follow each link the question "
-                     "needs, and give the final answer in \\boxed{}.")
+    version = "2"
+    system_prompt = ("You are a research agent with the API documentation of the Python "
+                     "standard library and installed packages. Search it, open documents to "
+                     "read them, follow each link the question needs, and give the final "
+                     "answer in \\boxed{}.")
     max_difficulty = 4
 
     @property
@@ -90,10 +104,11 @@ class PyDocsEnv(Env):
         hops = self._difficulty(difficulty)
         c = self.corpus
         rng = random.Random(f"pydocs/{seed}/{difficulty}")
-        while True:
-            made = _chain(c, rng, hops)
-            if made is not None:
-                break
+        order, k = _starts(), seed % len(_starts())
+        # a start with no such chain (18% of them have no 4-hop one) hands over to the next
+        # object of the order: that is seed + 1's start, but at another difficulty
+        while (made := _walk(c, rng, hops, order[k])) is None:
+            k = (k + 1) % len(order)
         path, rels, fact, param, answer = made
         desc = f"`{path[0]}`"
         for rel in rels:
@@ -113,7 +128,7 @@ class PyDocsEnv(Env):
                           "plan": [f"Find the document of {path[0]}"]
                           + [f"Follow the link to {q}" for q in path[1:]]
                           + [f"Read the {_DOCS_OF[fact]}"]})
-        task.near_misses = _near(c, fact, answer, rng)
+        task.near_misses = _near(c, fact, answer, rng, path[-1])
         return task
 
     def _search(self, query: str) -> str:
@@ -197,6 +212,11 @@ def _fact(c: Corpus, q: str, fact: str, param: str) -> str | None:
     """The value of `fact` for object `q`, or None if it has none."""
     if fact in ("functions", "classes"):
         return str(len(c.modules[q][fact == "classes"])) if q in c.modules else None
+    if fact in ("params", "first_param"):
+        f = c.functions.get(q)
+        if f is None or not f.params:
+            return None
+        return str(len(f.params)) if fact == "params" else f.params[0]
     if fact in ("default", "required"):
         f = c.functions.get(q)
         cls = c.classes.get(q)
@@ -253,12 +273,31 @@ def _links(c: Corpus, q: str) -> list[tuple[str, str]]:
     return out
 
 
-def _chain(c: Corpus, rng: random.Random, hops: int) -> tuple[list[str], list[str], str, str,
-                                                              str] | None:
-    """(path of document ids, relations, fact, parameter, answer) or None for this draw."""
-    pool = rng.choice([c.functions, c.classes, c.classes, c.modules] if hops > 1
-                      else [c.functions, c.classes])
-    path, rels = [rng.choice(sorted(pool))], []
+@functools.lru_cache(maxsize=1)
+def _starts() -> list[str]:
+    """The start objects (functions, classes, modules) in a fixed shuffled order. Kinds come in
+    the corpus's proportions (~80% functions and methods): weighting classes up would repeat
+    them, which is what made near-duplicates."""
+    c = build_corpus()
+    order = sorted(c.functions) + sorted(c.classes) + sorted(c.modules)
+    random.Random("pydocs/starts").shuffle(order)
+    return order
+
+
+def _walk(c: Corpus, rng: random.Random, hops: int, start: str, tries: int = 8,
+          ) -> tuple[list[str], list[str], str, str, str] | None:
+    """A chain from `start` (up to `tries` random walks), or None if none was found."""
+    for _ in range(tries):
+        if (made := _chain(c, rng, hops, start)) is not None:
+            return made
+    return None
+
+
+def _chain(c: Corpus, rng: random.Random, hops: int, start: str,
+           ) -> tuple[list[str], list[str], str, str, str] | None:
+    """(path of document ids, relations, fact, parameter, answer) from `start`, or None for
+    this draw."""
+    path, rels = [start], []
     for _ in range(hops - 1):
         links = [(r, t) for r, t in _links(c, path[-1]) if t not in path]
         if not links:
@@ -277,7 +316,8 @@ def _chain(c: Corpus, rng: random.Random, hops: int) -> tuple[list[str], list[st
         return path, rels, fact, "", str(len(c.modules[last][fact == "classes"]))
     if last in c.functions:
         f = c.functions[last]
-        fact = rng.choice(["default", "default", "required"] if f.defaults else ["required"])
+        fact = rng.choice((["default", "default"] if f.defaults else [])
+                          + (["required", "params", "first_param"] if f.params else ["required"]))
     else:
         cls = c.classes[last]
         fact = rng.choice(["methods", "module", "base"] + (["default"] if cls.init_defaults
@@ -290,13 +330,15 @@ def _chain(c: Corpus, rng: random.Random, hops: int) -> tuple[list[str], list[st
     return (path, rels, fact, param, answer) if answer else None
 
 
-def _near(c: Corpus, fact: str, answer: str, rng: random.Random) -> list[str]:
+def _near(c: Corpus, fact: str, answer: str, rng: random.Random, last: str) -> list[str]:
     if answer.isdigit():
         out = [str(int(answer) + 1)] + ([str(int(answer) - 1)] if int(answer) else [])
     elif fact == "module":
         out = rng.sample(sorted({x.module for x in c.classes.values()}), 3)
     elif fact == "base":
         out = rng.sample(sorted(c.classes), 3)
+    elif fact == "first_param":  # the other parameters, and the names a guess would give
+        out = c.functions[last].params[1:3] + ["self", "args", "x"]
     else:
         out = rng.sample(["None", "True", "False", "0", "1", "-1", "''", "'strict'", "2"], 4)
     return [o for o in out if normalize_text(o) != normalize_text(answer)]

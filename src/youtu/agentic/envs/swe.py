@@ -127,15 +127,18 @@ def _doctests_pass(fn: Function, text: str, source: str) -> bool:
 
 
 def _test_file(module: str, names: list[str], body: list[str]) -> str:
+    # the doctest helper only where a doctest test uses it: ~60 words of boilerplate that every
+    # written test file would otherwise repeat verbatim
+    helper = f"{_DOCTESTS}\n" if any("_doctest_failures(" in t for t in body) else ""
     return (f"from pylib.{_local(module)} import {', '.join(sorted(set(names)))}\n{RUNNER}\n"
-            f"{_DOCTESTS}\n\n" + "\n\n".join(body))
+            f"{helper}\n" + "\n\n".join(body))
 
 
 class SWEEnv(CodeEnv):
     """Locate, fix or reproduce a bug in real standard-library code (hidden differential tests)."""
 
     name = "swe"
-    version = "1"
+    version = "2"
     system_prompt = ("You are a software engineer. The repository mirrors part of the Python "
                      "standard library under pylib/. Investigate with bash (the real standard "
                      "library is installed, so you can compare against it), read and write "

@@ -6,11 +6,12 @@ differential tests against the original.
     bug.source, bug.what, bug.witness                     # faulty source, the change, an input
     outcome(fn.source, fn, args)                          # ('2.5', '([1, 3, 2, 8],)')
 
-The functions (87) are the pure Python implementations of modules every CPython install has
-(statistics, colorsys, bisect, heapq, textwrap, string, calendar, posixpath, ntpath, fnmatch,
-shlex, html, glob, urllib.parse, email.utils, ipaddress, quopri, ...), read from the module's
-own source file with `ast` (so `bisect.bisect_left`
-is its Python definition even where `_bisect` replaces it at import). Each comes with a
+The functions (87 here, 36 more in `swe_targets`) are the pure Python implementations of
+modules every CPython install has (statistics, colorsys, bisect, heapq, textwrap, string,
+calendar, posixpath, ntpath, fnmatch, shlex, html, glob, urllib.parse, email.utils, ipaddress,
+quopri; ftplib, getopt, tarfile, email.quoprimime, xml.sax.saxutils, ...), read from
+the module's own source file with `ast` (so `bisect.bisect_left` is its Python definition even
+where `_bisect` replaces it at import). Each comes with a
 generator of valid inputs. A bug is one AST mutation (comparison flipped, off-by-one constant,
 wrong operator, boolean operator swapped, `not` dropped, a branch dropped); a mutant counts
 only if some generated input makes it behave differently from the original (return value,
@@ -31,6 +32,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from youtu.agentic.envs.swe_targets import MORE_TARGETS
 
 Inputs = Callable[[random.Random], tuple]
 
@@ -215,6 +218,7 @@ TARGETS: dict[str, dict[str, Inputs]] = {
                                                           '"\\\\"', '""']),)},
 }
 """module -> function -> generator of valid positional arguments."""
+TARGETS.update(MORE_TARGETS)  # parsers and encoders of ftplib, getopt, tarfile, ...
 
 RUNNER = '''
 def _outcome(fn, args):

@@ -4,8 +4,10 @@
 
 Every episode reproduces the issue in the sandbox and reasons from what the tools printed:
 reflections quote the observed output, not the task's metadata. Surface variety comes from
-phrasing banks per phase, several plan orders, two exploration commands, two ways to patch
-(rewrite the file, or a one-line scripted replacement) and a catalogue of mistakes, each really
+phrasing banks per phase, several plan orders, two exploration commands, two ways to read the
+code (the whole file, or its `def` lines and then only the function at issue: 70%), three ways
+to patch (a one-line scripted replacement, the function swapped for a corrected one, or the
+file rewritten: 15%) and a catalogue of mistakes, each really
 executed and observed: reading a file that does not exist, a reproduction call with the wrong
 arguments, a fix written to the wrong file (the stale behaviour is then observed again), a
 premature guess of the faulty function, and a regression test that asserts the buggy value.
@@ -89,6 +91,19 @@ def _compare_script(m: dict, names: list[str]) -> str:
             "    print(name, 'same' if a == b else 'DIFFERS: ' + a[0] + ' vs ' + b[0])\nEOF")
 
 
+def function_lines(text: str, name: str) -> tuple[int, int, str]:
+    """(first line, last line, text) of the top-level function `name` in a file's `text`
+    (1-based, as sed numbers them; up to the line before the next top-level statement)."""
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith(f"def {name}("))
+    last = first + 1
+    while last < len(lines) and (not lines[last] or lines[last][0] in " \t"):
+        last += 1
+    while last > first + 1 and not lines[last - 1].strip():
+        last -= 1
+    return first + 1, last, "\n".join(lines[first:last])
+
+
 def _last(text: str) -> str:
     """The last line a command printed (not the bash tool's '[exit code N]' trailer)."""
     lines = [line for line in text.strip().splitlines()
@@ -119,9 +134,23 @@ def teach(task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -
     b.think("action", rng.choice(["Look at the layout.", "List the Python files.",
                                   "See what the repository holds."]))
     b.call("bash", {"command": rng.choice(_EXPLORE)})
-    b.think("action", f"Read {path}.")
-    source = b.call("read_file", {"path": path})
-    defs = [line.split("(")[0][4:] for line in source.splitlines() if line.startswith("def ")]
+    faulty = m["files"][path]
+    if rng.random() < 0.3:  # the whole file; else only what the task needs (see the docstring)
+        b.think("action", f"Read {path}.")
+        source = b.call("read_file", {"path": path})
+        defs = [line.split("(")[0][4:] for line in source.splitlines() if line.startswith("def ")]
+    else:
+        b.think("action", rng.choice([f"List the functions defined in {path}.",
+                                      f"See which functions {path} holds.",
+                                      f"Find the definitions in {path}."]))
+        listing = b.call("bash", {"command": f"grep -n '^def ' {path}"})
+        defs = [line.split("def ", 1)[1].split("(")[0] for line in listing.splitlines()
+                if ":def " in line]
+        if kind != "locate":
+            first, last, _ = function_lines(faulty, fn)
+            b.think("action", rng.choice([f"Show {fn} (lines {first}-{last}).",
+                                          f"Print the body of {fn}.", f"Read only {fn}."]))
+            b.call("bash", {"command": f"sed -n '{first},{last}p' {path}"})
     if kind == "locate":
         return _locate(task, b, rng, slip, fill, defs)
     if slip == "wrong_argument":
@@ -152,14 +181,21 @@ def teach(task: Task, b: TrajectoryBuilder, rng: random.Random, mistake: bool) -
                   note=f"wrote the fix to {wrong}; {path} is unchanged")
         b.think("reflection", f"Still {_last(again)[:120]}: the import reads {path}, which I "
                 "did not change. The fix must go into that file.")
-    faulty = m["files"][path]
     scripted = (m["bug_kind"] != "dropped_branch" and faulty.count(m["bug_line"]) == 1
                 and faulty.replace(m["bug_line"], m["fixed_line"], 1) == m["reference"])
-    if scripted and rng.random() < 0.5:
+    old_fn, new_fn = function_lines(faulty, fn)[2], function_lines(m["reference"], fn)[2]
+    whole = faulty.count(old_fn) != 1 or faulty.replace(old_fn, new_fn) != m["reference"]
+    how = rng.random()
+    if scripted and how < 0.6:
         b.think("action", f"Replace the faulty line in {path}.")
         b.call("bash", {"command": f"python3 - <<'EOF'\nfrom pathlib import Path\np = Path("
                         f"{path!r})\ntext = p.read_text()\np.write_text(text.replace("
                         f"{m['bug_line']!r}, {m['fixed_line']!r}, 1))\nEOF"})
+    elif not whole and how < 0.85:
+        b.think("action", f"Swap in a corrected {fn}, leaving the rest of {path} as it is.")
+        b.call("bash", {"command": f"python3 - <<'EOF'\nfrom pathlib import Path\np = Path("
+                        f"{path!r})\nold = {old_fn!r}\nnew = {new_fn!r}\n"
+                        "p.write_text(p.read_text().replace(old, new, 1))\nEOF"})
     else:
         b.think("action", f"Rewrite {path} with {fn} corrected.")
         b.call("write_file", {"path": path, "content": m["reference"]})

@@ -36,10 +36,12 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from youtu.agentic.envs.base import Env, function_schema, normalize_text
+from youtu.agentic.envs.base import Env, normalize_text
 from youtu.agentic.envs.math import calculate
-from youtu.agentic.envs.tools_world import (REAL_RECIPES, SCHEMA, convert_time, episode_db,
-                                            tables, utc_offset)
+from youtu.agentic.envs.tools_schemas import draw as draw_rendering
+from youtu.agentic.envs.tools_schemas import schemas
+from youtu.agentic.envs.tools_world import (REAL_RECIPES, convert_time, episode_db, tables,
+                                            utc_offset)
 from youtu.agentic.trajectory import Step, Task, Trajectory, Verdict
 
 if TYPE_CHECKING:
@@ -158,7 +160,7 @@ class ToolsEnv(Env):
     """Function calling over a registry of real tools with a database and a key-value store."""
 
     name = "tools"
-    version = "1"
+    version = "2"
     sql_budget_s: float = 1.0
     """Wall-clock budget of one sql_query call, seconds (checked by a progress handler)."""
     system_prompt = ("You are an assistant with tools. Call tools when they help (several at "
@@ -168,37 +170,14 @@ class ToolsEnv(Env):
 
     @property
     def tools(self) -> list[dict[str, Any]]:
-        s, n, i = {"type": "string"}, {"type": "number"}, {"type": "integer"}
-        return [
-            function_schema("calculator", "Evaluate a math expression exactly.",
-                            {"expression": {**s, "description": "e.g. (3 + 4) * 2"}}),
-            function_schema("convert_units", "Convert a quantity between units of length, mass,"
-                            " volume, time or temperature.",
-                            {"value": n, "from_unit": {**s, "description": "e.g. mi, kg, C"},
-                             "to_unit": s}),
-            function_schema("date_add", "The date a number of days after (or before, if "
-                            "negative) a date.", {"date": {**s, "description": "YYYY-MM-DD"},
-                                                  "days": i}),
-            function_schema("date_diff", "Days from start to end (end - start).",
-                            {"start": {**s, "description": "YYYY-MM-DD"}, "end": s}),
-            function_schema("weekday", "The day of the week of a date.", {"date": s}),
-            function_schema("sql_query", f"Run SQL (SQLite) on the company database: {SCHEMA}.",
-                            {"query": s}),
-            function_schema("convert_time", "Convert a local time between IANA time zones "
-                            "(daylight saving applied).",
-                            {"time": {**s, "description": "YYYY-MM-DD HH:MM"},
-                             "from_tz": {**s, "description": "e.g. Europe/Berlin"},
-                             "to_tz": s}),
-            function_schema("utc_offset", "The UTC offset of a time zone on a date.",
-                            {"zone": {**s, "description": "IANA name"},
-                             "date": {**s, "description": "YYYY-MM-DD"}}),
-            function_schema("kv_get", "Read a key from the key-value store.", {"key": s}),
-            function_schema("kv_set", "Write a key in the key-value store.",
-                            {"key": s, "value": s}),
-            function_schema("kv_delete", "Delete a key from the key-value store.", {"key": s}),
-            function_schema("kv_list", "List keys starting with a prefix.",
-                            {"prefix": s}, required=[]),
-        ]
+        return schemas(TOOL_NAMES)
+
+    def tools_for(self, task: Task) -> list[dict[str, Any]]:
+        """The offered tools in the task's own wording (`tools_schemas`: one of three
+        descriptions each, `sql_query` listing the tables the task needs and a few others)."""
+        names = task.meta.get("tools", TOOL_NAMES)
+        return schemas([n for n in names if n in TOOL_NAMES], task.meta.get("describe"),
+                       task.meta.get("tables"))
 
     @contextlib.contextmanager
     def episode(self, task: Task) -> Iterator[dict[str, Any]]:
@@ -320,6 +299,8 @@ class ToolsEnv(Env):
         offered = [*sorted(used), *spare]
         rng.shuffle(offered)
         task.meta["tools"] = offered
+        task.meta.update(draw_rendering(rng, offered, [s.arguments["query"] for s in task.steps
+                                                       if s.tool == "sql_query"]))
         task.meta["real"] = bool(used & _REAL_TOOLS)
         task.near_misses = _near_misses(task)
         return task
@@ -377,6 +358,8 @@ class ToolsEnv(Env):
 
 
 KINDS = ("single", "parallel", "multi_step", "irrelevance")
+TOOL_NAMES = ["calculator", "convert_units", "date_add", "date_diff", "weekday", "sql_query",
+              "convert_time", "utc_offset", "kv_get", "kv_set", "kv_delete", "kv_list"]
 _REQUIRED = {t["function"]["name"]: t["function"]["parameters"]["required"]
              for t in ToolsEnv().tools}
 _REAL_TOOLS = {"sql_query", "convert_time", "utc_offset", "convert_units"}
