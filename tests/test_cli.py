@@ -78,6 +78,32 @@ def test_bad_input_while_running_is_one_line(capsys, monkeypatch):
         main(["export", "a", "b"])
 
 
+def test_a_refused_file_write_anywhere_is_one_line(capsys, monkeypatch, tmp_path):
+    # Writes outside checkpoints / shards / metrics (a report plot on a full disk) printed a
+    # traceback (issue 18's remaining caveat).
+    import errno
+
+    import youtu.model.export
+
+    plot = tmp_path / "report" / "loss.png"
+
+    def full(cfg):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(plot))
+
+    monkeypatch.setattr(youtu.model.export, "export_main", full)
+    monkeypatch.delenv("YOUTU_TRACEBACK", raising=False)
+    assert main(["export", "a", "b"]) == 1
+    assert capsys.readouterr().err == (f"youtu: error: {plot}: No space left on device; free "
+                                       "space there or point the output at a larger disk\n")
+
+    def refused(cfg):
+        raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+
+    monkeypatch.setattr(youtu.model.export, "export_main", refused)
+    with pytest.raises(ConnectionRefusedError):  # not about a file: the traceback stays
+        main(["export", "a", "b"])
+
+
 def test_errors_are_clear(capsys):
     assert main(["frobnicate"]) == 2
     assert "unknown command 'frobnicate'" in capsys.readouterr().err

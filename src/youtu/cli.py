@@ -12,6 +12,7 @@ parsing. A new command is one `Command` entry in `COMMANDS`.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import importlib
 import logging
 import os
@@ -189,6 +190,23 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_FILE_ERRNOS = {errno.ENOSPC: "free space there or point the output at a larger disk",
+                errno.EDQUOT: "free space there or point the output at a larger disk",
+                errno.EROFS: "point the output at a writable folder",
+                errno.EACCES: "check the file's permissions or point the output elsewhere",
+                errno.EPERM: "check the file's permissions or point the output elsewhere",
+                errno.EIO: "check the disk, or point the output elsewhere"}
+
+
+def os_error_line(e: OSError) -> str | None:
+    """One line for an OSError about a file (disk full, read-only, permissions, I/O), naming the
+    file and the fix; None for other OSErrors (their traceback is the useful report)."""
+    fix = _FILE_ERRNOS.get(e.errno)
+    if fix is None or not e.filename:
+        return None
+    return f"{e.filename}: {e.strerror or e}; {fix}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -226,6 +244,14 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("YOUTU_TRACEBACK"):
             raise
         print(f"youtu: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        # A file write or read the OS refused anywhere else (a report plot on a full disk, a
+        # read-only output folder): one line with the file and the fix, as for WriteFailed.
+        line = os_error_line(e)
+        if line is None or os.environ.get("YOUTU_TRACEBACK"):
+            raise
+        print(f"youtu: error: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
         # A training run stopped by SIGTERM / SIGINT has checkpointed and says so (its exit
