@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from youtu.config import load_config
 from youtu.tokenizer.config import TokenizerConfig, TokenizerStage
@@ -64,3 +65,26 @@ def test_cli_main_uses_run_dir(tmp_path, prose_texts, stem_texts, monkeypatch):
     assert (tmp_path / "t" / "tokenizer" / "tokenizer.json").is_file()
     assert eval_main(cfg) == 0
     assert "| math/LaTeX |" in (tmp_path / "t" / "tokenizer_eval.md").read_text()
+
+
+def test_tokenizer_corpus_read_in_parallel_is_the_serial_corpus(tmp_path):
+    # The tokenizer step reads the [data] units in data.workers processes: same documents, same
+    # order as the serial reader (embedded parts, then a JSONL folder read file by file).
+    from youtu.commands import read_units
+    from youtu.data.sources import iter_documents
+
+    folder = tmp_path / "web"
+    folder.mkdir()
+    for i in range(3):
+        rows = [json.dumps({"text": f"document {i}-{j} about rivers and hills"}) for j in range(4)]
+        (folder / f"part{i}.jsonl").write_text("\n".join(rows) + "\n")
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "configs" / "tiny.toml", [
+        "--data.embedded.code_chars=60000", "--data.embedded.prose_chars=30000",
+        "--data.embedded.stem_chars=20000", "--data.workers=2",
+        f'--data.sources=[{{path = "{folder}", domain = "commonsense"}}]'])
+    serial = [(d.domain, d.text) for d in iter_documents(cfg.data)]
+    parallel = list(read_units(cfg.data))
+    assert {d for d, _ in serial} == {"code", "commonsense", "stem"}
+    assert sum("rivers and hills" in t for _, t in serial) == 12
+    assert parallel == serial
