@@ -178,6 +178,32 @@ def test_embedded_corpus_domains_caps_and_determinism():
     assert not any("site-packages" in d.meta.get("module", "") for d in a)
 
 
+def test_a_large_stem_cap_is_read_as_independent_slices(monkeypatch):
+    """The data step's tasks share a large stem cap (one 20M-character stream was one straggler
+    task): plan_units gives one unit per slice, the slices together are what embedded_corpus
+    yields, and a cap within one slice keeps the documents it always had (slice 0's seed)."""
+    from youtu.data import sources
+    from youtu.data.config import EmbeddedConfig
+    from youtu.data.steps import plan_units
+
+    one_slice = [d.text for d in embedded_corpus(0, code_chars=0, prose_chars=0, stem_chars=9_000)]
+    monkeypatch.setattr(sources, "STEM_SLICE_CHARS", 10_000)
+    assert [d.text for d in embedded_corpus(0, code_chars=0, prose_chars=0,
+                                            stem_chars=9_000)] == one_slice
+    whole = list(embedded_corpus(0, code_chars=0, prose_chars=0, stem_chars=35_000))
+    units = plan_units(DataConfig(embedded=EmbeddedConfig(code_chars=0, prose_chars=0,
+                                                          stem_chars=35_000)), [])
+    assert len(units) == 4  # 10k + 10k + 10k + 5k
+    read = [d.text for u in units for d in u.documents()]
+    assert read == [d.text for d in whole]
+    assert read[:len(one_slice)] == one_slice  # slice 0 is the old stream
+    per_slice = [sum(len(d.text) for d in u.documents()) for u in units]
+    assert all(8_000 < c <= 10_000 for c in per_slice[:3]) and 3_000 < per_slice[3] <= 5_000
+    assert len(set(read)) > 0.95 * len(read)  # the slices' seeds differ: no repeated stream
+    with pytest.raises(ValueError, match="stem_slice=4 is outside 0..3"):
+        list(embedded_corpus(0, code_chars=0, prose_chars=0, stem_chars=35_000, stem_slice=4))
+
+
 def test_iter_documents_combines_embedded_and_sources(tmp_path):
     _write_jsonl(tmp_path / "x.jsonl", [{"text": "extra"}])
     cfg = DataConfig(embedded=EmbeddedConfig(code_chars=0, prose_chars=0, stem_chars=3000),

@@ -323,8 +323,22 @@ def _pydoc_topics() -> list[tuple[str, str]]:
     return sorted(topics.items())
 
 
+STEM_SLICE_CHARS = 2_500_000
+"""The generated worksheets come in slices of this many characters, each drawn from its own
+seed (slice 0 from today's `stem-<seed>`, so caps up to one slice give the same documents as
+before), so that the data step's tasks share a large stem cap: one 20 M-character stream was
+one task of 14 s beside seven of 1-5 s (configs/small.toml on 2 cores), and 200 M
+(configs/youtu-2b.toml) would be one task however many workers ran."""
+
+
+def stem_slices(stem_chars: int) -> int:
+    """How many slices of `STEM_SLICE_CHARS` a stem cap is read as (at least one)."""
+    return max(1, -(-stem_chars // STEM_SLICE_CHARS))
+
+
 def embedded_corpus(seed: int, *, code_chars: int = 2_000_000, prose_chars: int = 1_500_000,
-                    stem_chars: int = 1_000_000, problems_per_doc: int = 8) -> Iterator[Document]:
+                    stem_chars: int = 1_000_000, problems_per_doc: int = 8,
+                    stem_slice: int | None = None) -> Iterator[Document]:
     """The default corpus: no download, deterministic for a given seed (and Python version).
 
     Args:
@@ -334,6 +348,8 @@ def embedded_corpus(seed: int, *, code_chars: int = 2_000_000, prose_chars: int 
             and comment blocks), in characters.
         stem_chars: Cap on `stem` documents (worksheets of worked problems), in characters.
         problems_per_doc: Worked problems per stem document.
+        stem_slice: Only this slice of the stem part (`STEM_SLICE_CHARS` of the cap each, its
+            own seed); None = every slice in order. The slices together are the whole part.
 
     Yields:
         Documents, code first, then prose, then stem. Caps stop before the document that
@@ -367,11 +383,20 @@ def embedded_corpus(seed: int, *, code_chars: int = 2_000_000, prose_chars: int 
         yield Document(text=text, domain="commonsense", source="stdlib-docs",
                        meta={**meta, "python": version})
 
-    stem_rng = random.Random(f"stem-{seed}")
+    n = stem_slices(stem_chars)
+    for i in range(n) if stem_slice is None else (stem_slice,):
+        if not 0 <= i < n:
+            raise ValueError(f"stem_slice={i} is outside 0..{n - 1} for stem_chars={stem_chars}")
+        cap = min(STEM_SLICE_CHARS, stem_chars - i * STEM_SLICE_CHARS)
+        yield from _stem_worksheets(random.Random(f"stem-{seed}" + (f"-{i}" if i else "")), cap,
+                                    problems_per_doc)
+
+
+def _stem_worksheets(rng: random.Random, cap: int, problems_per_doc: int) -> Iterator[Document]:
     used = 0
-    while used < stem_chars:
-        text, problems = worksheet(stem_rng, problems_per_doc)
-        if used + len(text) > stem_chars:
+    while used < cap:
+        text, problems = worksheet(rng, problems_per_doc)
+        if used + len(text) > cap:
             break
         used += len(text)
         yield Document(text=text, domain="stem", source="generated-stem",

@@ -44,7 +44,7 @@ from youtu.data.dedup import Decontaminator, exact_key, namespace
 from youtu.data.document import Document
 from youtu.data.filters import detect_language, profile, quality_reason
 from youtu.data.installed_docs import DOCSTRING_SLICES, installed_docs
-from youtu.data.sources import embedded_corpus, iter_source
+from youtu.data.sources import embedded_corpus, iter_source, stem_slices
 
 # ---------------------------------------------------------------------------------------------
 # documents
@@ -97,8 +97,9 @@ class ReadUnit:
 def plan_units(cfg: DataConfig, extra_files: list[str]) -> list[ReadUnit]:
     """The read units of a run, in a fixed order: the embedded corpus' code, prose and stem
     parts (independent generators: each call draws the same documents as the whole corpus
-    does), the installed packages' descriptions and docstring slices, each configured source (a folder of JSONL/Parquet files unit per file, unless
-    `max_docs` caps the source as a whole), then the extra documents' files."""
+    does; the stem part one unit per slice), the installed packages' descriptions and
+    docstring slices, each configured source (a folder of JSONL/Parquet files unit per file,
+    unless `max_docs` caps the source as a whole), then the extra documents' files."""
     units: list[ReadUnit] = []
     e = cfg.embedded
     if e.enabled:
@@ -106,9 +107,13 @@ def plan_units(cfg: DataConfig, extra_files: list[str]) -> list[ReadUnit]:
                 "stem_chars": e.stem_chars}
         for key, cap in caps.items():
             if cap:
-                units.append(ReadUnit("embedded", {
-                    "seed": cfg.seed, "problems_per_doc": e.problems_per_doc,
-                    **{k: (cap if k == key else 0) for k in caps}}))
+                args = {"seed": cfg.seed, "problems_per_doc": e.problems_per_doc,
+                        **{k: (cap if k == key else 0) for k in caps}}
+                if key != "stem_chars":
+                    units.append(ReadUnit("embedded", args))
+                else:  # the generated worksheets: one unit per slice (sources.STEM_SLICE_CHARS)
+                    units += [ReadUnit("embedded", {**args, "stem_slice": i})
+                              for i in range(stem_slices(cap))]
         # Installed packages' docs: descriptions as one unit, docstrings as fixed slices.
         if e.packages_chars:
             units.append(ReadUnit("installed", {"description_chars": e.packages_chars,
