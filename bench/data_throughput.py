@@ -30,14 +30,31 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = """
-import json, sys, time
-from youtu.config import load_config
+import dataclasses, json, sys, time, tomllib
+from youtu.configlib import from_dict
 from youtu.data.config import DataConfig, SourceConfig
 from youtu.data.prepare import prepare
 from youtu.tokenizer import Tokenizer
+
+def known(table, cls, prefix="data"):
+    # Only the [data] table, as this tree's DataConfig knows it: a key an older tree lacks is
+    # dropped when it is off (0, empty, false), else the inputs would differ, so refuse.
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for k, v in table.items():
+        if k not in fields:
+            if v:
+                raise SystemExit(f"{prefix}.{k} = {v!r} is unknown to this tree: inputs differ")
+            continue
+        sub = fields[k].default_factory if fields[k].default_factory is not dataclasses.MISSING else None
+        out[k] = (known(v, type(sub()), f"{prefix}.{k}") if isinstance(v, dict) and sub
+                  and dataclasses.is_dataclass(sub()) else v)
+    return out
+
 if __name__ == "__main__":
     spec = json.loads(sys.argv[1])
-    cfg = load_config(spec["config"]).data
+    with open(spec["config"], "rb") as f:
+        cfg = from_dict(DataConfig, known(tomllib.load(f).get("data", {}), DataConfig))
     cfg.workers = spec["workers"]
     if spec.get("jsonl"):
         cfg.embedded.enabled = False
