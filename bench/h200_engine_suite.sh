@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The engine and data measurements still open on the H200 (issues 22 and 23), in one device call:
+#   bash bench/h200_engine_suite.sh WHEEL_DIR OUT_DIR
+# Phases in order of importance, each in its own process and under its own time limit (a
+# failure shows and the rest runs); a phase that would start after BUDGET_S seconds is skipped.
+#   gputests  every gpu-marked test (kernels, CUDA graphs, fused/overlapped/Triton-GEMV decode,
+#             FP8, runsafe signals, RL on CUDA), never run together on the merged tree
+#   decode    batch 1 / 32 and 32k context, every decode variant, transformers in the same run
+#   data      datatrove pipeline vs the one-process baseline at 1..16 workers (16 cores)
+#   gemv      the per-weight GEMV table: cuBLAS, fused layout, the Triton decode GEMV
+# WHEEL_DIR: the default wheels of ../shared/device/fetch-wheels.sh plus
+#   datatrove==0.10.1 orjson==3.13.0 gguf==0.19.0 torchao==0.18.0 markdown-it-py==4.3.0 mdurl
+#   tiktoken==0.14.0 tzdata loguru==0.7.3 multiprocess==0.70.19 dill==0.4.1 humanize
+set -u
+whl=$1; out=$2; budget=${BUDGET_S:-560}
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site "$whl"/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD/src:$PWD/bench
+start=$(date +%s)
+phase() {  # name limit_s command...
+  local name=$1 limit=$2; shift 2
+  local now=$(( $(date +%s) - start ))
+  if (( now + 20 > budget )); then echo "== $name: skipped at ${now}s (budget ${budget}s)"; return; fi
+  (( limit > budget - now )) && limit=$(( budget - now ))
+  echo "== $name (t=${now}s, limit ${limit}s)"
+  timeout "$limit" "$@" > "$out/$name.log" 2>&1; echo "== $name rc=$?"
+  grep -v -E "Warning|warn\(|register_constant|^\s*$" "$out/$name.log" | tail -n 24
+}
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
+phase gputests 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests
+phase decode 240 python3 bench/decode.py --preset youtu_2b --reps 2 \
+  --variants today,fused,fused+overlap,fused+overlap+gemv \
+  --long-lens 32768 --long-reps 2 --peer-max-len 32768
+phase data 150 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 --baseline-workers 16 \
+  --jsonl-docs 48000 --jsonl-files 32
+phase gemv 60 python3 bench/decode_gemv.py --batch 1,8,32
+echo "== done at $(( $(date +%s) - start ))s"
