@@ -256,9 +256,10 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, *, norm_weight: torch.Tensor | N
             norm_weight if norm_weight is not None else weight, B, n_out, K, float(eps),
             x.stride(0), weight.stride(0), out.stride(0),
             residual.stride(0) if residual is not None else 0, n_out if swiglu else 0)
-    meta = dict(PROLOGUE=_PROLOGUES["rmsnorm" if norm_weight is not None else None],
-                EPILOGUE=_EPILOGUES["swiglu" if swiglu else "residual" if residual is not None else None],
-                BLOCK_B=_pow2(B), IEEE=x.dtype == torch.float32)
+    epilogue = "swiglu" if swiglu else "residual" if residual is not None else None
+    meta = {"PROLOGUE": _PROLOGUES["rmsnorm" if norm_weight is not None else None],
+            "EPILOGUE": _EPILOGUES[epilogue], "BLOCK_B": _pow2(B),
+            "IEEE": x.dtype == torch.float32}
     if config is None and x.is_cuda:
         tuned[lambda m: (triton_cdiv(n_out, m["BLOCK_N"]),)](*args, **meta)
         return out
