@@ -265,7 +265,7 @@ def test_every_config_compiles_for_the_h200_without_a_gpu():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     done = subprocess.run([sys.executable, "-c", _COMPILE_FOR_H200], env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"compiled {3 * (len(decode_gemv.AUTOTUNE_CONFIGS) + 1)}" in done.stdout
 
