@@ -59,8 +59,9 @@ class ServeConfig:
     measured (bench/decode.py --variants)."""
     decode_gemv: Literal["cublas", "triton"] = "cublas"
     """Decode GEMVs at batch <= 8: 'cublas' (F.linear) or 'triton' (`youtu.model.decode_gemv`:
-    the norms, SwiGLU and residual adds fused into the GEMVs, ~10 kernels per layer instead of
-    ~22; needs fuse_decode_weights). CUDA only; ignored on the CPU. 'cublas' until measured
+    five GEMV kernels per layer carry its two norms before them, the SwiGLU and both residual
+    adds, ~12 kernels per layer instead of ~22 (counted from the code, not yet profiled); needs
+    fuse_decode_weights). CUDA only; ignored on the CPU. 'cublas' until measured
     (bench/decode.py --variants fused,fused+gemv)."""
     overlap_decode: bool = False
     """Launch each decode step from the previous step's tokens kept on the GPU and read those
