@@ -59,7 +59,7 @@ class ServeConfig:
     measured (bench/decode.py --variants)."""
     decode_gemv: Literal["cublas", "triton"] = "cublas"
     """Decode GEMVs at batch <= 8: 'cublas' (F.linear) or 'triton' (`youtu.model.decode_gemv`:
-    five GEMV kernels per layer carry its two norms before them, the SwiGLU and both residual
+    five GEMV kernels per layer carry three RMSNorms (prologues), the SwiGLU and both residual
     adds, ~12 kernels per layer instead of ~22 (counted from the code, not yet profiled); needs
     fuse_decode_weights). CUDA only; ignored on the CPU. 'cublas' until measured
     (bench/decode.py --variants fused,fused+gemv)."""
