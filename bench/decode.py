@@ -4,6 +4,8 @@
     PYTHONPATH=src python bench/decode.py --preset youtu_2b --device cuda
     PYTHONPATH=src python bench/decode.py --preset youtu_2b --variants today,fused,fused+overlap \
         --long-lens 32768 --peer-max-len 32768          # the engine's decode settings, one run
+    PYTHONPATH=src python bench/decode.py --preset youtu_2b --batches 1,8 --prompt-lens 128,512 \
+        --variants fused,fused+gemv,fused+overlap+gemv --long-lens "" --no-peer --profile
 
 Rows: batch 1 with a 128-token prompt and batch 32 with 512-token prompts (the DESIGN.md
 anchors), then batch 1 at long contexts (--long-lens, default 8k, 32k and ~128k, with
@@ -17,7 +19,8 @@ first step prefills every prompt and samples the first token; the rest decode), 
 prefill adds no noise. The peer's: batch x (new - 1) / (time(generate new) - time(generate 1)).
 --variants measures several engine settings (VARIANTS: today's path = separate projections,
 no overlap; fused = gate+up and q_a+kv_a as one GEMV each; fused+overlap = also step N+1
-launched before step N's tokens are read back) on the same weights in the same process, each a
+launched before step N's tokens are read back; +gemv = the weight GEMVs of batches <= 8 as
+`youtu.model.decode_gemv` kernels with the norms, SwiGLU and residuals fused in) on the same weights in the same process, each a
 column of the table; `ours_tok_s` is then the last variant's. Median of --reps (long rows:
 --long-reps), every variant's and the peer's repetitions interleaved. Cache bytes
 per token: ours from the LatentCache slab, the peer's measured from the DynamicCache it
@@ -92,6 +95,8 @@ VARIANTS = {
     "today": {"fuse_weights": False, "overlap": False},
     "fused": {"fuse_weights": True, "overlap": False},
     "fused+overlap": {"fuse_weights": True, "overlap": True},
+    "fused+gemv": {"fuse_weights": True, "overlap": False, "gemv": "triton"},
+    "fused+overlap+gemv": {"fuse_weights": True, "overlap": True, "gemv": "triton"},
 }
 
 
@@ -166,11 +171,12 @@ def bench_pair(engines: dict[str, Engine], peer, prompts: list[list[int]], new: 
 
 
 @torch.inference_mode()
-def profile_steps(model, cfg, compiled: bool, steps: int = 16) -> None:
-    """Kernels of `steps` batch-1 decode steps (128-token prompt) by total GPU time."""
+def profile_steps(model, cfg, compiled: bool, settings: dict, steps: int = 16) -> None:
+    """Kernels of `steps` batch-1 decode steps (128-token prompt) by total GPU time, with the
+    engine `settings` (a VARIANTS entry: the last --variants one)."""
     from torch.profiler import ProfilerActivity, profile
 
-    engine = Engine(model, max_batch=1, max_seq_len=512, eos_ids=[], compile=compiled)
+    engine = Engine(model, max_batch=1, max_seq_len=512, eos_ids=[], compile=compiled, **settings)
     prompt = torch.randint(0, cfg.vocab_size - 256, (128,)).tolist()
     engine.generate([prompt], greedy(steps + 8))  # capture + warm-up
     h = engine.submit(prompt, greedy(steps + 1))
@@ -180,7 +186,8 @@ def profile_steps(model, cfg, compiled: bool, steps: int = 16) -> None:
         while not h.done:
             engine.step()
         sync("cuda")
-    print(f"# profile: {steps} batch-1 decode steps, kernels by GPU time")
+    print(f"# profile: {steps} batch-1 decode steps ({settings or 'engine defaults'}), kernels "
+          f"by GPU time")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=22, max_name_column_width=60))
 
 
@@ -302,7 +309,7 @@ def main() -> None:
             torch.cuda.empty_cache()
 
     if args.profile and cuda:
-        profile_steps(ours, cfg, compiled)
+        profile_steps(ours, cfg, compiled, VARIANTS[variants[-1]])
     if len(variants) > 1:
         print("| batch | prompt | " + " | ".join(f"{v} tok/s" for v in variants)
               + " | peer tok/s | " + " | ".join(f"{v} / {variants[0]}" for v in variants[1:]) + " |")

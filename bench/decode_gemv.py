@@ -1,6 +1,7 @@
 """The 2B decode step's weight GEMVs one by one: separate vs fused projections, bytes vs time.
 
     PYTHONPATH=src python bench/decode_gemv.py                    # H200, bf16, batch 1 (seconds)
+    PYTHONPATH=src python bench/decode_gemv.py --batch 1,8 --triton      # + the decode GEMV kernels
     PYTHONPATH=src python bench/decode_gemv.py --batch 1,32 --autotune   # + inductor's own GEMMs
 
 The batch-1 profile (bench/results/2026-12-04_h200_decode.md) put 1.95 ms of a 2.97 ms step in
@@ -11,7 +12,13 @@ than the L2 cache) that every call streams its weight from HBM as decode does. P
 microseconds per call, achieved GB/s, and with --autotune the same matmul compiled by
 inductor's max-autotune (Triton templates vs cuBLAS). Then per step (x 32 layers + lm_head):
 the GEMV total with today's separate q_a / kv_a and gate / up against the fused ones the
-engine now uses (`fuse_weights`), next to the bytes floor at --bandwidth. Last line: JSON.
+engine now uses (`fuse_weights`), next to the bytes floor at --bandwidth. With --triton
+(batches <= 8), every weight the `decode_gemv` kernels read (the fused layout) gets two more
+columns, both doing the same work with the prologue/epilogue on (norm into q_kv_a / q_b /
+gate_up / lm_head, residual after o_proj / down_proj, SwiGLU after gate_up): `torch ops` = the
+model's own torch operations (norm kernels + cuBLAS + elementwise, as the cuBLAS step runs
+them), `triton` = one autotuned kernel (its chosen config printed); and a per-step total of
+the kernels against cuBLAS. Last line: JSON.
 """
 
 from __future__ import annotations
@@ -82,6 +89,46 @@ def bench_linear(out_f: int, in_f: int, batch: int, autotune: bool) -> dict[str,
     return row
 
 
+# weight -> the kernel's prologue/epilogue in the decode step (graphs.gemv_layer_*)
+TRITON_KINDS = {"q_kv_a (fused)": "norm", "q_b_proj": "norm", "o_proj": "residual",
+                "gate_up (fused)": "norm+swiglu", "down_proj": "residual", "lm_head": "norm"}
+
+
+def bench_triton(out_f: int, in_f: int, batch: int, kind: str) -> dict[str, float | str]:
+    """Per call: the model's torch ops for the same fused work, and the decode GEMV kernel."""
+    from youtu.model import decode_gemv
+
+    w_bytes = out_f * in_f * 2
+    copies = max(1, math.ceil(STREAM_BYTES / w_bytes))
+    ws = [torch.randn(out_f, in_f, device="cuda", dtype=torch.bfloat16) * in_f ** -0.5
+          for _ in range(copies)]
+    x = torch.randn(batch, in_f, device="cuda", dtype=torch.bfloat16)
+    kw: dict = {}
+    if "norm" in kind:
+        kw.update(norm_weight=torch.rand(in_f, device="cuda", dtype=torch.bfloat16) + 0.5, eps=1e-6)
+    if "residual" in kind:
+        kw["residual"] = torch.randn(batch, out_f, device="cuda", dtype=torch.bfloat16)
+    kw["swiglu"] = "swiglu" in kind
+    ref = decode_gemv.gemv_reference(x, ws[0], **kw)
+    out = decode_gemv.gemv(x, ws[0], **kw)  # autotunes this (N, K, B, kind) outside the timing
+    err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
+    best = decode_gemv._kernels()[1].best_config
+
+    def torch_ops():
+        for w in ws:
+            decode_gemv.gemv_reference(x, w, **kw)
+
+    def kernel():
+        for w in ws:
+            decode_gemv.gemv(x, w, **kw)
+
+    row = {"kind": kind, "torch_ops_us": time_per_call_us(torch_ops, copies),
+           "triton_us": time_per_call_us(kernel, copies), "rel_err": err, "config": str(best)}
+    ws.clear()
+    torch.cuda.empty_cache()
+    return row
+
+
 def bench_bmm(heads: int, in_f: int, out_f: int, transposed: bool, batch: int) -> dict[str, float]:
     w_bytes = heads * in_f * out_f * 2
     copies = max(1, math.ceil(STREAM_BYTES / w_bytes))
@@ -106,6 +153,8 @@ def main() -> None:
     ap.add_argument("--batch", default="1", help="rows per GEMV, comma-separated")
     ap.add_argument("--autotune", action="store_true",
                     help="also inductor max-autotune per shape (compiles: ~10-30 s per shape)")
+    ap.add_argument("--triton", action="store_true",
+                    help="also the decode GEMV kernels with their fused work (batches <= 8)")
     ap.add_argument("--bandwidth", type=float, default=4.2e12,
                     help="bytes/s for the floor column (~4.2 TB/s measured copy on an H200)")
     args = ap.parse_args()
@@ -141,6 +190,30 @@ def main() -> None:
                                "kernels": L * len(names) + 1}
             print(f"# {layout}: GEMVs {us / 1e3:.3f} ms per step ({summary[layout]['kernels']} "
                   f"kernels), bytes floor {summary[layout]['floor_ms']:.3f} ms")
+        if args.triton and batch <= 8:
+            tri = {name: bench_triton(*shapes(cfg)[name], batch, kind)
+                   for name, kind in TRITON_KINDS.items()}
+            print(f"# batch {batch}: decode GEMV kernels (fused work on) vs the same torch ops")
+            print("| weight | fused work | MB | cuBLAS GEMV us | torch ops us | triton us | "
+                  "triton GB/s | triton vs torch ops | rel. error | config |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
+            for name, t in tri.items():
+                r = rows[name]
+                print(f"| {name} | {t['kind']} | {r['mb']:.1f} | {r['cublas_us']:.2f} | "
+                      f"{t['torch_ops_us']:.2f} | {t['triton_us']:.2f} | "
+                      f"{r['mb'] * 1e3 / t['triton_us']:.0f} | "
+                      f"{t['torch_ops_us'] / t['triton_us']:.2f}x | {t['rel_err']:.1e} | {t['config']} |")
+            per_layer = [n for n in TRITON_KINDS if n != "lm_head"]
+            bmm = sum(rows[n]["cublas_us"] for n in ("W_uk (bmm)", "W_uv (bmm)"))
+            for label, col in (("torch ops", "torch_ops_us"), ("triton", "triton_us")):
+                us = L * (sum(tri[n][col] for n in per_layer) + bmm) + tri["lm_head"][col]
+                summary[f"{label} (fused work)"] = {"gemv_ms_per_step": us / 1e3,
+                                                    "floor_ms": summary["fused"]["floor_ms"],
+                                                    "kernels": L * (len(per_layer) + 2) + 1}
+                print(f"# {label}: GEMVs + their norms/SwiGLU/residuals + the absorption bmms "
+                      f"{us / 1e3:.3f} ms per step, bytes floor {summary['fused']['floor_ms']:.3f} ms")
+            out["batches"][batch] = {"rows": rows, "triton": tri, "per_step": summary}
+            continue
         out["batches"][batch] = {"rows": rows, "per_step": summary}
     print(json.dumps(out))
 

@@ -585,3 +585,77 @@ def test_overlap_equals_synchronous_on_random_workloads(model, seed):
         assert not engine.has_work() and engine.metrics()["free_rows"] == engine.max_batch
     assert runs[1] == runs[0]
     assert len({r[1] for r in runs[0][1]}) > 1  # the mix ends in more than one way
+
+
+# ---- decode GEMV kernels (gemv="triton"): CUDA only; the kernels' own tests are in
+# tests/model/test_decode_gemv.py (interpreter on the CPU, compiled on the GPU)
+
+
+def test_triton_gemv_is_refused_where_it_cannot_run(model, checkpoint, tmp_path):
+    import copy
+
+    from youtu.serve.config import ServeConfig
+    from youtu.serve.engine import engine_from_config
+
+    own = copy.deepcopy(model)
+    with pytest.raises(ValueError, match="gemv='triton' needs a CUDA device"):
+        Engine(own, max_batch=2, max_seq_len=32, eos_ids=[], gemv="triton")
+    with pytest.raises(ValueError, match="'cublas' or 'triton'"):
+        Engine(own, max_batch=2, max_seq_len=32, eos_ids=[], gemv="cutlass")
+    with pytest.raises(ValueError, match="fuse_decode_weights"):
+        ServeConfig(decode_gemv="triton", fuse_decode_weights=False)
+    # the [serve] setting is ignored on the CPU, as use_cuda_graph is
+    engine, _ = engine_from_config(ServeConfig(checkpoint=str(checkpoint), decode_gemv="triton"),
+                                   run_dir=tmp_path, device="cpu")
+    assert engine.gemv == "cublas"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("compile", [False, True], ids=["graphs", "graphs+compile"])
+def test_triton_gemv_decode_under_cuda_graphs_equals_cublas(model, prompts, references, compile):
+    """gemv='triton' (graphed, optionally compiled; eager too) == the cuBLAS engine == the CPU
+    full-forward argmax, fp32 tiny model; batch buckets above 8 fall back to cuBLAS."""
+    import copy
+
+    gpu_model = copy.deepcopy(model).cuda()
+    params = [_greedy(n) for n in NEW_TOKENS]
+    cublas = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], use_cuda_graph=False)
+    a = [o.token_ids for o in cublas.generate(prompts, params)]
+    eager = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], use_cuda_graph=False,
+                   gemv="triton")
+    graphed = Engine(gpu_model, max_batch=4, max_seq_len=300, eos_ids=[], compile=compile,
+                     gemv="triton")
+    assert graphed.graphs is not None and graphed.graphs.gemv == "triton"
+    b = [o.token_ids for o in eager.generate(prompts, params)]
+    c = [o.token_ids for o in graphed.generate(prompts, params)]
+    assert c == b == a == references
+    long = graphed.generate([prompts[0]], _greedy(280))[0]  # crosses the 256-slot length bucket
+    assert long.token_ids == cublas.generate([prompts[0]], _greedy(280))[0].token_ids
+    wide = Engine(gpu_model, max_batch=12, max_seq_len=64, eos_ids=[], compile=compile,
+                  gemv="triton")
+    many = (prompts * 2)[:10]
+    assert ([o.token_ids for o in wide.generate(many, _greedy(6))]
+            == [o.token_ids for o in cublas.generate(many, _greedy(6))])  # the 12-bucket: cuBLAS
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_triton_gemv_decode_step_does_not_sync_with_the_host(model, prompts):
+    import copy
+
+    from youtu.serve.graphs import decode_step
+
+    gpu_model = copy.deepcopy(model).cuda()
+    engine = Engine(gpu_model, max_batch=2, max_seq_len=64, eos_ids=[], use_cuda_graph=False,
+                    gemv="triton")
+    engine.generate([prompts[0]], _greedy(3))  # fills row 0, autotunes batch 1
+    ids = torch.tensor([[5], [7]], device="cuda")
+    pos = torch.tensor([[len(prompts[0]) + 3], [9]], device="cuda")
+    rows = torch.tensor([0, 1], device="cuda")
+    decode_step(gpu_model, engine.cache, ids, pos, rows, 64, fused=True, gemv="triton")  # tunes B=2
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        decode_step(gpu_model, engine.cache, ids, pos, rows, 64, fused=True, gemv="triton")
+    finally:
+        torch.cuda.set_sync_debug_mode(0)

@@ -288,7 +288,6 @@ class MultiHeadLatentAttention(nn.Module):
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """q_nope [B, T, H, Dn], rotated q_rope [B, T, H, R], normalized latent [B, T, C] and
         rotated k_rope [B, T, R] of x [B, T, D]; `fused`: one GEMV over `q_kv_a` (no gradient)."""
-        B, T, _ = x.shape
         if fused:
             assert self.q_kv_a is not None, "call fuse_() first"
             q_in, kv_a = self._input_projections()
@@ -301,6 +300,12 @@ class MultiHeadLatentAttention(nn.Module):
             else:
                 q = self.q_proj(x)
             kv = self.kv_a_proj_with_mqa(x)
+        return self._heads(q, kv, cos, sin)
+
+    def _heads(self, q: torch.Tensor, kv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`_project`'s outputs from the projections q [B, T, H*(Dn+R)], kv [B, T, C+R]."""
+        B, T = q.shape[:2]
         q = q.reshape(B, T, self.num_heads, self.qk_head_dim)
         q_nope, q_rope = q.split([self.qk_nope_head_dim, self.qk_rope_head_dim], dim=-1)
         q_rope = apply_rope(q_rope, cos, sin)
@@ -321,7 +326,16 @@ class MultiHeadLatentAttention(nn.Module):
         """Latent-space queries q_abs [B, T, H, C+R] (W_uk^T q_nope | q_rope) and the new
         cache rows [B, T, C+R] (latent | k_rope) of x [B, T, D]. No cache access: pure.
         `fused`: the down-projections as one GEMV over `q_kv_a` (after `fuse_`)."""
-        q_nope, q_rope, latent, k_rope = self._project(x, cos, sin, fused)
+        return self._absorb(*self._project(x, cos, sin, fused))
+
+    def absorbed_queries(self, q: torch.Tensor, kv: torch.Tensor, cos: torch.Tensor,
+                         sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`absorbed_inputs` from projections computed elsewhere (the decode GEMV kernels):
+        q [B, T, H*(Dn+R)] (after q_b_proj), kv [B, T, C+R] (kv_a_proj_with_mqa's output)."""
+        return self._absorb(*self._heads(q, kv, cos, sin))
+
+    def _absorb(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
+                k_rope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         w_uk, _ = self._w_uk_uv()
         q_latent = torch.einsum("bthd,hdc->bthc", q_nope, w_uk)
         return torch.cat((q_latent, q_rope), dim=-1), torch.cat((latent, k_rope), dim=-1)
@@ -366,10 +380,14 @@ class MultiHeadLatentAttention(nn.Module):
 
     def absorbed_output(self, out: torch.Tensor) -> torch.Tensor:
         """Latent outputs [B, T, H, C] -> W_uv -> o_proj -> [B, T, D]."""
+        return self.o_proj(self.absorbed_values(out))
+
+    def absorbed_values(self, out: torch.Tensor) -> torch.Tensor:
+        """Latent outputs [B, T, H, C] -> W_uv -> [B, T, H*Dv] (o_proj's input)."""
         B, T, H, _ = out.shape
         _, w_uv = self._w_uk_uv()
         out = torch.einsum("bthc,hvc->bthv", out, w_uv)  # [B, T, H, Dv]
-        return self.o_proj(out.reshape(B, T, H * self.v_head_dim))
+        return out.reshape(B, T, H * self.v_head_dim)
 
     def _expanded(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
                   k_rope: torch.Tensor, attn_mask: torch.Tensor | BlockMask | DocSegments | None

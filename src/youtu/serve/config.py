@@ -57,6 +57,12 @@ class ServeConfig:
     (parameters become views of the fused tensors; names, checkpoints and memory unchanged).
     Expected faster at batch 1 (half-full GEMVs ran at ~half bandwidth on an H200); not yet
     measured (bench/decode.py --variants)."""
+    decode_gemv: Literal["cublas", "triton"] = "cublas"
+    """Decode GEMVs at batch <= 8: 'cublas' (F.linear) or 'triton' (`youtu.model.decode_gemv`:
+    five GEMV kernels per layer carry three RMSNorms (prologues), the SwiGLU and both residual
+    adds, ~12 kernels per layer instead of ~22 (counted from the code, not yet profiled); needs
+    fuse_decode_weights). CUDA only; ignored on the CPU. 'cublas' until measured
+    (bench/decode.py --variants fused,fused+gemv)."""
     overlap_decode: bool = False
     """Launch each decode step from the previous step's tokens kept on the GPU and read those
     back while it runs (stops checked one step late, the extra token discarded; same tokens).
@@ -119,6 +125,11 @@ class ServeConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.compile_decode and not self.use_cuda_graph:
             raise ValueError("compile_decode needs use_cuda_graph = true (or set compile_decode = false)")
+        if self.decode_gemv not in ("cublas", "triton"):
+            raise ValueError(f"decode_gemv must be 'cublas' or 'triton', got {self.decode_gemv!r}")
+        if self.decode_gemv == "triton" and not self.fuse_decode_weights:
+            raise ValueError("decode_gemv = 'triton' reads the fused decode weights: set "
+                             "fuse_decode_weights = true (or decode_gemv = 'cublas')")
         for tool in self.tools:
             if tool not in ("python", "search", "env"):
                 raise ValueError(f"tools: unknown tool {tool!r}; choose from python, search, env")

@@ -27,6 +27,9 @@ Design (vLLM's, at the scale of one file):
 - Decode reads the weights in a decode-time layout (`fuse_weights`, `graphs.fuse_decode_weights`):
   gate+up and q_a+kv_a as one GEMV each, the parameters views of the fused tensors (state_dict,
   checkpoints and memory unchanged).
+- `gemv="triton"` (CUDA only, needs the fused layout; default "cublas" until measured on the
+  GPU) runs the decode step's weight GEMVs for batches up to 8 as `youtu.model.decode_gemv`
+  kernels with the norms, SwiGLU and residual adds fused in (`graphs.decode_step`).
 - With `overlap` (CUDA only; off by default until measured on the GPU) step N+1 is launched from step N's sampled tokens kept on
   the device, and step N's tokens are read back (delivered, stop-checked) while the GPU runs
   N+1: the host's work per step (~0.5 ms at 2B batch 1 on an H200, ~15% of the step) hides
@@ -64,6 +67,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from youtu.model import decode_gemv
 from youtu.model.cache import LatentCache
 from youtu.model.device import resolve_device
 from youtu.model.transformer import YoutuForCausalLM
@@ -192,6 +196,9 @@ class Engine:
         overlap: launch each decode step before reading the previous one's tokens back (see
             the module docstring); None = off. CUDA only; off by default until its CUDA path
             has run and been measured on the GPU (CPU tests cover its bookkeeping).
+        gemv: 'cublas' (F.linear) or 'triton' (the `decode_gemv` kernels with fused norms,
+            SwiGLU and residuals, batches up to 8; CUDA with triton and `fuse_weights` only:
+            elsewhere a ValueError). Default 'cublas' until measured on the GPU.
     """
 
     def __init__(self, model: YoutuForCausalLM, *, max_batch: int, max_seq_len: int,
@@ -199,7 +206,7 @@ class Engine:
                  max_queue: int = 1024, prefill_chunk_tokens: int = 2048,
                  detokenize: Callable[[list[int]], str] | None = None,
                  use_cuda_graph: bool | None = None, compile: bool | None = None, seed: int = 0,
-                 fuse_weights: bool = True, overlap: bool | None = None):
+                 fuse_weights: bool = True, overlap: bool | None = None, gemv: str = "cublas"):
         if max_batch < 1 or max_seq_len < 2:
             raise ValueError(f"Engine needs max_batch >= 1 and max_seq_len >= 2, got "
                              f"{max_batch} and {max_seq_len}")
@@ -234,13 +241,14 @@ class Engine:
         self.fused = fuse_weights and self._stepwise and fuse_decode_weights(model)
         if fuse_weights and self._stepwise and not self.fused:
             logger.warning("sharded parameters: decode keeps the separate projections")
+        self.gemv = self._check_gemv(gemv)
         self.overlap = bool(overlap)
         self._inflight: _Sampled | None = None  # with overlap: the step launched, not yet read
         # One extra scratch row under CUDA graphs: padding entries of a batch bucket write there.
         rows = self.max_batch + (1 if use_cuda_graph else 0)
         self.cache = LatentCache(model.config, rows, max_seq_len, device=self.device, dtype=self.dtype)
         self.graphs = (DecodeGraphs(self, scratch_row=self.max_batch, compile=compile,
-                                    fused=self.fused)
+                                    fused=self.fused, gemv=self.gemv)
                        if use_cuda_graph else None)
         self._vocab = model.config.vocab_size
         self._seen: torch.Tensor | None = None  # [rows, V] bool, made when a request needs it
@@ -477,6 +485,19 @@ class Engine:
 
     # ---- model calls ----------------------------------------------------------------------------
 
+    def _check_gemv(self, gemv: str) -> str:
+        """The decode GEMV implementation after checking it can run here."""
+        if gemv not in ("cublas", "triton"):
+            raise ValueError(f"gemv must be 'cublas' or 'triton', got {gemv!r}")
+        if gemv == "triton":
+            if not decode_gemv.available(self.device):
+                raise ValueError(f"gemv='triton' needs a CUDA device with triton (the model is on "
+                                 f"{self.device}); use gemv='cublas' there")
+            if not self.fused:
+                raise ValueError("gemv='triton' reads the fused decode weights: set "
+                                 "fuse_weights=True (sharded parameters cannot be fused)")
+        return gemv
+
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(hidden, self.model.lm_head.weight)
 
@@ -605,7 +626,7 @@ class Engine:
             logits = self.graphs.run(ids, positions, rows, max(lengths))
         elif self._stepwise:
             logits = decode_step(self.model, self.cache, ids[:, None], positions[:, None], rows,
-                                 max(lengths), fused=self.fused)
+                                 max(lengths), fused=self.fused, gemv=self.gemv)
         else:
             # The engine knows every length: the model then neither checks positions nor
             # reads max(positions) back from the device.
@@ -806,4 +827,5 @@ def engine_from_config(s: ServeConfig, *, run_dir: str | Path, device: str = "au
                        prefill_chunk_tokens=s.prefill_chunk_tokens,
                        use_cuda_graph=graphs, compile=graphs and s.compile_decode, seed=seed,
                        fuse_weights=s.fuse_decode_weights,
-                       overlap=s.overlap_decode and device.type == "cuda")
+                       overlap=s.overlap_decode and device.type == "cuda",
+                       gemv=s.decode_gemv if device.type == "cuda" else "cublas")

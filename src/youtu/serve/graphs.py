@@ -16,6 +16,18 @@ graphs share one memory pool.
 With `fused` (the engine's default), the step reads the decode-time weight layout of
 `fuse_decode_weights`: gate+up and q_a+kv_a as one GEMV each.
 
+With `gemv="triton"` (CUDA, the fused layout, batches up to `decode_gemv.MAX_ROWS` = 8;
+larger buckets keep cuBLAS, where the GEMM is no longer weight-bound per row) the layer's five
+weight GEMVs are `youtu.model.decode_gemv` kernels carrying their neighbours: input_layernorm
+into q_kv_a, q_a_layernorm into q_b, o_proj + residual, post_attention_layernorm into gate_up
+with silu(gate) * up, down_proj + residual, and the final norm into lm_head. What is left in
+torch is the small middle (split, RoPE, kv_a_layernorm, W_uk absorption: `layer_queries`) and
+the W_uv bmm. The Triton launches run outside torch.compile, which compiles only the middle:
+inductor cannot fuse into a user kernel anyway, so wrapping them as `torch.library.triton_op`
+would buy only dynamo tracing (and its handling of the autotuner) for nothing under CUDA
+graphs, where host-side launch cost is gone. Autotuning happens in the warm-up runs before
+capture; every output is a fresh tensor from the graph pool, so capture sees no host sync.
+
 With `compile`, the two pure parts are fused by `torch.compile`, shared by all layers (they read
 no cache and no layer index): two compiles each per weight layout (batch 1, then a symbolic
 batch for every other bucket), where compiling the whole forward cost ~80 s per bucket at 2B. Eager decode at 2B batch 1 launches
@@ -32,7 +44,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from youtu.model import decode_attention
+from youtu.model import decode_attention, decode_gemv
 from youtu.model.attention import absorbed_mask
 
 if TYPE_CHECKING:
@@ -69,6 +81,39 @@ def layer_output(layer: DecoderLayer, x: torch.Tensor, attn: torch.Tensor,
     return x + (layer.mlp.forward_fused(h) if fused else layer.mlp(h))
 
 
+def layer_queries(layer: DecoderLayer, q: torch.Tensor, kv: torch.Tensor, cos: torch.Tensor,
+                  sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pure middle of the GEMV-kernel layer: (q_abs, new cache rows) from the projections
+    q [B, H*(Dn+R)] and kv [B, C+R] (RoPE, kv_a_layernorm, W_uk absorption)."""
+    return layer.self_attn.absorbed_queries(q[:, None], kv[:, None], cos, sin)
+
+
+def gemv_layer_inputs(layer: DecoderLayer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                      queries_fn: Callable = layer_queries) -> tuple[torch.Tensor, torch.Tensor]:
+    """`layer_inputs` (fused layout) with the projections as decode GEMV kernels: x [B, 1, D]."""
+    attn, norm = layer.self_attn, layer.input_layernorm
+    q_in, _ = attn._input_projections()
+    Q = q_in.out_features
+    qkv = decode_gemv.gemv(x[:, 0], attn.q_kv_a, norm_weight=norm.weight, eps=norm.eps)
+    q = qkv[:, :Q]  # a column slice: the kernel reads it with qkv's row stride, no copy
+    if attn.q_lora_rank > 0:
+        q_norm = attn.q_a_layernorm
+        q = decode_gemv.gemv(q, attn.q_b_proj.weight, norm_weight=q_norm.weight, eps=q_norm.eps)
+    return queries_fn(layer, q, qkv[:, Q:], cos, sin)
+
+
+def gemv_layer_output(layer: DecoderLayer, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    """`layer_output` (fused layout) with o_proj, gate_up and down_proj as decode GEMV kernels
+    carrying both residual adds, the post-attention norm and the SwiGLU; x [B, 1, D]."""
+    a, mlp, norm = layer.self_attn, layer.mlp, layer.post_attention_layernorm
+    o = a.absorbed_values(attn)[:, 0]  # [B, H*Dv], a cuBLAS bmm
+    if o.stride(1) != 1:
+        o = o.contiguous()
+    x = decode_gemv.gemv(o, a.o_proj.weight, residual=x[:, 0])
+    h = decode_gemv.gemv(x, mlp.gate_up, norm_weight=norm.weight, eps=norm.eps, swiglu=True)
+    return decode_gemv.gemv(h, mlp.down_proj.weight, residual=x)[:, None]
+
+
 def fuse_decode_weights(model: YoutuForCausalLM) -> bool:
     """The decode-time weight layout, in place: per layer gate_proj + up_proj become the two
     halves of one [2I, D] weight and q_a_proj + kv_a_proj_with_mqa one [Q + C + R, D] weight,
@@ -97,14 +142,23 @@ def decode_weights_fused(model: YoutuForCausalLM) -> bool:
 def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
                 positions: torch.Tensor, rows: torch.Tensor, max_len: int,
                 inputs_fn: Callable = layer_inputs, output_fn: Callable = layer_output,
-                fused: bool = False) -> torch.Tensor:
+                fused: bool = False, gemv: str = "cublas",
+                queries_fn: Callable = layer_queries) -> torch.Tensor:
     """Logits [B, V] of one decode token per row, ids/positions [B, 1], rows [B]; no host sync.
 
     Equal to `model(ids, positions=positions, cache=cache, cache_rows=rows)[:, -1]` (tests
     compare the two); the engine's decode path, eager and graphed. `inputs_fn` / `output_fn`
-    are the compiled versions of `layer_inputs` / `layer_output` under `compile`; `fused` uses
-    the layout of `fuse_decode_weights`.
+    / `queries_fn` are the compiled versions of `layer_inputs` / `layer_output` /
+    `layer_queries` under `compile`; `fused` uses the layout of `fuse_decode_weights`;
+    `gemv="triton"` (needs `fused`) runs the weight GEMVs as `decode_gemv` kernels for
+    B <= decode_gemv.MAX_ROWS and cuBLAS above.
     """
+    if gemv not in ("cublas", "triton"):
+        raise ValueError(f"gemv must be 'cublas' or 'triton', got {gemv!r}")
+    kernels = gemv == "triton" and ids.shape[0] <= decode_gemv.MAX_ROWS
+    if kernels and not fused:
+        raise ValueError("gemv='triton' reads the fused decode weights: pass fused=True "
+                         "(after fuse_decode_weights)")
     x = model.model.embed_tokens(ids)  # [B, 1, D]
     cos, sin = model._rope(positions, x.dtype)
     lengths = positions.reshape(-1) + 1  # once per step, not per layer
@@ -112,28 +166,37 @@ def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
     mask = (None if decode_attention.available(ids.device)
             else absorbed_mask(positions, max_len, model.config.num_attention_heads))
     for layer in model.model.layers:
-        q_abs, new_kv = inputs_fn(layer, x, cos, sin, fused)
+        if kernels:
+            q_abs, new_kv = gemv_layer_inputs(layer, x, cos, sin, queries_fn)
+        else:
+            q_abs, new_kv = inputs_fn(layer, x, cos, sin, fused)
         attn = layer.self_attn.absorbed_attend(q_abs, new_kv, cache, positions, rows, max_len,
                                                mask, lengths=lengths)
-        x = output_fn(layer, x, attn, fused)
+        x = gemv_layer_output(layer, x, attn) if kernels else output_fn(layer, x, attn, fused)
+    if kernels:
+        norm = model.model.norm
+        return decode_gemv.gemv(x[:, -1], model.lm_head.weight, norm_weight=norm.weight,
+                                eps=norm.eps)
     return F.linear(model.model.norm(x)[:, -1], model.lm_head.weight)  # [B, V]
 
 
 @functools.cache
-def _compiled() -> tuple[Callable, Callable]:
+def _compiled() -> tuple[Callable, Callable, Callable]:
     # The layers share one compile (their modules differ only in parameters, which dynamo
     # passes as inputs; `fused` is a constant it specialises on). Automatic dynamic shapes:
     # batch 1 compiles static, the first larger batch once more with a symbolic batch, which
-    # then serves every bucket.
-    return torch.compile(layer_inputs), torch.compile(layer_output)
+    # then serves every bucket. torch.compile is lazy: a part never called never compiles.
+    return torch.compile(layer_inputs), torch.compile(layer_output), torch.compile(layer_queries)
 
 
 class DecodeGraphs:
     """Captured decode steps of one engine, keyed by (batch bucket, length bucket)."""
 
-    def __init__(self, engine: Engine, scratch_row: int, compile: bool = False, fused: bool = False):
+    def __init__(self, engine: Engine, scratch_row: int, compile: bool = False, fused: bool = False,
+                 gemv: str = "cublas"):
         self.engine = engine
         self.fused = fused
+        self.gemv = gemv
         self.scratch_row = scratch_row
         n, device = engine.max_batch, engine.device
         self.batch_buckets = buckets(n)
@@ -144,12 +207,14 @@ class DecodeGraphs:
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.pool = torch.cuda.graph_pool_handle()
         self.compile = compile
-        self.parts = _compiled() if compile else (layer_inputs, layer_output)
+        self.parts = _compiled() if compile else (layer_inputs, layer_output, layer_queries)
 
     def forward(self, b: int, length: int) -> torch.Tensor:
         """The decode step on the first b entries of the static buffers."""
+        inputs_fn, output_fn, queries_fn = self.parts
         return decode_step(self.engine.model, self.engine.cache, self.ids[:b], self.positions[:b],
-                           self.rows[:b], length, *self.parts, fused=self.fused)
+                           self.rows[:b], length, inputs_fn, output_fn, fused=self.fused,
+                           gemv=self.gemv, queries_fn=queries_fn)
 
     def _capture(self, b: int, length: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         # Warm-up runs on a side stream (required before capture) repeat the step the static
@@ -157,7 +222,7 @@ class DecodeGraphs:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            for _ in range(3):  # the first call compiles when `compile` is on
+            for _ in range(3):  # the first call compiles (`compile`) and autotunes (`gemv`)
                 self.forward(b, length)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
