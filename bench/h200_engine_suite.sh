@@ -7,12 +7,15 @@
 #             FP8, runsafe signals, RL on CUDA), never run together on the merged tree
 #   decode    batch 1 / 32 and 32k context, every decode variant, transformers in the same run
 #   data      datatrove pipeline vs the one-process baseline at 1..16 workers (16 cores)
-#   gemv      the per-weight GEMV table: cuBLAS, fused layout, the Triton decode GEMV
+#   gemv      the per-weight GEMV table: cuBLAS, the same work as torch ops, the Triton
+#             decode GEMV (--triton autotunes ~60 compiles: ~2-3 min)
 # WHEEL_DIR: the default wheels of ../shared/device/fetch-wheels.sh plus
 #   datatrove==0.10.1 orjson==3.13.0 gguf==0.19.0 torchao==0.18.0 markdown-it-py==4.3.0 mdurl
 #   tiktoken==0.14.0 tzdata loguru==0.7.3 multiprocess==0.70.19 dill==0.4.1 humanize
+# PHASES (default: all four) picks some, e.g. PHASES="gputests decode" for one call and
+# PHASES="data gemv" for the next.
 set -u
-whl=$1; out=$2; budget=${BUDGET_S:-560}
+whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv} "
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site "$whl"/*.whl || exit 1
@@ -20,6 +23,7 @@ export PYTHONPATH=/tmp/site:$PWD/src:$PWD/bench
 start=$(date +%s)
 phase() {  # name limit_s command...
   local name=$1 limit=$2; shift 2
+  [[ $phases == *" $name "* ]] || return 0
   local now=$(( $(date +%s) - start ))
   if (( now + 20 > budget )); then echo "== $name: skipped at ${now}s (budget ${budget}s)"; return; fi
   (( limit > budget - now )) && limit=$(( budget - now ))
@@ -34,5 +38,5 @@ phase decode 240 python3 bench/decode.py --preset youtu_2b --reps 2 \
   --long-lens 32768 --long-reps 2 --peer-max-len 32768
 phase data 150 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 --baseline-workers 16 \
   --jsonl-docs 48000 --jsonl-files 32
-phase gemv 60 python3 bench/decode_gemv.py --batch 1,8,32
+phase gemv 200 python3 bench/decode_gemv.py --batch 1,8 --triton
 echo "== done at $(( $(date +%s) - start ))s"
