@@ -34,7 +34,7 @@ phase() {  # name limit_s command...
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
 phase gputests 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests
 phase decode 300 python3 bench/decode.py --preset youtu_2b --reps 2 \
-  --variants today,fused,fused+overlap,fused+overlap+gemv \
+  --variants today,fused,fused+overlap,fused+gemv,fused+overlap+gemv \
   --long-lens 32768 --long-reps 2 --peer-max-len 32768
 phase data 150 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 --baseline-workers 16 \
   --jsonl-docs 48000 --jsonl-files 32
