@@ -16,21 +16,8 @@
 # PHASES="data gemv" for the next.
 set -u
 whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv} "
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site "$whl"/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/src:$PWD/bench
-start=$(date +%s)
-phase() {  # name limit_s command...
-  local name=$1 limit=$2; shift 2
-  [[ $phases == *" $name "* ]] || return 0
-  local now=$(( $(date +%s) - start ))
-  if (( now + 20 > budget )); then echo "== $name: skipped at ${now}s (budget ${budget}s)"; return; fi
-  (( limit > budget - now )) && limit=$(( budget - now ))
-  echo "== $name (t=${now}s, limit ${limit}s)"
-  timeout "$limit" "$@" > "$out/$name.log" 2>&1; echo "== $name rc=$?"
-  grep -v -E "Warning|warn\(|register_constant|^\s*$" "$out/$name.log" | tail -n 24
-}
+TAIL=24
+source "$(dirname "$0")/h200_phases.sh"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
 phase gputests 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests
 phase decode 300 python3 bench/decode.py --preset youtu_2b --reps 2 \

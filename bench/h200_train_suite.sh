@@ -7,25 +7,7 @@
 # each under its own time limit; a phase that would start after BUDGET_S seconds is skipped.
 set -u
 whl=$1; out=$2; budget=${BUDGET_S:-300}
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-# WHEEL_DIR: the default wheels of ../shared/device/fetch-wheels.sh plus torchao and the
-# torchtitan 0.2.2 peer's (0.3.0 does not import on torch 2.11; bench/torchtitan_peer.py):
-#   bash ../shared/device/fetch-wheels.sh torchao==0.18.0 torchtitan==0.2.2 tyro==1.0.17 \
-#     docstring-parser==0.18.0 typeguard==4.6.1 shtab==1.13.0 torchdata==0.11.0 \
-#     datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site "$whl"/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/src:$PWD/bench
-start=$(date +%s)
-phase() {  # name limit_s command...
-  local name=$1 limit=$2; shift 2
-  local now=$(( $(date +%s) - start ))
-  if (( now + 20 > budget )); then echo "== $name: skipped at ${now}s (budget ${budget}s)"; return; fi
-  (( limit > budget - now )) && limit=$(( budget - now ))
-  echo "== $name (t=${now}s, limit ${limit}s)"
-  timeout "$limit" "$@" > "$out/$name.log" 2>&1; echo "== $name rc=$?"
-  grep -v -E "Warning|warn\(|register_constant|^\s*$" "$out/$name.log" | tail -n 14
-}
+source "$(dirname "$0")/h200_phases.sh"
 python3 -c "import torch, torchao, torchtitan.models.deepseek_v3; from importlib.metadata import version; print('torch', torch.__version__, 'torchao', torchao.__version__, 'torchtitan', version('torchtitan'), torch.cuda.get_device_name())" 2>&1 | tail -n 2
 B=bench/train_throughput.py
 phase s4096 170 python3 $B --preset youtu_2b --seq 4096 --batch 4 --compile --fp8 off,tensorwise \
