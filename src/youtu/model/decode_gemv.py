@@ -45,6 +45,16 @@ import torch
 MAX_ROWS = 8
 """Largest B the kernel takes: the engine's batch buckets up to 8 (beyond, cuBLAS)."""
 
+IMPLEMENTATIONS = ("cublas", "triton")
+"""The decode step's GEMVs: F.linear, or these kernels."""
+
+
+def check_implementation(value: str, key: str = "gemv") -> str:
+    """`value` if it names one of IMPLEMENTATIONS, else a one-line ValueError naming `key`."""
+    if value not in IMPLEMENTATIONS:
+        raise ValueError(f"{key} must be 'cublas' or 'triton', got {value!r}")
+    return value
+
 
 class GemvConfig(NamedTuple):
     """One launch configuration: BLOCK_N features per program, BLOCK_K per loop iteration."""

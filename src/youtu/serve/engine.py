@@ -487,9 +487,7 @@ class Engine:
 
     def _check_gemv(self, gemv: str) -> str:
         """The decode GEMV implementation after checking it can run here."""
-        if gemv not in ("cublas", "triton"):
-            raise ValueError(f"gemv must be 'cublas' or 'triton', got {gemv!r}")
-        if gemv == "triton":
+        if decode_gemv.check_implementation(gemv) == "triton":
             if not decode_gemv.available(self.device):
                 raise ValueError(f"gemv='triton' needs a CUDA device with triton (the model is on "
                                  f"{self.device}); use gemv='cublas' there")

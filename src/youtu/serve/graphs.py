@@ -153,9 +153,7 @@ def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
     `gemv="triton"` (needs `fused`) runs the weight GEMVs as `decode_gemv` kernels for
     B <= decode_gemv.MAX_ROWS and cuBLAS above.
     """
-    if gemv not in ("cublas", "triton"):
-        raise ValueError(f"gemv must be 'cublas' or 'triton', got {gemv!r}")
-    kernels = gemv == "triton" and ids.shape[0] <= decode_gemv.MAX_ROWS
+    kernels = decode_gemv.check_implementation(gemv) == "triton" and ids.shape[0] <= decode_gemv.MAX_ROWS
     if kernels and not fused:
         raise ValueError("gemv='triton' reads the fused decode weights: pass fused=True "
                          "(after fuse_decode_weights)")
