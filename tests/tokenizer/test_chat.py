@@ -304,3 +304,46 @@ def test_parse_never_raises(pieces):
     assert isinstance(out.content, str) and isinstance(out.errors, list)
     for call in out.tool_calls:
         assert isinstance(json.loads(call["function"]["arguments"], parse_constant=_strict), dict)
+
+
+def _brute_force_encode(tok, messages, tools, thinking):
+    """The per-conversation oracle: each text run encoded alone, a token trained when its
+    character span overlaps any trained part (every pair compared)."""
+    from youtu.tokenizer.chat import chat_parts
+
+    ids, mask, run = [], [], []
+
+    def flush():
+        if not run:
+            return
+        text, trained, pos = "".join(p.text for p in run), [], 0
+        for p in run:
+            if p.train:
+                trained.append((pos, pos + len(p.text)))
+            pos += len(p.text)
+        run_ids, offsets = tok.encode_with_offsets(text)
+        ids.extend(run_ids)
+        mask.extend(int(any(s < e2 and s2 < e for s2, e2 in trained)) for s, e in offsets)
+        run.clear()
+
+    for part in chat_parts(messages, tools, thinking):
+        if part.special:
+            flush()
+            ids.append(tok.special(part.text))
+            mask.append(int(part.train))
+        elif part.text:
+            run.append(part)
+    flush()
+    return ids, mask
+
+
+@pytest.mark.parametrize("thinking", [True, False])
+def test_batched_encoding_equals_one_at_a_time(tok, thinking):
+    from youtu.tokenizer.chat import encode_chats
+
+    chats = [SUITE[name] for name in sorted(SUITE)] + [(ASCII_TOOLS, [WEATHER])]
+    chats = chats * 3  # repeated runs in one batch keep their own spans
+    got = encode_chats(tok, chats, enable_thinking=thinking)
+    assert got == [_brute_force_encode(tok, m, t, thinking) for m, t in chats]
+    assert got[0] == encode_chat(tok, *chats[0], enable_thinking=thinking)
+    assert encode_chats(tok, []) == []

@@ -132,3 +132,39 @@ def test_sft_lowers_heldout_loss(reference_run, make_cfg, data_dir, tmp_path):
 def test_sft_without_a_checkpoint_says_what_to_do(make_cfg):
     with pytest.raises(ConfigError, match="run `youtu train` first"):
         main(make_cfg())
+
+
+def test_trajectories_encode_the_same_in_worker_processes(tokenizer_dir, tmp_path):
+    from youtu.agentic.envs import ENVIRONMENTS
+
+    rng = random.Random(0)
+    for name in ("math", "tools"):
+        env = ENVIRONMENTS[name]
+        (tmp_path / name).mkdir()
+        for shard in range(2):
+            trajs = [env.solve(env.generate(10 * shard + k), rng).to_dict() for k in range(4)]
+            (tmp_path / name / f"shard_{shard:05d}.jsonl").write_text(
+                "".join(json.dumps(t) + "\n" for t in trajs))
+    tok = Tokenizer.load(tokenizer_dir)
+    serial = list(encode_trajectories(tok, tmp_path, workers=1))
+    assert len(serial) == 16 and all(sum(m) > 0 for _, m, _ in serial)
+    assert list(encode_trajectories(tok, tmp_path, workers=3)) == serial
+
+
+def _killed(path):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_encoding_worker_is_an_error_not_a_hang(tokenizer_dir, tmp_path, monkeypatch):
+    from youtu.errors import RunError
+    from youtu.train import sft as sft_mod
+
+    for shard in range(2):
+        (tmp_path / f"shard_{shard}.jsonl").write_text("")
+    monkeypatch.setattr(sft_mod, "_encode_trajectory_file", _killed)
+    tok = Tokenizer.load(tokenizer_dir)
+    with pytest.raises(RunError, match="process encoding SFT trajectories died"):
+        list(encode_trajectories(tok, tmp_path, workers=2))

@@ -250,12 +250,18 @@ def trajectory_id(domain: str, task_id: str, messages: list[dict[str, Any]]) -> 
     return f"{domain}-{task_id}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
-def load_trajectories(folder: str | Path, validate: bool = True) -> Iterator[Trajectory]:
-    """Every trajectory in `<folder>/**/*.jsonl`, in sorted file order."""
+def trajectory_files(folder: str | Path) -> list[Path]:
+    """The JSONL files of a trajectory folder (`<folder>/**/*.jsonl`, sorted), or [folder] when
+    it is one file."""
     folder = Path(folder)
     if not folder.exists():
         raise FileNotFoundError(f"trajectory folder {folder} does not exist (run `youtu synth`)")
-    for path in sorted(folder.rglob("*.jsonl")):
+    return [folder] if folder.is_file() else sorted(folder.rglob("*.jsonl"))
+
+
+def load_trajectories(folder: str | Path, validate: bool = True) -> Iterator[Trajectory]:
+    """Every trajectory in `<folder>/**/*.jsonl` (or in one such file), in sorted file order."""
+    for path in trajectory_files(folder):
         with path.open() as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():

@@ -58,7 +58,7 @@ def tokenize_documents(tok: Tokenizer, docs: list[dict]) -> tuple[list[list[int]
                                                                   list[list[int]] | None]:
     """Token ids of each document (`BOS text EOS`, or the chat template for documents carrying
     `messages`), and loss masks when any document is a conversation."""
-    from youtu.tokenizer.chat import encode_chat
+    from youtu.tokenizer.chat import encode_chat, encode_chats
 
     ids: list[list[int]] = [[] for _ in docs]
     masks: list[list[int]] | None = None
@@ -76,13 +76,19 @@ def tokenize_documents(tok: Tokenizer, docs: list[dict]) -> tuple[list[list[int]
                 ids[i] = [*head, *e, *tail]
     if len(plain) < len(docs):
         masks = [[1] * len(x) for x in ids]
-        for i, d in enumerate(docs):
-            if "messages" in d:
-                try:
-                    ids[i], masks[i] = encode_chat(tok, d["messages"], d.get("tools"))
-                except (ValueError, KeyError, TypeError) as e:
-                    raise ValueError(f"chat document from source {d.get('source')!r} cannot be "
-                                     f"rendered: {e}; fix its messages") from e
+        chats = [i for i, d in enumerate(docs) if "messages" in d]
+        try:
+            encoded = encode_chats(tok, [(docs[i]["messages"], docs[i].get("tools"))
+                                         for i in chats])
+        except (ValueError, KeyError, TypeError):
+            encoded = None  # name the document that fails below
+        for k, i in enumerate(chats):
+            try:
+                ids[i], masks[i] = encoded[k] if encoded else encode_chat(
+                    tok, docs[i]["messages"], docs[i].get("tools"))
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"chat document from source {docs[i].get('source')!r} cannot "
+                                 f"be rendered: {e}; fix its messages") from e
     return ids, masks
 
 

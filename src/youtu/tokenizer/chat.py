@@ -53,6 +53,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from youtu.tokenizer.tokenizer import Tokenizer
 
@@ -191,34 +193,77 @@ def encode_chat(tok: Tokenizer, messages: Sequence[dict], tools: Sequence[dict] 
     special tokens split it anyway), with special strings inside it kept as plain text. A token
     that straddles a trained and an untrained part is trained.
     """
-    ids: list[int] = []
-    mask: list[int] = []
-    run: list[Part] = []
+    return encode_chats(tok, [(messages, tools)], enable_thinking, add_generation_prompt)[0]
 
-    def flush() -> None:
-        if not run:
-            return
-        text = "".join(p.text for p in run)
-        trained = []  # char spans with loss
-        pos = 0
-        for p in run:
-            if p.train:
-                trained.append((pos, pos + len(p.text)))
-            pos += len(p.text)
-        run_ids, offsets = tok.encode_with_offsets(text)
-        ids.extend(run_ids)
-        mask.extend(int(any(s < e2 and s2 < e for s2, e2 in trained)) for s, e in offsets)
-        run.clear()
 
-    for part in chat_parts(messages, tools, enable_thinking, add_generation_prompt):
-        if part.special:
-            flush()
-            ids.append(tok.special(part.text))
-            mask.append(int(part.train))
-        elif part.text:
-            run.append(part)
-    flush()
-    return ids, mask
+def encode_chats(tok: Tokenizer, chats: Sequence[tuple[Sequence[dict], Sequence[dict] | None]],
+                 enable_thinking: bool = True, add_generation_prompt: bool = False
+                 ) -> list[tuple[list[int], list[int]]]:
+    """`encode_chat` of many (messages, tools) pairs: every text run of every conversation goes
+    to the tokenizer in one parallel batch (the Rust side's threads), and the loss masks are a
+    sorted-span lookup per run, so SFT data preparation is not one Python call per message."""
+    texts: list[str] = []
+    spans: list[tuple[np.ndarray, np.ndarray]] = []  # per text run: trained char [start, end)
+    plans: list[list[tuple[int, int]]] = []  # per chat: (special id, train) or (-1, run index)
+
+    for messages, tools in chats:
+        plan: list[tuple[int, int]] = []
+        run: list[Part] = []
+
+        def flush() -> None:
+            if not run:
+                return
+            starts, ends, pos = [], [], 0
+            for p in run:
+                if p.train:
+                    starts.append(pos)
+                    ends.append(pos + len(p.text))
+                pos += len(p.text)
+            plan.append((-1, len(texts)))
+            texts.append("".join(p.text for p in run))
+            spans.append((np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)))
+            run.clear()
+
+        for part in chat_parts(messages, tools or None, enable_thinking, add_generation_prompt):
+            if part.special:
+                flush()
+                plan.append((tok.special(part.text), int(part.train)))
+            elif part.text:
+                run.append(part)
+        flush()
+        plans.append(plan)
+
+    encoded = tok.encode_batch_with_offsets(texts) if texts else []
+    run_masks = [_trained_tokens(offsets, *spans[i]) for i, (_, offsets) in enumerate(encoded)]
+    out = []
+    for plan in plans:
+        ids: list[int] = []
+        mask: list[int] = []
+        for token, value in plan:
+            if token >= 0:
+                ids.append(token)
+                mask.append(value)
+            else:
+                ids.extend(encoded[value][0])
+                mask.extend(run_masks[value])
+        out.append((ids, mask))
+    return out
+
+
+def _trained_tokens(offsets: Sequence[tuple[int, int]], starts: np.ndarray, ends: np.ndarray
+                    ) -> list[int]:
+    """1 for each token span (s, e) that overlaps a trained span [starts[k], ends[k]): the
+    trained spans are sorted and disjoint, so the first one ending after s is the only one that
+    can start before e."""
+    if not len(offsets):
+        return []
+    if not len(starts):
+        return [0] * len(offsets)
+    off = np.asarray(offsets, dtype=np.int64)
+    k = np.searchsorted(ends, off[:, 0], side="right")
+    hit = k < len(ends)
+    hit[hit] = starts[k[hit]] < off[hit, 1]
+    return hit.astype(np.int64).tolist()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -207,6 +207,12 @@ class Tokenizer:
         enc = self._pick(allow_special).encode(text, add_special_tokens=False)
         return enc.ids, enc.offsets
 
+    def encode_batch_with_offsets(self, texts: Sequence[str], allow_special: bool = False
+                                  ) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """`encode_with_offsets` for many texts, in parallel on the Rust side."""
+        encodings = self._pick(allow_special).encode_batch(list(texts), add_special_tokens=False)
+        return [(e.ids, e.offsets) for e in encodings]
+
     def decode(self, ids: Iterable[int], skip_special: bool = False) -> str:
         """Text of `ids`; `skip_special` drops special tokens. Bytes that are not valid UTF-8
         (a sequence cut inside a character) come out as U+FFFD."""

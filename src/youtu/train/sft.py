@@ -16,9 +16,12 @@ before training and at the end. The step, schedule, guard and checkpoints are pr
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
+import itertools
 import json
 import logging
+import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 
 from youtu.data.packing import IGNORE_INDEX, PackedBatch, pack_examples
-from youtu.errors import ConfigError
+from youtu.errors import ConfigError, RunError
 from youtu.train import checkpoint as ckpt
 from youtu.train import parallel, runfolder
 from youtu.train.trainer import HeldOut, Trainer
@@ -43,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 Example = tuple[list[int], list[int], str]
 """(token ids, loss mask, domain)."""
+
+ENCODE_CHUNK = 2048
+"""Conversations per parallel tokenizer batch (bounds the texts held at once)."""
 
 
 # ---- examples ----------------------------------------------------------------------------------
@@ -68,28 +74,86 @@ def read_conversations(path: str | Path) -> Iterator[dict]:
 
 def encode_conversations(tok: Tokenizer, conversations: Iterable[dict], *, domain: str = "chat",
                          enable_thinking: bool = True) -> Iterator[Example]:
-    """Chat-template ids and loss masks of each conversation."""
-    from youtu.tokenizer.chat import encode_chat
+    """Chat-template ids and loss masks of each conversation, encoded `ENCODE_CHUNK` at a time
+    in one parallel tokenizer batch (`encode_chats`)."""
+    from youtu.tokenizer.chat import encode_chats
 
-    for conv in conversations:
-        ids, mask = encode_chat(tok, conv["messages"], conv.get("tools") or None,
-                                enable_thinking=enable_thinking)
-        yield ids, mask, domain
+    it = iter(conversations)
+    while chunk := list(itertools.islice(it, ENCODE_CHUNK)):
+        pairs = [(conv["messages"], conv.get("tools") or None) for conv in chunk]
+        for ids, mask in encode_chats(tok, pairs, enable_thinking=enable_thinking):
+            yield ids, mask, domain
 
 
 def encode_trajectories(tok: Tokenizer, folder: str | Path, *, verified_only: bool = True,
-                        enable_thinking: bool = True) -> Iterator[Example]:
+                        enable_thinking: bool = True, workers: int = 1) -> Iterator[Example]:
     """Rendered agentic trajectories (`youtu.agentic.render.render_sft`) as SFT examples,
-    domain 'agent'; unverified ones are skipped when `verified_only`."""
+    domain 'agent', in file order; unverified ones are skipped when `verified_only`. With
+    `workers` > 1 the files are read, rendered and encoded by that many processes (a synth
+    folder is one file per 500 trajectories)."""
+    from youtu.agentic.trajectory import trajectory_files
+
+    files = trajectory_files(folder)
+    workers = min(workers, len(files))
+    if workers <= 1:
+        for path in files:
+            yield from _trajectory_examples(tok, path, verified_only, enable_thinking)
+        return
+    # fork: workers inherit the tokenizer and the imported modules; no CUDA or threads exist
+    # yet at this point of `sft`. ProcessPoolExecutor: a killed worker breaks the pool (an
+    # error), where multiprocessing.Pool would wait for it forever.
+    ctx = multiprocessing.get_context("fork")
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_encode_worker,
+                                initargs=(tok, verified_only, enable_thinking)) as pool:
+        try:
+            for encoded in pool.map(_encode_trajectory_file, files):
+                for ids, mask in encoded:
+                    yield ids.tolist(), mask.tolist(), "agent"
+        except cf.process.BrokenProcessPool as e:
+            raise RunError(f"a process encoding SFT trajectories died ({e}; most often out of "
+                           f"memory): re-run with fewer processes (YOUTU_SFT_WORKERS=1 encodes "
+                           f"in this one)") from e
+
+
+def _trajectory_examples(tok: Tokenizer, path: Path, verified_only: bool,
+                         enable_thinking: bool) -> Iterator[Example]:
     from youtu.agentic.render import render_sft
     from youtu.agentic.trajectory import load_trajectories
 
-    for traj in load_trajectories(folder):
-        if verified_only and not traj.outcome.verified:
-            continue
-        messages, tools = render_sft(traj)
-        yield from encode_conversations(tok, [{"messages": messages, "tools": tools}],
-                                        domain="agent", enable_thinking=enable_thinking)
+    def conversations() -> Iterator[dict]:
+        for traj in load_trajectories(path):
+            if verified_only and not traj.outcome.verified:
+                continue
+            messages, tools = render_sft(traj)
+            yield {"messages": messages, "tools": tools}
+
+    yield from encode_conversations(tok, conversations(), domain="agent",
+                                    enable_thinking=enable_thinking)
+
+
+_worker_args: tuple | None = None
+
+
+def _init_encode_worker(tok: Tokenizer, verified_only: bool, enable_thinking: bool) -> None:
+    global _worker_args
+    _worker_args = (tok, verified_only, enable_thinking)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the processes are the parallelism
+
+
+def _encode_trajectory_file(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pool entry: one file's examples as int32 ids and int8 masks (cheap to send back)."""
+    assert _worker_args is not None
+    return [(np.asarray(ids, dtype=np.int32), np.asarray(mask, dtype=np.int8))
+            for ids, mask, _ in _trajectory_examples(_worker_args[0], path, *_worker_args[1:])]
+
+
+def encode_workers() -> int:
+    """Processes for encoding SFT examples: `YOUTU_SFT_WORKERS`, else this machine's cores
+    shared among the local ranks of a torchrun job."""
+    if os.environ.get("YOUTU_SFT_WORKERS"):
+        return max(1, int(os.environ["YOUTU_SFT_WORKERS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def is_heldout(ids: list[int], fraction: float) -> bool:
@@ -305,7 +369,8 @@ def collect_examples(cfg: SFTConfig, tok: Tokenizer, *, data_dir: str | Path | N
                                               enable_thinking=cfg.enable_thinking))
     if trajectories_dir and Path(trajectories_dir).exists():
         examples += list(encode_trajectories(tok, trajectories_dir, verified_only=cfg.verified_only,
-                                             enable_thinking=cfg.enable_thinking))
+                                             enable_thinking=cfg.enable_thinking,
+                                             workers=encode_workers()))
     too_long = sum(len(ids) > cfg.seq_len for ids, _, _ in examples)
     if too_long:
         logger.warning("%d SFT example(s) are longer than sft.seq_len=%d and will be truncated",
