@@ -151,7 +151,7 @@ def test_trajectories_encode_the_same_in_worker_processes(tokenizer_dir, tmp_pat
     assert list(encode_trajectories(tok, tmp_path, workers=3)) == serial
 
 
-def _killed(path):
+def _killed(*args, **kwargs):
     import os
     import signal
 
@@ -159,12 +159,12 @@ def _killed(path):
 
 
 def test_a_killed_encoding_worker_is_an_error_not_a_hang(tokenizer_dir, tmp_path, monkeypatch):
+    from youtu.agentic import render
     from youtu.errors import RunError
-    from youtu.train import sft as sft_mod
 
     for shard in range(2):
         (tmp_path / f"shard_{shard}.jsonl").write_text("")
-    monkeypatch.setattr(sft_mod, "_encode_trajectory_file", _killed)
+    monkeypatch.setattr(render, "encode_sft_file", _killed)
     tok = Tokenizer.load(tokenizer_dir)
     with pytest.raises(RunError, match="process encoding SFT trajectories died"):
         list(encode_trajectories(tok, tmp_path, workers=2))

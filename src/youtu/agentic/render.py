@@ -25,13 +25,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from youtu.agentic.trajectory import (Outcome, Phase, Task, Trajectory, format_phases,
                                       parse_phases)
 from youtu.tokenizer.chat import (ASSISTANT, BOS, END_TOOL_RESPONSE, END_TOOLS, EOS,
                                   TOOL_RESPONSE, TOOLS, TOOLS_HEADER, USER, parse_tool_calls,
                                   render_chat)
+
+if TYPE_CHECKING:
+    from youtu.tokenizer import Tokenizer
 
 
 def render_text(traj: Trajectory) -> str:
@@ -42,6 +46,22 @@ def render_text(traj: Trajectory) -> str:
 def render_sft(traj: Trajectory) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """(messages, tools) for `encode_chat`: the loss mask follows the roles."""
     return [dict(m) for m in traj.messages], (list(traj.tools) or None)
+
+
+def encode_sft_file(tok: Tokenizer, path: str | Path, verified_only: bool = True,
+                    enable_thinking: bool = True, chunk: int = 2048) -> list[tuple[list[int], list[int]]]:
+    """SFT examples (ids, loss mask) of one trajectory JSONL file, in file order; unverified
+    trajectories are skipped when `verified_only`. Each `chunk` conversations are encoded in
+    one tokenizer batch (`encode_chats`). Imports no torch: it is the SFT encoding pool's entry."""
+    from youtu.agentic.trajectory import load_trajectories
+    from youtu.tokenizer.chat import encode_chats
+
+    pairs = [render_sft(traj) for traj in load_trajectories(path)
+             if traj.outcome.verified or not verified_only]
+    out: list[tuple[list[int], list[int]]] = []
+    for start in range(0, len(pairs), chunk):
+        out += encode_chats(tok, pairs[start:start + chunk], enable_thinking=enable_thinking)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

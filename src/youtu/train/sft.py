@@ -17,6 +17,7 @@ before training and at the end. The step, schedule, guard and checkpoints are pr
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import hashlib
 import itertools
 import json
@@ -91,60 +92,35 @@ def encode_trajectories(tok: Tokenizer, folder: str | Path, *, verified_only: bo
     domain 'agent', in file order; unverified ones are skipped when `verified_only`. With
     `workers` > 1 the files are read, rendered and encoded by that many processes (a synth
     folder is one file per 500 trajectories)."""
+    from youtu.agentic import render
     from youtu.agentic.trajectory import trajectory_files
 
     files = trajectory_files(folder)
     workers = min(workers, len(files))
     if workers <= 1:
         for path in files:
-            yield from _trajectory_examples(tok, path, verified_only, enable_thinking)
+            for ids, mask in render.encode_sft_file(tok, path, verified_only, enable_thinking,
+                                                    ENCODE_CHUNK):
+                yield ids, mask, "agent"
         return
-    # fork: workers inherit the tokenizer and the imported modules; no CUDA or threads exist
-    # yet at this point of `sft`. ProcessPoolExecutor: a killed worker breaks the pool (an
-    # error), where multiprocessing.Pool would wait for it forever.
-    ctx = multiprocessing.get_context("fork")
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_encode_worker,
-                                initargs=(tok, verified_only, enable_thinking)) as pool:
+    # forkserver, not fork: this process holds CUDA and threads by now inside `youtu run`;
+    # the workers import only the torch-free renderer and tokenizer, and leave the tokenizer's
+    # own threads off (the processes are the parallelism; putenv: the Rust side reads the C
+    # environment). ProcessPoolExecutor: a killed worker breaks the pool (an error), where
+    # multiprocessing.Pool would wait for it forever.
+    ctx = multiprocessing.get_context("forkserver")
+    job = functools.partial(render.encode_sft_file, tok, verified_only=verified_only,
+                            enable_thinking=enable_thinking, chunk=ENCODE_CHUNK)
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=os.putenv,
+                                initargs=("TOKENIZERS_PARALLELISM", "false")) as pool:
         try:
-            for encoded in pool.map(_encode_trajectory_file, files):
+            for encoded in pool.map(job, files):
                 for ids, mask in encoded:
-                    yield ids.tolist(), mask.tolist(), "agent"
+                    yield ids, mask, "agent"
         except cf.process.BrokenProcessPool as e:
             raise RunError(f"a process encoding SFT trajectories died ({e}; most often out of "
                            f"memory): re-run with fewer processes (YOUTU_SFT_WORKERS=1 encodes "
                            f"in this one)") from e
-
-
-def _trajectory_examples(tok: Tokenizer, path: Path, verified_only: bool,
-                         enable_thinking: bool) -> Iterator[Example]:
-    from youtu.agentic.render import render_sft
-    from youtu.agentic.trajectory import load_trajectories
-
-    def conversations() -> Iterator[dict]:
-        for traj in load_trajectories(path):
-            if verified_only and not traj.outcome.verified:
-                continue
-            messages, tools = render_sft(traj)
-            yield {"messages": messages, "tools": tools}
-
-    yield from encode_conversations(tok, conversations(), domain="agent",
-                                    enable_thinking=enable_thinking)
-
-
-_worker_args: tuple | None = None
-
-
-def _init_encode_worker(tok: Tokenizer, verified_only: bool, enable_thinking: bool) -> None:
-    global _worker_args
-    _worker_args = (tok, verified_only, enable_thinking)
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the processes are the parallelism
-
-
-def _encode_trajectory_file(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Pool entry: one file's examples as int32 ids and int8 masks (cheap to send back)."""
-    assert _worker_args is not None
-    return [(np.asarray(ids, dtype=np.int32), np.asarray(mask, dtype=np.int8))
-            for ids, mask, _ in _trajectory_examples(_worker_args[0], path, *_worker_args[1:])]
 
 
 def encode_workers() -> int:
