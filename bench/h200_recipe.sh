@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one-GPU recipe in one device call (one H200), for bench/results/<date>_h200_recipe.md:
 #   bash bench/h200_recipe.sh WHEEL_DIR OUT_DIR [overrides...]
-# Runs `youtu run configs/small.toml` in /tmp/runs under RECIPE_S seconds (default 530), then
+# Runs `youtu run $CONFIG` (default configs/small.toml) in /tmp/runs under RECIPE_S seconds
+# (default 530); SCALE=0.25 runs a copy with every stage's tokens, the synth mix and the SFT
+# steps scaled (a shorter check of the whole path, not the recipe's numbers). Then it
 # copies what the results file reads (log, pipeline.json, metrics, eval results, report) to
 # OUT_DIR: the checkpoints stay behind.
 set -u
@@ -12,7 +14,20 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   --target /tmp/site "$whl"/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src
 echo "== install $(( $(date +%s) - t0 ))s; $(nproc) cores"
-timeout "${RECIPE_S:-530}" python3 -m youtu run configs/small.toml --out_dir=/tmp/runs "$@" \
+cfg=${CONFIG:-configs/small.toml}
+if [[ -n ${SCALE:-} ]]; then
+  python3 - "$cfg" "$SCALE" /tmp/scaled.toml <<'PY' || exit 1
+import sys, tomllib, tomli_w
+cfg = tomllib.load(open(sys.argv[1], "rb")); f = float(sys.argv[2])
+for st in cfg["train"]["stages"]:
+    st["tokens"] = max(st["batch_tokens"], round(st["tokens"] * f / st["batch_tokens"]) * st["batch_tokens"])
+cfg["synth"]["mix"] = {k: max(50, round(v * f)) for k, v in cfg["synth"]["mix"].items()}
+cfg["sft"]["steps"] = max(10, round(cfg["sft"]["steps"] * f))
+tomli_w.dump(cfg, open(sys.argv[3], "wb"))
+PY
+  cfg=/tmp/scaled.toml
+fi
+timeout "${RECIPE_S:-530}" python3 -m youtu run "$cfg" --out_dir=/tmp/runs "$@" \
   > "$out/recipe.log" 2>&1
 echo "== recipe rc=$? at $(( $(date +%s) - t0 ))s"
 run=/tmp/runs/small

@@ -279,3 +279,24 @@ def test_fused_down_projections_equal_the_separate_ones(make_config, variant):
     q, kv = attn.absorbed_inputs(x, cos, sin, fused=True)
     torch.testing.assert_close(kv, attn.absorbed_inputs(x, cos, sin)[1], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(kv, kv_ref, atol=1e-3)
+
+
+@pytest.mark.gpu
+def test_flex_under_a_force_eager_stance_keeps_the_fused_kernel():
+    """The trainer's held-out eval runs under set_stance("force_eager"); FlexAttention there
+    must stay the compiled kernel: eager flex_attention materialises [B, H, T, T] fp32 scores
+    (3.2 GiB here; 24 GiB for the small recipe's eval batch, out of memory on an H100)."""
+    torch.manual_seed(0)
+    H, T, D = 12, 8192, 64
+    q, k, v = (torch.randn(1, H, T, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    doc = (torch.arange(T, device="cuda") >= 3000).long()[None]
+    mask = doc_block_mask(doc)
+    ref = attention._flex(q, k, v, mask, 0.125)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    with torch.compiler.set_stance("force_eager"), torch.no_grad():
+        out = attention._flex(q, k, v, mask, 0.125)
+    peak = torch.cuda.max_memory_allocated() - base
+    assert peak < 256 * 2**20, f"{peak / 2**30:.2f} GiB: the dense fallback ran"
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)

@@ -86,10 +86,16 @@ def pad_head_dims(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, minimum: in
 
 def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: BlockMask,
           scale: float) -> torch.Tensor:
-    """FlexAttention through the compiled kernel ([B, H, T, Dv] for the given v's Dv)."""
+    """FlexAttention through the compiled kernel ([B, H, T, Dv] for the given v's Dv), also
+    under a "force_eager" stance (the trainer's held-out eval runs its compiled blocks eagerly):
+    eager flex_attention is a dense fallback that materialises [B, H, T, T] fp32 scores, 24 GiB
+    for 8 rows of 8192 at 12 heads, which ran an 80 GB H100 out of memory in `youtu run`."""
     dv = v.shape[-1]
     q, k, v = pad_head_dims(q, k, v, FLEX_MIN_HEAD_DIM)
-    return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale)[..., :dv]
+    if torch.compiler.is_compiling():  # inside a compiled block: traced into its graph
+        return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale)[..., :dv]
+    with torch.compiler.set_stance("default"):
+        return _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale)[..., :dv]
 
 
 def doc_block_mask(doc_ids: torch.Tensor) -> BlockMask:
