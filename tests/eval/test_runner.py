@@ -76,6 +76,11 @@ def test_youtu_eval_command(tiny_checkpoint, tmp_path, capsys):
     assert (tmp_path / "ev" / "aptbench.png").is_file() and (tmp_path / "ev" / "bpb.png").is_file()
     assert (tmp_path / "ev" / "config.toml").is_file()
     assert len((tmp_path / "ev" / "predictions" / "math_word.jsonl").read_text().splitlines()) == 3
+    # where each group's time went: 3 generations through the engine, its decode steps counted
+    spent = res["timing"]["math_word"]
+    assert spent["generated_requests"] == 3 and spent["generate_s"] > 0
+    assert spent["decode_steps"] >= 1 and spent["prompt_tokens"] > 0
+    assert "graph_captures" not in spent  # CPU: no CUDA graphs
 
 
 def test_latest_checkpoint_and_missing_one(tiny_checkpoint, tmp_path, capsys):

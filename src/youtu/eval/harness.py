@@ -24,9 +24,11 @@ consumer uses, with its CUDA graphs and fused decode attention on GPU); HF model
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +188,10 @@ class TokenLM(LM):
         self.head = [self.prefix_id] if add_bos and codec.bos_id is not None else []
         """Starts every scored or prompted sequence: BOS when the model was trained with it."""
         self.adds_bos = bool(self.head)
+        self.timing: collections.Counter = collections.Counter()
+        """Where the time goes: generate_s / score_s and their request counts, plus the
+        engine's decode steps, prompt tokens and CUDA-graph captures (the eval runner logs the
+        change per task group)."""
 
     # -- tokens -----------------------------------------------------------------------------
 
@@ -241,12 +247,21 @@ class TokenLM(LM):
         context once; None = not supported by this backend (every pair is scored whole)."""
         return None
 
-    @torch.no_grad()
     def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]]
                      ) -> list[tuple[float, bool]]:
         """(sum log p(cont | ctx), greedy?) per pair of token lists; the context is cut from the
         left so that the scored sequence fits `max_length`. Pairs sharing a context (multiple
         choice) that fit uncut go through `_score_shared` when the backend has it."""
+        start = time.perf_counter()
+        try:
+            return self._score_tokens(pairs)
+        finally:
+            self.timing["score_s"] += time.perf_counter() - start
+            self.timing["scored_pairs"] += len(pairs)
+
+    @torch.no_grad()
+    def _score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]]
+                      ) -> list[tuple[float, bool]]:
         out: list[tuple[float, bool] | None] = [None] * len(pairs)
         for ctx, cont in pairs:
             if not ctx:
@@ -329,8 +344,16 @@ class TokenLM(LM):
                       stop: Callable[[int, list[int]], bool]) -> list[list[int]]:
         raise NotImplementedError
 
-    @torch.no_grad()
     def generate_until(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        start = time.perf_counter()
+        try:
+            return self._generate_until(requests)
+        finally:
+            self.timing["generate_s"] += time.perf_counter() - start
+            self.timing["generated_requests"] += len(requests)
+
+    @torch.no_grad()
+    def _generate_until(self, requests: Sequence[GenerationRequest]) -> list[str]:
         out: list[str] = [""] * len(requests)
         prompts = []
         for req in requests:
@@ -499,7 +522,11 @@ class CheckpointLM(TokenLM):
             request_id = f"eval-{next(self._request_ids)}"
             handles.append(engine.submit(ids, params, request_id=request_id,
                                          sink=self._stop_sink(engine, request_id, r, stop)))
-        return [h.result().token_ids for h in handles]  # drives the engine's steps
+        before = {k: engine.stats[k] for k in ENGINE_TIMING}
+        out = [h.result().token_ids for h in handles]  # drives the engine's steps
+        for k in ENGINE_TIMING:
+            self.timing[k] += engine.stats[k] - before[k]
+        return out
 
     @staticmethod
     def _stop_sink(engine, request_id: str, r: int, stop: Callable[[int, list[int]], bool]):
@@ -511,6 +538,11 @@ class CheckpointLM(TokenLM):
                 engine.cancel(request_id)
 
         return sink
+
+
+ENGINE_TIMING = ("decode_steps", "prompt_tokens", "generation_tokens", "graph_captures",
+                 "graph_capture_ms")
+"""Engine counters added to `TokenLM.timing` by generation through the engine."""
 
 
 class TransformersLM(TokenLM):

@@ -305,14 +305,22 @@ def evaluate(eval_cfg: EvalConfig, checkpoint: str | Path, out_dir: str | Path, 
     if eval_cfg.cpu_threads:
         torch.set_num_threads(eval_cfg.cpu_threads)
     try:
+        timing = getattr(lm, "timing", None)
         for i, name in enumerate(eval_cfg.tasks, 1):
             start = time.perf_counter()
+            before = dict(timing) if timing is not None else {}
             res = groups[name]()
             results["seconds"][name] = round(time.perf_counter() - start, 3)
             results["scores"].update(res["scores"])
             results["details"][name] = res["details"]
             logger.info("eval [%d/%d] %s done in %.1fs: %s", i, len(eval_cfg.tasks), name,
                         results["seconds"][name], {k: round(v, 4) for k, v in res["scores"].items()})
+            if timing is not None:
+                spent = {k: round(v - before.get(k, 0), 2) for k, v in timing.items()
+                         if v != before.get(k, 0)}
+                if spent:
+                    results.setdefault("timing", {})[name] = spent
+                    logger.info("eval [%d/%d] %s time: %s", i, len(eval_cfg.tasks), name, spent)
     finally:
         torch.set_num_threads(threads)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")

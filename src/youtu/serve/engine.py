@@ -436,6 +436,7 @@ class Engine:
             self._guarded(admitted, self._prefill)
         decoding = [s for s in self._running if s not in admitted]
         if decoding:
+            self.stats["decode_steps"] += 1
             self._guarded(decoding, self._decode)
         elif self._inflight is not None:  # every sequence it holds has finished: nothing to read
             inflight, self._inflight = self._inflight, None

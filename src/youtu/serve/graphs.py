@@ -38,6 +38,7 @@ reads (~0.9 ms on an H200): fusing them is where compile pays.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -247,7 +248,11 @@ class DecodeGraphs:
         self.rows[n:b] = self.scratch_row
         key = (b, length)
         if key not in self.graphs:
+            start = time.perf_counter()
             self.graphs[key] = self._capture(b, length)
+            torch.cuda.current_stream().synchronize()  # once per bucket: the capture's cost
+            self.engine.stats["graph_captures"] += 1
+            self.engine.stats["graph_capture_ms"] += round(1000 * (time.perf_counter() - start))
         graph, out = self.graphs[key]
         graph.replay()
         return out[:n]
