@@ -25,6 +25,7 @@ consumer uses, with its CUDA graphs and fused decode attention on GPU); HF model
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import math
@@ -193,6 +194,15 @@ class TokenLM(LM):
         engine's decode steps, prompt tokens and CUDA-graph captures (the eval runner logs the
         change per task group)."""
 
+    @contextlib.contextmanager
+    def _timed(self, seconds_key: str, count_key: str, count: int):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timing[seconds_key] += time.perf_counter() - start
+            self.timing[count_key] += count
+
     # -- tokens -----------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
@@ -252,12 +262,8 @@ class TokenLM(LM):
         """(sum log p(cont | ctx), greedy?) per pair of token lists; the context is cut from the
         left so that the scored sequence fits `max_length`. Pairs sharing a context (multiple
         choice) that fit uncut go through `_score_shared` when the backend has it."""
-        start = time.perf_counter()
-        try:
+        with self._timed("score_s", "scored_pairs", len(pairs)):
             return self._score_tokens(pairs)
-        finally:
-            self.timing["score_s"] += time.perf_counter() - start
-            self.timing["scored_pairs"] += len(pairs)
 
     @torch.no_grad()
     def _score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]]
@@ -345,12 +351,8 @@ class TokenLM(LM):
         raise NotImplementedError
 
     def generate_until(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        start = time.perf_counter()
-        try:
+        with self._timed("generate_s", "generated_requests", len(requests)):
             return self._generate_until(requests)
-        finally:
-            self.timing["generate_s"] += time.perf_counter() - start
-            self.timing["generated_requests"] += len(requests)
 
     @torch.no_grad()
     def _generate_until(self, requests: Sequence[GenerationRequest]) -> list[str]:
