@@ -5,7 +5,9 @@
 # (default 530); SCALE=0.25 runs a copy with every stage's tokens, the synth mix and the SFT
 # steps scaled (a shorter check of the whole path, not the recipe's numbers). Then it
 # copies what the results file reads (log, pipeline.json, metrics, eval results, report) to
-# OUT_DIR: the checkpoints stay behind.
+# OUT_DIR: the checkpoints stay behind. APTBench (../shared/aptbench, 8 MB) does not travel with
+# the tree; to score it there, copy it in first and carry it beside the wheels:
+#   cp -r ../shared/aptbench .aptbench && echo /.aptbench/ >> .git/info/exclude  # carry .aptbench
 set -u
 whl=$1; out=$2; shift 2
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -13,6 +15,7 @@ t0=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site "$whl"/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src
+[[ -d .aptbench ]] && export YOUTU_APTBENCH_DIR=$PWD/.aptbench
 echo "== install $(( $(date +%s) - t0 ))s; $(nproc) cores"
 cfg=${CONFIG:-configs/small.toml}
 if [[ -n ${SCALE:-} ]]; then
