@@ -141,7 +141,10 @@ def kept_documents(folder: Path) -> dict[str, Counter]:
 
 
 def run(src: Path, spec: dict) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(src), "TOKENIZERS_PARALLELISM": "false"}
+    # `src` first: its `youtu` shadows any other on the path; the rest stays (the device's
+    # carried wheels live on PYTHONPATH: without them the run died on `import tomli_w`).
+    path = os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH", "")]))
+    env = {**os.environ, "PYTHONPATH": path, "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run([sys.executable, "-c", RUN, json.dumps(spec)], capture_output=True,
                           text=True, env=env, cwd=ROOT)
     if proc.returncode:
