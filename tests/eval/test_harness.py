@@ -213,3 +213,24 @@ def test_any_transformers_model_folder_is_scored_like_lm_eval(tiny_checkpoint, t
         assert res.logprob == pytest.approx(ref, abs=1e-4), (ctx, cont)
     out = lm.generate_until([GenerationRequest(prompt="The capital of France is", max_new_tokens=5)])
     assert isinstance(out[0], str)
+
+
+def test_eval_compile_decode_reaches_the_engine(tiny_checkpoint):
+    from youtu.eval.config import EvalConfig
+    from youtu.eval.runner import open_model
+
+    assert EvalConfig().compile_decode is False
+    lm = open_model(EvalConfig(compile_decode=True), str(tiny_checkpoint), "cpu")
+    assert lm.compile_decode is True
+    assert lm._engine_for(2, 64).graphs is None  # CPU: no CUDA graphs, so nothing to compile
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("compile_decode", [False, True])
+def test_eval_engine_on_cuda_graphs_compiles_only_when_asked(tiny_checkpoint, compile_decode):
+    from youtu.eval.harness import CheckpointLM
+
+    lm = CheckpointLM(tiny_checkpoint, device="cuda", dtype="bfloat16",
+                      compile_decode=compile_decode)
+    engine = lm._engine_for(2, 64)
+    assert engine.graphs is not None and engine.graphs.compile is compile_decode

@@ -50,6 +50,12 @@ class EvalConfig:
     max_batch_tokens: int = 131072
     """Rows x padded tokens per forward and per KV cache (local backends): long prompts get
     smaller batches."""
+    compile_decode: bool = False
+    """torch.compile the CUDA-graph decode step of the youtu backend's engine (as
+    `serve.compile_decode`). Off by default: an eval decodes a few thousand steps per model,
+    and the step's compiles (batch 1, then a dynamic batch, per part) cost tens of seconds once
+    per process; the graphs alone already remove the launch overhead. On for long
+    generation-heavy evals. The log's per-group `graph_capture_ms` shows what it cost."""
     add_bos: Literal["auto", "yes", "no"] = "auto"
     """Start every sequence with BOS: 'auto' = yes for Youtu models (trained with BOS per
     document), else what the HF tokenizer does by default."""

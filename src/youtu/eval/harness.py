@@ -398,10 +398,12 @@ class CheckpointLM(TokenLM):
 
     def __init__(self, path: str | Path, *, device: str = "cpu", dtype: str = "float32",
                  batch_size: int = 8, max_length: int = 0, add_bos: bool | None = None,
-                 max_batch_tokens: int = 131072):
+                 max_batch_tokens: int = 131072, compile_decode: bool = False):
         from youtu.model.hf import load_pretrained
         from youtu.tokenizer import Tokenizer
 
+        self.compile_decode = compile_decode
+        """torch.compile the engine's CUDA-graph decode step (CUDA only; `eval.compile_decode`)."""
         folder = Path(path)
         if not (folder / "config.json").is_file():
             raise ValueError(f"{folder} is not a checkpoint folder (no config.json); pass a "
@@ -504,8 +506,11 @@ class CheckpointLM(TokenLM):
             size = min(limit, max(64, 1 << (seq_len - 1).bit_length()))
             self._engine = None  # free the old cache before allocating the new one
             n_rows = max(1, min(self.batch_size, self.max_batch_tokens // size))
+            graphs = self.model.lm_head.weight.device.type == "cuda"
             engine = self._engine = Engine(self.model, max_batch=n_rows, max_seq_len=size,
-                                           eos_ids=[self.codec.eos_id], max_queue=1 << 20)
+                                           eos_ids=[self.codec.eos_id], max_queue=1 << 20,
+                                           use_cuda_graph=graphs,
+                                           compile=graphs and self.compile_decode)
         return engine
 
     def _generate_ids(self, prompts: list[list[int]], requests: Sequence[GenerationRequest],
@@ -604,7 +609,8 @@ class TransformersLM(TokenLM):
 def load_lm(path: str, *, backend: Backend = "youtu", device: str = "cpu",
             dtype: str = "float32", batch_size: int = 8, max_length: int = 0,
             base_url: str = "", api_key: str = "", timeout_s: float = 120.0,
-            add_bos: bool | None = None, max_batch_tokens: int = 131072) -> LM:
+            add_bos: bool | None = None, max_batch_tokens: int = 131072,
+            compile_decode: bool = False) -> LM:
     """Open a model for evaluation.
 
     Args:
@@ -621,13 +627,14 @@ def load_lm(path: str, *, backend: Backend = "youtu", device: str = "cpu",
         add_bos: Start sequences with BOS; None = yes for Youtu models, else the tokenizer's
             default (local backends; the endpoint's server decides for itself).
         max_batch_tokens: Rows x padded length per forward and KV cache (local backends).
+        compile_decode: torch.compile the youtu backend's CUDA-graph decode step.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if backend == "youtu":
         return CheckpointLM(path, device=device, dtype=dtype, batch_size=batch_size,
                             max_length=max_length, add_bos=add_bos,
-                            max_batch_tokens=max_batch_tokens)
+                            max_batch_tokens=max_batch_tokens, compile_decode=compile_decode)
     if backend == "hf":
         return TransformersLM(path, device=device, dtype=dtype, batch_size=batch_size,
                               max_length=max_length, add_bos=add_bos,

@@ -59,7 +59,7 @@ def open_model(cfg: EvalConfig, checkpoint: str, device: str = "auto") -> LM:
                    batch_size=cfg.batch_size, max_length=cfg.max_length, base_url=cfg.base_url,
                    api_key=os.environ.get(cfg.api_key_env, ""),
                    add_bos={"auto": None, "yes": True, "no": False}[cfg.add_bos],
-                   max_batch_tokens=cfg.max_batch_tokens)
+                   max_batch_tokens=cfg.max_batch_tokens, compile_decode=cfg.compile_decode)
 
 
 def _save_rows(out: Path, name: str, rows: list[dict[str, Any]]) -> str:
