@@ -49,7 +49,8 @@ def render_sft(traj: Trajectory) -> tuple[list[dict[str, Any]], list[dict[str, A
 
 
 def encode_sft_file(tok: Tokenizer, path: str | Path, verified_only: bool = True,
-                    enable_thinking: bool = True, chunk: int = 2048) -> list[tuple[list[int], list[int]]]:
+                    enable_thinking: bool = True, chunk: int = 2048
+                    ) -> list[tuple[list[int], list[int]]]:
     """SFT examples (ids, loss mask) of one trajectory JSONL file, in file order; unverified
     trajectories are skipped when `verified_only`. Each `chunk` conversations are encoded in
     one tokenizer batch (`encode_chats`). Imports no torch: it is the SFT encoding pool's entry."""

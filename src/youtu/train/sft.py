@@ -91,7 +91,7 @@ def encode_trajectories(tok: Tokenizer, folder: str | Path, *, verified_only: bo
     """Rendered agentic trajectories (`youtu.agentic.render.render_sft`) as SFT examples,
     domain 'agent', in file order; unverified ones are skipped when `verified_only`. With
     `workers` > 1 the files are read, rendered and encoded by that many processes (a synth
-    folder is one file per 500 trajectories)."""
+    folder is one file per `synth.shard_size` trajectories)."""
     from youtu.agentic import render
     from youtu.agentic.trajectory import trajectory_files
 
