@@ -392,6 +392,11 @@ def _progress(batches: list[list[int]], desc: str):
                 disable=None if len(batches) > 1 else True)
 
 
+ENGINE_TIMING = ("decode_steps", "prompt_tokens", "generation_tokens", "graph_captures",
+                 "graph_capture_ms")
+"""Engine counters added to `TokenLM.timing` by generation through the engine."""
+
+
 class CheckpointLM(TokenLM):
     """Our checkpoints: `youtu.model.hf.load_pretrained` + `youtu.tokenizer.Tokenizer.load`,
     decoding with the latent KV cache."""
@@ -506,11 +511,10 @@ class CheckpointLM(TokenLM):
             size = min(limit, max(64, 1 << (seq_len - 1).bit_length()))
             self._engine = None  # free the old cache before allocating the new one
             n_rows = max(1, min(self.batch_size, self.max_batch_tokens // size))
-            graphs = self.model.lm_head.weight.device.type == "cuda"
+            # compile None: the engine's default, on exactly when it runs CUDA graphs
             engine = self._engine = Engine(self.model, max_batch=n_rows, max_seq_len=size,
                                            eos_ids=[self.codec.eos_id], max_queue=1 << 20,
-                                           use_cuda_graph=graphs,
-                                           compile=graphs and self.compile_decode)
+                                           compile=None if self.compile_decode else False)
         return engine
 
     def _generate_ids(self, prompts: list[list[int]], requests: Sequence[GenerationRequest],
@@ -545,11 +549,6 @@ class CheckpointLM(TokenLM):
                 engine.cancel(request_id)
 
         return sink
-
-
-ENGINE_TIMING = ("decode_steps", "prompt_tokens", "generation_tokens", "graph_captures",
-                 "graph_capture_ms")
-"""Engine counters added to `TokenLM.timing` by generation through the engine."""
 
 
 class TransformersLM(TokenLM):

@@ -252,9 +252,9 @@ def encode_chats(tok: Tokenizer, chats: Sequence[tuple[Sequence[dict], Sequence[
 
 def _trained_tokens(offsets: Sequence[tuple[int, int]], starts: np.ndarray, ends: np.ndarray
                     ) -> list[int]:
-    """1 for each token span (s, e) that overlaps a trained span [starts[k], ends[k]): the
-    trained spans are sorted and disjoint, so the first one ending after s is the only one that
-    can start before e."""
+    """1 for each token span (s, e) that overlaps a trained span [starts[k], ends[k]). The
+    trained spans are sorted and disjoint: the token overlaps one iff the first span ending
+    after s starts before e (every later span starts later still)."""
     if not len(offsets):
         return []
     if not len(starts):
