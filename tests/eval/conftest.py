@@ -31,14 +31,17 @@ def aptbench_root():
 
 
 class ScriptedLM(LM):
-    """A fake model: `reply(prompt) -> generated text`; counts the prompts it saw."""
+    """A fake model: `reply(prompt) -> generated text`; keeps the prompts it saw and the
+    size of each `generate_until` call."""
 
     def __init__(self, reply: Callable[[str], str], max_length: int = 1 << 20):
         self.reply, self.max_length, self.name = reply, max_length, "scripted"
         self.seen: list[str] = []
+        self.calls: list[int] = []
 
     def generate_until(self, requests: Sequence[GenerationRequest]) -> list[str]:
         self.seen += [r.prompt for r in requests]
+        self.calls.append(len(requests))
         return [self.reply(r.prompt) for r in requests]
 
 

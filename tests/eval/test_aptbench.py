@@ -86,6 +86,33 @@ def test_resume_skips_done_items_and_restarts_for_another_model(aptbench_root, s
     assert c["correct"] == 9 - b["correct"]
 
 
+def test_tasks_share_generation_batches_and_resume_across_them(aptbench_root, scripted_lm,
+                                                               tmp_path):
+    """Six tasks of 5 items fill batches of 16 (not six calls of 5); a run that dies in its
+    second batch keeps the first batch's predictions, and the rerun asks only for the rest."""
+    specs = load_task_specs()
+    lm = scripted_lm(lambda _p: "A)")
+    whole = run_tasks(lm, specs, aptbench_root, tmp_path / "a", limit=5, batch_size=16)
+    assert lm.calls == [16, 14]
+
+    class Dies(RuntimeError):
+        pass
+
+    def reply(_p, seen=[]):
+        seen.append(_p)
+        if len(seen) > 16:
+            raise Dies
+        return "A)"
+
+    with pytest.raises(Dies):
+        run_tasks(scripted_lm(reply), specs, aptbench_root, tmp_path / "b", limit=5,
+                  batch_size=16)
+    rerun = scripted_lm(lambda _p: "A)")
+    resumed = run_tasks(rerun, specs, aptbench_root, tmp_path / "b", limit=5, batch_size=16)
+    assert rerun.calls == [14]
+    assert resumed["scores"] == whole["scores"]
+
+
 def test_empty_output_counts_as_wrong(aptbench_root, scripted_lm, tmp_path):
     spec = load_task_specs()[0]
     res = run_task(scripted_lm(lambda _p: ""), spec, aptbench_root, tmp_path, limit=3)

@@ -178,11 +178,29 @@ def run_task(lm: LM, spec: TaskSpec, root: str | Path, out_dir: str | Path, *, l
     Returns:
         {'score', 'correct', 'n', 'truncated', 'predictions'} for the evaluated items.
     """
-    root = Path(root)
+    return _run(lm, [spec], root, out_dir, limit=limit, batch_size=batch_size,
+                max_prompt_tokens=max_prompt_tokens, fingerprint=fingerprint)[0]
+
+
+@dataclass
+class _Task:
+    """One task during a run: its prompt template, token budget, and predictions so far."""
+
+    spec: TaskSpec
+    template: str
+    budget: int
+    pred_file: Path
+    ids: list[str]
+    done: dict[str, dict[str, Any]]
+    todo: list[tuple[str, dict[str, Any]]]
+
+
+def _open_task(lm: LM, spec: TaskSpec, root: Path, out_dir: Path, limit: int,
+               max_prompt_tokens: int, fingerprint: str) -> _Task:
     data = _resolve(root, spec.data)
     items = read_items(data, limit)
     template = _resolve(root, spec.prompt).read_text()
-    pred_file = Path(out_dir) / f"{spec.category}__{spec.name}.jsonl"
+    pred_file = out_dir / f"{spec.category}__{spec.name}.jsonl"
     meta = {"fingerprint": fingerprint, "spec": dataclasses.asdict(spec),
             "max_prompt_tokens": max_prompt_tokens,
             "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest()[:16],
@@ -191,41 +209,64 @@ def run_task(lm: LM, spec: TaskSpec, root: str | Path, out_dir: str | Path, *, l
     ids = [str(it.get(spec.id_field, f"line{i}")) for i, it in enumerate(items)]
     todo = [(i, it) for i, it in zip(ids, items) if i not in done]
     budget = min(max_prompt_tokens, lm.max_length - spec.max_new_tokens - 1)
-    bar = tqdm(total=len(todo), desc=spec.key, unit="item", disable=not todo)
-    with pred_file.open("a") as f:
+    return _Task(spec, template, budget, pred_file, ids, done, todo)
+
+
+def _run(lm: LM, specs: Sequence[TaskSpec], root: str | Path, out_dir: str | Path, *,
+         limit: int = 0, batch_size: int = 16, max_prompt_tokens: int = PROMPT_TOKEN_LIMIT,
+         fingerprint: str = "") -> list[dict[str, Any]]:
+    """Score several tasks, their pending items in shared `generate_until` calls of
+    `batch_size` prompts (one task of 20 items no longer holds a batch of 64 to 20 rows);
+    each chunk's predictions are appended to their task's file before the next chunk."""
+    root, out_dir = Path(root), Path(out_dir)
+    tasks = [_open_task(lm, spec, root, out_dir, limit, max_prompt_tokens, fingerprint)
+             for spec in specs]
+    todo = [(task, item_id, item) for task in tasks for item_id, item in task.todo]
+    files = {id(t): t.pred_file.open("a") for t in tasks}
+    bar = tqdm(total=len(todo), desc=specs[0].key if len(specs) == 1 else "tasks", unit="item",
+               disable=not todo)
+    try:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
-            prompts = [lm.truncate(render_prompt(template, spec.fields, it), budget)
-                       for _, it in chunk]
+            prompts = [lm.truncate(render_prompt(t.template, t.spec.fields, it), t.budget)
+                       for t, _, it in chunk]
             outputs = lm.generate_until([GenerationRequest(
-                p, spec.max_new_tokens, first_line_only=spec.extract in FIRST_LINE_RULES)
-                for p, _, _ in prompts])
-            for (item_id, item), (_, n_tok, cut), output in zip(chunk, prompts, outputs):
-                pred = extract_answer(spec.extract, output)
-                answer = item[spec.answer]
+                p, t.spec.max_new_tokens, first_line_only=t.spec.extract in FIRST_LINE_RULES)
+                for (t, _, _), (p, _, _) in zip(chunk, prompts)])
+            for (t, item_id, item), (_, n_tok, cut), output in zip(chunk, prompts, outputs):
+                pred = extract_answer(t.spec.extract, output)
+                answer = item[t.spec.answer]
                 row = {"id": item_id, "answer": answer, "output": output, "pred": pred,
-                       "correct": judge_answer(spec.judge, pred, answer),
+                       "correct": judge_answer(t.spec.judge, pred, answer),
                        "prompt_tokens": n_tok, "truncated": cut}
-                done[item_id] = row
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
+                t.done[item_id] = row
+                files[id(t)].write(json.dumps(row, ensure_ascii=False) + "\n")
+            for f in files.values():
+                f.flush()
             bar.update(len(chunk))
-    bar.close()
-    rows = [done[i] for i in ids]
-    correct = sum(r["correct"] for r in rows)
-    return {"score": correct / len(rows) if rows else 0.0, "correct": correct, "n": len(rows),
-            "truncated": sum(r["truncated"] for r in rows), "predictions": str(pred_file)}
+    finally:
+        for f in files.values():
+            f.close()
+        bar.close()
+    results = []
+    for t in tasks:
+        rows = [t.done[i] for i in t.ids]
+        correct = sum(r["correct"] for r in rows)
+        results.append({"score": correct / len(rows) if rows else 0.0, "correct": correct,
+                        "n": len(rows), "truncated": sum(r["truncated"] for r in rows),
+                        "predictions": str(t.pred_file)})
+    return results
 
 
 def run_tasks(lm: LM, specs: Sequence[TaskSpec], root: str | Path, out_dir: str | Path, *,
               prefix: str = "aptbench", **kwargs: Any) -> dict[str, Any]:
-    """Run several tasks; flat scores `<prefix>/<category>/<task>` and `<prefix>/<category>`
-    (mean over its tasks), plus `details` per task. `kwargs` go to `run_task`."""
+    """Run several tasks, their items batched together; flat scores
+    `<prefix>/<category>/<task>` and `<prefix>/<category>` (mean over its tasks), plus
+    `details` per task. `kwargs` go to `run_task`."""
     scores: dict[str, Any] = {}
     details: dict[str, Any] = {}
     by_category: dict[str, list[float]] = {}
-    for spec in specs:
-        res = run_task(lm, spec, root, out_dir, **kwargs)
+    for spec, res in zip(specs, _run(lm, specs, root, out_dir, **kwargs) if specs else []):
         key = f"{prefix}/{spec.key}"
         scores[key] = res["score"]
         details[key] = res
