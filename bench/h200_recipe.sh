@@ -43,3 +43,4 @@ done
 [[ -d $run/eval ]] && (cd "$run" && find eval -name results.json | tar cf - -T - | tar xf - -C "$out/run")
 cp "$run"/synth/stats.json "$out/run/synth_stats.json" 2>/dev/null
 grep -v -E "Warning|warn\(|^\s*$" "$out/recipe.log" | tail -n "${TAIL:-60}"
+python3 bench/recipe_summary.py "$out" > "$out/summary.md" 2>&1 && cat "$out/summary.md"
