@@ -60,6 +60,20 @@ def test_boundary_whitespace_moves_to_the_continuation(lm):
     assert lm.encode_pair("Hello ", "world") == lm.encode_pair("Hello", " world")
 
 
+def test_pairs_encoded_in_one_call_equal_one_text_at_a_time(tiny_checkpoint, lm):
+    """encode_pairs tokenizes every text in one parallel call; the ids are those of encoding
+    each context and context + continuation alone, for our tokenizer and the HF one."""
+    pairs = PAIRS + [("Hello ", "world"), ("", "x = 1"), ("<tool_call>", "{}</tool_call>")]
+    for model in (lm, load_lm(str(tiny_checkpoint), backend="hf")):
+        want = []
+        for ctx, cont in pairs:
+            cut = ctx.rstrip()
+            ids = model.encode(cut)
+            whole = model.encode(cut + ctx[len(cut):] + cont)
+            want.append(((model.head + ids) or [model.prefix_id], whole[len(ids):]))
+        assert model.encode_pairs(pairs) == want
+
+
 def test_batching_does_not_change_scores(tiny_checkpoint, lm):
     one = CheckpointLM(tiny_checkpoint, batch_size=1).loglikelihood(PAIRS)
     assert [r.logprob for r in lm.loglikelihood(PAIRS)] == pytest.approx([r.logprob for r in one],

@@ -162,6 +162,14 @@ class _Codec:
             return self.tok.encode(text, allow_special=True)
         return self.tok.encode(text, add_special_tokens=False)
 
+    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """`encode` of each text, in one call that the Rust tokenizer runs in parallel."""
+        if not texts:
+            return []
+        if self.kind == "youtu":
+            return self.tok.encode_batch(texts, allow_special=True)
+        return self.tok(list(texts), add_special_tokens=False)["input_ids"]
+
     def decode(self, ids: list[int]) -> str:
         if self.kind == "youtu":
             return self.tok.decode(ids, skip_special=True)
@@ -209,6 +217,10 @@ class TokenLM(LM):
         """Text -> token ids (no BOS)."""
         return self.codec.encode(text)
 
+    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """`encode` of each text, in one parallel tokenizer call."""
+        return self.codec.encode_many(texts)
+
     def decode(self, ids: list[int]) -> str:
         """Token ids -> text (special tokens dropped)."""
         return self.codec.decode(ids)
@@ -222,14 +234,25 @@ class TokenLM(LM):
         return self.decode(ids), len(ids), True
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """(BOS + context tokens, continuation tokens) with lm-eval's boundary rule; without BOS
-        an empty context becomes the prefix token."""
-        n_space = len(context) - len(context.rstrip())
-        if n_space:
-            context, continuation = context[:-n_space], context[-n_space:] + continuation
-        whole = self.encode(context + continuation)
-        ctx = self.encode(context)
-        return (self.head + ctx) or [self.prefix_id], whole[len(ctx):]
+        """(BOS + context tokens, continuation tokens) with lm-eval's boundary rule (trailing
+        spaces of the context move to the continuation; the continuation's tokens are those
+        of context + continuation after the context's); without BOS an empty context becomes
+        the prefix token."""
+        return self.encode_pairs([(context, continuation)])[0]
+
+    def encode_pairs(self, requests: Sequence[tuple[str, str]]
+                     ) -> list[tuple[list[int], list[int]]]:
+        """`encode_pair` of each (context, continuation), all texts in one tokenizer call."""
+        split = []
+        for context, continuation in requests:
+            n_space = len(context) - len(context.rstrip())
+            if n_space:
+                context, continuation = context[:-n_space], context[-n_space:] + continuation
+            split.append((context, continuation))
+        ids = self.codec.encode_many([c + x for c, x in split] + [c for c, _ in split])
+        wholes, contexts = ids[:len(split)], ids[len(split):]
+        return [((self.head + ctx) or [self.prefix_id], whole[len(ctx):])
+                for whole, ctx in zip(wholes, contexts)]
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Indices grouped longest first, at most `batch_size` rows and `max_batch_tokens`
@@ -314,7 +337,7 @@ class TokenLM(LM):
         return out  # type: ignore[return-value]
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[Loglikelihood]:
-        pairs = [self.encode_pair(c, x) for c, x in requests]
+        pairs = self.encode_pairs(requests)
         scores = self.score_tokens(pairs)
         return [Loglikelihood(lp, g, len(p[1])) for (lp, g), p in zip(scores, pairs)]
 
