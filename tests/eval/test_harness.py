@@ -74,6 +74,30 @@ def test_pairs_encoded_in_one_call_equal_one_text_at_a_time(tiny_checkpoint, lm)
         assert model.encode_pairs(pairs) == want
 
 
+def test_stop_check_on_the_tail_fires_where_the_whole_text_check_does(lm):
+    """_stops decodes only the tail a new match must overlap; step by step over generated
+    text (special tokens included, which decode to nothing), it fires at exactly the first
+    step where the whole-text rule holds."""
+    text = ("Let me think.\n\nThe answer is 42 </think><tool_call>{}</tool_call> ```python\n"
+            "x = 1\n``` done. é ü 中文 \n\n\nEND")
+    ids = lm.encode(text) + [lm.codec.eos_id] * 3 + lm.encode("\n\n and ``` more END")
+    requests = [GenerationRequest("", 64, until=until, first_line_only=first)
+                for until in ([], ["\n\n"], ["```"], ["END"], ["中文"], ["</tool_call>", "42"])
+                for first in (False, True)]
+    for req in requests:
+        def whole(n, req=req):
+            out = lm.decode(ids[:n])
+            return (any(s in out for s in req.until)
+                    or (req.first_line_only and "\n" in out.lstrip()))
+        want = next((n for n in range(1, len(ids) + 1) if whole(n)), None)
+        got = next((n for n in range(1, len(ids) + 1) if lm._stops(req, ids[:n], n - 1)), None)
+        assert got == want, (req.until, req.first_line_only)
+        # several tokens per delta (checked lags behind): the same first stop
+        got3 = next((n for n in range(3, len(ids) + 1, 3)
+                     if lm._stops(req, ids[:n], n - 3)), None)
+        assert got3 == (None if want is None else -(-want // 3) * 3), req.until
+
+
 def test_batching_does_not_change_scores(tiny_checkpoint, lm):
     one = CheckpointLM(tiny_checkpoint, batch_size=1).loglikelihood(PAIRS)
     assert [r.logprob for r in lm.loglikelihood(PAIRS)] == pytest.approx([r.logprob for r in one],
@@ -124,7 +148,7 @@ def test_cached_batched_generation_equals_plain_argmax(lm):
     reqs = [GenerationRequest(p, max_new_tokens=6) for p in prompts]
     ids = [[lm.prefix_id] + lm.encode(p) for p in prompts]
     with torch.no_grad():
-        got = lm._generate_ids(ids, reqs, stop=lambda r, new: False)
+        got = lm._generate_ids(ids, reqs, stop=lambda r, new, checked: False)
         want = [_greedy_ids_without_cache(lm, x, 6) for x in ids]
     assert got == want
     texts = lm.generate_until(reqs)

@@ -20,6 +20,21 @@ def test_builtin_heldout_documents():
     assert docs == heldout_documents(docs_per_domain=2, chars=500)  # deterministic
 
 
+def test_heldout_documents_are_built_once_per_process(monkeypatch):
+    """Each evaluated model used to rebuild them (the agent documents run the scripted
+    teacher); the cached copy is handed out fresh, so a caller's edit does not leak."""
+    from youtu.eval.tasks import bpb
+
+    calls = []
+    real = bpb._agent
+    monkeypatch.setattr(bpb, "_agent", lambda n: calls.append(n) or real(n))
+    bpb._heldout.cache_clear()
+    first = heldout_documents(docs_per_domain=3, chars=300)
+    first["agent"].clear()
+    second = heldout_documents(docs_per_domain=3, chars=300)
+    assert calls == [3] and len(second["agent"]) == 3
+
+
 def test_load_documents(tmp_path):
     f = tmp_path / "heldout.jsonl"
     f.write_text("".join(json.dumps({"text": f"doc {i}", "domain": d}) + "\n"
