@@ -76,6 +76,15 @@ def test_items_are_held_out_deterministic_and_continue_the_trained_text(items):
         build_items(("math",), ("action",), 1, seed=999_999)
 
 
+def test_items_built_in_worker_processes_equal_the_serial_build(items):
+    """Worker processes make the first seeds' items (SCAN_CHUNK seeds a job); beyond them the
+    scan goes on serially: 16 tools/args items need seed offset 25, past the prefetched 0..23."""
+    assert build_items(ENVS, CLOZE_KINDS, N, workers=3) == items
+    serial = build_items(("tools",), ("args", "tool"), 16, workers=1)
+    assert max(it.seed for it in serial) - SEED >= 16 + 16 // 4 + 4
+    assert build_items(("tools",), ("args", "tool"), 16, workers=2) == serial
+
+
 def test_oracle_scores_100_and_first_choice_scores_the_gold_first_share(items):
     gold = {(it.context(), it.candidates[it.gold]) for it in items}
     oracle = run_cloze(ChoiceLM(lambda c, x, i: 0.0 if (c, x) in gold else -50.0), items)

@@ -64,6 +64,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import random
 import re
 import statistics
@@ -343,19 +344,71 @@ def make_item(env_name: str, kind: str, seed: int, difficulty: int = 1) -> Cloze
     return _item(env_name, kind, seed, traj, k, ASSISTANT, variants, rng)
 
 
+SCAN_CHUNK = 8
+"""Seeds per job when items are built in worker processes (a job asks every kind at each of
+its seeds, so the kinds share the seed's trajectory as in the serial scan)."""
+
+
+def item_workers() -> int:
+    """Processes for building items: `YOUTU_EVAL_WORKERS`, else this machine's cores when it
+    has at least 4 (on fewer, starting the processes costs about what they save)."""
+    if os.environ.get("YOUTU_EVAL_WORKERS"):
+        return max(1, int(os.environ["YOUTU_EVAL_WORKERS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores if (cores or 1) >= 4 else 1
+
+
+def _scan(env_name: str, kinds: tuple[str, ...], seed: int, offsets: range, levels: int
+          ) -> list[tuple[str, int, ClozeItem | None]]:
+    """make_item for every kind at seeds `seed + i`, i in `offsets` (a worker's job)."""
+    return [(kind, i, make_item(env_name, kind, seed + i, 1 + i % levels))
+            for i in offsets for kind in kinds]
+
+
+def _prefetch(jobs: dict[str, tuple[str, ...]], levels: dict[str, int], n_items: int, seed: int,
+              workers: int) -> dict[tuple[str, str, int], ClozeItem | None]:
+    """The items at the first seeds each (environment, kind) scans, made by `workers`
+    processes: the seeds up to n_items * 1.25 + 4 (most kinds find their items there; the
+    serial scan makes any further ones itself)."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from youtu.errors import RunError
+
+    span = n_items + n_items // 4 + 4
+    chunks = [(name, kinds, seed, range(a, min(a + SCAN_CHUNK, span)), levels[name])
+              for name, kinds in jobs.items() if kinds for a in range(0, span, SCAN_CHUNK)]
+    found: dict[tuple[str, str, int], ClozeItem | None] = {}
+    # forkserver, not fork: inside `youtu run` this process holds CUDA and threads
+    ctx = multiprocessing.get_context("forkserver")
+    with cf.ProcessPoolExecutor(min(workers, len(chunks)), mp_context=ctx) as pool:
+        try:
+            for (name, *_), made in zip(chunks, pool.map(_scan, *zip(*chunks))):
+                for kind, i, item in made:
+                    found[(name, kind, i)] = item
+        except cf.process.BrokenProcessPool as e:
+            raise RunError(f"a process building cloze items died ({e}; most often out of "
+                           "memory): re-run with YOUTU_EVAL_WORKERS=1 to build them in this "
+                           "one") from e
+    return found
+
+
 @functools.lru_cache(maxsize=8)
 def build_items(envs: tuple[str, ...], kinds: tuple[str, ...], n_items: int,
-                seed: int = SEED) -> tuple[ClozeItem, ...]:
+                seed: int = SEED, workers: int | None = None) -> tuple[ClozeItem, ...]:
     """`n_items` items per (environment, kind) from seeds `seed, seed + 1, ...` (those whose
     task cannot give an item are skipped; the tool kind is skipped for environments with fewer
-    than MIN_SELECT_TOOLS tools). Deterministic; cached per process, so evaluating several
-    checkpoints builds the items once.
+    than MIN_SELECT_TOOLS tools). Deterministic, whatever `workers`; cached per process, so
+    evaluating several checkpoints builds the items once.
 
     Args:
         envs: Environment names (keys of `youtu.agentic.envs.ENVIRONMENTS`).
         kinds: Item kinds (subset of CLOZE_KINDS).
         n_items: Items per (environment, kind).
         seed: First held-out seed (>= 1,000,000).
+        workers: Processes that make the items of the first seeds (the code environment's
+            trajectories run in the sandbox: ~16 s for the small config's 750 items in one
+            process on the H100 machine); None = `item_workers()`, 1 = this process only.
     """
     from youtu.agentic.envs import ENVIRONMENTS
 
@@ -366,21 +419,25 @@ def build_items(envs: tuple[str, ...], kinds: tuple[str, ...], n_items: int,
     if unknown:
         raise ValueError(f"cloze: unknown environment(s) or kind(s) {unknown}; environments: "
                          f"{sorted(ENVIRONMENTS)}, kinds: {list(CLOZE_KINDS)}")
+    jobs = {name: tuple(k for k in kinds if k != "tool"
+                        or len(ENVIRONMENTS[name].tools) >= MIN_SELECT_TOOLS) for name in envs}
+    levels = {name: ENVIRONMENTS[name].max_difficulty for name in envs}
+    workers = item_workers() if workers is None else workers
+    found = _prefetch(jobs, levels, n_items, seed, workers) if workers > 1 else {}
     items = []
     for name in envs:
-        levels = ENVIRONMENTS[name].max_difficulty
-        for kind in kinds:
-            if kind == "tool" and len(ENVIRONMENTS[name].tools) < MIN_SELECT_TOOLS:
-                continue
-            found, i = 0, 0
-            while found < n_items:
+        for kind in jobs[name]:
+            hits, i = 0, 0
+            while hits < n_items:
                 if i > 20 * n_items + 100:
                     raise ValueError(f"environment {name!r} yields no cloze {kind} items (tried "
                                      f"seeds {seed}..{seed + i})")
-                item = make_item(name, kind, seed + i, 1 + i % levels)
+                key = (name, kind, i)
+                item = (found[key] if key in found
+                        else make_item(name, kind, seed + i, 1 + i % levels[name]))
                 if item is not None:
                     items.append(item)
-                    found += 1
+                    hits += 1
                 i += 1
     return tuple(items)
 
