@@ -85,6 +85,22 @@ def test_items_built_in_worker_processes_equal_the_serial_build(items):
     assert build_items(("tools",), ("args", "tool"), 16, workers=2) == serial
 
 
+def _killed(*args, **kwargs):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_item_worker_is_an_error_not_a_hang(monkeypatch):
+    from youtu.errors import RunError
+    from youtu.eval.tasks import cloze
+
+    monkeypatch.setattr(cloze, "_scan", _killed)
+    with pytest.raises(RunError, match="process building cloze items died"):
+        build_items(("math",), ("action",), 2, seed=SEED + 7, workers=2)
+
+
 def test_oracle_scores_100_and_first_choice_scores_the_gold_first_share(items):
     gold = {(it.context(), it.candidates[it.gold]) for it in items}
     oracle = run_cloze(ChoiceLM(lambda c, x, i: 0.0 if (c, x) in gold else -50.0), items)
