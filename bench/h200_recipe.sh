@@ -39,8 +39,13 @@ cp "$run"/pipeline.json "$run"/run.toml "$out/run/" 2>/dev/null
 for d in train train_agent train_noagent sft; do
   [[ -f $run/$d/metrics.jsonl ]] && cp "$run/$d/metrics.jsonl" "$out/run/$d.metrics.jsonl"
 done
-[[ -d $run/report ]] && cp -r "$run/report" "$out/run/report"
-[[ -d $run/eval ]] && (cd "$run" && find eval -name results.json | tar cf - -T - | tar xf - -C "$out/run")
+# The device returns a limited number of files, and not deep folders: the report's text only
+# (its plots stay behind), each model's results.json flattened into run/eval/<step>__<stage>.json.
+[[ -f $run/report/report.md ]] && cp "$run/report/report.md" "$out/run/report.md"
+mkdir -p "$out/run/eval"
+for f in "$run"/eval/*/*/results.json; do
+  [[ -f $f ]] && cp "$f" "$out/run/eval/$(basename "$(dirname "$(dirname "$f")")")__$(basename "$(dirname "$f")").json"
+done
 cp "$run"/synth/stats.json "$out/run/synth_stats.json" 2>/dev/null
 grep -v -E "Warning|warn\(|^\s*$" "$out/recipe.log" | tail -n "${TAIL:-60}"
 python3 bench/recipe_summary.py "$out" > "$out/summary.md" 2>&1 && cat "$out/summary.md"

@@ -62,7 +62,7 @@ def main() -> None:
         for label, n, tok, util in stage_rows(name, path):
             mfu = f"{100 * util:.1f}%" if util is not None else "-"
             print(f"| {label} | {n} | {tok / 1e3:.1f}k | {mfu} |")
-    for res in sorted(root.glob("eval/**/results.json")):
+    for res in sorted([*root.glob("eval/**/results.json"), *root.glob("eval/*.json")]):
         r = json.loads(res.read_text())
         print(f"\n{r.get('label', res.parent)}: {sum(r['seconds'].values()):.1f} s")
         for group, s in r["seconds"].items():
