@@ -71,6 +71,26 @@ def test_prefill_padded_to_a_bucket_gives_the_same_tokens_and_prompt_logprobs(
                                    torch.tensor(b.prompt_logprobs[1:]), atol=1e-5, rtol=1e-5)
 
 
+def test_prefill_row_tokens_chunks_long_rows_of_a_shared_forward(model, prompts, references,
+                                                                 monkeypatch):
+    """Eval groups many prompts per prefill forward (prefill_chunk_tokens) and still cuts each
+    row at prefill_row_tokens: every prefill forward is at most 7 tokens wide here."""
+    engine = Engine(model, max_batch=8, max_seq_len=64, eos_ids=[], prefill_chunk_tokens=2048,
+                    prefill_row_tokens=7)
+    widths = []
+    real = model.hidden_states
+
+    def spy(ids, *args, **kwargs):
+        widths.append(ids.shape)
+        return real(ids, *args, **kwargs)
+
+    monkeypatch.setattr(model, "hidden_states", spy)
+    outs = engine.generate(prompts, [_greedy(n) for n in NEW_TOKENS])
+    assert [o.token_ids for o in outs] == references
+    prefill = [w for w in widths if w[1] > 1]
+    assert prefill and max(w[1] for w in prefill) == 7 and max(w[0] for w in prefill) == 6
+
+
 def test_requests_join_a_running_batch(model, prompts, references):
     engine = Engine(model, max_batch=4, max_seq_len=64, eos_ids=[])
     first = engine.submit(prompts[2], _greedy(NEW_TOKENS[2]))

@@ -569,11 +569,13 @@ class CheckpointLM(TokenLM):
             # Prefill in forwards of up to a quarter of the batch budget, not the server's
             # 2,048 tokens: eval admits dozens of 1-2k-token prompts at once, one forward each
             # at 2,048 (the 2026-12-07 H100 eval timings of the ~100M model fit ~11 s per
-            # million prompt tokens).
+            # million prompt tokens). A long prompt (the needle at 128k) still goes 2,048
+            # tokens a forward, as before.
             engine = self._engine = Engine(self.model, max_batch=n_rows, max_seq_len=size,
                                            eos_ids=[self.codec.eos_id], max_queue=1 << 20,
                                            compile=None if self.compile_decode else False,
-                                           prefill_chunk_tokens=self.prefill_chunk_tokens)
+                                           prefill_chunk_tokens=self.prefill_chunk_tokens,
+                                           prefill_row_tokens=2048)
         return engine
 
     def _generate_ids(self, prompts: list[list[int]], requests: Sequence[GenerationRequest],

@@ -193,6 +193,10 @@ class Engine:
         cache_memory_bytes: cap on the cache slab; rows are reduced to fit (0 = no cap).
         max_queue: most requests waiting for a row; more are refused with `EngineFullError`.
         prefill_chunk_tokens: most tokens (rows x padded length) in one prefill forward.
+        prefill_row_tokens: most tokens of one row in one prefill forward (None = as many as
+            prefill_chunk_tokens allows). A later chunk attends to the row's cached slots
+            through a dense [T, S] mask, so a long prompt wants short chunks even where many
+            short prompts share big forwards.
         detokenize: ids -> text, needed for stop strings.
         use_cuda_graph: capture the decode step in CUDA graphs; None = on for CUDA models
             (True on a CPU model is an error).
@@ -214,6 +218,7 @@ class Engine:
     def __init__(self, model: YoutuForCausalLM, *, max_batch: int, max_seq_len: int,
                  eos_ids: list[int] | tuple[int, ...] | set[int], cache_memory_bytes: int = 0,
                  max_queue: int = 1024, prefill_chunk_tokens: int = 2048,
+                 prefill_row_tokens: int | None = None,
                  detokenize: Callable[[list[int]], str] | None = None,
                  use_cuda_graph: bool | None = None, compile: bool | None = None, seed: int = 0,
                  fuse_weights: bool = True, overlap: bool | None = None, gemv: str = "cublas"):
@@ -244,6 +249,7 @@ class Engine:
         self.eos_ids = frozenset(int(i) for i in eos_ids)
         self.max_queue = max_queue
         self.prefill_chunk_tokens = prefill_chunk_tokens
+        self.prefill_row_tokens = prefill_row_tokens or prefill_chunk_tokens
         self.prefill_bucket = PREFILL_BUCKET if self.device.type == "cuda" else 1
         """A prefill group's padded length is a multiple of this (capped at max_seq_len)."""
         self.detokenize = detokenize
@@ -541,7 +547,7 @@ class Engine:
         ids = ids.to(self.device)
         rows = torch.tensor([s.row for s in seqs], device=self.device)
         lengths = torch.tensor([len(s.prompt) for s in seqs], device=self.device)
-        chunk = max(1, self.prefill_chunk_tokens // n)
+        chunk = max(1, min(self.prefill_chunk_tokens // n, self.prefill_row_tokens))
         last_hidden = torch.empty(n, self.model.config.hidden_size, device=self.device, dtype=self.dtype)
         scoring = [i for i, s in enumerate(seqs) if s.params.prompt_logprobs]
         for s in seqs:
