@@ -74,34 +74,30 @@ def test_pairs_encoded_in_one_call_equal_one_text_at_a_time(tiny_checkpoint, lm)
         assert model.encode_pairs(pairs) == want
 
 
-def test_stop_check_on_the_tail_fires_where_the_whole_text_check_does(lm):
-    """_stops decodes only the tail a new match must overlap; step by step over generated
-    text (special tokens included, which decode to nothing), it fires at exactly the first
-    step where the whole-text rule holds."""
-    text = ("Let me think.\n\nThe answer is 42 </think><tool_call>{}</tool_call> ```python\n"
-            "x = 1\n``` done. é ü 中文 \n\n\nEND")
-    ids = lm.encode(text) + [lm.codec.eos_id] * 3 + lm.encode("\n\n and ``` more END")
-    requests = [GenerationRequest("", 64, until=until, first_line_only=first)
-                for until in ([], ["\n\n"], ["```"], ["END"], ["中文"], ["</tool_call>", "42"])
-                for first in (False, True)]
-    for req in requests:
-        def whole(n, req=req):
-            out = lm.decode(ids[:n])
-            return (any(s in out for s in req.until)
-                    or (req.first_line_only and "\n" in out.lstrip()))
-        want = next((n for n in range(1, len(ids) + 1) if whole(n)), None)
-        got = next((n for n in range(1, len(ids) + 1) if lm._stops(req, ids[:n], n - 1)), None)
-        assert got == want, (req.until, req.first_line_only)
-        # several tokens per delta (checked lags behind): the same first stop
-        got3 = next((n for n in range(3, len(ids) + 1, 3)
-                     if lm._stops(req, ids[:n], n - 3)), None)
-        assert got3 == (None if want is None else -(-want // 3) * 3), req.until
+def test_first_line_check_on_the_new_tokens_fires_where_the_whole_text_check_does(lm):
+    """_ends_first_line decodes only the new tokens unless they hold a line break; step by
+    step over generated text (leading blank lines, special tokens, multi-token deltas), it
+    fires at exactly the first step where the whole-text rule holds."""
+    for text in ("\n\n  \nThe answer is 42 </think><tool_call>{}</tool_call>\nmore",
+                 "é ü 中文 no break", "x = 1\ny = 2"):
+        ids = lm.encode(text) + [lm.codec.eos_id] * 2 + lm.encode("\n tail")
+        for step in (1, 3):
+            want = next((n for n in range(step, len(ids) + 1, step)
+                         if "\n" in lm.decode(ids[:n]).lstrip()), None)
+            got = next((n for n in range(step, len(ids) + 1, step)
+                        if lm._ends_first_line(ids[:n], n - step)), None)
+            assert got == want, (text, step)
 
 
-def test_batching_does_not_change_scores(tiny_checkpoint, lm):
-    one = CheckpointLM(tiny_checkpoint, batch_size=1).loglikelihood(PAIRS)
-    assert [r.logprob for r in lm.loglikelihood(PAIRS)] == pytest.approx([r.logprob for r in one],
-                                                                        abs=1e-5)
+def test_stop_strings_end_generation_in_the_engine(lm):
+    """`until` goes to the engine's stop strings: generation ends at the stop, the text is cut
+    before it, and it equals the unstopped generation's prefix."""
+    prompt = "def add(a, b):\n    return"
+    [free] = lm.generate_until([GenerationRequest(prompt, 24)])
+    cut = next((s for s in ("\n", " ", "a") if s in free), None)
+    assert cut is not None, free
+    [stopped] = lm.generate_until([GenerationRequest(prompt, 24, until=[cut])])
+    assert stopped == free[:free.index(cut)]
 
 
 def test_shared_context_prefill_padded_to_a_bucket_scores_the_same(tiny_checkpoint, lm):

@@ -396,7 +396,7 @@ class TokenLM(LM):
 
             def stop(r: int, new: list[int], checked: int = 0,
                      reqs: list[GenerationRequest] = reqs) -> bool:
-                return self._stops(reqs[r], new, checked)
+                return reqs[r].first_line_only and self._ends_first_line(new, checked)
 
             gen = self._generate_ids([prompts[i] for i in rows], reqs, stop)
             for r, i in enumerate(rows):
@@ -407,28 +407,12 @@ class TokenLM(LM):
         return out
 
 
-    def _stops(self, req: GenerationRequest, new: list[int], checked: int) -> bool:
-        """Whether `new` (the tokens generated so far, of which the first `checked` were
-        checked before without stopping) holds a stop string of `req` or, for
-        `first_line_only`, a line break after text. Only the tail that a new match must
-        overlap is decoded (from where the checked part holds more than L characters, L the
-        longest stop string), the whole text only to confirm a hit: decoding every row's whole text at every step
-        cost ~25 us a row (64 rows: ~1.6 ms a step)."""
-        if not req.until and not req.first_line_only:
-            return False
-        longest = max([len(s) for s in req.until if s] + [1])
-        start = checked  # back until the checked part holds more than `longest` characters
-        while start > 0:
-            start = max(0, start - 4 * longest)
-            if len(self.decode(new[start:checked])) > longest:
-                break
-        tail = self.decode(new[start:])
-        if not (any(s and s in tail for s in req.until)
-                or (req.first_line_only and "\n" in tail)):
-            return False
-        text = self.decode(new)
-        return (any(s and s in text for s in req.until)
-                or (req.first_line_only and "\n" in text.lstrip()))
+    def _ends_first_line(self, new: list[int], checked: int) -> bool:
+        """Whether the text of `new` (the tokens generated so far; the first `checked` were
+        seen before without ending it) has a line break after text. Only the new tokens are
+        decoded unless they hold one: decoding every row's whole text at every step cost ~25
+        us a row (64 rows: ~1.6 ms a step)."""
+        return "\n" in self.decode(new[checked:]) and "\n" in self.decode(new).lstrip()
 
 
 def _progress(batches: list[list[int]], desc: str):
@@ -573,6 +557,7 @@ class CheckpointLM(TokenLM):
             # tokens a forward, as before.
             engine = self._engine = Engine(self.model, max_batch=n_rows, max_seq_len=size,
                                            eos_ids=[self.codec.eos_id], max_queue=1 << 20,
+                                           detokenize=self.decode,
                                            compile=None if self.compile_decode else False,
                                            prefill_chunk_tokens=self.prefill_chunk_tokens,
                                            prefill_row_tokens=2048)
@@ -580,8 +565,9 @@ class CheckpointLM(TokenLM):
 
     def _generate_ids(self, prompts: list[list[int]], requests: Sequence[GenerationRequest],
                       stop: Callable[[int, list[int], int], bool]) -> list[list[int]]:
-        """Generate through the engine; a request whose `stop(r, new, checked)` fires is
-        cancelled at the next step (its tokens so far are kept; the caller cuts the text)."""
+        """Generate through the engine, which ends a request at its stop strings (`until`); one
+        whose `stop(r, new, checked)` fires is cancelled at the next step (its tokens so far
+        are kept; the caller cuts the text)."""
         from youtu.serve.engine import SamplingParams
 
         need = max(len(p) + max(r.max_new_tokens, 1) for p, r in zip(prompts, requests))
@@ -590,7 +576,8 @@ class CheckpointLM(TokenLM):
         for r, (ids, req) in enumerate(zip(prompts, requests)):
             params = SamplingParams(temperature=max(req.temperature, 0.0),
                                     top_p=req.top_p if req.temperature > 0 else 1.0,
-                                    seed=req.seed, max_tokens=req.max_new_tokens)
+                                    seed=req.seed, max_tokens=req.max_new_tokens,
+                                    stop=[s for s in req.until if s])
             request_id = f"eval-{next(self._request_ids)}"
             handles.append(engine.submit(ids, params, request_id=request_id,
                                          sink=self._stop_sink(engine, request_id, r, stop)))
