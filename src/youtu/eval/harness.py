@@ -191,8 +191,6 @@ class TokenLM(LM):
         self.max_batch_tokens = max_batch_tokens
         """Rows x padded length per forward (and per KV cache): long prompts get smaller
         batches (2B, bf16: 131k cached tokens = 4.7 GB of latent cache)."""
-        self.prefill_chunk_tokens = max(2048, max_batch_tokens // 4)
-        """Tokens per prefill forward of generation (rows x padded prompt length)."""
         self.max_length, self.name = max_length, name
         self.prefix_id = codec.bos_id if codec.bos_id is not None else codec.eos_id
         """Conditions empty contexts and the first rolling window (lm-eval's prefix token)."""
@@ -406,7 +404,6 @@ class TokenLM(LM):
                 out[i] = cut_at_stop(self.decode(ids), requests[i].until)
         return out
 
-
     def _ends_first_line(self, new: list[int], checked: int) -> bool:
         """Whether the text of `new` (the tokens generated so far; the first `checked` were
         seen before without ending it) has a line break after text. Only the new tokens are
@@ -435,6 +432,7 @@ class CheckpointLM(TokenLM):
                  batch_size: int = 8, max_length: int = 0, add_bos: bool | None = None,
                  max_batch_tokens: int = 131072, compile_decode: bool = False):
         from youtu.model.hf import load_pretrained
+        from youtu.serve.engine import PREFILL_BUCKET
         from youtu.tokenizer import Tokenizer
 
         self.compile_decode = compile_decode
@@ -444,8 +442,6 @@ class CheckpointLM(TokenLM):
             raise ValueError(f"{folder} is not a checkpoint folder (no config.json); pass a "
                              "folder written by `youtu train`/`youtu sft` or `save_pretrained`")
         self.model = load_pretrained(folder, device=device, dtype=DTYPES[dtype]).eval()
-        from youtu.serve.engine import PREFILL_BUCKET
-
         self.prefill_bucket = PREFILL_BUCKET if torch.device(device).type == "cuda" else 1
         """Shared contexts are prefilled padded to a multiple of this (the engine's rule on
         CUDA: cuDNN's fused attention builds a plan for every new length)."""
@@ -549,6 +545,7 @@ class CheckpointLM(TokenLM):
             size = min(limit, max(64, 1 << (seq_len - 1).bit_length()))
             self._engine = None  # free the old cache before allocating the new one
             n_rows = max(1, min(self.batch_size, self.max_batch_tokens // size))
+            prefill_tokens = max(2048, self.max_batch_tokens // 4)
             # compile None: the engine's default, on exactly when it runs CUDA graphs.
             # Prefill in forwards of up to a quarter of the batch budget, not the server's
             # 2,048 tokens: eval admits dozens of 1-2k-token prompts at once, one forward each
@@ -559,7 +556,7 @@ class CheckpointLM(TokenLM):
                                            eos_ids=[self.codec.eos_id], max_queue=1 << 20,
                                            detokenize=self.decode,
                                            compile=None if self.compile_decode else False,
-                                           prefill_chunk_tokens=self.prefill_chunk_tokens,
+                                           prefill_chunk_tokens=prefill_tokens,
                                            prefill_row_tokens=2048)
         return engine
 
