@@ -503,13 +503,13 @@ def run_cloze(lm: LM, items: Sequence[ClozeItem], max_tokens: int = 0) -> dict[s
     # the backend computes it once: room is reserved for the longest candidate of them all
     reserve: dict[tuple[str, ...], int] = defaultdict(int)
     encode = getattr(lm, "encode", None)
-    count = functools.lru_cache(maxsize=None)(lambda text: len(encode(text)))  # texts recur
+    lengths: dict[str, int] = {}
     if hasattr(lm, "encode_many"):  # the lengths of every text fit_context asks, in one call
         texts = list(dict.fromkeys(t for it in items for t in (
             it.head, it.head.removeprefix(BOS), *it.turns, it.tail, *it.candidates)))
         lengths = dict(zip(texts, map(len, lm.encode_many(texts))))
-        count = functools.lru_cache(maxsize=None)(
-            lambda text: lengths[text] if text in lengths else len(encode(text)))
+    count = functools.lru_cache(maxsize=None)(  # texts recur
+        lambda text: lengths[text] if text in lengths else len(encode(text)))
     for it in items:
         key = (it.head, *it.turns, it.tail)
         if encode is not None:
