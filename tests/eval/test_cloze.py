@@ -10,7 +10,7 @@ import pytest
 
 from youtu.agentic.render import render_text
 from youtu.eval.config import CLOZE_KINDS, EvalConfig
-from youtu.eval.harness import LM, CheckpointLM, Loglikelihood
+from youtu.eval.harness import LM, CheckpointLM, Loglikelihood, RollingLoglikelihood
 from youtu.eval.runner import evaluate
 from youtu.eval.tasks.cloze import (SEED, _trajectory, build_items, fit_context, make_item,
                                     run_cloze)
@@ -196,6 +196,55 @@ def test_runner_writes_cloze_scores_chance_and_predictions(tmp_path):
     assert "| score | choice | chance |" not in report  # one labelled column per model
     assert "| **cloze** |" in report and "| chance |" in report.splitlines()[
         next(i for i, line in enumerate(report.splitlines()) if "**cloze**" in line) - 2]
+
+
+class RecordingLM(ChoiceLM):
+    """ChoiceLM that also scores whole texts (bpb), remembering every text it was given."""
+
+    def __init__(self, score):
+        super().__init__(score)
+        self.texts: list[str] = []
+
+    def loglikelihood_rolling(self, texts):
+        self.texts += texts
+        return [RollingLoglikelihood(-float(len(t)), len(t), len(t.encode())) for t in texts]
+
+
+def test_cloze_and_bpb_inputs_built_in_the_background_equal_the_serial_build(tmp_path, monkeypatch):
+    import youtu.eval.runner as runner
+    from youtu.eval.tasks.bpb import _heldout, heldout_documents
+
+    cfg = EvalConfig(tasks=["cloze", "bpb"], probe_envs=["tools"], cloze_kinds=["tool", "answer"],
+                     cloze_items=2, cloze_seed=SEED + 900, bpb_docs=2, bpb_doc_chars=300)
+    monkeypatch.setattr(runner, "_PREFETCH", {})
+    monkeypatch.setenv("YOUTU_EVAL_WORKERS", "1")  # too few cores: nothing starts
+    assert runner.prefetch_inputs(cfg) == [] and runner._PREFETCH == {}
+    monkeypatch.setenv("YOUTU_EVAL_WORKERS", "2")
+    background, serial = RecordingLM(lambda c, x, i: -float(i)), RecordingLM(lambda c, x, i: -float(i))
+    misses = _heldout.cache_info().misses
+    res = evaluate(cfg, str(tmp_path / "ckpt"), tmp_path / "bg", lm=background)
+    assert set(runner._PREFETCH) == {runner._cloze_key(cfg), runner._bpb_key(cfg)}
+    assert _heldout.cache_info().misses == misses  # the documents were built in another process
+    monkeypatch.setattr(runner, "_PREFETCH", {})
+    monkeypatch.setenv("YOUTU_EVAL_WORKERS", "1")
+    want = evaluate(cfg, str(tmp_path / "ckpt"), tmp_path / "serial", lm=serial)
+    assert runner._PREFETCH == {}
+    assert res["scores"] == want["scores"] and background.texts == serial.texts
+    assert serial.texts == [t for ts in heldout_documents(2, 300).values() for t in ts]
+
+
+def test_a_failed_background_build_raises_in_its_group_and_is_not_kept(tmp_path, monkeypatch):
+    import concurrent.futures as cf
+
+    import youtu.eval.runner as runner
+
+    cfg = EvalConfig(tasks=["cloze"], probe_envs=["tools"], cloze_kinds=["answer"], cloze_items=1)
+    failed = cf.Future()
+    failed.set_exception(ValueError("environment 'tools' yields no cloze answer items"))
+    monkeypatch.setattr(runner, "_PREFETCH", {runner._cloze_key(cfg): failed})
+    with pytest.raises(ValueError, match="yields no cloze"):
+        evaluate(cfg, str(tmp_path / "ckpt"), tmp_path / "out", lm=ChoiceLM(lambda c, x, i: 0.0))
+    assert runner._PREFETCH == {}
 
 
 def test_config_keeps_cloze_seeds_apart_from_the_probes():
