@@ -9,15 +9,17 @@
 #   data      datatrove pipeline vs the one-process baseline at 1..16 workers (16 cores)
 #   gemv      the per-weight GEMV table: cuBLAS, the same work as torch ops, the Triton
 #             decode GEMV (--triton autotunes ~60 compiles: ~2-3 min)
+#   firstuse  what a new prefill shape costs the first time, cuDNN attention vs plain SDPA,
+#             small preset (the first model's extra eval time, issue 15)
 # WHEEL_DIR: the default wheels of ../shared/device/fetch-wheels.sh plus
 #   datatrove==0.10.1 orjson==3.13.0 gguf==0.19.0 torchao==0.18.0 markdown-it-py==4.3.0 mdurl
 #   tiktoken==0.14.0 tzdata loguru==0.7.3 multiprocess==0.70.19 dill==0.4.1 humanize
 # YOUTU_COMMIT=<sha> names the tree in the benches' output (the device copy's git HEAD can be stale).
 # gputests took more than 240 s on an H100 (61 of 73 tests by then, 2026-12-07).
-# PHASES (default: all four) picks some, e.g. PHASES="gputests decode" for one call and
+# PHASES (default: all five) picks some, e.g. PHASES="gputests decode" for one call and
 # PHASES="data gemv" for the next.
 set -u
-whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv} "
+whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv firstuse} "
 TAIL=24
 source "$(dirname "$0")/h200_phases.sh"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
@@ -28,4 +30,5 @@ phase decode 300 python3 bench/decode.py --preset youtu_2b --reps 2 \
 phase data 150 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 --baseline-workers 16 \
   --jsonl-docs 48000 --jsonl-files 32
 phase gemv 200 python3 bench/decode_gemv.py --batch 1,8 --triton
+phase firstuse 120 python3 bench/first_use.py
 echo "== done at $(( $(date +%s) - start ))s"
