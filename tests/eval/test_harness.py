@@ -100,19 +100,6 @@ def test_stop_strings_end_generation_in_the_engine(lm):
     assert stopped == free[:free.index(cut)]
 
 
-def test_shared_context_prefill_padded_to_a_bucket_scores_the_same(tiny_checkpoint, lm):
-    """On CUDA the shared-context prefill is padded to a multiple of PREFILL_BUCKET (cuDNN
-    plans); here the bucket is forced on the CPU: the pad slots change no score."""
-    choices = [" Paris", " Rome", " a + b", "\n"]
-    requests = [(ctx, c) for ctx, _ in PAIRS for c in choices]
-    padded = CheckpointLM(tiny_checkpoint, batch_size=4)
-    assert padded.prefill_bucket == 1
-    padded.prefill_bucket = 16
-    got, want = padded.loglikelihood(requests), lm.loglikelihood(requests)
-    assert [r.logprob for r in got] == pytest.approx([r.logprob for r in want], abs=1e-5)
-    assert [r.is_greedy for r in got] == [r.is_greedy for r in want]
-
-
 def test_is_greedy_matches_greedy_generation(lm):
     ctx = [lm.prefix_id] + lm.encode("def f(x):\n    return")
     with torch.no_grad():

@@ -94,6 +94,32 @@ def test_absorbed_layer_equals_expanded_layer():
     assert cache.kv[2].abs().sum() > 0 and cache.kv[1].abs().sum() == 0  # only its own layer
 
 
+def test_cudnn_serves_training_rows_and_never_a_cached_prefill(monkeypatch):
+    """cuDNN plans each new shape (45-165 ms once, H100): the training forward may use it
+    (impl 'auto'), a fresh prefill into a cache (engine, eval scoring) takes plain SDPA."""
+    seen = []
+    real = attention.causal_attention
+
+    def spy(q, k, v, scale, impl="auto"):
+        seen.append(impl)
+        return real(q, k, v, scale, impl)
+
+    monkeypatch.setattr(attention, "causal_attention", spy)
+    cfg = ModelConfig.tiny()
+    torch.manual_seed(0)
+    attn = MultiHeadLatentAttention(cfg, layer_idx=0)
+    T = attention.PREFILL_EXPANDED_MIN_TOKENS
+    x = torch.randn(2, T, cfg.hidden_size)
+    positions = torch.arange(T).expand(2, T)
+    inv_freq, factor = rope_inv_freq(cfg.qk_rope_head_dim, cfg.rope_theta)
+    cos, sin = rope_cos_sin(positions, inv_freq, factor, torch.float32)
+    training = attn(x, cos, sin)
+    prefill = attn(x, cos, sin, None, LatentCache(cfg, max_batch=2, max_seq_len=T), positions,
+                   torch.arange(2))
+    assert seen == ["auto", "sdpa"]
+    assert (training - prefill).abs().max() < 1e-5
+
+
 # ---- GPU fast paths vs the plain SDPA path ------------------------------------------------------
 
 def _gpu_model(cfg: ModelConfig, seed: int = 0):

@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from youtu.serve.engine import (PREFILL_BUCKET, Engine, EngineFullError, RequestError,
+from youtu.serve.engine import (Engine, EngineFullError, RequestError,
                                 SamplingParams, load_engine, rows_for_budget)
 
 
@@ -51,24 +51,6 @@ def test_greedy_equals_full_forward_argmax(model, prompts, references, max_batch
     # with fewer rows than requests, requests must have joined while others were running
     assert engine.peak_running == min(max_batch, len(prompts))
     assert engine.metrics()["free_rows"] == engine.max_batch
-
-
-@pytest.mark.parametrize("bucket,chunk", [(16, 2048), (48, 2048), (16, 7)])
-def test_prefill_padded_to_a_bucket_gives_the_same_tokens_and_prompt_logprobs(
-        model, prompts, references, bucket, chunk):
-    """CUDA pads each prefill group to a multiple of PREFILL_BUCKET (capped at max_seq_len:
-    48 -> 64 here) so cuDNN's plans are reused; the pad slots must not change a token."""
-    assert Engine(model, max_batch=2, max_seq_len=64, eos_ids=[]).prefill_bucket == (
-        PREFILL_BUCKET if next(model.parameters()).is_cuda else 1)
-    engine = Engine(model, max_batch=3, max_seq_len=64, eos_ids=[], prefill_chunk_tokens=chunk)
-    engine.prefill_bucket = bucket
-    outs = engine.generate(prompts, [_greedy(n) for n in NEW_TOKENS])
-    assert [o.token_ids for o in outs] == references
-    plain = Engine(model, max_batch=3, max_seq_len=64, eos_ids=[], prefill_chunk_tokens=chunk)
-    scored = SamplingParams(max_tokens=0, prompt_logprobs=True)
-    for a, b in zip(engine.generate(prompts, scored), plain.generate(prompts, scored)):
-        torch.testing.assert_close(torch.tensor(a.prompt_logprobs[1:]),
-                                   torch.tensor(b.prompt_logprobs[1:]), atol=1e-5, rtol=1e-5)
 
 
 def test_prefill_row_tokens_chunks_long_rows_of_a_shared_forward(model, prompts, references,

@@ -432,7 +432,6 @@ class CheckpointLM(TokenLM):
                  batch_size: int = 8, max_length: int = 0, add_bos: bool | None = None,
                  max_batch_tokens: int = 131072, compile_decode: bool = False):
         from youtu.model.hf import load_pretrained
-        from youtu.serve.engine import PREFILL_BUCKET
         from youtu.tokenizer import Tokenizer
 
         self.compile_decode = compile_decode
@@ -442,9 +441,6 @@ class CheckpointLM(TokenLM):
             raise ValueError(f"{folder} is not a checkpoint folder (no config.json); pass a "
                              "folder written by `youtu train`/`youtu sft` or `save_pretrained`")
         self.model = load_pretrained(folder, device=device, dtype=DTYPES[dtype]).eval()
-        self.prefill_bucket = PREFILL_BUCKET if torch.device(device).type == "cuda" else 1
-        """Shared contexts are prefilled padded to a multiple of this (the engine's rule on
-        CUDA: cuDNN's fused attention builds a plan for every new length)."""
         self._engine = None
         self._request_ids = itertools.count()
         cfg = self.model.config
@@ -485,13 +481,11 @@ class CheckpointLM(TokenLM):
         from youtu.model import LatentCache
 
         dev, n_rows = self.device, sum(len(cs) for _, cs in groups)
-        # the context prefill is padded to a multiple of prefill_bucket; pad slots are never
-        # attended (each continuation row writes its own slots before it reads them)
-        width, bucket = max(len(ctx) for ctx, _ in groups) - 1, self.prefill_bucket
-        width = min(-(-width // bucket) * bucket, self.model.config.max_position_embeddings)
+        # the contexts are right-padded to the longest; pad slots are never attended (each
+        # continuation row writes its own slots before it reads them)
+        width = max(len(ctx) for ctx, _ in groups) - 1
         cache = LatentCache(self.model.config, max_batch=n_rows,
-                            max_seq_len=max(width + 1, max(len(ctx) for ctx, _ in groups))
-                            + max(len(c) for _, cs in groups for c in cs),
+                            max_seq_len=width + 1 + max(len(c) for _, cs in groups for c in cs),
                             device=dev, dtype=next(self.model.parameters()).dtype)
         starts = [sum(len(cs) for _, cs in groups[:k]) for k in range(len(groups))]
         # prefill ctx[:-1] into the first row of each group's block, then copy it to the block

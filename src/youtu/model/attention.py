@@ -20,8 +20,13 @@ Two ways to compute the same attention:
   attention runs as in training. The absorbed form would multiply the score matrix by H
   (T*H query rows of width C+R = 576) and need a [T*H, S] mask: 16 GiB of booleans at 32k.
 
-Kernels (CUDA, bf16/fp16): causal attention without a mask goes to cuDNN's fused attention
-(PyTorch's flash backend needs equal q/v head dims; the 2B has 192/128); packed documents
+Kernels (CUDA, bf16/fp16): causal attention without a mask or cache (training) goes to cuDNN's
+fused attention (PyTorch's flash backend needs equal q/v head dims; the 2B has 192/128). A
+fresh prefill into a cache (engine, eval scoring) takes SDPA's own pick instead: cuDNN builds a
+plan for every new (rows, tokens) shape, 45-165 ms the first time each (small preset, H100,
+`bench/first_use.py`, 2026-12-07: 3.2 s over 52 shapes), while SDPA's pick cost nothing extra
+and ran the 52 shapes in 1.42 s against cuDNN's 1.36 s steady. Prefill meets a new shape for
+most requests; training meets one shape millions of times. Packed documents
 (`doc_ids`) go to FlexAttention with a block-sparse mask built from the ids, so no [T, T] mask
 exists and fully masked blocks are skipped. On the CPU, packed documents run one causal SDPA
 call per document span (`doc_segments`). The plain SDPA path (dense boolean mask) is the
@@ -267,7 +272,8 @@ class MultiHeadLatentAttention(nn.Module):
             length = T if attn_mask is None else attn_mask.shape[-1]
             kv = cache.read(self.layer_idx, cache_rows, length).to(q_nope.dtype)  # [B, S, C+R]
             cached_latent, cached_rope = kv.split([self.kv_lora_rank, self.qk_rope_head_dim], dim=-1)
-            out = self._expanded(q_nope, q_rope, cached_latent, cached_rope[:, :, None, :], attn_mask)
+            out = self._expanded(q_nope, q_rope, cached_latent, cached_rope[:, :, None, :],
+                                 attn_mask, cudnn=False)
         return self.o_proj(out.reshape(B, T, H * self.v_head_dim))
 
     def _input_projections(self) -> tuple[nn.Linear, nn.Linear]:
@@ -396,9 +402,11 @@ class MultiHeadLatentAttention(nn.Module):
         return out.reshape(B, T, H * self.v_head_dim)
 
     def _expanded(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
-                  k_rope: torch.Tensor, attn_mask: torch.Tensor | BlockMask | DocSegments | None
-                  ) -> torch.Tensor:
-        """Queries [B, T, H, *] against S keys expanded from latent [B, S, C] / k_rope [B, S, 1, R]."""
+                  k_rope: torch.Tensor, attn_mask: torch.Tensor | BlockMask | DocSegments | None,
+                  cudnn: bool = True) -> torch.Tensor:
+        """Queries [B, T, H, *] against S keys expanded from latent [B, S, C] / k_rope [B, S, 1, R].
+        `cudnn`: causal rows may go to cuDNN (impl 'auto'); False for cached prefill (see the
+        module docstring)."""
         B, T, H, _ = q_nope.shape
         S = latent.shape[1]
         kv = self.kv_b_proj(latent).view(B, S, H, self.qk_nope_head_dim + self.v_head_dim)
@@ -417,7 +425,7 @@ class MultiHeadLatentAttention(nn.Module):
         elif isinstance(attn_mask, DocSegments):
             out = segmented_attention(q, k, v, self.scale, attn_mask)
         elif attn_mask is None:
-            out = causal_attention(q, k, v, self.scale, self.impl)
+            out = causal_attention(q, k, v, self.scale, self.impl if cudnn else "sdpa")
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
         return out[..., :dv].transpose(1, 2)  # [B, T, H, Dv]

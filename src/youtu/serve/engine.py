@@ -96,16 +96,6 @@ _STOP_WINDOW_SLACK = 4
 _RATE_WINDOW_S = 10.0
 
 
-PREFILL_BUCKET = 128
-"""On CUDA a prefill group is padded to a multiple of this many tokens: a fresh causal prefill
-runs cuDNN's fused attention, which builds an execution plan for every new (rows, length), and
-prompts of a hundred distinct lengths pay a hundred plans. The suspect, not yet measured on
-the GPU, for the first of `youtu run`'s three evaluated models taking 7-15 s longer per
-generation group than the next model on the same prompts, beyond its extra graph captures
-and steps (H100, 2026-12-07). Pad slots are overwritten before they are read, like the slots
-of a group's shorter rows."""
-
-
 def rows_for_budget(bytes_per_token: int, max_batch: int, max_seq_len: int,
                     budget_bytes: int) -> int:
     """Cache rows that fit: min(max_batch, budget // (max_seq_len * bytes_per_token)); a budget
@@ -250,8 +240,6 @@ class Engine:
         self.max_queue = max_queue
         self.prefill_chunk_tokens = prefill_chunk_tokens
         self.prefill_row_tokens = prefill_row_tokens or prefill_chunk_tokens
-        self.prefill_bucket = PREFILL_BUCKET if self.device.type == "cuda" else 1
-        """A prefill group's padded length is a multiple of this (capped at max_seq_len)."""
         self.detokenize = detokenize
         # A model that only implements `hidden_states` (a test double, a wrapper) decodes
         # through it; ours through `decode_step`, which the CUDA graphs capture too.
@@ -540,7 +528,6 @@ class Engine:
 
     def _prefill_group(self, seqs: list[SequenceState]) -> None:
         n, longest = len(seqs), max(len(s.prompt) for s in seqs)
-        longest = min(self.max_seq_len, -(-longest // self.prefill_bucket) * self.prefill_bucket)
         ids = torch.zeros(n, longest, dtype=torch.long)
         for i, s in enumerate(seqs):
             ids[i, :len(s.prompt)] = torch.tensor(s.prompt)
