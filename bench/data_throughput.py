@@ -164,6 +164,8 @@ def main() -> None:
     p.add_argument("--jsonl-docs", type=int, default=8000)
     p.add_argument("--jsonl-files", type=int, default=16)
     p.add_argument("--skip-embedded", action="store_true")
+    p.add_argument("--skip-near-off", action="store_true",
+                   help="skip the MinHash-off comparison (two more runs per input)")
     args = p.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="youtu-data-bench-"))
@@ -190,6 +192,11 @@ def main() -> None:
     inputs[f"jsonl ({args.jsonl_docs} docs, {args.jsonl_files} files)"] = str(tmp / "jsonl")
     load = os.getloadavg()[0]
     results = []
+    # Rows print as each run ends (flushed): a run cut by a time limit keeps what it measured.
+    print(f"data prepare, baseline {args.baseline} vs datatrove (commit {_commit()}), load avg "
+          f"{load:.1f} on {os.cpu_count()} cores", flush=True)
+    print("| input | pipeline | workers | wall s | docs/s | x baseline | kept (split/domain) |")
+    print("|---|---|---:|---:|---:|---:|---|", flush=True)
     for name, jsonl in inputs.items():
         base = {"config": str(ROOT / args.config), "tokenizer": tok_dir, "jsonl": jsonl}
         out = tmp / f"old-{len(results)}"
@@ -200,6 +207,9 @@ def main() -> None:
                             "docs_per_s": round(old["read"] / old["wall_s"], 1),
                             "kept": {k: sum(v.values()) for k, v in old_kept.items()}},
                "datatrove": []}
+        b = row["baseline"]
+        print(f"| {name} | baseline | {b['workers']} | {b['wall_s']} | {b['docs_per_s']} "
+              f"| 1.000 | {b['kept']} |", flush=True)
         for w in args.workers:
             out = tmp / f"new-{len(results)}-{w}"
             new = run(new_src, {**base, "workers": w, "tasks": args.tasks, "out": str(out)})
@@ -214,6 +224,14 @@ def main() -> None:
                 "docs_per_s": round(new["read"] / new["wall_s"], 1),
                 "ratio_vs_baseline": round(old["wall_s"] / new["wall_s"], 3),
                 "kept": {k: sum(v.values()) for k, v in kept.items()}, "diff": diff})
+            r = row["datatrove"][-1]
+            print(f"| {name} | datatrove | {w} | {r['wall_s']} | {r['docs_per_s']} | "
+                  f"{r['ratio_vs_baseline']} | {r['kept']} |", flush=True)
+        print(f"  kept-document difference vs baseline ({args.workers[0]} workers): "
+              f"{row['datatrove'][0]['diff']}", flush=True)
+        if args.skip_near_off:
+            results.append(row)
+            continue
         # The same comparison with MinHash dedup off: every other filter is the same code.
         out_a, out_b = tmp / f"old-{len(results)}-exact", tmp / f"new-{len(results)}-exact"
         run(old_src, {**base, "workers": args.baseline_workers, "out": str(out_a), "near": False})
@@ -224,22 +242,10 @@ def main() -> None:
                                "datatrove": sum(b.get(k, Counter()).values()),
                                "identical_multiset": a.get(k) == b.get(k)}
                            for k in sorted(set(a) | set(b))}
+        print(f"  with MinHash dedup off (all other filters equal): {row['near_off']}",
+              flush=True)
         results.append(row)
 
-    print(f"data prepare, baseline {args.baseline} vs datatrove (commit {_commit()}), load avg "
-          f"{load:.1f} on {os.cpu_count()} cores")
-    print("| input | pipeline | workers | wall s | docs/s | x baseline | kept (split/domain) |")
-    print("|---|---|---:|---:|---:|---:|---|")
-    for row in results:
-        b = row["baseline"]
-        print(f"| {row['input']} | baseline | {b['workers']} | {b['wall_s']} | {b['docs_per_s']} "
-              f"| 1.000 | {b['kept']} |")
-        for r in row["datatrove"]:
-            print(f"| {row['input']} | datatrove | {r['workers']} | {r['wall_s']} | "
-                  f"{r['docs_per_s']} | {r['ratio_vs_baseline']} | {r['kept']} |")
-        for r in row["datatrove"][:1]:
-            print(f"  kept-document difference vs baseline: {r['diff']}")
-        print(f"  with MinHash dedup off (all other filters equal): {row['near_off']}")
     print(json.dumps({"bench": "data_throughput", "commit": _commit(), "baseline": args.baseline,
                       "load_avg": round(load, 1), "cores": os.cpu_count(),
                       "planted": planted, "results": results}))

@@ -15,7 +15,8 @@
 #   datatrove==0.10.1 orjson==3.13.0 gguf==0.19.0 torchao==0.18.0 markdown-it-py==4.3.0 mdurl
 #   tiktoken==0.14.0 tzdata loguru==0.7.3 multiprocess==0.70.19 dill==0.4.1 humanize
 # YOUTU_COMMIT=<sha> names the tree in the benches' output (the device copy's git HEAD can be stale).
-# gputests took more than 240 s on an H100 (61 of 73 tests by then, 2026-12-07).
+# gputests took more than 240 s on an H100 (61 of 73 tests by then, 2026-12-07). data at 48,000
+# documents ran past its 150 s with no row printed (2026-12-07): rows now print as they end.
 # PHASES (default: all five) picks some, e.g. PHASES="gputests decode" for one call and
 # PHASES="data gemv" for the next.
 set -u
@@ -27,8 +28,8 @@ phase gputests 330 python3 -m pytest -q -m gpu -p no:cacheprovider tests
 phase decode 300 python3 bench/decode.py --preset youtu_2b --reps 2 \
   --variants today,fused,fused+overlap,fused+gemv,fused+overlap+gemv \
   --long-lens 32768 --long-reps 2 --peer-max-len 32768
-phase data 150 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 --baseline-workers 16 \
-  --jsonl-docs 48000 --jsonl-files 32
+phase data 260 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 --baseline-workers 16 \
+  --jsonl-docs 32000 --jsonl-files 32 --skip-embedded
 phase gemv 200 python3 bench/decode_gemv.py --batch 1,8 --triton
 phase firstuse 120 python3 bench/first_use.py
 echo "== done at $(( $(date +%s) - start ))s"
