@@ -79,6 +79,9 @@ WORDS = ("the be to of and that have with it for not on as you do at this but hi
 
 
 def _commit() -> str:
+    """YOUTU_COMMIT where set (the GPU machine's copy of the tree can carry a stale HEAD)."""
+    if os.environ.get("YOUTU_COMMIT"):
+        return os.environ["YOUTU_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True, cwd=ROOT).stdout.strip()
