@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tarfile
@@ -52,6 +53,8 @@ def known(table, cls, prefix="data"):
     return out
 
 if __name__ == "__main__":
+    import logging
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # the per-stage times
     spec = json.loads(sys.argv[1])
     with open(spec["config"], "rb") as f:
         cfg = from_dict(DataConfig, known(tomllib.load(f).get("data", {}), DataConfig))
@@ -153,7 +156,11 @@ def run(src: Path, spec: dict) -> dict:
     if proc.returncode:
         raise SystemExit(f"run failed ({src}): {proc.stderr[-3000:]}")
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
+    out = json.loads(line.removeprefix("RESULT "))
+    # the datatrove pipeline logs each stage's wall time (the baseline has no stages)
+    out["stages_s"] = {name: float(sec) for name, sec in re.findall(
+        r"stage (\w+): \d+ task\(s\) in ([\d.]+)s", proc.stderr)}
+    return out
 
 
 def main() -> None:
@@ -226,10 +233,12 @@ def main() -> None:
                 "workers": w, "tasks": args.tasks, "wall_s": round(new["wall_s"], 2),
                 "docs_per_s": round(new["read"] / new["wall_s"], 1),
                 "ratio_vs_baseline": round(old["wall_s"] / new["wall_s"], 3),
-                "kept": {k: sum(v.values()) for k, v in kept.items()}, "diff": diff})
+                "kept": {k: sum(v.values()) for k, v in kept.items()}, "diff": diff,
+                "stages_s": new["stages_s"]})
             r = row["datatrove"][-1]
             print(f"| {name} | datatrove | {w} | {r['wall_s']} | {r['docs_per_s']} | "
                   f"{r['ratio_vs_baseline']} | {r['kept']} |", flush=True)
+            print(f"  stages (s): {r['stages_s']}", flush=True)
         print(f"  kept-document difference vs baseline ({args.workers[0]} workers): "
               f"{row['datatrove'][0]['diff']}", flush=True)
         if args.skip_near_off:
