@@ -163,6 +163,39 @@ def run(src: Path, spec: dict) -> dict:
     return out
 
 
+def _cpu_unit(seed: int) -> int:
+    """A fixed piece of pure-Python CPU work (~0.25 s on one core): the machine's own ceiling
+    for process-parallel Python, which the pipeline's scaling is read against."""
+    h = hashlib.sha1(str(seed).encode())
+    acc = 0
+    for i in range(3_000_000):
+        acc = (acc * 31 + i) % 1_000_003
+        if i % 1000 == 0:
+            h.update(acc.to_bytes(4, "little"))
+    return acc
+
+
+def cpu_control(workers: list[int], units: int) -> list[dict]:
+    """Wall seconds of `units` pieces of `_cpu_unit` over each worker count (forkserver
+    processes, as the pipeline's pool), and the speedup over the first count."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import time
+
+    rows = []
+    for w in workers:
+        with cf.ProcessPoolExecutor(w, mp_context=mp.get_context("forkserver")) as pool:
+            list(pool.map(_cpu_unit, range(w)))  # start the workers first: not part of the work
+            t = time.perf_counter()
+            list(pool.map(_cpu_unit, range(units)))
+            wall = time.perf_counter() - t
+        rows.append({"workers": w, "wall_s": round(wall, 3),
+                     "speedup": round(rows[0]["wall_s"] / wall, 2) if rows else 1.0})
+        print(f"  cpu control, {units} units of pure-Python work: {w} workers {wall:.2f} s "
+              f"({rows[-1]['speedup']}x)", flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="configs/tiny.toml")
@@ -176,7 +209,11 @@ def main() -> None:
     p.add_argument("--skip-embedded", action="store_true")
     p.add_argument("--skip-near-off", action="store_true",
                    help="skip the MinHash-off comparison (two more runs per input)")
+    p.add_argument("--control-units", type=int, default=0,
+                   help="first time this many units of pure-Python CPU work at each --workers "
+                        "count: the machine's own scaling (0: skip)")
     args = p.parse_args()
+    control = cpu_control(args.workers, args.control_units) if args.control_units else []
 
     tmp = Path(tempfile.mkdtemp(prefix="youtu-data-bench-"))
     archive = tmp / "old.tar"
@@ -260,7 +297,7 @@ def main() -> None:
 
     print(json.dumps({"bench": "data_throughput", "commit": _commit(), "baseline": args.baseline,
                       "load_avg": round(load, 1), "cores": os.cpu_count(),
-                      "planted": planted, "results": results}))
+                      "planted": planted, "cpu_control": control, "results": results}))
 
 
 if __name__ == "__main__":

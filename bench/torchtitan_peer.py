@@ -309,11 +309,12 @@ def _build_v022(cfg, state: dict[str, torch.Tensor], ids: torch.Tensor, labels: 
 
 def bench_torchtitan(cfg, state: dict[str, torch.Tensor], input_ids: torch.Tensor,
                      targets: torch.Tensor, device: torch.device, steps: int, warmup: int,
-                     compile: bool, ac: str = "off") -> TitanRun:
+                     compile: bool, ac: str = "off", after=None) -> TitanRun:
     """Time torchtitan's step on (input_ids, targets) [B, T] with our initial weights.
 
     Imported lazily and run last: importing torchtitan patches FakeTensorMode and its compile
-    sets dynamo flags for the whole process."""
+    sets dynamo flags for the whole process. `after(step)`, when given, is called with the
+    step function once the timing is done (the bench's profiler)."""
     import torch.distributed as tdist
 
     if cfg.rope_scaling is not None:
@@ -351,4 +352,6 @@ def bench_torchtitan(cfg, state: dict[str, torch.Tensor], input_ids: torch.Tenso
         torch.cuda.synchronize(device)
     dt = (time.perf_counter() - t0) / steps
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    if after is not None:
+        after(step)
     return TitanRun(dt, first, peak, titan_flops, ".".join(map(str, version)))

@@ -21,7 +21,10 @@ seq_len keys, PaLM's and torchtitan's), the same function the trainer's log line
 tokens/s, MFU, peak memory and the first step's loss of each (a parity check: same weights and
 batch give the same loss). `--curve N` instead trains N steps of each `--fp8` variant from the
 same initial weights on the same data (the UTF-8 bytes of the embedded corpus as token ids)
-and reports the loss curves. Prints a table, then one JSON line.
+and reports the loss curves. `--profile N` profiles one more step of each after its timed
+steps and prints its N costliest GPU kernels and its GPU time per kind of kernel (GEMM,
+attention, Triton/Inductor-fused, optimizer, copies and casts, other): where ours and the peer
+differ. Prints a table, then one JSON line.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import copy
 import functools
 import gc
 import json
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -56,6 +60,53 @@ class Result:
     first_loss: float
     fp8: str = "off"
     ac: str = "off"
+    profile: dict | None = None
+
+
+# Kernel kinds by name (CUDA kernel names as the profiler reports them), first match wins.
+KERNEL_KINDS = (
+    ("attention", re.compile(r"flash|fmha|cudnn|attention|sdpa", re.I)),
+    ("gemm", re.compile(r"gemm|xmma|cutlass|cublas|nvjet|sm90_|sm80_|matmul|aten::(mm|addmm|bmm|linear)$", re.I)),
+    ("optimizer", re.compile(r"adam|multi_tensor|foreach", re.I)),
+    ("triton/inductor", re.compile(r"^triton|fused", re.I)),
+    ("copy/cast", re.compile(r"copy|memcpy|memset|fill|cast|to_copy|elementwise", re.I)),
+)
+
+
+def kernel_kind(name: str) -> str:
+    return next((kind for kind, pat in KERNEL_KINDS if pat.search(name)), "other")
+
+
+def profile_step(step, top: int, device: torch.device) -> dict:
+    """One call of `step` under torch.profiler: its `top` costliest kernels and its time per
+    kernel kind, in ms. CUDA: GPU kernel time; CPU: the self time of each operator."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        step()
+        _sync(device)
+    kernels = []
+    for ev in prof.key_averages():
+        t = (getattr(ev, "device_time_total", None) or ev.cuda_time_total) if cuda else \
+            ev.self_cpu_time_total
+        if t > 0:
+            kernels.append((ev.key, t / 1e3, ev.count))
+    kernels.sort(key=lambda k: -k[1])
+    kinds: dict[str, float] = {}
+    for name, ms, _ in kernels:
+        kinds[kernel_kind(name)] = kinds.get(kernel_kind(name), 0.0) + ms
+    return {"total_ms": round(sum(k[1] for k in kernels), 2),
+            "kinds_ms": {k: round(v, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
+            "top": [{"kernel": n[:120], "ms": round(ms, 3), "calls": c}
+                    for n, ms, c in kernels[:top]]}
+
+
+def print_profile(name: str, prof: dict) -> None:
+    print(f"\nprofile of one step, {name}: {prof['total_ms']:.1f} ms of kernels; by kind: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in prof["kinds_ms"].items()))
+    for k in prof["top"]:
+        print(f"  {k['ms']:9.2f} ms {k['calls']:6d}x  {k['kernel']}")
 
 
 def _sync(device: torch.device) -> None:
@@ -109,7 +160,8 @@ def _trainer(cfg: ModelConfig, state: dict, device: torch.device, tmp: str, comp
 
 def bench_ours(cfg: ModelConfig, state: dict, batch: PackedBatch, device: torch.device,
                steps: int, warmup: int, compile: bool, name: str, loss_kernel: str = "chunked",
-               ac: str = "off", fp8: str = "off", fp8_linears: str = "all") -> Result:
+               ac: str = "off", fp8: str = "off", fp8_linears: str = "all",
+               profile: int = 0) -> Result:
     _reset_memory(device)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = _trainer(cfg, state, device, tmp, compile, loss_kernel, ac, fp8, fp8_linears)
@@ -125,11 +177,13 @@ def bench_ours(cfg: ModelConfig, state: dict, batch: PackedBatch, device: torch.
             trainer.train_step(batch, 1e-4, span)
         _sync(device)
         dt = (time.perf_counter() - t0) / steps
+        peak = _peak_gb(device)
+        prof = (profile_step(lambda: trainer.train_step(batch, 1e-4, span), profile, device)
+                if profile else None)
         trainer.close()
-    peak = _peak_gb(device)
     del trainer
     r = _result(name, cfg, batch, device, dt, peak, first)
-    r.fp8, r.ac = fp8, ac
+    r.fp8, r.ac, r.profile = fp8, ac, prof
     return r
 
 
@@ -192,14 +246,18 @@ def bench_mfu(cfg: ModelConfig, seq_len: int, tokens_per_s: float, peak: float |
 
 
 def bench_torchtitan(cfg: ModelConfig, state: dict, batch: PackedBatch, device: torch.device,
-                     steps: int, warmup: int, compile: bool, ac: str) -> Result:
+                     steps: int, warmup: int, compile: bool, ac: str, profile: int = 0) -> Result:
     from torchtitan_peer import bench_torchtitan as run_titan
 
     _reset_memory(device)
-    r = run_titan(cfg, state, batch.input_ids, batch.targets, device, steps, warmup, compile, ac)
+    profiled: list[dict] = []
+    after = (lambda step: profiled.append(profile_step(step, profile, device))) if profile else None
+    r = run_titan(cfg, state, batch.input_ids, batch.targets, device, steps, warmup, compile, ac,
+                  after=after)
     out = _result(f"torchtitan {r.version}", cfg, batch, device, r.seconds_per_step,
                   r.peak_mem_gb, r.first_loss)
     out.ac, out.titan_version = ac, r.version
+    out.profile = profiled[0] if profiled else None
     B, T = batch.input_ids.shape
     peak = peak_flops(device)  # torchtitan's own FLOP count (norm gains too), for the record
     out.titan_mfu_own_count = (B * T / r.seconds_per_step * r.flops_per_token / peak
@@ -303,6 +361,8 @@ def main() -> None:
                    help="train this many steps per --fp8 variant and compare the loss curves")
     p.add_argument("--curve-lr", type=float, default=1e-3)
     p.add_argument("--json-out", default="", help="also write the JSON result to this file")
+    p.add_argument("--profile", type=int, default=0,
+                   help="profile one more step of each and print its N costliest kernels")
     args = p.parse_args()
     if args.ckpt:
         args.ac = "full"
@@ -325,7 +385,7 @@ def main() -> None:
     batch = make_batch(cfg, args.batch, args.seq, packed=False)
 
     common = dict(steps=args.steps, warmup=args.warmup, compile=args.compile,
-                  loss_kernel=args.loss_kernel)
+                  loss_kernel=args.loss_kernel, profile=args.profile)
     results = []
     for ac in args.ac.split(","):
         for fp8 in args.fp8.split(","):
@@ -344,7 +404,7 @@ def main() -> None:
             peer = bench_hf(cfg, state, batch, device, args.steps, args.warmup, args.compile)
         elif args.peer == "torchtitan":
             peer = bench_torchtitan(cfg, state, batch, device, args.steps, args.warmup,
-                                    args.compile, args.ac.split(",")[0])
+                                    args.compile, args.ac.split(",")[0], args.profile)
     except Exception as e:  # noqa: BLE001 (any failure of the peer's own code)
         peer_error = f"{type(e).__name__}: {e}"
         print(f"peer {args.peer} failed: {peer_error}")
@@ -364,6 +424,9 @@ def main() -> None:
     out = {"preset": args.preset, "seq": args.seq, "batch": args.batch, "device": name,
            "compile": args.compile, "loss_kernel": args.loss_kernel, "ac": args.ac,
            "fp8": args.fp8, "fp8_linears": args.fp8_linears, "peer": args.peer, "results": [r.__dict__ for r in results]}
+    for r in results:
+        if r.profile:
+            print_profile(r.name, r.profile)
     base = results[0]
     for r in results[1:]:
         print(f"{base.name} / {r.name}: {base.tokens_per_s / r.tokens_per_s:.2f}x")

@@ -35,7 +35,7 @@ def test_first_loss_matches_ours(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "train_throughput.py"), "--peer", "torchtitan",
          "--device", "cpu", "--seq", "128", "--batch", "2", "--steps", "1", "--warmup", "1",
-         "--json-out", str(out)],
+         "--profile", "3", "--json-out", str(out)],
         check=False, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -47,3 +47,7 @@ def test_first_loss_matches_ours(tmp_path: Path) -> None:
     # gate/up gave 3.5e-3.
     rel = abs(titan["first_loss"] - ours["first_loss"]) / ours["first_loss"]
     assert rel < 1e-5, (ours["first_loss"], titan["first_loss"])
+    # --profile: one more step of each under the profiler, matrix products among its kinds
+    for r in (ours, titan):
+        assert r["profile"]["total_ms"] > 0 and r["profile"]["kinds_ms"]["gemm"] > 0, r["profile"]
+        assert len(r["profile"]["top"]) == 3
