@@ -17,6 +17,8 @@ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 phase s4096 170 python3 $B --preset youtu_2b --seq 4096 --batch "${TRAIN_BATCH:-4}" --compile \
   --loss-kernel compiled --fp8 off,tensorwise --fp8-linears auto --peer torchtitan --steps 4 \
   --warmup 2 --profile 25 --json-out "$out/s4096.json"
+phase chunks 120 python3 $B --preset youtu_2b --seq 4096 --batch "${TRAIN_BATCH:-4}" --compile \
+  --loss-kernel chunked_compiled --peer none --steps 4 --warmup 2 --json-out "$out/chunks.json"
 phase s32k 110 python3 $B --preset youtu_2b --seq 32768 --batch 1 --compile --ac full,selective \
   --peer none --steps 3 --warmup 1 --json-out "$out/s32k.json"
 phase gputests 60 python3 -m pytest -q -m gpu -p no:cacheprovider tests/train/test_fp8.py

@@ -345,7 +345,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile (ours and the peer per block)")
-    p.add_argument("--loss-kernel", default="chunked", choices=["chunked", "compiled"],
+    p.add_argument("--loss-kernel", default="chunked", choices=["chunked", "chunked_compiled", "compiled"],
                    help="ours: the trainer's loss_kernel")
     p.add_argument("--ac", default="off",
                    help="ours: activation checkpointing modes to time, comma-separated "

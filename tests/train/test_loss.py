@@ -5,12 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
+from youtu.train import loss as loss_mod
 from youtu.train.loss import (IGNORE_INDEX, compiled_cross_entropy, full_cross_entropy,
                               fused_linear_cross_entropy, reference_cross_entropy)
 
 
-def _chunked(chunk):
-    return lambda h, w, t: fused_linear_cross_entropy(h, w, t, chunk_tokens=chunk)
+def _chunked(chunk, compiled_chunks=False):
+    return lambda h, w, t: fused_linear_cross_entropy(h, w, t, chunk_tokens=chunk,
+                                                      compiled_chunks=compiled_chunks)
+
+
+@pytest.fixture
+def eager_chunk_body(monkeypatch):
+    """compiled_chunks=True runs `chunk_loss_and_grad` as written (no torch.compile on CPU)."""
+    monkeypatch.setattr(loss_mod, "_compiled_chunk_loss_and_grad",
+                        lambda: loss_mod.chunk_loss_and_grad)
 
 
 KERNELS = {**{f"chunked{c}": _chunked(c) for c in (0, 1, 7, 64)}, "full": full_cross_entropy,
@@ -19,6 +28,16 @@ KERNELS = {**{f"chunked{c}": _chunked(c) for c in (0, 1, 7, 64)}, "full": full_c
 
 @pytest.mark.parametrize("kernel", KERNELS.values(), ids=KERNELS.keys())
 def test_matches_unfused_loss_and_grads(kernel):
+    _check_against_unfused(kernel)
+
+
+@pytest.mark.parametrize("chunk", [0, 7])
+def test_the_compiled_chunks_body_matches_unfused_loss_and_grads(eager_chunk_body, chunk):
+    """`chunk_loss_and_grad`, what loss_kernel 'chunked_compiled' compiles, run eagerly."""
+    _check_against_unfused(_chunked(chunk, compiled_chunks=True))
+
+
+def _check_against_unfused(kernel):
     torch.manual_seed(0)
     hidden = torch.randn(3, 13, 16, requires_grad=True)
     weight = torch.randn(50, 16, requires_grad=True)
@@ -72,6 +91,31 @@ def test_compiled_kernel_matches_chunked_under_bf16_autocast_on_cuda():
     # Gradients as a whole: elementwise, a few of 8.4M weight-gradient entries differ by 3e-3
     # (bf16 rounding of full vs chunked logits; seen on the H200); a wrong kernel is off by
     # far more than 1% of the norm.
+    for a, b in zip(grads_a, grads_b):
+        rel = ((a.float() - b.float()).norm() / b.float().norm()).item()
+        assert rel < 1e-2, rel
+
+
+@pytest.mark.gpu
+def test_compiled_chunks_match_eager_chunks_under_bf16_autocast_on_cuda():
+    """loss_kernel 'chunked_compiled' against 'chunked' on the GPU path, a ragged last chunk
+    and ignored targets included: the same loss and gradients within bf16 noise."""
+    torch.manual_seed(0)
+    hidden = torch.randn(2000, 256, device="cuda", requires_grad=True)
+    weight = (0.02 * torch.randn(32768, 256, device="cuda")).requires_grad_()
+    targets = torch.randint(0, 32768, (2000,), device="cuda")
+    targets[:100] = IGNORE_INDEX
+    results = []
+    for kernel in (_chunked(512), _chunked(512, compiled_chunks=True)):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss, token_loss = kernel(hidden, weight, targets)
+        loss.backward()
+        results.append((loss.detach(), token_loss, hidden.grad.clone(), weight.grad.clone()))
+        hidden.grad = weight.grad = None
+    (loss_a, tok_a, *grads_a), (loss_b, tok_b, *grads_b) = results
+    torch.testing.assert_close(loss_a, loss_b, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(tok_a, tok_b, rtol=1e-3, atol=1e-3)
+    assert (tok_b[:100] == 0).all()
     for a, b in zip(grads_a, grads_b):
         rel = ((a.float() - b.float()).norm() / b.float().norm()).item()
         assert rel < 1e-2, rel

@@ -15,6 +15,13 @@ gradient buffer. FLOPs match the unfused loss (3 matmuls of N x D x V); nothing 
 torch.compile (`compiled_cross_entropy`), which fuses the fp32 upcast, log-sum-exp and gather
 into the matmul's epilogue and its backward. Faster on a GPU with the memory for B*T*V logits
 (the trainer's `loss_kernel = "compiled"`); the chunked kernel is the bounded-memory default.
+
+Between the two, `compiled_chunks=True` (`loss_kernel = "chunked_compiled"`) keeps the chunks
+and their bounded memory, and runs each chunk's softmax and gradient (`chunk_loss_and_grad`)
+as one torch.compile'd function. Eager, that is ~7 passes over the chunk's fp32 logits (the
+upcast, log-sum-exp, exp, the target scatter, the ignore mask, the downcast); compiled, the
+bf16 logits are read twice and the bf16 gradient is written once. On an H100 (2B, 2 x 4096,
+2026-12-07) the eager chunks ran 8% behind the compiled full loss, 28.5k vs 31.0k tok/s.
 """
 
 from __future__ import annotations
@@ -27,12 +34,34 @@ import torch.nn.functional as F
 IGNORE_INDEX = -100
 
 
+def chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token losses [n] (fp32, 0 where ignored) and d loss_sum / d logits [n, V] (softmax -
+    onehot(target), 0 on ignored rows) in logits' dtype; the softmax in fp32. Written without
+    in-place ops for torch.compile, which fuses it; eager, `_FusedLinearCrossEntropy` runs the
+    same math in place instead (less memory)."""
+    x = logits.float()
+    keep = targets != IGNORE_INDEX
+    safe_t = torch.where(keep, targets, 0)
+    lse = torch.logsumexp(x, dim=-1)
+    picked = x.gather(1, safe_t[:, None]).squeeze(1)
+    onehot = torch.arange(x.shape[1], device=x.device)[None, :] == safe_t[:, None]
+    grad = torch.where(keep[:, None], torch.exp(x - lse[:, None]) - onehot.float(), 0.0)
+    return torch.where(keep, lse - picked, 0.0), grad.to(logits.dtype)
+
+
+@functools.cache
+def _compiled_chunk_loss_and_grad():
+    return torch.compile(chunk_loss_and_grad)
+
+
 class _FusedLinearCrossEntropy(torch.autograd.Function):
-    """Loss and both gradients in the forward pass, chunk by chunk; backward only rescales."""
+    """Loss and both gradients in the forward pass, chunk by chunk; backward only rescales.
+    `body`: None for the eager in-place chunk math, else a `chunk_loss_and_grad` (compiled)."""
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                chunk_tokens: int, compute_dtype: torch.dtype):
+                chunk_tokens: int, compute_dtype: torch.dtype, body=None):
         n = hidden.shape[0]
         needs_grad = hidden.requires_grad or weight.requires_grad
         w = weight.to(compute_dtype)
@@ -42,6 +71,12 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         for start in range(0, n, chunk_tokens):
             h = hidden[start:start + chunk_tokens].to(compute_dtype)  # [n_c, D]
             t = targets[start:start + chunk_tokens]  # [n_c]
+            if body is not None and needs_grad:
+                loss_c, g = body(h @ w.T, t)
+                token_loss[start:start + chunk_tokens] = loss_c
+                grad_hidden[start:start + chunk_tokens] = (g @ w).to(hidden.dtype)
+                grad_weight.add_((g.T @ h).float())
+                continue
             logits = (h @ w.T).float()  # [n_c, V]
             keep = t != IGNORE_INDEX
             safe_t = torch.where(keep, t, 0)
@@ -67,12 +102,13 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         grad_hidden, grad_weight = ctx.saved_tensors
         gh = grad_hidden * grad_loss.to(grad_hidden.dtype)
         gw = (grad_weight * grad_loss.float()).to(ctx.weight_dtype)
-        return gh, gw, None, None, None
+        return gh, gw, None, None, None, None
 
 
 def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *,
                                chunk_tokens: int = 4096,
-                               compute_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                               compute_dtype: torch.dtype | None = None,
+                               compiled_chunks: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token cross-entropy of `hidden @ weight.T` against `targets`, in chunks.
 
     Args:
@@ -82,6 +118,8 @@ def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targe
         chunk_tokens: rows per chunk; 0 = all rows in one chunk.
         compute_dtype: matmul dtype (bf16 under GPU autocast); softmax is always fp32.
             None = the autocast dtype when autocast is on for hidden's device, else hidden's.
+        compiled_chunks: each chunk's softmax and gradient as one torch.compile'd function
+            (`chunk_loss_and_grad`; a GPU option: compiling on a CPU takes tens of seconds).
 
     Returns:
         (loss_sum: scalar fp32 with gradient, token_loss: [N] fp32 per-token losses, detached,
@@ -96,8 +134,9 @@ def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targe
         compute_dtype = (torch.get_autocast_dtype(device_type)
                          if torch.is_autocast_enabled(device_type) else hidden.dtype)
     chunk = chunk_tokens if chunk_tokens > 0 else max(1, hidden.shape[0])
+    body = _compiled_chunk_loss_and_grad() if compiled_chunks else None
     with torch.autocast(hidden.device.type, enabled=False):
-        return _FusedLinearCrossEntropy.apply(hidden, weight, targets, chunk, compute_dtype)
+        return _FusedLinearCrossEntropy.apply(hidden, weight, targets, chunk, compute_dtype, body)
 
 
 def full_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor,

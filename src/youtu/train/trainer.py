@@ -142,7 +142,8 @@ class CausalLMLoss(nn.Module):
         if self.kernel == "compiled":
             return compiled_cross_entropy(hidden, self.model.lm_head.weight, targets)
         return fused_linear_cross_entropy(hidden, self.model.lm_head.weight, targets,
-                                          chunk_tokens=self.chunk_tokens)
+                                          chunk_tokens=self.chunk_tokens,
+                                          compiled_chunks=self.kernel == "chunked_compiled")
 
 
 def _add_by_domain(acc: torch.Tensor, token_loss: torch.Tensor, targets: torch.Tensor,
