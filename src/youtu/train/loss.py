@@ -55,6 +55,28 @@ def _compiled_chunk_loss_and_grad():
     return torch.compile(chunk_loss_and_grad)
 
 
+def _chunk_loss_and_grad_in_place(logits: torch.Tensor, targets: torch.Tensor, needs_grad: bool
+                                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`chunk_loss_and_grad` eagerly, on one fp32 copy of the logits updated in place (the
+    gradient only when `needs_grad`, else None)."""
+    dtype = logits.dtype
+    x = logits.float()
+    del logits  # the caller keeps no reference: one copy of the chunk's logits from here on
+    keep = targets != IGNORE_INDEX
+    safe_t = torch.where(keep, targets, 0)
+    lse = torch.logsumexp(x, dim=-1)
+    picked = x.gather(1, safe_t[:, None]).squeeze(1)
+    loss = torch.where(keep, lse - picked, 0.0)
+    if not needs_grad:
+        return loss, None
+    # d loss_sum / d logits = softmax - onehot(target), zero on ignored rows.
+    grad_logits = torch.exp(x.sub_(lse[:, None]))
+    del x
+    grad_logits[torch.arange(len(targets), device=targets.device), safe_t] -= 1.0
+    grad_logits.mul_(keep[:, None])
+    return loss, grad_logits.to(dtype)
+
+
 class _FusedLinearCrossEntropy(torch.autograd.Function):
     """Loss and both gradients in the forward pass, chunk by chunk; backward only rescales.
     `body`: None for the eager in-place chunk math, else a `chunk_loss_and_grad` (compiled)."""
@@ -71,25 +93,12 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         for start in range(0, n, chunk_tokens):
             h = hidden[start:start + chunk_tokens].to(compute_dtype)  # [n_c, D]
             t = targets[start:start + chunk_tokens]  # [n_c]
-            if body is not None and needs_grad:
-                loss_c, g = body(h @ w.T, t)
-                token_loss[start:start + chunk_tokens] = loss_c
-                grad_hidden[start:start + chunk_tokens] = (g @ w).to(hidden.dtype)
-                grad_weight.add_((g.T @ h).float())
-                continue
-            logits = (h @ w.T).float()  # [n_c, V]
-            keep = t != IGNORE_INDEX
-            safe_t = torch.where(keep, t, 0)
-            lse = torch.logsumexp(logits, dim=-1)
-            picked = logits.gather(1, safe_t[:, None]).squeeze(1)
-            token_loss[start:start + chunk_tokens] = torch.where(keep, lse - picked, 0.0)
-            if needs_grad:
-                # d loss_sum / d logits = softmax - onehot(target), zero on ignored rows.
-                grad_logits = torch.exp(logits.sub_(lse[:, None]))
-                grad_logits[torch.arange(len(t), device=t.device), safe_t] -= 1.0
-                grad_logits.mul_(keep[:, None])
-                g = grad_logits.to(compute_dtype)
-                del logits, grad_logits
+            # the logits [n_c, V] (compute dtype) are unnamed here: the callee holds the only
+            # reference, so the eager path frees them once it has its fp32 copy
+            loss_c, g = (body(h @ w.T, t) if body is not None and needs_grad
+                         else _chunk_loss_and_grad_in_place(h @ w.T, t, needs_grad))
+            token_loss[start:start + chunk_tokens] = loss_c
+            if g is not None:
                 grad_hidden[start:start + chunk_tokens] = (g @ w).to(hidden.dtype)
                 grad_weight.add_((g.T @ h).float())
         ctx.save_for_backward(grad_hidden, grad_weight)
