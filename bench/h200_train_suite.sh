@@ -7,6 +7,8 @@
 # each under its own time limit; a phase that would start after BUDGET_S seconds is skipped.
 set -u
 whl=$1; out=$2; budget=${BUDGET_S:-300}
+# PHASES picks some, e.g. PHASES="s4096 chunks gputests" (default: all).
+phases=" ${PHASES:-s4096 chunks s32k gputests curve fp8auto} "
 source "$(dirname "$0")/h200_phases.sh"
 python3 -c "import torch, torchao, torchtitan.models.deepseek_v3; from importlib.metadata import version; print('torch', torch.__version__, 'torchao', torchao.__version__, 'torchtitan', version('torchtitan'), torch.cuda.get_device_name())" 2>&1 | tail -n 2
 B=bench/train_throughput.py
@@ -21,7 +23,8 @@ phase chunks 120 python3 $B --preset youtu_2b --seq 4096 --batch "${TRAIN_BATCH:
   --loss-kernel chunked_compiled --peer none --steps 4 --warmup 2 --json-out "$out/chunks.json"
 phase s32k 110 python3 $B --preset youtu_2b --seq 32768 --batch 1 --compile --ac full,selective \
   --peer none --steps 3 --warmup 1 --json-out "$out/s32k.json"
-phase gputests 60 python3 -m pytest -q -m gpu -p no:cacheprovider tests/train/test_fp8.py
+phase gputests 90 python3 -m pytest -q -m gpu -p no:cacheprovider tests/train/test_fp8.py \
+  tests/train/test_loss.py
 phase curve 100 python3 $B --preset small --seq 2048 --batch 8 --compile --fp8 off,tensorwise \
   --curve 300 --json-out "$out/curve.json"
 phase fp8auto 110 python3 $B --preset youtu_2b --seq 4096 --batch 4 --compile --fp8 tensorwise,rowwise \
