@@ -122,8 +122,15 @@ def bench_triton(out_f: int, in_f: int, batch: int, kind: str) -> dict[str, floa
         for w in ws:
             decode_gemv.gemv(x, w, **kw)
 
+    def bare():
+        for w in ws:
+            decode_gemv.gemv(x, w)
+
     row = {"kind": kind, "torch_ops_us": time_per_call_us(torch_ops, copies),
            "triton_us": time_per_call_us(kernel, copies), "rel_err": err, "config": str(best)}
+    decode_gemv.gemv(x, ws[0])  # the bare GEMV (no fused work) autotunes outside the timing
+    row["bare_config"] = str(decode_gemv._kernels()[1].best_config)
+    row["bare_us"] = time_per_call_us(bare, copies)
     ws.clear()
     torch.cuda.empty_cache()
     return row
@@ -195,14 +202,16 @@ def main() -> None:
                    for name, kind in TRITON_KINDS.items()}
             print(f"# batch {batch}: decode GEMV kernels (fused work on) vs the same torch ops")
             print("| weight | fused work | MB | cuBLAS GEMV us | torch ops us | triton us | "
-                  "triton GB/s | triton vs torch ops | rel. error | config |")
-            print("|---|---|---|---|---|---|---|---|---|---|")
+                  "triton GB/s | triton vs torch ops | rel. error | config | bare triton us | "
+                  "bare config |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|")
             for name, t in tri.items():
                 r = rows[name]
                 print(f"| {name} | {t['kind']} | {r['mb']:.1f} | {r['cublas_us']:.2f} | "
                       f"{t['torch_ops_us']:.2f} | {t['triton_us']:.2f} | "
                       f"{r['mb'] * 1e3 / t['triton_us']:.0f} | "
-                      f"{t['torch_ops_us'] / t['triton_us']:.2f}x | {t['rel_err']:.1e} | {t['config']} |")
+                      f"{t['torch_ops_us'] / t['triton_us']:.2f}x | {t['rel_err']:.1e} | {t['config']} | "
+                      f"{t['bare_us']:.2f} | {t['bare_config']} |")
             per_layer = [n for n in TRITON_KINDS if n != "lm_head"]
             bmm = sum(rows[n]["cublas_us"] for n in ("W_uk (bmm)", "W_uv (bmm)"))
             for label, col in (("torch ops", "torch_ops_us"), ("triton", "triton_us")):

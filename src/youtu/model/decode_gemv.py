@@ -79,6 +79,9 @@ AUTOTUNE_CONFIGS = [
     GemvConfig(16, 256, False, num_warps=8),
     GemvConfig(16, 128, True, num_stages=4), GemvConfig(32, 128, True, num_stages=4),
     GemvConfig(64, 64, True, num_stages=4), GemvConfig(16, 256, True, num_stages=3),
+    # a whole 2048-wide row per iteration: every load of the program in flight at once
+    GemvConfig(1, 2048, False), GemvConfig(2, 1024, False), GemvConfig(2, 2048, False, num_warps=8),
+    GemvConfig(4, 1024, False, num_warps=8), GemvConfig(4, 2048, False, num_warps=8),
 ]
 # FMA configs whose [rows, BLOCK_N, BLOCK_K] product exceeds this many fp32 values per thread
 # are pruned before tuning: ptxas for sm_90a gave 16 x 128 at 8 rows (128 values) 254
