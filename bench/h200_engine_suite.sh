@@ -29,7 +29,7 @@ phase decode 300 python3 bench/decode.py --preset youtu_2b --reps 2 \
   --variants today,fused,fused+overlap,fused+gemv,fused+overlap+gemv \
   --long-lens 32768 --long-reps 2 --peer-max-len 32768
 phase data 290 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 --baseline-workers 16 \
-  --jsonl-docs 32000 --jsonl-files 32 --skip-embedded --control-units 32
+  --jsonl-docs 32000 --jsonl-files 32 --skip-embedded --control-units 32 ${DATA_ARGS:-}
 phase gemv 200 python3 bench/decode_gemv.py --batch 1,8 --triton
 phase firstuse 120 python3 bench/first_use.py
 echo "== done at $(( $(date +%s) - start ))s"
