@@ -88,7 +88,9 @@ def profile_step(step, top: int, device: torch.device) -> dict:
         _sync(device)
     kernels = []
     for ev in prof.key_averages():
-        t = (getattr(ev, "device_time_total", None) or ev.cuda_time_total) if cuda else \
+        # device_time_total (torch >= 2.4; 0 for an event without kernels) else cuda_time_total
+        t = (getattr(ev, "self_device_time_total", None)
+             if hasattr(ev, "self_device_time_total") else ev.self_cuda_time_total) if cuda else \
             ev.self_cpu_time_total
         if t > 0:
             kernels.append((ev.key, t / 1e3, ev.count))
