@@ -92,11 +92,12 @@ def timed(fn, device: str) -> float:
 # Engine settings --variants can name (Engine keyword arguments); "default" = the Engine's own.
 VARIANTS = {
     "default": {},
-    "today": {"fuse_weights": False, "overlap": False},
-    "fused": {"fuse_weights": True, "overlap": False},
-    "fused+overlap": {"fuse_weights": True, "overlap": True},
+    "today": {"fuse_weights": False, "overlap": False, "gemv": "cublas"},
+    "fused": {"fuse_weights": True, "overlap": False, "gemv": "cublas"},
+    "fused+overlap": {"fuse_weights": True, "overlap": True, "gemv": "cublas"},
     "fused+gemv": {"fuse_weights": True, "overlap": False, "gemv": "triton"},
     "fused+overlap+gemv": {"fuse_weights": True, "overlap": True, "gemv": "triton"},
+    "fused+overlap+auto": {"fuse_weights": True, "overlap": True, "gemv": "auto"},
 }
 
 

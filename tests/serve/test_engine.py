@@ -630,6 +630,61 @@ def test_triton_gemv_is_refused_where_it_cannot_run(model, checkpoint, tmp_path)
     assert engine.gemv == "cublas"
 
 
+def test_auto_gemv_and_overlap_are_the_defaults_and_fall_back_where_they_cannot_run(model, checkpoint,
+                                                                                     tmp_path):
+    """'auto' (the default) runs the Triton GEMVs only at batch <= AUTO_MAX_ROWS and only where
+    they can run: on the CPU, or with unfused weights, it is cuBLAS; overlap is on only on CUDA."""
+    import copy
+
+    from youtu.model import decode_gemv
+    from youtu.serve.config import ServeConfig
+    from youtu.serve.engine import engine_from_config
+
+    assert [decode_gemv.kernel_rows(g) for g in ("cublas", "auto", "triton")] == \
+        [0, decode_gemv.AUTO_MAX_ROWS, decode_gemv.MAX_ROWS]
+    assert 1 <= decode_gemv.AUTO_MAX_ROWS <= decode_gemv.MAX_ROWS
+    with pytest.raises(ValueError, match="'auto', 'cublas' or 'triton'"):
+        decode_gemv.kernel_rows("fast")
+    engine = Engine(copy.deepcopy(model), max_batch=2, max_seq_len=32, eos_ids=[])
+    assert (engine.gemv, engine.overlap) == ("cublas", False)  # the CPU: neither can run
+    unfused = Engine(copy.deepcopy(model), max_batch=2, max_seq_len=32, eos_ids=[],
+                     fuse_weights=False, gemv="auto")
+    assert unfused.gemv == "cublas"
+    assert (ServeConfig().decode_gemv, ServeConfig().overlap_decode) == ("auto", True)
+    ServeConfig(decode_gemv="auto", fuse_decode_weights=False)  # auto needs no fused layout
+    served, _ = engine_from_config(ServeConfig(checkpoint=str(checkpoint)), run_dir=tmp_path,
+                                   device="cpu")
+    assert (served.gemv, served.overlap) == ("cublas", False)
+
+
+@pytest.mark.gpu
+def test_auto_gemv_takes_the_kernels_at_batch_one_only(model, prompts, monkeypatch):
+    """On CUDA the default engine is 'auto' with overlap on; its graphed batch-1 decode equals
+    the cuBLAS engine's; a 1-row decode step calls the kernels and a 2-row one does not."""
+    import copy
+
+    from youtu.model import decode_gemv
+    from youtu.serve.graphs import decode_step
+
+    gpu_model = copy.deepcopy(model).cuda()
+    fast = Engine(gpu_model, max_batch=2, max_seq_len=300, eos_ids=[])
+    assert (fast.gemv, fast.overlap) == ("auto", True) and fast.graphs is not None
+    plain = Engine(gpu_model, max_batch=2, max_seq_len=300, eos_ids=[], gemv="cublas",
+                   use_cuda_graph=False, overlap=False)
+    for p, n in zip(prompts, NEW_TOKENS):
+        assert fast.generate([p], [_greedy(n)])[0].token_ids == \
+            plain.generate([p], [_greedy(n)])[0].token_ids
+    calls = []
+    real = decode_gemv.gemv
+    monkeypatch.setattr(decode_gemv, "gemv", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ids, pos = torch.tensor([[1], [2]], device="cuda"), torch.tensor([[3], [3]], device="cuda")
+    rows = torch.tensor([0, 1], device="cuda")
+    decode_step(gpu_model, fast.cache, ids, pos, rows, 64, fused=True, gemv="auto")
+    assert calls == []  # 2 rows > AUTO_MAX_ROWS: cuBLAS
+    decode_step(gpu_model, fast.cache, ids[:1], pos[:1], rows[:1], 64, fused=True, gemv="auto")
+    assert calls
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("compile", [False, True], ids=["graphs", "graphs+compile"])
 def test_triton_gemv_decode_under_cuda_graphs_equals_cublas(model, prompts, references, compile):

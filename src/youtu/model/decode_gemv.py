@@ -45,15 +45,28 @@ import torch
 MAX_ROWS = 8
 """Largest B the kernel takes: the engine's batch buckets up to 8 (beyond, cuBLAS)."""
 
-IMPLEMENTATIONS = ("cublas", "triton")
-"""The decode step's GEMVs: F.linear, or these kernels."""
+IMPLEMENTATIONS = ("auto", "cublas", "triton")
+"""The decode step's GEMVs: F.linear, these kernels up to MAX_ROWS rows, or these kernels
+where they were measured faster (AUTO_MAX_ROWS) and F.linear above."""
+
+AUTO_MAX_ROWS = 1
+"""Rows up to which `auto` takes the kernels. On an H100 (2026-12-07_h100_gemv.md, 94c63c0)
+the batch-1 GEMVs with their norms, SwiGLU and residuals fused in took 2.01 ms a step against
+2.06 ms for cuBLAS without that work, and the whole engine step ran 1.12x faster (349.7 vs
+311.9 tok/s); at 8 rows they took 2.60 ms against cuBLAS's 2.08 (a loss), and 2-4 rows are
+unmeasured."""
 
 
 def check_implementation(value: str, key: str = "gemv") -> str:
     """`value` if it names one of IMPLEMENTATIONS, else a one-line ValueError naming `key`."""
     if value not in IMPLEMENTATIONS:
-        raise ValueError(f"{key} must be 'cublas' or 'triton', got {value!r}")
+        raise ValueError(f"{key} must be 'auto', 'cublas' or 'triton', got {value!r}")
     return value
+
+
+def kernel_rows(implementation: str) -> int:
+    """The most rows for which `implementation` runs these kernels (0: never)."""
+    return {"auto": AUTO_MAX_ROWS, "cublas": 0, "triton": MAX_ROWS}[check_implementation(implementation)]
 
 
 class GemvConfig(NamedTuple):

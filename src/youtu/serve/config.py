@@ -55,19 +55,19 @@ class ServeConfig:
     fuse_decode_weights: bool = True
     """Decode with gate+up and q_a+kv_a as one GEMV each: the weights are laid out in place
     (parameters become views of the fused tensors; names, checkpoints and memory unchanged).
-    Expected faster at batch 1 (half-full GEMVs ran at ~half bandwidth on an H200); not yet
-    measured (bench/decode.py --variants)."""
-    decode_gemv: Literal["cublas", "triton"] = "cublas"
-    """Decode GEMVs at batch <= 8: 'cublas' (F.linear) or 'triton' (`youtu.model.decode_gemv`:
+    On an H100 the batch-1 GEMVs took 2.04 ms a step fused against 2.33 ms separate
+    (bench/results/2026-12-07_h100_gemv.md)."""
+    decode_gemv: Literal["auto", "cublas", "triton"] = "auto"
+    """Decode GEMVs: 'cublas' (F.linear); 'triton' (`youtu.model.decode_gemv` at batch <= 8:
     five GEMV kernels per layer carry three RMSNorms (prologues), the SwiGLU and both residual
-    adds, ~12 kernels per layer instead of ~22 (counted from the code, not yet profiled); needs
-    fuse_decode_weights). CUDA only; ignored on the CPU. 'cublas' until measured
-    (bench/decode.py --variants fused,fused+gemv)."""
-    overlap_decode: bool = False
+    adds; needs fuse_decode_weights); 'auto' = those kernels where they were measured faster
+    (batch 1: the engine step 1.12x on an H100; `decode_gemv.AUTO_MAX_ROWS`) and cuBLAS above,
+    or everywhere when they cannot run. CUDA only; ignored on the CPU."""
+    overlap_decode: bool = True
     """Launch each decode step from the previous step's tokens kept on the GPU and read those
     back while it runs (stops checked one step late, the extra token discarded; same tokens).
-    CUDA only; ignored on the CPU. Expected to hide ~0.5 ms of host work per step; off until
-    its CUDA path has run and been measured (bench/decode.py --variants)."""
+    CUDA only; ignored on the CPU. On an H100 it was faster in every row measured: 315.7 vs
+    296.8 tok/s at batch 1, 8,324 vs 5,577 at batch 32 (2026-12-07_h100_engine.md)."""
 
     # ---- request defaults (a request's own values win)
     max_new_tokens: int = 1024
@@ -125,8 +125,9 @@ class ServeConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.compile_decode and not self.use_cuda_graph:
             raise ValueError("compile_decode needs use_cuda_graph = true (or set compile_decode = false)")
-        if self.decode_gemv not in ("cublas", "triton"):
-            raise ValueError(f"decode_gemv must be 'cublas' or 'triton', got {self.decode_gemv!r}")
+        if self.decode_gemv not in ("auto", "cublas", "triton"):
+            raise ValueError(f"decode_gemv must be 'auto', 'cublas' or 'triton', got "
+                             f"{self.decode_gemv!r}")
         if self.decode_gemv == "triton" and not self.fuse_decode_weights:
             raise ValueError("decode_gemv = 'triton' reads the fused decode weights: set "
                              "fuse_decode_weights = true (or decode_gemv = 'cublas')")

@@ -27,10 +27,11 @@ Design (vLLM's, at the scale of one file):
 - Decode reads the weights in a decode-time layout (`fuse_weights`, `graphs.fuse_decode_weights`):
   gate+up and q_a+kv_a as one GEMV each, the parameters views of the fused tensors (state_dict,
   checkpoints and memory unchanged).
-- `gemv="triton"` (CUDA only, needs the fused layout; default "cublas" until measured on the
-  GPU) runs the decode step's weight GEMVs for batches up to 8 as `youtu.model.decode_gemv`
-  kernels with the norms, SwiGLU and residual adds fused in (`graphs.decode_step`).
-- With `overlap` (CUDA only; off by default until measured on the GPU) step N+1 is launched from step N's sampled tokens kept on
+- `gemv="triton"` (CUDA only, needs the fused layout) runs the decode step's weight GEMVs for
+  batches up to 8 as `youtu.model.decode_gemv` kernels with the norms, SwiGLU and residual
+  adds fused in (`graphs.decode_step`); the default `"auto"` does so at batch 1, where they
+  were measured faster (`decode_gemv.AUTO_MAX_ROWS`), and falls back to cuBLAS elsewhere.
+- With `overlap` (CUDA only; on by default there: faster in every row measured) step N+1 is launched from step N's sampled tokens kept on
   the device, and step N's tokens are read back (delivered, stop-checked) while the GPU runs
   N+1: the host's work per step (~0.5 ms at 2B batch 1 on an H200, ~15% of the step) hides
   behind the GPU's. Exact: limits (max_tokens, context) are known ahead, so no step runs past
@@ -198,11 +199,11 @@ class Engine:
             are laid out in place, see `graphs.fuse_decode_weights`; ignored for sharded
             parameters).
         overlap: launch each decode step before reading the previous one's tokens back (see
-            the module docstring); None = off. CUDA only; off by default until its CUDA path
-            has run and been measured on the GPU (CPU tests cover its bookkeeping).
-        gemv: 'cublas' (F.linear) or 'triton' (the `decode_gemv` kernels with fused norms,
+            the module docstring); None = on for CUDA, off elsewhere.
+        gemv: 'cublas' (F.linear), 'triton' (the `decode_gemv` kernels with fused norms,
             SwiGLU and residuals, batches up to 8; CUDA with triton and `fuse_weights` only:
-            elsewhere a ValueError). Default 'cublas' until measured on the GPU.
+            elsewhere a ValueError) or 'auto' (the kernels at batch <= AUTO_MAX_ROWS where
+            they can run, else cuBLAS).
     """
 
     def __init__(self, model: YoutuForCausalLM, *, max_batch: int, max_seq_len: int,
@@ -211,7 +212,7 @@ class Engine:
                  prefill_row_tokens: int | None = None,
                  detokenize: Callable[[list[int]], str] | None = None,
                  use_cuda_graph: bool | None = None, compile: bool | None = None, seed: int = 0,
-                 fuse_weights: bool = True, overlap: bool | None = None, gemv: str = "cublas"):
+                 fuse_weights: bool = True, overlap: bool | None = None, gemv: str = "auto"):
         if max_batch < 1 or max_seq_len < 2:
             raise ValueError(f"Engine needs max_batch >= 1 and max_seq_len >= 2, got "
                              f"{max_batch} and {max_seq_len}")
@@ -248,7 +249,7 @@ class Engine:
         if fuse_weights and self._stepwise and not self.fused:
             logger.warning("sharded parameters: decode keeps the separate projections")
         self.gemv = self._check_gemv(gemv)
-        self.overlap = bool(overlap)
+        self.overlap = self.device.type == "cuda" if overlap is None else bool(overlap)
         self._inflight: _Sampled | None = None  # with overlap: the step launched, not yet read
         # One extra scratch row under CUDA graphs: padding entries of a batch bucket write there.
         rows = self.max_batch + (1 if use_cuda_graph else 0)
@@ -493,8 +494,11 @@ class Engine:
     # ---- model calls ----------------------------------------------------------------------------
 
     def _check_gemv(self, gemv: str) -> str:
-        """The decode GEMV implementation after checking it can run here."""
-        if decode_gemv.check_implementation(gemv) == "triton":
+        """The decode GEMV implementation after checking it can run here; `auto` where the
+        kernels cannot run (no CUDA or triton, or unfused weights) is cuBLAS."""
+        if decode_gemv.check_implementation(gemv) == "auto":
+            return "auto" if self.fused and decode_gemv.available(self.device) else "cublas"
+        if gemv == "triton":
             if not decode_gemv.available(self.device):
                 raise ValueError(f"gemv='triton' needs a CUDA device with triton (the model is on "
                                  f"{self.device}); use gemv='cublas' there")

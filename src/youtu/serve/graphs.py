@@ -152,12 +152,12 @@ def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
     / `queries_fn` are the compiled versions of `layer_inputs` / `layer_output` /
     `layer_queries` under `compile`; `fused` uses the layout of `fuse_decode_weights`;
     `gemv="triton"` (needs `fused`) runs the weight GEMVs as `decode_gemv` kernels for
-    B <= decode_gemv.MAX_ROWS and cuBLAS above.
+    B <= decode_gemv.MAX_ROWS and cuBLAS above; `"auto"` for B <= decode_gemv.AUTO_MAX_ROWS.
     """
-    kernels = decode_gemv.check_implementation(gemv) == "triton" and ids.shape[0] <= decode_gemv.MAX_ROWS
+    kernels = ids.shape[0] <= decode_gemv.kernel_rows(gemv)
     if kernels and not fused:
-        raise ValueError("gemv='triton' reads the fused decode weights: pass fused=True "
-                         "(after fuse_decode_weights)")
+        raise ValueError(f"gemv={gemv!r} reads the fused decode weights: pass fused=True "
+                         "(after fuse_decode_weights), or gemv='cublas'")
     x = model.model.embed_tokens(ids)  # [B, 1, D]
     cos, sin = model._rope(positions, x.dtype)
     lengths = positions.reshape(-1) + 1  # once per step, not per layer
