@@ -160,6 +160,9 @@ def run(src: Path, spec: dict) -> dict:
     # the datatrove pipeline logs each stage's wall time (the baseline has no stages)
     out["stages_s"] = {name: float(sec) for name, sec in re.findall(
         r"stage (\w+): \d+ task\(s\) in ([\d.]+)s", proc.stderr)}
+    # the worker pool's start, apart from the first stage (trees since 2026-12-07)
+    out["stages_s"].update({"pool_start": float(sec) for sec in re.findall(
+        r"pool of \d+ worker\(s\) started in ([\d.]+)s", proc.stderr)})
     return out
 
 

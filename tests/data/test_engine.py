@@ -54,6 +54,33 @@ def test_a_failing_task_stops_the_run_naming_the_task_and_its_log(tmp_path, work
     assert (tmp_path / "boom" / "logs" / "task_00001.log").is_file()
 
 
+def _pid(folder: str, data, rank: int, world_size: int):
+    Path(folder, f"{rank}.{os.getpid()}").touch()
+    return data
+
+
+def test_the_pool_starts_once_before_the_first_stage_and_logs_its_start(tmp_path, caplog):
+    """The pool's start is its own log line (not in the first stage's time); both stages'
+    tasks run in the same two worker processes."""
+    import functools
+    import logging
+
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    step = functools.partial(_pid, str(flags))  # not the environment: the fork server's is older
+    with caplog.at_level(logging.INFO, logger="youtu.data.engine"):
+        ran = run_local([Stage("a", [step], 4), Stage("b", [step], 4)], 2, tmp_path / "logs")
+    assert ran == {"a": 4, "b": 4}
+    lines = [r.getMessage() for r in caplog.records]
+    starts = [i for i, m in enumerate(lines) if "pool of 2 worker(s) started in" in m]
+    stage_a = next(i for i, m in enumerate(lines) if "stage a: 4 task(s) in" in m)
+    assert len(starts) == 1 and starts[0] < stage_a
+    assert "(2 answered)" in lines[starts[0]]
+    names = [p.name.split(".") for p in flags.iterdir()]
+    assert {rank for rank, _ in names} == {"0", "1", "2", "3"}
+    assert len({pid for _, pid in names}) <= 2 and str(os.getpid()) not in {p for _, p in names}
+
+
 def test_a_killed_worker_stops_the_run_instead_of_hanging(tmp_path):
     t = time.perf_counter()
     with pytest.raises(DataPipelineError, match="worker process of stage 'die' died"):

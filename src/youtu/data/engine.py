@@ -6,7 +6,8 @@
 
 Local: each stage is a datatrove `LocalPipelineExecutor` over `<logging_dir>/<stage>/` (task
 logs, stats, completion markers); its tasks run in one process pool shared by all stages
-(started once: each stage's tasks start in milliseconds, not a pool start per stage), or in
+(started once, before the first stage's clock and logged apart: each stage's tasks start in
+milliseconds, not a pool start per stage), or in
 this process with `workers = 0`. A task that raises, or a worker process that dies (killed, out
 of memory), stops the run at once with `DataPipelineError` naming the stage, the task and its
 log; tasks finished before it keep their completion markers, so a re-run does only the rest.
@@ -69,6 +70,15 @@ def _worker_task(blob: bytes, rank: int) -> int:
     return rank
 
 
+def _worker_ready(_: int) -> int:
+    """Pool start: import what every task unpickles, so a stage's time is its tasks' own."""
+    import dill  # noqa: F401
+
+    import youtu.data.steps  # noqa: F401
+
+    return os.getpid()
+
+
 class _Pool:
     """A process pool kept across stages; killed workers are noticed (BrokenProcessPool)."""
 
@@ -80,8 +90,19 @@ class _Pool:
         if self._pool is None:
             # forkserver, not fork: this process may hold tokenizer threads and locks. As with
             # a torch DataLoader, a script calling prepare() needs `if __name__ == "__main__":`.
+            t0 = time.perf_counter()
             self._pool = cf.ProcessPoolExecutor(self.workers,
                                                 mp_context=mp.get_context("forkserver"))
+            # The workers start (and import) here, all at once, not inside the first stage.
+            try:
+                ready = len(set(self._pool.map(_worker_ready, range(self.workers))))
+            except cf.process.BrokenProcessPool as e:
+                self.close(kill=True)
+                raise DataPipelineError(f"data prepare: the pool of {self.workers} worker "
+                                        f"process(es) died while starting (out of memory?); "
+                                        f"re-run with fewer data.workers") from e
+            logger.info("data prepare: pool of %d worker(s) started in %.1fs (%d answered)",
+                        self.workers, time.perf_counter() - t0, ready)
         return self._pool
 
     def close(self, kill: bool = False) -> None:
@@ -111,10 +132,13 @@ def _run_local(stage: Stage, logging_dir: Path, pool: _Pool | None) -> int:
                     stage.tasks)
         return 0
     executor.save_executor_as_json()
+    pooled = pool is not None and not (len(todo) == 1 and stage.tasks == 1)
+    if pooled:
+        pool.get()  # started (once) before the stage's clock: its own line in the log
     t0 = time.perf_counter()
     bar = tqdm(total=len(todo), desc=f"data {stage.name}", unit="task", disable=None,
                leave=False)
-    if pool is None or len(todo) == 1 and stage.tasks == 1:
+    if not pooled:
         for rank in todo:
             try:
                 _quiet_task(dill.loads(dill.dumps(executor)) if len(todo) > 1 else executor,
