@@ -51,10 +51,10 @@ where they were measured faster (AUTO_MAX_ROWS) and F.linear above."""
 
 AUTO_MAX_ROWS = 1
 """Rows up to which `auto` takes the kernels. On an H100
-(bench/results/2026-12-07_h100_gemv_rows.md, 94c63c0) the batch-1 GEMVs with their norms, SwiGLU and residuals fused in took 2.01 ms a step against
-2.06 ms for cuBLAS without that work, and the whole engine step ran 1.12x faster (349.7 vs
-311.9 tok/s); at 8 rows they took 2.60 ms against cuBLAS's 2.08 (a loss), and 2-4 rows are
-unmeasured."""
+(bench/results/2026-12-07_h100_gemv_rows.md, 94c63c0) the batch-1 GEMVs with their norms,
+SwiGLU and residuals fused in took 2.01 ms a step against 2.06 ms for cuBLAS without that
+work, and the whole engine step ran 1.12x faster (349.7 vs 311.9 tok/s); at 8 rows they took
+2.60 ms against cuBLAS's 2.08 (a loss), and 2-4 rows are unmeasured."""
 
 
 def check_implementation(value: str, key: str = "gemv") -> str:
