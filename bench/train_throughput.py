@@ -88,10 +88,9 @@ def profile_step(step, top: int, device: torch.device) -> dict:
         _sync(device)
     kernels = []
     for ev in prof.key_averages():
-        # device_time_total (torch >= 2.4; 0 for an event without kernels) else cuda_time_total
-        t = (getattr(ev, "self_device_time_total", None)
-             if hasattr(ev, "self_device_time_total") else ev.self_cuda_time_total) if cuda else \
-            ev.self_cpu_time_total
+        # self time: a kernel's own, so an operator and its kernels do not both count (torch
+        # 2.11's FunctionEventAvg has self_device_time_total, no cuda_time_total)
+        t = ev.self_device_time_total if cuda else ev.self_cpu_time_total
         if t > 0:
             kernels.append((ev.key, t / 1e3, ev.count))
     kernels.sort(key=lambda k: -k[1])
