@@ -26,7 +26,7 @@ source "$(dirname "$0")/h200_phases.sh"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
 phase gputests 330 python3 -m pytest -q -m gpu -p no:cacheprovider tests
 phase decode 300 python3 bench/decode.py --preset youtu_2b --reps 2 \
-  --variants today,fused,fused+overlap,fused+gemv,fused+overlap+gemv \
+  --variants today,fused+overlap,fused+overlap+auto,fused+overlap+gemv \
   --long-lens 32768 --long-reps 2 --peer-max-len 32768
 phase data 290 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 --baseline-workers 16 \
   --jsonl-docs 32000 --jsonl-files 32 --skip-embedded --control-units 32 ${DATA_ARGS:-}
