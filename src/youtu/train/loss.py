@@ -21,7 +21,8 @@ and their bounded memory, and runs each chunk's softmax and gradient (`chunk_los
 as one torch.compile'd function. Eager, that is ~7 passes over the chunk's fp32 logits (the
 upcast, log-sum-exp, exp, the target scatter, the ignore mask, the downcast); compiled, the
 bf16 logits are read twice and the bf16 gradient is written once. On an H100 (2B, 2 x 4096,
-2026-12-07) the eager chunks ran 8% behind the compiled full loss, 28.5k vs 31.0k tok/s.
+2026-12-07) the eager chunks ran 8% behind the compiled full loss, 28.5k vs 31.0k tok/s; the
+compiled chunks ran 29.95k, 0.975x the compiled full loss (bench/results/2026-12-07_h100_train_profile.md).
 """
 
 from __future__ import annotations
@@ -41,13 +42,20 @@ def chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor
     in-place ops for torch.compile, which fuses it; eager, `_FusedLinearCrossEntropy` runs the
     same math in place instead (less memory)."""
     x = logits.float()
+    keep, safe_t, lse, loss = _token_losses(x, targets)
+    onehot = torch.arange(x.shape[1], device=x.device)[None, :] == safe_t[:, None]
+    grad = torch.where(keep[:, None], torch.exp(x - lse[:, None]) - onehot.float(), 0.0)
+    return loss, grad.to(logits.dtype)
+
+
+def _token_losses(x: torch.Tensor, targets: torch.Tensor):
+    """(keep [n] bool, safe targets [n], log-sum-exp [n], per-token loss [n], 0 where ignored)
+    of fp32 logits x [n, V]; shared by both chunk paths."""
     keep = targets != IGNORE_INDEX
     safe_t = torch.where(keep, targets, 0)
     lse = torch.logsumexp(x, dim=-1)
     picked = x.gather(1, safe_t[:, None]).squeeze(1)
-    onehot = torch.arange(x.shape[1], device=x.device)[None, :] == safe_t[:, None]
-    grad = torch.where(keep[:, None], torch.exp(x - lse[:, None]) - onehot.float(), 0.0)
-    return torch.where(keep, lse - picked, 0.0), grad.to(logits.dtype)
+    return keep, safe_t, lse, torch.where(keep, lse - picked, 0.0)
 
 
 @functools.cache
@@ -62,11 +70,7 @@ def _chunk_loss_and_grad_in_place(logits: torch.Tensor, targets: torch.Tensor, n
     dtype = logits.dtype
     x = logits.float()
     del logits  # the caller keeps no reference: one copy of the chunk's logits from here on
-    keep = targets != IGNORE_INDEX
-    safe_t = torch.where(keep, targets, 0)
-    lse = torch.logsumexp(x, dim=-1)
-    picked = x.gather(1, safe_t[:, None]).squeeze(1)
-    loss = torch.where(keep, lse - picked, 0.0)
+    keep, safe_t, lse, loss = _token_losses(x, targets)
     if not needs_grad:
         return loss, None
     # d loss_sum / d logits = softmax - onehot(target), zero on ignored rows.
