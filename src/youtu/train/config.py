@@ -72,11 +72,11 @@ class LoopConfig(OptimizerConfig):
     loss_kernel: Literal["chunked", "chunked_compiled", "compiled"] = "chunked"
     """'chunked': the fused lm_head + cross-entropy in chunks of `loss_chunk_tokens` (bounded
     memory, any device). 'chunked_compiled': the same chunks, each chunk's softmax and gradient
-    one torch.compile'd function (a GPU option: 0.975x 'compiled', and 1.05x 'chunked' of an earlier run, for the
-    2B at 2 x 4096 on an H100). 'compiled': lm_head +
-    cross-entropy on the full logits as one torch.compile'd function (faster on a GPU with
-    memory for B x T x vocab logits: 8% over 'chunked' for the 2B at 2 x 4096 on an H100,
-    with less memory; the first step compiles it)."""
+    one torch.compile'd function (a GPU option; for the 2B at 2 x 4096 on an H100, 0.975x
+    'compiled', and 1.05x 'chunked' of an earlier run). 'compiled': lm_head + cross-entropy on
+    the full logits as one torch.compile'd function (faster on a GPU with memory for B x T x
+    vocab logits: 8% over 'chunked' for the 2B at 2 x 4096 on an H100, with less memory; the
+    first step compiles it)."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """'auto' = bf16 autocast on CUDA, fp32 on CPU. Master weights and optimizer stay fp32."""
     compile: bool = False
