@@ -66,7 +66,8 @@ def check_implementation(value: str, key: str = "gemv") -> str:
 
 def kernel_rows(implementation: str) -> int:
     """The most rows for which `implementation` runs these kernels (0: never)."""
-    return {"auto": AUTO_MAX_ROWS, "cublas": 0, "triton": MAX_ROWS}[check_implementation(implementation)]
+    rows = {"auto": AUTO_MAX_ROWS, "cublas": 0, "triton": MAX_ROWS}
+    return rows[check_implementation(implementation)]
 
 
 class GemvConfig(NamedTuple):

@@ -22,7 +22,8 @@ as one torch.compile'd function. Eager, that is ~7 passes over the chunk's fp32 
 upcast, log-sum-exp, exp, the target scatter, the ignore mask, the downcast); compiled, the
 bf16 logits are read twice and the bf16 gradient is written once. On an H100 (2B, 2 x 4096,
 2026-12-07) the eager chunks ran 8% behind the compiled full loss, 28.5k vs 31.0k tok/s; the
-compiled chunks ran 29.95k, 0.975x the compiled full loss (bench/results/2026-12-07_h100_train_profile.md).
+compiled chunks ran 29.95k, 0.975x the compiled full loss
+(bench/results/2026-12-07_h100_train_profile.md).
 """
 
 from __future__ import annotations
