@@ -67,6 +67,68 @@ def test_ngram_repetition_on_known_text():
     assert ngram_repetition("one two three four five six".split()) == ([0.0] * 3, [0.0] * 6)
 
 
+def _naive_ngram_repetition(words):
+    """Gopher's statistics by their definition: n-gram tuples counted with a Counter. For the
+    top n-grams, every value a most frequent n-gram gives (ties may differ in characters)."""
+    from collections import Counter
+
+    total = max(sum(map(len, words)), 1)
+    top, dup = [], []
+    for n in range(2, 11):
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        counts = Counter(grams)
+        if n <= 4:
+            most = max(counts.values(), default=0)
+            top.append({most * sum(map(len, g)) / total for g, c in counts.items() if c == most}
+                       if most >= 2 else {0.0})
+        else:
+            covered = set()
+            for i, g in enumerate(grams):
+                if counts[g] > 1:
+                    covered.update(range(i, i + n))
+            dup.append(sum(len(words[j]) for j in covered) / total)
+    return top, dup
+
+
+def test_ngram_repetition_matches_the_definition_on_random_documents():
+    rng = random.Random(0)
+    for _ in range(400):
+        vocab = [("w" * rng.randint(1, 4)) + str(i) for i in range(rng.choice([2, 3, 8, 50]))]
+        words = [rng.choice(vocab) for _ in range(rng.choice([0, 1, 2, 4, 9, 10, 11, 40, 200]))]
+        top, dup = ngram_repetition(words)
+        want_top, want_dup = _naive_ngram_repetition(words)
+        assert all(t in w for t, w in zip(top, want_top)), (words, top, want_top)
+        assert dup == pytest.approx(want_dup, abs=1e-12), words
+
+
+def _naive_script(ch: str) -> str | None:
+    o = ord(ch)
+    if o < 128:
+        return "latin" if ch.isalpha() else None
+    for script, ranges in {"cjk": [(0x4E00, 0x9FFF), (0x3400, 0x4DBF)], "kana": [(0x3040, 0x30FF)],
+                           "hangul": [(0xAC00, 0xD7AF), (0x1100, 0x11FF)],
+                           "cyrillic": [(0x0400, 0x04FF)], "arabic": [(0x0600, 0x06FF)],
+                           "latin": [(0x00C0, 0x024F)]}.items():
+        if any(a <= o <= b for a, b in ranges):
+            return script
+    return None
+
+
+def test_script_counts_match_a_character_by_character_count():
+    from collections import Counter
+
+    from youtu.data.filters import _script_counts
+
+    rng = random.Random(0)
+    blocks = [(0x20, 0x7E), (0x80, 0x2FF), (0x3000, 0x30FF), (0x3400, 0x9FFF), (0xAC00, 0xD7AF),
+              (0x1100, 0x11FF), (0x0400, 0x04FF), (0x0600, 0x06FF), (0x2000, 0x206F)]
+    for _ in range(500):
+        chosen = rng.sample(blocks, rng.randint(1, 3))
+        text = "".join(chr(rng.randint(*rng.choice(chosen))) for _ in range(rng.randint(0, 200)))
+        want = Counter(s for s in map(_naive_script, text) if s)
+        assert {k: v for k, v in _script_counts(text).items() if v} == dict(want), text
+
+
 def test_code_rules():
     good = "\n".join(f"def f{i}(x):\n    return x * {i} + 1\n" for i in range(30))
     assert quality_reason(good, "code", CFG) is None
