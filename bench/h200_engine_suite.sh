@@ -17,6 +17,8 @@
 # YOUTU_COMMIT=<sha> names the tree in the benches' output (the device copy's git HEAD can be stale).
 # gputests took more than 240 s on an H100 (61 of 73 tests by then, 2026-12-07). data at 48,000
 # documents ran past its 150 s with no row printed (2026-12-07): rows now print as they end.
+# GPU_TESTS (default: tests) narrows the gpu tests, e.g. "tests/serve tests/rl"; GEMV_BATCH
+# (default: 1,8) the GEMV rows, e.g. 2,4 (each batch autotunes again: ~1 min more per batch).
 # PHASES (default: all five) picks some, e.g. PHASES="gputests decode" for one call and
 # PHASES="data gemv" for the next.
 set -u
@@ -24,12 +26,12 @@ whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data
 TAIL=24
 source "$(dirname "$0")/h200_phases.sh"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
-phase gputests 330 python3 -m pytest -q -m gpu -p no:cacheprovider tests
+phase gputests 330 python3 -m pytest -q -m gpu -p no:cacheprovider ${GPU_TESTS:-tests}
 phase decode 300 python3 bench/decode.py --preset youtu_2b --reps 2 \
   --variants today,fused+overlap,fused+overlap+auto,fused+overlap+gemv \
   --long-lens 32768 --long-reps 2 --peer-max-len 32768
 phase data 290 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 --baseline-workers 16 \
   --jsonl-docs 32000 --jsonl-files 32 --skip-embedded --control-units 32 ${DATA_ARGS:-}
-phase gemv 200 python3 bench/decode_gemv.py --batch 1,8 --triton
+phase gemv 200 python3 bench/decode_gemv.py --batch ${GEMV_BATCH:-1,8} --triton
 phase firstuse 120 python3 bench/first_use.py
 echo "== done at $(( $(date +%s) - start ))s"
