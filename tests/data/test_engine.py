@@ -269,3 +269,18 @@ def test_slurm_needs_a_partition(tmp_path, tokenizer):
     with pytest.raises(ConfigError, match="data.executor.partition"):
         prepare(_source_cfg(tmp_path, executor=ExecutorConfig(kind="slurm")), tokenizer,
                 tmp_path / "out")
+
+
+def test_the_task_file_writer_writes_what_datatrove_default_writes(tmp_path):
+    """Its adapter skips `dataclasses.asdict` (a deep copy per document): same records."""
+    from datatrove.data import Document as DTDocument
+    from datatrove.data import Media
+
+    from youtu.data import steps
+
+    writer = steps.task_file_writer(str(tmp_path))
+    docs = [DTDocument(text="abc", id="0/1", metadata={"domain": "x", "meta": {"a": [1]}}),
+            DTDocument(text="", id="1/2"), DTDocument(text="t", id="", metadata={}),
+            DTDocument(text="m", id="3", media=[Media(id="p", type=0, url="u")])]
+    for doc in docs:
+        assert writer.adapter(doc) == writer._default_adapter(doc)

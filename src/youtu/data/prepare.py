@@ -165,7 +165,6 @@ def _stages(cfg: DataConfig, units, work: Path, out_dir: Path, tasks: int,
                                                       ExactDedupSignature, ExactFindDedups)
     from datatrove.pipeline.dedup.minhash import (MinhashDedupBuckets, MinhashDedupCluster,
                                                   MinhashDedupFilter)
-    from datatrove.pipeline.writers.jsonl import JsonlWriter
     from datatrove.utils.hashing import HashConfig
 
     from youtu.data import steps
@@ -181,14 +180,14 @@ def _stages(cfg: DataConfig, units, work: Path, out_dir: Path, tasks: int,
     if cfg.quality.enabled:
         filt.append(steps.QualityFilter(cfg.quality))
     filt += [steps.DecontamFilter(decontam_index), steps.Tally("filtered"),
-             JsonlWriter(f"{w}/filtered", output_filename="${rank}.jsonl", compression=None)]
+             steps.task_file_writer(f"{w}/filtered")]
     stages = [Stage("filter", filt, tasks)]
     source = f"{w}/filtered"
     if d.exact:
         filt.append(ExactDedupSignature(f"{w}/exact/sigs", config=exact_cfg))
         exact = [steps.task_file_reader(source),
                  ExactDedupFilter(f"{w}/exact/dups", config=exact_cfg), steps.Tally("exact"),
-                 JsonlWriter(f"{w}/deduped", output_filename="${rank}.jsonl", compression=None)]
+                 steps.task_file_writer(f"{w}/deduped")]
         stages += [Stage("exact_find", [ExactFindDedups(f"{w}/exact/sigs", f"{w}/exact/dups",
                                                         config=exact_cfg)], 1),
                    Stage("exact", exact, tasks)]

@@ -187,6 +187,23 @@ class TaskFileReader(JsonlReader):
             yield doc
 
 
+def _record_of(writer, doc: DTDocument) -> dict:
+    """JsonlWriter adapter: datatrove's default record (the non-empty fields) without its
+    `dataclasses.asdict`, which deep-copies every document's metadata (~25 us a document, twice
+    per document in a run). Documents with media keep the default."""
+    if doc.media:
+        return writer._default_adapter(doc)
+    return {k: v for k, v in (("text", doc.text), ("id", doc.id), ("metadata", doc.metadata)) if v}
+
+
+def task_file_writer(folder: str):
+    """The JSONL file a stage's task writes for the next stage's task of the same rank."""
+    from datatrove.pipeline.writers.jsonl import JsonlWriter
+
+    return JsonlWriter(folder, output_filename="${rank}.jsonl", compression=None,
+                       adapter=_record_of)
+
+
 def task_file_reader(folder: str) -> TaskFileReader:
     # Uncompressed: written once and read once on local disk, gzip would cost more than it saves.
     return TaskFileReader(folder, compression=None, text_key="text", id_key="id")
