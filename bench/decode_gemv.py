@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python bench/decode_gemv.py                    # H200, bf16, batch 1 (seconds)
     PYTHONPATH=src python bench/decode_gemv.py --batch 1,8 --triton      # + the decode GEMV kernels
+    PYTHONPATH=src python bench/decode_gemv.py --batch 1 --triton --pdl  # + dependent launch
     PYTHONPATH=src python bench/decode_gemv.py --batch 1,32 --autotune   # + inductor's own GEMMs
 
 The batch-1 profile (bench/results/2026-12-04_h200_decode.md) put 1.95 ms of a 2.97 ms step in
@@ -94,8 +95,10 @@ TRITON_KINDS = {"q_kv_a (fused)": "norm", "q_b_proj": "norm", "o_proj": "residua
                 "gate_up (fused)": "norm+swiglu", "down_proj": "residual", "lm_head": "norm"}
 
 
-def bench_triton(out_f: int, in_f: int, batch: int, kind: str) -> dict[str, float | str]:
-    """Per call: the model's torch ops for the same fused work, and the decode GEMV kernel."""
+def bench_triton(out_f: int, in_f: int, batch: int, kind: str, pdl: bool = False
+                 ) -> dict[str, float | str]:
+    """Per call: the model's torch ops for the same fused work, and the decode GEMV kernel
+    (with `pdl`: also launched dependently, each call prefetching while the one before ends)."""
     from youtu.model import decode_gemv
 
     w_bytes = out_f * in_f * 2
@@ -131,6 +134,15 @@ def bench_triton(out_f: int, in_f: int, batch: int, kind: str) -> dict[str, floa
     decode_gemv.gemv(x, ws[0])  # the bare GEMV (no fused work) autotunes outside the timing
     row["bare_config"] = str(decode_gemv._kernels()[1].best_config)
     row["bare_us"] = time_per_call_us(bare, copies)
+    if pdl:
+        decode_gemv.gemv(x, ws[0], pdl=True, **kw)  # autotunes the PDL variant outside the timing
+        row["pdl_config"] = str(decode_gemv._kernels()[1].best_config)
+
+        def dependent():
+            for w in ws:
+                decode_gemv.gemv(x, w, pdl=True, **kw)
+
+        row["pdl_us"] = time_per_call_us(dependent, copies)
     ws.clear()
     torch.cuda.empty_cache()
     return row
@@ -162,6 +174,8 @@ def main() -> None:
                     help="also inductor max-autotune per shape (compiles: ~10-30 s per shape)")
     ap.add_argument("--triton", action="store_true",
                     help="also the decode GEMV kernels with their fused work (batches <= 8)")
+    ap.add_argument("--pdl", action="store_true",
+                    help="with --triton: also the kernels with programmatic dependent launch")
     ap.add_argument("--bandwidth", type=float, default=4.2e12,
                     help="bytes/s for the floor column (~4.2 TB/s measured copy on an H200)")
     args = ap.parse_args()
@@ -198,7 +212,7 @@ def main() -> None:
             print(f"# {layout}: GEMVs {us / 1e3:.3f} ms per step ({summary[layout]['kernels']} "
                   f"kernels), bytes floor {summary[layout]['floor_ms']:.3f} ms")
         if args.triton and batch <= 8:
-            tri = {name: bench_triton(*shapes(cfg)[name], batch, kind)
+            tri = {name: bench_triton(*shapes(cfg)[name], batch, kind, args.pdl)
                    for name, kind in TRITON_KINDS.items()}
             print(f"# batch {batch}: decode GEMV kernels (fused work on) vs the same torch ops")
             print("| weight | fused work | MB | cuBLAS GEMV us | torch ops us | triton us | "
@@ -211,10 +225,12 @@ def main() -> None:
                       f"{t['torch_ops_us']:.2f} | {t['triton_us']:.2f} | "
                       f"{r['mb'] * 1e3 / t['triton_us']:.0f} | "
                       f"{t['torch_ops_us'] / t['triton_us']:.2f}x | {t['rel_err']:.1e} | {t['config']} | "
-                      f"{t['bare_us']:.2f} | {t['bare_config']} |")
+                      f"{t['bare_us']:.2f} | {t['bare_config']} |"
+                      + (f" pdl {t['pdl_us']:.2f} us ({t['pdl_config']})" if args.pdl else ""))
             per_layer = [n for n in TRITON_KINDS if n != "lm_head"]
             bmm = sum(rows[n]["cublas_us"] for n in ("W_uk (bmm)", "W_uv (bmm)"))
-            for label, col in (("torch ops", "torch_ops_us"), ("triton", "triton_us")):
+            cols = [("torch ops", "torch_ops_us"), ("triton", "triton_us")]
+            for label, col in cols + ([("triton+pdl", "pdl_us")] if args.pdl else []):
                 us = L * (sum(tri[n][col] for n in per_layer) + bmm) + tri["lm_head"][col]
                 summary[f"{label} (fused work)"] = {"gemv_ms_per_step": us / 1e3,
                                                     "floor_ms": summary["fused"]["floor_ms"],

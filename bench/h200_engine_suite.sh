@@ -11,6 +11,8 @@
 #             decode GEMV (--triton autotunes ~60 compiles: ~2-3 min)
 #   firstuse  what a new prefill shape costs the first time, cuDNN attention vs plain SDPA,
 #             small preset (the first model's extra eval time, issue 15)
+#   pdl       the Triton GEMVs with programmatic dependent launch: per weight, then the batch-1
+#             engine step without and with it (decode_gemv.PDL, off by default until measured)
 # WHEEL_DIR: the default wheels of ../shared/device/fetch-wheels.sh plus
 #   datatrove==0.10.1 orjson==3.13.0 gguf==0.19.0 torchao==0.18.0 markdown-it-py==4.3.0 mdurl
 #   tiktoken==0.14.0 tzdata loguru==0.7.3 multiprocess==0.70.19 dill==0.4.1 humanize
@@ -19,10 +21,10 @@
 # documents ran past its 150 s with no row printed (2026-12-07): rows now print as they end.
 # GPU_TESTS (default: tests) narrows the gpu tests, e.g. "tests/serve tests/rl"; GEMV_BATCH
 # (default: 1,8) the GEMV rows, e.g. 2,4 (each batch autotunes again: ~1 min more per batch).
-# PHASES (default: all five) picks some, e.g. PHASES="gputests decode" for one call and
+# PHASES (default: all six) picks some, e.g. PHASES="gputests decode" for one call and
 # PHASES="data gemv" for the next.
 set -u
-whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv firstuse} "
+whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv firstuse pdl} "
 TAIL=24
 source "$(dirname "$0")/h200_phases.sh"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
@@ -34,4 +36,7 @@ phase data 290 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 
   --jsonl-docs 32000 --jsonl-files 32 --skip-embedded --control-units 32 ${DATA_ARGS:-}
 phase gemv 200 python3 bench/decode_gemv.py --batch ${GEMV_BATCH:-1,8} --triton
 phase firstuse 120 python3 bench/first_use.py
+phase pdl 240 bash -c "python3 bench/decode_gemv.py --batch 1 --triton --pdl && \
+  for f in '' --gemv-pdl; do python3 bench/decode.py --preset youtu_2b --batches 1 --prompt-lens 128 \
+  --reps 2 --long-lens '' --no-peer --variants fused+overlap+auto \$f; done"
 echo "== done at $(( $(date +%s) - start ))s"

@@ -101,6 +101,16 @@ def test_every_prologue_and_epilogue_matches_torch_in_fp32(interpreter, kind, B,
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", list(EPILOGUES))
+@pytest.mark.parametrize("config", [FMA, DOT], ids=["fma", "dot"])
+def test_the_prefetched_first_tile_path_matches_torch(interpreter, kind, config):
+    """pdl=True takes the first weight tile before the prologue and uses it in the first loop
+    step (the dependent-launch calls themselves need CUDA); K = 100 is two tiles and a bit."""
+    x, kw = _case(3, 37, 100, kind, torch.float32, seed=7)
+    torch.testing.assert_close(gemv(x, config=config, pdl=True, **kw), gemv_reference(x, **kw),
+                               atol=1e-5, rtol=1e-5)
+
+
 def _truncating_reference(x, weight, norm_weight=None, eps=1e-6, residual=None, swiglu=False):
     """gemv_reference in fp32 with every bf16 rounding of the model done by truncation."""
     def bf16(t):
@@ -239,14 +249,16 @@ sig = {n: "*bf16" for n in ("X", "W", "Out", "Res", "NormW")}
 sig.update({n: "i32" for n in ("B", "N", "K", "s_xb", "s_wn", "s_ob", "s_rb", "up_offset")})
 sig["eps"] = "fp32"
 n = 0
-for c, (pro, epi) in itertools.product(dg.AUTOTUNE_CONFIGS + [dg.DEFAULT_CONFIG],
-                                       [(0, 0), (1, 1), (1, 2)]):
+for c, (pro, epi), pdl in itertools.product(dg.AUTOTUNE_CONFIGS + [dg.DEFAULT_CONFIG],
+                                            [(0, 0), (1, 1), (1, 2)], [False, True]):
     const = dict(PROLOGUE=pro, EPILOGUE=epi, BLOCK_B=8, IEEE=False, BLOCK_N=c.block_n,
-                 BLOCK_K=c.block_k, DOT=c.dot)
+                 BLOCK_K=c.block_k, DOT=c.dot, PDL=pdl, GDC=pdl)
     src = ASTSource(kernel, {**sig, **{k: "constexpr" for k in const}}, const)
     out = triton.compile(src, target=GPUTarget("cuda", 90, 32),
-                         options={"num_warps": c.num_warps, "num_stages": c.num_stages})
+                         options={"num_warps": c.num_warps, "num_stages": c.num_stages,
+                                  "launch_pdl": pdl})
     assert len(out.asm["cubin"]) > 1000
+    assert ("griddepcontrol.wait" in out.asm["ptx"]) == pdl
     n += 1
 print("compiled", n)
 """
@@ -255,8 +267,9 @@ print("compiled", n)
 @pytest.mark.slow
 def test_every_config_compiles_for_the_h200_without_a_gpu():
     """Triton's compiler and ptxas target sm_90 without a device: every autotune candidate
-    with the heaviest prologue/epilogue at 8 rows builds a cubin (the interpreter checks the
-    math, not that the kernel compiles). ~35 s on 2 cores; in a subprocess (compiled mode)."""
+    with the heaviest prologue/epilogue at 8 rows, with and without programmatic dependent
+    launch, builds a cubin (the interpreter checks the math, not that the kernel compiles).
+    ~70 s on 2 cores; in a subprocess (compiled mode)."""
     import importlib.util
     import subprocess
 
@@ -267,7 +280,7 @@ def test_every_config_compiles_for_the_h200_without_a_gpu():
     done = subprocess.run([sys.executable, "-c", _COMPILE_FOR_H200], env=env, capture_output=True,
                           text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"compiled {3 * (len(decode_gemv.AUTOTUNE_CONFIGS) + 1)}" in done.stdout
+    assert f"compiled {6 * (len(decode_gemv.AUTOTUNE_CONFIGS) + 1)}" in done.stdout
 
 
 # ---- GPU (the H200) ------------------------------------------------------------------------
@@ -304,6 +317,33 @@ def test_autotuned_kernel_equals_torch_at_the_2b_shapes(name, B):
                                          for k, v in kw.items()})
     assert out.shape == ref.shape and torch.isfinite(out).all()
     assert _rel(out, ref) < 1e-2 and _rel(out, truth) < 1.5 * _rel(ref, truth) + 2e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", list(_shapes_2b()))
+@torch.no_grad()
+def test_dependent_launch_in_a_cuda_graph_equals_the_plain_launch(name):
+    """pdl=True (launch_pdl, gdc_wait) chained in one graph, each kernel reading what the one
+    before wrote: the same outputs as the plain launches, bit for bit (same config)."""
+    N, K, kind = _shapes_2b()[name]
+    x, kw = _case(1, N, K, kind, torch.bfloat16, seed=3)
+    x, kw = x.cuda(), {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
+    config = GemvConfig(4, 1024, False, num_warps=8)
+    chain_w = torch.randn(K, N, device="cuda", dtype=torch.bfloat16) * N ** -0.5
+
+    def chain(pdl: bool) -> torch.Tensor:
+        y = gemv(x, config=config, pdl=pdl, **kw)  # [1, N] (N/2 with swiglu)
+        w = chain_w[:, :y.shape[1]].contiguous()
+        return gemv(y, w, config=config, pdl=pdl)  # reads y: must wait for the kernel before
+
+    plain = chain(False)
+    chain(True)  # compile outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = chain(True)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, plain)
 
 
 @pytest.mark.gpu

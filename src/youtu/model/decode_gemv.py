@@ -27,6 +27,13 @@ Accumulation in fp32; rounding points match the model's torch code (`layers.rms_
 x rounded to x's dtype, then scaled; F.linear's output rounded before the residual add and
 before silu), so bf16 results differ from torch by accumulation order only.
 
+Dependent launch (`PDL`, off by default until measured). A batch-1 GEMV of an 8-9 MB weight
+took 5.2-5.8 us on an H100 against a 2.6 us bytes floor: the ramp and drain of each kernel,
+~160 a step. With `pdl=True` the kernel loads its first weight tile before `gdc_wait` (a
+whole-row config: all its weights) and is launched with `launch_pdl`, so that load overlaps
+the end of the kernel before; `gdc_launch_dependents` right after the wait lets the next
+kernel do the same. Only weights, which no kernel writes, are read before the wait.
+
 Larger batches keep cuBLAS: at B > 8 the GEMM is no longer weight-bound per row.
 `triton` is imported lazily; on CPU tensors the kernel runs only under Triton's interpreter
 (`TRITON_INTERPRET=1` set before triton is imported; the tests do so), with the fixed default
@@ -55,6 +62,16 @@ AUTO_MAX_ROWS = 1
 SwiGLU and residuals fused in took 2.01 ms a step against 2.06 ms for cuBLAS without that
 work, and the whole engine step ran 1.12x faster (349.7 vs 311.9 tok/s); at 8 rows they took
 2.60 ms against cuBLAS's 2.08 (a loss), and 2-4 rows are unmeasured."""
+
+
+PDL = False
+"""Whether `gemv` launches with programmatic dependent launch (Hopper+; `pdl=None` reads this):
+each kernel streams its first weight tile (with the whole-row configs, all of its weights)
+before `gdc_wait`, so it overlaps the tail of the kernel before it, and lets the next one start
+at once (`gdc_launch_dependents`). Weights are never written by an earlier kernel; x and the
+residual are read only after the wait. Off until measured on a GPU: `bench/decode_gemv.py
+--triton --pdl` and `bench/decode.py --gemv-pdl` time it (`PHASES=pdl` of
+bench/h200_engine_suite.sh)."""
 
 
 def check_implementation(value: str, key: str = "gemv") -> str:
@@ -139,7 +156,7 @@ def _kernels():
     def gemv_kernel(X, W, Out, Res, NormW, B, N, K, eps, s_xb, s_wn, s_ob, s_rb, up_offset,
                     PROLOGUE: tl.constexpr, EPILOGUE: tl.constexpr, BLOCK_B: tl.constexpr,
                     IEEE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                    DOT: tl.constexpr):
+                    DOT: tl.constexpr, PDL: tl.constexpr, GDC: tl.constexpr):
         ROWS: tl.constexpr = 16 if DOT else BLOCK_B  # tl.dot takes >= 16 rows: pad B
         dt = W.dtype.element_ty
         offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -148,6 +165,16 @@ def _kernels():
         mask_b = offs_b < B
         x_rows = X + offs_b[:, None] * s_xb
         w_rows = W + offs_n[:, None].to(tl.int64) * s_wn
+        if PDL:  # the first weight tile before anything an earlier kernel writes (x, residual)
+            offs_k0 = tl.arange(0, BLOCK_K)
+            w_mask0 = mask_n[:, None] & (offs_k0 < K)[None, :]
+            w0 = tl.load(w_rows + offs_k0[None, :], mask=w_mask0, other=0.0)
+            if EPILOGUE == 2:
+                wu0 = tl.load(w_rows + up_offset * s_wn + offs_k0[None, :], mask=w_mask0,
+                              other=0.0)
+            if GDC:  # launched with launch_pdl: wait for the kernel before, let the next start
+                tl.extra.cuda.gdc_wait()
+                tl.extra.cuda.gdc_launch_dependents()
         inv = tl.zeros([ROWS], dtype=tl.float32)
         if PROLOGUE == 1:  # RMSNorm: each program redoes its rows' sum of squares (x is in L2)
             ss = tl.zeros([ROWS], dtype=tl.float32)
@@ -168,7 +195,13 @@ def _kernels():
                 xn = (xk.to(tl.float32) * inv[:, None]).to(dt).to(tl.float32)
                 xk = (g[None, :] * xn).to(dt)
             w_mask = mask_n[:, None] & mask_k[None, :]
-            w = tl.load(w_rows + offs_k[None, :], mask=w_mask, other=0.0)
+            if PDL:
+                if k0 == 0:
+                    w = w0
+                else:
+                    w = tl.load(w_rows + offs_k[None, :], mask=w_mask, other=0.0)
+            else:
+                w = tl.load(w_rows + offs_k[None, :], mask=w_mask, other=0.0)
             if DOT:
                 if IEEE:
                     acc += tl.dot(xk, tl.trans(w), input_precision="ieee")
@@ -177,7 +210,15 @@ def _kernels():
             else:
                 acc += tl.sum(xk.to(tl.float32)[:, None, :] * w.to(tl.float32)[None, :, :], axis=2)
             if EPILOGUE == 2:  # the up row of feature n sits I rows below its gate row
-                wu = tl.load(w_rows + up_offset * s_wn + offs_k[None, :], mask=w_mask, other=0.0)
+                if PDL:
+                    if k0 == 0:
+                        wu = wu0
+                    else:
+                        wu = tl.load(w_rows + up_offset * s_wn + offs_k[None, :], mask=w_mask,
+                                     other=0.0)
+                else:
+                    wu = tl.load(w_rows + up_offset * s_wn + offs_k[None, :], mask=w_mask,
+                                 other=0.0)
                 if DOT:
                     if IEEE:
                         acc_up += tl.dot(xk, tl.trans(wu), input_precision="ieee")
@@ -206,7 +247,7 @@ def _kernels():
         configs=[triton.Config({"BLOCK_N": c.block_n, "BLOCK_K": c.block_k, "DOT": c.dot},
                                num_warps=c.num_warps, num_stages=c.num_stages)
                  for c in AUTOTUNE_CONFIGS],
-        key=["N", "K", "B", "PROLOGUE", "EPILOGUE"],
+        key=["N", "K", "B", "PROLOGUE", "EPILOGUE", "PDL"],
         prune_configs_by={"early_config_prune": prune})(gemv_kernel)
     return gemv_kernel, tuned
 
@@ -259,7 +300,7 @@ def _interpreting() -> bool:
 
 def gemv(x: torch.Tensor, weight: torch.Tensor, *, norm_weight: torch.Tensor | None = None,
          eps: float = 1e-6, residual: torch.Tensor | None = None, swiglu: bool = False,
-         config: GemvConfig | None = None) -> torch.Tensor:
+         config: GemvConfig | None = None, pdl: bool | None = None) -> torch.Tensor:
     """epilogue(prologue(x) @ weight^T) for 1..8 rows, in one kernel.
 
     Args:
@@ -271,6 +312,8 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, *, norm_weight: torch.Tensor | N
         residual: [B, N]: returns residual + x @ weight^T (the rounded GEMV output added).
         swiglu: weight is the fused [gate | up] [2I, K]: returns silu(gate) * up, [B, I].
         config: a fixed launch config; None = autotuned on CUDA, DEFAULT_CONFIG elsewhere.
+        pdl: prefetch the first weight tile and launch dependently (`PDL`; None: that
+            default). Under the interpreter only the prefetch runs (no launch to depend on).
 
     Returns:
         [B, N] (or [B, I] with swiglu), x's dtype, contiguous. A new tensor: never written in
@@ -284,9 +327,12 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, *, norm_weight: torch.Tensor | N
             x.stride(0), weight.stride(0), out.stride(0),
             residual.stride(0) if residual is not None else 0, n_out if swiglu else 0)
     epilogue = "swiglu" if swiglu else "residual" if residual is not None else None
+    pdl = PDL if pdl is None else pdl
     meta = {"PROLOGUE": _PROLOGUES["rmsnorm" if norm_weight is not None else None],
             "EPILOGUE": _EPILOGUES[epilogue], "BLOCK_B": _pow2(B),
-            "IEEE": x.dtype == torch.float32}
+            "IEEE": x.dtype == torch.float32, "PDL": pdl, "GDC": pdl and x.is_cuda}
+    if meta["GDC"]:
+        meta["launch_pdl"] = True
     if config is None and x.is_cuda:
         tuned[lambda m: (triton_cdiv(n_out, m["BLOCK_N"]),)](*args, **meta)
         return out
