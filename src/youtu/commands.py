@@ -56,7 +56,6 @@ def read_units(data_cfg) -> Iterator[tuple[str, str]]:
     of the tokenizer step's reading, and its units are independent.
     """
     import concurrent.futures as cf
-    import multiprocessing as mp
 
     from youtu.data.steps import plan_units
     from youtu.errors import RunError
@@ -72,8 +71,11 @@ def read_units(data_cfg) -> Iterator[tuple[str, str]]:
         for unit in units:
             yield from _unit_pairs(unit)
         return
-    # forkserver, not fork, as the data pipeline's pool: this process may hold threads.
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver")) as pool:
+    # forkserver, not fork, as the data pipeline's pool (and its server, which then serves
+    # that pool too, preloads the same modules): this process may hold threads.
+    from youtu.data.engine import forkserver_context
+
+    with cf.ProcessPoolExecutor(workers, mp_context=forkserver_context()) as pool:
         try:
             for pairs in pool.map(_unit_pairs, units):
                 yield from pairs

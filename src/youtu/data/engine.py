@@ -78,6 +78,15 @@ pool then starts in one import's time (~0.5 s), not the workers' imports at once
 the cores (on 2 cores: 16 workers 3.7 s -> 0.55 s, 8 workers 1.9 s -> 0.5 s)."""
 
 
+def forkserver_context():
+    """The forkserver context, its server preloading WORKER_MODULES when this starts it (once
+    per process: a server already running, e.g. a DataLoader's, keeps its list, and the
+    workers import for themselves). For every pool whose tasks use the data pipeline."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["__main__", *WORKER_MODULES])
+    return ctx
+
+
 def _worker_ready(_: int) -> int:
     """Pool start: import what every task unpickles (already there when the fork server
     preloaded it), so a stage's time is its tasks' own."""
@@ -98,11 +107,7 @@ class _Pool:
             # forkserver, not fork: this process may hold tokenizer threads and locks. As with
             # a torch DataLoader, a script calling prepare() needs `if __name__ == "__main__":`.
             t0 = time.perf_counter()
-            ctx = mp.get_context("forkserver")
-            # Taken by the fork server when it starts (once per process; one already running,
-            # e.g. a DataLoader's, keeps its list and the workers import for themselves).
-            ctx.set_forkserver_preload(["__main__", *WORKER_MODULES])
-            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx)
+            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=forkserver_context())
             # The workers start (and import) here, all at once, not inside the first stage.
             try:
                 # One call per worker: the pool forks a process for each call it cannot give
