@@ -59,6 +59,31 @@ def test_near_duplicates_found_across_tasks_and_distinct_documents_kept(tmp_path
     assert sorted(kept) == sorted([" ".join(base), half, *distinct])
 
 
+def test_shingles_overlap_exactly_where_datatrove_shingles_do():
+    """Our shingle hashing (a polynomial over cached word hashes) keeps datatrove's shingles:
+    every pair of texts shares as many shingles under both (Jaccard unchanged), and texts under
+    5 words have none."""
+    from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+
+    from youtu.data.config import DedupConfig
+    from youtu.data.steps import MinhashSignature, minhash_config
+
+    step = MinhashSignature("unused", minhash_config(DedupConfig()), ["commonsense"])
+    ours = step.get_shingles
+    theirs = lambda t: MinhashDedupSignature.get_shingles(step, t)  # noqa: E731
+    rng = random.Random(1)
+    for _ in range(200):
+        a = _doc(rng.randint(1, 60))
+        b = _doc(rng.randint(0, 40))
+        cut = rng.randrange(len(a))
+        b[rng.randint(0, len(b)):0] = a[cut:cut + rng.randint(0, 20)]  # a shared passage
+        x, y = " ".join(a), " ".join(b).upper()  # normalisation lowercases
+        assert ours(x).shape == theirs(x).shape
+        shared = len(set(ours(x).ravel()) & set(ours(y).ravel()))
+        assert shared == len(set(theirs(x).ravel()) & set(theirs(y).ravel()))
+    assert ours("four words only here").shape == (0, 1)
+
+
 def test_lsh_bands_minimise_the_error_at_the_threshold():
     # datasketch's MinHashLSH picks the same splits (its _optimal_param, equal weights).
     assert lsh_bands(0.8, 128) == (9, 13)

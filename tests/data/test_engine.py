@@ -118,6 +118,39 @@ def test_the_fork_server_preloads_what_the_tasks_import_and_the_cli_imports_no_t
     assert cli.stdout.strip() == "[]"
 
 
+_MAIN_STEP = """
+from youtu.data.engine import Stage, run_local
+
+
+def answer():
+    return 41
+
+
+class Step:  # defined in __main__: dill pickles it by value, its globals are this module's
+    def __call__(self, data, rank=0, world_size=1):
+        assert answer() == 41
+        return data
+
+
+if __name__ == "__main__":
+    import sys
+    print(run_local([Stage("main", [Step()], 2)], 2, sys.argv[1]))
+"""
+
+
+def test_a_step_defined_in_the_scripts_main_finds_its_globals_in_the_workers(tmp_path):
+    """dill keeps the `__main__` of its import, which in a worker (the script importing datatrove
+    while it is re-run there, or a fork server that preloaded dill) is not the script: a
+    by-value step from the script's `__main__` missed `answer`. It failed before this fix, with
+    or without the preloading fork server."""
+    (tmp_path / "main.py").write_text(_MAIN_STEP)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, str(tmp_path / "main.py"), str(tmp_path / "logs")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("{'main': 2}")
+
+
 def test_a_killed_worker_stops_the_run_instead_of_hanging(tmp_path):
     t = time.perf_counter()
     with pytest.raises(DataPipelineError, match="worker process of stage 'die' died"):

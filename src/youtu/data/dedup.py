@@ -64,7 +64,7 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _rolling(ids: np.ndarray, n: int, mult: np.uint64) -> np.ndarray:
+def rolling_hash(ids: np.ndarray, n: int, mult: np.uint64) -> np.ndarray:
     """Polynomial hash of every window of `n` ids (uint64, wrap-around intended)."""
     h = np.zeros(len(ids) - n + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
@@ -96,8 +96,8 @@ class Decontaminator:
             ids = np.fromiter((self.vocab.setdefault(w, len(self.vocab) + 1) for w in words),
                               dtype=np.uint64, count=len(words))
             length = min(n, len(ids))
-            parts.setdefault(length, []).append((_rolling(ids, length, _HASH_MULT),
-                                                 _rolling(ids, length, _HASH_MULT2)))
+            parts.setdefault(length, []).append((rolling_hash(ids, length, _HASH_MULT),
+                                                 rolling_hash(ids, length, _HASH_MULT2)))
         self.keys: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for length, p in parts.items():
             h1 = np.concatenate([a for a, _ in p])
@@ -139,7 +139,7 @@ class Decontaminator:
             clean = (unknown[length:] - unknown[:-length]) == 0  # windows of eval words only
             if not clean.any():
                 continue
-            h1 = _rolling(ids, length, _HASH_MULT)
+            h1 = rolling_hash(ids, length, _HASH_MULT)
             # Sorted once: a binary search per window, not np.isin's per-call sort of both
             # arrays (the APTBench items alone hold ~730k 13-grams).
             lo = np.searchsorted(h1s, h1, "left")
@@ -147,7 +147,7 @@ class Decontaminator:
             hit = clean & (hi > lo)
             if not hit.any():
                 continue
-            h2 = _rolling(ids, length, _HASH_MULT2)
+            h2 = rolling_hash(ids, length, _HASH_MULT2)
             for w in np.flatnonzero(hit):
                 if (h2s[lo[w]:hi[w]] == h2[w]).any():
                     return True

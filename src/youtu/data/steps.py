@@ -37,10 +37,11 @@ from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.readers.base import BaseReader
 from datatrove.pipeline.readers.jsonl import JsonlReader
+from datatrove.utils.text import simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from youtu.data.config import RESERVED_NAMES, DataConfig, DedupConfig, QualityConfig
-from youtu.data.dedup import Decontaminator, exact_key, namespace
+from youtu.data.dedup import Decontaminator, exact_key, namespace, rolling_hash
 from youtu.data.document import Document
 from youtu.data.filters import detect_language, profile, quality_reason
 from youtu.data.installed_docs import DOCSTRING_SLICES, installed_docs
@@ -371,19 +372,50 @@ class WhitespaceWords(WordTokenizer):
         return [(0, len(text))]
 
 
+_SHINGLE_MULT = np.uint64(0x9E3779B97F4A7C15)  # odd
+WORD_HASH_CACHE = 1 << 20
+"""Words whose hash a signature task keeps (cleared when full: ~100 MB at most)."""
+
+
+def _mix64(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: neighbouring windows' polynomial hashes are linearly related
+    (mod 2^64), and MinHash's permutations are linear too; mixed, they behave as independent."""
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+
 class MinhashSignature(MinhashDedupSignature):
     """datatrove's MinHash stage 1, restricted to `near_domains`: other documents get no
     signature (they keep their index, so stage 4 still lines up), and each namespace's shingles
-    are salted so chat conversations are only compared with chat."""
+    are salted so chat conversations are only compared with chat.
+
+    Shingles are datatrove's (its text normalisation, `shingle_words`-word windows of the
+    words), but each is hashed as a polynomial (mod 2^64, then mixed) over its words' sha1
+    hashes, which a per-task cache keeps: datatrove hashes every joined shingle string with
+    sha1, 152 us of a ~150-word document and half of the signature's time, where this takes
+    ~30 us."""
 
     def __init__(self, output_folder: str, config, near_domains: list[str]):
         super().__init__(output_folder, config=config, language=WhitespaceWords())
         self.near_domains = list(near_domains)
         self._salt = np.uint64(0)
+        self._word_hashes: dict[str, int] = {}
 
     def get_shingles(self, text: str) -> np.ndarray:
-        shingles = super().get_shingles(text)
-        return shingles ^ self._salt if self._salt else shingles
+        words = self.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
+        n = self.config.n_grams
+        if len(words) < n:  # as datatrove: no shingle, no signature
+            return np.empty((0, 1), dtype=np.uint64)
+        cache = self._word_hashes
+        if len(cache) > WORD_HASH_CACHE:
+            cache.clear()
+        word_hash = self._hash_func
+        ids = np.array([cache[w] if w in cache else cache.setdefault(w, word_hash(w))
+                        for w in words], dtype=np.uint64)
+        shingles = _mix64(rolling_hash(ids, n, _SHINGLE_MULT))
+        return (shingles ^ self._salt if self._salt else shingles).reshape(-1, 1)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1):
         def eligible(docs):
