@@ -429,7 +429,8 @@ class MinhashSignature(MinhashDedupSignature):
 
 def minhash_config(cfg: DedupConfig):
     """datatrove's MinhashConfig for our dedup settings: the LSH split `lsh_bands` picks,
-    `shingle_words`-word shingles of lowercased whitespace-normalised text, sha1 64-bit hashes."""
+    `shingle_words`-word shingles of lowercased whitespace-normalised text, sha1 64-bit hashes
+    (of the words: `MinhashSignature.get_shingles` combines them per shingle)."""
     from datatrove.pipeline.dedup.minhash import MinhashConfig
     from datatrove.utils.hashing import HashConfig
     from datatrove.utils.text import TextNormConfig
