@@ -313,7 +313,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, *, norm_weight: torch.Tensor | N
         swiglu: weight is the fused [gate | up] [2I, K]: returns silu(gate) * up, [B, I].
         config: a fixed launch config; None = autotuned on CUDA, DEFAULT_CONFIG elsewhere.
         pdl: prefetch the first weight tile and launch dependently (`PDL`; None: that
-            default). Under the interpreter only the prefetch runs (no launch to depend on).
+            default). Under the interpreter and before sm_90 only the prefetch runs.
 
     Returns:
         [B, N] (or [B, I] with swiglu), x's dtype, contiguous. A new tensor: never written in
@@ -330,7 +330,8 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, *, norm_weight: torch.Tensor | N
     pdl = PDL if pdl is None else pdl
     meta = {"PROLOGUE": _PROLOGUES["rmsnorm" if norm_weight is not None else None],
             "EPILOGUE": _EPILOGUES[epilogue], "BLOCK_B": _pow2(B),
-            "IEEE": x.dtype == torch.float32, "PDL": pdl, "GDC": pdl and x.is_cuda}
+            "IEEE": x.dtype == torch.float32, "PDL": pdl,
+            "GDC": pdl and x.is_cuda and _hopper(x.device)}
     if meta["GDC"]:
         meta["launch_pdl"] = True
     if config is None and x.is_cuda:
@@ -341,6 +342,11 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, *, norm_weight: torch.Tensor | N
                                              DOT=c.dot, num_warps=c.num_warps,
                                              num_stages=c.num_stages)
     return out
+
+
+def _hopper(device: torch.device) -> bool:
+    """Whether `device` has dependent launch (sm_90+); elsewhere pdl=True only prefetches."""
+    return torch.cuda.get_device_capability(device)[0] >= 9
 
 
 def triton_cdiv(a: int, b: int) -> int:
