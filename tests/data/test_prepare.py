@@ -85,6 +85,19 @@ def _no_quality():
     return QualityConfig(enabled=False)
 
 
+def test_a_new_pipeline_version_starts_afresh(tmp_path, tokenizer, monkeypatch):
+    """Work files whose meaning changed (e.g. MinHash signatures under another shingle hash)
+    are never mixed with a new version's: the key changes and every task runs again."""
+    import youtu.data.prepare as prep
+
+    cfg = _cfg(tmp_path, quality=_no_quality())
+    first = prepare(cfg, tokenizer, tmp_path / "out")
+    monkeypatch.setattr(prep, "PIPELINE_VERSION", prep.PIPELINE_VERSION + 1)
+    again = prepare(cfg, tokenizer, tmp_path / "out")
+    assert again["build"]["tasks_run"] == first["build"]["tasks_run"]
+    assert again["domains"] == first["domains"]
+
+
 def test_rerun_skips_finished_tasks_and_rebuilds_damaged_shards(tmp_path, tokenizer, caplog):
     cfg = _cfg(tmp_path, quality=_no_quality())
     out = tmp_path / "out"

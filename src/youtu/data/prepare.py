@@ -22,8 +22,9 @@ Stages (each a datatrove executor over `tasks` tasks; `youtu.data.engine` runs t
 
 Work files live in `<out>/.pipeline/<key>/`, where the key hashes everything the output depends
 on (the `[data]` settings except workers and executor placement, the task count, the tokenizer,
-the extra documents, the eval items): a re-run with the same key skips every finished task
-(datatrove completion markers) and gives byte-identical shards; another key starts afresh.
+the extra documents, the eval items, `PIPELINE_VERSION`): a re-run with the same key skips
+every finished task (datatrove completion markers) and gives byte-identical shards; another
+key starts afresh.
 A task that fails, or a worker that dies, stops the command with one error line. The shard
 files are hard links to the tasks' own (`.pipeline/<key>/shards/`): deleting `.pipeline` frees
 the intermediate JSONL and signatures but not the shards, and makes the next run start over.
@@ -76,6 +77,10 @@ EXTRA_CHUNK = 5000
 AUTO_TASKS = {"local": 8, "slurm": 64}
 """Tasks per parallel stage when `data.executor.tasks = 0`, at most one per read unit. Fixed
 (not `data.workers`): the output depends on the task count, never on the number of processes."""
+PIPELINE_VERSION = 2
+"""Part of the work key: raised when a stage's work files change meaning (2: MinHash shingles
+hashed per word, 2026-12-07), so a re-run after such an upgrade starts afresh instead of
+mixing the old tasks' signatures with the new ones'."""
 _SHARD_FILE = re.compile(r"^shard_(\d{5})\.(bin|idx|mask|json)$")
 
 
@@ -139,7 +144,8 @@ def _key(cfg: DataConfig, tasks: int, fingerprint: str, extra_sha: str, eval_sha
 
         installed = installed_fingerprint()  # a package installed or upgraded: other docs
     blob = json.dumps([settings, tasks, fingerprint, extra_sha, eval_sha, _input_files(cfg),
-                       sys.version] + ([installed] if installed else []), sort_keys=True)
+                       sys.version, PIPELINE_VERSION] + ([installed] if installed else []),
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
