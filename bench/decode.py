@@ -98,6 +98,7 @@ VARIANTS = {
     "fused+gemv": {"fuse_weights": True, "overlap": False, "gemv": "triton"},
     "fused+overlap+gemv": {"fuse_weights": True, "overlap": True, "gemv": "triton"},
     "fused+overlap+auto": {"fuse_weights": True, "overlap": True, "gemv": "auto"},
+    "fused+overlap+auto+pdl": {"fuse_weights": True, "overlap": True, "gemv": "auto+pdl"},
 }
 
 
@@ -226,16 +227,9 @@ def main() -> None:
     ap.add_argument("--variants", default="default",
                     help=f"engine settings to measure side by side, comma-separated, from "
                          f"{', '.join(VARIANTS)}; the last one is `ours_tok_s`")
-    ap.add_argument("--gemv-pdl", action="store_true",
-                    help="every engine's Triton GEMVs with programmatic dependent launch "
-                         "(decode_gemv.PDL); compare with a run without it on the same machine")
     ap.add_argument("--profile", action="store_true",
                     help="after the rows, profile 16 batch-1 decode steps (kernels by GPU time)")
     args = ap.parse_args()
-    if args.gemv_pdl:
-        from youtu.model import decode_gemv
-
-        decode_gemv.PDL = True
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -260,8 +254,7 @@ def main() -> None:
         cwd=Path(__file__).parent).stdout.strip()
     print(f"# decode, {args.preset} ({ours.num_params() / 1e6:.0f}M params) {dtype}, {args.new_tokens} "
           f"new tokens, greedy; {hw}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"commit {commit}, cuda_graph={graphs}, compile={compiled}, variants={','.join(variants)}"
-          + (", gemv_pdl" if args.gemv_pdl else ""))
+          f"commit {commit}, cuda_graph={graphs}, compile={compiled}, variants={','.join(variants)}")
     if cuda:  # the fused layout must not add a copy of the weights (parameters become views)
         from youtu.serve.graphs import fuse_decode_weights
 

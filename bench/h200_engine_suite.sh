@@ -12,7 +12,7 @@
 #   firstuse  what a new prefill shape costs the first time, cuDNN attention vs plain SDPA,
 #             small preset (the first model's extra eval time, issue 15)
 #   pdl       the Triton GEMVs with programmatic dependent launch: per weight, then the batch-1
-#             engine step without and with it (decode_gemv.PDL, off by default until measured)
+#             engine step without and with it (gemv="auto+pdl", no default until measured)
 # WHEEL_DIR: the default wheels of ../shared/device/fetch-wheels.sh plus
 #   datatrove==0.10.1 orjson==3.13.0 gguf==0.19.0 torchao==0.18.0 markdown-it-py==4.3.0 mdurl
 #   tiktoken==0.14.0 tzdata loguru==0.7.3 multiprocess==0.70.19 dill==0.4.1 humanize
@@ -37,6 +37,6 @@ phase data 290 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 
 phase gemv 200 python3 bench/decode_gemv.py --batch ${GEMV_BATCH:-1,8} --triton
 phase firstuse 120 python3 bench/first_use.py
 phase pdl 240 bash -c "python3 bench/decode_gemv.py --batch 1 --triton --pdl && \
-  for f in '' --gemv-pdl; do python3 bench/decode.py --preset youtu_2b --batches 1 --prompt-lens 128 \
-  --reps 2 --long-lens '' --no-peer --variants fused+overlap+auto \$f; done"
+  python3 bench/decode.py --preset youtu_2b --batches 1 --prompt-lens 128 --reps 3 \
+  --long-lens '' --no-peer --variants fused+overlap+auto,fused+overlap+auto+pdl"
 echo "== done at $(( $(date +%s) - start ))s"

@@ -205,8 +205,11 @@ def test_decode_step_with_the_kernels_equals_the_plain_step(interpreter, model):
         plain = decode_step(model, cache, ids, pos, rows, max_len)
         fused = decode_step(model, cache, ids, pos, rows, max_len, fused=True)
         kernels = decode_step(model, cache, ids, pos, rows, max_len, fused=True, gemv="triton")
+        dependent = decode_step(model, cache, ids, pos, rows, max_len, fused=True,
+                                gemv="triton+pdl")  # the prefetch path (no launch on the CPU)
         torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(kernels, plain, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(dependent, kernels, atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="fused"):
         decode_step(model, cache, ids[:2], pos[:2], rows[:2], max_len, gemv="triton")
 

@@ -642,6 +642,10 @@ def test_auto_gemv_and_overlap_are_the_defaults_and_fall_back_where_they_cannot_
 
     assert [decode_gemv.kernel_rows(g) for g in ("cublas", "auto", "triton")] == \
         [0, decode_gemv.AUTO_MAX_ROWS, decode_gemv.MAX_ROWS]
+    assert [decode_gemv.kernel_rows(g) for g in ("auto+pdl", "triton+pdl")] == \
+        [decode_gemv.AUTO_MAX_ROWS, decode_gemv.MAX_ROWS]
+    assert [decode_gemv.dependent_launch(g) for g in ("auto", "auto+pdl", "triton+pdl")] == \
+        [False, True, True]
     assert 1 <= decode_gemv.AUTO_MAX_ROWS <= decode_gemv.MAX_ROWS
     with pytest.raises(ValueError, match="'auto', 'cublas' or 'triton'"):
         decode_gemv.kernel_rows("fast")
@@ -650,6 +654,9 @@ def test_auto_gemv_and_overlap_are_the_defaults_and_fall_back_where_they_cannot_
     unfused = Engine(copy.deepcopy(model), max_batch=2, max_seq_len=32, eos_ids=[],
                      fuse_weights=False, gemv="auto")
     assert unfused.gemv == "cublas"
+    cpu_pdl = Engine(copy.deepcopy(model), max_batch=2, max_seq_len=32, eos_ids=[],
+                     gemv="auto+pdl")
+    assert cpu_pdl.gemv == "cublas"  # the CPU: no kernels, so no dependent launch either
     assert (ServeConfig().decode_gemv, ServeConfig().overlap_decode) == ("auto", True)
     ServeConfig(decode_gemv="auto", fuse_decode_weights=False)  # auto needs no fused layout
     served, _ = engine_from_config(ServeConfig(checkpoint=str(checkpoint)), run_dir=tmp_path,

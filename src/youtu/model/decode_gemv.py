@@ -27,7 +27,7 @@ Accumulation in fp32; rounding points match the model's torch code (`layers.rms_
 x rounded to x's dtype, then scaled; F.linear's output rounded before the residual add and
 before silu), so bf16 results differ from torch by accumulation order only.
 
-Dependent launch (`PDL`, off by default until measured). A batch-1 GEMV of an 8-9 MB weight
+Dependent launch (`pdl=True`, the `+pdl` implementations; no default until measured). A batch-1 GEMV of an 8-9 MB weight
 took 5.2-5.8 us on an H100 against a 2.6 us bytes floor: the ramp and drain of each kernel,
 ~160 a step. With `pdl=True` the kernel loads its first weight tile before `gdc_wait` (a
 whole-row config: all its weights) and is launched with `launch_pdl`, so that load overlaps
@@ -52,9 +52,11 @@ import torch
 MAX_ROWS = 8
 """Largest B the kernel takes: the engine's batch buckets up to 8 (beyond, cuBLAS)."""
 
-IMPLEMENTATIONS = ("auto", "cublas", "triton")
+IMPLEMENTATIONS = ("auto", "cublas", "triton", "auto+pdl", "triton+pdl")
 """The decode step's GEMVs: F.linear, these kernels up to MAX_ROWS rows, or these kernels
-where they were measured faster (AUTO_MAX_ROWS) and F.linear above."""
+where they were measured faster (AUTO_MAX_ROWS) and F.linear above; `+pdl`: the kernels with
+programmatic dependent launch (`gemv(pdl=True)`; unmeasured, so not a `serve` setting yet:
+bench/decode.py's `fused+overlap+auto+pdl` variant times it)."""
 
 AUTO_MAX_ROWS = 1
 """Rows up to which `auto` takes the kernels. On an H100
@@ -64,27 +66,23 @@ work, and the whole engine step ran 1.12x faster (349.7 vs 311.9 tok/s); at 8 ro
 2.60 ms against cuBLAS's 2.08 (a loss), and 2-4 rows are unmeasured."""
 
 
-PDL = False
-"""Whether `gemv` launches with programmatic dependent launch (Hopper+; `pdl=None` reads this):
-each kernel streams its first weight tile (with the whole-row configs, all of its weights)
-before `gdc_wait`, so it overlaps the tail of the kernel before it, and lets the next one start
-at once (`gdc_launch_dependents`). Weights are never written by an earlier kernel; x and the
-residual are read only after the wait. Off until measured on a GPU: `bench/decode_gemv.py
---triton --pdl` and `bench/decode.py --gemv-pdl` time it (`PHASES=pdl` of
-bench/h200_engine_suite.sh)."""
-
-
 def check_implementation(value: str, key: str = "gemv") -> str:
     """`value` if it names one of IMPLEMENTATIONS, else a one-line ValueError naming `key`."""
     if value not in IMPLEMENTATIONS:
-        raise ValueError(f"{key} must be 'auto', 'cublas' or 'triton', got {value!r}")
+        raise ValueError(f"{key} must be 'auto', 'cublas' or 'triton' (or 'auto+pdl' / "
+                         f"'triton+pdl': with dependent launch), got {value!r}")
     return value
 
 
 def kernel_rows(implementation: str) -> int:
     """The most rows for which `implementation` runs these kernels (0: never)."""
     rows = {"auto": AUTO_MAX_ROWS, "cublas": 0, "triton": MAX_ROWS}
-    return rows[check_implementation(implementation)]
+    return rows[check_implementation(implementation).removesuffix("+pdl")]
+
+
+def dependent_launch(implementation: str) -> bool:
+    """Whether `implementation`'s kernels launch dependently (`gemv(pdl=True)`)."""
+    return check_implementation(implementation).endswith("+pdl")
 
 
 class GemvConfig(NamedTuple):
@@ -300,7 +298,7 @@ def _interpreting() -> bool:
 
 def gemv(x: torch.Tensor, weight: torch.Tensor, *, norm_weight: torch.Tensor | None = None,
          eps: float = 1e-6, residual: torch.Tensor | None = None, swiglu: bool = False,
-         config: GemvConfig | None = None, pdl: bool | None = None) -> torch.Tensor:
+         config: GemvConfig | None = None, pdl: bool = False) -> torch.Tensor:
     """epilogue(prologue(x) @ weight^T) for 1..8 rows, in one kernel.
 
     Args:
@@ -312,8 +310,8 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, *, norm_weight: torch.Tensor | N
         residual: [B, N]: returns residual + x @ weight^T (the rounded GEMV output added).
         swiglu: weight is the fused [gate | up] [2I, K]: returns silu(gate) * up, [B, I].
         config: a fixed launch config; None = autotuned on CUDA, DEFAULT_CONFIG elsewhere.
-        pdl: prefetch the first weight tile and launch dependently (`PDL`; None: that
-            default). Under the interpreter and before sm_90 only the prefetch runs.
+        pdl: prefetch the first weight tile before waiting for the kernel before, and launch
+            dependently (sm_90+; under the interpreter and before sm_90 only the prefetch).
 
     Returns:
         [B, N] (or [B, I] with swiglu), x's dtype, contiguous. A new tensor: never written in
@@ -327,7 +325,6 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, *, norm_weight: torch.Tensor | N
             x.stride(0), weight.stride(0), out.stride(0),
             residual.stride(0) if residual is not None else 0, n_out if swiglu else 0)
     epilogue = "swiglu" if swiglu else "residual" if residual is not None else None
-    pdl = PDL if pdl is None else pdl
     meta = {"PROLOGUE": _PROLOGUES["rmsnorm" if norm_weight is not None else None],
             "EPILOGUE": _EPILOGUES[epilogue], "BLOCK_B": _pow2(B),
             "IEEE": x.dtype == torch.float32, "PDL": pdl,

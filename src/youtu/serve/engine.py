@@ -496,14 +496,15 @@ class Engine:
     def _check_gemv(self, gemv: str) -> str:
         """The decode GEMV implementation after checking it can run here; `auto` where the
         kernels cannot run (no CUDA or triton, or unfused weights) is cuBLAS."""
-        if decode_gemv.check_implementation(gemv) == "auto":
-            return "auto" if self.fused and decode_gemv.available(self.device) else "cublas"
-        if gemv == "triton":
+        base = decode_gemv.check_implementation(gemv).removesuffix("+pdl")
+        if base == "auto":
+            return gemv if self.fused and decode_gemv.available(self.device) else "cublas"
+        if base == "triton":
             if not decode_gemv.available(self.device):
-                raise ValueError(f"gemv='triton' needs a CUDA device with triton (the model is on "
-                                 f"{self.device}); use gemv='cublas' there")
+                raise ValueError(f"gemv={gemv!r} needs a CUDA device with triton (the model is "
+                                 f"on {self.device}); use gemv='cublas' there")
             if not self.fused:
-                raise ValueError("gemv='triton' reads the fused decode weights: set "
+                raise ValueError(f"gemv={gemv!r} reads the fused decode weights: set "
                                  "fuse_weights=True (sharded parameters cannot be fused)")
         return gemv
 

@@ -90,29 +90,34 @@ def layer_queries(layer: DecoderLayer, q: torch.Tensor, kv: torch.Tensor, cos: t
 
 
 def gemv_layer_inputs(layer: DecoderLayer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                      queries_fn: Callable = layer_queries) -> tuple[torch.Tensor, torch.Tensor]:
-    """`layer_inputs` (fused layout) with the projections as decode GEMV kernels: x [B, 1, D]."""
+                      queries_fn: Callable = layer_queries, pdl: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`layer_inputs` (fused layout) with the projections as decode GEMV kernels: x [B, 1, D]
+    (`pdl`: launched dependently, `decode_gemv.gemv`)."""
     attn, norm = layer.self_attn, layer.input_layernorm
     q_in, _ = attn._input_projections()
     Q = q_in.out_features
-    qkv = decode_gemv.gemv(x[:, 0], attn.q_kv_a, norm_weight=norm.weight, eps=norm.eps)
+    qkv = decode_gemv.gemv(x[:, 0], attn.q_kv_a, norm_weight=norm.weight, eps=norm.eps, pdl=pdl)
     q = qkv[:, :Q]  # a column slice: the kernel reads it with qkv's row stride, no copy
     if attn.q_lora_rank > 0:
         q_norm = attn.q_a_layernorm
-        q = decode_gemv.gemv(q, attn.q_b_proj.weight, norm_weight=q_norm.weight, eps=q_norm.eps)
+        q = decode_gemv.gemv(q, attn.q_b_proj.weight, norm_weight=q_norm.weight, eps=q_norm.eps,
+                             pdl=pdl)
     return queries_fn(layer, q, qkv[:, Q:], cos, sin)
 
 
-def gemv_layer_output(layer: DecoderLayer, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+def gemv_layer_output(layer: DecoderLayer, x: torch.Tensor, attn: torch.Tensor,
+                      pdl: bool = False) -> torch.Tensor:
     """`layer_output` (fused layout) with o_proj, gate_up and down_proj as decode GEMV kernels
     carrying both residual adds, the post-attention norm and the SwiGLU; x [B, 1, D]."""
     a, mlp, norm = layer.self_attn, layer.mlp, layer.post_attention_layernorm
     o = a.absorbed_values(attn)[:, 0]  # [B, H*Dv], a cuBLAS bmm
     if o.stride(1) != 1:
         o = o.contiguous()
-    x = decode_gemv.gemv(o, a.o_proj.weight, residual=x[:, 0])
-    h = decode_gemv.gemv(x, mlp.gate_up, norm_weight=norm.weight, eps=norm.eps, swiglu=True)
-    return decode_gemv.gemv(h, mlp.down_proj.weight, residual=x)[:, None]
+    x = decode_gemv.gemv(o, a.o_proj.weight, residual=x[:, 0], pdl=pdl)
+    h = decode_gemv.gemv(x, mlp.gate_up, norm_weight=norm.weight, eps=norm.eps, swiglu=True,
+                         pdl=pdl)
+    return decode_gemv.gemv(h, mlp.down_proj.weight, residual=x, pdl=pdl)[:, None]
 
 
 def fuse_decode_weights(model: YoutuForCausalLM) -> bool:
@@ -152,9 +157,11 @@ def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
     / `queries_fn` are the compiled versions of `layer_inputs` / `layer_output` /
     `layer_queries` under `compile`; `fused` uses the layout of `fuse_decode_weights`;
     `gemv="triton"` (needs `fused`) runs the weight GEMVs as `decode_gemv` kernels for
-    B <= decode_gemv.MAX_ROWS and cuBLAS above; `"auto"` for B <= decode_gemv.AUTO_MAX_ROWS.
+    B <= decode_gemv.MAX_ROWS and cuBLAS above; `"auto"` for B <= decode_gemv.AUTO_MAX_ROWS;
+    a `+pdl` suffix launches those kernels dependently.
     """
     kernels = ids.shape[0] <= decode_gemv.kernel_rows(gemv)
+    pdl = decode_gemv.dependent_launch(gemv)
     if kernels and not fused:
         raise ValueError(f"gemv={gemv!r} reads the fused decode weights: pass fused=True "
                          "(after fuse_decode_weights), or gemv='cublas'")
@@ -166,16 +173,17 @@ def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
             else absorbed_mask(positions, max_len, model.config.num_attention_heads))
     for layer in model.model.layers:
         if kernels:
-            q_abs, new_kv = gemv_layer_inputs(layer, x, cos, sin, queries_fn)
+            q_abs, new_kv = gemv_layer_inputs(layer, x, cos, sin, queries_fn, pdl)
         else:
             q_abs, new_kv = inputs_fn(layer, x, cos, sin, fused)
         attn = layer.self_attn.absorbed_attend(q_abs, new_kv, cache, positions, rows, max_len,
                                                mask, lengths=lengths)
-        x = gemv_layer_output(layer, x, attn) if kernels else output_fn(layer, x, attn, fused)
+        x = (gemv_layer_output(layer, x, attn, pdl) if kernels
+             else output_fn(layer, x, attn, fused))
     if kernels:
         norm = model.model.norm
         return decode_gemv.gemv(x[:, -1], model.lm_head.weight, norm_weight=norm.weight,
-                                eps=norm.eps)
+                                eps=norm.eps, pdl=pdl)
     return F.linear(model.model.norm(x)[:, -1], model.lm_head.weight)  # [B, V]
 
 
