@@ -394,8 +394,8 @@ class MinhashSignature(MinhashDedupSignature):
     Shingles are datatrove's (its text normalisation, `shingle_words`-word windows of the
     words), but each is hashed as a polynomial (mod 2^64, then mixed) over its words' sha1
     hashes, which a per-task cache keeps: datatrove hashes every joined shingle string with
-    sha1, 152 us of a ~150-word document and half of the signature's time, where this takes
-    ~30 us."""
+    sha1, 152 us of a ~150-word document and half of the signature's time (245 vs 52 us a
+    document, measured side by side on 2 busy cores)."""
 
     def __init__(self, output_folder: str, config, near_domains: list[str]):
         super().__init__(output_folder, config=config, language=WhitespaceWords())
