@@ -21,6 +21,7 @@
 # documents ran past its 150 s with no row printed (2026-12-07): rows now print as they end.
 # GPU_TESTS (default: tests) narrows the gpu tests, e.g. "tests/serve tests/rl"; GEMV_BATCH
 # (default: 1,8) the GEMV rows, e.g. 2,4 (each batch autotunes again: ~1 min more per batch).
+# PDL_ARGS adds to the pdl phase's engine run, e.g. --profile (kernels of the last variant).
 # PHASES (default: all six) picks some, e.g. PHASES="gputests decode" for one call and
 # PHASES="data gemv" for the next.
 set -u
@@ -38,5 +39,5 @@ phase gemv 200 python3 bench/decode_gemv.py --batch ${GEMV_BATCH:-1,8} --triton
 phase firstuse 120 python3 bench/first_use.py
 phase pdl 240 bash -c "python3 bench/decode_gemv.py --batch 1 --triton --pdl && \
   python3 bench/decode.py --preset youtu_2b --batches 1 --prompt-lens 128 --reps 3 \
-  --long-lens '' --no-peer --variants fused+overlap+auto,fused+overlap+auto+pdl"
+  --long-lens '' --no-peer --variants fused+overlap+auto,fused+overlap+auto+pdl ${PDL_ARGS:-}"
 echo "== done at $(( $(date +%s) - start ))s"
