@@ -9,18 +9,22 @@ overhead included) of:
              plain path, what decode ran before the kernel)
   bmm        gather + bmm + fp32 softmax + bmm (the issue's 'plain bmm' column)
   fused      `mla_decode_attention`: split-K over the slab read in place + combine
-and the fused kernel's achieved bandwidth over the bytes it must read (B x L x 1152). Last
-line: JSON.
+and the fused kernel's achieved bandwidth over the bytes it must read (B x L x 1152).
+`--cases 1x256,1x1024 --splits 1,2,4,8` instead times the fused kernel alone at each forced
+split count beside its own choice (`num_splits`), for short caches where the launch latency,
+not bytes, sets the time. Last line: JSON.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import torch
 import torch.nn.functional as F
 
 from youtu.model.attention import absorbed_mask
+from youtu.model import decode_attention
 from youtu.model.decode_attention import mla_decode_attention
 
 H, C, R = 16, 512, 64
@@ -28,7 +32,47 @@ SCALE = 192 ** -0.5
 CASES = [(1, 1024), (1, 8192), (1, 32768), (1, 131072), (32, 640), (64, 4096)]
 
 
+def sweep(cases: list[tuple[int, int]], splits: list[int]) -> None:
+    """The fused kernel at forced split counts (0 = its own choice), us per call."""
+    from triton.testing import do_bench
+
+    dev = "cuda"
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    print(f"# fused kernel by split count, {torch.cuda.get_device_name()} ({sms} SMs), bf16")
+    print("| B | L | " + " | ".join(f"P={p or 'auto'} us" for p in splits) + " | auto P |")
+    print("|---|---|" + "---|" * (len(splits) + 1))
+    rows_out = []
+    for B, L in cases:
+        g = torch.Generator(device=dev).manual_seed(B * L)
+        kv = torch.randn(B + 1, L, C + R, device=dev, dtype=torch.bfloat16, generator=g)
+        q = torch.randn(B, H, C + R, device=dev, dtype=torch.bfloat16, generator=g)
+        rows = torch.arange(1, B + 1, device=dev)
+        lengths = torch.full((B,), L, device=dev)
+        ref = mla_decode_attention(q, kv, rows, lengths, SCALE, L, R).float()
+        t = {}
+        for p in splits:
+            def fn(p=p):
+                return mla_decode_attention(q, kv, rows, lengths, SCALE, L, R, splits=p or None)
+            err = ((fn().float() - ref).norm() / ref.norm()).item()
+            assert err < 1e-2, f"splits={p}: rel err {err:.1e}"
+            t[p] = do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e3
+        auto = decode_attention.num_splits(B, L, decode_attention.BLOCK_N_HALF, sms)
+        rows_out.append({"batch": B, "cache_len": L, "auto_splits": auto,
+                         **{f"splits_{p}_us": v for p, v in t.items()}})
+        print(f"| {B} | {L} | " + " | ".join(f"{t[p]:.1f}" for p in splits) + f" | {auto} |",
+              flush=True)
+    print(json.dumps({"bench": "decode_attention_splits", "hardware": torch.cuda.get_device_name(),
+                      "rows": rows_out}))
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default="", help="BxL,... for the split sweep (e.g. 1x256,1x1024)")
+    ap.add_argument("--splits", default="0,1,2,4,8,16", help="split counts (0 = the kernel's own)")
+    args = ap.parse_args()
+    if args.cases:
+        cases = [tuple(int(v) for v in c.split("x")) for c in args.cases.split(",")]
+        return sweep(cases, [int(p) for p in args.splits.split(",")])
     from triton.testing import do_bench
 
     dev = "cuda"

@@ -11,6 +11,7 @@
 #             decode GEMV (--triton autotunes ~60 compiles: ~2-3 min)
 #   firstuse  what a new prefill shape costs the first time, cuDNN attention vs plain SDPA,
 #             small preset (the first model's extra eval time, issue 15)
+#   attn      the fused decode attention at forced split counts, short caches (latency-bound)
 #   pdl       the Triton GEMVs with programmatic dependent launch: per weight, then the batch-1
 #             engine step without and with it (gemv="auto+pdl", no default until measured)
 # WHEEL_DIR: the default wheels of ../shared/device/fetch-wheels.sh plus
@@ -22,10 +23,10 @@
 # GPU_TESTS (default: tests) narrows the gpu tests, e.g. "tests/serve tests/rl"; GEMV_BATCH
 # (default: 1,8) the GEMV rows, e.g. 2,4 (each batch autotunes again: ~1 min more per batch).
 # PDL_ARGS adds to the pdl phase's engine run, e.g. --profile (kernels of the last variant).
-# PHASES (default: all six) picks some, e.g. PHASES="gputests decode" for one call and
+# PHASES (default: all seven) picks some, e.g. PHASES="gputests decode" for one call and
 # PHASES="data gemv" for the next.
 set -u
-whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv firstuse pdl} "
+whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv firstuse attn pdl} "
 TAIL=24
 source "$(dirname "$0")/h200_phases.sh"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
@@ -37,6 +38,8 @@ phase data 290 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 
   --jsonl-docs 32000 --jsonl-files 32 --skip-embedded --control-units 32 ${DATA_ARGS:-}
 phase gemv 200 python3 bench/decode_gemv.py --batch ${GEMV_BATCH:-1,8} --triton
 phase firstuse 120 python3 bench/first_use.py
+phase attn 90 python3 bench/decode_attention.py --cases 1x128,1x256,1x512,1x1024,1x4096,8x256,32x640 \
+  --splits 0,1,2,4,8,16
 phase pdl 240 bash -c "python3 bench/decode_gemv.py --batch 1 --triton --pdl && \
   python3 bench/decode.py --preset youtu_2b --batches 1 --prompt-lens 128 --reps 3 \
   --long-lens '' --no-peer --variants fused+overlap+auto,fused+overlap+auto+pdl ${PDL_ARGS:-}"
