@@ -45,6 +45,7 @@ CASES = {  # batch -> lengths (ragged; slot counts not multiples of the kernel's
     "b1-40k": [40_000],
     "b1-1": [1],
     "b3-mixed": [1, 777, 12_345],
+    "b4-short": [5, 100, 123, 77],  # one split: no combine, stored in bf16 directly
     "b64-ragged": None,  # 64 random lengths in 1..40k
 }
 

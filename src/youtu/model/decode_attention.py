@@ -14,7 +14,8 @@ Flash-decoding (Dao et al. 2023): a sequence's slots are cut into splits, one pr
 slots, and a second kernel combines the splits. A batch-1 decode at 32k has 16 query rows:
 without splitting it would run on one of the H200's 132 SMs. Splits are sized so that the
 grid holds ~4 programs per SM; splits past a group's length write an empty partial
-(lse = -inf) that the combine ignores, so ragged batches are exact.
+(lse = -inf) that the combine ignores, so ragged batches are exact. With one split the
+combine is skipped: the split's output is stored in the query dtype directly.
 
 The kernels compile on first use; `triton` is imported lazily so this module imports on a
 CPU-only install (the model's CPU path never calls it).
@@ -205,15 +206,20 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
     P = splits or num_splits(G, max_len, block_n, sms)
     chunk = math.ceil(math.ceil(max_len / P) / block_n) * block_n
     P = math.ceil(max_len / chunk)
-    o_part = torch.empty(G, P, H, latent, device=q.device, dtype=torch.float32)
-    lse = torch.empty(G, P, H, device=q.device, dtype=torch.float32)
     out = torch.empty(G, H, latent, device=q.device, dtype=q.dtype)
+    # One split (short caches, wide batches): its normalised output is the answer, stored
+    # straight into `out` (cast on store) with no combine launch.
+    o_part = (out.view(G, 1, H, latent) if P == 1 else
+              torch.empty(G, P, H, latent, device=q.device, dtype=torch.float32))
+    lse = torch.empty(G, P, H, device=q.device, dtype=torch.float32)
     split_kernel[(G, P)](
         q, kv, rows, lengths, o_part, lse, scale * math.log2(math.e), H, chunk,
         q.stride(0), q.stride(1), kv.stride(0), kv.stride(1),
         o_part.stride(0), o_part.stride(1), o_part.stride(2), lse.stride(0), lse.stride(1),
         C=latent, R=rope_dim, BLOCK_H=block_h, BLOCK_N=block_n, IEEE=q.dtype == torch.float32,
         num_warps=4, num_stages=2)
+    if P == 1:
+        return out
     block_c = min(latent, COMBINE_BLOCK_C)
     combine_kernel[(G, H, latent // block_c)](
         o_part, lse, out, P, o_part.stride(0), o_part.stride(1), o_part.stride(2),
