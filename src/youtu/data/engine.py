@@ -189,10 +189,10 @@ def _run_local(stage: Stage, logging_dir: Path, pool: _Pool | None) -> int:
     bar = tqdm(total=len(todo), desc=f"data {stage.name}", unit="task", disable=None,
                leave=False)
     if not pooled:
+        blob = dill.dumps(executor) if len(todo) > 1 else None  # a fresh copy per task
         for rank in todo:
             try:
-                _quiet_task(dill.loads(dill.dumps(executor)) if len(todo) > 1 else executor,
-                            rank)
+                _quiet_task(dill.loads(blob) if blob is not None else executor, rank)
             except (ConfigError, ValueError):
                 raise  # bad input: its own message names the file and the fix
             except Exception as e:
