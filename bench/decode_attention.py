@@ -11,8 +11,8 @@ overhead included) of:
   fused      `mla_decode_attention`: split-K over the slab read in place + combine
 and the fused kernel's achieved bandwidth over the bytes it must read (B x L x 1152).
 `--cases 1x256,1x1024 --splits 1,2,4,8` instead times the fused kernel alone at each forced
-split count beside its own choice (`num_splits`), for short caches where the launch latency,
-not bytes, sets the time. Last line: JSON.
+split count beside its own choice (`num_splits`), inside a CUDA graph as the engine runs it,
+for short caches where latency, not bytes, sets the time. Last line: JSON.
 """
 
 from __future__ import annotations
@@ -32,37 +32,68 @@ SCALE = 192 ** -0.5
 CASES = [(1, 1024), (1, 8192), (1, 32768), (1, 131072), (32, 640), (64, 4096)]
 
 
-def sweep(cases: list[tuple[int, int]], splits: list[int]) -> None:
-    """The fused kernel at forced split counts (0 = its own choice), us per call."""
-    from triton.testing import do_bench
+GRAPH_CALLS = 16  # calls per CUDA-graph replay in the split sweep, each on its own slab
 
+
+def graph_us(fns, replays: int = 20) -> float:
+    """Microseconds per call of `fns` captured back to back in one CUDA graph, as the engine's
+    decode step runs them (no host launch cost; a different slab each call, so the cache is
+    read from HBM, not L2)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for fn in fns:
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for fn in fns:
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(replays):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) * 1e3 / (replays * len(fns))
+
+
+def sweep(cases: list[tuple[int, int]], splits: list[int]) -> None:
+    """The fused kernel at forced split counts (0 = its own choice), us per call in a CUDA
+    graph (`graph_us`): eager timing of a ~10 us kernel measures the host's launch cost."""
     dev = "cuda"
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    print(f"# fused kernel by split count, {torch.cuda.get_device_name()} ({sms} SMs), bf16")
+    print(f"# fused kernel by split count, {torch.cuda.get_device_name()} ({sms} SMs), bf16, "
+          f"{GRAPH_CALLS} calls per CUDA graph")
     print("| B | L | " + " | ".join(f"P={p or 'auto'} us" for p in splits) + " | auto P |")
     print("|---|---|" + "---|" * (len(splits) + 1))
     rows_out = []
     for B, L in cases:
         g = torch.Generator(device=dev).manual_seed(B * L)
-        kv = torch.randn(B + 1, L, C + R, device=dev, dtype=torch.bfloat16, generator=g)
+        kvs = [torch.randn(B + 1, L, C + R, device=dev, dtype=torch.bfloat16, generator=g)
+               for _ in range(GRAPH_CALLS)]
         q = torch.randn(B, H, C + R, device=dev, dtype=torch.bfloat16, generator=g)
         rows = torch.arange(1, B + 1, device=dev)
         lengths = torch.full((B,), L, device=dev)
-        ref = mla_decode_attention(q, kv, rows, lengths, SCALE, L, R).float()
+        ref = mla_decode_attention(q, kvs[0], rows, lengths, SCALE, L, R).float()
         t = {}
         for p in splits:
-            def fn(p=p):
+            def fn(kv, p=p):
                 return mla_decode_attention(q, kv, rows, lengths, SCALE, L, R, splits=p or None)
-            err = ((fn().float() - ref).norm() / ref.norm()).item()
+            err = ((fn(kvs[0]).float() - ref).norm() / ref.norm()).item()
             assert err < 1e-2, f"splits={p}: rel err {err:.1e}"
-            t[p] = do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e3
+            t[p] = graph_us([lambda kv=kv, fn=fn: fn(kv) for kv in kvs])
         auto = decode_attention.num_splits(B, L, decode_attention.BLOCK_N_HALF, sms)
         rows_out.append({"batch": B, "cache_len": L, "auto_splits": auto,
                          **{f"splits_{p}_us": v for p, v in t.items()}})
         print(f"| {B} | {L} | " + " | ".join(f"{t[p]:.1f}" for p in splits) + f" | {auto} |",
               flush=True)
+        del kvs
+        torch.cuda.empty_cache()
     print(json.dumps({"bench": "decode_attention_splits", "hardware": torch.cuda.get_device_name(),
-                      "rows": rows_out}))
+                      "graph_calls": GRAPH_CALLS, "rows": rows_out}))
 
 
 def main() -> None:
