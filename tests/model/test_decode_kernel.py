@@ -25,6 +25,14 @@ def test_importable_and_declines_cpu_and_odd_shapes():
     assert decode_attention.num_splits(1, 32768, 32, 132) == 256  # >= 128 slots per split
     assert decode_attention.num_splits(64, 32768, 32, 132) == 8
     assert decode_attention.num_splits(1, 10, 32, 132) == 1
+    # few groups, short caches (latency-bound): one 32-slot tile per split, up to one program
+    # per SM and LATENCY_MAX_SPLITS; where the groups fill the SMs the byte rule stays
+    assert decode_attention.num_splits(1, 256, 32, 132) == 8
+    assert decode_attention.num_splits(1, 1024, 32, 132) == 32
+    assert decode_attention.num_splits(1, 4096, 32, 132) == 64
+    assert decode_attention.num_splits(8, 256, 32, 132) == 8
+    assert decode_attention.num_splits(32, 640, 32, 132) == 5
+    assert decode_attention.num_splits(64, 256, 32, 132) == 2
 
 
 def _plain(q, kv, rows, lengths, scale, C):

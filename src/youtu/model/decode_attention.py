@@ -39,6 +39,9 @@ BLOCK_N_HALF = 32
 BLOCK_N_FP32 = 16  # fp32 tiles are twice the bytes; 16 keeps two pipeline stages in shared memory
 # Fewest slots per split: its fp32 partial output [H, C] is then ~1/5 of the bytes it reads.
 MIN_SPLIT_SLOTS = 128
+# Most splits of one tile each for a latency-bound call (few groups, short cache): the most an
+# H100 sweep measured (batch 1 at 4,096 slots: 64 splits 13.4 us, 32 splits 15.4 us).
+LATENCY_MAX_SPLITS = 64
 # The combine kernel's tile: BLOCK_P splits x COMBINE_BLOCK_C latent values.
 COMBINE_BLOCK_P = 16
 COMBINE_BLOCK_C = 128
@@ -151,9 +154,17 @@ def _kernels():
 def num_splits(groups: int, max_len: int, block_n: int, sms: int) -> int:
     """Splits per group: ~PROGRAMS_PER_SM programs per SM, at least MIN_SPLIT_SLOTS slots per
     split (a split writes a [H, C] fp32 partial: with one 32-slot tile per split that is as many
-    bytes as the slots it read)."""
-    want = max(1, (PROGRAMS_PER_SM * sms) // max(groups, 1))
-    return max(1, min(want, math.ceil(max_len / max(block_n, MIN_SPLIT_SLOTS))))
+    bytes as the slots it read) -- except where few groups and short caches leave SMs idle: then
+    a program's time is its loop's latency, not bytes, and the cache is cut down to one tile per
+    split until the groups' splits fill the SMs once (at most LATENCY_MAX_SPLITS). On an H100,
+    in a CUDA graph (bench/decode_attention.py), batch 1: 256 slots 11.1 -> 6.7 us, 1,024 slots
+    12.3 -> 8.3 us, 4,096 slots 15.4 -> 13.4 us; batch 8 x 256: 13.0 -> 8.8 us; unchanged where
+    the groups fill the GPU (batch 32 x 640, 64 x 256) or the cache is long (32k)."""
+    groups = max(groups, 1)
+    want = max(1, (PROGRAMS_PER_SM * sms) // groups)
+    by_bytes = math.ceil(max_len / max(block_n, MIN_SPLIT_SLOTS))
+    by_latency = min(math.ceil(max_len / block_n), sms // groups, LATENCY_MAX_SPLITS)
+    return max(1, min(want, max(by_bytes, by_latency)))
 
 
 @functools.cache
