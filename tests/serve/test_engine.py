@@ -624,6 +624,15 @@ def test_triton_gemv_is_refused_where_it_cannot_run(model, checkpoint, tmp_path)
         Engine(own, max_batch=2, max_seq_len=32, eos_ids=[], gemv="cutlass")
     with pytest.raises(ValueError, match="fuse_decode_weights"):
         ServeConfig(decode_gemv="triton", fuse_decode_weights=False)
+    with pytest.raises(ValueError, match="fuse_decode_weights"):
+        ServeConfig(decode_gemv="triton+pdl", fuse_decode_weights=False)
+    with pytest.raises(ValueError, match="decode_gemv must be one of"):
+        ServeConfig(decode_gemv="pdl")
+    assert ServeConfig(decode_gemv="auto+pdl").decode_gemv == "auto+pdl"
+    from youtu.model.decode_gemv import IMPLEMENTATIONS
+    from youtu.serve.config import DECODE_GEMVS
+
+    assert DECODE_GEMVS == IMPLEMENTATIONS
     # the [serve] setting is ignored on the CPU, as use_cuda_graph is
     engine, _ = engine_from_config(ServeConfig(checkpoint=str(checkpoint), decode_gemv="triton"),
                                    run_dir=tmp_path, device="cpu")

@@ -7,6 +7,9 @@ from typing import Literal
 
 # Below this many parameters `cpu_threads = 0` means one thread (see ServeConfig.cpu_threads).
 SMALL_MODEL_PARAMS = 100_000_000
+DECODE_GEMVS = ("auto", "cublas", "triton", "auto+pdl", "triton+pdl")
+"""`decode_gemv`'s values: `youtu.model.decode_gemv.IMPLEMENTATIONS`, named here so reading a
+config needs no torch."""
 
 
 @dataclass(kw_only=True)
@@ -57,12 +60,16 @@ class ServeConfig:
     (parameters become views of the fused tensors; names, checkpoints and memory unchanged).
     On an H100 the batch-1 GEMVs took 2.04 ms a step fused against 2.33 ms separate
     (bench/results/2026-12-07_h100_gemv.md)."""
-    decode_gemv: Literal["auto", "cublas", "triton"] = "auto"
+    decode_gemv: Literal["auto", "cublas", "triton", "auto+pdl", "triton+pdl"] = "auto"
     """Decode GEMVs: 'cublas' (F.linear); 'triton' (`youtu.model.decode_gemv` at batch <= 8:
     five GEMV kernels per layer carry three RMSNorms (prologues), the SwiGLU and both residual
     adds; needs fuse_decode_weights); 'auto' = those kernels where they were measured faster
     (batch 1: the engine step 1.12x on an H100; `decode_gemv.AUTO_MAX_ROWS`) and cuBLAS above,
-    or everywhere when they cannot run. CUDA only; ignored on the CPU."""
+    or everywhere when they cannot run. '+pdl' launches those kernels dependently (Hopper:
+    each loads its first weights while the kernel before it drains): on an H100, one run of
+    three interleaved reps, 356.1 vs 344.4 tok/s at batch 1 (1.03x,
+    2026-12-07_h100_decode_pdl.md); not the default until the H200 agrees. CUDA only; ignored
+    on the CPU."""
     overlap_decode: bool = True
     """Launch each decode step from the previous step's tokens kept on the GPU and read those
     back while it runs (stops checked one step late, the extra token discarded; same tokens).
@@ -125,12 +132,12 @@ class ServeConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.compile_decode and not self.use_cuda_graph:
             raise ValueError("compile_decode needs use_cuda_graph = true (or set compile_decode = false)")
-        if self.decode_gemv not in ("auto", "cublas", "triton"):
-            raise ValueError(f"decode_gemv must be 'auto', 'cublas' or 'triton', got "
-                             f"{self.decode_gemv!r}")
-        if self.decode_gemv == "triton" and not self.fuse_decode_weights:
-            raise ValueError("decode_gemv = 'triton' reads the fused decode weights: set "
-                             "fuse_decode_weights = true (or decode_gemv = 'cublas')")
+        if self.decode_gemv not in DECODE_GEMVS:
+            raise ValueError(f"decode_gemv must be one of {', '.join(map(repr, DECODE_GEMVS))}, "
+                             f"got {self.decode_gemv!r}")
+        if self.decode_gemv.startswith("triton") and not self.fuse_decode_weights:
+            raise ValueError(f"decode_gemv = {self.decode_gemv!r} reads the fused decode weights: "
+                             "set fuse_decode_weights = true (or decode_gemv = 'cublas')")
         for tool in self.tools:
             if tool not in ("python", "search", "env"):
                 raise ValueError(f"tools: unknown tool {tool!r}; choose from python, search, env")
