@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Callable
 
 import pytest
@@ -53,3 +55,45 @@ def make_model() -> Callable[..., YoutuForCausalLM]:
 @pytest.fixture
 def model() -> YoutuForCausalLM:
     return _model("qlora")
+
+
+@pytest.fixture(scope="module")
+def interpreter():
+    """Triton's interpreter for this process, or a skip (the kernel tests' CPU path).
+
+    It has to be switched on before triton is first imported (its standard library is built
+    at import); it does nothing on a machine with a GPU (the gpu tests there need the compiled
+    kernels), sets TRITON_INTERPRET only around the import (so subprocesses never inherit it)
+    and skips when triton was already imported in compiled mode. numpy >= 2.4 refuses int() of
+    a 1-element array, which the interpreter does for a loop bound: patched for the fixture's
+    duration. Known limits are in tests/model/test_decode_gemv.py's docstring."""
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the gpu-marked tests cover the compiled kernels")
+    if "triton" not in sys.modules:
+        before = os.environ.get("TRITON_INTERPRET")
+        os.environ["TRITON_INTERPRET"] = "1"
+        try:
+            import triton
+        except ImportError:
+            pytest.skip("triton is not installed: the interpreter tests need it")
+        finally:
+            if before is None:
+                del os.environ["TRITON_INTERPRET"]
+            else:
+                os.environ["TRITON_INTERPRET"] = before
+        triton.knobs.runtime.interpret = True  # our kernels are built after the import
+    import triton
+    import triton.runtime.interpreter as interp
+
+    if not triton.knobs.runtime.interpret:
+        pytest.skip("triton was imported in compiled mode earlier in this process: run this "
+                    "file on its own")
+    original = interp._patch_lang_tensor
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(interp, "_patch_lang_tensor", patched)
+        yield

@@ -1,7 +1,7 @@
 """The decode GEMV kernels (`youtu.model.decode_gemv`) against the model's torch operations.
 
 CPU: the kernels run under Triton's interpreter when triton is importable (it is not in CI: the
-interpreter tests then skip). The `interpreter` fixture switches this process's triton to
+interpreter tests then skip). The `interpreter` fixture (tests/model/conftest.py) switches this process's triton to
 interpreter mode, which has to happen before triton is first imported (its standard library
 is built at import); it does nothing on a machine with a GPU (the gpu tests there need the
 compiled kernels), sets TRITON_INTERPRET only around the import (so subprocesses never inherit
@@ -26,41 +26,6 @@ import torch
 
 from youtu.model import decode_gemv
 from youtu.model.decode_gemv import GemvConfig, gemv, gemv_reference
-
-
-@pytest.fixture(scope="module")
-def interpreter():
-    """Triton's interpreter for this process (see the module docstring), or a skip."""
-    if torch.cuda.is_available():
-        pytest.skip("a CUDA device is present: the gpu-marked tests cover the compiled kernels")
-    if "triton" not in sys.modules:
-        before = os.environ.get("TRITON_INTERPRET")
-        os.environ["TRITON_INTERPRET"] = "1"
-        try:
-            import triton
-        except ImportError:
-            pytest.skip("triton is not installed: the interpreter tests need it")
-        finally:
-            if before is None:
-                del os.environ["TRITON_INTERPRET"]
-            else:
-                os.environ["TRITON_INTERPRET"] = before
-        triton.knobs.runtime.interpret = True  # our kernels are built after the import
-    import triton
-    import triton.runtime.interpreter as interp
-
-    if not triton.knobs.runtime.interpret:
-        pytest.skip("triton was imported in compiled mode earlier in this process: run this "
-                    "file on its own")
-    original = interp._patch_lang_tensor
-
-    def patched(tensor, scope):
-        original(tensor, scope)
-        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(interp, "_patch_lang_tensor", patched)
-        yield
 
 
 EPILOGUES = {  # name -> (norm prologue, epilogue)

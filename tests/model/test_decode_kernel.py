@@ -3,7 +3,9 @@
 GPU tests (`-m gpu`, on the H200): the kernel equals the plain SDPA path (dense boolean mask over
 gathered rows) on ragged batches, the 2B's shapes in bf16, lengths 1..40k, batch 1..64; slots past
 each length hold garbage that must not leak in; the model's decode forward with the kernel equals
-the 'sdpa' reference for one and several query tokens. CPU: the module imports without triton.
+the 'sdpa' reference for one and several query tokens; given each token's new row, the kernel
+stores it and attends to it. CPU: the module imports without triton; the new-row store under
+Triton's interpreter where triton is installed (not in CI).
 """
 
 from __future__ import annotations
@@ -86,6 +88,52 @@ def test_kernel_equals_plain_sdpa_on_ragged_batches(case):
     # a bound on the grid (CUDA-graph length bucket) far above every length changes nothing
     wide = decode_attention.mla_decode_attention(q, kv, rows, lengths, scale, S, R, splits=997)
     assert _rel(wide, out) < 1e-2
+
+
+def _with_new_rows(lengths, S, splits, device, dtype, H=4, C=32, R=16, pad=0, seed=0):
+    """The kernel given each group's new row (`new=`) against writing the rows first and the
+    fp64 plain path; the last `pad` groups share one row at length 1 (a graph's padding)."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    B, N = len(lengths), len(lengths) + 2
+    lengths = torch.tensor(lengths, device=device)
+    rows = torch.randperm(N, generator=g, device=device)[:B]
+    if pad:
+        rows[-pad:] = rows[-1]
+    kv = torch.randn(N, S, C + R, generator=g, device=device, dtype=dtype)
+    q = torch.randn(B, H, C + R, generator=g, device=device, dtype=dtype)
+    new = torch.randn(B, C + R, generator=g, device=device, dtype=dtype)
+    written = kv.clone()
+    written[rows, lengths - 1] = new
+    out = decode_attention.mla_decode_attention(q, kv, rows, lengths, 0.3, S, R, splits=splits,
+                                                new=new)
+    real = slice(0, B - pad)
+    ref = _plain(q.double(), written.double(), rows, lengths, 0.3, C)
+    assert torch.equal(kv[rows[real]], written[rows[real]])  # the kernel stored the rows
+    assert torch.equal(kv[~torch.isin(torch.arange(N, device=device), rows)],
+                       written[~torch.isin(torch.arange(N, device=device), rows)])
+    return _rel(out[real], ref[real])
+
+
+# (lengths, slots, forced splits, padded groups): one split; several with the new row in a
+# middle split; one tile per split; graph padding on a shared row
+WRITE_CASES = [([5, 100, 123, 77], 128, None, 0), ([250], 256, 3, 0), ([90, 1], 256, 997, 0),
+               ([1, 300, 200, 1, 1], 300, None, 2)]
+
+
+@pytest.mark.parametrize("case", range(len(WRITE_CASES)))
+def test_the_kernel_stores_each_new_row_and_attends_to_it_interpreted(interpreter, case):
+    """CPU, Triton's interpreter, fp32 (skips without triton, as in CI)."""
+    lengths, S, splits, pad = WRITE_CASES[case]
+    assert _with_new_rows(lengths, S, splits, "cpu", torch.float32, pad=pad) < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", range(len(WRITE_CASES)))
+@torch.no_grad()
+def test_the_kernel_stores_each_new_row_and_attends_to_it(case):
+    lengths, S, splits, pad = WRITE_CASES[case]
+    err = _with_new_rows(lengths, S, splits, "cuda", torch.bfloat16, H=16, C=512, R=64, pad=pad)
+    assert err < 1e-2, err
 
 
 @pytest.mark.gpu

@@ -356,7 +356,8 @@ class MultiHeadLatentAttention(nn.Module):
                         positions: torch.Tensor, cache_rows: torch.Tensor, max_len: int,
                         attn_mask: torch.Tensor | None = None,
                         lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Write `new_kv` at (cache_rows, positions) and attend: [B, T, H, C] latent outputs.
+        """Write `new_kv` at (cache_rows, positions) and attend: [B, T, H, C] latent outputs
+        (with one token a row, the fused kernel does the write itself).
 
         Token (b, t) sees slots 0..positions[b, t] of row cache_rows[b]; `max_len` bounds
         positions + 1 on the host (no sync). On CUDA the fused split-K kernel reads the slab in
@@ -367,7 +368,6 @@ class MultiHeadLatentAttention(nn.Module):
         """
         B, T, H, D = q_abs.shape
         C = self.kv_lora_rank
-        cache.write_rows(self.layer_idx, cache_rows, positions, new_kv)
         if (self.impl == "auto" and decode_attention.available(q_abs.device)
                 and decode_attention.supports(C, self.qk_rope_head_dim, H)):
             kv = cache.kv[self.layer_idx]
@@ -375,9 +375,15 @@ class MultiHeadLatentAttention(nn.Module):
             rows = cache_rows.repeat_interleave(T) if T > 1 else cache_rows
             if lengths is None:
                 lengths = positions.reshape(-1) + 1
+            # One token a row: the kernel stores the new row itself (one launch fewer a layer).
+            # Several: a token reads its row's other new slots, so they are written first.
+            new = new_kv.reshape(B, D).to(kv.dtype) if T == 1 else None
+            if new is None:
+                cache.write_rows(self.layer_idx, cache_rows, positions, new_kv)
             out = decode_attention.mla_decode_attention(
-                q, kv, rows, lengths, self.scale, max_len, self.qk_rope_head_dim)
+                q, kv, rows, lengths, self.scale, max_len, self.qk_rope_head_dim, new=new)
             return out.view(B, T, H, C).to(q_abs.dtype)
+        cache.write_rows(self.layer_idx, cache_rows, positions, new_kv)
         if attn_mask is None:
             attn_mask = absorbed_mask(positions, max_len, H)
         kv = cache.read(self.layer_idx, cache_rows, attn_mask.shape[-1])

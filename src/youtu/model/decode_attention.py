@@ -70,10 +70,10 @@ def _kernels():
                           "of torch: pip install triton)") from e
 
     @triton.jit
-    def split_kernel(Q, KV, Rows, Lens, O, LSE, scale_log2, H, chunk,
-                     s_qg, s_qh, s_kn, s_ks, s_og, s_op, s_oh, s_lg, s_lp,
+    def split_kernel(Q, KV, Rows, Lens, O, LSE, New, scale_log2, H, chunk,
+                     s_qg, s_qh, s_kn, s_ks, s_og, s_op, s_oh, s_lg, s_lp, s_ng,
                      C: tl.constexpr, R: tl.constexpr, BLOCK_H: tl.constexpr,
-                     BLOCK_N: tl.constexpr, IEEE: tl.constexpr):
+                     BLOCK_N: tl.constexpr, IEEE: tl.constexpr, WRITE: tl.constexpr):
         g = tl.program_id(0)
         split = tl.program_id(1)
         length = tl.load(Lens + g).to(tl.int32)
@@ -91,12 +91,26 @@ def _kernels():
         l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
         acc = tl.zeros([BLOCK_H, C], dtype=tl.float32)
         kv_ptr = KV + row * s_kn
+        last = length - 1
+        if WRITE:  # this token's own row: attended from registers, stored by its split's program
+            new_ptr = New + g.to(tl.int64) * s_ng
+            new_lat = tl.load(new_ptr + offs_c)  # [C]
+            new_rope = tl.load(new_ptr + C + offs_r)  # [R]
+            last_c = tl.zeros([C], dtype=tl.int32) + last  # the owner test as tensors
+            last_r = tl.zeros([R], dtype=tl.int32) + last
+            last_slot = kv_ptr + last.to(tl.int64) * s_ks
+            tl.store(last_slot + offs_c, new_lat, mask=(last_c >= start) & (last_c < end))
+            tl.store(last_slot + C + offs_r, new_rope, mask=(last_r >= start) & (last_r < end))
         for s0 in range(start, end, BLOCK_N):
             offs_n = s0 + tl.arange(0, BLOCK_N)
             mask_n = offs_n < end
             slot = kv_ptr + offs_n[:, None].to(tl.int64) * s_ks
             k_lat = tl.load(slot + offs_c[None, :], mask=mask_n[:, None], other=0.0)  # [BN, C]
             k_rope = tl.load(slot + C + offs_r[None, :], mask=mask_n[:, None], other=0.0)  # [BN, R]
+            if WRITE:
+                is_new = (offs_n == last)[:, None]
+                k_lat = tl.where(is_new, new_lat[None, :], k_lat)
+                k_rope = tl.where(is_new, new_rope[None, :], k_rope)
             if IEEE:
                 s = tl.dot(q_lat, tl.trans(k_lat), input_precision="ieee")
                 s += tl.dot(q_rope, tl.trans(k_rope), input_precision="ieee")
@@ -183,7 +197,7 @@ def supports(latent: int, rope: int, heads: int) -> bool:
 
 def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
                          lengths: torch.Tensor, scale: float, max_len: int, rope_dim: int,
-                         splits: int | None = None) -> torch.Tensor:
+                         splits: int | None = None, new: torch.Tensor | None = None) -> torch.Tensor:
     """Absorbed MLA attention of decode queries against one layer's latent slab, in place.
 
     Args:
@@ -196,6 +210,10 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
             graph bucket's attended length). Slots at or past it are never read.
         rope_dim: R, the rope part at the end of each row.
         splits: override the number of splits (benchmarks); None = `num_splits`.
+        new: [G, C + R] each group's own cache row, for slot lengths[g] - 1 (one decode token
+            a group): the kernel stores it there and attends to it, instead of a scatter kernel
+            before the call. The groups' rows must differ, except rows whose outputs are thrown
+            away (a CUDA graph's padding on its scratch row). None: the slab already holds it.
 
     Returns:
         [G, H, C] attention outputs in latent space (q's dtype); the caller maps them out
@@ -209,6 +227,9 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
     if not supports(latent, rope_dim, H):
         raise ValueError(f"the fused decode kernel needs power-of-two latent/rope dims >= 16, "
                          f"got {latent} + {rope_dim}")
+    if new is not None and (new.shape != (G, D) or new.dtype != kv.dtype or new.stride(-1) != 1):
+        raise ValueError(f"new rows must be [G, {D}] in the slab's dtype {kv.dtype}, last dim "
+                         f"contiguous; got {tuple(new.shape)} {new.dtype}")
     split_kernel, combine_kernel = _kernels()
     block_n = BLOCK_N_FP32 if q.dtype == torch.float32 else BLOCK_N_HALF
     block_h = max(16, 1 << (H - 1).bit_length())  # tl.dot needs >= 16 rows
@@ -224,11 +245,13 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
               torch.empty(G, P, H, latent, device=q.device, dtype=torch.float32))
     lse = torch.empty(G, P, H, device=q.device, dtype=torch.float32)
     split_kernel[(G, P)](
-        q, kv, rows, lengths, o_part, lse, scale * math.log2(math.e), H, chunk,
+        q, kv, rows, lengths, o_part, lse, kv if new is None else new,
+        scale * math.log2(math.e), H, chunk,
         q.stride(0), q.stride(1), kv.stride(0), kv.stride(1),
         o_part.stride(0), o_part.stride(1), o_part.stride(2), lse.stride(0), lse.stride(1),
+        0 if new is None else new.stride(0),
         C=latent, R=rope_dim, BLOCK_H=block_h, BLOCK_N=block_n, IEEE=q.dtype == torch.float32,
-        num_warps=4, num_stages=2)
+        WRITE=new is not None, num_warps=4, num_stages=2)
     if P == 1:
         return out
     block_c = min(latent, COMBINE_BLOCK_C)
