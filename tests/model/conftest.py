@@ -97,3 +97,25 @@ def interpreter():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(interp, "_patch_lang_tensor", patched)
         yield
+
+
+@pytest.fixture
+def compiled_mode_run():
+    """Run a script in a subprocess with triton in compiled mode (no TRITON_INTERPRET, this
+    process's sys.path) and return its stdout; skips without triton (looked up, not imported,
+    so this process's mode stays). For the tests that build kernels for sm_90 without a GPU."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+
+    def run(script: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        env["PYTHONPATH"] = os.pathsep.join(sys.path)
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    return run

@@ -18,8 +18,6 @@ bf16; the engine with gemv='triton' is in tests/serve/test_engine.py.
 
 from __future__ import annotations
 
-import os
-import sys
 
 import pytest
 import torch
@@ -233,22 +231,13 @@ print("compiled", n)
 
 
 @pytest.mark.slow
-def test_every_config_compiles_for_the_h200_without_a_gpu():
+def test_every_config_compiles_for_the_h200_without_a_gpu(compiled_mode_run):
     """Triton's compiler and ptxas target sm_90 without a device: every autotune candidate
     with the heaviest prologue/epilogue at 8 rows, with and without programmatic dependent
     launch, builds a cubin (the interpreter checks the math, not that the kernel compiles).
     ~70 s on 2 cores; in a subprocess (compiled mode)."""
-    import importlib.util
-    import subprocess
-
-    if importlib.util.find_spec("triton") is None:  # no import here: this process's mode stays
-        pytest.skip("triton is not installed")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join(sys.path)
-    done = subprocess.run([sys.executable, "-c", _COMPILE_FOR_H200], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"compiled {6 * (len(decode_gemv.AUTOTUNE_CONFIGS) + 1)}" in done.stdout
+    out = compiled_mode_run(_COMPILE_FOR_H200)
+    assert f"compiled {6 * (len(decode_gemv.AUTOTUNE_CONFIGS) + 1)}" in out
 
 
 # ---- GPU (the H200) ------------------------------------------------------------------------

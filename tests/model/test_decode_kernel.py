@@ -10,10 +10,6 @@ Triton's interpreter where triton is installed (not in CI).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -207,17 +203,8 @@ print("compiled", n)
 
 
 @pytest.mark.slow
-def test_the_split_kernel_builds_for_sm90_without_a_gpu():
+def test_the_split_kernel_builds_for_sm90_without_a_gpu(compiled_mode_run):
     """The 2B's split kernel, with and without the new-row store, into a partial (fp32) or the
     output (bf16, one split), through Triton's compiler and ptxas for sm_90 (~20 s; in a
     subprocess, compiled mode)."""
-    import importlib.util
-
-    if importlib.util.find_spec("triton") is None:
-        pytest.skip("triton is not installed")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join(sys.path)
-    done = subprocess.run([sys.executable, "-c", _COMPILE_FOR_SM90], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "compiled 4" in done.stdout
+    assert "compiled 4" in compiled_mode_run(_COMPILE_FOR_SM90)
