@@ -18,7 +18,6 @@ bf16; the engine with gemv='triton' is in tests/serve/test_engine.py.
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
