@@ -12,6 +12,10 @@
 #   firstuse  what a new prefill shape costs the first time, cuDNN attention vs plain SDPA,
 #             small preset (the first model's extra eval time, issue 15)
 #   attn      the fused decode attention at forced split counts, short caches (latency-bound)
+#   ab        the batch-1 engine step (128 and 8k context) of an older tree (OLD_SRC, e.g. a carried
+#             `git archive <sha> src | tar -x -C .old`) and of this one, one after the other in
+#             this call: kernel-level changes (split rule, the kernel's cache write) timed
+#             against their peer on the same machine
 #   pdl       the Triton GEMVs with programmatic dependent launch: per weight, then the batch-1
 #             engine step without and with it (gemv="auto+pdl", no default until measured)
 # WHEEL_DIR: the default wheels of ../shared/device/fetch-wheels.sh plus
@@ -23,10 +27,10 @@
 # GPU_TESTS (default: tests) narrows the gpu tests, e.g. "tests/serve tests/rl"; GEMV_BATCH
 # (default: 1,8) the GEMV rows, e.g. 2,4 (each batch autotunes again: ~1 min more per batch).
 # PDL_ARGS adds to the pdl phase's engine run, e.g. --profile (kernels of the last variant).
-# PHASES (default: all seven) picks some, e.g. PHASES="gputests decode" for one call and
+# PHASES (default: all eight; ab only with OLD_SRC) picks some, e.g. PHASES="gputests decode" for one call and
 # PHASES="data gemv" for the next.
 set -u
-whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv firstuse attn pdl} "
+whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv firstuse attn ab pdl} "
 TAIL=24
 source "$(dirname "$0")/h200_phases.sh"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
@@ -40,6 +44,14 @@ phase gemv 200 python3 bench/decode_gemv.py --batch ${GEMV_BATCH:-1,8} --triton
 phase firstuse 120 python3 bench/first_use.py
 phase attn 90 python3 bench/decode_attention.py --cases 1x128,1x256,1x512,1x1024,1x4096,8x256,32x640 \
   --splits 0,1,2,4,8,16
+ab_run() {  # src_dir label
+  PYTHONPATH=/tmp/site:$1:$PWD/bench python3 bench/decode.py --preset youtu_2b --batches 1 \
+    --prompt-lens 128 --reps 3 --long-lens 8192 --long-reps 2 --no-peer --variants fused+overlap+auto \
+    | sed "s/^/[$2] /"
+}
+if [[ -n ${OLD_SRC:-} ]]; then
+  phase ab 300 bash -c "$(declare -f ab_run); ab_run $OLD_SRC old && ab_run $PWD/src new && ab_run $OLD_SRC old"
+fi
 phase pdl 240 bash -c "python3 bench/decode_gemv.py --batch 1 --triton --pdl && \
   python3 bench/decode.py --preset youtu_2b --batches 1 --prompt-lens 128 --reps 3 \
   --long-lens '' --no-peer --variants fused+overlap+auto,fused+overlap+auto+pdl ${PDL_ARGS:-}"
