@@ -178,6 +178,40 @@ def test_model_decode_with_the_kernel_equals_the_sdpa_reference(T):
     assert _rel(outs[0], outs[1]) < 2e-2, _rel(outs[0], outs[1])
 
 
+@pytest.mark.parametrize("T", [1, 3])
+@torch.no_grad()
+def test_model_decode_steps_with_the_kernel_equal_the_plain_path_interpreted(interpreter,
+                                                                            monkeypatch, T):
+    """CPU, Triton's interpreter, fp32, the tiny preset: prompts, then three decode steps of
+    T tokens a row through the model with the kernel (impl 'auto', the kernel storing each
+    step's new rows when T = 1) against the plain path. A step reads the rows the steps
+    before it stored."""
+    from youtu.model import LatentCache, ModelConfig, YoutuForCausalLM
+
+    cfg = ModelConfig.tiny(vocab_size=512)
+    cfg.num_hidden_layers = 2
+    torch.manual_seed(0)
+    model = YoutuForCausalLM(cfg).eval()
+    model.init_weights()
+    lens, rows = [40, 9, 1], torch.tensor([3, 0, 1])
+    caches = [LatentCache(cfg, 4, 64, device="cpu", dtype=torch.float32) for _ in range(2)]
+    outs = {}
+    for kernel, cache in zip((True, False), caches):
+        monkeypatch.setattr(decode_attention, "available", lambda device, k=kernel: k)
+        for b, n in enumerate(lens):
+            ids = torch.randint(0, 512, (1, n), generator=torch.Generator().manual_seed(b))
+            model(ids, cache=cache, cache_rows=rows[b:b + 1])
+        steps = []
+        for step in range(3):
+            nxt = torch.randint(0, 512, (3, T), generator=torch.Generator().manual_seed(9 + step))
+            pos = torch.tensor(lens)[:, None] + step * T + torch.arange(T)
+            steps.append(model(nxt, positions=pos, cache=cache, cache_rows=rows))
+        outs[kernel] = steps
+    for got, want in zip(outs[True], outs[False]):
+        assert _rel(got, want) < 1e-4, _rel(got, want)
+    torch.testing.assert_close(caches[0].kv, caches[1].kv, atol=1e-5, rtol=1e-5)
+
+
 _COMPILE_FOR_SM90 = """
 import itertools
 import triton
