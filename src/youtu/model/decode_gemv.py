@@ -27,9 +27,10 @@ Accumulation in fp32; rounding points match the model's torch code (`layers.rms_
 x rounded to x's dtype, then scaled; F.linear's output rounded before the residual add and
 before silu), so bf16 results differ from torch by accumulation order only.
 
-Dependent launch (`pdl=True`, the `+pdl` implementations; no default until measured). A batch-1 GEMV of an 8-9 MB weight
-took 5.2-5.8 us on an H100 against a 2.6 us bytes floor: the ramp and drain of each kernel,
-~160 a step. With `pdl=True` the kernel loads its first weight tile before `gdc_wait` (a
+Dependent launch (`pdl=True`, the `+pdl` implementations; not the default: one H100 run gave
+the batch-1 engine step 1.03x, bench/results/2026-12-07_h100_decode_pdl.md). A batch-1 GEMV
+of an 8-9 MB weight took 5.2-5.8 us on an H100 against a 2.6 us bytes floor: the ramp and
+drain of each kernel, ~160 a step. With `pdl=True` the kernel loads its first weight tile before `gdc_wait` (a
 whole-row config: all its weights) and is launched with `launch_pdl`, so that load overlaps
 the end of the kernel before; `gdc_launch_dependents` right after the wait lets the next
 kernel do the same. Only weights, which no kernel writes, are read before the wait.
@@ -55,8 +56,8 @@ MAX_ROWS = 8
 IMPLEMENTATIONS = ("auto", "cublas", "triton", "auto+pdl", "triton+pdl")
 """The decode step's GEMVs: F.linear, these kernels up to MAX_ROWS rows, or these kernels
 where they were measured faster (AUTO_MAX_ROWS) and F.linear above; `+pdl`: the kernels with
-programmatic dependent launch (`gemv(pdl=True)`; unmeasured, so not a `serve` setting yet:
-bench/decode.py's `fused+overlap+auto+pdl` variant times it)."""
+programmatic dependent launch (`gemv(pdl=True)`; `serve.decode_gemv` takes them, bench/decode.py's
+`fused+overlap+auto+pdl` variant times it)."""
 
 AUTO_MAX_ROWS = 1
 """Rows up to which `auto` takes the kernels. On an H100

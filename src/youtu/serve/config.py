@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 # Below this many parameters `cpu_threads = 0` means one thread (see ServeConfig.cpu_threads).
 SMALL_MODEL_PARAMS = 100_000_000
-DECODE_GEMVS = ("auto", "cublas", "triton", "auto+pdl", "triton+pdl")
+DecodeGemv = Literal["auto", "cublas", "triton", "auto+pdl", "triton+pdl"]
 """`decode_gemv`'s values: `youtu.model.decode_gemv.IMPLEMENTATIONS`, named here so reading a
 config needs no torch."""
+DECODE_GEMVS = get_args(DecodeGemv)
 
 
 @dataclass(kw_only=True)
@@ -60,7 +61,7 @@ class ServeConfig:
     (parameters become views of the fused tensors; names, checkpoints and memory unchanged).
     On an H100 the batch-1 GEMVs took 2.04 ms a step fused against 2.33 ms separate
     (bench/results/2026-12-07_h100_gemv.md)."""
-    decode_gemv: Literal["auto", "cublas", "triton", "auto+pdl", "triton+pdl"] = "auto"
+    decode_gemv: DecodeGemv = "auto"
     """Decode GEMVs: 'cublas' (F.linear); 'triton' (`youtu.model.decode_gemv` at batch <= 8:
     five GEMV kernels per layer carry three RMSNorms (prologues), the SwiGLU and both residual
     adds; needs fuse_decode_weights); 'auto' = those kernels where they were measured faster
