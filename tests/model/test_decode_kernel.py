@@ -136,6 +136,51 @@ def test_the_kernel_stores_each_new_row_and_attends_to_it(case):
     assert err < 1e-2, err
 
 
+def _with_values(lengths, S, splits, device, dtype, H=4, C=32, R=16, Dn=8, Dv=16, seed=0):
+    """The kernel with W_uv (`w_uv=`, a strided view as kv_b_proj's value rows are) against
+    the fp64 plain path mapped through the same W_uv, and against the call without it."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    B, N = len(lengths), len(lengths) + 1
+    lengths = torch.tensor(lengths, device=device)
+    rows = torch.randperm(N, generator=g, device=device)[:B]
+    kv = torch.randn(N, S, C + R, generator=g, device=device, dtype=dtype)
+    q = torch.randn(B, H, C + R, generator=g, device=device, dtype=dtype)
+    kv_b = torch.randn(H, Dn + Dv, C, generator=g, device=device, dtype=dtype) * C ** -0.5
+    w_uv = kv_b[:, Dn:]  # [H, Dv, C], row stride (Dn + Dv) * C
+    got = decode_attention.mla_decode_attention(q, kv, rows, lengths, 0.3, S, R, splits=splits,
+                                                w_uv=w_uv)
+    latent = decode_attention.mla_decode_attention(q, kv, rows, lengths, 0.3, S, R,
+                                                   splits=splits)
+    unfused = torch.einsum("ghc,hvc->ghv", latent, w_uv)
+    ref = torch.einsum("ghc,hvc->ghv", _plain(q.double(), kv.double(), rows, lengths, 0.3, C),
+                       w_uv.double())
+    assert got.shape == (B, H, Dv) and got.dtype == dtype
+    return _rel(got, ref), _rel(got, unfused)
+
+
+# (lengths, slots, forced splits): one split; a few (the combine applies W_uv); more than
+# VALUES_MAX_SPLITS (combine, then the bmm)
+VALUES_CASES = [([5, 30, 1], 64, 1), ([250, 3], 256, 3), ([90, 1], 256, 997), ([300], 320, 20)]
+
+
+@pytest.mark.parametrize("case", range(len(VALUES_CASES)))
+def test_the_combine_maps_the_outputs_through_w_uv_interpreted(interpreter, case):
+    """CPU, Triton's interpreter, fp32 (skips without triton, as in CI)."""
+    lengths, S, splits = VALUES_CASES[case]
+    to_ref, to_unfused = _with_values(lengths, S, splits, "cpu", torch.float32)
+    assert to_ref < 1e-5 and to_unfused < 1e-5, (to_ref, to_unfused)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", range(len(VALUES_CASES)))
+@torch.no_grad()
+def test_the_combine_maps_the_outputs_through_w_uv(case):
+    lengths, S, splits = VALUES_CASES[case]
+    to_ref, to_unfused = _with_values(lengths, S, splits, "cuda", torch.bfloat16, H=16, C=512,
+                                      R=64, Dn=128, Dv=128)
+    assert to_ref < 1e-2 and to_unfused < 1e-2, (to_ref, to_unfused)
+
+
 @pytest.mark.gpu
 @torch.no_grad()
 def test_kernel_in_fp32_matches_float64():
@@ -219,7 +264,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from youtu.model import decode_attention as da
 
-split_kernel, combine_kernel = da._kernels()
+split_kernel, combine_kernel, combine_values_kernel = da._kernels()
 n = 0
 for write, out in itertools.product([False, True], ["*fp32", "*bf16"]):
     sig = {"Q": "*bf16", "KV": "*bf16", "Rows": "*i64", "Lens": "*i64", "O": out, "LSE": "*fp32",
@@ -232,6 +277,14 @@ for write, out in itertools.product([False, True], ["*fp32", "*bf16"]):
                            options={"num_warps": 4, "num_stages": 2})
     assert len(built.asm["cubin"]) > 1000
     n += 1
+sig = {"O": "*fp32", "LSE": "*fp32", "Q": "*bf16", "W": "*bf16", "Out": "*bf16", "P": "i32",
+       "Dv": "i32", **{k: "i32" for k in ("s_og", "s_op", "s_oh", "s_lg", "s_lp", "s_wh", "s_wv",
+                                         "s_outg")}}
+const = dict(C=512, BLOCK_P=16, BLOCK_V=16)
+src = ASTSource(combine_values_kernel, {**sig, **{k: "constexpr" for k in const}}, const)
+built = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
+assert len(built.asm["cubin"]) > 1000
+n += 1
 print("compiled", n)
 """
 
@@ -239,6 +292,6 @@ print("compiled", n)
 @pytest.mark.slow
 def test_the_split_kernel_builds_for_sm90_without_a_gpu(compiled_mode_run):
     """The 2B's split kernel, with and without the new-row store, into a partial (fp32) or the
-    output (bf16, one split), through Triton's compiler and ptxas for sm_90 (~20 s; in a
-    subprocess, compiled mode)."""
-    assert "compiled 4" in compiled_mode_run(_COMPILE_FOR_SM90)
+    output (bf16, one split), and the combine that applies W_uv, through Triton's compiler and
+    ptxas for sm_90 (~20 s; in a subprocess, compiled mode)."""
+    assert "compiled 5" in compiled_mode_run(_COMPILE_FOR_SM90)

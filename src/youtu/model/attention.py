@@ -259,9 +259,9 @@ class MultiHeadLatentAttention(nn.Module):
         if cache is not None and T < PREFILL_EXPANDED_MIN_TOKENS:
             assert positions is not None and cache_rows is not None and isinstance(attn_mask, torch.Tensor)
             q_abs, new_kv = self.absorbed_inputs(x, cos, sin)
-            out = self.absorbed_attend(q_abs, new_kv, cache, positions, cache_rows,
-                                       attn_mask.shape[-1], attn_mask)
-            return self.absorbed_output(out)
+            values = self.absorbed_attend(q_abs, new_kv, cache, positions, cache_rows,
+                                          attn_mask.shape[-1], attn_mask)
+            return self.o_proj(values)
         q_nope, q_rope, latent, k_rope = self._project(x, cos, sin)
         if cache is None:
             out = self._expanded(q_nope, q_rope, latent, k_rope[:, :, None, :], attn_mask)
@@ -356,8 +356,9 @@ class MultiHeadLatentAttention(nn.Module):
                         positions: torch.Tensor, cache_rows: torch.Tensor, max_len: int,
                         attn_mask: torch.Tensor | None = None,
                         lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Write `new_kv` at (cache_rows, positions) and attend: [B, T, H, C] latent outputs
-        (with one token a row, the fused kernel does the write itself).
+        """Write `new_kv` at (cache_rows, positions), attend, and map the latent outputs
+        through W_uv: [B, T, H*Dv], o_proj's input (with one token a row the fused kernel does
+        the write itself; with few splits its combine kernel applies W_uv).
 
         Token (b, t) sees slots 0..positions[b, t] of row cache_rows[b]; `max_len` bounds
         positions + 1 on the host (no sync). On CUDA the fused split-K kernel reads the slab in
@@ -380,9 +381,11 @@ class MultiHeadLatentAttention(nn.Module):
             new = new_kv.reshape(B, D).to(kv.dtype) if T == 1 else None
             if new is None:
                 cache.write_rows(self.layer_idx, cache_rows, positions, new_kv)
-            out = decode_attention.mla_decode_attention(
-                q, kv, rows, lengths, self.scale, max_len, self.qk_rope_head_dim, new=new)
-            return out.view(B, T, H, C).to(q_abs.dtype)
+            _, w_uv = self._w_uk_uv()
+            values = decode_attention.mla_decode_attention(
+                q, kv, rows, lengths, self.scale, max_len, self.qk_rope_head_dim, new=new,
+                w_uv=w_uv)
+            return values.view(B, T, H * self.v_head_dim).to(q_abs.dtype)
         cache.write_rows(self.layer_idx, cache_rows, positions, new_kv)
         if attn_mask is None:
             attn_mask = absorbed_mask(positions, max_len, H)
@@ -394,11 +397,7 @@ class MultiHeadLatentAttention(nn.Module):
         value = kv if not kv.is_cuda else kv[..., :C]
         out = F.scaled_dot_product_attention(q_abs.reshape(B, 1, T * H, D), kv, value,
                                              attn_mask=attn_mask, scale=self.scale)[..., :C]
-        return out.reshape(B, T, H, C)
-
-    def absorbed_output(self, out: torch.Tensor) -> torch.Tensor:
-        """Latent outputs [B, T, H, C] -> W_uv -> o_proj -> [B, T, D]."""
-        return self.o_proj(self.absorbed_values(out))
+        return self.absorbed_values(out.reshape(B, T, H, C))
 
     def absorbed_values(self, out: torch.Tensor) -> torch.Tensor:
         """Latent outputs [B, T, H, C] -> W_uv -> [B, T, H*Dv] (o_proj's input)."""

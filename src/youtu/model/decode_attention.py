@@ -11,7 +11,9 @@ design).
 
 Flash-decoding (Dao et al. 2023): a sequence's slots are cut into splits, one program per
 (group, split) computes the softmax-normalised partial output and its log-sum-exp over its
-slots, and a second kernel combines the splits. A batch-1 decode at 32k has 16 query rows:
+slots, and a second kernel combines the splits. Given W_uv (`w_uv=`, the decode path does),
+the combine also maps each head's latent output through it when there are few splits, so the
+attention hands o_proj its input with no bmm launch between. A batch-1 decode at 32k has 16 query rows:
 without splitting it would run on one of the H200's 132 SMs. Splits are sized so that the
 grid holds ~4 programs per SM; splits past a group's length write an empty partial
 (lse = -inf) that the combine ignores, so ragged batches are exact. With one split the
@@ -45,6 +47,13 @@ LATENCY_MAX_SPLITS = 64
 # The combine kernel's tile: BLOCK_P splits x COMBINE_BLOCK_C latent values.
 COMBINE_BLOCK_P = 16
 COMBINE_BLOCK_C = 128
+# With W_uv passed (`mla_decode_attention(w_uv=...)`), calls of at most this many splits map the
+# latent outputs through W_uv in the combine kernel, for the cuBLAS bmm's launch (3.5-3.8 us a
+# layer in a batch-1 step on an H100, bench/results/2026-12-07_h100_decode_pdl.md); more splits
+# combine as before and run the bmm, as each of a head's programs would re-read every split.
+VALUES_MAX_SPLITS = 16
+# The fused values kernel's programs per head: Dv / VALUES_BLOCK_V (8 for the 2B's Dv = 128).
+VALUES_BLOCK_V = 16
 
 
 @functools.cache
@@ -162,7 +171,42 @@ def _kernels():
             norm += tl.sum(w, axis=0)
         tl.store(Out + g * s_outg + h * s_outh + offs_c, (total / norm).to(Out.dtype.element_ty))
 
-    return split_kernel, combine_kernel
+    @triton.jit
+    def combine_values_kernel(O, LSE, Q, W, Out, P, Dv, s_og, s_op, s_oh, s_lg, s_lp,
+                              s_wh, s_wv, s_outg, C: tl.constexpr, BLOCK_P: tl.constexpr,
+                              BLOCK_V: tl.constexpr):
+        # One program per (group, head, BLOCK_V of the head's Dv outputs): the combine of the
+        # head's splits over the whole latent (rounded to q's dtype, as the unfused output is),
+        # then its W_uv rows [BLOCK_V, C] against it. Each of a head's Dv / BLOCK_V programs
+        # redoes the head's combine (P x C fp32 from L2), so only few splits take this kernel.
+        g = tl.program_id(0)
+        h = tl.program_id(1)
+        offs_v = tl.program_id(2) * BLOCK_V + tl.arange(0, BLOCK_V)
+        offs_c = tl.arange(0, C)
+        lse_ptr = LSE + g * s_lg + h
+        m = float("-inf")
+        for p0 in range(0, P, BLOCK_P):
+            offs_p = p0 + tl.arange(0, BLOCK_P)
+            m = tl.maximum(m, tl.max(tl.load(lse_ptr + offs_p * s_lp, mask=offs_p < P,
+                                             other=float("-inf")), axis=0))
+        total = tl.zeros([C], dtype=tl.float32)
+        norm = 0.0
+        base = O + g.to(tl.int64) * s_og + h * s_oh
+        for p0 in range(0, P, BLOCK_P):
+            offs_p = p0 + tl.arange(0, BLOCK_P)
+            w = tl.exp2(tl.load(lse_ptr + offs_p * s_lp, mask=offs_p < P, other=float("-inf")) - m)
+            tile = tl.load(base + offs_p[:, None] * s_op + offs_c[None, :],
+                           mask=(offs_p < P)[:, None] & (w > 0)[:, None], other=0.0)
+            total += tl.sum(w[:, None] * tile, axis=0)
+            norm += tl.sum(w, axis=0)
+        o = (total / norm).to(Q.dtype.element_ty).to(tl.float32)  # [C]
+        mask_v = offs_v < Dv
+        w_uv = tl.load(W + h * s_wh + offs_v[:, None] * s_wv + offs_c[None, :],
+                       mask=mask_v[:, None], other=0.0)  # [BLOCK_V, C]
+        y = tl.sum(w_uv.to(tl.float32) * o[None, :], axis=1)
+        tl.store(Out + g * s_outg + h * Dv + offs_v, y.to(Out.dtype.element_ty), mask=mask_v)
+
+    return split_kernel, combine_kernel, combine_values_kernel
 
 
 def num_splits(groups: int, max_len: int, block_n: int, sms: int) -> int:
@@ -197,7 +241,8 @@ def supports(latent: int, rope: int, heads: int) -> bool:
 
 def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
                          lengths: torch.Tensor, scale: float, max_len: int, rope_dim: int,
-                         splits: int | None = None, new: torch.Tensor | None = None) -> torch.Tensor:
+                         splits: int | None = None, new: torch.Tensor | None = None,
+                         w_uv: torch.Tensor | None = None) -> torch.Tensor:
     """Absorbed MLA attention of decode queries against one layer's latent slab, in place.
 
     Args:
@@ -214,10 +259,13 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
             a group): the kernel stores it there and attends to it, instead of a scatter kernel
             before the call. The groups' rows must differ, except rows whose outputs are thrown
             away (a CUDA graph's padding on its scratch row). None: the slab already holds it.
+        w_uv: [H, Dv, C] the value up-projection (`kv_b_proj`'s value rows, any row stride):
+            the outputs are mapped through it, in the combine kernel for up to
+            VALUES_MAX_SPLITS splits (one launch fewer), else by a bmm after it.
 
     Returns:
-        [G, H, C] attention outputs in latent space (q's dtype); the caller maps them out
-        through W_uv.
+        [G, H, C] attention outputs in latent space (q's dtype), or with `w_uv` [G, H, Dv]
+        (w_uv's dtype): out_latent rounded to q's dtype, then times W_uv^T with fp32 sums.
     """
     G, H, D = q.shape
     N, S, W = kv.shape
@@ -230,7 +278,11 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
     if new is not None and (new.shape != (G, D) or new.dtype != kv.dtype or new.stride(-1) != 1):
         raise ValueError(f"new rows must be [G, {D}] in the slab's dtype {kv.dtype}, last dim "
                          f"contiguous; got {tuple(new.shape)} {new.dtype}")
-    split_kernel, combine_kernel = _kernels()
+    if w_uv is not None and (w_uv.dim() != 3 or w_uv.shape[0] != H or w_uv.shape[2] != latent
+                             or w_uv.stride(-1) != 1):
+        raise ValueError(f"w_uv must be [{H}, Dv, {latent}] with a contiguous last dim, got "
+                         f"{tuple(w_uv.shape)}")
+    split_kernel, combine_kernel, combine_values_kernel = _kernels()
     block_n = BLOCK_N_FP32 if q.dtype == torch.float32 else BLOCK_N_HALF
     block_h = max(16, 1 << (H - 1).bit_length())  # tl.dot needs >= 16 rows
     max_len = max(1, min(max_len, S))
@@ -238,10 +290,11 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
     P = splits or num_splits(G, max_len, block_n, sms)
     chunk = math.ceil(math.ceil(max_len / P) / block_n) * block_n
     P = math.ceil(max_len / chunk)
-    out = torch.empty(G, H, latent, device=q.device, dtype=q.dtype)
+    fuse_values = w_uv is not None and P <= VALUES_MAX_SPLITS
+    out = None if fuse_values else torch.empty(G, H, latent, device=q.device, dtype=q.dtype)
     # One split (short caches, wide batches): its normalised output is the answer, stored
     # straight into `out` (cast on store) with no combine launch.
-    o_part = (out.view(G, 1, H, latent) if P == 1 else
+    o_part = (out.view(G, 1, H, latent) if P == 1 and out is not None else
               torch.empty(G, P, H, latent, device=q.device, dtype=torch.float32))
     lse = torch.empty(G, P, H, device=q.device, dtype=torch.float32)
     split_kernel[(G, P)](
@@ -252,12 +305,28 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
         0 if new is None else new.stride(0),
         C=latent, R=rope_dim, BLOCK_H=block_h, BLOCK_N=block_n, IEEE=q.dtype == torch.float32,
         WRITE=new is not None, num_warps=4, num_stages=2)
-    if P == 1:
+    block_p = min(COMBINE_BLOCK_P, max(2, 1 << (P - 1).bit_length()))
+    if fuse_values:
+        dv = w_uv.shape[1]
+        values = torch.empty(G, H, dv, device=q.device, dtype=w_uv.dtype)
+        block_v = min(VALUES_BLOCK_V, max(2, 1 << (dv - 1).bit_length()))
+        combine_values_kernel[(G, H, math.ceil(dv / block_v))](
+            o_part, lse, q, w_uv, values, P, dv, o_part.stride(0), o_part.stride(1),
+            o_part.stride(2), lse.stride(0), lse.stride(1), w_uv.stride(0), w_uv.stride(1),
+            values.stride(0), C=latent, BLOCK_P=block_p, BLOCK_V=block_v, num_warps=8)
+        return values
+    if P > 1:
+        _combine(combine_kernel, o_part, lse, out, P, latent, block_p)
+    if w_uv is None:
         return out
+    return torch.einsum("ghc,hvc->ghv", out.to(w_uv.dtype), w_uv)
+
+
+def _combine(combine_kernel, o_part: torch.Tensor, lse: torch.Tensor, out: torch.Tensor, P: int,
+             latent: int, block_p: int) -> None:
+    G, H = out.shape[:2]
     block_c = min(latent, COMBINE_BLOCK_C)
     combine_kernel[(G, H, latent // block_c)](
         o_part, lse, out, P, o_part.stride(0), o_part.stride(1), o_part.stride(2),
         lse.stride(0), lse.stride(1), out.stride(0), out.stride(1),
-        BLOCK_C=block_c, BLOCK_P=min(COMBINE_BLOCK_P, max(2, 1 << (P - 1).bit_length())),
-        num_warps=4)
-    return out
+        BLOCK_C=block_c, BLOCK_P=block_p, num_warps=4)

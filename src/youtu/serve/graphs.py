@@ -4,10 +4,10 @@
     logits = engine.graphs.run(ids, positions, rows, max_len)    # [n, V], a static buffer
 
 The step is `decode_step`: embedding and RoPE tables, then per layer a pure "inputs" part
-(input norm, MLA projections, RoPE, the W_uk absorption), the cache write and the fused split-K
-attention over the latent slab read in place (`youtu.model.decode_attention`), and a pure
-"output" part (W_uv, o_proj, residual, norm, SwiGLU MLP, residual); then the final norm and
-lm_head. Batch buckets are powers of two up to max_batch; length buckets powers of two from 256
+(input norm, MLA projections, RoPE, the W_uk absorption), the fused split-K attention over the
+latent slab read in place, which writes the new cache row and maps the outputs through W_uv
+(`youtu.model.decode_attention`), and a pure "output" part (o_proj, residual, norm, SwiGLU MLP,
+residual); then the final norm and lm_head. Batch buckets are powers of two up to max_batch; length buckets powers of two from 256
 up to max_seq_len: the attended length sizes the attention kernel's split grid (a batch-1 step at
 8k wants ~256 splits, at 300 slots ~10), not any tensor the other parts see. Padding entries of a
 batch bucket point at one scratch cache row (slot 0), so they never touch a live sequence. All
@@ -21,8 +21,7 @@ larger buckets keep cuBLAS, where the GEMM is no longer weight-bound per row) th
 weight GEMVs are `youtu.model.decode_gemv` kernels carrying their neighbours: input_layernorm
 into q_kv_a, q_a_layernorm into q_b, o_proj + residual, post_attention_layernorm into gate_up
 with silu(gate) * up, down_proj + residual, and the final norm into lm_head. What is left in
-torch is the small middle (split, RoPE, kv_a_layernorm, W_uk absorption: `layer_queries`) and
-the W_uv bmm. The Triton launches run outside torch.compile, which compiles only the middle:
+torch is the small middle (split, RoPE, kv_a_layernorm, W_uk absorption: `layer_queries`). The Triton launches run outside torch.compile, which compiles only the middle:
 inductor cannot fuse into a user kernel anyway, so wrapping them as `torch.library.triton_op`
 would buy only dynamo tracing (and its handling of the autotuner) for nothing under CUDA
 graphs, where host-side launch cost is gone. Autotuning happens in the warm-up runs before
@@ -75,9 +74,9 @@ def layer_inputs(layer: DecoderLayer, x: torch.Tensor, cos: torch.Tensor, sin: t
 
 def layer_output(layer: DecoderLayer, x: torch.Tensor, attn: torch.Tensor,
                  fused: bool = False) -> torch.Tensor:
-    """The pure part after attention: `DecoderLayer.forward`'s two residual branches.
-    `fused`: gate + up as one GEMV."""
-    x = x + layer.self_attn.absorbed_output(attn)
+    """The pure part after attention (`attn` [B, T, H*Dv]: `absorbed_attend`'s values):
+    `DecoderLayer.forward`'s two residual branches. `fused`: gate + up as one GEMV."""
+    x = x + layer.self_attn.o_proj(attn)
     h = layer.post_attention_layernorm(x)
     return x + (layer.mlp.forward_fused(h) if fused else layer.mlp(h))
 
@@ -111,7 +110,7 @@ def gemv_layer_output(layer: DecoderLayer, x: torch.Tensor, attn: torch.Tensor,
     """`layer_output` (fused layout) with o_proj, gate_up and down_proj as decode GEMV kernels
     carrying both residual adds, the post-attention norm and the SwiGLU; x [B, 1, D]."""
     a, mlp, norm = layer.self_attn, layer.mlp, layer.post_attention_layernorm
-    o = a.absorbed_values(attn)[:, 0]  # [B, H*Dv], a cuBLAS bmm
+    o = attn[:, 0]  # [B, H*Dv]
     if o.stride(1) != 1:
         o = o.contiguous()
     x = decode_gemv.gemv(o, a.o_proj.weight, residual=x[:, 0], pdl=pdl)
