@@ -12,8 +12,9 @@
 #   firstuse  what a new prefill shape costs the first time, cuDNN attention vs plain SDPA,
 #             small preset (the first model's extra eval time, issue 15)
 #   attn      the fused decode attention at forced split counts, short caches (latency-bound)
-#   ab        the batch-1 engine step (128 and 8k context) of an older tree (OLD_SRC, e.g. a carried
-#             `git archive <sha> src | tar -x -C .old`) and of this one, one after the other in
+#   ab        the batch-1 engine step (128 and 8k context) of older trees (OLD_SRC: a dir, or
+#             "label=dir ..." words, e.g. a carried `git archive <sha> src | tar -x -C .old`),
+#             then of this one, then the first again, one after the other in
 #             this call: kernel-level changes (split rule, the kernel's cache write) timed
 #             against their peer on the same machine
 #   pdl       the Triton GEMVs with programmatic dependent launch: per weight, then the batch-1
@@ -49,8 +50,13 @@ ab_run() {  # src_dir label
     --prompt-lens 128 --reps 3 --long-lens 8192 --long-reps 2 --no-peer --variants fused+overlap+auto \
     | sed "s/^/[$2] /"
 }
-if [[ -n ${OLD_SRC:-} ]]; then
-  phase ab 300 bash -c "$(declare -f ab_run); ab_run $OLD_SRC old && ab_run $PWD/src new && ab_run $OLD_SRC old"
+if [[ -n ${OLD_SRC:-} ]]; then  # "dir" or "label=dir label=dir ...": each, this tree, the first again
+  ab_cmds=""; first=""
+  for entry in $OLD_SRC; do
+    [[ $entry == *=* ]] || entry="old=$entry"
+    ab_cmds+="ab_run ${entry#*=} ${entry%%=*} && "; [[ -n $first ]] || first="ab_run ${entry#*=} ${entry%%=*}"
+  done
+  phase ab 300 bash -c "$(declare -f ab_run); ${ab_cmds}ab_run $PWD/src new && $first"
 fi
 phase pdl 240 bash -c "python3 bench/decode_gemv.py --batch 1 --triton --pdl && \
   python3 bench/decode.py --preset youtu_2b --batches 1 --prompt-lens 128 --reps 3 \

@@ -181,6 +181,84 @@ def test_the_combine_maps_the_outputs_through_w_uv(case):
     assert to_ref < 1e-2 and to_unfused < 1e-2, (to_ref, to_unfused)
 
 
+def _queries_case(device, dtype, cfg_name="tiny", B=3, seed=0):
+    """`mla_decode_queries` against the model's torch ops (`absorbed_queries`) for random
+    projections of B rows at ragged positions; q and kv as column slices of one buffer, as the
+    fused q_kv_a GEMV leaves them. Returns the two relative errors (q_abs, new rows)."""
+    from youtu.model import ModelConfig, YoutuForCausalLM
+
+    cfg = getattr(ModelConfig, cfg_name)()
+    cfg.vocab_size, cfg.num_hidden_layers = 256, 1
+    torch.manual_seed(seed)
+    model = YoutuForCausalLM(cfg).to(device=device, dtype=dtype).eval()
+    model.init_weights()
+    attn = model.model.layers[0].self_attn
+    with torch.no_grad():
+        attn.kv_a_layernorm.weight.uniform_(0.5, 1.5)
+    H, R = cfg.num_attention_heads, cfg.qk_rope_head_dim
+    Q, KV = H * (cfg.qk_nope_head_dim + R), cfg.kv_lora_rank + R
+    g = torch.Generator(device=device).manual_seed(seed)
+    both = torch.randn(B, Q + KV + 5, generator=g, device=device, dtype=dtype)
+    q, kv = both[:, :Q], both[:, Q:Q + KV]
+    positions = torch.tensor([[7], [0], [1234]][:B], device=device)
+    cos, sin = model._rope(positions, dtype)
+    w_uk, _ = attn._w_uk_uv()
+    norm = attn.kv_a_layernorm
+    q_abs, new = decode_attention.mla_decode_queries(q, kv, cos, sin, w_uk, norm.weight, norm.eps, R)
+    want_q, want_new = attn.absorbed_queries(q[:, None], kv[:, None], cos, sin)
+    assert q_abs.shape == (B, H, cfg.kv_lora_rank + R) and new.shape == (B, KV)
+    return _rel(q_abs, want_q[:, 0]), _rel(new, want_new[:, 0])
+
+
+@torch.no_grad()
+def test_the_queries_kernel_equals_the_torch_ops_interpreted(interpreter):
+    """CPU, Triton's interpreter, fp32: q_abs (W_uk absorption, q RoPE) and the new cache
+    rows (kv_a_layernorm, k RoPE) equal `absorbed_queries`."""
+    to_q, to_new = _queries_case("cpu", torch.float32)
+    assert to_q < 1e-5 and to_new < 1e-5, (to_q, to_new)
+
+
+@torch.no_grad()
+def test_decode_step_with_every_kernel_equals_the_plain_step_interpreted(interpreter, monkeypatch):
+    """graphs.decode_step with the GEMV kernels, the queries kernel and the attention kernel
+    (applying W_uv in its combine) against the plain step: tiny preset, fp32, ragged rows."""
+    from youtu.model import LatentCache, ModelConfig, YoutuForCausalLM, decode_gemv
+    from youtu.serve import graphs
+
+    cfg = ModelConfig.tiny(vocab_size=512)
+    cfg.num_hidden_layers = 2
+    torch.manual_seed(0)
+    model = YoutuForCausalLM(cfg).eval()
+    model.init_weights()
+    cache = LatentCache(cfg, 4, 64, device="cpu", dtype=torch.float32)
+    lens = [40, 9, 1]
+    for row, n in enumerate(lens):
+        ids = torch.randint(0, 512, (1, n), generator=torch.Generator().manual_seed(row))
+        model(ids, cache=cache, cache_rows=torch.tensor([row]))
+    assert graphs.fuse_decode_weights(model)
+    ids = torch.randint(0, 512, (3, 1), generator=torch.Generator().manual_seed(9))
+    pos, rows = torch.tensor(lens)[:, None], torch.tensor([0, 1, 2])
+    plain_cache = LatentCache(cfg, 4, 64, device="cpu", dtype=torch.float32)
+    plain_cache.kv.copy_(cache.kv)
+    plain = graphs.decode_step(model, plain_cache, ids, pos, rows, 41)
+    monkeypatch.setattr(decode_attention, "available", lambda device: True)
+    monkeypatch.setattr(decode_gemv, "available", lambda device: True)
+    calls = []
+    real = graphs.kernel_layer_queries
+    monkeypatch.setattr(graphs, "kernel_layer_queries", lambda *a: calls.append(1) or real(*a))
+    kernels = graphs.decode_step(model, cache, ids, pos, rows, 41, fused=True, gemv="triton")
+    assert len(calls) == cfg.num_hidden_layers
+    torch.testing.assert_close(kernels, plain, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(cache.kv, plain_cache.kv, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_the_queries_kernel_equals_the_torch_ops_at_the_2b_shapes():
+    to_q, to_new = _queries_case("cuda", torch.bfloat16, "youtu_2b")
+    assert to_q < 1e-2 and to_new < 1e-2, (to_q, to_new)
+
+
 @pytest.mark.gpu
 @torch.no_grad()
 def test_kernel_in_fp32_matches_float64():
@@ -264,7 +342,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from youtu.model import decode_attention as da
 
-split_kernel, combine_kernel, combine_values_kernel = da._kernels()
+split_kernel, combine_kernel, combine_values_kernel, queries_kernel = da._kernels()
 n = 0
 for write, out in itertools.product([False, True], ["*fp32", "*bf16"]):
     sig = {"Q": "*bf16", "KV": "*bf16", "Rows": "*i64", "Lens": "*i64", "O": out, "LSE": "*fp32",
@@ -285,6 +363,14 @@ src = ASTSource(combine_values_kernel, {**sig, **{k: "constexpr" for k in const}
 built = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
 assert len(built.asm["cubin"]) > 1000
 n += 1
+sig = {"Q": "*bf16", "KV": "*bf16", "Cos": "*bf16", "Sin": "*bf16", "W": "*bf16", "G": "*bf16",
+       "Out": "*bf16", "New": "*bf16", "eps": "fp32",
+       **{k: "i32" for k in ("H", "Dn", "s_qb", "s_kvb", "s_cb", "s_wh", "s_wd")}}
+const = dict(C=512, R=64, BLOCK_D=128, BLOCK_C=128)
+src = ASTSource(queries_kernel, {**sig, **{k: "constexpr" for k in const}}, const)
+built = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+assert len(built.asm["cubin"]) > 1000
+n += 1
 print("compiled", n)
 """
 
@@ -292,6 +378,6 @@ print("compiled", n)
 @pytest.mark.slow
 def test_the_split_kernel_builds_for_sm90_without_a_gpu(compiled_mode_run):
     """The 2B's split kernel, with and without the new-row store, into a partial (fp32) or the
-    output (bf16, one split), and the combine that applies W_uv, through Triton's compiler and
+    output (bf16, one split), the combine that applies W_uv and the queries kernel, through Triton's compiler and
     ptxas for sm_90 (~20 s; in a subprocess, compiled mode)."""
-    assert "compiled 5" in compiled_mode_run(_COMPILE_FOR_SM90)
+    assert "compiled 6" in compiled_mode_run(_COMPILE_FOR_SM90)

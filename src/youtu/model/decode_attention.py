@@ -52,6 +52,9 @@ COMBINE_BLOCK_C = 128
 # layer in a batch-1 step on an H100, bench/results/2026-12-07_h100_decode_pdl.md); more splits
 # combine as before and run the bmm, as each of a head's programs would re-read every split.
 VALUES_MAX_SPLITS = 16
+# The queries kernel's latent slice per program: C / QUERIES_BLOCK_C programs a head (4 at 2B),
+# each reading a [Dn, 128] tile of W_uk (32 KB in bf16).
+QUERIES_BLOCK_C = 128
 # The fused values kernel's programs per head: Dv / VALUES_BLOCK_V (8 for the 2B's Dv = 128).
 VALUES_BLOCK_V = 16
 
@@ -206,7 +209,48 @@ def _kernels():
         y = tl.sum(w_uv.to(tl.float32) * o[None, :], axis=1)
         tl.store(Out + g * s_outg + h * Dv + offs_v, y.to(Out.dtype.element_ty), mask=mask_v)
 
-    return split_kernel, combine_kernel, combine_values_kernel
+    @triton.jit
+    def queries_kernel(Q, KV, Cos, Sin, W, G, Out, New, eps, H, Dn, s_qb, s_kvb, s_cb, s_wh, s_wd,
+                       C: tl.constexpr, R: tl.constexpr, BLOCK_D: tl.constexpr,
+                       BLOCK_C: tl.constexpr):
+        # One program per (row, head, BLOCK_C of the latent): q_latent = q_nope @ W_uk[h] for
+        # its latent slice; the first slice's program also rotates the head's q_rope, and head
+        # 0's first program builds the row's new cache entry (kv_a_layernorm, rotated k_rope).
+        b = tl.program_id(0)
+        h = tl.program_id(1)
+        cb = tl.program_id(2)
+        offs_d = tl.arange(0, BLOCK_D)
+        offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+        half = tl.arange(0, R // 2)
+        q_head = Q + b.to(tl.int64) * s_qb + h * (Dn + R)
+        q_nope = tl.load(q_head + offs_d, mask=offs_d < Dn, other=0.0).to(tl.float32)
+        w_uk = tl.load(W + h * s_wh + offs_d[:, None] * s_wd + offs_c[None, :],
+                       mask=(offs_d < Dn)[:, None], other=0.0)  # [BLOCK_D, BLOCK_C]
+        q_lat = tl.sum(q_nope[:, None] * w_uk.to(tl.float32), axis=0)
+        out_head = Out + (b.to(tl.int64) * H + h) * (C + R)
+        tl.store(out_head + offs_c, q_lat.to(Out.dtype.element_ty))
+        cos = tl.load(Cos + b * s_cb + half).to(tl.float32)
+        sin = tl.load(Sin + b * s_cb + half).to(tl.float32)
+        if cb == 0:  # rotate interleaved pairs into [evens | odds], as `layers.apply_rope`
+            x1 = tl.load(q_head + Dn + 2 * half).to(tl.float32)
+            x2 = tl.load(q_head + Dn + 2 * half + 1).to(tl.float32)
+            tl.store(out_head + C + half, (x1 * cos - x2 * sin).to(Out.dtype.element_ty))
+            tl.store(out_head + C + R // 2 + half, (x2 * cos + x1 * sin).to(Out.dtype.element_ty))
+            if h == 0:  # the new cache row: RMSNorm of the latent (`layers.rms_norm`), k_rope
+                kv_row = KV + b.to(tl.int64) * s_kvb
+                lat = tl.load(kv_row + tl.arange(0, C)).to(tl.float32)
+                inv = 1.0 / tl.sqrt(tl.sum(lat * lat, axis=0) / C + eps)
+                normed = (lat * inv).to(New.dtype.element_ty).to(tl.float32)
+                g = tl.load(G + tl.arange(0, C)).to(tl.float32)
+                new_row = New + b.to(tl.int64) * (C + R)
+                tl.store(new_row + tl.arange(0, C), (g * normed).to(New.dtype.element_ty))
+                k1 = tl.load(kv_row + C + 2 * half).to(tl.float32)
+                k2 = tl.load(kv_row + C + 2 * half + 1).to(tl.float32)
+                tl.store(new_row + C + half, (k1 * cos - k2 * sin).to(New.dtype.element_ty))
+                tl.store(new_row + C + R // 2 + half,
+                         (k2 * cos + k1 * sin).to(New.dtype.element_ty))
+
+    return split_kernel, combine_kernel, combine_values_kernel, queries_kernel
 
 
 def num_splits(groups: int, max_len: int, block_n: int, sms: int) -> int:
@@ -282,7 +326,7 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
                              or w_uv.stride(-1) != 1):
         raise ValueError(f"w_uv must be [{H}, Dv, {latent}] with a contiguous last dim, got "
                          f"{tuple(w_uv.shape)}")
-    split_kernel, combine_kernel, combine_values_kernel = _kernels()
+    split_kernel, combine_kernel, combine_values_kernel, _ = _kernels()
     block_n = BLOCK_N_FP32 if q.dtype == torch.float32 else BLOCK_N_HALF
     block_h = max(16, 1 << (H - 1).bit_length())  # tl.dot needs >= 16 rows
     max_len = max(1, min(max_len, S))
@@ -330,3 +374,47 @@ def _combine(combine_kernel, o_part: torch.Tensor, lse: torch.Tensor, out: torch
         o_part, lse, out, P, o_part.stride(0), o_part.stride(1), o_part.stride(2),
         lse.stride(0), lse.stride(1), out.stride(0), out.stride(1),
         BLOCK_C=block_c, BLOCK_P=block_p, num_warps=4)
+
+
+def mla_decode_queries(q: torch.Tensor, kv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                       w_uk: torch.Tensor, norm_weight: torch.Tensor, eps: float, rope_dim: int
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decode step's absorbed queries and new cache rows in one launch (one token a row):
+    the work of `MLAttention.absorbed_queries` (RoPE of q and k, kv_a_layernorm, the W_uk
+    absorption, both concatenations), which as torch ops is a bmm and 2-3 fused elementwise
+    kernels a layer.
+
+    Args:
+        q: [B, H * (Dn + R)] q_b_proj's output (last dim contiguous, any row stride).
+        kv: [B, C + R] kv_a_proj_with_mqa's output (last dim contiguous, any row stride).
+        cos, sin: [B, 1, R/2] the rows' rotary tables (`YoutuForCausalLM._rope`).
+        w_uk: [H, Dn, C] the key up-projection (`kv_b_proj`'s key rows, any row stride).
+        norm_weight, eps: kv_a_layernorm's scale [C] and epsilon.
+        rope_dim: R.
+
+    Returns:
+        q_abs [B, H, C + R] (q's dtype) and the new rows [B, C + R] (kv's dtype): rounded where
+        the torch ops round their outputs (the einsum, the rotations, the norm before and after
+        its scale), every sum in fp32.
+    """
+    B = q.shape[0]
+    H, Dn, C = w_uk.shape
+    R = rope_dim
+    if (q.shape != (B, H * (Dn + R)) or kv.shape != (B, C + R) or cos.shape != (B, 1, R // 2)
+            or sin.shape != cos.shape or norm_weight.shape != (C,)):
+        raise ValueError(f"mla_decode_queries: shapes q {tuple(q.shape)}, kv {tuple(kv.shape)}, "
+                         f"cos {tuple(cos.shape)}, w_uk {tuple(w_uk.shape)} do not fit one token "
+                         f"a row of H={H}, Dn={Dn}, C={C}, R={R}")
+    if not supports(C, R, H) or min(q.stride(-1), kv.stride(-1), w_uk.stride(-1)) != 1:
+        raise ValueError("mla_decode_queries needs power-of-two latent/rope dims >= 16 and "
+                         "contiguous last dims")
+    cos, sin = cos.contiguous(), sin.contiguous()
+    *_, queries_kernel = _kernels()
+    q_abs = torch.empty(B, H, C + R, device=q.device, dtype=q.dtype)
+    new = torch.empty(B, C + R, device=q.device, dtype=kv.dtype)
+    block_c = min(C, QUERIES_BLOCK_C)
+    queries_kernel[(B, H, C // block_c)](
+        q, kv, cos, sin, w_uk, norm_weight, q_abs, new, eps, H, Dn, q.stride(0), kv.stride(0),
+        cos.stride(0), w_uk.stride(0), w_uk.stride(1), C=C, R=R,
+        BLOCK_D=max(16, 1 << (Dn - 1).bit_length()), BLOCK_C=block_c, num_warps=4)
+    return q_abs, new

@@ -21,8 +21,10 @@ larger buckets keep cuBLAS, where the GEMM is no longer weight-bound per row) th
 weight GEMVs are `youtu.model.decode_gemv` kernels carrying their neighbours: input_layernorm
 into q_kv_a, q_a_layernorm into q_b, o_proj + residual, post_attention_layernorm into gate_up
 with silu(gate) * up, down_proj + residual, and the final norm into lm_head. What is left in
-torch is the small middle (split, RoPE, kv_a_layernorm, W_uk absorption: `layer_queries`). The Triton launches run outside torch.compile, which compiles only the middle:
-inductor cannot fuse into a user kernel anyway, so wrapping them as `torch.library.triton_op`
+torch would be the small middle (split, RoPE, kv_a_layernorm, W_uk absorption: `layer_queries`,
+a bmm and 2-3 inductor kernels); where the fused attention kernel runs, it is one Triton launch
+too (`kernel_layer_queries`). The Triton launches run outside torch.compile, which compiles
+only that middle where it is left: inductor cannot fuse into a user kernel anyway, so wrapping them as `torch.library.triton_op`
 would buy only dynamo tracing (and its handling of the autotuner) for nothing under CUDA
 graphs, where host-side launch cost is gone. Autotuning happens in the warm-up runs before
 capture; every output is a fresh tensor from the graph pool, so capture sees no host sync.
@@ -86,6 +88,17 @@ def layer_queries(layer: DecoderLayer, q: torch.Tensor, kv: torch.Tensor, cos: t
     """The pure middle of the GEMV-kernel layer: (q_abs, new cache rows) from the projections
     q [B, H*(Dn+R)] and kv [B, C+R] (RoPE, kv_a_layernorm, W_uk absorption)."""
     return layer.self_attn.absorbed_queries(q[:, None], kv[:, None], cos, sin)
+
+
+def kernel_layer_queries(layer: DecoderLayer, q: torch.Tensor, kv: torch.Tensor, cos: torch.Tensor,
+                         sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`layer_queries` as one Triton launch (`decode_attention.mla_decode_queries`)."""
+    attn = layer.self_attn
+    w_uk, _ = attn._w_uk_uv()
+    norm = attn.kv_a_layernorm
+    q_abs, new = decode_attention.mla_decode_queries(q, kv, cos, sin, w_uk, norm.weight, norm.eps,
+                                                     attn.qk_rope_head_dim)
+    return q_abs[:, None], new[:, None]
 
 
 def gemv_layer_inputs(layer: DecoderLayer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -170,6 +183,8 @@ def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
     # The fused kernel needs no mask; the plain path (CPU) builds it once here, not per layer.
     mask = (None if decode_attention.available(ids.device)
             else absorbed_mask(positions, max_len, model.config.num_attention_heads))
+    if kernels and decode_attention.available(ids.device) and _queries_kernel_fits(model):
+        queries_fn = kernel_layer_queries
     for layer in model.model.layers:
         if kernels:
             q_abs, new_kv = gemv_layer_inputs(layer, x, cos, sin, queries_fn, pdl)
@@ -184,6 +199,12 @@ def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
         return decode_gemv.gemv(x[:, -1], model.lm_head.weight, norm_weight=norm.weight,
                                 eps=norm.eps, pdl=pdl)
     return F.linear(model.model.norm(x)[:, -1], model.lm_head.weight)  # [B, V]
+
+
+def _queries_kernel_fits(model: YoutuForCausalLM) -> bool:
+    cfg = model.config
+    return decode_attention.supports(cfg.kv_lora_rank, cfg.qk_rope_head_dim,
+                                     cfg.num_attention_heads)
 
 
 @functools.cache
