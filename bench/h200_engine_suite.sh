@@ -45,18 +45,21 @@ phase gemv 200 python3 bench/decode_gemv.py --batch ${GEMV_BATCH:-1,8} --triton
 phase firstuse 120 python3 bench/first_use.py
 phase attn 90 python3 bench/decode_attention.py --cases 1x128,1x256,1x512,1x1024,1x4096,8x256,32x640 \
   --splits 0,1,2,4,8,16
-ab_run() {  # src_dir label
+ab_run() {  # src_dir label [variants]
   PYTHONPATH=/tmp/site:$1:$PWD/bench python3 bench/decode.py --preset youtu_2b --batches 1 \
-    --prompt-lens 128 --reps 3 --long-lens 8192 --long-reps 2 --no-peer --variants fused+overlap+auto \
-    | sed "s/^/[$2] /"
+    --prompt-lens 128 --reps 3 --long-lens 8192 --long-reps 2 --no-peer \
+    --variants "${3:-fused+overlap+auto}" | sed "s/^/[$2] /"
 }
-if [[ -n ${OLD_SRC:-} ]]; then  # "dir" or "label=dir label=dir ...": each, this tree, the first again
+# OLD_SRC: "dir" or "label=dir label=dir ...": each, then this tree (with AB_NEW_VARIANTS, e.g.
+# "fused+overlap+auto,fused+overlap+auto+pdl"), then the first again unless AB_REPEAT=0.
+if [[ -n ${OLD_SRC:-} ]]; then
   ab_cmds=""; first=""
   for entry in $OLD_SRC; do
     [[ $entry == *=* ]] || entry="old=$entry"
     ab_cmds+="ab_run ${entry#*=} ${entry%%=*} && "; [[ -n $first ]] || first="ab_run ${entry#*=} ${entry%%=*}"
   done
-  phase ab 300 bash -c "$(declare -f ab_run); ${ab_cmds}ab_run $PWD/src new && $first"
+  [[ ${AB_REPEAT:-1} == 0 ]] && first=true
+  phase ab 330 bash -c "$(declare -f ab_run); ${ab_cmds}ab_run $PWD/src new ${AB_NEW_VARIANTS:-fused+overlap+auto} && $first"
 fi
 phase pdl 240 bash -c "python3 bench/decode_gemv.py --batch 1 --triton --pdl && \
   python3 bench/decode.py --preset youtu_2b --batches 1 --prompt-lens 128 --reps 3 \
