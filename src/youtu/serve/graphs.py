@@ -3,31 +3,32 @@
     engine = Engine(model, max_batch=32, max_seq_len=4096, eos_ids=[eos])   # graphs on on CUDA
     logits = engine.graphs.run(ids, positions, rows, max_len)    # [n, V], a static buffer
 
-The step is `decode_step`: embedding and RoPE tables, then per layer a pure "inputs" part
-(input norm, MLA projections, RoPE, the W_uk absorption), the fused split-K attention over the
-latent slab read in place, which writes the new cache row and maps the outputs through W_uv
+The step is `decode_step`: embedding and RoPE tables, then per layer a pure "inputs" part (input
+norm, MLA projections, RoPE, the W_uk absorption), the fused split-K attention over the latent slab
+read in place, which writes the new cache row and maps the outputs through W_uv
 (`youtu.model.decode_attention`), and a pure "output" part (o_proj, residual, norm, SwiGLU MLP,
-residual); then the final norm and lm_head. Batch buckets are powers of two up to max_batch; length buckets powers of two from 256
-up to max_seq_len: the attended length sizes the attention kernel's split grid (a batch-1 step at
-8k wants ~256 splits, at 300 slots ~10), not any tensor the other parts see. Padding entries of a
-batch bucket point at one scratch cache row (slot 0), so they never touch a live sequence. All
-graphs share one memory pool.
+residual); then the final norm and lm_head. Batch buckets are powers of two up to max_batch; length
+buckets powers of two from 256 up to max_seq_len: the attended length sizes the attention kernel's
+split grid (a batch-1 step at 8k wants ~256 splits, at 300 slots ~10), not any tensor the other
+parts see. Padding entries of a batch bucket point at one scratch cache row (slot 0), so they never
+touch a live sequence. All graphs share one memory pool.
 
 With `fused` (the engine's default), the step reads the decode-time weight layout of
 `fuse_decode_weights`: gate+up and q_a+kv_a as one GEMV each.
 
-With `gemv="triton"` (CUDA, the fused layout, batches up to `decode_gemv.MAX_ROWS` = 8;
-larger buckets keep cuBLAS, where the GEMM is no longer weight-bound per row) the layer's five
-weight GEMVs are `youtu.model.decode_gemv` kernels carrying their neighbours: input_layernorm
-into q_kv_a, q_a_layernorm into q_b, o_proj + residual, post_attention_layernorm into gate_up
-with silu(gate) * up, down_proj + residual, and the final norm into lm_head. What is left in
-torch would be the small middle (split, RoPE, kv_a_layernorm, W_uk absorption: `layer_queries`,
-a bmm and 2-3 inductor kernels); where the fused attention kernel runs, it is one Triton launch
-too (`kernel_layer_queries`). The Triton launches run outside torch.compile, which compiles
-only that middle where it is left: inductor cannot fuse into a user kernel anyway, so wrapping them as `torch.library.triton_op`
-would buy only dynamo tracing (and its handling of the autotuner) for nothing under CUDA
-graphs, where host-side launch cost is gone. Autotuning happens in the warm-up runs before
-capture; every output is a fresh tensor from the graph pool, so capture sees no host sync.
+With `gemv="triton"` (CUDA, the fused layout, batches up to `decode_gemv.MAX_ROWS` = 8; larger
+buckets keep cuBLAS, where the GEMM is no longer weight-bound per row) the layer's five weight
+GEMVs are `youtu.model.decode_gemv` kernels carrying their neighbours: input_layernorm into q_kv_a,
+q_a_layernorm into q_b, o_proj + residual, post_attention_layernorm into gate_up with silu(gate) *
+up, down_proj + residual, and the final norm into lm_head. What is left in torch would be the small
+middle (split, RoPE, kv_a_layernorm, W_uk absorption: `layer_queries`, a bmm and 2-3 inductor
+kernels); where the fused attention kernel runs, it is one Triton launch too
+(`kernel_layer_queries`). The Triton launches run outside torch.compile, which compiles only that
+middle where it is left: inductor cannot fuse into a user kernel anyway, so wrapping them as
+`torch.library.triton_op` would buy only dynamo tracing (and its handling of the autotuner) for
+nothing under CUDA graphs, where host-side launch cost is gone. Autotuning happens in the warm-up
+runs before capture; every output is a fresh tensor from the graph pool, so capture sees no host
+sync.
 
 With `compile`, the two pure parts are fused by `torch.compile`, shared by all layers (they read
 no cache and no layer index): two compiles each per weight layout (batch 1, then a symbolic
