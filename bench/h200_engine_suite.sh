@@ -28,6 +28,8 @@
 # GPU_TESTS (default: tests) narrows the gpu tests, e.g. "tests/serve tests/rl"; GEMV_BATCH
 # (default: 1,8) the GEMV rows, e.g. 2,4 (each batch autotunes again: ~1 min more per batch).
 # PDL_ARGS adds to the pdl phase's engine run, e.g. --profile (kernels of the last variant).
+# DECODE_VARIANTS / LONG_LENS replace the decode phase's variants and long contexts, e.g.
+# DECODE_VARIANTS=fused+overlap+auto,fused+overlap+auto+pdl LONG_LENS=8192,32768,131072.
 # PHASES (default: all eight; ab only with OLD_SRC) picks some, e.g. PHASES="gputests decode" for one call and
 # PHASES="data gemv" for the next.
 set -u
@@ -37,8 +39,8 @@ source "$(dirname "$0")/h200_phases.sh"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
 phase gputests 330 python3 -m pytest -q -m gpu -p no:cacheprovider ${GPU_TESTS:-tests}
 phase decode 300 python3 bench/decode.py --preset youtu_2b --reps 2 \
-  --variants today,fused+overlap,fused+overlap+auto,fused+overlap+gemv \
-  --long-lens 32768 --long-reps 2 --peer-max-len 32768
+  --variants ${DECODE_VARIANTS:-today,fused+overlap,fused+overlap+auto,fused+overlap+gemv} \
+  --long-lens ${LONG_LENS:-32768} --long-reps 2 --peer-max-len 32768
 phase data 290 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 --baseline-workers 16 \
   --jsonl-docs 32000 --jsonl-files 32 --skip-embedded --control-units 32 ${DATA_ARGS:-}
 phase gemv 200 python3 bench/decode_gemv.py --batch ${GEMV_BATCH:-1,8} --triton

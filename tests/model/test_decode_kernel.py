@@ -155,12 +155,15 @@ def _with_values(lengths, S, splits, device, dtype, H=4, C=32, R=16, Dn=8, Dv=16
     ref = torch.einsum("ghc,hvc->ghv", _plain(q.double(), kv.double(), rows, lengths, 0.3, C),
                        w_uv.double())
     assert got.shape == (B, H, Dv) and got.dtype == dtype
+    assert got.is_contiguous(), got.stride()  # callers view it as o_proj's [B, T, H * Dv]
     return _rel(got, ref), _rel(got, unfused)
 
 
 # (lengths, slots, forced splits): one split; a few (the combine applies W_uv); more than
-# VALUES_MAX_SPLITS (combine, then the bmm)
-VALUES_CASES = [([5, 30, 1], 64, 1), ([250, 3], 256, 3), ([90, 1], 256, 997), ([300], 320, 20)]
+# VALUES_MAX_SPLITS (combine, then the bmm; with several groups its output must still come back
+# contiguous, as the fused kernel's does)
+VALUES_CASES = [([5, 30, 1], 64, 1), ([250, 3], 256, 3), ([90, 1], 256, 997), ([300], 320, 20),
+                ([600, 7], 640, 20)]
 
 
 @pytest.mark.parametrize("case", range(len(VALUES_CASES)))

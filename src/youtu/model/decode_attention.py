@@ -52,9 +52,11 @@ COMBINE_BLOCK_C = 128
 # layer in a batch-1 step on an H100, bench/results/2026-12-07_h100_decode_pdl.md); more splits
 # combine as before and run the bmm, as each of a head's programs would re-read every split.
 VALUES_MAX_SPLITS = 16
-# The queries kernel's latent slice per program: C / QUERIES_BLOCK_C programs a head (4 at 2B),
-# each reading a [Dn, 128] tile of W_uk (32 KB in bf16).
-QUERIES_BLOCK_C = 128
+# The queries kernel's latent slice per program: C / QUERIES_BLOCK_C programs a head (16 at 2B),
+# each reading a [Dn, 32] tile of W_uk (8 KB in bf16). H100, 2B shapes, in a CUDA graph
+# (bench/decode_queries.py): batch 1 7.06 / 4.97 / 3.91 / 3.56 us at 128 / 64 / 32 / 16,
+# batch 8 9.15 / 7.30 / 7.09 / 9.94 us.
+QUERIES_BLOCK_C = 32
 # The fused values kernel's programs per head: Dv / VALUES_BLOCK_V (8 for the 2B's Dv = 128).
 VALUES_BLOCK_V = 16
 
@@ -308,8 +310,8 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
             VALUES_MAX_SPLITS splits (one launch fewer), else by a bmm after it.
 
     Returns:
-        [G, H, C] attention outputs in latent space (q's dtype), or with `w_uv` [G, H, Dv]
-        (w_uv's dtype): out_latent rounded to q's dtype, then times W_uv^T with fp32 sums.
+        [G, H, C] attention outputs in latent space (q's dtype), or with `w_uv` a contiguous
+        [G, H, Dv] (w_uv's dtype): out_latent rounded to q's dtype, then times W_uv^T with fp32 sums.
     """
     G, H, D = q.shape
     N, S, W = kv.shape
@@ -363,7 +365,9 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
         _combine(combine_kernel, o_part, lse, out, P, latent, block_p)
     if w_uv is None:
         return out
-    return torch.einsum("ghc,hvc->ghv", out.to(w_uv.dtype), w_uv)
+    # bmm over heads: [H, G, Dv] laid out, returned as a contiguous [G, H, Dv] like the fused path.
+    return torch.bmm(out.to(w_uv.dtype).transpose(0, 1), w_uv.transpose(1, 2)).transpose(0, 1) \
+        .contiguous()
 
 
 def _combine(combine_kernel, o_part: torch.Tensor, lse: torch.Tensor, out: torch.Tensor, P: int,
