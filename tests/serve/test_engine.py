@@ -666,7 +666,7 @@ def test_auto_gemv_and_overlap_are_the_defaults_and_fall_back_where_they_cannot_
     cpu_pdl = Engine(copy.deepcopy(model), max_batch=2, max_seq_len=32, eos_ids=[],
                      gemv="auto+pdl")
     assert cpu_pdl.gemv == "cublas"  # the CPU: no kernels, so no dependent launch either
-    assert (ServeConfig().decode_gemv, ServeConfig().overlap_decode) == ("auto", True)
+    assert (ServeConfig().decode_gemv, ServeConfig().overlap_decode) == ("auto+pdl", True)
     ServeConfig(decode_gemv="auto", fuse_decode_weights=False)  # auto needs no fused layout
     served, _ = engine_from_config(ServeConfig(checkpoint=str(checkpoint)), run_dir=tmp_path,
                                    device="cpu")

@@ -61,16 +61,17 @@ class ServeConfig:
     (parameters become views of the fused tensors; names, checkpoints and memory unchanged).
     On an H100 the batch-1 GEMVs took 2.04 ms a step fused against 2.33 ms separate
     (bench/results/2026-12-07_h100_gemv.md)."""
-    decode_gemv: DecodeGemv = "auto"
+    decode_gemv: DecodeGemv = "auto+pdl"
     """Decode GEMVs: 'cublas' (F.linear); 'triton' (`youtu.model.decode_gemv` at batch <= 8:
     five GEMV kernels per layer carry three RMSNorms (prologues), the SwiGLU and both residual
     adds; needs fuse_decode_weights); 'auto' = those kernels where they were measured faster
     (batch 1: the engine step 1.12x on an H100; `decode_gemv.AUTO_MAX_ROWS`) and cuBLAS above,
-    or everywhere when they cannot run. '+pdl' launches those kernels dependently (Hopper:
-    each loads its first weights while the kernel before it drains): on an H100, one run of
-    three interleaved reps, 356.1 vs 344.4 tok/s at batch 1 (1.03x,
-    2026-12-07_h100_decode_pdl.md); not the default until the H200 agrees. CUDA only; ignored
-    on the CPU."""
+    or everywhere when they cannot run. '+pdl' (the default) launches those kernels
+    dependently (Hopper: each loads its first weights while the kernel before it drains;
+    elsewhere it only prefetches): on an H100, 1.007-1.041x the engine's batch-1 step in six
+    runs from 128 to 131k context, 0.999x at batch 32 where cuBLAS runs
+    (2026-12-07_h100_decode_kernels.md); the H200 is unmeasured. CUDA only; ignored on the
+    CPU."""
     overlap_decode: bool = True
     """Launch each decode step from the previous step's tokens kept on the GPU and read those
     back while it runs (stops checked one step late, the extra token discarded; same tokens).

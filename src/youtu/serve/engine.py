@@ -29,8 +29,9 @@ Design (vLLM's, at the scale of one file):
   checkpoints and memory unchanged).
 - `gemv="triton"` (CUDA only, needs the fused layout) runs the decode step's weight GEMVs for
   batches up to 8 as `youtu.model.decode_gemv` kernels with the norms, SwiGLU and residual
-  adds fused in (`graphs.decode_step`); the default `"auto"` does so at batch 1, where they
-  were measured faster (`decode_gemv.AUTO_MAX_ROWS`), and falls back to cuBLAS elsewhere.
+  adds fused in (`graphs.decode_step`); `"auto"` does so at batch 1, where they were
+  measured faster (`decode_gemv.AUTO_MAX_ROWS`), and falls back to cuBLAS elsewhere; the
+  default `"auto+pdl"` also launches those kernels dependently (Hopper).
 - With `overlap` (CUDA only; on by default there: faster in every row measured) step N+1 is launched from step N's sampled tokens kept on
   the device, and step N's tokens are read back (delivered, stop-checked) while the GPU runs
   N+1: the host's work per step (~0.5 ms at 2B batch 1 on an H200, ~15% of the step) hides
@@ -203,7 +204,8 @@ class Engine:
         gemv: 'cublas' (F.linear), 'triton' (the `decode_gemv` kernels with fused norms,
             SwiGLU and residuals, batches up to 8; CUDA with triton and `fuse_weights` only:
             elsewhere a ValueError) or 'auto' (the kernels at batch <= AUTO_MAX_ROWS where
-            they can run, else cuBLAS).
+            they can run, else cuBLAS); '+pdl' (the default 'auto+pdl') launches the kernels
+            dependently (`decode_gemv.dependent_launch`).
     """
 
     def __init__(self, model: YoutuForCausalLM, *, max_batch: int, max_seq_len: int,
@@ -212,7 +214,8 @@ class Engine:
                  prefill_row_tokens: int | None = None,
                  detokenize: Callable[[list[int]], str] | None = None,
                  use_cuda_graph: bool | None = None, compile: bool | None = None, seed: int = 0,
-                 fuse_weights: bool = True, overlap: bool | None = None, gemv: str = "auto"):
+                 fuse_weights: bool = True, overlap: bool | None = None,
+                 gemv: str = "auto+pdl"):
         if max_batch < 1 or max_seq_len < 2:
             raise ValueError(f"Engine needs max_batch >= 1 and max_seq_len >= 2, got "
                              f"{max_batch} and {max_seq_len}")
