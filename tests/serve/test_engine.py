@@ -100,6 +100,19 @@ def test_logprobs_are_under_the_sampling_distribution(model, prompts):
 
 
 @torch.no_grad()
+def test_greedy_batches_take_the_split_argmax_and_its_logprob(model, prompts):
+    """An all-greedy batch samples by `greedy_pick` (no [B, V] log-softmax): the tokens are the
+    full forward's argmax and the log-probs its log-softmax at them."""
+    engine = Engine(model, max_batch=4, max_seq_len=64, eos_ids=[])
+    outs = engine.generate(prompts[:3], SamplingParams(temperature=0, max_tokens=6))
+    for prompt, out in zip(prompts, outs):
+        logits = model(torch.tensor([prompt + out.token_ids]))[0, len(prompt) - 1:-1].float()
+        assert out.token_ids == logits.argmax(-1).tolist()
+        expected = logits.log_softmax(-1).gather(-1, torch.tensor(out.token_ids)[:, None])[:, 0]
+        torch.testing.assert_close(torch.tensor(out.logprobs), expected, atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
 def test_prompt_logprobs_and_top_logprobs(model, prompts):
     engine = Engine(model, max_batch=2, max_seq_len=64, eos_ids=[], prefill_chunk_tokens=5)
     prompt = prompts[3]

@@ -12,8 +12,9 @@ from transformers.generation.logits_process import (MinPLogitsWarper,
                                                     TopPLogitsWarper)
 
 from youtu.serve.sampling import (SamplingBatch, SamplingParams, apply_min_p,
-                                  apply_repetition_penalty, apply_top_k_top_p, process_logits,
-                                  sample, token_logprobs)
+                                  apply_repetition_penalty, apply_top_k_top_p, greedy_chunks,
+                                  greedy_pick, plain_greedy, process_logits, sample,
+                                  token_logprobs)
 
 V = 50
 
@@ -93,6 +94,39 @@ def test_greedy_takes_argmax_of_penalised_logits():
     token = sample(lp, batch)
     assert token.tolist() == [2]  # 3.0 / 2 = 1.5 < 2.0
     torch.testing.assert_close(token_logprobs(lp, token), lp[0, 2:3])
+
+
+@pytest.mark.parametrize("vocab", [128256, 1000, 997])
+def test_greedy_pick_equals_log_softmax_then_argmax(vocab):
+    """The split reductions give the plain path's token (the first maximum on ties, planted in
+    different chunks and inside one) and its log-prob; 997 is prime: one chunk."""
+    g = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(5, vocab, generator=g) * 4
+    logits[1, [vocab - 1, 3, vocab // 2]] = 50.0  # ties across chunks: the first one wins
+    logits[2, [8, 9]] = 60.0  # a tie inside one chunk
+    logits[3] = 0.0  # all equal: token 0
+    logits[4, vocab - 1] = 70.0  # the max in the last slot
+    batch = _batch(*[SamplingParams(temperature=0)] * 5)
+    assert plain_greedy(batch)
+    lp = process_logits(logits, batch)
+    want = sample(lp, batch)
+    tokens, chosen = greedy_pick(logits.to(torch.bfloat16).float())
+    tokens_raw, chosen_raw = greedy_pick(logits)
+    assert tokens_raw.tolist() == want.tolist() and want[1:].tolist() == [3, 8, 0, vocab - 1]
+    assert tokens.dtype == torch.long and tokens.shape == (5,)
+    torch.testing.assert_close(chosen_raw, token_logprobs(lp, want), atol=1e-5, rtol=1e-5)
+    assert greedy_chunks(vocab) == {128256: 256, 1000: 250, 997: 1}[vocab]
+
+
+def test_plain_greedy_only_for_greedy_rows_without_penalty():
+    """Greedy rows' filters are neutral (`from_params`), so top-k/p and min-p leave them plain;
+    a sampled row or a repetition penalty does not."""
+    greedy = SamplingParams(temperature=0)
+    for same in (greedy, SamplingParams(temperature=0, top_k=5, top_p=0.5, min_p=0.1)):
+        assert plain_greedy(_batch(greedy, same)), same
+    for other in (SamplingParams(temperature=0.7), SamplingParams(temperature=1.0, top_k=1),
+                  SamplingParams(temperature=0, repetition_penalty=1.3)):
+        assert not plain_greedy(_batch(greedy, other)), other
 
 
 @pytest.mark.parametrize("seeded", [False, True], ids=["shared-generator", "seeded-rows"])

@@ -76,8 +76,8 @@ from youtu.model.transformer import YoutuForCausalLM
 from youtu.serve.graphs import DecodeGraphs, decode_step, decode_weights_fused, fuse_decode_weights
 from youtu.serve.requests import (AsyncStream, Completion, EngineFullError, RequestError,
                                   RequestHandle, SequenceState, StreamDelta)
-from youtu.serve.sampling import (SamplingBatch, SamplingParams, process_logits, sample,
-                                  token_logprobs, top_logprobs)
+from youtu.serve.sampling import (SamplingBatch, SamplingParams, greedy_pick, plain_greedy,
+                                  process_logits, sample, token_logprobs, top_logprobs)
 
 if TYPE_CHECKING:
     from youtu.serve.config import ServeConfig
@@ -675,14 +675,18 @@ class Engine:
         if self._seen is not None and rows is None:
             rows = self._on_device([s.row for s in seqs])
         seen = self._seen[rows] if (self._seen is not None and batch.any_penalty) else None
-        logprobs = process_logits(logits, batch, seen)
-        counters = self._on_device(sampled) if batch.any_seeded else None
-        tokens = sample(logprobs, batch, counters, self._default_gen)
-        chosen = token_logprobs(logprobs, tokens)
+        n_top = max(s.params.top_logprobs for s in seqs)
+        top = None
+        if plain_greedy(batch) and not n_top:  # argmax and log-prob by split reductions
+            tokens, chosen = greedy_pick(logits)
+        else:
+            logprobs = process_logits(logits, batch, seen)
+            counters = self._on_device(sampled) if batch.any_seeded else None
+            tokens = sample(logprobs, batch, counters, self._default_gen)
+            chosen = token_logprobs(logprobs, tokens)
+            top = top_logprobs(logprobs, n_top) if n_top else None
         if self._seen is not None:
             self._seen[rows, tokens] = True
-        n_top = max(s.params.top_logprobs for s in seqs)
-        top = top_logprobs(logprobs, n_top) if n_top else None
         packed = torch.stack((tokens.double(), chosen.double()))
         if self.device.type != "cuda":
             return _Sampled(seqs=seqs, tokens=tokens, host=packed, top=top, ready=None)

@@ -17,6 +17,7 @@ Shapes: B = rows in the batch, V = vocabulary.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -25,6 +26,10 @@ NEG_INF = float("-inf")
 # Seeds are hashed as 32-bit words (a request's seed is taken modulo 2**32).
 SEED_MODULUS = 2**32
 _MASK32 = 0xFFFFFFFF
+# Most chunks `greedy_pick` cuts a row into: a reduction over a whole 128k-vocabulary row runs
+# on one SM (an H100's batch-1 step: log_softmax 29.4 us + argmax 28.0 us,
+# bench/results/2026-12-07_h100_decode_kernels.md); 256 chunks of 501 spread it out.
+GREEDY_MAX_CHUNKS = 256
 
 
 @dataclass(kw_only=True)
@@ -270,6 +275,36 @@ def sample(logprobs: torch.Tensor, batch: SamplingBatch, counters: torch.Tensor 
         noise = torch.where((batch.seeds >= 0)[:, None], seeded, noise)
     drawn = (logprobs.exp() / noise).argmax(dim=-1)
     return torch.where(batch.greedy, argmax, drawn)
+
+
+def plain_greedy(batch: SamplingBatch) -> bool:
+    """Whether every row's token and log-prob come from the raw logits alone (greedy, no
+    penalty, no truncation): `greedy_pick` then gives what process_logits + sample +
+    token_logprobs would, without the [B, V] log-softmax."""
+    return batch.all_greedy and not (batch.any_penalty or batch.any_top_k_top_p
+                                     or batch.any_min_p or batch.any_temperature)
+
+
+@functools.cache
+def greedy_chunks(vocab: int, most: int = GREEDY_MAX_CHUNKS) -> int:
+    """The most chunks, up to `most`, that cut a row of `vocab` evenly (1 for a prime)."""
+    return max(k for k in range(1, min(most, vocab) + 1) if vocab % k == 0)
+
+
+def greedy_pick(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's argmax (the first on ties, as `torch.argmax`) and its log-prob under the
+    row's softmax, from logits [B, V] (computed in float32) by reductions over
+    `greedy_chunks(V)` chunks per row and then over the chunks, so a batch-1 row's work is
+    spread over many programs. Returns ([B] long tokens, [B] float32 log-probs)."""
+    x = logits.float()
+    B, V = x.shape
+    k = greedy_chunks(V)
+    parts = x.view(B, k, V // k)
+    best, where = parts.max(dim=-1)  # [B, k]: each chunk's first maximum
+    chunk = best.argmax(dim=-1, keepdim=True)  # [B, 1]: the first chunk holding the row's max
+    tokens = chunk * (V // k) + where.gather(-1, chunk)
+    lse = torch.logsumexp(torch.logsumexp(parts, dim=-1), dim=-1)  # [B]
+    return tokens.squeeze(-1), best.gather(-1, chunk).squeeze(-1) - lse
 
 
 def token_logprobs(logprobs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
