@@ -11,6 +11,7 @@
 #             decode GEMV (--triton autotunes ~60 compiles: ~2-3 min)
 #   firstuse  what a new prefill shape costs the first time, cuDNN attention vs plain SDPA,
 #             small preset (the first model's extra eval time, issue 15)
+#   queries   the decode queries kernel (W_uk absorption, RoPE, kv_a_layernorm) per latent block
 #   attn      the fused decode attention at forced split counts, short caches (latency-bound)
 #   ab        the batch-1 engine step (128 and 8k context) of older trees (OLD_SRC: a dir, or
 #             "label=dir ..." words, e.g. a carried `git archive <sha> src | tar -x -C .old`),
@@ -18,7 +19,7 @@
 #             this call: kernel-level changes (split rule, the kernel's cache write) timed
 #             against their peer on the same machine
 #   pdl       the Triton GEMVs with programmatic dependent launch: per weight, then the batch-1
-#             engine step without and with it (gemv="auto+pdl", no default until measured)
+#             engine step without and with it (gemv="auto+pdl", the default since 2026-12-07)
 # WHEEL_DIR: the default wheels of ../shared/device/fetch-wheels.sh plus
 #   datatrove==0.10.1 orjson==3.13.0 gguf==0.19.0 torchao==0.18.0 markdown-it-py==4.3.0 mdurl
 #   tiktoken==0.14.0 tzdata loguru==0.7.3 multiprocess==0.70.19 dill==0.4.1 humanize
@@ -30,10 +31,10 @@
 # PDL_ARGS adds to the pdl phase's engine run, e.g. --profile (kernels of the last variant).
 # DECODE_VARIANTS / LONG_LENS replace the decode phase's variants and long contexts, e.g.
 # DECODE_VARIANTS=fused+overlap+auto,fused+overlap+auto+pdl LONG_LENS=8192,32768,131072.
-# PHASES (default: all eight; ab only with OLD_SRC) picks some, e.g. PHASES="gputests decode" for one call and
+# PHASES (default: all nine; ab only with OLD_SRC) picks some, e.g. PHASES="gputests decode" for one call and
 # PHASES="data gemv" for the next.
 set -u
-whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv firstuse attn ab pdl} "
+whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv firstuse queries attn ab pdl} "
 TAIL=24
 source "$(dirname "$0")/h200_phases.sh"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
@@ -45,6 +46,7 @@ phase data 290 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 
   --jsonl-docs 32000 --jsonl-files 32 --skip-embedded --control-units 32 ${DATA_ARGS:-}
 phase gemv 200 python3 bench/decode_gemv.py --batch ${GEMV_BATCH:-1,8} --triton
 phase firstuse 120 python3 bench/first_use.py
+phase queries 60 python3 bench/decode_queries.py --block-c 16,32,64,128 --batch 1,8
 phase attn 90 python3 bench/decode_attention.py --cases 1x128,1x256,1x512,1x1024,1x4096,8x256,32x640 \
   --splits 0,1,2,4,8,16
 ab_run() {  # src_dir label [variants]
