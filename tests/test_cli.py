@@ -120,3 +120,19 @@ def test_console_script_runs():
                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "[model]" in out.stdout
+
+
+def test_a_command_outside_a_checkout_takes_the_installed_default_config(tmp_path, monkeypatch):
+    """No config given and no configs/tiny.toml in the working directory (a plain install run
+    elsewhere): the copy installed with the package, not the dataclass defaults (a 2B model
+    beside a 4k tokenizer, which `youtu run` refused a minute in)."""
+    from youtu.cli import default_config
+    from youtu.model import ModelConfig
+
+    monkeypatch.chdir(tmp_path)
+    name, cfg, _ = parse(["run"])
+    assert (name, cfg.name, cfg.model) == ("run", "tiny", ModelConfig.tiny())
+    assert Path(default_config()).read_text() == (ROOT / "configs/tiny.toml").read_text()
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs/tiny.toml").write_text('name = "mine"\n')
+    assert parse(["run"])[1].name == "mine"  # the working directory's file comes first

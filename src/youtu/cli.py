@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import importlib
+import importlib.resources
 import logging
 import os
 import sys
@@ -25,6 +26,18 @@ from youtu.errors import RunError
 from youtu.fsutil import WriteFailed
 
 DEFAULT_CONFIG = "configs/tiny.toml"
+"""The config of a command given none: this path in the working directory (a checkout, where
+it can be edited), else the copy installed with the package (`default_config`)."""
+
+
+def default_config() -> str | None:
+    """DEFAULT_CONFIG when the working directory has it, else the installed copy (package data:
+    src/youtu/configs links to the checkout's configs/), so `youtu run` anywhere after a plain
+    `pip install .` runs the same embedded default; None if neither exists."""
+    if os.path.isfile(DEFAULT_CONFIG):
+        return DEFAULT_CONFIG
+    installed = importlib.resources.files("youtu") / DEFAULT_CONFIG
+    return str(installed) if installed.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -84,8 +97,8 @@ def _usage() -> str:
         "commands:",
         *(f"  {name.ljust(width)}  {cmd.help}" for name, cmd in COMMANDS.items()),
         "",
-        f"The config defaults to {DEFAULT_CONFIG} when it exists. `youtu <command> --help` lists",
-        "the config keys the command reads.",
+        f"The config defaults to {DEFAULT_CONFIG} (the working directory's, else the one installed",
+        "with youtu). `youtu <command> --help` lists the config keys the command reads.",
     ]
     return "\n".join(lines)
 
@@ -143,8 +156,8 @@ def parse(argv: list[str]) -> tuple[str, RunConfig, bool]:
     config_path = None
     if positional and positional[0].endswith(".toml"):
         config_path = positional.pop(0)
-    elif os.path.isfile(DEFAULT_CONFIG):
-        config_path = DEFAULT_CONFIG
+    else:
+        config_path = default_config()
     if len(positional) > len(cmd.positionals):
         raise ConfigError(f"'youtu {name}' takes at most {len(cmd.positionals)} positional "
                           f"argument(s) ({', '.join(cmd.positionals) or 'none'}), got {positional}")
