@@ -90,7 +90,7 @@ def test_kernel_equals_plain_sdpa_on_ragged_batches(case):
     assert _rel(wide, out) < 1e-2
 
 
-def _with_new_rows(lengths, S, splits, device, dtype, H=4, C=32, R=16, pad=0, seed=0):
+def _with_new_rows(lengths, S, splits, device, dtype, H=4, C=32, R=16, pad=0, seed=0, pdl=False):
     """The kernel given each group's new row (`new=`) against writing the rows first and the
     fp64 plain path; the last `pad` groups share one row at length 1 (a graph's padding)."""
     g = torch.Generator(device=device).manual_seed(seed)
@@ -105,7 +105,7 @@ def _with_new_rows(lengths, S, splits, device, dtype, H=4, C=32, R=16, pad=0, se
     written = kv.clone()
     written[rows, lengths - 1] = new
     out = decode_attention.mla_decode_attention(q, kv, rows, lengths, 0.3, S, R, splits=splits,
-                                                new=new)
+                                                new=new, pdl=pdl)
     real = slice(0, B - pad)
     ref = _plain(q.double(), written.double(), rows, lengths, 0.3, C)
     assert torch.equal(kv[rows[real]], written[rows[real]])  # the kernel stored the rows
@@ -120,19 +120,23 @@ WRITE_CASES = [([5, 100, 123, 77], 128, None, 0), ([250], 256, 3, 0), ([90, 1], 
                ([1, 300, 200, 1, 1], 300, None, 2)]
 
 
+@pytest.mark.parametrize("pdl", [False, True], ids=["", "pdl"])
 @pytest.mark.parametrize("case", range(len(WRITE_CASES)))
-def test_the_kernel_stores_each_new_row_and_attends_to_it_interpreted(interpreter, case):
-    """CPU, Triton's interpreter, fp32 (skips without triton, as in CI)."""
+def test_the_kernel_stores_each_new_row_and_attends_to_it_interpreted(interpreter, case, pdl):
+    """CPU, Triton's interpreter, fp32 (skips without triton, as in CI); `pdl`: each split's
+    first tile loaded before the rest (the dependent launch's early load; no wait on the CPU)."""
     lengths, S, splits, pad = WRITE_CASES[case]
-    assert _with_new_rows(lengths, S, splits, "cpu", torch.float32, pad=pad) < 1e-5
+    assert _with_new_rows(lengths, S, splits, "cpu", torch.float32, pad=pad, pdl=pdl) < 1e-5
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("pdl", [False, True], ids=["", "pdl"])
 @pytest.mark.parametrize("case", range(len(WRITE_CASES)))
 @torch.no_grad()
-def test_the_kernel_stores_each_new_row_and_attends_to_it(case):
+def test_the_kernel_stores_each_new_row_and_attends_to_it(case, pdl):
     lengths, S, splits, pad = WRITE_CASES[case]
-    err = _with_new_rows(lengths, S, splits, "cuda", torch.bfloat16, H=16, C=512, R=64, pad=pad)
+    err = _with_new_rows(lengths, S, splits, "cuda", torch.bfloat16, H=16, C=512, R=64, pad=pad,
+                         pdl=pdl)
     assert err < 1e-2, err
 
 
@@ -221,10 +225,13 @@ def test_the_queries_kernel_equals_the_torch_ops_interpreted(interpreter):
     assert to_q < 1e-5 and to_new < 1e-5, (to_q, to_new)
 
 
+@pytest.mark.parametrize("gemv", ["triton", "triton+pdl"])
 @torch.no_grad()
-def test_decode_step_with_every_kernel_equals_the_plain_step_interpreted(interpreter, monkeypatch):
+def test_decode_step_with_every_kernel_equals_the_plain_step_interpreted(interpreter, monkeypatch,
+                                                                         gemv):
     """graphs.decode_step with the GEMV kernels, the queries kernel and the attention kernel
-    (applying W_uv in its combine) against the plain step: tiny preset, fp32, ragged rows."""
+    (applying W_uv in its combine) against the plain step: tiny preset, fp32, ragged rows;
+    with `+pdl` every one of those kernels is asked for its dependent launch."""
     from youtu.model import LatentCache, ModelConfig, YoutuForCausalLM, decode_gemv
     from youtu.serve import graphs
 
@@ -246,11 +253,20 @@ def test_decode_step_with_every_kernel_equals_the_plain_step_interpreted(interpr
     plain = graphs.decode_step(model, plain_cache, ids, pos, rows, 41)
     monkeypatch.setattr(decode_attention, "available", lambda device: True)
     monkeypatch.setattr(decode_gemv, "available", lambda device: True)
-    calls = []
+    calls, asked = [], []
+
+    def spy(real):
+        return lambda *a, **k: asked.append((real.__name__, k.get("pdl", False))) or real(*a, **k)
     real = graphs.kernel_layer_queries
-    monkeypatch.setattr(graphs, "kernel_layer_queries", lambda *a: calls.append(1) or real(*a))
-    kernels = graphs.decode_step(model, cache, ids, pos, rows, 41, fused=True, gemv="triton")
+    monkeypatch.setattr(graphs, "kernel_layer_queries",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    for name in ("mla_decode_queries", "mla_decode_attention"):
+        monkeypatch.setattr(decode_attention, name, spy(getattr(decode_attention, name)))
+    kernels = graphs.decode_step(model, cache, ids, pos, rows, 41, fused=True, gemv=gemv)
     assert len(calls) == cfg.num_hidden_layers
+    pdl = gemv.endswith("+pdl")
+    assert sorted(asked) == sorted([("mla_decode_queries", pdl), ("mla_decode_attention", pdl)]
+                                   * cfg.num_hidden_layers), asked
     torch.testing.assert_close(kernels, plain, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(cache.kv, plain_cache.kv, atol=1e-5, rtol=1e-5)
 
@@ -339,7 +355,6 @@ def test_model_decode_steps_with_the_kernel_equal_the_plain_path_interpreted(int
 
 
 _COMPILE_FOR_SM90 = """
-import itertools
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -347,16 +362,24 @@ from youtu.model import decode_attention as da
 
 split_kernel, combine_kernel, combine_values_kernel, queries_kernel = da._kernels()
 n = 0
-for write, out in itertools.product([False, True], ["*fp32", "*bf16"]):
+
+
+def waits(built):  # dependent launch: the PTX waits for the grid before
+    return "griddepcontrol.wait" in built.asm["ptx"]
+
+
+# (WRITE, output dtype, dependent launch): the decode step's GDC launch always stores its row
+for write, out, gdc in [(False, "*fp32", False), (False, "*bf16", False), (True, "*fp32", False),
+                        (True, "*bf16", False), (True, "*fp32", True)]:
     sig = {"Q": "*bf16", "KV": "*bf16", "Rows": "*i64", "Lens": "*i64", "O": out, "LSE": "*fp32",
            "New": "*bf16", "scale_log2": "fp32"}
     sig.update({k: "i32" for k in ("H", "chunk", "s_qg", "s_qh", "s_kn", "s_ks", "s_og", "s_op",
                                    "s_oh", "s_lg", "s_lp", "s_ng")})
-    const = dict(C=512, R=64, BLOCK_H=16, BLOCK_N=32, IEEE=False, WRITE=write)
+    const = dict(C=512, R=64, BLOCK_H=16, BLOCK_N=32, IEEE=False, WRITE=write, PDL=gdc, GDC=gdc)
     src = ASTSource(split_kernel, {**sig, **{k: "constexpr" for k in const}}, const)
     built = triton.compile(src, target=GPUTarget("cuda", 90, 32),
                            options={"num_warps": 4, "num_stages": 2})
-    assert len(built.asm["cubin"]) > 1000
+    assert len(built.asm["cubin"]) > 1000 and waits(built) == gdc
     n += 1
 sig = {"O": "*fp32", "LSE": "*fp32", "Out": "*bf16", "P": "i32",
        **{k: "i32" for k in ("s_og", "s_op", "s_oh", "s_lg", "s_lp", "s_outg", "s_outh")}}
@@ -368,18 +391,18 @@ n += 1
 sig = {"O": "*fp32", "LSE": "*fp32", "Q": "*bf16", "W": "*bf16", "Out": "*bf16", "P": "i32",
        "Dv": "i32", **{k: "i32" for k in ("s_og", "s_op", "s_oh", "s_lg", "s_lp", "s_wh", "s_wv",
                                          "s_outg")}}
-const = dict(C=512, BLOCK_P=16, BLOCK_V=16)
+const = dict(C=512, BLOCK_P=16, BLOCK_V=16, GDC=True)
 src = ASTSource(combine_values_kernel, {**sig, **{k: "constexpr" for k in const}}, const)
 built = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
-assert len(built.asm["cubin"]) > 1000
+assert len(built.asm["cubin"]) > 1000 and waits(built)
 n += 1
 sig = {"Q": "*bf16", "KV": "*bf16", "Cos": "*bf16", "Sin": "*bf16", "W": "*bf16", "G": "*bf16",
        "Out": "*bf16", "New": "*bf16", "eps": "fp32",
        **{k: "i32" for k in ("H", "Dn", "s_qb", "s_kvb", "s_cb", "s_wh", "s_wd")}}
-const = dict(C=512, R=64, BLOCK_D=128, BLOCK_C=128)
+const = dict(C=512, R=64, BLOCK_D=128, BLOCK_C=32, GDC=True)
 src = ASTSource(queries_kernel, {**sig, **{k: "constexpr" for k in const}}, const)
 built = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-assert len(built.asm["cubin"]) > 1000
+assert len(built.asm["cubin"]) > 1000 and waits(built)
 n += 1
 print("compiled", n)
 """
@@ -390,5 +413,6 @@ def test_the_split_kernel_builds_for_sm90_without_a_gpu(compiled_mode_run):
     """The 2B's split kernel, with and without the new-row store, into a partial (fp32) or the
     output (bf16, one split), both combines (plain, and applying W_uv: they share
     `_combine_splits`) and the queries kernel, through Triton's compiler and ptxas for sm_90
-    (~20 s; in a subprocess, compiled mode)."""
-    assert "compiled 7" in compiled_mode_run(_COMPILE_FOR_SM90)
+    (~20 s; in a subprocess, compiled mode); the dependent-launch builds (GDC) wait for the
+    grid before in their PTX, the others do not."""
+    assert "compiled 8" in compiled_mode_run(_COMPILE_FOR_SM90)

@@ -355,7 +355,7 @@ class MultiHeadLatentAttention(nn.Module):
     def absorbed_attend(self, q_abs: torch.Tensor, new_kv: torch.Tensor, cache: LatentCache,
                         positions: torch.Tensor, cache_rows: torch.Tensor, max_len: int,
                         attn_mask: torch.Tensor | None = None,
-                        lengths: torch.Tensor | None = None) -> torch.Tensor:
+                        lengths: torch.Tensor | None = None, pdl: bool = False) -> torch.Tensor:
         """Write `new_kv` at (cache_rows, positions), attend, and map the latent outputs
         through W_uv: [B, T, H*Dv], o_proj's input (with one token a row the fused kernel does
         the write itself; with few splits its combine kernel applies W_uv).
@@ -365,7 +365,8 @@ class MultiHeadLatentAttention(nn.Module):
         place (`decode_attention`); elsewhere, or with impl 'sdpa', the plain path: gather the
         rows and run SDPA with `attn_mask` (`absorbed_mask`, built here when None). `lengths`
         ([B*T] = positions + 1, flattened) may be passed in so a step computes it once, not
-        once per layer.
+        once per layer. `pdl`: the kernel's dependent launch (`mla_decode_attention`; the
+        decode step's GEMV-kernel path, whose kernels before it write neither slab nor W_uv).
         """
         B, T, H, D = q_abs.shape
         C = self.kv_lora_rank
@@ -384,7 +385,7 @@ class MultiHeadLatentAttention(nn.Module):
             _, w_uv = self._w_uk_uv()
             values = decode_attention.mla_decode_attention(
                 q, kv, rows, lengths, self.scale, max_len, self.qk_rope_head_dim, new=new,
-                w_uv=w_uv)
+                w_uv=w_uv, pdl=pdl)
             return values.view(B, T, H * self.v_head_dim).to(q_abs.dtype)
         cache.write_rows(self.layer_idx, cache_rows, positions, new_kv)
         if attn_mask is None:

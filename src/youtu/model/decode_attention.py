@@ -33,6 +33,8 @@ import math
 
 import torch
 
+from youtu.model import decode_gemv
+
 # Programs per SM the split count aims for: enough in flight to hide HBM latency
 # (an H200 has 132 SMs).
 PROGRAMS_PER_SM = 4
@@ -118,7 +120,7 @@ def supports(latent: int, rope: int, heads: int) -> bool:
 def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
                          lengths: torch.Tensor, scale: float, max_len: int, rope_dim: int,
                          splits: int | None = None, new: torch.Tensor | None = None,
-                         w_uv: torch.Tensor | None = None) -> torch.Tensor:
+                         w_uv: torch.Tensor | None = None, pdl: bool = False) -> torch.Tensor:
     """Absorbed MLA attention of decode queries against one layer's latent slab, in place.
 
     Args:
@@ -138,6 +140,11 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
         w_uv: [H, Dv, C] the value up-projection (`kv_b_proj`'s value rows, any row stride):
             the outputs are mapped through it, in the combine kernel for up to
             VALUES_MAX_SPLITS splits (one launch fewer), else by a bmm after it.
+        pdl: dependent launch (sm_90+, `decode_gemv.has_dependent_launch`): the split kernel
+            (with `new`: after loading its first slab tile) and the W_uv combine (after
+            loading its W_uv rows) wait for the kernel before only then, so those loads
+            overlap its end; elsewhere only the early loads. The caller guarantees the
+            kernel before writes neither the slab nor W_uv (true of the decode step's).
 
     Returns:
         [G, H, C] attention outputs in latent space (q's dtype), or with `w_uv` a contiguous
@@ -180,7 +187,8 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
         o_part.stride(0), o_part.stride(1), o_part.stride(2), lse.stride(0), lse.stride(1),
         0 if new is None else new.stride(0),
         C=latent, R=rope_dim, BLOCK_H=block_h, BLOCK_N=block_n, IEEE=q.dtype == torch.float32,
-        WRITE=new is not None, num_warps=4, num_stages=2)
+        WRITE=new is not None, **_launch(pdl, q, prefetch=new is not None), num_warps=4,
+        num_stages=2)
     block_p = min(COMBINE_BLOCK_P, max(2, 1 << (P - 1).bit_length()))
     if fuse_values:
         dv = w_uv.shape[1]
@@ -189,7 +197,8 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
         combine_values_kernel[(G, H, math.ceil(dv / block_v))](
             o_part, lse, q, w_uv, values, P, dv, o_part.stride(0), o_part.stride(1),
             o_part.stride(2), lse.stride(0), lse.stride(1), w_uv.stride(0), w_uv.stride(1),
-            values.stride(0), C=latent, BLOCK_P=block_p, BLOCK_V=block_v, num_warps=8)
+            values.stride(0), C=latent, BLOCK_P=block_p, BLOCK_V=block_v,
+            **_launch(pdl, q, prefetch=None), num_warps=8)
         return values
     if P > 1:
         _combine(combine_kernel, o_part, lse, out, P, latent, block_p)
@@ -198,6 +207,16 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
     # bmm over heads: [H, G, Dv] laid out, returned as a contiguous [G, H, Dv] like the fused path.
     return torch.bmm(out.to(w_uv.dtype).transpose(0, 1), w_uv.transpose(1, 2)).transpose(0, 1) \
         .contiguous()
+
+
+def _launch(pdl: bool, q: torch.Tensor, prefetch: bool | None) -> dict:
+    """The dependent-launch meta-parameters of one kernel launch: PDL (the early loads; None
+    for a kernel without that switch), GDC (the wait, on sm_90+) and triton's launch_pdl."""
+    gdc = pdl and q.is_cuda and decode_gemv.has_dependent_launch(q.device)
+    meta = {"GDC": gdc} if prefetch is None else {"PDL": pdl and prefetch, "GDC": gdc}
+    if gdc:
+        meta["launch_pdl"] = True
+    return meta
 
 
 def _combine(combine_kernel, o_part: torch.Tensor, lse: torch.Tensor, out: torch.Tensor, P: int,
@@ -211,8 +230,8 @@ def _combine(combine_kernel, o_part: torch.Tensor, lse: torch.Tensor, out: torch
 
 
 def mla_decode_queries(q: torch.Tensor, kv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                       w_uk: torch.Tensor, norm_weight: torch.Tensor, eps: float, rope_dim: int
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+                       w_uk: torch.Tensor, norm_weight: torch.Tensor, eps: float, rope_dim: int,
+                       pdl: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The decode step's absorbed queries and new cache rows in one launch (one token a row):
     the work of `MLAttention.absorbed_queries` (RoPE of q and k, kv_a_layernorm, the W_uk
     absorption, both concatenations), which as torch ops is a bmm and 2-3 fused elementwise
@@ -225,6 +244,8 @@ def mla_decode_queries(q: torch.Tensor, kv: torch.Tensor, cos: torch.Tensor, sin
         w_uk: [H, Dn, C] the key up-projection (`kv_b_proj`'s key rows, any row stride).
         norm_weight, eps: kv_a_layernorm's scale [C] and epsilon.
         rope_dim: R.
+        pdl: dependent launch (sm_90+): each program loads its W_uk tile, then waits for the
+            kernel before (the q_b_proj GEMV of the decode step).
 
     Returns:
         q_abs [B, H, C + R] (q's dtype) and the new rows [B, C + R] (kv's dtype): rounded where
@@ -250,5 +271,6 @@ def mla_decode_queries(q: torch.Tensor, kv: torch.Tensor, cos: torch.Tensor, sin
     queries_kernel[(B, H, C // block_c)](
         q, kv, cos, sin, w_uk, norm_weight, q_abs, new, eps, H, Dn, q.stride(0), kv.stride(0),
         cos.stride(0), w_uk.stride(0), w_uk.stride(1), C=C, R=R,
-        BLOCK_D=max(16, 1 << (Dn - 1).bit_length()), BLOCK_C=block_c, num_warps=4)
+        BLOCK_D=max(16, 1 << (Dn - 1).bit_length()), BLOCK_C=block_c,
+        **_launch(pdl, q, prefetch=None), num_warps=4)
     return q_abs, new

@@ -12,7 +12,8 @@ import triton.language as tl
 def split_kernel(Q, KV, Rows, Lens, O, LSE, New, scale_log2, H, chunk,
                  s_qg, s_qh, s_kn, s_ks, s_og, s_op, s_oh, s_lg, s_lp, s_ng,
                  C: tl.constexpr, R: tl.constexpr, BLOCK_H: tl.constexpr,
-                 BLOCK_N: tl.constexpr, IEEE: tl.constexpr, WRITE: tl.constexpr):
+                 BLOCK_N: tl.constexpr, IEEE: tl.constexpr, WRITE: tl.constexpr,
+                 PDL: tl.constexpr, GDC: tl.constexpr):
     g = tl.program_id(0)
     split = tl.program_id(1)
     length = tl.load(Lens + g).to(tl.int32)
@@ -23,13 +24,22 @@ def split_kernel(Q, KV, Rows, Lens, O, LSE, New, scale_log2, H, chunk,
     offs_c = tl.arange(0, C)
     offs_r = tl.arange(0, R)
     mask_h = offs_h < H
+    kv_ptr = KV + row * s_kn
+    if PDL:  # the split's first slab tile before waiting for the kernel before: with WRITE no
+        # kernel of this step writes the slab (the caller passes PDL only then)
+        offs_n0 = start + tl.arange(0, BLOCK_N)
+        slot0 = kv_ptr + offs_n0[:, None].to(tl.int64) * s_ks
+        k_lat0 = tl.load(slot0 + offs_c[None, :], mask=(offs_n0 < end)[:, None], other=0.0)
+        k_rope0 = tl.load(slot0 + C + offs_r[None, :], mask=(offs_n0 < end)[:, None], other=0.0)
+    if GDC:  # launched with launch_pdl: wait for the kernel before (q, new), let the next start
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     q_ptr = Q + g.to(tl.int64) * s_qg + offs_h[:, None] * s_qh
     q_lat = tl.load(q_ptr + offs_c[None, :], mask=mask_h[:, None], other=0.0)  # [BH, C]
     q_rope = tl.load(q_ptr + C + offs_r[None, :], mask=mask_h[:, None], other=0.0)  # [BH, R]
     m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
     acc = tl.zeros([BLOCK_H, C], dtype=tl.float32)
-    kv_ptr = KV + row * s_kn
     last = length - 1
     if WRITE:  # this token's own row: attended from registers, stored by its split's program
         new_ptr = New + g.to(tl.int64) * s_ng
@@ -44,8 +54,16 @@ def split_kernel(Q, KV, Rows, Lens, O, LSE, New, scale_log2, H, chunk,
         offs_n = s0 + tl.arange(0, BLOCK_N)
         mask_n = offs_n < end
         slot = kv_ptr + offs_n[:, None].to(tl.int64) * s_ks
-        k_lat = tl.load(slot + offs_c[None, :], mask=mask_n[:, None], other=0.0)  # [BN, C]
-        k_rope = tl.load(slot + C + offs_r[None, :], mask=mask_n[:, None], other=0.0)  # [BN, R]
+        if PDL:
+            if s0 == start:
+                k_lat = k_lat0
+                k_rope = k_rope0
+            else:
+                k_lat = tl.load(slot + offs_c[None, :], mask=mask_n[:, None], other=0.0)
+                k_rope = tl.load(slot + C + offs_r[None, :], mask=mask_n[:, None], other=0.0)
+        else:
+            k_lat = tl.load(slot + offs_c[None, :], mask=mask_n[:, None], other=0.0)  # [BN, C]
+            k_rope = tl.load(slot + C + offs_r[None, :], mask=mask_n[:, None], other=0.0)  # [BN, R]
         if WRITE:
             is_new = (offs_n == last)[:, None]
             k_lat = tl.where(is_new, new_lat[None, :], k_lat)
@@ -116,7 +134,7 @@ def combine_kernel(O, LSE, Out, P, s_og, s_op, s_oh, s_lg, s_lp, s_outg, s_outh,
 @triton.jit
 def combine_values_kernel(O, LSE, Q, W, Out, P, Dv, s_og, s_op, s_oh, s_lg, s_lp,
                           s_wh, s_wv, s_outg, C: tl.constexpr, BLOCK_P: tl.constexpr,
-                          BLOCK_V: tl.constexpr):
+                          BLOCK_V: tl.constexpr, GDC: tl.constexpr):
     # One program per (group, head, BLOCK_V of the head's Dv outputs): the combine of the
     # head's splits over the whole latent (rounded to q's dtype, as the unfused output is),
     # then its W_uv rows [BLOCK_V, C] against it. Each of a head's Dv / BLOCK_V programs
@@ -125,12 +143,15 @@ def combine_values_kernel(O, LSE, Q, W, Out, P, Dv, s_og, s_op, s_oh, s_lg, s_lp
     h = tl.program_id(1)
     offs_v = tl.program_id(2) * BLOCK_V + tl.arange(0, BLOCK_V)
     offs_c = tl.arange(0, C)
+    mask_v = offs_v < Dv
+    w_uv = tl.load(W + h * s_wh + offs_v[:, None] * s_wv + offs_c[None, :],
+                   mask=mask_v[:, None], other=0.0)  # [BLOCK_V, C], a weight: before the wait
+    if GDC:  # launched with launch_pdl: wait for the split kernel, let the next kernel start
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     total, norm = _combine_splits(O + g.to(tl.int64) * s_og + h * s_oh, LSE + g * s_lg + h, P,
                                   s_op, s_lp, offs_c, C, BLOCK_P)
     o = (total / norm).to(Q.dtype.element_ty).to(tl.float32)  # [C]
-    mask_v = offs_v < Dv
-    w_uv = tl.load(W + h * s_wh + offs_v[:, None] * s_wv + offs_c[None, :],
-                   mask=mask_v[:, None], other=0.0)  # [BLOCK_V, C]
     y = tl.sum(w_uv.to(tl.float32) * o[None, :], axis=1)
     tl.store(Out + g * s_outg + h * Dv + offs_v, y.to(Out.dtype.element_ty), mask=mask_v)
 
@@ -138,7 +159,7 @@ def combine_values_kernel(O, LSE, Q, W, Out, P, Dv, s_og, s_op, s_oh, s_lg, s_lp
 @triton.jit
 def queries_kernel(Q, KV, Cos, Sin, W, G, Out, New, eps, H, Dn, s_qb, s_kvb, s_cb, s_wh, s_wd,
                    C: tl.constexpr, R: tl.constexpr, BLOCK_D: tl.constexpr,
-                   BLOCK_C: tl.constexpr):
+                   BLOCK_C: tl.constexpr, GDC: tl.constexpr):
     # One program per (row, head, BLOCK_C of the latent): q_latent = q_nope @ W_uk[h] for
     # its latent slice; the first slice's program also rotates the head's q_rope, and head
     # 0's first program builds the row's new cache entry (kv_a_layernorm, rotated k_rope).
@@ -148,10 +169,13 @@ def queries_kernel(Q, KV, Cos, Sin, W, G, Out, New, eps, H, Dn, s_qb, s_kvb, s_c
     offs_d = tl.arange(0, BLOCK_D)
     offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     half = tl.arange(0, R // 2)
+    w_uk = tl.load(W + h * s_wh + offs_d[:, None] * s_wd + offs_c[None, :],
+                   mask=(offs_d < Dn)[:, None], other=0.0)  # [BLOCK_D, BLOCK_C], a weight
+    if GDC:  # launched with launch_pdl: wait for the GEMV before (q, kv), let the next start
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     q_head = Q + b.to(tl.int64) * s_qb + h * (Dn + R)
     q_nope = tl.load(q_head + offs_d, mask=offs_d < Dn, other=0.0).to(tl.float32)
-    w_uk = tl.load(W + h * s_wh + offs_d[:, None] * s_wd + offs_c[None, :],
-                   mask=(offs_d < Dn)[:, None], other=0.0)  # [BLOCK_D, BLOCK_C]
     q_lat = tl.sum(q_nope[:, None] * w_uk.to(tl.float32), axis=0)
     out_head = Out + (b.to(tl.int64) * H + h) * (C + R)
     tl.store(out_head + offs_c, q_lat.to(Out.dtype.element_ty))

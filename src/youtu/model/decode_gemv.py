@@ -27,13 +27,16 @@ Accumulation in fp32; rounding points match the model's torch code (`layers.rms_
 x rounded to x's dtype, then scaled; F.linear's output rounded before the residual add and
 before silu), so bf16 results differ from torch by accumulation order only.
 
-Dependent launch (`pdl=True`, the `+pdl` implementations; not the default: one H100 run gave
-the batch-1 engine step 1.03x, bench/results/2026-12-07_h100_decode_pdl.md). A batch-1 GEMV
+Dependent launch (`pdl=True`, the `+pdl` implementations; `auto+pdl` is the engine's default:
+1.007-1.041x its batch-1 step in six H100 runs, bench/results/2026-12-07_h100_decode_kernels.md;
+the decode step launches the attention kernels of `decode_attention` the same way). A batch-1 GEMV
 of an 8-9 MB weight took 5.2-5.8 us on an H100 against a 2.6 us bytes floor: the ramp and
 drain of each kernel, ~160 a step. With `pdl=True` the kernel loads its first weight tile before `gdc_wait` (a
 whole-row config: all its weights) and is launched with `launch_pdl`, so that load overlaps
 the end of the kernel before; `gdc_launch_dependents` right after the wait lets the next
-kernel do the same. Only weights, which no kernel writes, are read before the wait.
+kernel do the same. Only weights, which no kernel writes, are read before the wait. (A kernel
+launched so may start once the kernel before has passed its wait: every kernel before that
+one has then finished.)
 
 Larger batches keep cuBLAS: at B > 8 the GEMM is no longer weight-bound per row.
 `triton` is imported lazily; on CPU tensors the kernel runs only under Triton's interpreter
@@ -329,7 +332,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, *, norm_weight: torch.Tensor | N
     meta = {"PROLOGUE": _PROLOGUES["rmsnorm" if norm_weight is not None else None],
             "EPILOGUE": _EPILOGUES[epilogue], "BLOCK_B": _pow2(B),
             "IEEE": x.dtype == torch.float32, "PDL": pdl,
-            "GDC": pdl and x.is_cuda and _hopper(x.device)}
+            "GDC": pdl and x.is_cuda and has_dependent_launch(x.device)}
     if meta["GDC"]:
         meta["launch_pdl"] = True
     if config is None and x.is_cuda:
@@ -342,8 +345,9 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, *, norm_weight: torch.Tensor | N
     return out
 
 
-def _hopper(device: torch.device) -> bool:
-    """Whether `device` has dependent launch (sm_90+); elsewhere pdl=True only prefetches."""
+def has_dependent_launch(device: torch.device) -> bool:
+    """Whether `device` has dependent launch (sm_90+); elsewhere pdl=True only prefetches (the
+    decode GEMVs here, the attention kernels of `decode_attention`)."""
     return torch.cuda.get_device_capability(device)[0] >= 9
 
 

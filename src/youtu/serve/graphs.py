@@ -92,13 +92,14 @@ def layer_queries(layer: DecoderLayer, q: torch.Tensor, kv: torch.Tensor, cos: t
 
 
 def kernel_layer_queries(layer: DecoderLayer, q: torch.Tensor, kv: torch.Tensor, cos: torch.Tensor,
-                         sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`layer_queries` as one Triton launch (`decode_attention.mla_decode_queries`)."""
+                         sin: torch.Tensor, pdl: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """`layer_queries` as one Triton launch (`decode_attention.mla_decode_queries`; `pdl`:
+    launched dependently)."""
     attn = layer.self_attn
     w_uk, _ = attn._w_uk_uv()
     norm = attn.kv_a_layernorm
     q_abs, new = decode_attention.mla_decode_queries(q, kv, cos, sin, w_uk, norm.weight, norm.eps,
-                                                     attn.qk_rope_head_dim)
+                                                     attn.qk_rope_head_dim, pdl=pdl)
     return q_abs[:, None], new[:, None]
 
 
@@ -171,7 +172,8 @@ def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
     `layer_queries` under `compile`; `fused` uses the layout of `fuse_decode_weights`;
     `gemv="triton"` (needs `fused`) runs the weight GEMVs as `decode_gemv` kernels for
     B <= decode_gemv.MAX_ROWS and cuBLAS above; `"auto"` for B <= decode_gemv.AUTO_MAX_ROWS;
-    a `+pdl` suffix launches those kernels dependently.
+    a `+pdl` suffix launches those kernels dependently, and with them the attention kernels
+    (`decode_attention`: queries, split, W_uv combine).
     """
     kernels = ids.shape[0] <= decode_gemv.kernel_rows(gemv)
     pdl = decode_gemv.dependent_launch(gemv)
@@ -185,14 +187,14 @@ def decode_step(model: YoutuForCausalLM, cache: LatentCache, ids: torch.Tensor,
     mask = (None if decode_attention.available(ids.device)
             else absorbed_mask(positions, max_len, model.config.num_attention_heads))
     if kernels and decode_attention.available(ids.device) and _queries_kernel_fits(model):
-        queries_fn = kernel_layer_queries
+        queries_fn = functools.partial(kernel_layer_queries, pdl=pdl)
     for layer in model.model.layers:
         if kernels:
             q_abs, new_kv = gemv_layer_inputs(layer, x, cos, sin, queries_fn, pdl)
         else:
             q_abs, new_kv = inputs_fn(layer, x, cos, sin, fused)
         attn = layer.self_attn.absorbed_attend(q_abs, new_kv, cache, positions, rows, max_len,
-                                               mask, lengths=lengths)
+                                               mask, lengths=lengths, pdl=pdl and kernels)
         x = (gemv_layer_output(layer, x, attn, pdl) if kernels
              else output_fn(layer, x, attn, fused))
     if kernels:
