@@ -56,11 +56,13 @@ ab_run() {  # src_dir label [variants]
 }
 # OLD_SRC: "dir" or "label=dir label=dir ...": each, then this tree (with AB_NEW_VARIANTS, e.g.
 # "fused+overlap+auto,fused+overlap+auto+pdl"), then the first again unless AB_REPEAT=0.
+# AB_OLD_VARIANTS: the older trees' variants (default fused+overlap+auto).
 if [[ -n ${OLD_SRC:-} ]]; then
   ab_cmds=""; first=""
   for entry in $OLD_SRC; do
     [[ $entry == *=* ]] || entry="old=$entry"
-    ab_cmds+="ab_run ${entry#*=} ${entry%%=*} && "; [[ -n $first ]] || first="ab_run ${entry#*=} ${entry%%=*}"
+    ab_cmds+="ab_run ${entry#*=} ${entry%%=*} ${AB_OLD_VARIANTS:-} && "
+    [[ -n $first ]] || first="ab_run ${entry#*=} ${entry%%=*} ${AB_OLD_VARIANTS:-}"
   done
   [[ ${AB_REPEAT:-1} == 0 ]] && first=true
   phase ab 330 bash -c "$(declare -f ab_run); ${ab_cmds}ab_run $PWD/src new ${AB_NEW_VARIANTS:-fused+overlap+auto} && $first"
