@@ -13,6 +13,8 @@
 #             small preset (the first model's extra eval time, issue 15)
 #   queries   the decode queries kernel (W_uk absorption, RoPE, kv_a_layernorm) per latent block
 #   attn      the fused decode attention at forced split counts, short caches (latency-bound)
+#   attnlong  the same at 8k-131k caches per split-kernel launch config (BLOCK_N x stages x
+#             warps): at 32k the kernel read ~0.9 TB/s on an H200 (2026-12-04), far from HBM
 #   ab        the batch-1 engine step (128 and 8k context) of older trees (OLD_SRC: a dir, or
 #             "label=dir ..." words, e.g. a carried `git archive <sha> src | tar -x -C .old`),
 #             then of this one, then the first again, one after the other in
@@ -31,10 +33,10 @@
 # PDL_ARGS adds to the pdl phase's engine run, e.g. --profile (kernels of the last variant).
 # DECODE_VARIANTS / LONG_LENS replace the decode phase's variants and long contexts, e.g.
 # DECODE_VARIANTS=fused+overlap+auto,fused+overlap+auto+pdl LONG_LENS=8192,32768,131072.
-# PHASES (default: all nine; ab only with OLD_SRC) picks some, e.g. PHASES="gputests decode" for one call and
+# PHASES (default: all ten; ab only with OLD_SRC) picks some, e.g. PHASES="gputests decode" for one call and
 # PHASES="data gemv" for the next.
 set -u
-whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv firstuse queries attn ab pdl} "
+whl=$1; out=$2; budget=${BUDGET_S:-560}; phases=" ${PHASES:-gputests decode data gemv firstuse queries attn attnlong ab pdl} "
 TAIL=24
 source "$(dirname "$0")/h200_phases.sh"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
@@ -47,6 +49,8 @@ phase data 290 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 
 phase gemv 200 python3 bench/decode_gemv.py --batch ${GEMV_BATCH:-1,8} --triton
 phase firstuse 120 python3 bench/first_use.py
 phase queries 60 python3 bench/decode_queries.py --block-c 16,32,64,128 --batch 1,8
+phase attnlong 150 python3 bench/decode_attention.py --cases 1x8192,1x32768,1x131072,8x32768 \
+  --splits 0,32,64,128,256 --configs 32x2x4,32x3x4,64x2x4,64x2x8
 phase attn 90 python3 bench/decode_attention.py --cases 1x128,1x256,1x512,1x1024,1x4096,8x256,32x640 \
   --splits 0,1,2,4,8,16
 ab_run() {  # src_dir label [variants]

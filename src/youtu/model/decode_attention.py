@@ -41,6 +41,10 @@ PROGRAMS_PER_SM = 4
 # Slots one program loads per loop iteration (a [BLOCK_N, C + R] tile of the slab).
 BLOCK_N_HALF = 32
 BLOCK_N_FP32 = 16  # fp32 tiles are twice the bytes; 16 keeps two pipeline stages in shared memory
+# The split kernel's launch: tiles in flight (software pipelining) and warps per program
+# (bench/decode_attention.py --configs sweeps them with BLOCK_N_HALF).
+SPLIT_NUM_STAGES = 2
+SPLIT_NUM_WARPS = 4
 # Fewest slots per split: its fp32 partial output [H, C] is then ~1/5 of the bytes it reads.
 MIN_SPLIT_SLOTS = 128
 # Most splits of one tile each for a latency-bound call (few groups, short cache): the most an
@@ -187,8 +191,8 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
         o_part.stride(0), o_part.stride(1), o_part.stride(2), lse.stride(0), lse.stride(1),
         0 if new is None else new.stride(0),
         C=latent, R=rope_dim, BLOCK_H=block_h, BLOCK_N=block_n, IEEE=q.dtype == torch.float32,
-        WRITE=new is not None, **_launch(pdl, q, prefetch=new is not None), num_warps=4,
-        num_stages=2)
+        WRITE=new is not None, **_launch(pdl, q, prefetch=new is not None),
+        num_warps=SPLIT_NUM_WARPS, num_stages=SPLIT_NUM_STAGES)
     block_p = min(COMBINE_BLOCK_P, max(2, 1 << (P - 1).bit_length()))
     if fuse_values:
         dv = w_uv.shape[1]
