@@ -191,7 +191,7 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
         o_part.stride(0), o_part.stride(1), o_part.stride(2), lse.stride(0), lse.stride(1),
         0 if new is None else new.stride(0),
         C=latent, R=rope_dim, BLOCK_H=block_h, BLOCK_N=block_n, IEEE=q.dtype == torch.float32,
-        WRITE=new is not None, **_launch(pdl, q, prefetch=new is not None),
+        WRITE=new is not None, PDL=pdl and new is not None, **_launch(pdl, q),
         num_warps=SPLIT_NUM_WARPS, num_stages=SPLIT_NUM_STAGES)
     block_p = min(COMBINE_BLOCK_P, max(2, 1 << (P - 1).bit_length()))
     if fuse_values:
@@ -202,7 +202,7 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
             o_part, lse, q, w_uv, values, P, dv, o_part.stride(0), o_part.stride(1),
             o_part.stride(2), lse.stride(0), lse.stride(1), w_uv.stride(0), w_uv.stride(1),
             values.stride(0), C=latent, BLOCK_P=block_p, BLOCK_V=block_v,
-            **_launch(pdl, q, prefetch=None), num_warps=8)
+            **_launch(pdl, q), num_warps=8)
         return values
     if P > 1:
         _combine(combine_kernel, o_part, lse, out, P, latent, block_p)
@@ -213,14 +213,11 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
         .contiguous()
 
 
-def _launch(pdl: bool, q: torch.Tensor, prefetch: bool | None) -> dict:
-    """The dependent-launch meta-parameters of one kernel launch: PDL (the early loads; None
-    for a kernel without that switch), GDC (the wait, on sm_90+) and triton's launch_pdl."""
+def _launch(pdl: bool, q: torch.Tensor) -> dict:
+    """A kernel launch's dependent-launch meta-parameters: GDC (its wait, on sm_90+) and, with
+    it, triton's launch_pdl."""
     gdc = pdl and q.is_cuda and decode_gemv.has_dependent_launch(q.device)
-    meta = {"GDC": gdc} if prefetch is None else {"PDL": pdl and prefetch, "GDC": gdc}
-    if gdc:
-        meta["launch_pdl"] = True
-    return meta
+    return {"GDC": gdc, "launch_pdl": True} if gdc else {"GDC": False}
 
 
 def _combine(combine_kernel, o_part: torch.Tensor, lse: torch.Tensor, out: torch.Tensor, P: int,
@@ -276,5 +273,5 @@ def mla_decode_queries(q: torch.Tensor, kv: torch.Tensor, cos: torch.Tensor, sin
         q, kv, cos, sin, w_uk, norm_weight, q_abs, new, eps, H, Dn, q.stride(0), kv.stride(0),
         cos.stride(0), w_uk.stride(0), w_uk.stride(1), C=C, R=R,
         BLOCK_D=max(16, 1 << (Dn - 1).bit_length()), BLOCK_C=block_c,
-        **_launch(pdl, q, prefetch=None), num_warps=4)
+        **_launch(pdl, q), num_warps=4)
     return q_abs, new

@@ -278,11 +278,11 @@ def sample(logprobs: torch.Tensor, batch: SamplingBatch, counters: torch.Tensor 
 
 
 def plain_greedy(batch: SamplingBatch) -> bool:
-    """Whether every row's token and log-prob come from the raw logits alone (greedy, no
-    penalty, no truncation): `greedy_pick` then gives what process_logits + sample +
-    token_logprobs would, without the [B, V] log-softmax."""
-    return batch.all_greedy and not (batch.any_penalty or batch.any_top_k_top_p
-                                     or batch.any_min_p or batch.any_temperature)
+    """Whether every row's token and log-prob come from the raw logits alone: all rows greedy
+    (`from_params` gives them neutral temperature and filters) and none penalised.
+    `greedy_pick` then gives what process_logits + sample + token_logprobs would, without the
+    [B, V] log-softmax."""
+    return batch.all_greedy and not batch.any_penalty
 
 
 @functools.cache
@@ -299,7 +299,7 @@ def greedy_pick(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x = logits.float()
     B, V = x.shape
     k = greedy_chunks(V)
-    parts = x.view(B, k, V // k)
+    parts = x.reshape(B, k, V // k)
     best, where = parts.max(dim=-1)  # [B, k]: each chunk's first maximum
     chunk = best.argmax(dim=-1, keepdim=True)  # [B, 1]: the first chunk holding the row's max
     tokens = chunk * (V // k) + where.gather(-1, chunk)
