@@ -33,6 +33,8 @@
 # PDL_ARGS adds to the pdl phase's engine run, e.g. --profile (kernels of the last variant).
 # DECODE_VARIANTS / LONG_LENS replace the decode phase's variants and long contexts, e.g.
 # DECODE_VARIANTS=fused+overlap+auto,fused+overlap+auto+pdl LONG_LENS=8192,32768,131072.
+# ATTNLONG_CASES / ATTNLONG_SPLITS / ATTNLONG_CONFIGS replace the attnlong sweep's (BxL, split counts,
+# BLOCK_NxSTAGESxWARPS).
 # PHASES (default: all ten; ab only with OLD_SRC) picks some, e.g. PHASES="gputests decode" for one call and
 # PHASES="data gemv" for the next.
 set -u
@@ -49,8 +51,8 @@ phase data 290 python3 bench/data_throughput.py --workers 1 2 4 8 16 --tasks 16 
 phase gemv 200 python3 bench/decode_gemv.py --batch ${GEMV_BATCH:-1,8} --triton
 phase firstuse 120 python3 bench/first_use.py
 phase queries 60 python3 bench/decode_queries.py --block-c 16,32,64,128 --batch 1,8
-phase attnlong 150 python3 bench/decode_attention.py --cases 1x8192,1x32768,1x131072,8x32768 \
-  --splits 0,32,64,128,256 --configs 32x2x4,32x3x4,64x2x4,64x2x8
+phase attnlong 150 python3 bench/decode_attention.py --cases ${ATTNLONG_CASES:-1x8192,1x32768,1x131072,8x32768} \
+  --splits ${ATTNLONG_SPLITS:-0,128,256,512} --configs ${ATTNLONG_CONFIGS:-32x2x4,64x2x8,32x3x4,64x3x8,32x4x4,64x2x4}
 phase attn 90 python3 bench/decode_attention.py --cases 1x128,1x256,1x512,1x1024,1x4096,8x256,32x640 \
   --splits 0,1,2,4,8,16
 ab_run() {  # src_dir label [variants]
