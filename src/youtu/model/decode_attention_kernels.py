@@ -27,10 +27,7 @@ def split_kernel(Q, KV, Rows, Lens, O, LSE, New, scale_log2, H, chunk,
     kv_ptr = KV + row * s_kn
     if PDL:  # the split's first slab tile before waiting for the kernel before: with WRITE no
         # kernel of this step writes the slab (the caller passes PDL only then)
-        offs_n0 = start + tl.arange(0, BLOCK_N)
-        slot0 = kv_ptr + offs_n0[:, None].to(tl.int64) * s_ks
-        k_lat0 = tl.load(slot0 + offs_c[None, :], mask=(offs_n0 < end)[:, None], other=0.0)
-        k_rope0 = tl.load(slot0 + C + offs_r[None, :], mask=(offs_n0 < end)[:, None], other=0.0)
+        k_lat0, k_rope0 = _load_tile(kv_ptr, start, end, s_ks, offs_c, offs_r, C, BLOCK_N)
     if GDC:  # launched with launch_pdl: wait for the kernel before (q, new), let the next start
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
@@ -41,6 +38,8 @@ def split_kernel(Q, KV, Rows, Lens, O, LSE, New, scale_log2, H, chunk,
     l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
     acc = tl.zeros([BLOCK_H, C], dtype=tl.float32)
     last = length - 1
+    new_lat = tl.zeros([C], dtype=KV.dtype.element_ty)
+    new_rope = tl.zeros([R], dtype=KV.dtype.element_ty)
     if WRITE:  # this token's own row: attended from registers, stored by its split's program
         new_ptr = New + g.to(tl.int64) * s_ng
         new_lat = tl.load(new_ptr + offs_c)  # [C]
@@ -50,46 +49,63 @@ def split_kernel(Q, KV, Rows, Lens, O, LSE, New, scale_log2, H, chunk,
         last_slot = kv_ptr + last.to(tl.int64) * s_ks
         tl.store(last_slot + offs_c, new_lat, mask=(last_c >= start) & (last_c < end))
         tl.store(last_slot + C + offs_r, new_rope, mask=(last_r >= start) & (last_r < end))
-    for s0 in range(start, end, BLOCK_N):
-        offs_n = s0 + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < end
-        slot = kv_ptr + offs_n[:, None].to(tl.int64) * s_ks
-        if PDL:
-            if s0 == start:
-                k_lat = k_lat0
-                k_rope = k_rope0
-            else:
-                k_lat = tl.load(slot + offs_c[None, :], mask=mask_n[:, None], other=0.0)
-                k_rope = tl.load(slot + C + offs_r[None, :], mask=mask_n[:, None], other=0.0)
-        else:
-            k_lat = tl.load(slot + offs_c[None, :], mask=mask_n[:, None], other=0.0)  # [BN, C]
-            k_rope = tl.load(slot + C + offs_r[None, :], mask=mask_n[:, None], other=0.0)  # [BN, R]
-        if WRITE:
-            is_new = (offs_n == last)[:, None]
-            k_lat = tl.where(is_new, new_lat[None, :], k_lat)
-            k_rope = tl.where(is_new, new_rope[None, :], k_rope)
-        if IEEE:
-            s = tl.dot(q_lat, tl.trans(k_lat), input_precision="ieee")
-            s += tl.dot(q_rope, tl.trans(k_rope), input_precision="ieee")
-        else:
-            s = tl.dot(q_lat, tl.trans(k_lat))
-            s += tl.dot(q_rope, tl.trans(k_rope))
-        s = tl.where(mask_n[None, :], s * scale_log2, float("-inf"))  # [BH, BN], log2 units
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        if IEEE:
-            acc = acc * alpha[:, None] + tl.dot(p.to(k_lat.dtype), k_lat, input_precision="ieee")
-        else:
-            acc = acc * alpha[:, None] + tl.dot(p.to(k_lat.dtype), k_lat)
-        m_i = m_new
+    first = start
+    if PDL:  # the early tile, peeled off the loop: a load under an `if` in the loop body would
+        # keep Triton's pipeliner from prefetching any of the loop's tiles
+        if start < end:  # (an empty split's tile is all masked: its softmax would be NaN)
+            m_i, l_i, acc = _attend_tile(q_lat, q_rope, k_lat0, k_rope0, start, end, last,
+                                         new_lat, new_rope, m_i, l_i, acc, scale_log2,
+                                         BLOCK_N, IEEE, WRITE)
+        first = start + BLOCK_N
+    for s0 in range(first, end, BLOCK_N):
+        k_lat, k_rope = _load_tile(kv_ptr, s0, end, s_ks, offs_c, offs_r, C, BLOCK_N)
+        m_i, l_i, acc = _attend_tile(q_lat, q_rope, k_lat, k_rope, s0, end, last, new_lat,
+                                     new_rope, m_i, l_i, acc, scale_log2, BLOCK_N, IEEE, WRITE)
     nonempty = l_i > 0
     out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
     lse = tl.where(nonempty, m_i + tl.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
     o_ptr = O + g.to(tl.int64) * s_og + split * s_op + offs_h[:, None] * s_oh + offs_c[None, :]
     tl.store(o_ptr, out, mask=mask_h[:, None])
     tl.store(LSE + g * s_lg + split * s_lp + offs_h, lse, mask=mask_h)
+
+
+@triton.jit
+def _load_tile(kv_ptr, s0, end, s_ks, offs_c, offs_r, C: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Slots s0 .. s0 + BLOCK_N - 1 (those before `end`) of one slab row: [BN, C], [BN, R]."""
+    offs_n = s0 + tl.arange(0, BLOCK_N)
+    mask_n = (offs_n < end)[:, None]
+    slot = kv_ptr + offs_n[:, None].to(tl.int64) * s_ks
+    return (tl.load(slot + offs_c[None, :], mask=mask_n, other=0.0),
+            tl.load(slot + C + offs_r[None, :], mask=mask_n, other=0.0))
+
+
+@triton.jit
+def _attend_tile(q_lat, q_rope, k_lat, k_rope, s0, end, last, new_lat, new_rope, m_i, l_i, acc,
+                 scale_log2, BLOCK_N: tl.constexpr, IEEE: tl.constexpr, WRITE: tl.constexpr):
+    """One tile of the online softmax (log2 units): the running max, sum and [BH, C] output
+    after slots s0 .. s0 + BLOCK_N - 1, the `last` slot's row taken from registers (WRITE)."""
+    offs_n = s0 + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < end
+    if WRITE:
+        is_new = (offs_n == last)[:, None]
+        k_lat = tl.where(is_new, new_lat[None, :], k_lat)
+        k_rope = tl.where(is_new, new_rope[None, :], k_rope)
+    if IEEE:
+        s = tl.dot(q_lat, tl.trans(k_lat), input_precision="ieee")
+        s += tl.dot(q_rope, tl.trans(k_rope), input_precision="ieee")
+    else:
+        s = tl.dot(q_lat, tl.trans(k_lat))
+        s += tl.dot(q_rope, tl.trans(k_rope))
+    s = tl.where(mask_n[None, :], s * scale_log2, float("-inf"))  # [BH, BN]
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(s - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    if IEEE:
+        acc = acc * alpha[:, None] + tl.dot(p.to(k_lat.dtype), k_lat, input_precision="ieee")
+    else:
+        acc = acc * alpha[:, None] + tl.dot(p.to(k_lat.dtype), k_lat)
+    return m_new, l_i, acc
 
 
 @triton.jit

@@ -31,17 +31,19 @@ Dependent launch (`pdl=True`, the `+pdl` implementations; `auto+pdl` is the engi
 1.007-1.041x its batch-1 step in six H100 runs, bench/results/2026-12-07_h100_decode_kernels.md;
 the decode step launches the attention kernels of `decode_attention` the same way). A batch-1 GEMV
 of an 8-9 MB weight took 5.2-5.8 us on an H100 against a 2.6 us bytes floor: the ramp and
-drain of each kernel, ~160 a step. With `pdl=True` the kernel loads its first weight tile before `gdc_wait` (a
-whole-row config: all its weights) and is launched with `launch_pdl`, so that load overlaps
-the end of the kernel before; `gdc_launch_dependents` right after the wait lets the next
-kernel do the same. Only weights, which no kernel writes, are read before the wait. (A kernel
-launched so may start once the kernel before has passed its wait: every kernel before that
-one has then finished.)
+drain of each kernel, ~160 a step. With `pdl=True` the kernel loads its first weight tile
+before `gdc_wait` (a whole-row config: all its weights) and is launched with `launch_pdl`, so
+that load overlaps the end of the kernel before; `gdc_launch_dependents` right after the wait
+lets the next kernel do the same. Only weights, which no kernel writes, are read before the
+wait. (A kernel launched so may start once the kernel before has passed its wait: every
+kernel before that one has then finished.) That first tile is peeled off the K loop: chosen
+by an `if` inside the loop, it kept Triton's pipeliner from prefetching the loop's weight
+tiles (the tl.dot configs' async copies, checked by the sm_90 build test).
 
 Larger batches keep cuBLAS: at B > 8 the GEMM is no longer weight-bound per row.
-`triton` is imported lazily; on CPU tensors the kernel runs only under Triton's interpreter
-(`TRITON_INTERPRET=1` set before triton is imported; the tests do so), with the fixed default
-config (the autotuner needs a GPU).
+The kernel lives in `decode_gemv_kernels`, imported with `triton` on first use; on CPU
+tensors it runs only under Triton's interpreter (`TRITON_INTERPRET=1` set before triton is
+imported; the tests do so), with the fixed default config (the autotuner needs a GPU).
 
 Shape legend: B rows (decode tokens), K input features, N output features, I = N / 2 (swiglu).
 """
@@ -149,95 +151,11 @@ def _kernels():
     need triton)."""
     try:
         import triton
-        import triton.language as tl
+
+        from youtu.model.decode_gemv_kernels import gemv_kernel
     except ImportError as e:
         raise ImportError("the decode GEMV kernels need triton (it ships with CUDA builds of "
                           "torch: pip install triton)") from e
-
-    @triton.jit
-    def gemv_kernel(X, W, Out, Res, NormW, B, N, K, eps, s_xb, s_wn, s_ob, s_rb, up_offset,
-                    PROLOGUE: tl.constexpr, EPILOGUE: tl.constexpr, BLOCK_B: tl.constexpr,
-                    IEEE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                    DOT: tl.constexpr, PDL: tl.constexpr, GDC: tl.constexpr):
-        ROWS: tl.constexpr = 16 if DOT else BLOCK_B  # tl.dot takes >= 16 rows: pad B
-        dt = W.dtype.element_ty
-        offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < N
-        offs_b = tl.arange(0, ROWS)
-        mask_b = offs_b < B
-        x_rows = X + offs_b[:, None] * s_xb
-        w_rows = W + offs_n[:, None].to(tl.int64) * s_wn
-        if PDL:  # the first weight tile before anything an earlier kernel writes (x, residual)
-            offs_k0 = tl.arange(0, BLOCK_K)
-            w_mask0 = mask_n[:, None] & (offs_k0 < K)[None, :]
-            w0 = tl.load(w_rows + offs_k0[None, :], mask=w_mask0, other=0.0)
-            if EPILOGUE == 2:
-                wu0 = tl.load(w_rows + up_offset * s_wn + offs_k0[None, :], mask=w_mask0,
-                              other=0.0)
-            if GDC:  # launched with launch_pdl: wait for the kernel before, let the next start
-                tl.extra.cuda.gdc_wait()
-                tl.extra.cuda.gdc_launch_dependents()
-        inv = tl.zeros([ROWS], dtype=tl.float32)
-        if PROLOGUE == 1:  # RMSNorm: each program redoes its rows' sum of squares (x is in L2)
-            ss = tl.zeros([ROWS], dtype=tl.float32)
-            for k0 in range(0, K, BLOCK_K):
-                offs_k = k0 + tl.arange(0, BLOCK_K)
-                xk = tl.load(x_rows + offs_k[None, :], mask=mask_b[:, None] & (offs_k < K)[None, :],
-                             other=0.0).to(tl.float32)
-                ss += tl.sum(xk * xk, axis=1)
-            inv = tl.rsqrt(ss / K + eps)
-        acc = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
-        acc_up = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            offs_k = k0 + tl.arange(0, BLOCK_K)
-            mask_k = offs_k < K
-            xk = tl.load(x_rows + offs_k[None, :], mask=mask_b[:, None] & mask_k[None, :], other=0.0)
-            if PROLOGUE == 1:  # layers.rms_norm: weight * (x * rsqrt(mean(x^2) + eps)).to(dtype)
-                g = tl.load(NormW + offs_k, mask=mask_k, other=0.0).to(tl.float32)
-                xn = (xk.to(tl.float32) * inv[:, None]).to(dt).to(tl.float32)
-                xk = (g[None, :] * xn).to(dt)
-            w_mask = mask_n[:, None] & mask_k[None, :]
-            if PDL:
-                if k0 == 0:
-                    w = w0
-                else:
-                    w = tl.load(w_rows + offs_k[None, :], mask=w_mask, other=0.0)
-            else:
-                w = tl.load(w_rows + offs_k[None, :], mask=w_mask, other=0.0)
-            if DOT:
-                if IEEE:
-                    acc += tl.dot(xk, tl.trans(w), input_precision="ieee")
-                else:
-                    acc += tl.dot(xk, tl.trans(w))
-            else:
-                acc += tl.sum(xk.to(tl.float32)[:, None, :] * w.to(tl.float32)[None, :, :], axis=2)
-            if EPILOGUE == 2:  # the up row of feature n sits I rows below its gate row
-                if PDL:
-                    if k0 == 0:
-                        wu = wu0
-                    else:
-                        wu = tl.load(w_rows + up_offset * s_wn + offs_k[None, :], mask=w_mask,
-                                     other=0.0)
-                else:
-                    wu = tl.load(w_rows + up_offset * s_wn + offs_k[None, :], mask=w_mask,
-                                 other=0.0)
-                if DOT:
-                    if IEEE:
-                        acc_up += tl.dot(xk, tl.trans(wu), input_precision="ieee")
-                    else:
-                        acc_up += tl.dot(xk, tl.trans(wu))
-                else:
-                    acc_up += tl.sum(xk.to(tl.float32)[:, None, :] * wu.to(tl.float32)[None, :, :],
-                                     axis=2)
-        y = acc.to(dt).to(tl.float32)  # F.linear's output, rounded
-        out_mask = mask_b[:, None] & mask_n[None, :]
-        if EPILOGUE == 1:
-            r = tl.load(Res + offs_b[:, None] * s_rb + offs_n[None, :], mask=out_mask, other=0.0)
-            y = y + r.to(tl.float32)
-        if EPILOGUE == 2:  # F.silu(gate) rounded, times up rounded
-            silu = (y / (1.0 + tl.exp(-y))).to(dt).to(tl.float32)
-            y = silu * acc_up.to(dt).to(tl.float32)
-        tl.store(Out + offs_b[:, None] * s_ob + offs_n[None, :], y.to(dt), mask=out_mask)
 
     def prune(configs, named_args, **kwargs):
         rows = kwargs["BLOCK_B"]
