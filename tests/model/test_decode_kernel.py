@@ -115,18 +115,17 @@ def _with_new_rows(lengths, S, splits, device, dtype, H=4, C=32, R=16, pad=0, se
 
 
 # (lengths, slots, forced splits, padded groups): one split; several with the new row in a
-# middle split; one tile per split; graph padding on a shared row
+# middle split; one tile per split; graph padding on a shared row; the new row first in its
+# split (16-slot splits: its split's tile loop is empty) or last
 WRITE_CASES = [([5, 100, 123, 77], 128, None, 0), ([250], 256, 3, 0), ([90, 1], 256, 997, 0),
-               ([1, 300, 200, 1, 1], 300, None, 2)]
+               ([1, 300, 200, 1, 1], 300, None, 2), ([97, 33, 16], 128, 997, 0)]
 
 
-@pytest.mark.parametrize("pdl", [False, True], ids=["", "pdl"])
 @pytest.mark.parametrize("case", range(len(WRITE_CASES)))
-def test_the_kernel_stores_each_new_row_and_attends_to_it_interpreted(interpreter, case, pdl):
-    """CPU, Triton's interpreter, fp32 (skips without triton, as in CI); `pdl`: each split's
-    first tile loaded before the rest (the dependent launch's early load; no wait on the CPU)."""
+def test_the_kernel_stores_each_new_row_and_attends_to_it_interpreted(interpreter, case):
+    """CPU, Triton's interpreter, fp32 (skips without triton, as in CI)."""
     lengths, S, splits, pad = WRITE_CASES[case]
-    assert _with_new_rows(lengths, S, splits, "cpu", torch.float32, pad=pad, pdl=pdl) < 1e-5
+    assert _with_new_rows(lengths, S, splits, "cpu", torch.float32, pad=pad) < 1e-5
 
 
 @pytest.mark.gpu
@@ -368,6 +367,17 @@ def waits(built):  # dependent launch: the PTX waits for the grid before
     return "griddepcontrol.wait" in built.asm["ptx"]
 
 
+def registers(built):  # per thread, from ptxas -v on the kernel's PTX
+    import re, subprocess, tempfile
+    from triton.backends.nvidia.compiler import get_ptxas
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(f"{tmp}/k.ptx", "w") as f:
+            f.write(built.asm["ptx"])
+        log = subprocess.run([get_ptxas(90).path, "-arch=sm_90a", "-v", f"{tmp}/k.ptx", "-o",
+                              f"{tmp}/k.cubin"], capture_output=True, text=True, check=True)
+    return int(re.search(r"Used (\\d+) registers", log.stderr + log.stdout).group(1))
+
+
 # (WRITE, output dtype, dependent launch): the decode step's GDC launch always stores its row
 for write, out, gdc in [(False, "*fp32", False), (False, "*bf16", False), (True, "*fp32", False),
                         (True, "*bf16", False), (True, "*fp32", True)]:
@@ -375,7 +385,7 @@ for write, out, gdc in [(False, "*fp32", False), (False, "*bf16", False), (True,
            "New": "*bf16", "scale_log2": "fp32"}
     sig.update({k: "i32" for k in ("H", "chunk", "s_qg", "s_qh", "s_kn", "s_ks", "s_og", "s_op",
                                    "s_oh", "s_lg", "s_lp", "s_ng")})
-    const = dict(C=512, R=64, BLOCK_H=16, BLOCK_N=32, IEEE=False, WRITE=write, PDL=gdc, GDC=gdc)
+    const = dict(C=512, R=64, BLOCK_H=16, BLOCK_N=32, IEEE=False, WRITE=write, GDC=gdc)
     # every pointer and int 16-divisible, as a 2B launch specialises them (without it no
     # load is wide enough for cp.async and nothing is pipelined)
     aligned = {(i,): [["tt.divisibility", 16]] for i, k in enumerate(sig) if k != "scale_log2"}
@@ -385,6 +395,11 @@ for write, out, gdc in [(False, "*fp32", False), (False, "*bf16", False), (True,
     assert len(built.asm["cubin"]) > 1000 and waits(built) == gdc
     # the slab tiles' loop is software-pipelined (async copies into shared memory)
     assert "async_copy_global_to_local" in built.asm["ttgir"], (write, out, gdc)
+    # the dependent launch's early tile goes to L2, not registers; the step's own row joins
+    # after the loop, not swapped into every tile (each had made this build 255 + spills)
+    assert ("prefetch.global.L2" in built.asm["ptx"]) == gdc
+    if write and gdc:
+        assert registers(built) <= 192, registers(built)
     n += 1
 sig = {"O": "*fp32", "LSE": "*fp32", "Out": "*bf16", "P": "i32",
        **{k: "i32" for k in ("s_og", "s_op", "s_oh", "s_lg", "s_lp", "s_outg", "s_outh")}}
@@ -420,5 +435,6 @@ def test_the_split_kernel_builds_for_sm90_without_a_gpu(compiled_mode_run):
     `_combine_splits`) and the queries kernel, through Triton's compiler and ptxas for sm_90
     (~20 s; in a subprocess, compiled mode); the dependent-launch builds (GDC) wait for the
     grid before in their PTX, the others do not; every split kernel's tile loop is
-    pipelined (async copies), the early-tile (PDL) build included."""
+    pipelined (async copies), the dependent-launch build included, which prefetches its first
+    tile into L2 and fits in 192 registers a thread."""
     assert "compiled 8" in compiled_mode_run(_COMPILE_FOR_SM90)

@@ -145,10 +145,10 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
             the outputs are mapped through it, in the combine kernel for up to
             VALUES_MAX_SPLITS splits (one launch fewer), else by a bmm after it.
         pdl: dependent launch (sm_90+, `decode_gemv.has_dependent_launch`): the split kernel
-            (with `new`: after loading its first slab tile) and the W_uv combine (after
+            (after prefetching its first slab tile into L2) and the W_uv combine (after
             loading its W_uv rows) wait for the kernel before only then, so those loads
-            overlap its end; elsewhere only the early loads. The caller guarantees the
-            kernel before writes neither the slab nor W_uv (true of the decode step's).
+            overlap its end; elsewhere it changes nothing. The caller guarantees the kernel
+            before does not write W_uv (true of the decode step's).
 
     Returns:
         [G, H, C] attention outputs in latent space (q's dtype), or with `w_uv` a contiguous
@@ -191,7 +191,7 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
         o_part.stride(0), o_part.stride(1), o_part.stride(2), lse.stride(0), lse.stride(1),
         0 if new is None else new.stride(0),
         C=latent, R=rope_dim, BLOCK_H=block_h, BLOCK_N=block_n, IEEE=q.dtype == torch.float32,
-        WRITE=new is not None, PDL=pdl and new is not None, **_launch(pdl, q),
+        WRITE=new is not None, **_launch(pdl, q),
         num_warps=SPLIT_NUM_WARPS, num_stages=SPLIT_NUM_STAGES)
     block_p = min(COMBINE_BLOCK_P, max(2, 1 << (P - 1).bit_length()))
     if fuse_values:

@@ -13,22 +13,30 @@ def split_kernel(Q, KV, Rows, Lens, O, LSE, New, scale_log2, H, chunk,
                  s_qg, s_qh, s_kn, s_ks, s_og, s_op, s_oh, s_lg, s_lp, s_ng,
                  C: tl.constexpr, R: tl.constexpr, BLOCK_H: tl.constexpr,
                  BLOCK_N: tl.constexpr, IEEE: tl.constexpr, WRITE: tl.constexpr,
-                 PDL: tl.constexpr, GDC: tl.constexpr):
+                 GDC: tl.constexpr):
     g = tl.program_id(0)
     split = tl.program_id(1)
     length = tl.load(Lens + g).to(tl.int32)
     row = tl.load(Rows + g).to(tl.int64)
     start = split * chunk
     end = tl.minimum(start + chunk, length)
+    last = length - 1
+    # With WRITE the slab's slot `last` is this step's own row, not yet stored: the tiles
+    # stop before it and its split's program attends to it from registers after the loop. (The
+    # row swapped into every tile took each tile through registers; with the first tile also
+    # held across the wait below, the decode step's sm_90 build (BLOCK_N 32, 2 stages, 4 warps)
+    # needed 255 registers a thread and spilled: 2 programs an SM. Now 168: 3; ptxas -v.)
+    stop = tl.minimum(end, last) if WRITE else end
     offs_h = tl.arange(0, BLOCK_H)
     offs_c = tl.arange(0, C)
     offs_r = tl.arange(0, R)
     mask_h = offs_h < H
     kv_ptr = KV + row * s_kn
-    if PDL:  # the split's first slab tile before waiting for the kernel before: with WRITE no
-        # kernel of this step writes the slab (the caller passes PDL only then)
-        k_lat0, k_rope0 = _load_tile(kv_ptr, start, end, s_ks, offs_c, offs_r, C, BLOCK_N)
-    if GDC:  # launched with launch_pdl: wait for the kernel before (q, new), let the next start
+    if GDC:  # launched with launch_pdl: the split's first tile fetched into L2 (not into
+        # registers, held across the wait), then wait for the kernel before (q, new) and let
+        # the next start. L2 is where every write lands, so the prefetch cannot read stale
+        # lines whatever the kernel before writes.
+        _prefetch_tile(kv_ptr, start, last, s_ks, C + R, BLOCK_N)
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
     q_ptr = Q + g.to(tl.int64) * s_qg + offs_h[:, None] * s_qh
@@ -37,36 +45,47 @@ def split_kernel(Q, KV, Rows, Lens, O, LSE, New, scale_log2, H, chunk,
     m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
     acc = tl.zeros([BLOCK_H, C], dtype=tl.float32)
-    last = length - 1
-    new_lat = tl.zeros([C], dtype=KV.dtype.element_ty)
-    new_rope = tl.zeros([R], dtype=KV.dtype.element_ty)
-    if WRITE:  # this token's own row: attended from registers, stored by its split's program
-        new_ptr = New + g.to(tl.int64) * s_ng
-        new_lat = tl.load(new_ptr + offs_c)  # [C]
-        new_rope = tl.load(new_ptr + C + offs_r)  # [R]
-        last_c = tl.zeros([C], dtype=tl.int32) + last  # the owner test as tensors
-        last_r = tl.zeros([R], dtype=tl.int32) + last
-        last_slot = kv_ptr + last.to(tl.int64) * s_ks
-        tl.store(last_slot + offs_c, new_lat, mask=(last_c >= start) & (last_c < end))
-        tl.store(last_slot + C + offs_r, new_rope, mask=(last_r >= start) & (last_r < end))
-    first = start
-    if PDL:  # the early tile, peeled off the loop: a load under an `if` in the loop body would
-        # keep Triton's pipeliner from prefetching any of the loop's tiles
-        if start < end:  # (an empty split's tile is all masked: its softmax would be NaN)
-            m_i, l_i, acc = _attend_tile(q_lat, q_rope, k_lat0, k_rope0, start, end, last,
-                                         new_lat, new_rope, m_i, l_i, acc, scale_log2,
-                                         BLOCK_N, IEEE, WRITE)
-        first = start + BLOCK_N
-    for s0 in range(first, end, BLOCK_N):
-        k_lat, k_rope = _load_tile(kv_ptr, s0, end, s_ks, offs_c, offs_r, C, BLOCK_N)
-        m_i, l_i, acc = _attend_tile(q_lat, q_rope, k_lat, k_rope, s0, end, last, new_lat,
-                                     new_rope, m_i, l_i, acc, scale_log2, BLOCK_N, IEEE, WRITE)
+    for s0 in range(start, stop, BLOCK_N):
+        k_lat, k_rope = _load_tile(kv_ptr, s0, stop, s_ks, offs_c, offs_r, C, BLOCK_N)
+        m_i, l_i, acc = _attend_tile(q_lat, q_rope, k_lat, k_rope, s0, stop, m_i, l_i, acc,
+                                     scale_log2, BLOCK_N, IEEE)
+    if WRITE:
+        if (last >= start) & (last < end):  # this split holds the step's own row: store it
+            # and attend to it (one more column of the online softmax)
+            new_ptr = New + g.to(tl.int64) * s_ng
+            new_lat = tl.load(new_ptr + offs_c)  # [C]
+            new_rope = tl.load(new_ptr + C + offs_r)  # [R]
+            last_slot = kv_ptr + last.to(tl.int64) * s_ks
+            tl.store(last_slot + offs_c, new_lat)
+            tl.store(last_slot + C + offs_r, new_rope)
+            s_new = (tl.sum(q_lat.to(tl.float32) * new_lat.to(tl.float32)[None, :], axis=1)
+                     + tl.sum(q_rope.to(tl.float32) * new_rope.to(tl.float32)[None, :], axis=1))
+            m_new = tl.maximum(m_i, s_new * scale_log2)
+            alpha = tl.exp2(m_i - m_new)
+            p_new = tl.exp2(s_new * scale_log2 - m_new)  # [BH]
+            l_i = l_i * alpha + p_new
+            acc = acc * alpha[:, None] + p_new[:, None] * new_lat.to(tl.float32)[None, :]
+            m_i = m_new
     nonempty = l_i > 0
     out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
     lse = tl.where(nonempty, m_i + tl.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
     o_ptr = O + g.to(tl.int64) * s_og + split * s_op + offs_h[:, None] * s_oh + offs_c[None, :]
     tl.store(o_ptr, out, mask=mask_h[:, None])
     tl.store(LSE + g * s_lg + split * s_lp + offs_h, lse, mask=mask_h)
+
+
+@triton.jit
+def _prefetch_tile(kv_ptr, s0, last, s_ks, D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Slots s0 .. s0 + BLOCK_N - 1 of one slab row (clamped to `last`, a slot the row holds)
+    fetched into L2, one `prefetch` per 128-byte line of each slot's D values."""
+    BYTES: tl.constexpr = kv_ptr.dtype.element_ty.primitive_bitwidth // 8
+    LINES: tl.constexpr = (D * BYTES + 127) // 128
+    tl.static_assert(LINES <= 32)
+    offs_n = tl.minimum(s0 + tl.arange(0, BLOCK_N), last)
+    offs_l = tl.minimum(tl.arange(0, 32), LINES - 1) * (128 // BYTES)
+    lines = kv_ptr + offs_n[:, None].to(tl.int64) * s_ks + offs_l[None, :]
+    tl.inline_asm_elementwise("prefetch.global.L2 [$1];\n\tmov.u32 $0, 0;", "=r,l", [lines],
+                              dtype=tl.int32, is_pure=False, pack=1)
 
 
 @triton.jit
@@ -80,16 +99,11 @@ def _load_tile(kv_ptr, s0, end, s_ks, offs_c, offs_r, C: tl.constexpr, BLOCK_N: 
 
 
 @triton.jit
-def _attend_tile(q_lat, q_rope, k_lat, k_rope, s0, end, last, new_lat, new_rope, m_i, l_i, acc,
-                 scale_log2, BLOCK_N: tl.constexpr, IEEE: tl.constexpr, WRITE: tl.constexpr):
+def _attend_tile(q_lat, q_rope, k_lat, k_rope, s0, end, m_i, l_i, acc, scale_log2,
+                 BLOCK_N: tl.constexpr, IEEE: tl.constexpr):
     """One tile of the online softmax (log2 units): the running max, sum and [BH, C] output
-    after slots s0 .. s0 + BLOCK_N - 1, the `last` slot's row taken from registers (WRITE)."""
-    offs_n = s0 + tl.arange(0, BLOCK_N)
-    mask_n = offs_n < end
-    if WRITE:
-        is_new = (offs_n == last)[:, None]
-        k_lat = tl.where(is_new, new_lat[None, :], k_lat)
-        k_rope = tl.where(is_new, new_rope[None, :], k_rope)
+    after slots s0 .. s0 + BLOCK_N - 1 (those before `end`)."""
+    mask_n = s0 + tl.arange(0, BLOCK_N) < end
     if IEEE:
         s = tl.dot(q_lat, tl.trans(k_lat), input_precision="ieee")
         s += tl.dot(q_rope, tl.trans(k_rope), input_precision="ieee")
