@@ -52,7 +52,7 @@ phase gemv 200 python3 bench/decode_gemv.py --batch ${GEMV_BATCH:-1,8} --triton
 phase firstuse 120 python3 bench/first_use.py
 phase queries 60 python3 bench/decode_queries.py --block-c 16,32,64,128 --batch 1,8
 phase attnlong 150 python3 bench/decode_attention.py --cases ${ATTNLONG_CASES:-1x8192,1x32768,1x131072,8x32768} \
-  --splits ${ATTNLONG_SPLITS:-0,128,256,512} --configs ${ATTNLONG_CONFIGS:-32x2x4,64x2x8,32x3x4,64x3x8,32x4x4,64x2x4}
+  --splits ${ATTNLONG_SPLITS:-0,128,256,512} --configs ${ATTNLONG_CONFIGS:-32x2x4,32x2x8,64x2x8,32x3x4,16x4x4,64x2x4}
 phase attn 90 python3 bench/decode_attention.py --cases 1x128,1x256,1x512,1x1024,1x4096,8x256,32x640 \
   --splits 0,1,2,4,8,16
 ab_run() {  # src_dir label [variants]
