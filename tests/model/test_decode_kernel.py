@@ -128,6 +128,12 @@ def test_the_kernel_stores_each_new_row_and_attends_to_it_interpreted(interprete
     assert _with_new_rows(lengths, S, splits, "cpu", torch.float32, pad=pad) < 1e-5
 
 
+def test_a_long_cache_combines_in_wide_split_tiles_over_latent_slices_interpreted(interpreter):
+    """CPU, Triton's interpreter, fp32: 44 splits take the plain combine's 64-split tiles, the
+    latent (64 here) then in two 32-wide slices (COMBINE_MAX_BLOCK_P)."""
+    assert _with_new_rows([700, 3, 650], 704, 64, "cpu", torch.float32, C=64) < 1e-5
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("pdl", [False, True], ids=["", "pdl"])
 @pytest.mark.parametrize("case", range(len(WRITE_CASES)))
@@ -403,11 +409,12 @@ for write, out, gdc in [(False, "*fp32", False), (False, "*bf16", False), (True,
     n += 1
 sig = {"O": "*fp32", "LSE": "*fp32", "Out": "*bf16", "P": "i32",
        **{k: "i32" for k in ("s_og", "s_op", "s_oh", "s_lg", "s_lp", "s_outg", "s_outh")}}
-const = dict(BLOCK_C=128, BLOCK_P=16)
-src = ASTSource(combine_kernel, {**sig, **{k: "constexpr" for k in const}}, const)
-built = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-assert len(built.asm["cubin"]) > 1000
-n += 1
+for block_c, block_p in [(128, 16), (32, 64)]:  # short caches; 256 splits (COMBINE_MAX_BLOCK_P)
+    const = dict(BLOCK_C=block_c, BLOCK_P=block_p)
+    src = ASTSource(combine_kernel, {**sig, **{k: "constexpr" for k in const}}, const)
+    built = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    assert len(built.asm["cubin"]) > 1000
+    n += 1
 sig = {"O": "*fp32", "LSE": "*fp32", "Q": "*bf16", "W": "*bf16", "Out": "*bf16", "P": "i32",
        "Dv": "i32", **{k: "i32" for k in ("s_og", "s_op", "s_oh", "s_lg", "s_lp", "s_wh", "s_wv",
                                          "s_outg")}}
@@ -431,10 +438,11 @@ print("compiled", n)
 @pytest.mark.slow
 def test_the_split_kernel_builds_for_sm90_without_a_gpu(compiled_mode_run):
     """The 2B's split kernel, with and without the new-row store, into a partial (fp32) or the
-    output (bf16, one split), both combines (plain, and applying W_uv: they share
-    `_combine_splits`) and the queries kernel, through Triton's compiler and ptxas for sm_90
-    (~20 s; in a subprocess, compiled mode); the dependent-launch builds (GDC) wait for the
+    output (bf16, one split), both combines (plain, in short and long caches' tiles, and
+    applying W_uv: they share `_combine_splits`) and the queries kernel, through Triton's
+    compiler and ptxas for sm_90 (~20 s; in a subprocess, compiled mode); the
+    dependent-launch builds (GDC) wait for the
     grid before in their PTX, the others do not; every split kernel's tile loop is
     pipelined (async copies), the dependent-launch build included, which prefetches its first
     tile into L2 and fits in 192 registers a thread."""
-    assert "compiled 8" in compiled_mode_run(_COMPILE_FOR_SM90)
+    assert "compiled 9" in compiled_mode_run(_COMPILE_FOR_SM90)

@@ -50,9 +50,15 @@ MIN_SPLIT_SLOTS = 128
 # Most splits of one tile each for a latency-bound call (few groups, short cache): the most an
 # H100 sweep measured (batch 1 at 4,096 slots: 64 splits 13.4 us, 32 splits 15.4 us).
 LATENCY_MAX_SPLITS = 64
-# The combine kernel's tile: BLOCK_P splits x COMBINE_BLOCK_C latent values.
+# The combine kernels' tile: BLOCK_P splits x COMBINE_BLOCK_C latent values. The plain combine
+# (long caches: more than VALUES_MAX_SPLITS splits) takes up to COMBINE_MAX_BLOCK_P splits a
+# tile, narrowing its latent slice to keep the tile's COMBINE_BLOCK_P x COMBINE_BLOCK_C values:
+# each program's two passes over the splits are a chain of dependent loads (a serial loop over
+# 512 splits cost ~200 us a layer at 32k), so at 256 splits 64 x 32 tiles make it 4 steps a pass
+# instead of 16, over 256 programs a batch-1 layer instead of 64 (not yet timed on a GPU).
 COMBINE_BLOCK_P = 16
 COMBINE_BLOCK_C = 128
+COMBINE_MAX_BLOCK_P = 64
 # With W_uv passed (`mla_decode_attention(w_uv=...)`), calls of at most this many splits map the
 # latent outputs through W_uv in the combine kernel, for the cuBLAS bmm's launch (3.5-3.8 us a
 # layer in a batch-1 step on an H100, bench/results/2026-12-07_h100_decode_pdl.md); more splits
@@ -193,8 +199,8 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
         C=latent, R=rope_dim, BLOCK_H=block_h, BLOCK_N=block_n, IEEE=q.dtype == torch.float32,
         WRITE=new is not None, **_launch(pdl, q),
         num_warps=SPLIT_NUM_WARPS, num_stages=SPLIT_NUM_STAGES)
-    block_p = min(COMBINE_BLOCK_P, max(2, 1 << (P - 1).bit_length()))
     if fuse_values:
+        block_p = min(COMBINE_BLOCK_P, max(2, 1 << (P - 1).bit_length()))
         dv = w_uv.shape[1]
         values = torch.empty(G, H, dv, device=q.device, dtype=w_uv.dtype)
         block_v = min(VALUES_BLOCK_V, max(2, 1 << (dv - 1).bit_length()))
@@ -205,7 +211,7 @@ def mla_decode_attention(q: torch.Tensor, kv: torch.Tensor, rows: torch.Tensor,
             **_launch(pdl, q), num_warps=8)
         return values
     if P > 1:
-        _combine(combine_kernel, o_part, lse, out, P, latent, block_p)
+        _combine(combine_kernel, o_part, lse, out, P, latent)
     if w_uv is None:
         return out
     # bmm over heads: [H, G, Dv] laid out, returned as a contiguous [G, H, Dv] like the fused path.
@@ -221,9 +227,10 @@ def _launch(pdl: bool, q: torch.Tensor) -> dict:
 
 
 def _combine(combine_kernel, o_part: torch.Tensor, lse: torch.Tensor, out: torch.Tensor, P: int,
-             latent: int, block_p: int) -> None:
+             latent: int) -> None:
     G, H = out.shape[:2]
-    block_c = min(latent, COMBINE_BLOCK_C)
+    block_p = min(COMBINE_MAX_BLOCK_P, max(2, 1 << (P - 1).bit_length()))
+    block_c = min(latent, COMBINE_BLOCK_C, max(16, COMBINE_BLOCK_P * COMBINE_BLOCK_C // block_p))
     combine_kernel[(G, H, latent // block_c)](
         o_part, lse, out, P, o_part.stride(0), o_part.stride(1), o_part.stride(2),
         lse.stride(0), lse.stride(1), out.stride(0), out.stride(1),
