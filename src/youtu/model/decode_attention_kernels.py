@@ -46,9 +46,27 @@ def split_kernel(Q, KV, Rows, Lens, O, LSE, New, scale_log2, H, chunk,
     l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
     acc = tl.zeros([BLOCK_H, C], dtype=tl.float32)
     for s0 in range(start, stop, BLOCK_N):
-        k_lat, k_rope = _load_tile(kv_ptr, s0, stop, s_ks, offs_c, offs_r, C, BLOCK_N)
-        m_i, l_i, acc = _attend_tile(q_lat, q_rope, k_lat, k_rope, s0, stop, m_i, l_i, acc,
-                                     scale_log2, BLOCK_N, IEEE)
+        offs_n = s0 + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < stop
+        slot = kv_ptr + offs_n[:, None].to(tl.int64) * s_ks
+        k_lat = tl.load(slot + offs_c[None, :], mask=mask_n[:, None], other=0.0)  # [BN, C]
+        k_rope = tl.load(slot + C + offs_r[None, :], mask=mask_n[:, None], other=0.0)  # [BN, R]
+        if IEEE:
+            s = tl.dot(q_lat, tl.trans(k_lat), input_precision="ieee")
+            s += tl.dot(q_rope, tl.trans(k_rope), input_precision="ieee")
+        else:
+            s = tl.dot(q_lat, tl.trans(k_lat))
+            s += tl.dot(q_rope, tl.trans(k_rope))
+        s = tl.where(mask_n[None, :], s * scale_log2, float("-inf"))  # [BH, BN], log2 units
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        if IEEE:
+            acc = acc * alpha[:, None] + tl.dot(p.to(k_lat.dtype), k_lat, input_precision="ieee")
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p.to(k_lat.dtype), k_lat)
+        m_i = m_new
     if WRITE:
         if (last >= start) & (last < end):  # this split holds the step's own row: store it
             # and attend to it (one more column of the online softmax)
@@ -59,10 +77,11 @@ def split_kernel(Q, KV, Rows, Lens, O, LSE, New, scale_log2, H, chunk,
             tl.store(last_slot + offs_c, new_lat)
             tl.store(last_slot + C + offs_r, new_rope)
             s_new = (tl.sum(q_lat.to(tl.float32) * new_lat.to(tl.float32)[None, :], axis=1)
-                     + tl.sum(q_rope.to(tl.float32) * new_rope.to(tl.float32)[None, :], axis=1))
-            m_new = tl.maximum(m_i, s_new * scale_log2)
+                     + tl.sum(q_rope.to(tl.float32) * new_rope.to(tl.float32)[None, :], axis=1)
+                     ) * scale_log2  # [BH]
+            m_new = tl.maximum(m_i, s_new)
             alpha = tl.exp2(m_i - m_new)
-            p_new = tl.exp2(s_new * scale_log2 - m_new)  # [BH]
+            p_new = tl.exp2(s_new - m_new)
             l_i = l_i * alpha + p_new
             acc = acc * alpha[:, None] + p_new[:, None] * new_lat.to(tl.float32)[None, :]
             m_i = m_new
@@ -86,40 +105,6 @@ def _prefetch_tile(kv_ptr, s0, last, s_ks, D: tl.constexpr, BLOCK_N: tl.constexp
     lines = kv_ptr + offs_n[:, None].to(tl.int64) * s_ks + offs_l[None, :]
     tl.inline_asm_elementwise("prefetch.global.L2 [$1];\n\tmov.u32 $0, 0;", "=r,l", [lines],
                               dtype=tl.int32, is_pure=False, pack=1)
-
-
-@triton.jit
-def _load_tile(kv_ptr, s0, end, s_ks, offs_c, offs_r, C: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Slots s0 .. s0 + BLOCK_N - 1 (those before `end`) of one slab row: [BN, C], [BN, R]."""
-    offs_n = s0 + tl.arange(0, BLOCK_N)
-    mask_n = (offs_n < end)[:, None]
-    slot = kv_ptr + offs_n[:, None].to(tl.int64) * s_ks
-    return (tl.load(slot + offs_c[None, :], mask=mask_n, other=0.0),
-            tl.load(slot + C + offs_r[None, :], mask=mask_n, other=0.0))
-
-
-@triton.jit
-def _attend_tile(q_lat, q_rope, k_lat, k_rope, s0, end, m_i, l_i, acc, scale_log2,
-                 BLOCK_N: tl.constexpr, IEEE: tl.constexpr):
-    """One tile of the online softmax (log2 units): the running max, sum and [BH, C] output
-    after slots s0 .. s0 + BLOCK_N - 1 (those before `end`)."""
-    mask_n = s0 + tl.arange(0, BLOCK_N) < end
-    if IEEE:
-        s = tl.dot(q_lat, tl.trans(k_lat), input_precision="ieee")
-        s += tl.dot(q_rope, tl.trans(k_rope), input_precision="ieee")
-    else:
-        s = tl.dot(q_lat, tl.trans(k_lat))
-        s += tl.dot(q_rope, tl.trans(k_rope))
-    s = tl.where(mask_n[None, :], s * scale_log2, float("-inf"))  # [BH, BN]
-    m_new = tl.maximum(m_i, tl.max(s, axis=1))
-    alpha = tl.exp2(m_i - m_new)
-    p = tl.exp2(s - m_new[:, None])
-    l_i = l_i * alpha + tl.sum(p, axis=1)
-    if IEEE:
-        acc = acc * alpha[:, None] + tl.dot(p.to(k_lat.dtype), k_lat, input_precision="ieee")
-    else:
-        acc = acc * alpha[:, None] + tl.dot(p.to(k_lat.dtype), k_lat)
-    return m_new, l_i, acc
 
 
 @triton.jit
